@@ -1,0 +1,155 @@
+import { RelayError, type Agent, type EventKind, type Message, type RelayEvent, type Task } from '../../protocol/index.js';
+import type { RelayConfig } from '../config.js';
+import type { Logger } from '../logger.js';
+import type { StoredAgent } from '../store/agents.js';
+import type { NewMessage } from '../store/messages.js';
+import type { SqliteStore } from '../store/store.js';
+import { WriteQueue, type OnCommit } from '../store/write-queue.js';
+import type { CallContext } from './context.js';
+import { Notifier } from './notifier.js';
+import type { Clock } from './ports.js';
+import { resolveTarget, UnknownAgentError, type Route } from './routing.js';
+import { SessionRegistry } from './sessions.js';
+import { verifyToken } from './tokens.js';
+
+/**
+ * The relay's state and the operations several handlers share. Agents are cached in memory
+ * (routing and listing read the cache, never the database); the cache changes only after commit.
+ */
+export class RelayCore {
+  readonly queue: WriteQueue;
+  readonly sessions = new SessionRegistry();
+  readonly notifier: Notifier;
+  readonly agents = new Map<string, StoredAgent>();
+  readonly startedAt: number;
+
+  constructor(
+    readonly store: SqliteStore,
+    readonly config: RelayConfig,
+    readonly log: Logger,
+    readonly clock: Clock,
+  ) {
+    this.queue = new WriteQueue(store, log.child({ component: 'write-queue' }), () => this.reloadAgents());
+    this.notifier = new Notifier(this.sessions, store, this.queue, log, () => clock.now());
+    this.startedAt = clock.now();
+    this.reloadAgents();
+  }
+
+  now(): number {
+    return this.clock.now();
+  }
+
+  reloadAgents(): void {
+    this.agents.clear();
+    for (const a of this.store.agents.all()) this.agents.set(a.id, a);
+  }
+
+  wireAgent(a: StoredAgent): Agent {
+    const { tokenHash: _t, offlineAt: _o, ...rest } = a;
+    return { ...rest, connected: this.sessions.isConnected(a.id) };
+  }
+
+  /** The calling agent's id, or -32004 when the call needs an identity it does not have. */
+  requireAgent(ctx: CallContext): string {
+    if (ctx.agentId && this.agents.has(ctx.agentId)) return ctx.agentId;
+    throw new RelayError('notRegistered', 'not registered: call agent/register first (or pass agentId and agentToken over HTTP)');
+  }
+
+  /** Verify HTTP-style credentials; returns the agent id or throws -32001. */
+  authenticate(agentId: string | undefined, agentToken: string): string {
+    const agent = agentId ? this.agents.get(agentId) : undefined;
+    // Compare even when the agent is unknown, so timing does not reveal which ids exist.
+    const ok = verifyToken(agentToken, agent?.tokenHash ?? '0'.repeat(64));
+    if (!agentId) throw new RelayError('invalidParams', 'agentId: required with agentToken');
+    if (!agent || !ok) throw new RelayError('unauthorized', `unauthorized: agentToken does not match agent ${agentId}`);
+    return agentId;
+  }
+
+  /** Enforce the retention floor: a cursor below what is still held must resync, never skip. */
+  checkCursor(since: number | undefined, field = 'since'): void {
+    if (since === undefined) return;
+    const floor = this.store.prunedThrough();
+    if (since < floor) {
+      throw new RelayError('cursorExpired', `${field}: cursor ${since} is below the retention floor ${floor}; resync with message/list`, { floor });
+    }
+  }
+
+  route(target: string, channel: string | null, senderId: string): Route {
+    try {
+      return resolveTarget(target, channel, senderId, this.agents);
+    } catch (err) {
+      if (err instanceof UnknownAgentError) throw new RelayError('notFound', err.message);
+      throw err;
+    }
+  }
+
+  // ---- operations used inside write work (they run in the group-commit transaction) ----
+
+  appendEvent(kind: EventKind, taskId: number | null, agentId: string | null, data: Record<string, unknown>): RelayEvent {
+    return this.store.events.append({ at: this.now(), kind, taskId, agentId, data });
+  }
+
+  /** Insert a message routed to `to`, and push it after commit. */
+  insertMessage(onCommit: OnCommit, m: NewMessage): { message: Message; route: Route } {
+    const route = this.route(m.to, m.channel, m.from);
+    const message = this.store.messages.insert(m, route.recipients);
+    onCommit(() => this.notifier.messageNew(message, route.recipients));
+    return { message, route };
+  }
+
+  /** Offer an open task to its target as a claimable message (on creation and on every release). */
+  announceTask(onCommit: OnCommit, task: Task, from: string): { message: Message; route: Route } {
+    return this.insertMessage(onCommit, {
+      from,
+      to: task.target,
+      channel: task.channel,
+      subject: task.title,
+      body: task.body ?? task.title,
+      replyTo: null,
+      threadId: null,
+      claimable: true,
+      taskId: task.id,
+      createdAt: this.now(),
+      meta: {},
+    });
+  }
+
+  taskChanged(onCommit: OnCommit, task: Task, event: RelayEvent, alsoAgents: readonly (string | null)[] = []): void {
+    onCommit(() => this.notifier.taskUpdated(task, event, alsoAgents));
+  }
+
+  /** Return a claimed task to open, record why, and announce it again. */
+  releaseTask(onCommit: OnCommit, task: Task, reason: string, by: string | null): Task {
+    const previousOwner = task.claimedBy;
+    const released = this.store.tasks.release(task.id, this.now());
+    const event = this.appendEvent('task.released', task.id, previousOwner, { reason, by, previousOwner });
+    this.taskChanged(onCommit, released, event, [previousOwner]);
+    this.announceTask(onCommit, released, `ext:relay`);
+    return released;
+  }
+
+  /** Persist an agent and publish the change after commit. */
+  saveAgent(onCommit: OnCommit, agent: StoredAgent): void {
+    this.store.agents.save(agent);
+    onCommit(() => {
+      this.agents.set(agent.id, agent);
+      this.notifier.agentUpdated(this.wireAgent(agent));
+    });
+  }
+
+  /** Take an agent offline: release its unfinished claimed work and record both. */
+  markOffline(onCommit: OnCommit, agent: StoredAgent, reason: string): StoredAgent {
+    const now = this.now();
+    const offline: StoredAgent = { ...agent, status: 'offline', offlineAt: now };
+    this.saveAgent(onCommit, offline);
+    const event = this.appendEvent('agent.offline', null, agent.id, { reason });
+    onCommit(() => this.notifier.eventNew(event));
+    for (const task of this.store.tasks.liveClaimedBy(agent.id)) this.releaseTask(onCommit, task, `owner ${agent.id} went offline`, null);
+    return offline;
+  }
+
+  /** Read the authoritative agent row inside a write (the cache may lag a batch behind). */
+  agentInTx(id: string): StoredAgent | undefined {
+    return this.store.agents.get(id);
+  }
+}

@@ -1,0 +1,149 @@
+import { randomBytes } from 'node:crypto';
+import { basename } from 'node:path';
+import {
+  RelayError,
+  type AgentHeartbeatParams,
+  type AgentHeartbeatResult,
+  type AgentListParams,
+  type AgentListResult,
+  type AgentRegisterParams,
+  type AgentRegisterResult,
+  type AgentUpdateParams,
+  type AgentUpdateResult,
+} from '../../../protocol/index.js';
+import type { StoredAgent } from '../../store/agents.js';
+import type { CallContext } from '../context.js';
+import type { RelayCore } from '../core.js';
+import { hashToken, newToken, verifyToken } from '../tokens.js';
+
+/** `host-client-rig-basename(cwd)-8hex`, lowercase [a-z0-9-]. */
+export function generateAgentId(p: { host?: string | undefined; client?: string | undefined; rig?: string | undefined; cwd?: string | undefined }): string {
+  const parts = [p.host, p.client, p.rig, p.cwd ? basename(p.cwd) : undefined]
+    .map((x) => (x ?? '').toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, ''))
+    .filter(Boolean);
+  const prefix = parts.join('-').slice(0, 100) || 'agent';
+  return `${prefix}-${randomBytes(4).toString('hex')}`;
+}
+
+export async function register(core: RelayCore, ctx: CallContext, p: AgentRegisterParams): Promise<AgentRegisterResult> {
+  core.checkCursor(p.since);
+  const id = p.id ?? generateAgentId(p);
+  const { agent, token, cursor } = await core.queue.submit((onCommit) => {
+    const now = core.now();
+    const existing = core.agentInTx(id);
+    let token: string;
+    if (existing) {
+      if (!p.agentToken || !verifyToken(p.agentToken, existing.tokenHash)) {
+        throw new RelayError('unauthorized', `unauthorized: agent ${id} exists; re-registering it needs its agentToken`);
+      }
+      token = p.agentToken;
+    } else {
+      token = newToken();
+    }
+    const agent: StoredAgent = {
+      id,
+      label: p.label ?? existing?.label ?? id,
+      tags: p.tags ?? existing?.tags ?? [],
+      capabilities: p.capabilities ?? existing?.capabilities ?? [],
+      channels: p.channels ?? existing?.channels ?? [],
+      client: p.client ?? existing?.client ?? null,
+      host: p.host ?? existing?.host ?? null,
+      cwd: p.cwd ?? existing?.cwd ?? null,
+      rig: p.rig ?? existing?.rig ?? null,
+      status: 'online',
+      ready: p.ready ?? existing?.ready ?? true,
+      system: p.system ?? existing?.system ?? false,
+      tokenHash: existing?.tokenHash ?? hashToken(token),
+      registeredAt: existing?.registeredAt ?? now,
+      lastSeenAt: now,
+      offlineAt: null,
+      meta: p.meta ?? existing?.meta ?? {},
+    };
+    core.saveAgent(onCommit, agent);
+    if (!existing || existing.status === 'offline') {
+      const event = core.appendEvent('agent.online', null, id, { client: agent.client, resumed: Boolean(existing) });
+      onCommit(() => core.notifier.eventNew(event));
+    }
+    // Messages committed after this point are pushed live by their own hooks; the backlog stops here.
+    const cursor = core.store.messages.maxId();
+    onCommit(() => {
+      const session = ctx.session;
+      if (!session) return;
+      core.sessions.attach(session, id);
+      if (p.since !== undefined) sendBacklog(core, id, p.since, cursor);
+    });
+    return { agent, token, cursor };
+  });
+  return { agent: core.wireAgent(agent), agentToken: token, cursor };
+}
+
+/** Push an agent's missed messages (since < id ≤ upTo), in order, in pages. */
+function sendBacklog(core: RelayCore, agentId: string, since: number, upTo: number): void {
+  const session = core.sessions.forAgent(agentId);
+  let cursor = since;
+  while (session && cursor < upTo) {
+    const page = core.store.messages.inbox(agentId, { since: cursor, limit: 1000, unread: false, channel: null, threadId: null });
+    const inRange = page.filter((m) => m.id <= upTo);
+    if (inRange.length === 0) break;
+    core.notifier.backlog(session, inRange, agentId);
+    cursor = inRange.at(-1)!.id;
+    if (page.length < 1000) break;
+  }
+}
+
+export async function update(core: RelayCore, ctx: CallContext, p: AgentUpdateParams): Promise<AgentUpdateResult> {
+  const id = p.id ?? ctx.agentId;
+  if (!id) throw new RelayError('notRegistered', 'not registered: pass id to update another agent, or register first');
+  const self = ctx.agentId === id;
+  if (!self && ctx.agentId) throw new RelayError('unauthorized', `unauthorized: agent ${ctx.agentId} cannot update agent ${id}`);
+  if (!self && (p.status !== undefined || p.ready !== undefined)) {
+    throw new RelayError('invalidParams', `${p.status !== undefined ? 'status' : 'ready'}: only the agent itself may change it`);
+  }
+  const agent = await core.queue.submit((onCommit) => {
+    const existing = core.agentInTx(id);
+    if (!existing) throw new RelayError('notFound', `id: no agent ${id}`);
+    const goingOffline = p.status === 'offline' && existing.status !== 'offline';
+    const next: StoredAgent = {
+      ...existing,
+      label: p.label ?? existing.label,
+      tags: p.tags ?? existing.tags,
+      capabilities: p.capabilities ?? existing.capabilities,
+      channels: p.channels ?? existing.channels,
+      status: p.status ?? existing.status,
+      ready: p.ready ?? existing.ready,
+      meta: p.meta ?? existing.meta,
+      lastSeenAt: self ? core.now() : existing.lastSeenAt,
+    };
+    if (goingOffline) return core.markOffline(onCommit, next, 'left');
+    if (existing.status === 'offline' && next.status !== 'offline') {
+      next.offlineAt = null;
+      const event = core.appendEvent('agent.online', null, id, { client: next.client, resumed: true });
+      onCommit(() => core.notifier.eventNew(event));
+    }
+    core.saveAgent(onCommit, next);
+    return next;
+  });
+  return { agent: core.wireAgent(agent) };
+}
+
+export async function heartbeat(core: RelayCore, ctx: CallContext, p: AgentHeartbeatParams): Promise<AgentHeartbeatResult> {
+  const id = core.requireAgent(ctx);
+  return update(core, { ...ctx, agentId: id }, { id, status: p.status ?? onlineIfOffline(core, id), ready: p.ready });
+}
+
+function onlineIfOffline(core: RelayCore, id: string): 'online' | undefined {
+  // A heartbeat from an agent the sweep marked offline brings it back.
+  return core.agents.get(id)?.status === 'offline' ? 'online' : undefined;
+}
+
+export function list(core: RelayCore, _ctx: CallContext, p: AgentListParams): AgentListResult {
+  const agents = [];
+  for (const a of core.agents.values()) {
+    if (p.status && a.status !== p.status) continue;
+    if (p.tag && !a.tags.includes(p.tag)) continue;
+    if (p.capability && !a.capabilities.includes(p.capability)) continue;
+    agents.push(core.wireAgent(a));
+  }
+  agents.sort((a, b) => a.id.localeCompare(b.id));
+  return { agents };
+}

@@ -1,0 +1,146 @@
+import {
+  LIMITS,
+  RelayError,
+  type MessageAckParams,
+  type MessageAckResult,
+  type MessageClaimParams,
+  type MessageClaimResult,
+  type MessageGetParams,
+  type MessageGetResult,
+  type MessageListParams,
+  type MessageListResult,
+  type MessageReadParams,
+  type MessageReadResult,
+  type MessageSendParams,
+  type MessageSendResult,
+  type Task,
+  type ThreadGetParams,
+  type ThreadGetResult,
+} from '../../../protocol/index.js';
+import type { CallContext } from '../context.js';
+import type { RelayCore } from '../core.js';
+import { claimTask, createTaskInTx } from './task.js';
+
+/** The sender name: agents send as themselves; observers as `ext:NAME` of their choosing. */
+export function senderOf(ctx: CallContext, from: string | undefined): string {
+  if (ctx.agentId) {
+    if (from !== undefined && from !== ctx.agentId) throw new RelayError('invalidParams', 'from: only observers may choose a sender; agents send as themselves');
+    return ctx.agentId;
+  }
+  return from ?? 'ext:observer';
+}
+
+export async function send(core: RelayCore, ctx: CallContext, p: MessageSendParams): Promise<MessageSendResult> {
+  const from = senderOf(ctx, p.from);
+  return core.queue.submit((onCommit) => {
+    let threadId: number | null = null;
+    if (p.replyTo !== undefined) {
+      const parent = core.store.messages.get(p.replyTo);
+      if (!parent) throw new RelayError('notFound', `replyTo: no message ${p.replyTo}`);
+      threadId = parent.threadId;
+    }
+    let task: Task | undefined;
+    if (p.claimable) {
+      task = createTaskInTx(core, onCommit, {
+        title: p.subject ?? firstLine(p.body),
+        target: p.to,
+        body: p.body,
+        channel: p.channel ?? null,
+        source: from,
+        dedupeKey: null,
+        callbackUrl: null,
+        meta: p.meta ?? {},
+      });
+    }
+    const { message, route } = core.insertMessage(onCommit, {
+      from,
+      to: p.to,
+      channel: p.channel ?? null,
+      subject: p.subject ?? null,
+      body: p.body,
+      replyTo: p.replyTo ?? null,
+      threadId,
+      claimable: Boolean(p.claimable),
+      taskId: task?.id ?? null,
+      createdAt: core.now(),
+      meta: p.meta ?? {},
+    });
+    if (task) task = core.store.tasks.setMessage(task.id, message.id);
+    return { message, recipients: route.recipients, warnings: route.warnings, ...(task ? { task } : {}) };
+  });
+}
+
+function firstLine(body: string): string {
+  const line = body.split('\n', 1)[0]!.trim();
+  return (line.length > 120 ? `${line.slice(0, 117)}...` : line) || '(untitled)';
+}
+
+export function list(core: RelayCore, ctx: CallContext, p: MessageListParams): MessageListResult {
+  core.checkCursor(p.since);
+  const since = p.since ?? 0;
+  const filter = { since, limit: p.limit ?? LIMITS.defaultListLimit, channel: p.channel ?? null, threadId: p.threadId ?? null };
+  const agentId = p.agentId ?? ctx.agentId;
+  let messages;
+  if (agentId) {
+    if (!core.agents.has(agentId)) throw new RelayError('notFound', `agentId: no agent ${agentId}`);
+    messages = core.store.messages.inbox(agentId, { ...filter, unread: Boolean(p.unread) });
+    if (ctx.transport === 'http' && agentId === ctx.agentId) recordPolled(core, agentId, messages.map((m) => m.id));
+  } else {
+    if (p.unread) throw new RelayError('invalidParams', 'unread: needs an agent (agentId, or a registered connection)');
+    messages = core.store.messages.all(filter);
+  }
+  return { messages, cursor: messages.at(-1)?.id ?? since };
+}
+
+/** A poll by the recipient itself hands messages over: they count as pushed. */
+function recordPolled(core: RelayCore, agentId: string, ids: number[]): void {
+  if (ids.length === 0) return;
+  const at = core.now();
+  core.queue.defer(() => {
+    for (const id of ids) core.store.messages.advance(agentId, id, 'pushed', at);
+  });
+}
+
+export async function read(core: RelayCore, ctx: CallContext, p: MessageReadParams): Promise<MessageReadResult> {
+  const agentId = core.requireAgent(ctx);
+  if (!p.ids && p.upTo === undefined) throw new RelayError('invalidParams', 'ids: give ids or upTo');
+  const marked = await core.queue.submit(() => {
+    const at = core.now();
+    let n = 0;
+    if (p.ids) n += core.store.messages.markRead(agentId, p.ids, at);
+    if (p.upTo !== undefined) n += core.store.messages.markReadUpTo(agentId, p.upTo, at);
+    return n;
+  });
+  return { marked };
+}
+
+export function get(core: RelayCore, _ctx: CallContext, p: MessageGetParams): MessageGetResult {
+  const message = core.store.messages.get(p.id);
+  if (!message) throw new RelayError('notFound', `id: no message ${p.id}`);
+  return { message, deliveries: core.store.messages.deliveries(p.id) };
+}
+
+export async function ack(core: RelayCore, ctx: CallContext, p: MessageAckParams): Promise<MessageAckResult> {
+  const agentId = core.requireAgent(ctx);
+  const delivery = await core.queue.submit(() => {
+    if (!core.store.messages.delivery(agentId, p.id)) {
+      throw new RelayError('notFound', `id: message ${p.id} was not delivered to ${agentId}`);
+    }
+    core.store.messages.advance(agentId, p.id, p.state, core.now());
+    return core.store.messages.delivery(agentId, p.id)!;
+  });
+  return { delivery };
+}
+
+export async function claim(core: RelayCore, ctx: CallContext, p: MessageClaimParams): Promise<MessageClaimResult> {
+  const message = core.store.messages.get(p.id);
+  if (!message) throw new RelayError('notFound', `id: no message ${p.id}`);
+  if (message.taskId === null) throw new RelayError('conflict', `id: message ${p.id} is not claimable`);
+  return claimTask(core, ctx, message.taskId);
+}
+
+export function thread(core: RelayCore, _ctx: CallContext, p: ThreadGetParams): ThreadGetResult {
+  const message = core.store.messages.get(p.id);
+  if (!message) throw new RelayError('notFound', `id: no message ${p.id}`);
+  return { threadId: message.threadId, messages: core.store.messages.thread(message.threadId) };
+}

@@ -1,0 +1,54 @@
+import type { Warning } from '../../protocol/index.js';
+import type { StoredAgent } from '../store/agents.js';
+
+export interface Route {
+  recipients: string[];
+  warnings: Warning[];
+}
+
+export class UnknownAgentError extends Error {}
+
+/**
+ * Resolve a target to recipient ids over a snapshot of agents. Fan-out forms reach agents that
+ * are not offline, skip agents whose channel list excludes the message's channel, and never
+ * include the sender. A direct id always gets the message, even while offline.
+ */
+export function resolveTarget(
+  target: string,
+  channel: string | null,
+  senderId: string,
+  agents: ReadonlyMap<string, StoredAgent>,
+): Route {
+  let recipients: string[];
+  if (target === 'broadcast' || target.startsWith('tag:') || target.startsWith('cap:') || target.startsWith('label:')) {
+    const match = matcher(target);
+    recipients = [];
+    for (const a of agents.values()) {
+      if (a.id === senderId || a.status === 'offline' || !match(a)) continue;
+      if (channel !== null && a.channels.length > 0 && !a.channels.includes(channel)) continue;
+      recipients.push(a.id);
+    }
+  } else {
+    if (!agents.has(target)) throw new UnknownAgentError(`to: no agent with id ${target}`);
+    recipients = [target];
+  }
+  const warnings: Warning[] = [];
+  if (recipients.length === 0) warnings.push({ agentId: '', reason: 'no_recipients' });
+  for (const id of recipients) {
+    const a = agents.get(id)!;
+    if (a.status === 'offline') warnings.push({ agentId: id, reason: 'offline' });
+    else if (!a.ready) warnings.push({ agentId: id, reason: 'not_ready' });
+  }
+  return { recipients, warnings };
+}
+
+function matcher(target: string): (a: StoredAgent) => boolean {
+  if (target === 'broadcast') return () => true;
+  const colon = target.indexOf(':');
+  const kind = target.slice(0, colon);
+  const name = target.slice(colon + 1);
+  if (kind === 'tag') return (a) => a.tags.includes(name);
+  if (kind === 'cap') return (a) => a.capabilities.includes(name);
+  const lower = name.toLowerCase();
+  return (a) => a.label.toLowerCase() === lower;
+}

@@ -1,0 +1,36 @@
+import type { RelayCore } from './core.js';
+import { sweepStaleAgents } from './presence.js';
+import { prune } from './prune.js';
+
+/** The relay's timers. Every one stops on stop(); a failed run is logged and tried next tick. */
+export class Scheduler {
+  private readonly timers: NodeJS.Timeout[] = [];
+
+  constructor(private readonly core: RelayCore) {}
+
+  start(): void {
+    const { presenceIntervalMs, pruneIntervalMs } = this.core.config;
+    this.every(presenceIntervalMs, 'presence sweep', () => sweepStaleAgents(this.core));
+    this.every(pruneIntervalMs, 'prune', async () => {
+      const r = await prune(this.core);
+      if (r.messages || r.events || r.tasks || r.agents.length) this.core.log.info({ prune: r }, 'pruned');
+    });
+  }
+
+  stop(): void {
+    for (const t of this.timers.splice(0)) clearInterval(t);
+  }
+
+  private every(ms: number, name: string, fn: () => Promise<unknown>): void {
+    let running = false;
+    const timer = setInterval(() => {
+      if (running) return;
+      running = true;
+      fn()
+        .catch((err: unknown) => this.core.log.warn({ err }, `${name} failed`))
+        .finally(() => (running = false));
+    }, ms);
+    timer.unref();
+    this.timers.push(timer);
+  }
+}

@@ -1,0 +1,74 @@
+import { CLOSE_CODES, type StreamTopic } from '../../protocol/index.js';
+import type { Session } from './ports.js';
+
+/** Live connections: which session speaks for which agent, and who follows which stream topic. */
+export class SessionRegistry {
+  private readonly byAgent = new Map<string, Session>();
+  private readonly byTopic = new Map<StreamTopic, Set<Session>>();
+  private readonly all = new Set<Session>();
+
+  add(session: Session): void {
+    this.all.add(session);
+  }
+
+  /** Bind a session to an agent; an older live session of the same agent is closed as replaced. */
+  attach(session: Session, agentId: string): void {
+    if (session.agentId && session.agentId !== agentId && this.byAgent.get(session.agentId) === session) {
+      this.byAgent.delete(session.agentId);
+    }
+    const previous = this.byAgent.get(agentId);
+    if (previous && previous !== session) {
+      previous.agentId = null;
+      previous.close(CLOSE_CODES.replaced, 'replaced by a newer connection of the same agent');
+    }
+    session.agentId = agentId;
+    this.byAgent.set(agentId, session);
+  }
+
+  subscribe(session: Session, topics: readonly StreamTopic[]): void {
+    for (const t of topics) {
+      session.topics.add(t);
+      let set = this.byTopic.get(t);
+      if (!set) this.byTopic.set(t, (set = new Set()));
+      set.add(session);
+    }
+  }
+
+  /** Forget a closed session; returns the agent it spoke for, if it still did. */
+  remove(session: Session): string | null {
+    this.all.delete(session);
+    for (const t of session.topics) this.byTopic.get(t)?.delete(session);
+    const agentId = session.agentId;
+    if (agentId && this.byAgent.get(agentId) === session) {
+      this.byAgent.delete(agentId);
+      return agentId;
+    }
+    return null;
+  }
+
+  forAgent(agentId: string): Session | undefined {
+    return this.byAgent.get(agentId);
+  }
+
+  isConnected(agentId: string): boolean {
+    return this.byAgent.has(agentId);
+  }
+
+  subscribers(topic: StreamTopic): ReadonlySet<Session> {
+    return this.byTopic.get(topic) ?? EMPTY;
+  }
+
+  connectedAgentIds(): IterableIterator<string> {
+    return this.byAgent.keys();
+  }
+
+  sessions(): ReadonlySet<Session> {
+    return this.all;
+  }
+
+  get size(): number {
+    return this.all.size;
+  }
+}
+
+const EMPTY: ReadonlySet<Session> = new Set();

@@ -1,0 +1,54 @@
+import { readFileSync } from 'node:fs';
+import { CLOSE_CODES } from '../protocol/index.js';
+import { createHttpHandler } from '../adapters/http/router.js';
+import type { RelayConfig } from './config.js';
+import { RelayCore } from './domain/core.js';
+import { systemClock, type Clock } from './domain/ports.js';
+import { Scheduler } from './domain/scheduler.js';
+import type { Logger } from './logger.js';
+import { SqliteStore } from './store/store.js';
+import { RpcDispatcher } from './transport/rpc-dispatch.js';
+import { startTransport } from './transport/uws-server.js';
+
+export const RELAY_VERSION: string = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
+export interface Relay {
+  readonly port: number;
+  readonly url: string;
+  readonly core: RelayCore;
+  /** Graceful stop: stop accepting, answer what is in flight, close sockets, close the database. */
+  close(): Promise<void>;
+}
+
+export async function createRelay(config: RelayConfig, log: Logger, clock: Clock = systemClock): Promise<Relay> {
+  const store = SqliteStore.open({ path: config.dbPath, synchronous: config.sync, busyTimeoutMs: config.busyTimeoutMs });
+  const core = new RelayCore(store, config, log, clock);
+  const dispatcher = new RpcDispatcher(core, log.child({ component: 'rpc' }), RELAY_VERSION);
+  const scheduler = new Scheduler(core);
+  let transport;
+  try {
+    transport = await startTransport({ core, dispatcher, config, log, http: createHttpHandler(core, dispatcher) });
+  } catch (err) {
+    store.close();
+    throw err;
+  }
+  scheduler.start();
+  const host = config.host.includes(':') ? `[${config.host}]` : config.host;
+  let closing: Promise<void> | null = null;
+  return {
+    port: transport.port,
+    url: `http://${host}:${transport.port}`,
+    core,
+    close: () =>
+      (closing ??= (async () => {
+        transport.stopListening();
+        scheduler.stop();
+        core.queue.close();
+        // Let answers to the flushed calls reach their sockets before the sockets close.
+        await new Promise((r) => setImmediate(r));
+        transport.closeAll(CLOSE_CODES.shutdown, 'relay shutting down: reconnect and resume');
+        await new Promise((r) => setImmediate(r));
+        store.close();
+      })()),
+  };
+}

@@ -1,0 +1,79 @@
+import { AgentTable } from './agents.js';
+import { openDatabase, type Db, type OpenOptions } from './db.js';
+import { EventTable } from './events.js';
+import { MessageTable } from './messages.js';
+import { migrate } from './migrate.js';
+import { TaskTable } from './tasks.js';
+
+const GET_META = `SELECT value FROM relay_meta WHERE key = ?`;
+const SET_META = `INSERT INTO relay_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`;
+
+/**
+ * The SQLite store. The domain calls these verbs and never writes SQL, so another store
+ * (PostgreSQL) can stand beside this one. Writes happen only inside `writeTransaction`.
+ */
+export class SqliteStore {
+  readonly agents: AgentTable;
+  readonly messages: MessageTable;
+  readonly tasks: TaskTable;
+  readonly events: EventTable;
+  private readonly getMeta;
+  private readonly setMeta;
+  private closed = false;
+
+  private constructor(private readonly db: Db) {
+    this.agents = new AgentTable(db);
+    this.messages = new MessageTable(db);
+    this.tasks = new TaskTable(db);
+    this.events = new EventTable(db);
+    this.getMeta = db.prepare<[string], { value: string }>(GET_META);
+    this.setMeta = db.prepare(SET_META);
+  }
+
+  static open(opts: OpenOptions): SqliteStore {
+    const db = openDatabase(opts);
+    try {
+      migrate(db);
+    } catch (err) {
+      db.close();
+      throw err;
+    }
+    return new SqliteStore(db);
+  }
+
+  /** Run `fn` in one BEGIN IMMEDIATE transaction; it commits when `fn` returns. */
+  writeTransaction<T>(fn: () => T): T {
+    return this.db.transaction(fn).immediate();
+  }
+
+  /**
+   * Run `fn` inside the current transaction as a savepoint: if it throws, only its own writes are
+   * undone and the surrounding group commit goes on.
+   */
+  savepoint<T>(fn: () => T): T {
+    return this.db.transaction(fn)();
+  }
+
+  /** Messages with ids up to this were pruned: a cursor below it cannot be resumed. */
+  prunedThrough(): number {
+    return Number(this.getMeta.get('pruned_through')?.value ?? 0);
+  }
+
+  setPrunedThrough(id: number): void {
+    this.setMeta.run('pruned_through', String(id));
+  }
+
+  pragma(name: string): unknown {
+    return this.db.pragma(name, { simple: true });
+  }
+
+  integrityCheck(): string {
+    return String(this.db.pragma('integrity_check', { simple: true }));
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.db.close();
+  }
+}

@@ -1,0 +1,133 @@
+import { JSONRPCServer, type JSONRPCErrorResponse, type JSONRPCID, type JSONRPCRequest, type JSONRPCResponse } from 'json-rpc-2.0';
+import { ZodError } from 'zod';
+import {
+  buildOpenRpcDocument,
+  DISCOVER_METHOD,
+  ERRORS,
+  isMethodName,
+  LIMITS,
+  METHODS,
+  RelayError,
+  type MethodName,
+} from '../../protocol/index.js';
+import type { CallContext } from '../domain/context.js';
+import type { RelayCore } from '../domain/core.js';
+import { HANDLERS } from '../domain/handlers/index.js';
+import type { Logger } from '../logger.js';
+import { isAcceptableId, jsonDepthExceeds } from './frame-guard.js';
+
+type ErrorBody = { code: number; message: string; data?: unknown };
+
+function errorResponse(id: JSONRPCID, error: ErrorBody): JSONRPCErrorResponse {
+  return { jsonrpc: '2.0', id, error };
+}
+
+/** A zod failure as -32602 naming the field: "invalid params: to: must be ...". */
+export function describeZodError(err: ZodError): ErrorBody {
+  const issues = err.issues.map((i) => ({ path: i.path.map(String).join('.') || '(params)', message: i.message }));
+  const first = issues[0]!;
+  const more = issues.length > 1 ? ` (and ${issues.length - 1} more)` : '';
+  return { code: ERRORS.invalidParams.code, message: `invalid params: ${first.path}: ${first.message}${more}`, data: { issues } };
+}
+
+/**
+ * The one JSON-RPC entry point for every transport: frame text in, response text (or nothing) out.
+ * Envelope checks happen here; params are validated with the method's zod schema before any handler
+ * runs; only catalogue errors reach the wire.
+ */
+export class RpcDispatcher {
+  private readonly server = new JSONRPCServer<CallContext>();
+  private discoverDoc: Record<string, unknown> | undefined;
+
+  constructor(
+    private readonly core: RelayCore,
+    private readonly log: Logger,
+    private readonly version: string,
+  ) {
+    for (const name of Object.keys(METHODS) as MethodName[]) {
+      this.server.addMethod(name, (params: unknown, ctx: CallContext) => this.call(name, params, ctx));
+    }
+    this.server.addMethod(DISCOVER_METHOD, () => (this.discoverDoc ??= buildOpenRpcDocument(this.version)));
+    this.server.mapErrorToJSONRPCErrorResponse = (id, error) => errorResponse(id, this.toWireError(error, id));
+  }
+
+  /** Run one method call (used by REST routes as well): validate, authenticate, handle. */
+  async call(name: MethodName, rawParams: unknown, ctx: CallContext): Promise<unknown> {
+    const spec = METHODS[name];
+    if (spec.auth === 'session' && !ctx.session) {
+      throw new RelayError('invalidRequest', `${name} needs a live connection: use the WebSocket, or GET /api/stream over HTTP`);
+    }
+    if (rawParams !== undefined && (typeof rawParams !== 'object' || rawParams === null || Array.isArray(rawParams))) {
+      throw new RelayError('invalidParams', 'invalid params: params must be an object of named fields');
+    }
+    const params = spec.params.parse(rawParams ?? {}) as Record<string, unknown>;
+    const call: CallContext = { ...ctx, agentId: ctx.session?.agentId ?? ctx.agentId };
+    if (typeof params.agentToken === 'string' && name !== 'agent/register') {
+      call.agentId = this.core.authenticate(params.agentId as string | undefined, params.agentToken);
+    }
+    if (spec.auth === 'agent') this.core.requireAgent(call);
+    return (HANDLERS[name] as (c: RelayCore, x: CallContext, p: unknown) => unknown)(this.core, call, params);
+  }
+
+  /** Handle one frame (WebSocket text frame or POST /rpc body). Resolves to the response text, or null. */
+  async handleFrame(text: string, ctx: CallContext): Promise<string | null> {
+    if (jsonDepthExceeds(text, LIMITS.maxDepth)) {
+      return JSON.stringify(errorResponse(null, { code: ERRORS.invalidRequest.code, message: `invalid request: JSON nested deeper than ${LIMITS.maxDepth} levels` }));
+    }
+    let payload: unknown;
+    try {
+      payload = JSON.parse(text);
+    } catch (err) {
+      return JSON.stringify(errorResponse(null, { code: ERRORS.parseError.code, message: `parse error: ${(err as Error).message}` }));
+    }
+    if (Array.isArray(payload)) {
+      if (payload.length === 0) {
+        return JSON.stringify(errorResponse(null, { code: ERRORS.invalidRequest.code, message: 'invalid request: empty batch' }));
+      }
+      if (payload.length > LIMITS.maxBatch) {
+        return JSON.stringify(errorResponse(null, { code: ERRORS.tooLarge.code, message: `too large: batch of ${payload.length} entries exceeds ${LIMITS.maxBatch}` }));
+      }
+      const responses = (await Promise.all(payload.map((entry) => this.handleEntry(entry, ctx)))).filter((r) => r !== null);
+      return responses.length > 0 ? JSON.stringify(responses) : null;
+    }
+    const response = await this.handleEntry(payload, ctx);
+    return response ? JSON.stringify(response) : null;
+  }
+
+  private async handleEntry(entry: unknown, ctx: CallContext): Promise<JSONRPCResponse | null> {
+    const invalid = this.checkEnvelope(entry);
+    if (invalid) return invalid;
+    const request = entry as JSONRPCRequest;
+    if (!isMethodName(request.method) && request.method !== DISCOVER_METHOD) {
+      if (request.id === undefined) return null;
+      return errorResponse(request.id, { code: ERRORS.methodNotFound.code, message: `method not found: ${request.method.slice(0, 100)}` });
+    }
+    return this.server.receive(request, ctx);
+  }
+
+  /** JSON-RPC 2.0 envelope rules plus the relay's id limits; returns the error response or null. */
+  private checkEnvelope(entry: unknown): JSONRPCResponse | null {
+    const bad = (id: JSONRPCID, why: string) => errorResponse(id, { code: ERRORS.invalidRequest.code, message: `invalid request: ${why}` });
+    if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) return bad(null, 'expected a request object');
+    const r = entry as Record<string, unknown>;
+    const hasId = Object.prototype.hasOwnProperty.call(r, 'id');
+    if (hasId && !isAcceptableId(r.id, LIMITS.maxIdLength)) {
+      return bad(null, `id must be null, a string of at most ${LIMITS.maxIdLength} characters, or a safe integer`);
+    }
+    const id = hasId ? (r.id as JSONRPCID) : null;
+    if (r.jsonrpc !== '2.0') return bad(id, 'jsonrpc must be "2.0"');
+    if (typeof r.method !== 'string' || r.method.length === 0) return bad(id, 'method must be a non-empty string');
+    if (r.params !== undefined && (typeof r.params !== 'object' || r.params === null)) return bad(id, 'params must be an object');
+    if ('result' in r || 'error' in r) return bad(id, 'a request carries no result or error');
+    return null;
+  }
+
+  private toWireError(error: unknown, id: JSONRPCID): ErrorBody {
+    if (error instanceof RelayError) {
+      return error.data === undefined ? { code: error.code, message: error.message } : { code: error.code, message: error.message, data: error.data };
+    }
+    if (error instanceof ZodError) return describeZodError(error);
+    this.log.error({ err: error, rpcId: id }, 'internal error in method call');
+    return { code: ERRORS.internal.code, message: 'internal error' };
+  }
+}

@@ -1,0 +1,228 @@
+import uWS from 'uWebSockets.js';
+import { CLOSE_CODES, ERRORS } from '../../protocol/index.js';
+import type { RelayConfig } from '../config.js';
+import type { CallContext } from '../domain/context.js';
+import type { RelayCore } from '../domain/core.js';
+import type { HttpExchange, HttpHandler } from '../domain/ports.js';
+import { noteDisconnected } from '../domain/presence.js';
+import type { Logger } from '../logger.js';
+import { checkRequest, type RequestHeaders } from './auth.js';
+import { BodyTooLarge, readBody } from './http-body.js';
+import type { RpcDispatcher } from './rpc-dispatch.js';
+import { WsSession, type SocketData } from './ws-session.js';
+
+/** This is the only module that imports uWebSockets.js. */
+
+export interface TransportDeps {
+  core: RelayCore;
+  dispatcher: RpcDispatcher;
+  config: RelayConfig;
+  log: Logger;
+  http: HttpHandler;
+}
+
+export interface RunningTransport {
+  port: number;
+  /** Stop accepting connections and requests. */
+  stopListening(): void;
+  /** Close every live WebSocket with the given code. */
+  closeAll(code: number, reason: string): void;
+}
+
+const SUBPROTOCOL = 'agent-relay.v1';
+// uWS closes frames over its own limit without a reply; ours is lower so most oversize frames get a JSON-RPC error.
+const UWS_PAYLOAD_HEADROOM = 4;
+const RATE_CLOSE_AFTER = 100;
+
+function errorFrame(code: number, message: string): string {
+  return JSON.stringify({ jsonrpc: '2.0', id: null, error: { code, message } });
+}
+
+export function startTransport(deps: TransportDeps): Promise<RunningTransport> {
+  const { core, dispatcher, config, log } = deps;
+  const app = uWS.App();
+  let port = config.port;
+  let listenSocket: uWS.us_listen_socket | null = null;
+  const sockets = new Set<WsSession>();
+
+  app.ws<SocketData>('/rpc', {
+    compression: uWS.DISABLED,
+    maxPayloadLength: Math.min(config.maxFrameBytes * UWS_PAYLOAD_HEADROOM, 256 * 1024 * 1024),
+    maxBackpressure: config.maxBackpressureBytes,
+    closeOnBackpressureLimit: 0,
+    idleTimeout: config.idleTimeoutSec - (config.idleTimeoutSec % 4),
+    sendPingsAutomatically: true,
+
+    upgrade: (res, req, context) => {
+      // Headers live only during this callback: copy them out first.
+      const headers: RequestHeaders = {
+        authorization: req.getHeader('authorization'),
+        origin: req.getHeader('origin'),
+        host: req.getHeader('host'),
+        protocol: req.getHeader('sec-websocket-protocol'),
+      };
+      const key = req.getHeader('sec-websocket-key');
+      const extensions = req.getHeader('sec-websocket-extensions');
+      const refusal = checkRequest(headers, config, port);
+      if (refusal) {
+        log.info({ reason: refusal.reason, origin: headers.origin, host: headers.host }, 'upgrade refused');
+        res.cork(() => {
+          res.writeStatus(refusal.status).writeHeader('content-type', 'text/plain').end(`${refusal.reason}\n`);
+        });
+        return;
+      }
+      const offered = headers.protocol.split(',').map((p) => p.trim());
+      const protocol = offered.includes(SUBPROTOCOL) ? SUBPROTOCOL : '';
+      const remote = Buffer.from(res.getRemoteAddressAsText()).toString();
+      res.upgrade<SocketData>({ session: null, remote }, key, protocol, extensions, context);
+    },
+
+    open: (ws) => {
+      const session = new WsSession(ws, config.rateBurst);
+      ws.getUserData().session = session;
+      sockets.add(session);
+      core.sessions.add(session);
+    },
+
+    message: (ws, message, isBinary) => {
+      const session = ws.getUserData().session!;
+      if (!takeToken(session, config)) {
+        session.overLimit++;
+        if (session.overLimit > RATE_CLOSE_AFTER) {
+          session.close(CLOSE_CODES.rateLimited, 'rate limited: slow down and reconnect');
+          return;
+        }
+        session.send(errorFrame(ERRORS.tooLarge.code, `rate limited: more than ${config.rateLimitPerSec} frames/s; slow down`));
+        return;
+      }
+      session.overLimit = 0;
+      if (isBinary) {
+        session.send(errorFrame(ERRORS.invalidRequest.code, 'invalid request: binary frames are not accepted; send JSON text'));
+        return;
+      }
+      if (message.byteLength > config.maxFrameBytes) {
+        session.send(errorFrame(ERRORS.tooLarge.code, `too large: frame of ${message.byteLength} bytes exceeds ${config.maxFrameBytes}`));
+        return;
+      }
+      // The ArrayBuffer is only valid during this callback: decode now.
+      const text = Buffer.from(message).toString('utf8');
+      const ctx: CallContext = { session, agentId: null, transport: 'ws' };
+      dispatcher.handleFrame(text, ctx).then(
+        (response) => {
+          if (response !== null) session.send(response);
+        },
+        (err: unknown) => log.error({ err }, 'frame handling failed'),
+      );
+    },
+
+    close: (ws, code) => {
+      const session = ws.getUserData().session;
+      if (!session) return;
+      session.closed = true;
+      sockets.delete(session);
+      const agentId = core.sessions.remove(session);
+      if (agentId) noteDisconnected(core, agentId);
+      log.debug({ session: session.id, agentId, code }, 'socket closed');
+    },
+  });
+
+  app.any('/*', (res, req) => {
+    let aborted = false;
+    res.onAborted(() => {
+      aborted = true;
+    });
+    const method = req.getMethod().toUpperCase();
+    const path = req.getUrl();
+    const query = new URLSearchParams(req.getQuery() ?? '');
+    const headers: Record<string, string> = {};
+    req.forEach((k, v) => {
+      headers[k] = v;
+    });
+    const refusal = checkRequest(
+      { authorization: headers.authorization ?? '', origin: headers.origin ?? '', host: headers.host ?? '', protocol: '' },
+      config,
+      port,
+    );
+    const reply = (status: number, h: Record<string, string>, body: string | Buffer) => {
+      if (aborted) return;
+      aborted = true;
+      res.cork(() => {
+        res.writeStatus(statusLine(status));
+        for (const [k, v] of Object.entries(h)) res.writeHeader(k, v);
+        res.end(body);
+      });
+    };
+    if (refusal) {
+      reply(refusal.status.startsWith('401') ? 401 : 403, { 'content-type': 'application/json' }, JSON.stringify({ error: { code: refusal.status.startsWith('401') ? ERRORS.unauthorized.code : ERRORS.unauthorized.code, message: refusal.reason } }));
+      return;
+    }
+    const dispatch = (body: Buffer) => {
+      const exchange: HttpExchange = {
+        method,
+        path,
+        query,
+        headers,
+        body,
+        get aborted() {
+          return aborted;
+        },
+        reply,
+      };
+      Promise.resolve(deps.http(exchange)).catch((err: unknown) => {
+        log.error({ err, path }, 'http handler failed');
+        reply(500, { 'content-type': 'application/json' }, JSON.stringify({ error: { code: ERRORS.internal.code, message: 'internal error' } }));
+      });
+    };
+    if (method === 'GET' || method === 'HEAD' || method === 'DELETE' || method === 'OPTIONS') {
+      dispatch(Buffer.alloc(0));
+      return;
+    }
+    readBody(res, config.maxFrameBytes, (body) => {
+      if (body instanceof BodyTooLarge) {
+        reply(413, { 'content-type': 'application/json', connection: 'close' }, JSON.stringify({ error: { code: ERRORS.tooLarge.code, message: `too large: body exceeds ${config.maxFrameBytes} bytes` } }));
+        return;
+      }
+      dispatch(body);
+    });
+  });
+
+  return new Promise((resolve, reject) => {
+    app.listen(config.host, config.port, (socket) => {
+      if (!socket) {
+        reject(new Error(`cannot listen on ${config.host}:${config.port}: address in use or not available`));
+        return;
+      }
+      listenSocket = socket;
+      port = uWS.us_socket_local_port(socket as unknown as uWS.us_socket);
+      resolve({
+        port,
+        stopListening: () => {
+          if (listenSocket) uWS.us_listen_socket_close(listenSocket);
+          listenSocket = null;
+        },
+        closeAll: (code, reason) => {
+          for (const s of [...sockets]) s.close(code, reason);
+        },
+      });
+    });
+  });
+}
+
+function takeToken(s: WsSession, config: RelayConfig): boolean {
+  const now = performance.now();
+  s.tokens = Math.min(config.rateBurst, s.tokens + ((now - s.lastRefill) / 1000) * config.rateLimitPerSec);
+  s.lastRefill = now;
+  if (s.tokens < 1) return false;
+  s.tokens -= 1;
+  return true;
+}
+
+const STATUS_TEXT: Record<number, string> = {
+  200: 'OK', 201: 'Created', 202: 'Accepted', 204: 'No Content', 304: 'Not Modified', 400: 'Bad Request',
+  401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed', 409: 'Conflict',
+  410: 'Gone', 413: 'Payload Too Large', 429: 'Too Many Requests', 500: 'Internal Server Error', 503: 'Service Unavailable',
+};
+
+function statusLine(status: number): string {
+  return `${status} ${STATUS_TEXT[status] ?? ''}`.trim();
+}

@@ -1,0 +1,140 @@
+import { z } from 'zod';
+import { LIMITS } from './limits.js';
+
+/** An agent id: lowercase letters, digits, dashes, dots, underscores and colons; 1–128 chars. */
+export const AgentIdSchema = z
+  .string()
+  .min(1)
+  .max(128)
+  .regex(/^[a-z0-9][a-z0-9._:-]*$/, 'must be lowercase [a-z0-9._:-], starting with a letter or digit');
+
+/** A sender name chosen by an observer: `ext:` followed by a short name. */
+export const ExternalSenderSchema = z
+  .string()
+  .max(128)
+  .regex(/^ext:[A-Za-z0-9._:@/-]+$/, 'must be ext:NAME');
+
+/** A target: an agent id, `tag:NAME`, `cap:NAME`, `label:NAME` or `broadcast`. */
+export const TargetSchema = z
+  .string()
+  .min(1)
+  .max(200)
+  .regex(/^(broadcast|(tag|cap|label):.+|[a-z0-9][a-z0-9._:-]*)$/, 'must be an agent id, tag:NAME, cap:NAME, label:NAME or broadcast');
+
+const Name = z.string().min(1).max(64);
+export const NameListSchema = z.array(Name).max(64);
+export const ChannelSchema = z.string().min(1).max(64);
+/** A message id, which is also the cursor. */
+export const CursorSchema = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+export const IdSchema = z.number().int().positive().max(Number.MAX_SAFE_INTEGER);
+export const MetaSchema = z.record(z.string(), z.unknown());
+export const LimitSchema = z.number().int().min(1).max(LIMITS.maxListLimit);
+/** Epoch milliseconds. */
+export const TimeSchema = z.number().int();
+
+export const AgentStatusSchema = z.enum(['online', 'busy', 'away', 'offline']);
+
+export const AgentSchema = z.object({
+  id: AgentIdSchema,
+  label: z.string(),
+  tags: z.array(z.string()),
+  capabilities: z.array(z.string()),
+  channels: z.array(z.string()),
+  client: z.string().nullable(),
+  host: z.string().nullable(),
+  cwd: z.string().nullable(),
+  rig: z.string().nullable(),
+  status: AgentStatusSchema,
+  ready: z.boolean(),
+  system: z.boolean(),
+  /** True while the agent holds a live WebSocket or SSE stream to this relay. */
+  connected: z.boolean(),
+  registeredAt: TimeSchema,
+  lastSeenAt: TimeSchema,
+  meta: MetaSchema,
+});
+
+export const MessageSchema = z.object({
+  id: IdSchema,
+  from: z.string(),
+  to: z.string(),
+  channel: z.string().nullable(),
+  subject: z.string().nullable(),
+  body: z.string(),
+  replyTo: IdSchema.nullable(),
+  /** Id of the root message of the thread (the message's own id for a root). */
+  threadId: IdSchema,
+  claimable: z.boolean(),
+  taskId: IdSchema.nullable(),
+  createdAt: TimeSchema,
+  meta: MetaSchema,
+});
+
+/** Per-recipient delivery states, in order; a recipient only moves forward. */
+export const DeliveryStateSchema = z.enum(['queued', 'pushed', 'injected', 'read']);
+export const DELIVERY_ORDER = ['queued', 'pushed', 'injected', 'read'] as const;
+
+export const DeliverySchema = z.object({
+  messageId: IdSchema,
+  agentId: z.string(),
+  state: DeliveryStateSchema,
+  at: TimeSchema,
+});
+
+export const TaskStatusSchema = z.enum(['open', 'claimed', 'in_progress', 'blocked', 'done', 'failed', 'canceled']);
+export const TERMINAL_TASK_STATUSES = ['done', 'failed', 'canceled'] as const;
+
+export const TaskSchema = z.object({
+  id: IdSchema,
+  title: z.string(),
+  body: z.string().nullable(),
+  target: z.string(),
+  channel: z.string().nullable(),
+  status: TaskStatusSchema,
+  /** 0–100. */
+  progress: z.number().int().min(0).max(100),
+  claimedBy: z.string().nullable(),
+  claimedAt: TimeSchema.nullable(),
+  dedupeKey: z.string().nullable(),
+  source: z.string(),
+  occurrences: z.number().int(),
+  /** The claimable message that first announced the task. */
+  messageId: IdSchema.nullable(),
+  callbackUrl: z.string().nullable(),
+  /** Claim attempts so far; the current claim token equals this while claimed. */
+  attempts: z.number().int(),
+  createdAt: TimeSchema,
+  updatedAt: TimeSchema,
+  closedAt: TimeSchema.nullable(),
+  meta: MetaSchema,
+});
+
+export const EventKindSchema = z.enum([
+  'task.created',
+  'task.deduped',
+  'task.claimed',
+  'task.updated',
+  'task.released',
+  'task.closed',
+  'agent.online',
+  'agent.offline',
+]);
+
+export const EventSchema = z.object({
+  id: IdSchema,
+  at: TimeSchema,
+  kind: EventKindSchema,
+  taskId: IdSchema.nullable(),
+  agentId: z.string().nullable(),
+  data: MetaSchema,
+});
+
+export type Agent = z.infer<typeof AgentSchema>;
+export type AgentStatus = z.infer<typeof AgentStatusSchema>;
+export type Message = z.infer<typeof MessageSchema>;
+export type Delivery = z.infer<typeof DeliverySchema>;
+export type DeliveryState = z.infer<typeof DeliveryStateSchema>;
+export type Task = z.infer<typeof TaskSchema>;
+export type TaskStatus = z.infer<typeof TaskStatusSchema>;
+export type RelayEvent = z.infer<typeof EventSchema>;
+export type EventKind = z.infer<typeof EventKindSchema>;

@@ -1,0 +1,12 @@
+/** The wire contract. Pure: no I/O. The only import path for the broker, clients and adapters. */
+export * from './common.js';
+export * from './limits.js';
+export * from './errors.js';
+export * from './close-codes.js';
+export * from './notifications.js';
+export * from './method-table.js';
+export * from './openrpc.js';
+export * from './methods/agent.js';
+export * from './methods/message.js';
+export * from './methods/task.js';
+export * from './methods/event.js';

@@ -1,0 +1,81 @@
+import { z } from 'zod';
+import {
+  AgentIdSchema,
+  AgentSchema,
+  AgentStatusSchema,
+  ChannelSchema,
+  CursorSchema,
+  MetaSchema,
+  NameListSchema,
+} from '../common.js';
+import { IdentityFields } from './identity.js';
+
+const Text = z.string().max(512);
+
+export const AgentRegisterParamsSchema = z.strictObject({
+  /** Stable id; generated from host, client, rig and cwd when absent. */
+  id: AgentIdSchema.optional(),
+  /** Token from an earlier registration of the same id; required to take over an existing id. */
+  agentToken: z.string().min(1).max(256).optional(),
+  /** Human label; defaults to the id. */
+  label: z.string().min(1).max(128).optional(),
+  tags: NameListSchema.optional(),
+  capabilities: NameListSchema.optional(),
+  /** Channels this agent hears fan-out on; empty means all channels. */
+  channels: z.array(ChannelSchema).max(64).optional(),
+  client: Text.optional(),
+  host: Text.optional(),
+  cwd: z.string().max(4096).optional(),
+  rig: Text.optional(),
+  ready: z.boolean().optional(),
+  /** System agents are never pruned. */
+  system: z.boolean().optional(),
+  meta: MetaSchema.optional(),
+  /** Last message id seen; missed messages after it are pushed before live ones. */
+  since: CursorSchema.optional(),
+});
+export const AgentRegisterResultSchema = z.object({
+  agent: AgentSchema,
+  agentToken: z.string(),
+  /** Highest message id committed when the registration answered. */
+  cursor: CursorSchema,
+});
+
+export const AgentUpdateParamsSchema = z.strictObject({
+  /** Agent to update; defaults to the caller. Observers may update any agent's label, tags and channels. */
+  id: AgentIdSchema.optional(),
+  label: z.string().min(1).max(128).optional(),
+  tags: NameListSchema.optional(),
+  capabilities: NameListSchema.optional(),
+  channels: z.array(ChannelSchema).max(64).optional(),
+  /** `offline` leaves: claimed work is released at once. */
+  status: AgentStatusSchema.optional(),
+  ready: z.boolean().optional(),
+  meta: MetaSchema.optional(),
+  ...IdentityFields,
+});
+export const AgentUpdateResultSchema = z.object({ agent: AgentSchema });
+
+export const AgentHeartbeatParamsSchema = z.strictObject({
+  status: AgentStatusSchema.optional(),
+  ready: z.boolean().optional(),
+  ...IdentityFields,
+});
+export const AgentHeartbeatResultSchema = z.object({ agent: AgentSchema });
+
+export const AgentListParamsSchema = z.strictObject({
+  status: AgentStatusSchema.optional(),
+  tag: z.string().optional(),
+  capability: z.string().optional(),
+  ...IdentityFields,
+});
+export const AgentListResultSchema = z.object({ agents: z.array(AgentSchema) });
+
+export type AgentRegisterParams = z.infer<typeof AgentRegisterParamsSchema>;
+export type AgentRegisterResult = z.infer<typeof AgentRegisterResultSchema>;
+export type AgentUpdateParams = z.infer<typeof AgentUpdateParamsSchema>;
+export type AgentUpdateResult = z.infer<typeof AgentUpdateResultSchema>;
+export type AgentHeartbeatParams = z.infer<typeof AgentHeartbeatParamsSchema>;
+export type AgentHeartbeatResult = z.infer<typeof AgentHeartbeatResultSchema>;
+export type AgentListParams = z.infer<typeof AgentListParamsSchema>;
+export type AgentListResult = z.infer<typeof AgentListResultSchema>;

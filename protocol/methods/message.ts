@@ -1,0 +1,107 @@
+import { z } from 'zod';
+import { LIMITS } from '../limits.js';
+import {
+  AgentIdSchema,
+  ChannelSchema,
+  CursorSchema,
+  DeliverySchema,
+  DeliveryStateSchema,
+  ExternalSenderSchema,
+  IdSchema,
+  LimitSchema,
+  MessageSchema,
+  MetaSchema,
+  TargetSchema,
+  TaskSchema,
+} from '../common.js';
+import { IdentityFields } from './identity.js';
+
+export const WarningSchema = z.object({
+  agentId: z.string(),
+  /** `offline`, `not_ready`, or `no_recipients` (agentId empty). */
+  reason: z.enum(['offline', 'not_ready', 'no_recipients']),
+});
+
+export const MessageSendParamsSchema = z.strictObject({
+  to: TargetSchema,
+  body: z.string().max(LIMITS.maxBodyChars),
+  channel: ChannelSchema.optional(),
+  subject: z.string().max(512).optional(),
+  /** Id of the message this replies to; the reply joins that message's thread. */
+  replyTo: IdSchema.optional(),
+  /** Makes the message a task that exactly one agent can claim. */
+  claimable: z.boolean().optional(),
+  meta: MetaSchema.optional(),
+  /** Sender name for observers (`ext:NAME`); agents always send as themselves. */
+  from: ExternalSenderSchema.optional(),
+  ...IdentityFields,
+});
+export const MessageSendResultSchema = z.object({
+  message: MessageSchema,
+  recipients: z.array(z.string()),
+  warnings: z.array(WarningSchema),
+  /** Present when the message is claimable. */
+  task: TaskSchema.optional(),
+});
+
+export const MessageListParamsSchema = z.strictObject({
+  /** Whose inbox; defaults to the caller. Observers without it list every message. */
+  agentId: AgentIdSchema.optional(),
+  agentToken: IdentityFields.agentToken,
+  /** Only messages with an id above this cursor. */
+  since: CursorSchema.optional(),
+  limit: LimitSchema.optional(),
+  channel: ChannelSchema.optional(),
+  threadId: IdSchema.optional(),
+  /** Only messages this agent has not marked read. */
+  unread: z.boolean().optional(),
+});
+export const MessageListResultSchema = z.object({
+  messages: z.array(MessageSchema),
+  /** Id of the last message returned, or the `since` given when none were. */
+  cursor: CursorSchema,
+});
+
+export const MessageReadParamsSchema = z.strictObject({
+  ids: z.array(IdSchema).min(1).max(LIMITS.maxListLimit).optional(),
+  /** Marks every message in the caller's inbox with an id up to and including this one. */
+  upTo: IdSchema.optional(),
+  ...IdentityFields,
+});
+export const MessageReadResultSchema = z.object({ marked: z.number().int() });
+
+export const MessageGetParamsSchema = z.strictObject({ id: IdSchema, ...IdentityFields });
+export const MessageGetResultSchema = z.object({ message: MessageSchema, deliveries: z.array(DeliverySchema) });
+
+export const MessageAckParamsSchema = z.strictObject({
+  id: IdSchema,
+  state: DeliveryStateSchema.extract(['injected', 'read']),
+  ...IdentityFields,
+});
+export const MessageAckResultSchema = z.object({ delivery: DeliverySchema });
+
+export const MessageClaimParamsSchema = z.strictObject({ id: IdSchema, ...IdentityFields });
+export const MessageClaimResultSchema = z.object({ task: TaskSchema, claimToken: z.number().int() });
+
+export const ThreadGetParamsSchema = z.strictObject({
+  /** Any message id in the thread. */
+  id: IdSchema,
+  ...IdentityFields,
+});
+export const ThreadGetResultSchema = z.object({ threadId: IdSchema, messages: z.array(MessageSchema) });
+
+export type Warning = z.infer<typeof WarningSchema>;
+export type MessageSendParams = z.infer<typeof MessageSendParamsSchema>;
+export type MessageSendResult = z.infer<typeof MessageSendResultSchema>;
+export type MessageListParams = z.infer<typeof MessageListParamsSchema>;
+export type MessageListResult = z.infer<typeof MessageListResultSchema>;
+export type MessageReadParams = z.infer<typeof MessageReadParamsSchema>;
+export type MessageReadResult = z.infer<typeof MessageReadResultSchema>;
+export type MessageGetParams = z.infer<typeof MessageGetParamsSchema>;
+export type MessageGetResult = z.infer<typeof MessageGetResultSchema>;
+export type MessageAckParams = z.infer<typeof MessageAckParamsSchema>;
+export type MessageAckResult = z.infer<typeof MessageAckResultSchema>;
+export type MessageClaimParams = z.infer<typeof MessageClaimParamsSchema>;
+export type MessageClaimResult = z.infer<typeof MessageClaimResultSchema>;
+export type ThreadGetParams = z.infer<typeof ThreadGetParamsSchema>;
+export type ThreadGetResult = z.infer<typeof ThreadGetResultSchema>;
