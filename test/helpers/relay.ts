@@ -1,0 +1,54 @@
+import { Writable } from 'node:stream';
+import { join } from 'node:path';
+import type { Test } from 'tap';
+import { loadConfig, type RelayConfig } from '../../broker/config.js';
+import { createLogger } from '../../broker/logger.js';
+import { createRelay, type Relay } from '../../broker/relay.js';
+import type { Clock } from '../../broker/domain/ports.js';
+
+export interface TestRelay extends Relay {
+  config: RelayConfig;
+  wsUrl: string;
+  /** Every log line the relay wrote, parsed. */
+  logs: Array<Record<string, unknown>>;
+  /** Raw log text, for "never logged" checks. */
+  logText: () => string;
+}
+
+/**
+ * Start a real relay in-process on an ephemeral loopback port with its database in the test's
+ * own directory; it is closed when the test ends.
+ */
+export async function startRelay(t: Test, overrides: Partial<RelayConfig> = {}, opts: { dir?: string; clock?: Clock } = {}): Promise<TestRelay> {
+  const dir = opts.dir ?? t.testdir();
+  const config = loadConfig({}, { port: 0, dbPath: join(dir, 'relay.db'), logLevel: 'info', ...overrides });
+  const logs: Array<Record<string, unknown>> = [];
+  let raw = '';
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      const text = chunk.toString();
+      raw += text;
+      for (const line of text.split('\n')) if (line.trim()) logs.push(JSON.parse(line) as Record<string, unknown>);
+      cb();
+    },
+  });
+  const relay = await createRelay(config, createLogger(config.logLevel, sink), opts.clock);
+  t.teardown(() => relay.close());
+  return Object.assign(relay, {
+    config,
+    wsUrl: `ws://127.0.0.1:${relay.port}/rpc`,
+    logs,
+    logText: () => raw,
+  }) as TestRelay;
+}
+
+/** A clock tests can move by hand. */
+export class ManualClock implements Clock {
+  constructor(public t = Date.now()) {}
+  now(): number {
+    return this.t;
+  }
+  advance(ms: number): void {
+    this.t += ms;
+  }
+}
