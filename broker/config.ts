@@ -19,6 +19,7 @@ export const CONFIG_VARS = {
   integrationsPath: { env: 'AGENT_RELAY_INTEGRATIONS', schema: z.string().min(1).optional(), default: undefined, doc: 'JSON file of webhook integrations.' },
   allowedOrigins: { env: 'AGENT_RELAY_ALLOWED_ORIGINS', schema: csv, default: '', doc: 'Browser origins allowed besides the relay’s own (comma-separated).' },
   allowedHosts: { env: 'AGENT_RELAY_ALLOWED_HOSTS', schema: csv, default: '', doc: 'Host header names accepted besides loopback names and the bind address (comma-separated).' },
+  callbackSecret: { env: 'AGENT_RELAY_CALLBACK_SECRET', schema: z.string().min(16, 'must be at least 16 characters').optional(), default: undefined, doc: 'Standard Webhooks secret (whsec_…) signing callbacks of tasks not created by an integration.' },
   allowPrivateCallbacks: { env: 'AGENT_RELAY_ALLOW_PRIVATE_CALLBACKS', schema: bool, default: 'false', doc: 'Let callbacks reach private and loopback addresses (trusted networks only).' },
   staleTtlMs: { env: 'STALE_TTL_MS', schema: int(100, 86_400_000), default: '90000', doc: 'An agent with no heartbeat and no live socket for this long goes offline.' },
   retentionDays: { env: 'RETENTION_DAYS', schema: z.coerce.number().positive().max(3650), default: '14', doc: 'Messages, events and closed tasks older than this are pruned.' },
@@ -54,7 +55,8 @@ export function loadConfig(env: NodeJS.ProcessEnv, overrides: Partial<RelayConfi
     const parsed = (v.schema as z.ZodType).safeParse(value);
     if (!parsed.success) {
       const why = parsed.error.issues[0]?.message ?? 'invalid';
-      throw new ConfigError(`${v.env}=${v.env === 'AGENT_RELAY_TOKEN' ? '<redacted>' : JSON.stringify(value)} is invalid: ${why}`);
+      const secret = v.env === 'AGENT_RELAY_TOKEN' || v.env === 'AGENT_RELAY_CALLBACK_SECRET';
+      throw new ConfigError(`${v.env}=${secret ? '<redacted>' : JSON.stringify(value)} is invalid: ${why}`);
     }
     out[key] = parsed.data;
   }

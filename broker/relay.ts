@@ -2,7 +2,9 @@ import { readFileSync } from 'node:fs';
 import { CLOSE_CODES } from '../protocol/index.js';
 import { createHttpHandler } from '../adapters/http/router.js';
 import type { RelayConfig } from './config.js';
+import { CallbackDispatcher, DEFAULT_CALLBACK_POLICY, type CallbackPolicy } from './domain/callbacks.js';
 import { RelayCore } from './domain/core.js';
+import { loadIntegrations } from './integrations.js';
 import { systemClock, type Clock } from './domain/ports.js';
 import { Scheduler } from './domain/scheduler.js';
 import type { Logger } from './logger.js';
@@ -16,13 +18,22 @@ export interface Relay {
   readonly port: number;
   readonly url: string;
   readonly core: RelayCore;
+  readonly callbacks: CallbackDispatcher;
   /** Graceful stop: stop accepting, answer what is in flight, close sockets, close the database. */
   close(): Promise<void>;
 }
 
-export async function createRelay(config: RelayConfig, log: Logger, clock: Clock = systemClock): Promise<Relay> {
+export interface RelayOptions {
+  clock?: Clock;
+  callbackPolicy?: Partial<CallbackPolicy>;
+}
+
+export async function createRelay(config: RelayConfig, log: Logger, options: RelayOptions = {}): Promise<Relay> {
+  const integrations = loadIntegrations(config.integrationsPath);
   const store = SqliteStore.open({ path: config.dbPath, synchronous: config.sync, busyTimeoutMs: config.busyTimeoutMs });
-  const core = new RelayCore(store, config, log, clock);
+  const core = new RelayCore(store, config, log, options.clock ?? systemClock, integrations);
+  const callbacks = new CallbackDispatcher(core, (signer) => core.secretFor(signer), { ...DEFAULT_CALLBACK_POLICY, ...options.callbackPolicy });
+  core.onCallbackEnqueued = () => callbacks.kick();
   const dispatcher = new RpcDispatcher(core, log.child({ component: 'rpc' }), RELAY_VERSION);
   const scheduler = new Scheduler(core);
   let transport;
@@ -33,16 +44,19 @@ export async function createRelay(config: RelayConfig, log: Logger, clock: Clock
     throw err;
   }
   scheduler.start();
+  callbacks.kick();
   const host = config.host.includes(':') ? `[${config.host}]` : config.host;
   let closing: Promise<void> | null = null;
   return {
     port: transport.port,
     url: `http://${host}:${transport.port}`,
     core,
+    callbacks,
     close: () =>
       (closing ??= (async () => {
         transport.stopListening();
         scheduler.stop();
+        callbacks.stop();
         core.queue.close();
         // Let answers to the flushed calls reach their sockets before the sockets close.
         await new Promise((r) => setImmediate(r));

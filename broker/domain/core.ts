@@ -1,5 +1,6 @@
 import { RelayError, type Agent, type EventKind, type Message, type RelayEvent, type Task } from '../../protocol/index.js';
 import type { RelayConfig } from '../config.js';
+import type { Integration } from '../integrations.js';
 import type { Logger } from '../logger.js';
 import type { StoredAgent } from '../store/agents.js';
 import type { NewMessage } from '../store/messages.js';
@@ -22,12 +23,15 @@ export class RelayCore {
   readonly notifier: Notifier;
   readonly agents = new Map<string, StoredAgent>();
   readonly startedAt: number;
+  /** Set by the relay: wakes the callback dispatcher after an outbox entry commits. */
+  onCallbackEnqueued: () => void = () => {};
 
   constructor(
     readonly store: SqliteStore,
     readonly config: RelayConfig,
     readonly log: Logger,
     readonly clock: Clock,
+    readonly integrations: ReadonlyMap<string, Integration> = new Map(),
   ) {
     this.queue = new WriteQueue(store, log.child({ component: 'write-queue' }), () => this.reloadAgents());
     this.notifier = new Notifier(this.sessions, store, this.queue, log, () => clock.now());
@@ -114,8 +118,31 @@ export class RelayCore {
     });
   }
 
+  /** Publish a task event after commit; with a callback URL, also write it to the outbox in this transaction. */
   taskChanged(onCommit: OnCommit, task: Task, event: RelayEvent, alsoAgents: readonly (string | null)[] = []): void {
+    if (task.callbackUrl) {
+      this.store.outbox.enqueue({
+        webhookId: `msg_${event.id}`,
+        taskId: task.id,
+        eventId: event.id,
+        url: task.callbackUrl,
+        signer: this.callbackSigner(task.source),
+        payload: JSON.stringify({ type: event.kind, timestamp: new Date(event.at).toISOString(), data: { event, task } }),
+        now: this.now(),
+      });
+      onCommit(() => this.onCallbackEnqueued());
+    }
     onCommit(() => this.notifier.taskUpdated(task, event, alsoAgents));
+  }
+
+  /** Tasks of an integration are signed with its secret; all others with the relay callback secret. */
+  callbackSigner(source: string): string {
+    return this.integrations.has(source) ? `integration:${source}` : 'relay';
+  }
+
+  secretFor(signer: string): string | undefined {
+    if (signer === 'relay') return this.config.callbackSecret;
+    return this.integrations.get(signer.slice('integration:'.length))?.secret;
   }
 
   /** Return a claimed task to open, record why, and announce it again. */

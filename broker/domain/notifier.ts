@@ -2,7 +2,7 @@ import { CLOSE_CODES, type Agent, type Message, type RelayEvent, type Task } fro
 import type { Logger } from '../logger.js';
 import type { WriteQueue } from '../store/write-queue.js';
 import type { SqliteStore } from '../store/store.js';
-import type { Session } from './ports.js';
+import type { FrameMeta, Session } from './ports.js';
 import type { SessionRegistry } from './sessions.js';
 
 function frame(method: string, params: unknown): string {
@@ -14,8 +14,11 @@ function frame(method: string, params: unknown): string {
  * is already durable. Each notification is serialized once, whatever the number of recipients,
  * and no database read happens here: delivery states are recorded with the next group commit.
  */
+export type MessageListener = (message: Message, recipients: readonly string[]) => void;
+
 export class Notifier {
   private pushed: Array<[string, number, number]> = [];
+  private readonly messageListeners: MessageListener[] = [];
 
   constructor(
     private readonly sessions: SessionRegistry,
@@ -25,40 +28,48 @@ export class Notifier {
     private readonly now: () => number,
   ) {}
 
+  /** Adapters without a Session (long-polls) hear of committed messages here. */
+  onMessage(listener: MessageListener): void {
+    this.messageListeners.push(listener);
+  }
+
   messageNew(message: Message, recipients: readonly string[]): void {
     const text = frame('message/new', { message });
+    const meta: FrameMeta = { method: 'message/new', cursor: message.id };
     const sentTo = new Set<Session>();
     for (const agentId of recipients) {
       const s = this.sessions.forAgent(agentId);
       if (!s) continue;
       sentTo.add(s);
-      if (this.write(s, text)) this.recordPushed(agentId, message.id);
+      if (this.write(s, text, meta)) this.recordPushed(agentId, message.id);
     }
     for (const s of this.sessions.subscribers('messages')) {
-      if (!sentTo.has(s)) this.write(s, text);
+      if (!sentTo.has(s)) this.write(s, text, meta);
     }
+    for (const listener of this.messageListeners) listener(message, recipients);
   }
 
   /** Push already-committed messages to one session (resume backlog); records them as pushed. */
   backlog(session: Session, messages: readonly Message[], asAgent: string | null): void {
     for (const message of messages) {
-      if (!this.write(session, frame('message/new', { message }))) return;
+      if (!this.write(session, frame('message/new', { message }), { method: 'message/new', cursor: message.id })) return;
       if (asAgent) this.recordPushed(asAgent, message.id);
     }
   }
 
   taskUpdated(task: Task, event: RelayEvent, alsoAgents: readonly (string | null)[] = []): void {
     const text = frame('task/updated', { task, event });
+    const meta: FrameMeta = { method: 'task/updated' };
     const sentTo = new Set<Session>();
     for (const agentId of [task.claimedBy, ...alsoAgents]) {
       if (!agentId) continue;
       const s = this.sessions.forAgent(agentId);
       if (s && !sentTo.has(s)) {
         sentTo.add(s);
-        this.write(s, text);
+        this.write(s, text, meta);
       }
     }
-    for (const s of this.sessions.subscribers('tasks')) if (!sentTo.has(s)) this.write(s, text);
+    for (const s of this.sessions.subscribers('tasks')) if (!sentTo.has(s)) this.write(s, text, meta);
     this.eventNew(event);
   }
 
@@ -66,23 +77,23 @@ export class Notifier {
     const subs = this.sessions.subscribers('events');
     if (subs.size === 0) return;
     const text = frame('event/new', { event });
-    for (const s of subs) this.write(s, text);
+    for (const s of subs) this.write(s, text, { method: 'event/new' });
   }
 
   agentUpdated(agent: Agent): void {
     const subs = this.sessions.subscribers('agents');
     if (subs.size === 0) return;
     const text = frame('agent/updated', { agent });
-    for (const s of subs) this.write(s, text);
+    for (const s of subs) this.write(s, text, { method: 'agent/updated' });
   }
 
-  sendTo(session: Session, method: string, params: unknown): boolean {
-    return this.write(session, frame(method, params));
+  sendTo(session: Session, method: string, params: unknown, cursor?: number): boolean {
+    return this.write(session, frame(method, params), cursor === undefined ? { method } : { method, cursor });
   }
 
   /** Write a frame; a consumer past its backpressure limit is cut (it resumes by cursor). */
-  private write(session: Session, text: string): boolean {
-    const result = session.send(text);
+  private write(session: Session, text: string, meta: FrameMeta): boolean {
+    const result = session.send(text, meta);
     if (result === 'dropped') {
       this.log.warn({ session: session.id, agentId: session.agentId }, 'slow consumer disconnected');
       session.close(CLOSE_CODES.slowConsumer, 'slow consumer: send buffer over limit, resume by cursor');

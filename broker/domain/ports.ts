@@ -1,5 +1,10 @@
 import type { StreamTopic } from '../../protocol/index.js';
 
+export interface FrameMeta {
+  method: string;
+  cursor?: number;
+}
+
 /** Result of writing a frame to a live connection. */
 export type SendResult = 'ok' | 'backpressure' | 'dropped';
 
@@ -15,7 +20,11 @@ export interface Session {
   /** Stream topics this connection subscribed to (observers' live feed). */
   readonly topics: Set<StreamTopic>;
   readonly kind: 'ws' | 'sse';
-  send(frame: string): SendResult;
+  /**
+   * Write one serialized JSON-RPC frame. `meta` carries what non-JSON-RPC transports need without
+   * re-parsing: the notification method, and the message cursor (SSE `id:`) for message/new.
+   */
+  send(frame: string, meta?: FrameMeta): SendResult;
   close(code: number, reason: string): void;
 }
 
@@ -36,6 +45,17 @@ export interface HttpExchange {
   /** True once the client went away; replies are then dropped. */
   readonly aborted: boolean;
   reply(status: number, headers: Record<string, string>, body: string | Buffer): void;
+  /** Called once if the client goes away before the reply (long-polls and streams clean up here). */
+  onAbort(fn: () => void): void;
+  /** Start a streamed response (SSE). The exchange is answered from then on through the stream. */
+  stream(status: number, headers: Record<string, string>): HttpStream;
+}
+
+/** A streamed HTTP response. `write` reports backpressure like a WebSocket send. */
+export interface HttpStream {
+  write(chunk: string): SendResult;
+  end(): void;
+  readonly closed: boolean;
 }
 
 export type HttpHandler = (exchange: HttpExchange) => void | Promise<void>;

@@ -3,6 +3,8 @@ import { openDatabase, type Db, type OpenOptions } from './db.js';
 import { EventTable } from './events.js';
 import { MessageTable } from './messages.js';
 import { migrate } from './migrate.js';
+import { OutboxTable } from './outbox.js';
+import { ReceiptTable } from './receipts.js';
 import { TaskTable } from './tasks.js';
 
 const GET_META = `SELECT value FROM relay_meta WHERE key = ?`;
@@ -17,6 +19,8 @@ export class SqliteStore {
   readonly messages: MessageTable;
   readonly tasks: TaskTable;
   readonly events: EventTable;
+  readonly outbox: OutboxTable;
+  readonly receipts: ReceiptTable;
   private readonly getMeta;
   private readonly setMeta;
   private closed = false;
@@ -26,6 +30,8 @@ export class SqliteStore {
     this.messages = new MessageTable(db);
     this.tasks = new TaskTable(db);
     this.events = new EventTable(db);
+    this.outbox = new OutboxTable(db);
+    this.receipts = new ReceiptTable(db);
     this.getMeta = db.prepare<[string], { value: string }>(GET_META);
     this.setMeta = db.prepare(SET_META);
   }

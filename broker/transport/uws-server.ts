@@ -3,11 +3,12 @@ import { CLOSE_CODES, ERRORS } from '../../protocol/index.js';
 import type { RelayConfig } from '../config.js';
 import type { CallContext } from '../domain/context.js';
 import type { RelayCore } from '../domain/core.js';
-import type { HttpExchange, HttpHandler } from '../domain/ports.js';
+import type { HttpHandler } from '../domain/ports.js';
 import { noteDisconnected } from '../domain/presence.js';
 import type { Logger } from '../logger.js';
 import { checkRequest, type RequestHeaders } from './auth.js';
 import { BodyTooLarge, readBody } from './http-body.js';
+import { UwsExchange } from './http-exchange.js';
 import type { RpcDispatcher } from './rpc-dispatch.js';
 import { WsSession, type SocketData } from './ws-session.js';
 
@@ -127,62 +128,45 @@ export function startTransport(deps: TransportDeps): Promise<RunningTransport> {
   });
 
   app.any('/*', (res, req) => {
-    let aborted = false;
-    res.onAborted(() => {
-      aborted = true;
-    });
-    const method = req.getMethod().toUpperCase();
-    const path = req.getUrl();
-    const query = new URLSearchParams(req.getQuery() ?? '');
+    // Headers and URL live only during this callback: copy them out first.
     const headers: Record<string, string> = {};
     req.forEach((k, v) => {
       headers[k] = v;
+    });
+    const exchange = new UwsExchange(res, {
+      method: req.getMethod().toUpperCase(),
+      path: req.getUrl(),
+      query: new URLSearchParams(req.getQuery() ?? ''),
+      headers,
+      maxBackpressureBytes: config.maxBackpressureBytes,
     });
     const refusal = checkRequest(
       { authorization: headers.authorization ?? '', origin: headers.origin ?? '', host: headers.host ?? '', protocol: '' },
       config,
       port,
     );
-    const reply = (status: number, h: Record<string, string>, body: string | Buffer) => {
-      if (aborted) return;
-      aborted = true;
-      res.cork(() => {
-        res.writeStatus(statusLine(status));
-        for (const [k, v] of Object.entries(h)) res.writeHeader(k, v);
-        res.end(body);
-      });
-    };
     if (refusal) {
-      reply(refusal.status.startsWith('401') ? 401 : 403, { 'content-type': 'application/json' }, JSON.stringify({ error: { code: refusal.status.startsWith('401') ? ERRORS.unauthorized.code : ERRORS.unauthorized.code, message: refusal.reason } }));
+      const status = refusal.status.startsWith('401') ? 401 : 403;
+      exchange.reply(status, { 'content-type': 'application/json' }, JSON.stringify({ error: { code: ERRORS.unauthorized.code, message: refusal.reason } }));
       return;
     }
-    const dispatch = (body: Buffer) => {
-      const exchange: HttpExchange = {
-        method,
-        path,
-        query,
-        headers,
-        body,
-        get aborted() {
-          return aborted;
-        },
-        reply,
-      };
+    const dispatch = () => {
       Promise.resolve(deps.http(exchange)).catch((err: unknown) => {
-        log.error({ err, path }, 'http handler failed');
-        reply(500, { 'content-type': 'application/json' }, JSON.stringify({ error: { code: ERRORS.internal.code, message: 'internal error' } }));
+        log.error({ err, path: exchange.path }, 'http handler failed');
+        exchange.reply(500, { 'content-type': 'application/json' }, JSON.stringify({ error: { code: ERRORS.internal.code, message: 'internal error' } }));
       });
     };
-    if (method === 'GET' || method === 'HEAD' || method === 'DELETE' || method === 'OPTIONS') {
-      dispatch(Buffer.alloc(0));
+    if (exchange.method === 'GET' || exchange.method === 'HEAD' || exchange.method === 'DELETE' || exchange.method === 'OPTIONS') {
+      dispatch();
       return;
     }
     readBody(res, config.maxFrameBytes, (body) => {
       if (body instanceof BodyTooLarge) {
-        reply(413, { 'content-type': 'application/json', connection: 'close' }, JSON.stringify({ error: { code: ERRORS.tooLarge.code, message: `too large: body exceeds ${config.maxFrameBytes} bytes` } }));
+        exchange.reply(413, { 'content-type': 'application/json', connection: 'close' }, JSON.stringify({ error: { code: ERRORS.tooLarge.code, message: `too large: body exceeds ${config.maxFrameBytes} bytes` } }));
         return;
       }
-      dispatch(body);
+      exchange.body = body;
+      dispatch();
     });
   });
 
@@ -215,14 +199,4 @@ function takeToken(s: WsSession, config: RelayConfig): boolean {
   if (s.tokens < 1) return false;
   s.tokens -= 1;
   return true;
-}
-
-const STATUS_TEXT: Record<number, string> = {
-  200: 'OK', 201: 'Created', 202: 'Accepted', 204: 'No Content', 304: 'Not Modified', 400: 'Bad Request',
-  401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed', 409: 'Conflict',
-  410: 'Gone', 413: 'Payload Too Large', 429: 'Too Many Requests', 500: 'Internal Server Error', 503: 'Service Unavailable',
-};
-
-function statusLine(status: number): string {
-  return `${status} ${STATUS_TEXT[status] ?? ''}`.trim();
 }

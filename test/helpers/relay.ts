@@ -5,6 +5,7 @@ import { loadConfig, type RelayConfig } from '../../broker/config.js';
 import { createLogger } from '../../broker/logger.js';
 import { createRelay, type Relay } from '../../broker/relay.js';
 import type { Clock } from '../../broker/domain/ports.js';
+import type { CallbackPolicy } from '../../broker/domain/callbacks.js';
 
 export interface TestRelay extends Relay {
   config: RelayConfig;
@@ -19,7 +20,7 @@ export interface TestRelay extends Relay {
  * Start a real relay in-process on an ephemeral loopback port with its database in the test's
  * own directory; it is closed when the test ends.
  */
-export async function startRelay(t: Test, overrides: Partial<RelayConfig> = {}, opts: { dir?: string; clock?: Clock } = {}): Promise<TestRelay> {
+export async function startRelay(t: Test, overrides: Partial<RelayConfig> = {}, opts: { dir?: string; clock?: Clock; callbackPolicy?: Partial<CallbackPolicy> } = {}): Promise<TestRelay> {
   const dir = opts.dir ?? t.testdir();
   const config = loadConfig({}, { port: 0, dbPath: join(dir, 'relay.db'), logLevel: 'info', ...overrides });
   const logs: Array<Record<string, unknown>> = [];
@@ -32,7 +33,10 @@ export async function startRelay(t: Test, overrides: Partial<RelayConfig> = {}, 
       cb();
     },
   });
-  const relay = await createRelay(config, createLogger(config.logLevel, sink), opts.clock);
+  const relay = await createRelay(config, createLogger(config.logLevel, sink), {
+    ...(opts.clock ? { clock: opts.clock } : {}),
+    ...(opts.callbackPolicy ? { callbackPolicy: opts.callbackPolicy } : {}),
+  });
   t.teardown(() => relay.close());
   return Object.assign(relay, {
     config,

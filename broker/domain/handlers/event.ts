@@ -33,7 +33,7 @@ export function subscribe(core: RelayCore, ctx: CallContext, p: StreamSubscribeP
     let cursor = p.since;
     for (;;) {
       const page = core.store.messages.all({ since: cursor, limit: 1000, channel: null, threadId: null });
-      for (const message of page) core.notifier.sendTo(session, 'message/new', { message });
+      for (const message of page) core.notifier.sendTo(session, 'message/new', { message }, message.id);
       if (page.length < 1000) break;
       cursor = page.at(-1)!.id;
     }

@@ -48,6 +48,9 @@ export async function create(core: RelayCore, ctx: CallContext, p: TaskCreatePar
   const from = senderOf(ctx, p.from);
   const source = p.source ?? from;
   if (p.action === 'resolve' && !p.dedupeKey) throw new RelayError('invalidParams', 'dedupeKey: required with action "resolve"');
+  if (p.callbackUrl && !core.secretFor(core.callbackSigner(source))) {
+    throw new RelayError('invalidParams', 'callbackUrl: callbacks are signed; set AGENT_RELAY_CALLBACK_SECRET on the relay (or create the task through an integration)');
+  }
   return core.queue.submit((onCommit) => {
     const live = p.dedupeKey ? core.store.tasks.findLive(source, p.dedupeKey) : undefined;
     if (p.action === 'resolve') {
@@ -106,7 +109,8 @@ function checkOwnership(ctx: CallContext, task: Task, claimToken: number | undef
     throw new RelayError('staleClaim', `claimToken: ${claimToken} is stale for task ${task.id} (current attempt ${task.attempts}, ${task.claimedBy ? `owner ${task.claimedBy}` : 'unclaimed'})`, { owner: task.claimedBy });
   }
   if (task.claimedBy === null) throw new RelayError('conflict', `task ${task.id} is open: claim it first`, { status: task.status });
-  if (ctx.agentId && ctx.agentId !== task.claimedBy) {
+  // Only the owner itself: an observer presenting the (guessable) attempt number is not the owner.
+  if (ctx.agentId !== task.claimedBy) {
     throw new RelayError('conflict', `task ${task.id} is claimed by ${task.claimedBy}`, { owner: task.claimedBy });
   }
   if (claimToken === undefined) throw new RelayError('invalidParams', `claimToken: required to change task ${task.id} while it is claimed`);
