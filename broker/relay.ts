@@ -5,6 +5,8 @@ import type { RelayConfig } from './config.js';
 import { CallbackDispatcher, DEFAULT_CALLBACK_POLICY, type CallbackPolicy } from './domain/callbacks.js';
 import { RelayCore } from './domain/core.js';
 import { loadIntegrations } from './integrations.js';
+import { createMetrics } from './metrics.js';
+import { InboxWaiters } from '../adapters/http/inbox.js';
 import { systemClock, type Clock } from './domain/ports.js';
 import { Scheduler } from './domain/scheduler.js';
 import type { Logger } from './logger.js';
@@ -26,6 +28,8 @@ export interface Relay {
 export interface RelayOptions {
   clock?: Clock;
   callbackPolicy?: Partial<CallbackPolicy>;
+  /** Interval of SSE keep-alive comments (default 15 s). */
+  sseKeepAliveMs?: number;
 }
 
 export async function createRelay(config: RelayConfig, log: Logger, options: RelayOptions = {}): Promise<Relay> {
@@ -38,7 +42,10 @@ export async function createRelay(config: RelayConfig, log: Logger, options: Rel
   const scheduler = new Scheduler(core);
   let transport;
   try {
-    transport = await startTransport({ core, dispatcher, config, log, http: createHttpHandler(core, dispatcher) });
+    const waiters = new InboxWaiters(core.notifier);
+    const metrics = createMetrics(core, { longPolls: () => waiters.size });
+    const http = createHttpHandler({ core, dispatcher, waiters, metrics, sseKeepAliveMs: options.sseKeepAliveMs ?? 15_000 });
+    transport = await startTransport({ core, dispatcher, config, log, http });
   } catch (err) {
     store.close();
     throw err;

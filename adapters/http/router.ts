@@ -2,25 +2,71 @@ import { ERRORS } from '../../protocol/index.js';
 import type { RelayCore } from '../../broker/domain/core.js';
 import type { HttpExchange, HttpHandler } from '../../broker/domain/ports.js';
 import type { RpcDispatcher } from '../../broker/transport/rpc-dispatch.js';
+import type { Registry } from 'prom-client';
+import { handleInbox, InboxWaiters } from './inbox.js';
+import { handleIngress } from './ingress.js';
+import { JSON_HEADERS, parseJsonBody, sendError, sendJson } from './respond.js';
+import { identityFrom, matchRoute, REST_ROUTES } from './rest.js';
+import { handleStream } from './sse.js';
 
-const JSON_TYPE = { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' };
-
-function json(ex: HttpExchange, status: number, value: unknown): void {
-  ex.reply(status, JSON_TYPE, JSON.stringify(value));
+export interface HttpDeps {
+  core: RelayCore;
+  dispatcher: RpcDispatcher;
+  waiters: InboxWaiters;
+  metrics: Registry;
+  sseKeepAliveMs: number;
 }
 
-/** HTTP routes. POST /rpc runs the same dispatcher as the WebSocket, so results and errors match. */
-export function createHttpHandler(core: RelayCore, dispatcher: RpcDispatcher): HttpHandler {
+const HTTP_CTX = { session: null, agentId: null, transport: 'http' as const };
+
+/**
+ * Every HTTP route. POST /rpc runs the WebSocket's dispatcher; REST routes are translations onto
+ * the same method calls; inbox, stream and ingress are the HTTP-only shapes of the same logic.
+ */
+export function createHttpHandler(deps: HttpDeps): HttpHandler {
+  const { core, dispatcher } = deps;
   return async (ex) => {
-    if (ex.path === '/rpc') {
-      if (ex.method !== 'POST') return json(ex, 405, { error: { code: ERRORS.invalidRequest.code, message: 'use POST /rpc with a JSON-RPC body' } });
-      const response = await dispatcher.handleFrame(ex.body.toString('utf8'), { session: null, agentId: null, transport: 'http' });
+    const path = ex.path;
+    if (path === '/rpc') {
+      if (ex.method !== 'POST') return sendJson(ex, 405, { error: { code: ERRORS.invalidRequest.code, message: 'use POST /rpc with a JSON-RPC body' } });
+      const response = await dispatcher.handleFrame(ex.body.toString('utf8'), HTTP_CTX);
       if (response === null) return ex.reply(204, { 'cache-control': 'no-store' }, '');
-      return ex.reply(200, JSON_TYPE, response);
+      return ex.reply(200, JSON_HEADERS, response);
     }
-    if (ex.path === '/healthz' && ex.method === 'GET') {
-      return json(ex, 200, { ok: true, agents: core.agents.size, connections: core.sessions.size, cursor: core.store.messages.maxId() });
+    if (path === '/healthz' && ex.method === 'GET') return health(ex, core);
+    if (path === '/metrics' && ex.method === 'GET') {
+      const text = await deps.metrics.metrics();
+      return ex.reply(200, { 'content-type': deps.metrics.contentType, 'cache-control': 'no-store' }, text);
     }
-    return json(ex, 404, { error: { code: ERRORS.notFound.code, message: `not found: ${ex.method} ${ex.path}` } });
+    if (path === '/api/stream' && ex.method === 'GET') return handleStream(ex, core, { keepAliveMs: deps.sseKeepAliveMs });
+    const inbox = /^\/api\/agents\/([^/]+)\/inbox$/.exec(path);
+    if (inbox && ex.method === 'GET') return handleInbox(ex, decodeURIComponent(inbox[1]!), dispatcher, deps.waiters);
+    const ingress = /^\/api\/integrations\/([^/]+)\/events$/.exec(path);
+    if (ingress && ex.method === 'POST') return handleIngress(ex, decodeURIComponent(ingress[1]!), core);
+
+    const match = matchRoute(REST_ROUTES, ex);
+    if (match === 'method') return sendJson(ex, 405, { error: { code: ERRORS.invalidRequest.code, message: `${ex.method} is not supported on ${path}` } });
+    if (!match) return sendJson(ex, 404, { error: { code: ERRORS.notFound.code, message: `not found: ${ex.method} ${path}` } });
+    try {
+      const body = ex.method === 'GET' ? {} : parseJsonBody(ex);
+      const path = Object.fromEntries(Object.entries(match.path).map(([k, v]) => [k, decodeURIComponent(v)]));
+      const params = match.route.params({ path, query: ex.query, body, identity: identityFrom(ex) });
+      const result = (await dispatcher.call(match.route.method, params, HTTP_CTX)) as Record<string, unknown>;
+      sendJson(ex, match.route.status?.(result) ?? 200, result);
+    } catch (err) {
+      sendError(ex, err);
+    }
   };
+}
+
+function health(ex: HttpExchange, core: RelayCore): void {
+  const writable = core.store.isWritable();
+  sendJson(ex, writable ? 200 : 503, {
+    ok: writable,
+    ready: true,
+    dbWritable: writable,
+    agents: core.agents.size,
+    connections: core.sessions.size,
+    cursor: core.store.messages.maxId(),
+  });
 }

@@ -171,7 +171,16 @@ export class RelayCore {
     this.saveAgent(onCommit, offline);
     const event = this.appendEvent('agent.offline', null, agent.id, { reason });
     onCommit(() => this.notifier.eventNew(event));
-    for (const task of this.store.tasks.liveClaimedBy(agent.id)) this.releaseTask(onCommit, task, `owner ${agent.id} went offline`, null);
+    // Re-announcements are routed over the cache, which only changes after commit: route them over the
+    // agent as it now is (offline), so fan-out does not offer the work back to the agent that dropped it.
+    const cached = this.agents.get(agent.id);
+    this.agents.set(agent.id, offline);
+    try {
+      for (const task of this.store.tasks.liveClaimedBy(agent.id)) this.releaseTask(onCommit, task, `owner ${agent.id} went offline`, null);
+    } finally {
+      if (cached) this.agents.set(agent.id, cached);
+      else this.agents.delete(agent.id);
+    }
     return offline;
   }
 

@@ -69,6 +69,17 @@ export class SqliteStore {
     this.setMeta.run('pruned_through', String(id));
   }
 
+  /** True when a write lock can be taken now (health check); never waits past the busy timeout. */
+  isWritable(): boolean {
+    try {
+      this.db.exec('BEGIN IMMEDIATE');
+      this.db.exec('ROLLBACK');
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
   pragma(name: string): unknown {
     return this.db.pragma(name, { simple: true });
   }

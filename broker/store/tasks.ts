@@ -62,6 +62,7 @@ const LIST = `
   WHERE id > @since AND (@status IS NULL OR status = @status) AND (@target IS NULL OR target = @target)
     AND (@channel IS NULL OR channel = @channel) AND (@claimed_by IS NULL OR claimed_by = @claimed_by)
   ORDER BY id LIMIT @limit`;
+const COUNT_BY_STATUS = `SELECT status, COUNT(*) AS n FROM tasks GROUP BY status`;
 const PRUNE_CLOSED = `DELETE FROM tasks WHERE status IN ${TERMINAL} AND closed_at < ?`;
 
 export function taskFromRow(r: TaskRow): Task {
@@ -103,6 +104,7 @@ export class TaskTable {
       release: db.prepare<[number, number], TaskRow>(RELEASE),
       liveClaimedBy: db.prepare<[string], TaskRow>(LIVE_CLAIMED_BY),
       list: db.prepare<[Record<string, unknown>], TaskRow>(LIST),
+      countByStatus: db.prepare<[], { status: string; n: number }>(COUNT_BY_STATUS),
       pruneClosed: db.prepare(PRUNE_CLOSED),
     };
   }
@@ -155,6 +157,12 @@ export class TaskTable {
     return this.s.list
       .all({ since: f.since, status: f.status, target: f.target, channel: f.channel, claimed_by: f.claimedBy, limit: f.limit })
       .map(taskFromRow);
+  }
+
+  countByStatus(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const r of this.s.countByStatus.all()) out[r.status] = r.n;
+    return out;
   }
 
   pruneClosedBefore(cutoff: number): number {

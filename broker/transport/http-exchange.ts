@@ -55,6 +55,11 @@ export class UwsExchange implements HttpExchange {
 
   reply(status: number, headers: Record<string, string>, body: string | Buffer): void {
     if (this.finished) return;
+    if (this.stream_) {
+      // Already streaming: the status line is sent; the only answer left is to end the stream.
+      this.stream_.end();
+      return;
+    }
     this.finished = true;
     this.abortHandlers = [];
     this.res.cork(() => {

@@ -47,35 +47,43 @@ export function createTaskInTx(core: RelayCore, onCommit: OnCommit, t: NewTaskIn
 export async function create(core: RelayCore, ctx: CallContext, p: TaskCreateParams): Promise<TaskCreateResult> {
   const from = senderOf(ctx, p.from);
   const source = p.source ?? from;
+  checkCreate(core, source, p);
+  return core.queue.submit((onCommit) => createInTx(core, onCommit, from, source, p));
+}
+
+/** Refusals that need no transaction: resolve without a key, callbacks nobody can sign. */
+export function checkCreate(core: RelayCore, source: string, p: TaskCreateParams): void {
   if (p.action === 'resolve' && !p.dedupeKey) throw new RelayError('invalidParams', 'dedupeKey: required with action "resolve"');
   if (p.callbackUrl && !core.secretFor(core.callbackSigner(source))) {
     throw new RelayError('invalidParams', 'callbackUrl: callbacks are signed; set AGENT_RELAY_CALLBACK_SECRET on the relay (or create the task through an integration)');
   }
-  return core.queue.submit((onCommit) => {
-    const live = p.dedupeKey ? core.store.tasks.findLive(source, p.dedupeKey) : undefined;
-    if (p.action === 'resolve') {
-      if (!live) throw new RelayError('notFound', `dedupeKey: no open task "${p.dedupeKey}" from source ${source}`);
-      return { task: closeTask(core, onCommit, live, 'done', 100, { resolvedBy: from, note: 'resolved by source' }), created: false };
-    }
-    if (live) {
-      const task = core.store.tasks.bumpOccurrences(live.id, core.now());
-      const event = core.appendEvent('task.deduped', task.id, null, { occurrences: task.occurrences, from });
-      core.taskChanged(onCommit, task, event);
-      return { task, created: false };
-    }
-    const task = createTaskInTx(core, onCommit, {
-      title: p.title,
-      target: p.target,
-      body: p.body ?? null,
-      channel: p.channel ?? null,
-      source,
-      dedupeKey: p.dedupeKey ?? null,
-      callbackUrl: p.callbackUrl ?? null,
-      meta: p.meta ?? {},
-    });
-    const { message } = core.announceTask(onCommit, task, from);
-    return { task: core.store.tasks.setMessage(task.id, message.id), created: true };
+}
+
+/** task/create inside a write: resolve, dedupe, or create and announce. Shared with webhook ingress. */
+export function createInTx(core: RelayCore, onCommit: OnCommit, from: string, source: string, p: TaskCreateParams): TaskCreateResult {
+  const live = p.dedupeKey ? core.store.tasks.findLive(source, p.dedupeKey) : undefined;
+  if (p.action === 'resolve') {
+    if (!live) throw new RelayError('notFound', `dedupeKey: no open task "${p.dedupeKey}" from source ${source}`);
+    return { task: closeTask(core, onCommit, live, 'done', 100, { resolvedBy: from, note: 'resolved by source' }), created: false };
+  }
+  if (live) {
+    const task = core.store.tasks.bumpOccurrences(live.id, core.now());
+    const event = core.appendEvent('task.deduped', task.id, null, { occurrences: task.occurrences, from });
+    core.taskChanged(onCommit, task, event);
+    return { task, created: false };
+  }
+  const task = createTaskInTx(core, onCommit, {
+    title: p.title,
+    target: p.target,
+    body: p.body ?? null,
+    channel: p.channel ?? null,
+    source,
+    dedupeKey: p.dedupeKey ?? null,
+    callbackUrl: p.callbackUrl ?? null,
+    meta: p.meta ?? {},
   });
+  const { message } = core.announceTask(onCommit, task, from);
+  return { task: core.store.tasks.setMessage(task.id, message.id), created: true };
 }
 
 export function claimTask(core: RelayCore, ctx: CallContext, id: number): Promise<TaskClaimResult> {

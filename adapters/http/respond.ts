@@ -1,0 +1,38 @@
+import { ZodError } from 'zod';
+import { ERRORS, httpStatusFor, RelayError } from '../../protocol/index.js';
+import type { HttpExchange } from '../../broker/domain/ports.js';
+import { describeZodError } from '../../broker/transport/rpc-dispatch.js';
+
+export const JSON_HEADERS = { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' };
+
+export function sendJson(ex: HttpExchange, status: number, value: unknown): void {
+  ex.reply(status, JSON_HEADERS, JSON.stringify(value));
+}
+
+/** The error body and HTTP status for anything a handler threw; internals never reach the client. */
+export function errorReply(err: unknown): { status: number; body: { error: { code: number; message: string; data?: unknown } } } {
+  if (err instanceof RelayError) {
+    const status = err.code === ERRORS.tooLarge.code && err.message.startsWith('rate limited') ? 429 : httpStatusFor(err.code);
+    return { status, body: { error: { code: err.code, message: err.message, ...(err.data ? { data: err.data } : {}) } } };
+  }
+  if (err instanceof ZodError) return { status: 400, body: { error: describeZodError(err) } };
+  return { status: 500, body: { error: { code: ERRORS.internal.code, message: 'internal error' } } };
+}
+
+export function sendError(ex: HttpExchange, err: unknown): void {
+  const { status, body } = errorReply(err);
+  sendJson(ex, status, body);
+}
+
+/** A JSON object body, or a RelayError naming what is wrong with it. */
+export function parseJsonBody(ex: HttpExchange): Record<string, unknown> {
+  if (ex.body.length === 0) return {};
+  let value: unknown;
+  try {
+    value = JSON.parse(ex.body.toString('utf8'));
+  } catch (err) {
+    throw Object.assign(new RelayError('parseError', `parse error: body is not JSON (${(err as Error).message})`));
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new RelayError('invalidParams', 'invalid params: body must be a JSON object');
+  return value as Record<string, unknown>;
+}

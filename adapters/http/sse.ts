@@ -1,0 +1,112 @@
+import { RelayError, StreamTopicSchema, type StreamTopic } from '../../protocol/index.js';
+import type { RelayCore } from '../../broker/domain/core.js';
+import type { FrameMeta, HttpExchange, HttpStream, SendResult, Session } from '../../broker/domain/ports.js';
+import { noteDisconnected } from '../../broker/domain/presence.js';
+import { sendError } from './respond.js';
+import { num } from './rest.js';
+
+let nextId = 1_000_000_000;
+
+/** A Session written as Server-Sent Events: `id:` is the message cursor, `event:` the method. */
+export class SseSession implements Session {
+  readonly id = nextId++;
+  readonly kind = 'sse' as const;
+  agentId: string | null = null;
+  readonly topics = new Set<StreamTopic>();
+
+  constructor(
+    private readonly stream: HttpStream,
+    private readonly onClosed: () => void,
+  ) {}
+
+  send(frame: string, meta?: FrameMeta): SendResult {
+    const id = meta?.cursor !== undefined ? `id: ${meta.cursor}\n` : '';
+    return this.stream.write(`${id}event: ${meta?.method ?? 'message'}\ndata: ${frame}\n\n`);
+  }
+
+  comment(text: string): void {
+    this.stream.write(`: ${text}\n\n`);
+  }
+
+  close(): void {
+    this.stream.end();
+    this.onClosed();
+  }
+}
+
+export interface SseOptions {
+  keepAliveMs: number;
+}
+
+/**
+ * GET /api/stream?agentId=&since=&topics= — the same notifications as the WebSocket, as SSE.
+ * With agentId (and X-Agent-Token) it is that agent's live connection: its messages, resumed from
+ * `since` or Last-Event-ID. Without, an observer feed of the chosen topics (default all).
+ */
+export function handleStream(ex: HttpExchange, core: RelayCore, opts: SseOptions): void {
+  let session: SseSession | null = null;
+  let keepAlive: NodeJS.Timeout | undefined;
+  let cleaned = false;
+  const cleanup = () => {
+    if (cleaned || !session) return;
+    cleaned = true;
+    clearInterval(keepAlive);
+    const agentId = core.sessions.remove(session);
+    if (agentId) noteDisconnected(core, agentId);
+  };
+  ex.onAbort(cleanup);
+  try {
+    const agentParam = ex.query.get('agentId');
+    const agentId = agentParam ? core.authenticate(agentParam, ex.headers['x-agent-token'] ?? '') : null;
+    const sinceRaw = num(ex.query.get('since')) ?? num(ex.headers['last-event-id'] ?? null);
+    if (sinceRaw !== undefined && (typeof sinceRaw !== 'number' || sinceRaw < 0)) throw new RelayError('invalidParams', 'invalid params: since: must be a message id');
+    const since = sinceRaw as number | undefined;
+    core.checkCursor(since);
+    const topicsRaw = ex.query.get('topics');
+    const topics = topicsRaw
+      ? topicsRaw.split(',').map((t) => {
+          const parsed = StreamTopicSchema.safeParse(t.trim());
+          if (!parsed.success) throw new RelayError('invalidParams', `invalid params: topics: unknown topic "${t.trim()}"`);
+          return parsed.data;
+        })
+      : agentId ? [] : (['messages', 'tasks', 'agents', 'events'] as StreamTopic[]);
+
+    const stream = ex.stream(200, {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-store',
+      connection: 'keep-alive',
+      'x-accel-buffering': 'no',
+    });
+    session = new SseSession(stream, cleanup);
+    stream.write('retry: 2000\n\n');
+    // Backlog, attach and subscribe in one synchronous step: nothing committed meanwhile slips between.
+    core.sessions.add(session);
+    if (agentId) {
+      core.sessions.attach(session, agentId);
+      if (since !== undefined) {
+        let cursor = since;
+        for (;;) {
+          const page = core.store.messages.inbox(agentId, { since: cursor, limit: 1000, unread: false, channel: null, threadId: null });
+          core.notifier.backlog(session, page, agentId);
+          if (page.length < 1000) break;
+          cursor = page.at(-1)!.id;
+        }
+      }
+    } else if (since !== undefined && topics.includes('messages')) {
+      let cursor = since;
+      for (;;) {
+        const page = core.store.messages.all({ since: cursor, limit: 1000, channel: null, threadId: null });
+        core.notifier.backlog(session, page, null);
+        if (page.length < 1000) break;
+        cursor = page.at(-1)!.id;
+      }
+    }
+    core.sessions.subscribe(session, topics);
+    const s = session;
+    keepAlive = setInterval(() => s.comment('keep-alive'), opts.keepAliveMs);
+    keepAlive.unref();
+  } catch (err) {
+    if (session) cleanup();
+    sendError(ex, err);
+  }
+}
