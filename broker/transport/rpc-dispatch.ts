@@ -36,7 +36,9 @@ export function describeZodError(err: ZodError): ErrorBody {
  * runs; only catalogue errors reach the wire.
  */
 export class RpcDispatcher {
-  private readonly server = new JSONRPCServer<CallContext>();
+  // The library's default errorListener is console.warn: every caller error (bad params, not found)
+  // would print a stack trace to stderr, bypassing the logger. Internal errors are logged in toWireError.
+  private readonly server = new JSONRPCServer<CallContext>({ errorListener: () => undefined });
   private discoverDoc: Record<string, unknown> | undefined;
 
   constructor(

@@ -1,0 +1,187 @@
+import Database from 'better-sqlite3';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import t from 'tap';
+import { listMigrations } from '../../broker/store/migrate.js';
+import { SqliteStore } from '../../broker/store/store.js';
+import type { StoredAgent } from '../../broker/store/agents.js';
+import { RelayStartError, spawnRelay } from '../helpers/relay-process.js';
+import { startRelay } from '../helpers/relay.js';
+import { connectAgent, RpcError } from '../helpers/ws-client.js';
+
+const SYNC_VALUE = { FULL: 2, NORMAL: 1 } as const;
+const LATEST = listMigrations().at(-1)!.version;
+
+function open(path: string, synchronous: 'FULL' | 'NORMAL' = 'FULL'): SqliteStore {
+  return SqliteStore.open({ path, synchronous, busyTimeoutMs: 1000 });
+}
+
+function agent(id: string): StoredAgent {
+  return {
+    id, label: id, tags: [], capabilities: [], channels: [], client: null, host: null, cwd: null, rig: null,
+    status: 'online', ready: true, system: false, tokenHash: '0'.repeat(64), registeredAt: 1, lastSeenAt: 1, offlineAt: null, meta: {},
+  };
+}
+
+t.test('PRAGMA synchronous is the configured value on a fresh and on a reopened WAL database', async (t) => {
+  for (const sync of ['FULL', 'NORMAL'] as const) {
+    const path = join(t.testdir(), `${sync}.db`);
+    t.notOk(existsSync(path), 'the database is fresh');
+    const first = open(path, sync);
+    t.teardown(() => first.close());
+    t.equal(first.pragma('journal_mode'), 'wal', `${sync}: journal_mode is wal`);
+    t.equal(first.pragma('synchronous'), SYNC_VALUE[sync], `${sync}: fresh database has synchronous=${SYNC_VALUE[sync]}`);
+    first.writeTransaction(() => first.agents.save(agent('a1')));
+    t.ok(existsSync(`${path}-wal`), `${sync}: the database is in WAL mode on disk`);
+
+    // A second connection while the first holds the WAL open: the file is already WAL.
+    const second = open(path, sync);
+    t.teardown(() => second.close());
+    t.equal(second.pragma('journal_mode'), 'wal', `${sync}: a second open is wal`);
+    t.equal(second.pragma('synchronous'), SYNC_VALUE[sync], `${sync}: a second open of a WAL database keeps synchronous=${SYNC_VALUE[sync]}`);
+    t.equal(second.agents.get('a1')?.id, 'a1', `${sync}: the second connection reads the first one's commit`);
+    second.close();
+    first.close();
+
+    // Reopen after both closed.
+    const reopened = open(path, sync);
+    t.teardown(() => reopened.close());
+    t.equal(reopened.pragma('journal_mode'), 'wal', `${sync}: reopened database is wal`);
+    t.equal(reopened.pragma('synchronous'), SYNC_VALUE[sync], `${sync}: reopened database has synchronous=${SYNC_VALUE[sync]}`);
+    reopened.close();
+  }
+
+  // The configured value wins over whatever the file was last opened with.
+  const path = join(t.testdir(), 'switch.db');
+  const normal = open(path, 'NORMAL');
+  normal.close();
+  const full = open(path, 'FULL');
+  t.teardown(() => full.close());
+  t.equal(full.pragma('synchronous'), 2, 'a database opened NORMAL and reopened FULL is FULL');
+  full.close();
+  const normalAgain = open(path, 'NORMAL');
+  t.teardown(() => normalAgain.close());
+  t.equal(normalAgain.pragma('synchronous'), 1, 'and reopened NORMAL is NORMAL');
+  normalAgain.close();
+});
+
+t.test('the relay opens its database with the configured sync mode', async (t) => {
+  const full = await startRelay(t, {});
+  t.equal(full.config.sync, 'FULL', 'FULL is the default');
+  t.equal(full.core.store.pragma('synchronous'), 2, 'default relay: synchronous=FULL');
+  t.equal(full.core.store.pragma('journal_mode'), 'wal', 'default relay: wal');
+  const normal = await startRelay(t, { sync: 'NORMAL' });
+  t.equal(normal.core.store.pragma('synchronous'), 1, 'AGENT_RELAY_SYNC=NORMAL relay: synchronous=NORMAL');
+  t.equal(normal.core.store.pragma('journal_mode'), 'wal', 'NORMAL relay: wal');
+  // Restart the NORMAL relay on its (now WAL) database: the mode is set again on reopen.
+  const dir = t.testdir();
+  const first = await startRelay(t, { sync: 'NORMAL' }, { dir });
+  await first.close();
+  const second = await startRelay(t, { sync: 'NORMAL' }, { dir });
+  t.equal(second.core.store.pragma('synchronous'), 1, 'restarted NORMAL relay: synchronous=NORMAL');
+});
+
+t.test('migrations set user_version to the latest; a newer database is refused', async (t) => {
+  t.ok(LATEST >= 1, `there is at least one migration (latest ${LATEST})`);
+  const path = join(t.testdir(), 'relay.db');
+  const store = open(path);
+  t.teardown(() => store.close());
+  t.equal(store.pragma('user_version'), LATEST, 'a fresh database is migrated to the latest version');
+  store.writeTransaction(() => store.agents.save(agent('keeper')));
+  store.close();
+
+  const raw = new Database(path);
+  t.teardown(() => raw.close());
+  const tables = raw.prepare(`SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name`).pluck().all() as string[];
+  for (const table of ['agents', 'deliveries', 'events', 'messages', 'relay_meta', 'tasks']) t.ok(tables.includes(table), `table ${table} exists`);
+  raw.close();
+
+  const again = open(path);
+  t.teardown(() => again.close());
+  t.equal(again.pragma('user_version'), LATEST, 'reopening does not change user_version');
+  t.equal(again.agents.get('keeper')?.id, 'keeper', 'reopening (no migration re-run) keeps the data');
+  again.close();
+
+  // A database written by a newer relay.
+  const bump = new Database(path);
+  bump.pragma(`user_version = ${LATEST + 1}`);
+  bump.close();
+  t.throws(
+    () => open(path),
+    { message: new RegExp(`schema version ${LATEST + 1} is newer than this relay \\(${LATEST}\\): upgrade the relay`) },
+    'SqliteStore.open refuses a database with a higher user_version, with a clear message',
+  );
+  const check = new Database(path, { readonly: true });
+  t.teardown(() => check.close());
+  t.equal(check.pragma('user_version', { simple: true }), LATEST + 1, 'the refused database is left at its version');
+  t.equal((check.prepare(`SELECT count(*) FROM agents`).pluck().get() as number), 1, 'and its data untouched');
+  check.close();
+
+  // The relay process refuses to start on it, names the reason, and exits non-zero.
+  const err = await spawnRelay(t, { dbPath: path }).then(
+    () => null,
+    (e: unknown) => e,
+  );
+  t.ok(err instanceof RelayStartError, 'the relay process does not start');
+  if (err instanceof RelayStartError) {
+    t.not(err.exit.code, 0, `it exits non-zero (${err.exit.code})`);
+    t.match(err.stderr, /newer than this relay/, 'stderr says the database is newer than the relay');
+    t.notMatch(err.stderr, /\n\s+at /, 'no stack trace');
+  }
+});
+
+t.test('integrity_check is ok after SIGKILL of a relay mid-load, and acknowledged writes survive', async (t) => {
+  const dbPath = join(t.testdir(), 'relay.db');
+  const relay = await spawnRelay(t, { dbPath });
+  const a = await connectAgent(t, relay.wsUrl, { id: 'alice' });
+  await connectAgent(t, relay.wsUrl, { id: 'bob', tags: ['ops'] });
+
+  const acked = new Map<number, string>();
+  const ackedTasks: number[] = [];
+  let killed: Promise<unknown> | null = null;
+  let failed = 0;
+  const calls: Array<Promise<void>> = [];
+  const total = 600;
+  for (let n = 0; n < total && a.rpc.ws.readyState === a.rpc.ws.OPEN; n++) {
+    const body = `load-${n}`;
+    const claimable = n % 10 === 0;
+    calls.push(
+      a.rpc.call('message/send', { to: n % 3 === 0 ? 'tag:ops' : 'bob', body, claimable }).then(
+        (r) => {
+          acked.set(r.message.id, body);
+          if (r.task) ackedTasks.push(r.task.id);
+          if (!killed && acked.size >= 200) killed = relay.kill9();
+        },
+        (err: unknown) => {
+          if (err instanceof RpcError) throw err;
+          failed++;
+        },
+      ),
+    );
+    if (n % 25 === 24) await new Promise((r) => setTimeout(r, 1));
+  }
+  await Promise.all(calls);
+  t.ok(killed, 'the relay was killed while sends were flowing');
+  const exit = (await relay.exited);
+  t.equal(exit.signal, 'SIGKILL', 'killed with SIGKILL');
+  t.ok(acked.size >= 200, `sends were acknowledged before the kill (${acked.size}, ${failed} cut off)`);
+  t.ok(existsSync(`${dbPath}-wal`), 'the WAL was left behind');
+
+  const store = open(dbPath);
+  t.teardown(() => store.close());
+  t.equal(store.integrityCheck(), 'ok', 'PRAGMA integrity_check is ok after reopening');
+  t.equal(store.pragma('user_version'), LATEST, 'user_version is intact');
+  const lost = [...acked].filter(([id, body]) => store.messages.get(id)?.body !== body);
+  t.same(lost, [], 'every acknowledged message is in the database');
+  t.ok([...acked.keys()].every((id) => store.messages.delivery('bob', id) !== undefined), 'with its delivery to bob');
+  t.ok(ackedTasks.length > 0 && ackedTasks.every((id) => store.tasks.get(id)?.status === 'open'), `acknowledged claimable sends kept their tasks (${ackedTasks.length})`);
+  const max = store.messages.maxId();
+  store.close();
+
+  // And a relay starts on it and carries on after the highest id.
+  const again = await spawnRelay(t, { dbPath });
+  const a2 = await connectAgent(t, again.wsUrl, { id: 'alice', agentToken: a.token });
+  const next = await a2.rpc.call('message/send', { to: 'bob', body: 'after' });
+  t.ok(next.message.id > max, 'ids continue above everything stored');
+  t.equal(await again.stop('SIGTERM'), 0, 'and it stops cleanly');
+});
