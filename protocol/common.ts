@@ -129,6 +129,20 @@ export const EventSchema = z.object({
   data: MetaSchema,
 });
 
+/** One signed callback of a task event, as the outbox holds it: `dead` is a dead letter. */
+export const CallbackDeliverySchema = z.object({
+  webhookId: z.string(),
+  eventId: IdSchema,
+  url: z.string(),
+  state: z.enum(['pending', 'delivered', 'dead']),
+  attempts: z.number().int(),
+  nextAt: TimeSchema,
+  lastStatus: z.number().int().nullable(),
+  lastError: z.string().nullable(),
+  createdAt: TimeSchema,
+  updatedAt: TimeSchema,
+});
+
 export type Agent = z.infer<typeof AgentSchema>;
 export type AgentStatus = z.infer<typeof AgentStatusSchema>;
 export type Message = z.infer<typeof MessageSchema>;
@@ -137,4 +151,5 @@ export type DeliveryState = z.infer<typeof DeliveryStateSchema>;
 export type Task = z.infer<typeof TaskSchema>;
 export type TaskStatus = z.infer<typeof TaskStatusSchema>;
 export type RelayEvent = z.infer<typeof EventSchema>;
+export type CallbackDelivery = z.infer<typeof CallbackDeliverySchema>;
 export type EventKind = z.infer<typeof EventKindSchema>;

@@ -5,6 +5,8 @@ export interface PruneResult {
   prunedThrough: number;
   events: number;
   tasks: number;
+  callbacks: number;
+  receipts: number;
   agents: string[];
 }
 
@@ -12,7 +14,7 @@ const DAY_MS = 86_400_000;
 
 /**
  * Retention: messages and events older than RETENTION_DAYS, closed tasks closed that long ago,
- * agents offline longer than OFFLINE_PRUNE_MS. Never system agents, never unfinished tasks.
+ * finished callback deliveries and webhook receipts that old, agents offline longer than OFFLINE_PRUNE_MS. Never system agents, never unfinished tasks.
  * The highest pruned message id becomes the cursor floor (-32007 below it).
  */
 export function prune(core: RelayCore): Promise<PruneResult> {
@@ -25,10 +27,13 @@ export function prune(core: RelayCore): Promise<PruneResult> {
     if (prunedThrough > before) core.store.setPrunedThrough(prunedThrough);
     const events = core.store.events.pruneBefore(cutoff);
     const tasks = core.store.tasks.pruneClosedBefore(cutoff);
+    // Finished callback deliveries and webhook receipts age out with the rest; pending ones stay.
+    const callbacks = core.store.outbox.pruneFinishedBefore(cutoff);
+    const receipts = core.store.receipts.pruneBefore(cutoff);
     const agents = core.store.agents.pruneOffline(now - core.config.offlinePruneMs);
     onCommit(() => {
       for (const id of agents) core.agents.delete(id);
     });
-    return { messages: maxPruned > 0 ? maxPruned - before : 0, prunedThrough, events, tasks, agents };
+    return { messages: maxPruned > 0 ? maxPruned - before : 0, prunedThrough, events, tasks, callbacks, receipts, agents };
   });
 }

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import {
+  CallbackDeliverySchema,
   ChannelSchema,
   CursorSchema,
   EventSchema,
@@ -71,7 +72,12 @@ export const TaskListParamsSchema = z.strictObject({
 export const TaskListResultSchema = z.object({ tasks: z.array(TaskSchema) });
 
 export const TaskGetParamsSchema = z.strictObject({ id: IdSchema, ...IdentityFields });
-export const TaskGetResultSchema = z.object({ task: TaskSchema, events: z.array(EventSchema) });
+export const TaskGetResultSchema = z.object({
+  task: TaskSchema,
+  events: z.array(EventSchema),
+  /** Callback deliveries of the task's events, dead letters included. */
+  callbacks: z.array(CallbackDeliverySchema),
+});
 
 export type TaskCreateParams = z.infer<typeof TaskCreateParamsSchema>;
 export type TaskCreateResult = z.infer<typeof TaskCreateResultSchema>;

@@ -179,5 +179,17 @@ export function list(core: RelayCore, _ctx: CallContext, p: TaskListParams): Tas
 export function get(core: RelayCore, _ctx: CallContext, p: TaskGetParams): TaskGetResult {
   const task = core.store.tasks.get(p.id);
   if (!task) throw new RelayError('notFound', `id: no task ${p.id}`);
-  return { task, events: core.store.events.ofTask(p.id) };
+  const callbacks = core.store.outbox.ofTask(p.id).map(({ webhookId, eventId, url, state, attempts, nextAt, lastStatus, lastError, createdAt, updatedAt }) => ({
+    webhookId,
+    eventId,
+    url,
+    state,
+    attempts,
+    nextAt,
+    lastStatus,
+    lastError,
+    createdAt,
+    updatedAt,
+  }));
+  return { task, events: core.store.events.ofTask(p.id), callbacks };
 }
