@@ -3,11 +3,9 @@
 import { register } from 'tsx/esm/api';
 
 register();
-const [command, ...rest] = process.argv.slice(2);
-if (command === 'serve') {
-  const { serve } = await import('../broker/main.ts');
-  await serve(rest);
-} else {
-  process.stderr.write(`usage: agent-relay serve [--port N] [--db PATH] [--host ADDR] [--insecure] [--help]\n`);
-  process.exit(command === undefined || command === '--help' || command === 'help' ? 0 : 2);
-}
+const { runCli, processIo } = await import('../clients/cli/main.ts');
+const { claudeCommands } = await import('../adapters/claude/commands.ts');
+const argv = process.argv.slice(2);
+const code = await runCli(argv, processIo, [claudeCommands]);
+// serve keeps running; every other command is done: exit now rather than wait for idle HTTP keep-alive sockets.
+if (argv[0] !== 'serve' || code !== 0) process.exit(code);

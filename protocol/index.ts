@@ -3,6 +3,7 @@ export * from './common.js';
 export * from './limits.js';
 export * from './errors.js';
 export * from './close-codes.js';
+export * from './websocket.js';
 export * from './notifications.js';
 export * from './method-table.js';
 export * from './openrpc.js';

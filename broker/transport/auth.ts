@@ -1,5 +1,6 @@
 import { isLoopback, type RelayConfig } from '../config.js';
 import { safeEqual } from '../domain/tokens.js';
+import { WS_BEARER_PREFIX } from '../../protocol/websocket.js';
 
 export interface RequestHeaders {
   authorization: string;
@@ -18,7 +19,7 @@ export function presentedToken(h: RequestHeaders): string | null {
   if (m) return m[1]!.trim();
   for (const p of h.protocol.split(',')) {
     const v = p.trim();
-    if (v.startsWith('bearer.')) return v.slice('bearer.'.length);
+    if (v.startsWith(WS_BEARER_PREFIX)) return v.slice(WS_BEARER_PREFIX.length);
   }
   return null;
 }
@@ -34,8 +35,9 @@ function hostName(hostHeader: string): string {
  * Admission for every upgrade and HTTP request, before any work: token (constant time), Host
  * (DNS rebinding) and Origin (cross-site WebSocket hijacking). Returns null when admitted.
  */
-export function checkRequest(h: RequestHeaders, config: RelayConfig, port: number): Refusal | null {
-  if (config.token) {
+export function checkRequest(h: RequestHeaders, config: RelayConfig, port: number, opts: { ownAuth?: boolean } = {}): Refusal | null {
+  // Webhook ingress authenticates with the integration's own secret: senders such as GitHub cannot add the relay token.
+  if (config.token && !opts.ownAuth) {
     const token = presentedToken(h);
     if (token === null || !safeEqual(token, config.token)) return { status: '401 Unauthorized', reason: 'missing or wrong relay token' };
   }

@@ -1,5 +1,5 @@
 import uWS from 'uWebSockets.js';
-import { CLOSE_CODES, ERRORS } from '../../protocol/index.js';
+import { CLOSE_CODES, ERRORS, WS_SUBPROTOCOL } from '../../protocol/index.js';
 import type { RelayConfig } from '../config.js';
 import type { CallContext } from '../domain/context.js';
 import type { RelayCore } from '../domain/core.js';
@@ -7,6 +7,7 @@ import type { HttpHandler } from '../domain/ports.js';
 import { noteDisconnected } from '../domain/presence.js';
 import type { Logger } from '../logger.js';
 import { checkRequest, type RequestHeaders } from './auth.js';
+import { somethingListens } from './port-probe.js';
 import { BodyTooLarge, readBody } from './http-body.js';
 import { UwsExchange } from './http-exchange.js';
 import type { RpcDispatcher } from './rpc-dispatch.js';
@@ -30,10 +31,11 @@ export interface RunningTransport {
   closeAll(code: number, reason: string): void;
 }
 
-const SUBPROTOCOL = 'agent-relay.v1';
 // uWS closes frames over its own limit without a reply; ours is lower so most oversize frames get a JSON-RPC error.
 const UWS_PAYLOAD_HEADROOM = 4;
 const RATE_CLOSE_AFTER = 100;
+// Paths that authenticate themselves (integration secrets) instead of with the relay token.
+const INGRESS_PATH = /^\/api\/integrations\/[^/]+\/events$/;
 
 function errorFrame(code: number, message: string): string {
   return JSON.stringify({ jsonrpc: '2.0', id: null, error: { code, message } });
@@ -73,7 +75,7 @@ export function startTransport(deps: TransportDeps): Promise<RunningTransport> {
         return;
       }
       const offered = headers.protocol.split(',').map((p) => p.trim());
-      const protocol = offered.includes(SUBPROTOCOL) ? SUBPROTOCOL : '';
+      const protocol = offered.includes(WS_SUBPROTOCOL) ? WS_SUBPROTOCOL : '';
       const remote = Buffer.from(res.getRemoteAddressAsText()).toString();
       res.upgrade<SocketData>({ session: null, remote }, key, protocol, extensions, context);
     },
@@ -144,6 +146,7 @@ export function startTransport(deps: TransportDeps): Promise<RunningTransport> {
       { authorization: headers.authorization ?? '', origin: headers.origin ?? '', host: headers.host ?? '', protocol: '' },
       config,
       port,
+      { ownAuth: INGRESS_PATH.test(exchange.path) },
     );
     if (refusal) {
       const status = refusal.status.startsWith('401') ? 401 : 403;
@@ -170,26 +173,42 @@ export function startTransport(deps: TransportDeps): Promise<RunningTransport> {
     });
   });
 
-  return new Promise((resolve, reject) => {
-    app.listen(config.host, config.port, (socket) => {
-      if (!socket) {
-        reject(new Error(`cannot listen on ${config.host}:${config.port}: address in use or not available`));
-        return;
-      }
-      listenSocket = socket;
-      port = uWS.us_socket_local_port(socket as unknown as uWS.us_socket);
-      resolve({
-        port,
-        stopListening: () => {
-          if (listenSocket) uWS.us_listen_socket_close(listenSocket);
-          listenSocket = null;
-        },
-        closeAll: (code, reason) => {
-          for (const s of [...sockets]) s.close(code, reason);
-        },
-      });
-    });
+  return listenOrWait(app, config.host, config.port, config.listenWaitMs, log).then((socket) => {
+    listenSocket = socket;
+    port = uWS.us_socket_local_port(socket as unknown as uWS.us_socket);
+    return {
+      port,
+      stopListening: () => {
+        if (listenSocket) uWS.us_listen_socket_close(listenSocket);
+        listenSocket = null;
+      },
+      closeAll: (code, reason) => {
+        for (const s of [...sockets]) s.close(code, reason);
+      },
+    };
   });
+}
+
+// Linux keeps a closed connection's port in TIME_WAIT for 60 s, and this uWS build sets no
+// SO_REUSEADDR, so a restart on a fixed port right after a run with clients cannot bind yet.
+const RELISTEN_EVERY_MS = 500;
+
+/** Listen; while the port is only held by TIME_WAIT leftovers (nobody answers on it), keep trying. */
+async function listenOrWait(app: uWS.TemplatedApp, host: string, wanted: number, waitMs: number, log: Logger): Promise<uWS.us_listen_socket> {
+  const deadline = Date.now() + waitMs;
+  let warned = false;
+  for (;;) {
+    const socket = await new Promise<uWS.us_listen_socket | false>((resolve) => app.listen(host, wanted, resolve));
+    if (socket) {
+      if (warned) log.info({ port: wanted }, 'port free again: listening');
+      return socket;
+    }
+    const inUse = wanted === 0 || (await somethingListens(host, wanted));
+    if (inUse || Date.now() > deadline) throw new Error(`cannot listen on ${host}:${wanted}: address in use or not available`);
+    if (!warned) log.warn({ port: wanted }, `port still held by connections of the previous run (TIME_WAIT); retrying for up to ${Math.round(waitMs / 1000)} s`);
+    warned = true;
+    await new Promise((resolve) => setTimeout(resolve, RELISTEN_EVERY_MS));
+  }
 }
 
 function takeToken(s: WsSession, config: RelayConfig): boolean {

@@ -20,10 +20,11 @@ export interface TestRelay extends Relay {
  * Start a real relay in-process on an ephemeral loopback port with its database in the test's
  * own directory; it is closed when the test ends.
  */
-export async function startRelay(t: Test, overrides: Partial<RelayConfig> = {}, opts: { dir?: string; clock?: Clock; callbackPolicy?: Partial<CallbackPolicy> } = {}): Promise<TestRelay> {
+export async function startRelay(t: Test, overrides: Partial<RelayConfig> = {}, opts: { dir?: string; logs?: Array<Record<string, unknown>>; clock?: Clock; callbackPolicy?: Partial<CallbackPolicy>; sseKeepAliveMs?: number } = {}): Promise<TestRelay> {
   const dir = opts.dir ?? t.testdir();
   const config = loadConfig({}, { port: 0, dbPath: join(dir, 'relay.db'), logLevel: 'info', ...overrides });
-  const logs: Array<Record<string, unknown>> = [];
+  // Pass `logs` to read them even when start-up fails.
+  const logs: Array<Record<string, unknown>> = opts.logs ?? [];
   let raw = '';
   const sink = new Writable({
     write(chunk: Buffer, _enc, cb) {
@@ -36,6 +37,7 @@ export async function startRelay(t: Test, overrides: Partial<RelayConfig> = {}, 
   const relay = await createRelay(config, createLogger(config.logLevel, sink), {
     ...(opts.clock ? { clock: opts.clock } : {}),
     ...(opts.callbackPolicy ? { callbackPolicy: opts.callbackPolicy } : {}),
+    ...(opts.sseKeepAliveMs !== undefined ? { sseKeepAliveMs: opts.sseKeepAliveMs } : {}),
   });
   t.teardown(() => relay.close());
   return Object.assign(relay, {

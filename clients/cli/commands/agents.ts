@@ -1,0 +1,78 @@
+import { hostname } from 'node:os';
+import type { Command } from 'commander';
+import { type CliContext, list } from '../context.js';
+import { agentsTable, table } from '../format.js';
+import { loadIdentity } from '../identity-store.js';
+
+type Run = (action: (ctx: CliContext, ...args: any[]) => Promise<void>) => (...args: any[]) => Promise<void>;
+
+export function agentCommands(program: Command, run: Run): void {
+  program
+    .command('register')
+    .description('become an agent (or refresh one) and store its token for --as')
+    .option('--id <id>', 'stable agent id (generated from host and cwd when absent)')
+    .option('--label <label>', 'human label')
+    .option('--tags <list>', 'comma-separated tags', list)
+    .option('--caps <list>', 'comma-separated capabilities (default: $AGENT_RELAY_CAPS)', list)
+    .option('--channels <list>', 'channels this agent hears fan-out on', list)
+    .option('--client <name>', 'client kind', 'cli')
+    .option('--not-ready', 'register with ready=false')
+    .action(
+      run(async (ctx, o: { id?: string; label?: string; tags?: string[]; caps?: string[]; channels?: string[]; client: string; notReady?: boolean }) => {
+        const stored = o.id ? loadIdentity(ctx.home, o.id) : null;
+        const caps = o.caps ?? (ctx.io.env.AGENT_RELAY_CAPS ? list(ctx.io.env.AGENT_RELAY_CAPS) : undefined);
+        const r = await ctx.http.call('agent/register', {
+          ...(o.id ? { id: o.id } : {}),
+          ...(stored ? { agentToken: stored.token } : {}),
+          ...(o.label ? { label: o.label } : {}),
+          ...(o.tags ? { tags: o.tags } : {}),
+          ...(caps ? { capabilities: caps } : {}),
+          ...(o.channels ? { channels: o.channels } : {}),
+          client: o.client,
+          host: hostname(),
+          cwd: process.cwd(),
+          ready: !o.notReady,
+        });
+        ctx.remember({ ...(stored ?? {}), id: r.agent.id, token: r.agentToken, url: ctx.http.url });
+        ctx.print({ agent: r.agent, agentToken: r.agentToken, cursor: r.cursor }, () => `registered ${r.agent.id} (token stored in ${ctx.home}); act as it with --as ${r.agent.id}`);
+      }),
+    );
+
+  program
+    .command('agents')
+    .description('list agents')
+    .option('--status <status>', 'online, busy, away or offline')
+    .option('--tag <tag>', 'only agents with this tag')
+    .option('--cap <capability>', 'only agents with this capability')
+    .action(
+      run(async (ctx, o: { status?: 'online' | 'busy' | 'away' | 'offline'; tag?: string; cap?: string }) => {
+        const r = await ctx.http.call('agent/list', { ...(o.status ? { status: o.status } : {}), ...(o.tag ? { tag: o.tag } : {}), ...(o.cap ? { capability: o.cap } : {}) });
+        ctx.print(r, () => (r.agents.length ? agentsTable(r.agents) : 'no agents'));
+      }),
+    );
+
+  program
+    .command('status')
+    .description('relay health and counts')
+    .action(
+      run(async (ctx) => {
+        const [health, agents, tasks] = await Promise.all([ctx.http.health(), ctx.http.call('agent/list', {}), ctx.http.call('task/list', { limit: 1000 })]);
+        const byStatus = (values: string[]) => values.reduce<Record<string, number>>((acc, v) => ({ ...acc, [v]: (acc[v] ?? 0) + 1 }), {});
+        const result = { url: ctx.http.url, ...health, agentsByStatus: byStatus(agents.agents.map((a) => a.status)), tasksByStatus: byStatus(tasks.tasks.map((t) => t.status)) };
+        ctx.print(result, () =>
+          [
+            `relay ${ctx.http.url}: ${health.ok ? ctx.color.green('ok') : ctx.color.red('NOT OK')}, database ${health.dbWritable ? 'writable' : ctx.color.red('not writable')}`,
+            table(
+              ['', 'COUNT'],
+              [
+                ['connections', String(health.connections)],
+                ['last message id', String(health.cursor)],
+                ...Object.entries(result.agentsByStatus).map(([k, v]) => [`agents ${k}`, String(v)]),
+                ...Object.entries(result.tasksByStatus).map(([k, v]) => [`tasks ${k}`, String(v)]),
+              ],
+            ),
+          ].join('\n'),
+        );
+      }),
+    );
+}

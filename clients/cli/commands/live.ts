@@ -1,0 +1,85 @@
+import type { Command } from 'commander';
+import { createRelayClient } from '../../index.js';
+import type { RelayClient } from '../../relay-client.js';
+import type { CliContext } from '../context.js';
+import { agentLine, clip, messageLine, taskLine } from '../format.js';
+
+type Run = (action: (ctx: CliContext, ...args: any[]) => Promise<void>) => (...args: any[]) => Promise<void>;
+
+/** Resolve when the client closes for good (reject with its reason) or the process is interrupted. */
+function untilClosed(client: RelayClient): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const stop = () => void client.close().then(resolve);
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+    client.once('closed', (reason) => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      if (reason) reject(reason);
+      else resolve();
+    });
+  });
+}
+
+export function liveCommands(program: Command, run: Run): void {
+  program
+    .command('tail')
+    .description('live feed of messages, tasks and agents (one JSON object a line with --json)')
+    .option('--since <id>', 'replay messages after this id first')
+    .option('--events', 'also print the event log')
+    .action(
+      run(async (ctx, o: { since?: string; events?: boolean }) => {
+        const client = createRelayClient({
+          url: ctx.opts.url,
+          ...(ctx.opts.token ? { token: ctx.opts.token } : {}),
+          observe: o.events ? ['messages', 'tasks', 'agents', 'events'] : ['messages', 'tasks', 'agents'],
+          ...(o.since !== undefined ? { since: Number(o.since) } : {}),
+        });
+        const out = (kind: string, data: unknown, human: string) => ctx.io.out(ctx.json ? JSON.stringify({ kind, ...(data as object) }) : human);
+        client.on('message', (m) => out('message', { message: m }, messageLine(m, ctx.color)));
+        client.on('task', (u) => out('task', u, `${taskLine(u.task, ctx.color)}  (${u.event.kind})`));
+        client.on('agent', (a) => out('agent', { agent: a }, agentLine(a, ctx.color)));
+        client.on('event', (e) => out('event', { event: e }, ctx.color.dim(`event ${e.kind} ${e.agentId ?? ''} ${e.taskId ? `task #${e.taskId}` : ''}`.trimEnd())));
+        client.on('disconnected', (d) => {
+          if (d.willReconnect) ctx.io.err(`relay connection lost (${d.reason}); reconnecting in ${d.delayMs} ms`);
+        });
+        await client.connect();
+        if (!ctx.json) ctx.io.err(`following ${client.url} (Ctrl-C to stop)`);
+        await untilClosed(client);
+      }),
+    );
+
+  program
+    .command('monitor')
+    .description('hold a WebSocket as --as and print one line per incoming message (Claude Code monitor)')
+    .option('--max-body <n>', 'clip bodies to this many characters', '200')
+    .action(
+      run(async (ctx, o: { maxBody: string }) => {
+        const identity = ctx.identity();
+        const client = createRelayClient({
+          url: ctx.opts.url,
+          ...(ctx.opts.token ? { token: ctx.opts.token } : {}),
+          agent: { id: identity.id },
+          agentToken: identity.token,
+          // Resume where the last monitor stopped, so a restarted session misses nothing.
+          ...(identity.cursor !== undefined ? { since: identity.cursor } : {}),
+          waitForRelay: true,
+        });
+        const max = Number(o.maxBody) || 200;
+        client.on('message', (m) => {
+          const where = m.channel ? ` in ${m.channel}` : '';
+          const task = m.claimable ? ` (claimable: agent-relay claim --as ${identity.id} --message ${m.id})` : '';
+          ctx.io.out(
+            ctx.json
+              ? JSON.stringify(m)
+              : `relay message #${m.id} from ${m.from}${where}${task}: ${clip(m.body, max)} — reply: agent-relay send --as ${identity.id} --reply-to ${m.id} ${m.from} "..."`,
+          );
+          ctx.remember({ ...identity, cursor: Math.max(identity.cursor ?? 0, m.id) });
+          identity.cursor = Math.max(identity.cursor ?? 0, m.id);
+          void client.call('message/ack', { id: m.id, state: 'injected' }).catch(() => undefined);
+        });
+        await client.connect();
+        await untilClosed(client);
+      }),
+    );
+}

@@ -1,0 +1,115 @@
+import { InvalidArgumentError } from 'commander';
+import { createColors } from 'picocolors';
+import { RelayClosedError, RelayDisconnectedError, RelayRpcError, RelayTimeoutError } from '../errors.js';
+import { RelayHttpClient, RelayUnreachableError, type HttpIdentity } from '../http-client.js';
+import { loadIdentity, relayHome, saveIdentity, type StoredIdentity } from './identity-store.js';
+
+/** Exit codes scripts can branch on. */
+export const EXIT = {
+  ok: 0,
+  /** The relay answered and refused (not found, conflict, unauthorized, ...). */
+  refused: 1,
+  /** The command line was wrong. */
+  usage: 2,
+  /** The relay could not be reached. */
+  unreachable: 3,
+} as const;
+
+/** A mistake on the command line: exit 2 with this message. */
+export class UsageError extends Error {}
+
+export interface GlobalOptions {
+  url: string;
+  token?: string;
+  json?: boolean;
+  as?: string;
+}
+
+export interface Io {
+  out: (text: string) => void;
+  err: (text: string) => void;
+  isTTY: boolean;
+  env: NodeJS.ProcessEnv;
+}
+
+/** What every command gets: resolved options, the HTTP client, identity lookup and output. */
+export class CliContext {
+  readonly http: RelayHttpClient;
+  readonly home: string;
+  readonly color;
+
+  constructor(
+    readonly opts: GlobalOptions,
+    readonly io: Io,
+  ) {
+    this.http = new RelayHttpClient({ url: opts.url, token: opts.token });
+    this.home = relayHome(io.env);
+    this.color = createColors(io.isTTY && !io.env.NO_COLOR);
+  }
+
+  get json(): boolean {
+    return Boolean(this.opts.json);
+  }
+
+  /** The identity named by `--as` / AGENT_RELAY_AGENT, from the store `register` writes. */
+  identity(): StoredIdentity & HttpIdentity {
+    const id = this.opts.as;
+    if (!id) throw new UsageError('this command acts as an agent: pass --as ID (or set AGENT_RELAY_AGENT) after `agent-relay register --id ID`');
+    const stored = loadIdentity(this.home, id);
+    if (!stored) throw new UsageError(`no stored token for agent ${id} in ${this.home}: run \`agent-relay register --id ${id}\` first`);
+    return { ...stored, agentId: stored.id, agentToken: stored.token };
+  }
+
+  /** The identity when one is given, else null (observer calls). */
+  optionalIdentity(): (StoredIdentity & HttpIdentity) | null {
+    return this.opts.as ? this.identity() : null;
+  }
+
+  remember(identity: StoredIdentity): void {
+    saveIdentity(this.home, identity);
+  }
+
+  /** Print a result: JSON for scripts, or the human rendering. */
+  print(result: unknown, human: () => string): void {
+    if (this.json) this.io.out(JSON.stringify(result));
+    else {
+      const text = human();
+      if (text) this.io.out(text);
+    }
+  }
+}
+
+/** Turn any failure into a message that says what to do next, and an exit code. */
+export function explain(err: unknown, ctx: { json: boolean; url: string }): { code: number; message: string } {
+  if (err instanceof UsageError) return { code: EXIT.usage, message: err.message };
+  if (err instanceof RelayUnreachableError) return { code: EXIT.unreachable, message: err.message };
+  if (err instanceof RelayDisconnectedError || err instanceof RelayTimeoutError) {
+    return { code: EXIT.unreachable, message: `${err.message}: is the relay running at ${ctx.url}? start it with agent-relay serve` };
+  }
+  if (err instanceof RelayClosedError) return { code: EXIT.refused, message: err.message };
+  if (err instanceof RelayRpcError) {
+    const hint =
+      err.kind === 'unauthorized'
+        ? ' (check AGENT_RELAY_TOKEN, or the agent token stored by `agent-relay register`)'
+        : err.kind === 'cursorExpired'
+          ? ' (that history was pruned: start again without --since)'
+          : '';
+    return { code: EXIT.refused, message: `${err.message}${hint}` };
+  }
+  return { code: EXIT.refused, message: err instanceof Error ? err.message : String(err) };
+}
+
+/** `a,b , c` → ['a', 'b', 'c'] for list options. */
+export function list(value: string): string[] {
+  return value
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+}
+
+/** A whole-number option or argument; commander reports a bad one as a usage error naming it. */
+export function wholeNumber(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`expected a whole number, got "${value}"`);
+  return n;
+}
