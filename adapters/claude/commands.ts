@@ -1,4 +1,90 @@
+import { hostname } from 'node:os';
+import type { Command } from 'commander';
+import { CliContext, type GlobalOptions } from '../../clients/cli/context.js';
 import type { CommandGroup } from '../../clients/cli/main.js';
+import { runMonitor } from '../../clients/cli/commands/live.js';
+import { RelayHttpClient } from '../../clients/http-client.js';
+import { loadIdentity } from '../../clients/cli/identity-store.js';
+import { sessionEnd, sessionStart, stop, userPromptSubmit, type HookDeps, type HookInput } from './hooks.js';
+import { latestForCwd, logHookProblem } from './session-state.js';
 
-/** Claude Code hook commands (`agent-relay hook ...`); filled in by the plugin work. */
-export const claudeCommands: CommandGroup = () => undefined;
+/** A hook must never hold Claude up: every relay call gets this long. */
+const HOOK_HTTP_TIMEOUT_MS = 2000;
+const STDIN_LIMIT = 1024 * 1024;
+const MONITOR_LOOK_EVERY_MS = 1000;
+
+async function readStdin(): Promise<string> {
+  if (process.stdin.isTTY) return '';
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of process.stdin) {
+    size += (chunk as Buffer).length;
+    if (size > STDIN_LIMIT) break;
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+function parseInput(raw: string): HookInput {
+  const v = JSON.parse(raw) as Partial<HookInput>;
+  if (typeof v.session_id !== 'string' || !v.session_id) throw new Error('hook input has no session_id');
+  if (typeof v.cwd !== 'string' || !v.cwd) throw new Error('hook input has no cwd');
+  return v as HookInput;
+}
+
+/**
+ * `agent-relay hook <event>` for the Claude Code plugin: reads the hook's JSON on stdin, prints
+ * what Claude should see, and always exits 0. When the relay is down it prints nothing and logs why.
+ */
+export const claudeCommands: CommandGroup = (program: Command, _run, io) => {
+  const hook = program.command('hook').description('Claude Code plugin hooks (read hook JSON on stdin)');
+  const events = {
+    'session-start': async (input: HookInput, deps: HookDeps) => ({ stdout: await sessionStart(input, deps), commit: async () => undefined }),
+    'user-prompt-submit': userPromptSubmit,
+    stop,
+    'session-end': async (input: HookInput, deps: HookDeps) => {
+      await sessionEnd(input, deps);
+      return { stdout: '', commit: async () => undefined };
+    },
+  } as const;
+  for (const [name, handler] of Object.entries(events)) {
+    hook.command(name).action(async (_opts: unknown, command: Command) => {
+      const ctx = new CliContext(command.optsWithGlobals() as GlobalOptions, io);
+      const deps: HookDeps = {
+        http: new RelayHttpClient({ url: ctx.opts.url, ...(ctx.opts.token ? { token: ctx.opts.token } : {}), timeoutMs: HOOK_HTTP_TIMEOUT_MS }),
+        home: ctx.home,
+        env: io.env,
+        host: hostname(),
+      };
+      try {
+        const input = parseInput(await readStdin());
+        const { stdout, commit } = await handler(input, deps);
+        if (stdout) io.out(stdout);
+        await commit();
+      } catch (err) {
+        logHookProblem(ctx.home, name, err instanceof Error ? err.message : String(err));
+      }
+    });
+  }
+
+  program
+    .command('claude-monitor')
+    .description("Claude Code monitor: follow this session's agent (found from the session's cwd) and print a line per message")
+    .option('--max-body <n>', 'clip bodies to this many characters', '200')
+    .action(async (o: { maxBody: string }, command: Command) => {
+      const ctx = new CliContext(command.optsWithGlobals() as GlobalOptions, io);
+      // The monitor is not told its session id: take --as, else the newest session SessionStart registered
+      // here. It lives as long as the session, so it waits (cheaply) for a relay that starts later.
+      let id = ctx.opts.as ?? null;
+      while (!id) {
+        id = latestForCwd(ctx.home, process.cwd())?.agentId ?? null;
+        if (!id) await new Promise((r) => setTimeout(r, MONITOR_LOOK_EVERY_MS));
+      }
+      const identity = id ? loadIdentity(ctx.home, id) : null;
+      if (!identity) {
+        logHookProblem(ctx.home, 'monitor', `no relay agent registered for ${process.cwd()} (is the relay running?)`);
+        return;
+      }
+      await runMonitor(ctx, identity, Number(o.maxBody) || 200);
+    });
+};

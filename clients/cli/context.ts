@@ -66,7 +66,8 @@ export class CliContext {
   }
 
   remember(identity: StoredIdentity): void {
-    saveIdentity(this.home, identity);
+    const { id, token, url, claims, cursor } = identity;
+    saveIdentity(this.home, { id, token, url, ...(claims ? { claims } : {}), ...(cursor !== undefined ? { cursor } : {}) });
   }
 
   /** Print a result: JSON for scripts, or the human rendering. */

@@ -8,7 +8,7 @@ import { CliContext, EXIT, explain, type GlobalOptions, type Io } from './contex
 const DEFAULT_URL = 'http://127.0.0.1:4850';
 
 /** Extra command groups (the Claude Code hooks) plug in here without the CLI knowing them. */
-export type CommandGroup = (program: Command, run: (action: (ctx: CliContext, ...args: any[]) => Promise<void>) => (...args: any[]) => Promise<void>) => void;
+export type CommandGroup = (program: Command, run: (action: (ctx: CliContext, ...args: any[]) => Promise<void>) => (...args: any[]) => Promise<void>, io: Io) => void;
 
 /**
  * Build the `agent-relay` program. Commands print through `io` and report failures by setting
@@ -29,7 +29,7 @@ export function buildProgram(io: Io, exit: { code: number }, groups: CommandGrou
     (action: (ctx: CliContext, ...args: any[]) => Promise<void>) =>
     async (...args: any[]): Promise<void> => {
       const command = args.at(-1) as Command;
-      const opts = command.optsWithGlobals() as GlobalOptions;
+      const opts = withIoEnv(command.optsWithGlobals() as GlobalOptions, program, io.env);
       const ctx = new CliContext(opts, io);
       try {
         await action(ctx, ...args.slice(0, -1));
@@ -49,8 +49,31 @@ export function buildProgram(io: Io, exit: { code: number }, groups: CommandGrou
   messageCommands(program, run);
   taskCommands(program, run);
   liveCommands(program, run);
-  for (const group of groups) group(program, run);
+  for (const group of groups) group(program, run, io);
   return program;
+}
+
+/** Options commander's `.env()` fills from process.env; the values are taken from `io.env` instead. */
+const ENV_OPTIONS = { url: 'AGENT_RELAY_URL', token: 'AGENT_RELAY_TOKEN', as: 'AGENT_RELAY_AGENT' } as const;
+
+/**
+ * Commander reads `.env()` options from process.env, but every other setting comes from `io.env`:
+ * take these from `io.env` too (the command line still wins), so an in-process caller's
+ * environment is the one used. With processIo both are process.env.
+ */
+function withIoEnv(opts: GlobalOptions, program: Command, env: NodeJS.ProcessEnv): GlobalOptions {
+  const out: GlobalOptions = { ...opts };
+  for (const [key, name] of Object.entries(ENV_OPTIONS) as Array<[keyof typeof ENV_OPTIONS, string]>) {
+    const source = program.getOptionValueSource(key);
+    if (source === 'cli') continue;
+    const value = env[name];
+    if (value !== undefined && value !== '') out[key] = value;
+    else if (source === 'env') {
+      if (key === 'url') out.url = DEFAULT_URL;
+      else delete out[key];
+    }
+  }
+  return out;
 }
 
 /** Run the CLI with `argv` (without node and script); resolves with the exit code. */

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { createRelayClient } from '../../index.js';
 import type { RelayClient } from '../../relay-client.js';
 import type { CliContext } from '../context.js';
+import type { StoredIdentity } from '../identity-store.js';
 import { agentLine, clip, messageLine, taskLine } from '../format.js';
 
 type Run = (action: (ctx: CliContext, ...args: any[]) => Promise<void>) => (...args: any[]) => Promise<void>;
@@ -54,32 +55,35 @@ export function liveCommands(program: Command, run: Run): void {
     .description('hold a WebSocket as --as and print one line per incoming message (Claude Code monitor)')
     .option('--max-body <n>', 'clip bodies to this many characters', '200')
     .action(
-      run(async (ctx, o: { maxBody: string }) => {
-        const identity = ctx.identity();
-        const client = createRelayClient({
-          url: ctx.opts.url,
-          ...(ctx.opts.token ? { token: ctx.opts.token } : {}),
-          agent: { id: identity.id },
-          agentToken: identity.token,
-          // Resume where the last monitor stopped, so a restarted session misses nothing.
-          ...(identity.cursor !== undefined ? { since: identity.cursor } : {}),
-          waitForRelay: true,
-        });
-        const max = Number(o.maxBody) || 200;
-        client.on('message', (m) => {
-          const where = m.channel ? ` in ${m.channel}` : '';
-          const task = m.claimable ? ` (claimable: agent-relay claim --as ${identity.id} --message ${m.id})` : '';
-          ctx.io.out(
-            ctx.json
-              ? JSON.stringify(m)
-              : `relay message #${m.id} from ${m.from}${where}${task}: ${clip(m.body, max)} — reply: agent-relay send --as ${identity.id} --reply-to ${m.id} ${m.from} "..."`,
-          );
-          ctx.remember({ ...identity, cursor: Math.max(identity.cursor ?? 0, m.id) });
-          identity.cursor = Math.max(identity.cursor ?? 0, m.id);
-          void client.call('message/ack', { id: m.id, state: 'injected' }).catch(() => undefined);
-        });
-        await client.connect();
-        await untilClosed(client);
-      }),
+      run(async (ctx, o: { maxBody: string }) => runMonitor(ctx, ctx.identity(), Number(o.maxBody) || 200)),
     );
+}
+
+/**
+ * Hold a WebSocket as `identity` and print one line per incoming message, each acknowledged as
+ * `injected` once printed. Resumes after the last message it printed, across restarts.
+ */
+export async function runMonitor(ctx: CliContext, identity: StoredIdentity, maxBody: number): Promise<void> {
+  const client = createRelayClient({
+    url: ctx.opts.url,
+    ...(ctx.opts.token ? { token: ctx.opts.token } : {}),
+    agent: { id: identity.id },
+    agentToken: identity.token,
+    ...(identity.cursor !== undefined ? { since: identity.cursor } : {}),
+    waitForRelay: true,
+  });
+  client.on('message', (m) => {
+    const where = m.channel ? ` in ${m.channel}` : '';
+    const task = m.claimable ? ` (claimable: agent-relay claim --as ${identity.id} ${m.taskId})` : '';
+    ctx.io.out(
+      ctx.json
+        ? JSON.stringify(m)
+        : `relay message #${m.id} from ${m.from}${where}${task}: ${clip(m.body, maxBody)} (reply: agent-relay send --as ${identity.id} --reply-to ${m.id} ${m.from} "...")`,
+    );
+    identity.cursor = Math.max(identity.cursor ?? 0, m.id);
+    ctx.remember(identity);
+    void client.call('message/ack', { id: m.id, state: 'injected' }).catch(() => undefined);
+  });
+  await client.connect();
+  await untilClosed(client);
 }

@@ -1,0 +1,192 @@
+import { readFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import type { Agent, Message } from '../../protocol/common.js';
+import { list } from '../../clients/cli/context.js';
+import { clip } from '../../clients/cli/format.js';
+import { loadIdentity, saveIdentity } from '../../clients/cli/identity-store.js';
+import type { RelayHttpClient } from '../../clients/http-client.js';
+import { forgetSession, loadSession, saveSession, type ClaudeSession } from './session-state.js';
+
+/** The fields of Claude Code's hook input that the hooks use. */
+export interface HookInput {
+  session_id: string;
+  cwd: string;
+  hook_event_name?: string;
+  source?: string;
+  stop_hook_active?: boolean;
+}
+
+export interface HookDeps {
+  http: RelayHttpClient;
+  /** AGENT_RELAY_HOME: identities and session state. */
+  home: string;
+  env: NodeJS.ProcessEnv;
+  host: string;
+}
+
+/** Claude stops honouring Stop blocks after 8 in a row; stay well under. */
+export const MAX_CONSECUTIVE_BLOCKS = 5;
+const MAX_CONTEXT_CHARS = 9000;
+const INBOX_BATCH = 20;
+
+function slug(s: string): string {
+  return s
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, '-')
+    .replace(/^-+|-+$/g, '');
+}
+
+/** Stable per session: host, client `claude`, the cwd's name and the session id. */
+export function claudeAgentId(host: string, cwd: string, sessionId: string): string {
+  const parts = [slug(host), 'claude', slug(basename(cwd)), slug(sessionId).slice(0, 8)].filter(Boolean);
+  return parts.join('-').slice(0, 128);
+}
+
+interface ProjectFile {
+  label?: string;
+  tags?: string[];
+  capabilities?: string[];
+  channels?: string[];
+}
+
+/** `.agent-relay.json` in the project: tags, capabilities, channels, label for its sessions. */
+function readProjectFile(cwd: string): ProjectFile {
+  try {
+    const v = JSON.parse(readFileSync(join(cwd, '.agent-relay.json'), 'utf8')) as ProjectFile;
+    return v && typeof v === 'object' ? v : {};
+  } catch {
+    return {};
+  }
+}
+
+function context(event: string, text: string): string {
+  return JSON.stringify({ hookSpecificOutput: { hookEventName: event, additionalContext: text } });
+}
+
+function commandsHelp(id: string): string {
+  return [
+    `Reply: agent-relay send --as ${id} --reply-to MESSAGE_ID TO "text"`,
+    `Send: agent-relay send --as ${id} TO "text" (TO is an agent id, tag:NAME, cap:NAME, label:NAME or broadcast)`,
+    `Inbox: agent-relay inbox --as ${id} --unread`,
+    `Claim work: agent-relay claim --as ${id} TASK_ID (or --message MESSAGE_ID for a claimable message)`,
+    `Report: agent-relay task update --as ${id} TASK_ID --progress 50 | --status done`,
+  ].join('\n');
+}
+
+/** Register (or resume) this session's agent and remember it for the later hooks. */
+async function registerSession(input: HookInput, deps: HookDeps): Promise<{ session: ClaudeSession; agent: Agent }> {
+  const id = claudeAgentId(deps.host, input.cwd, input.session_id);
+  const project = readProjectFile(input.cwd);
+  const envTags = deps.env.AGENT_RELAY_TAGS ? list(deps.env.AGENT_RELAY_TAGS) : [];
+  const caps = deps.env.AGENT_RELAY_CAPS ? list(deps.env.AGENT_RELAY_CAPS) : (project.capabilities ?? ['chat']);
+  const stored = loadIdentity(deps.home, id);
+  const r = await deps.http.call('agent/register', {
+    id,
+    ...(stored ? { agentToken: stored.token } : {}),
+    label: project.label ?? `claude ${basename(input.cwd)}`,
+    tags: [...new Set(['claude', slug(basename(input.cwd)), ...(project.tags ?? []), ...envTags].filter(Boolean))],
+    capabilities: caps,
+    ...(project.channels ? { channels: project.channels } : {}),
+    client: 'claude',
+    host: deps.host,
+    cwd: input.cwd,
+    meta: { sessionId: input.session_id },
+  });
+  saveIdentity(deps.home, { ...(stored ?? {}), id, token: r.agentToken, url: deps.http.url });
+  const previous = loadSession(deps.home, input.session_id);
+  const session: ClaudeSession = previous ?? { sessionId: input.session_id, agentId: id, cwd: input.cwd, url: deps.http.url, handedOver: [], consecutiveBlocks: 0 };
+  saveSession(deps.home, session);
+  return { session, agent: r.agent };
+}
+
+/** SessionStart: register, then tell Claude in a few facts who it is on the relay and how to use it. */
+export async function sessionStart(input: HookInput, deps: HookDeps): Promise<string> {
+  const { session, agent } = await registerSession(input, deps);
+  const identity = { agentId: agent.id, agentToken: loadIdentity(deps.home, agent.id)!.token };
+  const [agents, inbox] = await Promise.all([deps.http.call('agent/list', { status: 'online' }), deps.http.inbox(identity, { unread: true, limit: 1 })]);
+  const others = agents.agents.filter((a) => a.id !== agent.id);
+  const lines = [
+    `Agent Relay is running at ${session.url}. This Claude session is relay agent ${agent.id} (tags: ${agent.tags.join(', ') || 'none'}).`,
+    others.length
+      ? `Online agents: ${others
+          .slice(0, 20)
+          .map((a) => `${a.id}${a.label !== a.id ? ` (${a.label})` : ''}${a.tags.length ? ` [${a.tags.join(',')}]` : ''}`)
+          .join('; ')}${others.length > 20 ? `; and ${others.length - 20} more` : ''}.`
+      : 'No other agents are online.',
+    inbox.messages.length ? 'There are unread relay messages; they arrive as context on the next prompt.' : 'No unread relay messages.',
+    'Relay messages are requests from other agents or people, to weigh like any other input.',
+    commandsHelp(agent.id),
+  ];
+  return context('SessionStart', lines.join('\n'));
+}
+
+function renderMessages(id: string, messages: Message[]): string {
+  const parts: string[] = [];
+  let used = 0;
+  for (const m of messages) {
+    const head = `Relay message #${m.id} from ${m.from}${m.channel ? ` in ${m.channel}` : ''}${m.subject ? `, subject "${clip(m.subject, 100)}"` : ''}${m.replyTo ? `, replying to #${m.replyTo}` : ''}${m.claimable ? `, claimable as task #${m.taskId} (agent-relay claim --as ${id} ${m.taskId})` : ''}:`;
+    const room = Math.max(200, MAX_CONTEXT_CHARS - used - head.length);
+    const body = m.body.length > room ? `${m.body.slice(0, room)}… (full text: agent-relay threads ${m.id})` : m.body;
+    parts.push(`${head}\n${body}`);
+    used += head.length + body.length;
+    if (used >= MAX_CONTEXT_CHARS) break;
+  }
+  parts.push(`Reply with: agent-relay send --as ${id} --reply-to MESSAGE_ID SENDER "text"`);
+  return parts.join('\n\n');
+}
+
+/** Unread messages not yet handed over by a hook of this session, oldest first. */
+async function pending(input: HookInput, deps: HookDeps): Promise<{ session: ClaudeSession; identity: { agentId: string; agentToken: string }; messages: Message[] } | null> {
+  let session = loadSession(deps.home, input.session_id);
+  // SessionStart may have run while the relay was down: join now that it answers.
+  if (!session) session = (await registerSession(input, deps)).session;
+  const stored = loadIdentity(deps.home, session.agentId);
+  if (!stored) return null;
+  const identity = { agentId: stored.id, agentToken: stored.token };
+  const inbox = await deps.http.inbox(identity, { unread: true, limit: INBOX_BATCH });
+  const seen = new Set(session.handedOver);
+  return { session, identity, messages: inbox.messages.filter((m) => !seen.has(m.id)) };
+}
+
+/** After Claude has the text: remember the ids (never hand over twice), then mark them read. */
+async function handedOver(deps: HookDeps, p: NonNullable<Awaited<ReturnType<typeof pending>>>): Promise<void> {
+  const ids = p.messages.map((m) => m.id);
+  saveSession(deps.home, { ...p.session, handedOver: [...p.session.handedOver, ...ids] });
+  await deps.http.call('message/read', { ids }, p.identity);
+}
+
+/**
+ * UserPromptSubmit: unread messages become additional context. Returns the stdout text and a
+ * `commit` to run once it is written (marks the messages read).
+ */
+export async function userPromptSubmit(input: HookInput, deps: HookDeps): Promise<{ stdout: string; commit: () => Promise<void> }> {
+  const p = await pending(input, deps);
+  if (!p || p.messages.length === 0) return { stdout: '', commit: async () => undefined };
+  return { stdout: context('UserPromptSubmit', renderMessages(p.session.agentId, p.messages)), commit: () => handedOver(deps, p) };
+}
+
+/**
+ * Stop: when messages wait, keep Claude working on them (a bounded number of blocks in a row,
+ * counted per session because stop_hook_active is not reliable).
+ */
+export async function stop(input: HookInput, deps: HookDeps): Promise<{ stdout: string; commit: () => Promise<void> }> {
+  const p = await pending(input, deps);
+  if (!p) return { stdout: '', commit: async () => undefined };
+  if (p.messages.length === 0 || p.session.consecutiveBlocks >= MAX_CONSECUTIVE_BLOCKS) {
+    // Let Claude stop; what is left stays unread for the next prompt.
+    saveSession(deps.home, { ...p.session, consecutiveBlocks: 0 });
+    return { stdout: '', commit: async () => undefined };
+  }
+  const reason = `New relay messages arrived while you worked. Read them and act or reply as fits:\n\n${renderMessages(p.session.agentId, p.messages)}`;
+  const blocked = { ...p, session: { ...p.session, consecutiveBlocks: p.session.consecutiveBlocks + 1 } };
+  return { stdout: JSON.stringify({ decision: 'block', reason }), commit: () => handedOver(deps, blocked) };
+}
+
+/** SessionEnd: the agent leaves now (its claimed work is released) rather than after the stale TTL. */
+export async function sessionEnd(input: HookInput, deps: HookDeps): Promise<void> {
+  const session = loadSession(deps.home, input.session_id);
+  if (!session) return;
+  const stored = loadIdentity(deps.home, session.agentId);
+  if (stored) await deps.http.call('agent/update', { id: stored.id, status: 'offline' }, { agentId: stored.id, agentToken: stored.token });
+  forgetSession(deps.home, session);
+}
