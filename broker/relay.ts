@@ -68,6 +68,8 @@ export async function createRelay(config: RelayConfig, log: Logger, options: Rel
         // Let answers to the flushed calls reach their sockets before the sockets close.
         await new Promise((r) => setImmediate(r));
         transport.closeAll(CLOSE_CODES.shutdown, 'relay shutting down: reconnect and resume');
+        // SSE streams are live sessions too: end them, or their clients never learn to reconnect.
+        for (const s of [...core.sessions.sessions()]) if (s.kind === 'sse') s.close(CLOSE_CODES.shutdown, 'relay shutting down');
         await new Promise((r) => setImmediate(r));
         store.close();
       })()),

@@ -50,7 +50,8 @@ function clean(o: Record<string, unknown>): Record<string, unknown> {
 export const REST_ROUTES: RestRoute[] = [
   { verb: 'POST', pattern: /^\/api\/agents$/, method: 'agent/register', params: (r) => r.body },
   { verb: 'GET', pattern: /^\/api\/agents$/, method: 'agent/list', params: (r) => clean({ status: str(r.query.get('status')), tag: str(r.query.get('tag')), capability: str(r.query.get('capability')) }) },
-  { verb: 'PATCH', pattern: /^\/api\/agents\/(?<id>[^/]+)$/, method: 'agent/update', params: (r) => withIdentity(r, { id: r.path.id }) },
+  // The path names the agent: X-Agent-Token alone proves the caller is it (X-Agent-Id may still name another caller).
+  { verb: 'PATCH', pattern: /^\/api\/agents\/(?<id>[^/]+)$/, method: 'agent/update', params: (r) => withIdentity(r, { id: r.path.id, agentId: r.identity.agentId ?? r.path.id }) },
   { verb: 'POST', pattern: /^\/api\/agents\/(?<id>[^/]+)\/heartbeat$/, method: 'agent/heartbeat', params: (r) => withIdentity(r, { agentId: r.path.id }) },
   { verb: 'POST', pattern: /^\/api\/messages$/, method: 'message/send', params: (r) => withIdentity(r, {}), status: () => 201 },
   { verb: 'GET', pattern: /^\/api\/messages$/, method: 'message/list', params: (r) => clean({ ...r.identity, agentId: str(r.query.get('agentId')) ?? r.identity.agentId, since: num(r.query.get('since')), limit: num(r.query.get('limit')), channel: str(r.query.get('channel')), threadId: num(r.query.get('threadId')), unread: bool(r.query.get('unread')) }) },

@@ -1,4 +1,4 @@
-import { ERRORS } from '../../protocol/index.js';
+import { ERRORS, METHODS, RelayError } from '../../protocol/index.js';
 import type { RelayCore } from '../../broker/domain/core.js';
 import type { HttpExchange, HttpHandler } from '../../broker/domain/ports.js';
 import type { RpcDispatcher } from '../../broker/transport/rpc-dispatch.js';
@@ -42,7 +42,7 @@ export function createHttpHandler(deps: HttpDeps): HttpHandler {
     const inbox = /^\/api\/agents\/([^/]+)\/inbox$/.exec(path);
     if (inbox && ex.method === 'GET') return handleInbox(ex, decodeURIComponent(inbox[1]!), dispatcher, deps.waiters);
     const ingress = /^\/api\/integrations\/([^/]+)\/events$/.exec(path);
-    if (ingress && ex.method === 'POST') return handleIngress(ex, decodeURIComponent(ingress[1]!), core);
+    if (ingress && ex.method === 'POST') return handleIngress(ex, ingress[1]!, core);
 
     const match = matchRoute(REST_ROUTES, ex);
     if (match === 'method') return sendJson(ex, 405, { error: { code: ERRORS.invalidRequest.code, message: `${ex.method} is not supported on ${path}` } });
@@ -51,6 +51,10 @@ export function createHttpHandler(deps: HttpDeps): HttpHandler {
       const body = ex.method === 'GET' ? {} : parseJsonBody(ex);
       const path = Object.fromEntries(Object.entries(match.path).map(([k, v]) => [k, decodeURIComponent(v)]));
       const params = match.route.params({ path, query: ex.query, body, identity: identityFrom(ex) });
+      // Over HTTP the only identity is a presented token: a call that needs one and carries none is 401, as for the inbox.
+      if (METHODS[match.route.method].auth === 'agent' && typeof params.agentToken !== 'string') {
+        throw new RelayError('unauthorized', `unauthorized: ${ex.method} ${ex.path} needs X-Agent-Token (and X-Agent-Id where the path does not name the agent)`);
+      }
       const result = (await dispatcher.call(match.route.method, params, HTTP_CTX)) as Record<string, unknown>;
       sendJson(ex, match.route.status?.(result) ?? 200, result);
     } catch (err) {

@@ -58,7 +58,8 @@ export function handleStream(ex: HttpExchange, core: RelayCore, opts: SseOptions
   try {
     const agentParam = ex.query.get('agentId');
     const agentId = agentParam ? core.authenticate(agentParam, ex.headers['x-agent-token'] ?? '') : null;
-    const sinceRaw = num(ex.query.get('since')) ?? num(ex.headers['last-event-id'] ?? null);
+    // Last-Event-ID first: an EventSource reconnects with its original URL (and its since=) plus the header.
+    const sinceRaw = num(ex.headers['last-event-id'] ?? null) ?? num(ex.query.get('since'));
     if (sinceRaw !== undefined && (typeof sinceRaw !== 'number' || sinceRaw < 0)) throw new RelayError('invalidParams', 'invalid params: since: must be a message id');
     const since = sinceRaw as number | undefined;
     core.checkCursor(since);
