@@ -29,6 +29,8 @@ export const CONFIG_VARS = {
   maxBackpressureBytes: { env: 'AGENT_RELAY_MAX_BACKPRESSURE_BYTES', schema: int(64 * 1024, 1024 * 1024 * 1024), default: String(4 * 1024 * 1024), doc: 'Send buffer above which a slow consumer is disconnected (it resumes by cursor).' },
   rateLimitPerSec: { env: 'AGENT_RELAY_RATE_LIMIT', schema: int(1, 1_000_000), default: '2000', doc: 'Frames per second one connection may send (token bucket).' },
   rateBurst: { env: 'AGENT_RELAY_RATE_BURST', schema: int(1, 1_000_000), default: '4000', doc: 'Token bucket size: frames a connection may send at once.' },
+  httpRateLimitPerSec: { env: 'AGENT_RELAY_HTTP_RATE_LIMIT', schema: int(1, 10_000_000), default: '5000', doc: 'HTTP requests per second from one client address (token bucket); over it: 429 with Retry-After.' },
+  httpRateBurst: { env: 'AGENT_RELAY_HTTP_RATE_BURST', schema: int(1, 10_000_000), default: '10000', doc: 'HTTP token bucket size per client address.' },
   busyTimeoutMs: { env: 'AGENT_RELAY_BUSY_TIMEOUT_MS', schema: int(0, 60_000), default: '2000', doc: 'How long a write waits for a database lock held by another process before -32008.' },
   pruneIntervalMs: { env: 'AGENT_RELAY_PRUNE_INTERVAL_MS', schema: int(100, 86_400_000), default: '600000', doc: 'How often pruning runs.' },
   presenceIntervalMs: { env: 'AGENT_RELAY_PRESENCE_INTERVAL_MS', schema: int(50, 600_000), default: '5000', doc: 'How often stale agents are looked for.' },

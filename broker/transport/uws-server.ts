@@ -8,6 +8,7 @@ import { noteDisconnected } from '../domain/presence.js';
 import type { Logger } from '../logger.js';
 import { checkRequest, type RequestHeaders } from './auth.js';
 import { somethingListens } from './port-probe.js';
+import { ClientRateLimiter, TokenBucket } from './rate-limit.js';
 import { BodyTooLarge, readBody } from './http-body.js';
 import { UwsExchange } from './http-exchange.js';
 import type { RpcDispatcher } from './rpc-dispatch.js';
@@ -81,7 +82,7 @@ export function startTransport(deps: TransportDeps): Promise<RunningTransport> {
     },
 
     open: (ws) => {
-      const session = new WsSession(ws, config.rateBurst);
+      const session = new WsSession(ws, new TokenBucket(config.rateLimitPerSec, config.rateBurst));
       ws.getUserData().session = session;
       sockets.add(session);
       core.sessions.add(session);
@@ -89,7 +90,7 @@ export function startTransport(deps: TransportDeps): Promise<RunningTransport> {
 
     message: (ws, message, isBinary) => {
       const session = ws.getUserData().session!;
-      if (!takeToken(session, config)) {
+      if (!session.rate.take()) {
         session.overLimit++;
         if (session.overLimit > RATE_CLOSE_AFTER) {
           session.close(CLOSE_CODES.rateLimited, 'rate limited: slow down and reconnect');
@@ -129,6 +130,7 @@ export function startTransport(deps: TransportDeps): Promise<RunningTransport> {
     },
   });
 
+  const httpLimiter = new ClientRateLimiter(config.httpRateLimitPerSec, config.httpRateBurst);
   app.any('/*', (res, req) => {
     // Headers and URL live only during this callback: copy them out first.
     const headers: Record<string, string> = {};
@@ -142,6 +144,11 @@ export function startTransport(deps: TransportDeps): Promise<RunningTransport> {
       headers,
       maxBackpressureBytes: config.maxBackpressureBytes,
     });
+    const retryAfter = httpLimiter.check(Buffer.from(res.getRemoteAddressAsText()).toString());
+    if (retryAfter !== null) {
+      exchange.reply(429, { 'content-type': 'application/json', 'retry-after': String(retryAfter) }, JSON.stringify({ error: { code: ERRORS.tooLarge.code, message: `rate limited: more than ${config.httpRateLimitPerSec} requests/s from this address; retry after ${retryAfter} s` } }));
+      return;
+    }
     const refusal = checkRequest(
       { authorization: headers.authorization ?? '', origin: headers.origin ?? '', host: headers.host ?? '', protocol: '' },
       config,
@@ -211,11 +218,3 @@ async function listenOrWait(app: uWS.TemplatedApp, host: string, wanted: number,
   }
 }
 
-function takeToken(s: WsSession, config: RelayConfig): boolean {
-  const now = performance.now();
-  s.tokens = Math.min(config.rateBurst, s.tokens + ((now - s.lastRefill) / 1000) * config.rateLimitPerSec);
-  s.lastRefill = now;
-  if (s.tokens < 1) return false;
-  s.tokens -= 1;
-  return true;
-}

@@ -1,6 +1,7 @@
 import type { WebSocket } from 'uWebSockets.js';
 import type { StreamTopic } from '../../protocol/index.js';
 import type { SendResult, Session } from '../domain/ports.js';
+import type { TokenBucket } from './rate-limit.js';
 
 /** Per-socket state kept in uWS user data. */
 export interface SocketData {
@@ -17,17 +18,14 @@ export class WsSession implements Session {
   agentId: string | null = null;
   readonly topics = new Set<StreamTopic>();
   closed = false;
-  /** Token bucket for the per-connection rate limit. */
-  tokens: number;
-  lastRefill = performance.now();
+  /** Frames over the per-connection rate in a row (the socket is closed past a bound). */
   overLimit = 0;
 
   constructor(
     private readonly ws: WebSocket<SocketData>,
-    burst: number,
-  ) {
-    this.tokens = burst;
-  }
+    /** The per-connection rate limit. */
+    readonly rate: TokenBucket,
+  ) {}
 
   send(frame: string): SendResult {
     if (this.closed) return 'ok';

@@ -39,6 +39,8 @@ export const AgentRegisterResultSchema = z.object({
   agentToken: z.string(),
   /** Highest message id committed when the registration answered. */
   cursor: CursorSchema,
+  /** True when this call created the agent; false when it resumed an existing one. */
+  created: z.boolean(),
 });
 
 export const AgentUpdateParamsSchema = z.strictObject({

@@ -107,8 +107,8 @@ t.test('agents: register, list, update and heartbeat over REST, seen over the We
   const observer = await WsRpc.connect(t, relay.wsUrl);
 
   const reg = await api(relay, 'POST', '/api/agents', { body: { id: 'carol', label: 'Carol', tags: ['http'], capabilities: ['review'], client: 'curl' } });
-  // A new agent is arguably a create (201), but agent/register's result does not say whether it created: accept either.
-  t.ok(reg.status === 200 || reg.status === 201, `registering a new agent succeeds (${reg.status})`);
+  t.equal(reg.status, 201, 'registering a new agent is a create');
+  t.equal(reg.body.created, true);
   t.equal(reg.body.agent.id, 'carol', 'the agent is named as asked');
   t.equal(reg.body.agent.status, 'online', 'a registered agent is online');
   t.equal(reg.body.agent.connected, false, 'a REST agent holds no live connection');

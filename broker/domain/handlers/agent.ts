@@ -28,7 +28,7 @@ export function generateAgentId(p: { host?: string | undefined; client?: string 
 export async function register(core: RelayCore, ctx: CallContext, p: AgentRegisterParams): Promise<AgentRegisterResult> {
   core.checkCursor(p.since);
   const id = p.id ?? generateAgentId(p);
-  const { agent, token, cursor } = await core.queue.submit((onCommit) => {
+  const { agent, token, cursor, created } = await core.queue.submit((onCommit) => {
     const now = core.now();
     const existing = core.agentInTx(id);
     let token: string;
@@ -72,9 +72,9 @@ export async function register(core: RelayCore, ctx: CallContext, p: AgentRegist
       core.sessions.attach(session, id);
       if (p.since !== undefined) sendBacklog(core, id, p.since, cursor);
     });
-    return { agent, token, cursor };
+    return { agent, token, cursor, created: !existing };
   });
-  return { agent: core.wireAgent(agent), agentToken: token, cursor };
+  return { agent: core.wireAgent(agent), agentToken: token, cursor, created };
 }
 
 /** Push an agent's missed messages (since < id ≤ upTo), in order, in pages. */
