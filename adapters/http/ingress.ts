@@ -46,10 +46,12 @@ export function authenticateDelivery(integration: Integration, ex: HttpExchange,
 }
 
 /** POST /api/integrations/:name/events → task/create with source = name, deduplicated and replay-safe. */
-export async function handleIngress(ex: HttpExchange, name: string, core: RelayCore): Promise<void> {
+export async function handleIngress(ex: HttpExchange, rawName: string, core: RelayCore): Promise<void> {
   try {
-    const integration = core.integrations.get(name);
-    if (!integration) throw new RelayError('notFound', `no integration named ${name}`);
+    // A malformed percent-escape (decodeURIComponent throws URIError) names no integration: 404, not 500.
+    const name = decodeSegment(rawName);
+    const integration = name === null ? undefined : core.integrations.get(name);
+    if (!integration || name === null) throw new RelayError('notFound', `no integration named ${name ?? rawName}`);
     const auth = authenticateDelivery(integration, ex, Math.floor(core.now() / 1000));
     if (!auth.ok) {
       core.log.info({ integration: name, reason: auth.reason }, 'webhook refused');
@@ -94,5 +96,13 @@ export async function handleIngress(ex: HttpExchange, name: string, core: RelayC
     sendJson(ex, result.created ? 201 : 200, { duplicate: false, task: result.task, created: result.created });
   } catch (err) {
     sendError(ex, err);
+  }
+}
+
+function decodeSegment(raw: string): string | null {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    return null;
   }
 }

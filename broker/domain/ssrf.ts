@@ -39,17 +39,22 @@ export class BlockedAddressError extends Error {
 
 /**
  * A DNS lookup for http.request that refuses internal addresses. The check applies to the address
- * actually connected to, so a name that resolves (or rebinds) to 127.0.0.1 is refused too.
+ * actually connected to, so a name that resolves (or rebinds) to 127.0.0.1 is refused too. Node 20
+ * connects with autoSelectFamily and asks for every address (`all: true`), any of which it may try:
+ * each one is checked, and the answer keeps the shape that was asked for.
  */
 export function guardedLookup(allowPrivate: boolean): LookupFunction {
   return (hostname, options, callback) => {
-    dnsLookup(hostname, { ...options, all: false }, (err, address, family) => {
+    dnsLookup(hostname, { ...options, all: true }, (err, addresses) => {
       if (err) return callback(err, '', 0);
-      const addr = address as unknown as string;
-      if (!allowPrivate && isPrivateAddress(addr)) {
-        return callback(new BlockedAddressError(`callback address ${addr} (for ${hostname}) is private, loopback or link-local`), '', 0);
+      const blocked = allowPrivate ? undefined : addresses.find((a) => isPrivateAddress(a.address));
+      if (blocked) {
+        return callback(new BlockedAddressError(`callback address ${blocked.address} (for ${hostname}) is private, loopback or link-local`), '', 0);
       }
-      callback(null, addr, family as number);
+      if (options.all) return callback(null, addresses);
+      const first = addresses[0];
+      if (!first) return callback(Object.assign(new Error(`no address for ${hostname}`), { code: 'ENOTFOUND' }), '', 0);
+      callback(null, first.address, first.family);
     });
   };
 }

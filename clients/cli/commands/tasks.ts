@@ -1,5 +1,6 @@
 import { InvalidArgumentError, type Command } from 'commander';
 import type { TaskStatus } from '../../../protocol/common.js';
+import { RelayRpcError } from '../../errors.js';
 import { type CliContext, UsageError, wholeNumber } from '../context.js';
 import { eventLine, table, tasksTable, time } from '../format.js';
 
@@ -9,6 +10,16 @@ function progress(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0 || n > 100) throw new InvalidArgumentError(`expected 0–100, got "${value}"`);
   return n;
+}
+
+/** The ingress checks the integration's secret, not the relay token: a refusal says which one to check. */
+function secretHint(integration: string): (err: unknown) => never {
+  return (err) => {
+    if (err instanceof RelayRpcError && err.kind === 'unauthorized') {
+      throw new Error(`${err.message} (check --secret or AGENT_RELAY_INTEGRATION_SECRET against integration ${integration} in the relay's integrations file)`);
+    }
+    throw err;
+  };
 }
 
 function jsonObject(value: string): Record<string, unknown> {
@@ -158,7 +169,7 @@ export function taskCommands(program: Command, run: Run): void {
           ...(o.dedupeKey ? { dedupeKey: o.dedupeKey } : {}),
           action: o.resolve ? 'resolve' : 'trigger',
           ...(o.meta ? { meta: o.meta } : {}),
-        });
+        }).catch(secretHint(o.integration));
         ctx.print(r, () => {
           const t = r.task as { id: number; status: string; occurrences: number } | undefined;
           if (r.duplicate) return 'duplicate delivery: already recorded';
