@@ -41,6 +41,8 @@ interface AttemptResult {
   status: number | null;
   error: string | null;
   retryAfter: string | undefined;
+  /** Retrying cannot help (a refused address, a bad URL, no secret): dead-letter now. */
+  permanent?: boolean;
 }
 
 /**
@@ -101,7 +103,7 @@ export class CallbackDispatcher {
       let state: OutboxEntry['state'] = ok ? 'delivered' : 'pending';
       let nextAt = now;
       if (!ok) {
-        if (attempts >= this.policy.maxAttempts) state = 'dead';
+        if (attempts >= this.policy.maxAttempts || result.permanent) state = 'dead';
         else {
           const retryAfter = parseRetryAfter(result.retryAfter, now);
           nextAt = now + Math.min(this.policy.maxDelayMs, retryAfter ?? backoffDelay(attempts - 1, this.policy));
@@ -120,18 +122,18 @@ export class CallbackDispatcher {
 
   private post(entry: OutboxEntry): Promise<AttemptResult> {
     const secret = this.secretFor(entry.signer);
-    if (!secret) return Promise.resolve({ status: null, error: `no secret for ${entry.signer}`, retryAfter: undefined });
+    if (!secret) return Promise.resolve({ status: null, error: `no secret for ${entry.signer}`, retryAfter: undefined, permanent: true });
     let url: URL;
     try {
       url = new URL(entry.url);
     } catch {
-      return Promise.resolve({ status: null, error: 'invalid callback URL', retryAfter: undefined });
+      return Promise.resolve({ status: null, error: 'invalid callback URL', retryAfter: undefined, permanent: true });
     }
     const allowPrivate = this.core.config.allowPrivateCallbacks;
     const host = url.hostname.replace(/^\[|\]$/g, '');
     // IP literals skip DNS lookup inside http.request, so they are checked here.
     if (isIP(host) && !allowPrivate && isPrivateAddress(host)) {
-      return Promise.resolve({ status: null, error: `callback address ${host} is private, loopback or link-local`, retryAfter: undefined });
+      return Promise.resolve({ status: null, error: `callback address ${host} is private, loopback or link-local`, retryAfter: undefined, permanent: true });
     }
     const timestamp = Math.floor(this.core.now() / 1000);
     const body = Buffer.from(entry.payload);
@@ -157,7 +159,8 @@ export class CallbackDispatcher {
         },
       );
       req.on('timeout', () => req.destroy(new Error(`no answer within ${this.policy.timeoutMs} ms`)));
-      req.on('error', (err) => resolve({ status: null, error: err.message, retryAfter: undefined }));
+      // A name that resolves to a refused address stays refused: no point retrying it.
+      req.on('error', (err) => resolve({ status: null, error: err.message, retryAfter: undefined, permanent: (err as NodeJS.ErrnoException).code === 'EBLOCKED' }));
       req.end(body);
     });
   }

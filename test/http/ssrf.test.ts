@@ -18,7 +18,8 @@ import { connectAgent, type WsRpc } from '../helpers/ws-client.js';
 
 const SECRET = `whsec_${randomBytes(32).toString('base64')}`;
 /** One attempt each: a refused callback is a dead letter at once, so "the dispatcher has run" is observable. */
-const POLICY: Partial<CallbackPolicy> = { maxAttempts: 1, timeoutMs: 1000, random: () => 0.5 };
+// maxAttempts above 1: a refused address must be dead-lettered at once, not retried.
+const POLICY: Partial<CallbackPolicy> = { maxAttempts: 5, timeoutMs: 1000, random: () => 0.5 };
 const REFUSED = /is private, loopback or link-local/;
 
 interface Canary {
