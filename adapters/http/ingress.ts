@@ -7,7 +7,7 @@ import { safeEqual } from '../../broker/domain/tokens.js';
 import { verifyGithubSignature, verifyStandardWebhook, type VerifyResult } from '../../broker/domain/webhooks.js';
 import type { Integration } from '../../broker/integrations.js';
 import { describeZodError } from '../../broker/transport/rpc-dispatch.js';
-import { sendError, sendJson } from './respond.js';
+import { decodeSegment, sendError, sendJson } from './respond.js';
 
 /** What an integration may send; fields map onto task/create. Unknown fields are ignored. */
 export const IngressBodySchema = z.object({
@@ -96,13 +96,5 @@ export async function handleIngress(ex: HttpExchange, rawName: string, core: Rel
     sendJson(ex, result.created ? 201 : 200, { duplicate: false, task: result.task, created: result.created });
   } catch (err) {
     sendError(ex, err);
-  }
-}
-
-function decodeSegment(raw: string): string | null {
-  try {
-    return decodeURIComponent(raw);
-  } catch {
-    return null;
   }
 }

@@ -36,3 +36,12 @@ export function parseJsonBody(ex: HttpExchange): Record<string, unknown> {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new RelayError('invalidParams', 'invalid params: body must be a JSON object');
   return value as Record<string, unknown>;
 }
+
+/** A decoded path segment, or null for a malformed percent-escape (answered 404, never 500). */
+export function decodeSegment(raw: string): string | null {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    return null;
+  }
+}

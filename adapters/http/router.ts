@@ -5,7 +5,7 @@ import type { RpcDispatcher } from '../../broker/transport/rpc-dispatch.js';
 import type { Registry } from 'prom-client';
 import { handleInbox, InboxWaiters } from './inbox.js';
 import { handleIngress } from './ingress.js';
-import { JSON_HEADERS, parseJsonBody, sendError, sendJson } from './respond.js';
+import { decodeSegment, JSON_HEADERS, parseJsonBody, sendError, sendJson } from './respond.js';
 import { identityFrom, matchRoute, REST_ROUTES } from './rest.js';
 import { handleStream } from './sse.js';
 
@@ -40,17 +40,26 @@ export function createHttpHandler(deps: HttpDeps): HttpHandler {
     }
     if (path === '/api/stream' && ex.method === 'GET') return handleStream(ex, core, { keepAliveMs: deps.sseKeepAliveMs });
     const inbox = /^\/api\/agents\/([^/]+)\/inbox$/.exec(path);
-    if (inbox && ex.method === 'GET') return handleInbox(ex, decodeURIComponent(inbox[1]!), dispatcher, deps.waiters);
+    if (inbox && ex.method === 'GET') {
+      const agentId = decodeSegment(inbox[1]!);
+      if (agentId === null) return notFound(ex);
+      return handleInbox(ex, agentId, dispatcher, deps.waiters);
+    }
     const ingress = /^\/api\/integrations\/([^/]+)\/events$/.exec(path);
     if (ingress && ex.method === 'POST') return handleIngress(ex, ingress[1]!, core);
 
     const match = matchRoute(REST_ROUTES, ex);
     if (match === 'method') return sendJson(ex, 405, { error: { code: ERRORS.invalidRequest.code, message: `${ex.method} is not supported on ${path}` } });
-    if (!match) return sendJson(ex, 404, { error: { code: ERRORS.notFound.code, message: `not found: ${ex.method} ${path}` } });
+    if (!match) return notFound(ex);
+    const pathParams: Record<string, string> = {};
+    for (const [k, v] of Object.entries(match.path)) {
+      const decoded = decodeSegment(v);
+      if (decoded === null) return notFound(ex);
+      pathParams[k] = decoded;
+    }
     try {
       const body = ex.method === 'GET' ? {} : parseJsonBody(ex);
-      const path = Object.fromEntries(Object.entries(match.path).map(([k, v]) => [k, decodeURIComponent(v)]));
-      const params = match.route.params({ path, query: ex.query, body, identity: identityFrom(ex) });
+      const params = match.route.params({ path: pathParams, query: ex.query, body, identity: identityFrom(ex) });
       // Over HTTP the only identity is a presented token: a call that needs one and carries none is 401, as for the inbox.
       if (METHODS[match.route.method].auth === 'agent' && typeof params.agentToken !== 'string') {
         throw new RelayError('unauthorized', `unauthorized: ${ex.method} ${ex.path} needs X-Agent-Token (and X-Agent-Id where the path does not name the agent)`);
@@ -61,6 +70,10 @@ export function createHttpHandler(deps: HttpDeps): HttpHandler {
       sendError(ex, err);
     }
   };
+}
+
+function notFound(ex: HttpExchange): void {
+  sendJson(ex, 404, { error: { code: ERRORS.notFound.code, message: `not found: ${ex.method} ${ex.path}` } });
 }
 
 function health(ex: HttpExchange, core: RelayCore): void {

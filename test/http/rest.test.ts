@@ -580,3 +580,13 @@ t.test('agent tokens never reach a log line, whatever the request does', async (
   t.notMatch(text, bob.token, "bob's token is not in the log");
   t.notMatch(text, wrong, 'a wrong token presented is not in the log either');
 });
+
+t.test('a malformed percent-escape in a path is 404, never 500', async (t) => {
+  const relay = await startRelay(t);
+  for (const path of ['/api/agents/%ZZ/inbox', '/api/agents/%E0%A4%A', '/api/integrations/%ZZ/events']) {
+    const method = path.endsWith('/events') ? 'POST' : path.endsWith('/inbox') ? 'GET' : 'PATCH';
+    const res = await fetch(`${relay.url}${path}`, { method, headers: { 'content-type': 'application/json' }, body: method === 'GET' ? undefined : '{}' });
+    t.equal(res.status, 404, `${method} ${path}`);
+    await res.arrayBuffer();
+  }
+});
