@@ -28,6 +28,10 @@ export function resolveTarget(
       if (channel !== null && a.channels.length > 0 && !a.channels.includes(channel)) continue;
       recipients.push(a.id);
     }
+  } else if (target.startsWith('ext:')) {
+    // An external sender (the dashboard, a script) holds no inbox: a reply to it is kept in its
+    // thread and reaches observers of the message stream, and no agent.
+    return { recipients: [], warnings: [] };
   } else {
     if (!agents.has(target)) throw new UnknownAgentError(`to: no agent with id ${target}`);
     recipients = [target];

@@ -307,3 +307,17 @@ t.test('an observer sends as ext:NAME, and an agent that passes from is refused 
   const last = await barrier(observer, [bob]);
   t.same(bob.rpc.messages().map((m) => m.id), [sent.message.id, last]);
 });
+
+t.test('a reply to an ext: sender is kept in its thread and reaches observers, no agent', async (t) => {
+  const relay = await startRelay(t);
+  const observer = await WsRpc.connect(t, relay.wsUrl);
+  await observer.call('stream/subscribe', { topics: ['messages'] });
+  const bob = await connectAgent(t, relay.wsUrl, { id: 'bob' });
+  const ask = await observer.call('message/send', { to: 'bob', body: 'status?', from: 'ext:dashboard' });
+  const reply = await bob.rpc.call('message/send', { to: 'ext:dashboard', body: 'all green', replyTo: ask.message.id });
+  t.same(reply.recipients, [], 'no agent receives it');
+  t.same(reply.warnings, [], 'and that is not a warning: the sender is external');
+  await observer.until(() => observer.messages().some((m) => m.id === reply.message.id), 3000, 'the observer sees the reply');
+  const thread = await observer.call('thread/get', { id: ask.message.id });
+  t.same(thread.messages.map((m: { body: string }) => m.body), ['status?', 'all green']);
+});
