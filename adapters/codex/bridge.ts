@@ -1,0 +1,598 @@
+import { hostname } from 'node:os';
+import { basename } from 'node:path';
+import type { Message, RelayEvent, Task } from '../../protocol/common.js';
+import { reconnectDelay } from '../../clients/backoff.js';
+import { RelayHttpClient } from '../../clients/http-client.js';
+import { createRelayClient } from '../../clients/index.js';
+import type { RelayClient } from '../../clients/relay-client.js';
+import { AppServerConnection, AppServerError, type ServerRequest } from './app-server.js';
+import { answerFor, APPROVAL_TASK_KIND, decisionOf, describeApproval, isApprovalRequest, type Decision } from './approvals.js';
+import { codexAgentId, type CodexAdapterConfig } from './config.js';
+import { loadState, saveState, type AdapterState } from './state.js';
+import { ActiveWriterError, attachThread, finalAgentText, turnCarries, type CodexThread, type CodexTurn } from './thread.js';
+
+export interface BridgeLog {
+  info(msg: string): void;
+  warn(msg: string): void;
+  error(msg: string): void;
+}
+
+interface Delivery {
+  messages: Message[];
+  marker: string;
+  turnId: string | null;
+  /** turn/started was seen for turnId (a phantom id never starts). */
+  started: boolean;
+  /** The turn ended (its turn/completed can beat the turn/start answer). */
+  done?: boolean;
+}
+
+interface PendingApproval {
+  request: ServerRequest;
+  taskId: number | null;
+  timer: NodeJS.Timeout | null;
+  decision: Decision | null;
+}
+
+const OVERLOADED = -32001;
+
+/**
+ * Pipes relay messages into a live Codex app-server thread and the agent's answers back.
+ *
+ * Delivery rules: messages that arrive within the coalesce window go in one turn; while a turn
+ * runs they wait and go in one turn when it ends (or steer it, when configured); turn/start is
+ * never sent while the thread is busy (it would answer with a phantom turn id). A message is
+ * marked read on the relay only once the turn carrying it was accepted, and the state file
+ * records it, so a restart neither loses nor repeats a delivery.
+ */
+export class CodexBridge {
+  readonly agentId: string;
+  private readonly state: AdapterState;
+  private relay: RelayClient | null = null;
+  private readonly http: RelayHttpClient;
+  private conn: AppServerConnection | null = null;
+  private threadId: string | null = null;
+  private busy = false;
+  private activeTurnId: string | null = null;
+  private readonly queue: Message[] = [];
+  private coalesceTimer: NodeJS.Timeout | null = null;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private delivering = false;
+  private inFlight: Delivery | null = null;
+  private readonly agentTextByTurn = new Map<string, string>();
+  private readonly approvals = new Map<string, PendingApproval>();
+  private reconcileTimer: NodeJS.Timeout | null = null;
+  private pollTimer: NodeJS.Timeout | null = null;
+  private stopped = false;
+  private ready = false;
+  private fatal: ((err: Error) => void) | null = null;
+  private stopResolve: (() => void) | null = null;
+
+  constructor(
+    private readonly config: CodexAdapterConfig,
+    private readonly log: BridgeLog,
+    private readonly version = '0.1.0',
+  ) {
+    this.agentId = codexAgentId(config);
+    this.state = loadState(config.statePath);
+    this.http = new RelayHttpClient({ url: config.relayUrl, ...(config.relayToken ? { token: config.relayToken } : {}) });
+  }
+
+  /** Run until stop() or a fatal error (a thread held by another writer, a refused agent token). */
+  run(): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.stopResolve = resolve;
+      this.fatal = (err) => {
+        this.stopResolve = null; // a fatal stop rejects instead
+        void this.stop().then(() => reject(err));
+      };
+      void this.startRelay().then(
+        () => this.connectAppServer(),
+        (err: Error) => this.fatal?.(err),
+      );
+    });
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    for (const t of [this.coalesceTimer, this.retryTimer, this.reconcileTimer, this.pollTimer]) if (t) clearTimeout(t);
+    for (const a of this.approvals.values()) if (a.timer) clearTimeout(a.timer);
+    this.conn?.close();
+    if (this.relay) {
+      await this.relay.call('agent/update', { ready: false }, { timeoutMs: 2000 }).catch(() => undefined);
+      await this.relay.close();
+    }
+    this.stopResolve?.();
+  }
+
+  // ---- relay side ----
+
+  private async startRelay(): Promise<void> {
+    const resumeFrom = this.state.agentToken ? { since: this.state.cursor } : {};
+    const relay = createRelayClient({
+      url: this.config.relayUrl,
+      ...(this.config.relayToken ? { token: this.config.relayToken } : {}),
+      agent: {
+        id: this.agentId,
+        label: `codex ${basename(this.config.cwd)}`,
+        tags: [...new Set(['codex', this.config.rig, basename(this.config.cwd)].map((t) => t.toLowerCase()).filter(Boolean))],
+        capabilities: this.config.capabilities,
+        client: 'codex-live',
+        host: hostname(),
+        cwd: this.config.cwd,
+        rig: this.config.rig,
+        ready: false,
+      },
+      ...(this.state.agentToken ? { agentToken: this.state.agentToken } : {}),
+      ...resumeFrom,
+      observe: ['tasks'],
+      heartbeatMs: this.config.heartbeatIntervalMs,
+      reconnect: { initialMs: this.config.reconnectInitialMs, maxMs: this.config.reconnectMaxMs },
+      waitForRelay: true,
+    });
+    this.relay = relay;
+    relay.on('message', (m) => this.enqueue(m));
+    relay.on('task', ({ task, event }) => this.onTaskUpdate(task, event));
+    relay.on('ready', () => {
+      this.stopPolling();
+      if (relay.agentToken && relay.agentToken !== this.state.agentToken) {
+        this.state.agentToken = relay.agentToken;
+        this.save();
+      }
+      // Readiness follows the thread, on every (re)connect to the relay.
+      void this.setReady(this.ready, true);
+      void this.recheckApprovals();
+    });
+    relay.on('disconnected', (d) => {
+      if (d.willReconnect) this.startPolling();
+    });
+    relay.on('closed', (reason) => {
+      if (reason && !this.stopped) this.fatal?.(new Error(`relay refused the adapter: ${reason.message}`));
+    });
+    await relay.connect();
+    this.log.info(`relay agent ${this.agentId} connected at ${this.config.relayUrl}`);
+  }
+
+  private async setReady(ready: boolean, force = false): Promise<void> {
+    if (this.ready === ready && !force) return;
+    this.ready = ready;
+    if (!this.relay?.connected) return;
+    await this.relay.call('agent/update', { ready }, { timeoutMs: 5000 }).catch((err: Error) => this.log.warn(`could not set ready=${ready}: ${err.message}`));
+  }
+
+  /** Fallback while the relay WebSocket is down: poll the inbox over HTTP (same dedupe). */
+  private startPolling(): void {
+    if (this.pollTimer || this.stopped) return;
+    const tick = async () => {
+      this.pollTimer = null;
+      if (this.stopped || this.relay?.connected) return;
+      const token = this.state.agentToken;
+      if (token) {
+        try {
+          const since = Math.max(this.state.cursor, ...this.queue.map((m) => m.id));
+          const r = await this.http.inbox({ agentId: this.agentId, agentToken: token }, { since });
+          for (const m of r.messages) this.enqueue(m);
+        } catch {
+          // the relay is down altogether: keep trying on the interval
+        }
+      }
+      if (!this.stopped && !this.relay?.connected) this.pollTimer = setTimeout(() => void tick(), this.config.pollIntervalMs);
+    };
+    this.pollTimer = setTimeout(() => void tick(), this.config.pollIntervalMs);
+  }
+
+  private stopPolling(): void {
+    if (this.pollTimer) clearTimeout(this.pollTimer);
+    this.pollTimer = null;
+  }
+
+  // ---- app-server side ----
+
+  private async connectAppServer(): Promise<void> {
+    for (let attempt = 0; !this.stopped; attempt++) {
+      let conn: AppServerConnection | null = null;
+      try {
+        conn = await AppServerConnection.connect(this.config.appServerUrl);
+        conn.on('notification', (method, params) => this.onNotification(method, params));
+        conn.on('request', (req) => void this.onServerRequest(req));
+        await conn.handshake(this.version);
+        // Keep the thread across reconnects and restarts; otherwise attach by mode.
+        const previous = this.threadId ?? (this.config.threadMode === 'start' ? this.state.threadId : null);
+        const { thread, how } = await attachThread(conn, this.config, previous, (m) => this.log.info(m));
+        if (this.stopped) return conn.close();
+        this.conn = conn;
+        conn.once('close', (reason) => this.onAppServerClosed(conn!, reason));
+        this.threadId = thread.id;
+        if (this.state.threadId !== thread.id) {
+          this.state.threadId = thread.id;
+          this.save();
+        }
+        this.log.info(`${how} Codex thread ${thread.id} (${this.config.threadMode} mode)`);
+        this.busy = thread.status?.type === 'active';
+        await this.recoverInFlight(thread);
+        await this.setReady(true);
+        this.startReconcile();
+        this.schedule();
+        return;
+      } catch (err) {
+        conn?.close();
+        if (err instanceof ActiveWriterError) {
+          this.log.error(err.message);
+          this.fatal?.(err);
+          return;
+        }
+        const delay = reconnectDelay(attempt, { initialMs: this.config.reconnectInitialMs, maxMs: this.config.reconnectMaxMs, random: Math.random });
+        this.log.warn(`Codex app-server not ready (${(err as Error).message}); retrying in ${delay} ms`);
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
+  }
+
+  private onAppServerClosed(conn: AppServerConnection, reason: string): void {
+    if (conn !== this.conn) return;
+    this.conn = null;
+    this.busy = false;
+    this.activeTurnId = null;
+    if (this.stopped) return;
+    this.log.warn(`${reason}; reconnecting`);
+    void this.setReady(false);
+    void this.connectAppServer();
+  }
+
+  /**
+   * After a (re)attach, settle the turn that was in flight when the socket dropped or the adapter
+   * stopped: if the thread carries it, it was delivered (answer it if it finished); if not, the
+   * messages go out again.
+   */
+  private async recoverInFlight(thread: CodexThread): Promise<void> {
+    const saved = this.inFlight ?? (this.state.inFlight ? { messages: [], marker: this.state.inFlight.marker, turnId: this.state.inFlight.turnId, started: false } : null);
+    if (!saved) return;
+    let turns = thread.turns;
+    if (!turns) turns = (await this.conn!.request<{ thread: CodexThread }>('thread/read', { threadId: thread.id, includeTurns: true })).thread.turns;
+    const turn = (turns ?? []).find((t) => t.id === saved.turnId || turnCarries(t, saved.marker));
+    if (!turn) {
+      // Never reached the thread: deliver those messages again (they were not marked read).
+      this.inFlight = null;
+      this.state.inFlight = null;
+      this.queue.unshift(...saved.messages.filter((m) => !this.queue.some((q) => q.id === m.id)));
+      this.save();
+      return;
+    }
+    const ids = saved.messages.length ? saved.messages.map((m) => m.id) : (this.state.inFlight?.messageIds ?? []);
+    if (saved.turnId === null) await this.accepted(saved, turn.id);
+    if (turn.status && turn.status !== 'inProgress') {
+      const messages = saved.messages.length ? saved.messages : await this.fetchMessages(ids);
+      await this.complete({ ...saved, messages, turnId: turn.id }, turn.status, finalAgentText(turn));
+    } else {
+      this.inFlight = { ...saved, turnId: turn.id, started: true, messages: saved.messages.length ? saved.messages : await this.fetchMessages(ids) };
+      this.busy = true;
+      this.activeTurnId = turn.id;
+    }
+  }
+
+  private async fetchMessages(ids: number[]): Promise<Message[]> {
+    const out: Message[] = [];
+    for (const id of ids) {
+      const r = await this.relay!.call('message/get', { id }).catch(() => null);
+      if (r) out.push(r.message);
+    }
+    return out;
+  }
+
+  // ---- delivery ----
+
+  private enqueue(m: Message): void {
+    if (m.id <= this.state.cursor || this.state.delivered.includes(m.id)) return;
+    if (this.queue.some((q) => q.id === m.id) || this.inFlight?.messages.some((q) => q.id === m.id)) return;
+    this.queue.push(m);
+    this.schedule();
+  }
+
+  /** Start the coalesce window (once): everything that arrives within it goes in one turn. */
+  private schedule(): void {
+    if (this.stopped || this.queue.length === 0 || this.coalesceTimer || this.retryTimer) return;
+    if (!this.conn || !this.threadId || this.delivering) return;
+    if ((this.busy || this.inFlight) && !this.config.steer) return; // flushed when the turn ends
+    this.coalesceTimer = setTimeout(() => {
+      this.coalesceTimer = null;
+      void this.deliver();
+    }, this.config.coalesceWindowMs);
+  }
+
+  private async deliver(): Promise<void> {
+    const conn = this.conn;
+    const threadId = this.threadId;
+    if (!conn || !threadId || this.queue.length === 0 || this.delivering) return;
+    this.delivering = true;
+    try {
+      if ((this.busy || this.inFlight) && this.config.steer && this.activeTurnId) {
+        await this.steer(conn, threadId, this.activeTurnId);
+        return;
+      }
+      if (this.busy || this.inFlight) return;
+      // A turn another client started would turn ours into a phantom: look before starting.
+      const read = await conn.request<{ thread: CodexThread }>('thread/read', { threadId });
+      if (read.thread?.status?.type === 'active') {
+        this.busy = true;
+        return;
+      }
+      const batch = this.queue.splice(0);
+      const marker = `relay#${batch.map((m) => m.id).join(',')}`;
+      const delivery: Delivery = { messages: batch, marker, turnId: null, started: false };
+      this.inFlight = delivery;
+      this.state.inFlight = { turnId: null, messageIds: batch.map((m) => m.id), marker };
+      this.save();
+      let turnId: string;
+      try {
+        const r = await conn.request<{ turn: { id: string } }>('turn/start', { threadId, input: [{ type: 'text', text: renderTurn(batch, marker), text_elements: [] }] });
+        turnId = r.turn.id;
+      } catch (err) {
+        if (!conn.isOpen) return; // recoverInFlight decides after the reconnect
+        this.inFlight = null;
+        this.state.inFlight = null;
+        this.queue.unshift(...batch);
+        this.save();
+        this.retryLater(err);
+        return;
+      }
+      if (!delivery.done) this.busy = true;
+      await this.accepted(delivery, turnId);
+    } catch (err) {
+      if (conn.isOpen) this.retryLater(err);
+    } finally {
+      this.delivering = false;
+      this.schedule();
+    }
+  }
+
+  private async steer(conn: AppServerConnection, threadId: string, expectedTurnId: string): Promise<void> {
+    const batch = this.queue.splice(0);
+    const marker = `relay#${batch.map((m) => m.id).join(',')}`;
+    try {
+      await conn.request('turn/steer', { threadId, expectedTurnId, input: [{ type: 'text', text: renderTurn(batch, marker), text_elements: [] }] });
+    } catch (err) {
+      // The turn ended or changed under us: wait for it and deliver as a new turn.
+      this.queue.unshift(...batch);
+      this.log.info(`steer refused (${(err as Error).message}); the messages wait for the next turn`);
+      return;
+    }
+    // Steered text joins the running turn: its answer covers these messages too.
+    if (this.inFlight && this.inFlight.turnId === expectedTurnId) this.inFlight.messages.push(...batch);
+    this.markDelivered(batch.map((m) => m.id), this.inFlight ? { ...this.state.inFlight!, messageIds: [...(this.state.inFlight?.messageIds ?? []), ...batch.map((m) => m.id)] } : null);
+    await this.markRead(batch.map((m) => m.id));
+  }
+
+  private retryLater(err: unknown): void {
+    const overloaded = err instanceof AppServerError && err.code === OVERLOADED;
+    this.log.warn(`delivery postponed: ${(err as Error).message}${overloaded ? ' (app-server overloaded)' : ''}`);
+    if (this.retryTimer) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      this.schedule();
+    }, this.config.reconnectInitialMs);
+  }
+
+  /** The turn carrying these messages was accepted: record it, then mark them read on the relay. */
+  private async accepted(delivery: Delivery, turnId: string): Promise<void> {
+    delivery.turnId = turnId;
+    const ids = delivery.messages.length ? delivery.messages.map((m) => m.id) : (this.state.inFlight?.messageIds ?? []);
+    if (!delivery.done) this.inFlight = delivery;
+    this.markDelivered(ids, delivery.done ? null : { turnId, messageIds: ids, marker: delivery.marker });
+    await this.markRead(ids);
+  }
+
+  private markDelivered(ids: number[], inFlight: AdapterState['inFlight']): void {
+    this.state.cursor = Math.max(this.state.cursor, ...ids);
+    this.state.delivered.push(...ids);
+    this.state.inFlight = inFlight;
+    this.save();
+  }
+
+  private async markRead(ids: number[]): Promise<void> {
+    if (!ids.length || !this.relay) return;
+    for (const id of ids) await this.relay.call('message/ack', { id, state: 'injected' }).catch(() => undefined);
+    await this.relay.call('message/read', { ids }).catch((err: Error) => this.log.warn(`could not mark ${ids.join(',')} read: ${err.message}`));
+  }
+
+  /** The turn ended: send its final answer back as a reply in each thread it answered. */
+  private async complete(delivery: Delivery, status: string, text: string | null): Promise<void> {
+    delivery.done = true;
+    if (this.inFlight === delivery) this.inFlight = null;
+    this.state.inFlight = null;
+    this.save();
+    if (delivery.turnId) this.agentTextByTurn.delete(delivery.turnId);
+    const body = status === 'completed' ? text : `(Codex turn ${status}${text ? `: ${text}` : ''})`;
+    if (!body || !this.relay) return;
+    // One reply per relay thread, to the last message of that thread in the turn.
+    const lastByThread = new Map<number, Message>();
+    for (const m of delivery.messages) lastByThread.set(m.threadId, m);
+    for (const m of lastByThread.values()) {
+      await this.relay.call('message/send', { to: m.from, body, replyTo: m.id }).catch((err: Error) => this.log.warn(`reply to #${m.id} failed: ${err.message}`));
+    }
+  }
+
+  // ---- app-server notifications ----
+
+  private onNotification(method: string, p: Record<string, any>): void {
+    if (p.threadId !== undefined && p.threadId !== this.threadId) return;
+    switch (method) {
+      case 'turn/started':
+        this.busy = true;
+        this.activeTurnId = p.turn?.id ?? null;
+        if (this.inFlight && this.inFlight.turnId === this.activeTurnId) this.inFlight.started = true;
+        return;
+      case 'item/completed':
+        if (p.item?.type === 'agentMessage' && typeof p.item.text === 'string' && p.turnId) this.agentTextByTurn.set(p.turnId, p.item.text);
+        return;
+      case 'turn/completed':
+        void this.onTurnEnded(p.turn as CodexTurn);
+        return;
+      case 'thread/status/changed':
+        this.busy = p.status?.type === 'active';
+        if (!this.busy) void this.reconcile();
+        return;
+      default:
+    }
+  }
+
+  private async onTurnEnded(turn: CodexTurn): Promise<void> {
+    this.busy = false;
+    this.activeTurnId = null;
+    const d = this.inFlight;
+    // Ours, or the running turn that absorbed ours (turn/start while busy answers a phantom id).
+    if (d && (d.turnId === turn.id || !d.started)) {
+      await this.complete(d, turn.status ?? 'completed', this.agentTextByTurn.get(turn.id) ?? finalAgentText(turn));
+    }
+    this.agentTextByTurn.delete(turn.id);
+    this.schedule();
+  }
+
+  /** Trust the thread, not one notification: a missed turn/completed must not block delivery. */
+  private async reconcile(): Promise<void> {
+    const conn = this.conn;
+    if (!conn || !this.threadId) return;
+    try {
+      const r = await conn.request<{ thread: CodexThread }>('thread/read', { threadId: this.threadId, includeTurns: true });
+      const active = r.thread?.status?.type === 'active';
+      this.busy = active;
+      const d = this.inFlight;
+      if (!active && d?.turnId) {
+        const turn = (r.thread.turns ?? []).find((t) => t.id === d.turnId);
+        if (turn && turn.status !== 'inProgress') await this.complete(d, turn.status ?? 'completed', this.agentTextByTurn.get(turn.id) ?? finalAgentText(turn));
+        else if (!turn && !d.started) await this.complete(d, 'completed', null); // a phantom id that never ran: folded into a turn we already answered
+      }
+      this.schedule();
+    } catch {
+      // the socket dropped: the reconnect path takes over
+    }
+  }
+
+  private startReconcile(): void {
+    if (this.reconcileTimer) clearInterval(this.reconcileTimer);
+    this.reconcileTimer = setInterval(() => void this.reconcile(), this.config.reconcileIntervalMs);
+    this.reconcileTimer.unref();
+  }
+
+  // ---- approvals ----
+
+  private async onServerRequest(req: ServerRequest): Promise<void> {
+    const conn = this.conn;
+    if (!isApprovalRequest(req.method)) {
+      // Never leave a server request unanswered: a silent one stalls the turn.
+      conn?.respondError(req.id, -32601, `the Agent Relay adapter does not handle ${req.method}`);
+      return;
+    }
+    const key = String(req.id);
+    const known = this.approvals.get(key);
+    if (known) {
+      // Replayed after a resume: answer now if the decision is in, else keep waiting.
+      known.request = req;
+      if (known.decision) this.answer(key, known.decision);
+      return;
+    }
+    const pending: PendingApproval = { request: req, taskId: this.state.approvals[key] ?? null, timer: null, decision: null };
+    this.approvals.set(key, pending);
+    pending.timer = setTimeout(() => this.timeOut(key), this.config.approvalTimeoutMs);
+    if (pending.taskId === null) {
+      try {
+        pending.taskId = await this.createApprovalTask(req);
+        this.state.approvals[key] = pending.taskId;
+        this.save();
+      } catch (err) {
+        this.log.error(`could not forward approval ${req.method} to the relay (${(err as Error).message}): declining`);
+        this.answer(key, 'decline');
+      }
+    } else {
+      await this.recheckApprovals();
+    }
+  }
+
+  private async createApprovalTask(req: ServerRequest): Promise<number> {
+    const { title, body } = describeApproval(req);
+    const sender = this.inFlight?.messages[0]?.from;
+    const target = this.config.approvalTarget ?? sender ?? 'broadcast';
+    const r = await this.relay!.call('task/create', {
+      title,
+      body: `${body}\n\nAnswer: agent-relay approve TASK_ID accept | acceptForSession | decline | cancel`,
+      target,
+      dedupeKey: `codex-approval:${this.threadId}:${String(req.id)}`,
+      meta: {
+        kind: APPROVAL_TASK_KIND,
+        method: req.method,
+        requestId: String(req.id),
+        threadId: req.params.threadId ?? this.threadId,
+        turnId: req.params.turnId ?? null,
+        command: req.params.command ?? null,
+        cwd: req.params.cwd ?? null,
+        reason: req.params.reason ?? null,
+        choices: ['accept', 'acceptForSession', 'decline', 'cancel'],
+        agentId: this.agentId,
+      },
+    });
+    this.log.info(`approval ${req.method} forwarded as task #${r.task.id} to ${target}`);
+    return r.task.id;
+  }
+
+  private onTaskUpdate(task: Task, event: RelayEvent): void {
+    for (const [key, a] of this.approvals) {
+      if (a.taskId !== task.id || a.decision) continue;
+      const decision = decisionOf(task, event);
+      if (decision) this.answer(key, decision);
+    }
+  }
+
+  /** After a reconnect notifications may have been missed: read the approval tasks directly. */
+  private async recheckApprovals(): Promise<void> {
+    for (const [key, a] of this.approvals) {
+      if (a.decision || a.taskId === null || !this.relay) continue;
+      const r = await this.relay.call('task/get', { id: a.taskId }).catch(() => null);
+      const closing = r?.events.filter((e) => e.kind === 'task.closed').at(-1);
+      if (r && closing) {
+        const decision = decisionOf(r.task, closing);
+        if (decision) this.answer(key, decision);
+      }
+    }
+  }
+
+  private answer(key: string, decision: Decision): void {
+    const a = this.approvals.get(key);
+    if (!a) return;
+    a.decision = decision;
+    if (!this.conn?.isOpen) return; // answered when the server replays the request after resume
+    this.conn.respond(a.request.id, answerFor(a.request, decision));
+    if (a.timer) clearTimeout(a.timer);
+    this.approvals.delete(key);
+    delete this.state.approvals[key];
+    this.save();
+    this.log.info(`approval ${key} answered: ${decision}`);
+  }
+
+  private timeOut(key: string): void {
+    const a = this.approvals.get(key);
+    if (!a || a.decision) return;
+    this.log.warn(`approval ${key} got no answer within ${this.config.approvalTimeoutMs} ms: declining`);
+    const taskId = a.taskId;
+    this.answer(key, 'decline');
+    if (taskId !== null) void this.relay?.call('task/update', { id: taskId, status: 'canceled', note: 'no answer in time: declined' }).catch(() => undefined);
+  }
+
+  private save(): void {
+    try {
+      saveState(this.config.statePath, this.state);
+    } catch (err) {
+      this.log.error(`cannot write state file ${this.config.statePath}: ${(err as Error).message}`);
+    }
+  }
+}
+
+/** One turn's text: each message with its sender and id, so the agent can address them. */
+export function renderTurn(messages: Message[], marker: string): string {
+  const parts = messages.map((m) => {
+    const where = m.channel ? ` in ${m.channel}` : '';
+    const subject = m.subject ? ` (subject: ${m.subject})` : '';
+    return `Message #${m.id} from ${m.from}${where}${subject}:\n${m.body}`;
+  });
+  const head = messages.length === 1 ? 'A relay message arrived.' : `${messages.length} relay messages arrived.`;
+  return `${head} Your final answer in this turn is sent back to the sender as a reply.\n\n${parts.join('\n\n')}\n\n[${marker}]`;
+}
