@@ -120,19 +120,22 @@ export async function sessionStart(input: HookInput, deps: HookDeps): Promise<st
   return context('SessionStart', lines.join('\n'));
 }
 
-function renderMessages(id: string, messages: Message[]): string {
+/** The text for Claude and the messages it holds: once the cap is reached the rest wait for the next hook. */
+function renderMessages(id: string, messages: Message[]): { text: string; shown: Message[] } {
   const parts: string[] = [];
+  const shown: Message[] = [];
   let used = 0;
   for (const m of messages) {
     const head = `Relay message #${m.id} from ${m.from}${m.channel ? ` in ${m.channel}` : ''}${m.subject ? `, subject "${clip(m.subject, 100)}"` : ''}${m.replyTo ? `, replying to #${m.replyTo}` : ''}${m.claimable ? `, claimable as task #${m.taskId} (agent-relay claim --as ${id} ${m.taskId})` : ''}:`;
     const room = Math.max(200, MAX_CONTEXT_CHARS - used - head.length);
     const body = m.body.length > room ? `${m.body.slice(0, room)}… (full text: agent-relay threads ${m.id})` : m.body;
     parts.push(`${head}\n${body}`);
+    shown.push(m);
     used += head.length + body.length;
     if (used >= MAX_CONTEXT_CHARS) break;
   }
   parts.push(`Reply with: agent-relay send --as ${id} --reply-to MESSAGE_ID SENDER "text"`);
-  return parts.join('\n\n');
+  return { text: parts.join('\n\n'), shown };
 }
 
 /** Unread messages not yet handed over by a hook of this session, oldest first. */
@@ -162,7 +165,8 @@ async function handedOver(deps: HookDeps, p: NonNullable<Awaited<ReturnType<type
 export async function userPromptSubmit(input: HookInput, deps: HookDeps): Promise<{ stdout: string; commit: () => Promise<void> }> {
   const p = await pending(input, deps);
   if (!p || p.messages.length === 0) return { stdout: '', commit: async () => undefined };
-  return { stdout: context('UserPromptSubmit', renderMessages(p.session.agentId, p.messages)), commit: () => handedOver(deps, p) };
+  const { text, shown } = renderMessages(p.session.agentId, p.messages);
+  return { stdout: context('UserPromptSubmit', text), commit: () => handedOver(deps, { ...p, messages: shown }) };
 }
 
 /**
@@ -177,8 +181,9 @@ export async function stop(input: HookInput, deps: HookDeps): Promise<{ stdout: 
     saveSession(deps.home, { ...p.session, consecutiveBlocks: 0 });
     return { stdout: '', commit: async () => undefined };
   }
-  const reason = `New relay messages arrived while you worked. Read them and act or reply as fits:\n\n${renderMessages(p.session.agentId, p.messages)}`;
-  const blocked = { ...p, session: { ...p.session, consecutiveBlocks: p.session.consecutiveBlocks + 1 } };
+  const { text, shown } = renderMessages(p.session.agentId, p.messages);
+  const reason = `New relay messages arrived while you worked. Read them and act or reply as fits:\n\n${text}`;
+  const blocked = { ...p, messages: shown, session: { ...p.session, consecutiveBlocks: p.session.consecutiveBlocks + 1 } };
   return { stdout: JSON.stringify({ decision: 'block', reason }), commit: () => handedOver(deps, blocked) };
 }
 

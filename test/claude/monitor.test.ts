@@ -1,0 +1,225 @@
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import t, { type Test } from 'tap';
+import { startRelay } from '../helpers/relay.js';
+import { connectAgent, WsRpc } from '../helpers/ws-client.js';
+import { expectedAgentId, hookEnv, logLines, monitorCommand, projectDir, runHook, track, untrack, waitFor, type Session } from './fixtures/harness.js';
+
+const LINE_WITHIN_MS = 1000;
+
+interface Line {
+  text: string;
+  at: number;
+}
+
+interface Monitor {
+  /** The `sh -c` Claude Code would start. */
+  shPid: number;
+  lines: Line[];
+  stderr: () => string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  running: () => boolean;
+  /** The launcher's process (the CLI), the child of the shell. */
+  cliPid: () => number;
+}
+
+/** Start the plugin's monitor command as Claude Code does: `sh -c COMMAND` in the session's cwd. */
+function startMonitor(t: Test, s: Session): Monitor {
+  const child = spawn('sh', ['-c', monitorCommand()], { cwd: s.cwd, env: s.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const shPid = child.pid;
+  if (shPid === undefined) throw new Error('monitor did not start');
+  track(shPid);
+  const lines: Line[] = [];
+  let partial = '';
+  let err = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => {
+    const at = Date.now();
+    partial += d;
+    const parts = partial.split('\n');
+    partial = parts.pop() ?? '';
+    for (const text of parts) lines.push({ text, at });
+  });
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+  let done = false;
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('close', (code, signal) => {
+      done = true;
+      untrack(shPid);
+      resolve({ code, signal });
+    }),
+  );
+  const children = (): number[] => {
+    try {
+      return readFileSync(`/proc/${shPid}/task/${shPid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+    } catch {
+      return [];
+    }
+  };
+  let cli: number | null = null;
+  const m: Monitor = {
+    shPid,
+    lines,
+    stderr: () => err,
+    exited,
+    running: () => !done,
+    cliPid: () => {
+      if (cli === null) {
+        const kids = children();
+        if (kids.length !== 1) throw new Error(`expected the shell to have one child, found ${kids.length}`);
+        cli = kids[0]!;
+        track(cli);
+      }
+      return cli;
+    },
+  };
+  t.teardown(async () => {
+    if (!m.running()) return;
+    for (const pid of [cli ?? children()[0], shPid]) {
+      if (pid === undefined) continue;
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone
+      }
+    }
+    await exited;
+  });
+  return m;
+}
+
+/** SIGTERM the monitor's process by pid (the shell ends with it) and wait for both to exit. */
+async function stopMonitor(t: Test, m: Monitor): Promise<void> {
+  const pid = m.cliPid();
+  const sent = Date.now();
+  process.kill(pid, 'SIGTERM');
+  const result = await Promise.race([m.exited, new Promise<null>((r) => setTimeout(() => r(null), 10_000))]);
+  t.ok(result, `the monitor exits after SIGTERM (${Date.now() - sent} ms)`);
+  t.equal(result?.code, 0, 'with exit code 0');
+  untrack(pid);
+  let gone = false;
+  try {
+    process.kill(pid, 0);
+  } catch {
+    gone = true;
+  }
+  t.ok(gone, `process ${pid} is gone`);
+}
+
+async function agentNamed(rpc: WsRpc, id: string): Promise<Record<string, any> | undefined> {
+  return (await rpc.call('agent/list', {})).agents.find((a: any) => a.id === id);
+}
+
+/** Whitespace runs flattened to one space, clipped to `max` characters with an ellipsis. */
+function clipped(body: string, max: number): string {
+  const flat = body.replace(/\s+/g, ' ').trim();
+  return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat;
+}
+
+/**
+ * Send each body from `sender`, and for each wait for the monitor's line: one line per message,
+ * naming the sender and id with the clipped body, within LINE_WITHIN_MS of the send's acknowledgement.
+ */
+async function sendAndSee(t: Test, sender: { rpc: WsRpc; id: string }, to: string, m: Monitor, bodies: string[], observer: WsRpc): Promise<number[]> {
+  const latencies: number[] = [];
+  for (const body of bodies) {
+    const before = m.lines.length;
+    const sent = (await sender.rpc.call('message/send', { to, body })).message;
+    const ackAt = Date.now();
+    const mine = () => m.lines.slice(before).filter((l) => l.text.includes(`#${sent.id} `));
+    await waitFor(() => mine().length > 0, 5000, `the monitor's line for #${sent.id}`, 5);
+    const line = mine()[0]!;
+    const latency = line.at - ackAt;
+    latencies.push(latency);
+    t.ok(latency < LINE_WITHIN_MS, `#${sent.id}: line ${latency} ms after the send was acknowledged (< ${LINE_WITHIN_MS})`);
+    t.match(line.text, `relay message #${sent.id} from ${sender.id}: `, `#${sent.id}: the line names id and sender`);
+    t.ok(line.text.includes(`: ${clipped(body, 200)} (reply: agent-relay send --as ${to} --reply-to ${sent.id} ${sender.id}`), `#${sent.id}: the (clipped) body, then how to reply`);
+    await waitFor(
+      async () => (await observer.call('message/get', { id: sent.id })).deliveries.find((d: any) => d.agentId === to)?.state === 'injected',
+      3000,
+      `#${sent.id} injected`,
+    );
+    t.pass(`#${sent.id}: delivery state is injected`);
+  }
+  // Give a duplicate a moment to show up, then: exactly one line per message, and nothing else.
+  await new Promise((r) => setTimeout(r, 200));
+  return latencies;
+}
+
+function newSession(dir: string, relayUrl: string, name: string, id: string): Session {
+  const home = join(dir, 'relay-home');
+  return { id, home, cwd: projectDir(join(dir, 'projects'), name), env: hookEnv({ AGENT_RELAY_URL: relayUrl, AGENT_RELAY_HOME: home }) };
+}
+
+t.test('the monitor prints one line per message within a second, acks it injected, and stops on SIGTERM', async (t) => {
+  const relay = await startRelay(t);
+  const dir = t.testdir();
+  const observer = await WsRpc.connect(t, relay.wsUrl);
+  const planner = await connectAgent(t, relay.wsUrl, { id: 'planner' });
+  const s = newSession(dir, relay.url, 'svc', 'monitor-session-1');
+  const id = expectedAgentId(s.cwd, s.id);
+  t.equal((await runHook(t, 'SessionStart', s)).code, 0, 'SessionStart ran');
+  const registered = await agentNamed(observer, id);
+  t.equal(registered?.connected, false, 'before the monitor: registered over HTTP, no live connection');
+
+  const m = startMonitor(t, s);
+  const startedAt = Date.now();
+  await waitFor(async () => (await agentNamed(observer, id))?.connected === true, 15_000, 'the monitor to connect', 50);
+  t.comment(`monitor connected ${Date.now() - startedAt} ms after it was started`);
+  const connected = await agentNamed(observer, id);
+  t.equal(connected?.status, 'online');
+  for (const k of ['label', 'tags', 'capabilities', 'channels', 'client', 'cwd', 'meta', 'registeredAt'] as const) {
+    t.same(connected?.[k], registered?.[k], `the monitor's connection keeps the session's ${k}`);
+  }
+
+  const bodies = [
+    'short: please look at the failing deploy',
+    'multi\nline\n\n   body   with\tspaces',
+    `long: ${'0123456789'.repeat(60)} TAIL-NOT-SHOWN`,
+  ];
+  const latencies = await sendAndSee(t, planner, id, m, bodies, observer);
+  t.equal(m.lines.length, bodies.length, 'exactly one line per message');
+  t.notMatch(m.lines.map((l) => l.text).join('\n'), 'TAIL-NOT-SHOWN', 'a long body is clipped');
+  t.comment(`latency, send acknowledged → line on stdout: ${latencies.map((l) => `${l} ms`).join(', ')}`);
+
+  // A message for someone else never reaches this session's monitor.
+  const bystander = await connectAgent(t, relay.wsUrl, { id: 'bystander' });
+  const other = (await planner.rpc.call('message/send', { to: bystander.id, body: 'not for claude' })).message;
+  const last = (await planner.rpc.call('message/send', { to: id, body: 'last one' })).message;
+  await waitFor(() => m.lines.some((l) => l.text.includes(`#${last.id} `)), 5000, 'the last line', 5);
+  t.notOk(m.lines.some((l) => l.text.includes(`#${other.id} `)), "another agent's message is not printed");
+
+  await stopMonitor(t, m);
+  t.equal(m.stderr(), '', 'nothing on stderr');
+  await waitFor(async () => (await agentNamed(observer, id))?.connected === false, 5000, 'the connection to close', 50);
+  t.pass('after SIGTERM the agent has no live connection');
+  t.same(logLines(s.home), [], 'no problem was logged');
+});
+
+t.test('a monitor started before SessionStart waits, then follows the agent SessionStart registers', async (t) => {
+  const relay = await startRelay(t);
+  const dir = t.testdir();
+  const observer = await WsRpc.connect(t, relay.wsUrl);
+  const ops = await connectAgent(t, relay.wsUrl, { id: 'ops' });
+  const s = newSession(dir, relay.url, 'early-bird', 'monitor-session-2');
+  const id = expectedAgentId(s.cwd, s.id);
+
+  const m = startMonitor(t, s);
+  // Long enough for the CLI to start and look for the session more than once.
+  await new Promise((r) => setTimeout(r, 2500));
+  t.ok(m.running(), 'the monitor keeps waiting for a session');
+  t.same(m.lines, [], 'and prints nothing meanwhile');
+  t.same((await observer.call('agent/list', {})).agents.map((a: any) => a.id), ['ops'], 'it registers nothing by itself');
+
+  t.equal((await runHook(t, 'SessionStart', s)).code, 0, 'SessionStart ran');
+  const registeredAt = Date.now();
+  await waitFor(async () => (await agentNamed(observer, id))?.connected === true, 10_000, 'the monitor to follow the new agent', 50);
+  t.comment(`monitor connected ${Date.now() - registeredAt} ms after SessionStart`);
+
+  const latencies = await sendAndSee(t, ops, id, m, ['hello from ops', 'second: deploy window opens at 14:00'], observer);
+  t.equal(m.lines.length, 2, 'exactly one line per message');
+  t.comment(`latency, send acknowledged → line on stdout: ${latencies.map((l) => `${l} ms`).join(', ')}`);
+
+  await stopMonitor(t, m);
+  t.same(logLines(s.home), [], 'no problem was logged');
+});
