@@ -3,6 +3,7 @@ import type { RelayCore } from '../../broker/domain/core.js';
 import type { HttpExchange, HttpHandler } from '../../broker/domain/ports.js';
 import type { RpcDispatcher } from '../../broker/transport/rpc-dispatch.js';
 import type { Registry } from 'prom-client';
+import { DashboardFiles } from './dashboard.js';
 import { handleInbox, InboxWaiters } from './inbox.js';
 import { handleIngress } from './ingress.js';
 import { decodeSegment, JSON_HEADERS, parseJsonBody, sendError, sendJson } from './respond.js';
@@ -25,8 +26,10 @@ const HTTP_CTX = { session: null, agentId: null, transport: 'http' as const };
  */
 export function createHttpHandler(deps: HttpDeps): HttpHandler {
   const { core, dispatcher } = deps;
+  const dashboard = new DashboardFiles();
   return async (ex) => {
     const path = ex.path;
+    if (dashboard.serve(ex)) return;
     if (path === '/rpc') {
       if (ex.method !== 'POST') return sendJson(ex, 405, { error: { code: ERRORS.invalidRequest.code, message: 'use POST /rpc with a JSON-RPC body' } });
       const response = await dispatcher.handleFrame(ex.body.toString('utf8'), HTTP_CTX);
