@@ -65,9 +65,17 @@ export class CliContext {
     return this.opts.as ? this.identity() : null;
   }
 
+  /**
+   * Store `identity`, merged with the file as it is now: another command may have written it since
+   * this one read it (a running monitor records its cursor on every message, `claim` adds a claim
+   * token), and neither may drop what the other wrote.
+   */
   remember(identity: StoredIdentity): void {
-    const { id, token, url, claims, cursor } = identity;
-    saveIdentity(this.home, { id, token, url, ...(claims ? { claims } : {}), ...(cursor !== undefined ? { cursor } : {}) });
+    const { id, token, url } = identity;
+    const current = loadIdentity(this.home, id);
+    const claims = { ...current?.claims, ...identity.claims };
+    const cursors = [current?.cursor, identity.cursor].filter((c): c is number => c !== undefined);
+    saveIdentity(this.home, { id, token, url, ...(Object.keys(claims).length ? { claims } : {}), ...(cursors.length ? { cursor: Math.max(...cursors) } : {}) });
   }
 
   /** Print a result: JSON for scripts, or the human rendering. */

@@ -1,4 +1,5 @@
-import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 
@@ -33,6 +34,10 @@ export function loadIdentity(home: string, id: string): StoredIdentity | null {
 export function saveIdentity(home: string, identity: StoredIdentity): void {
   mkdirSync(join(home, 'agents'), { recursive: true, mode: 0o700 });
   const file = fileFor(home, identity.id);
-  writeFileSync(file, JSON.stringify(identity, null, 2) + '\n', { mode: 0o600 });
-  chmodSync(file, 0o600);
+  // Write aside and rename over: another command reading the file (a monitor writes it on every
+  // message) sees the old or the new identity, never a truncated one.
+  const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  writeFileSync(tmp, JSON.stringify(identity, null, 2) + '\n', { mode: 0o600 });
+  chmodSync(tmp, 0o600);
+  renameSync(tmp, file);
 }
