@@ -36,7 +36,7 @@ export function AgentsPanel({ store }: { store: DashboardStore }) {
   const tags = [...new Set([...store.agents.values()].flatMap((a) => a.tags))].sort();
   const caps = [...new Set([...store.agents.values()].flatMap((a) => a.capabilities))].sort();
   return (
-    <section class="panel" aria-labelledby="agents-h">
+    <section class="panel agents-panel" aria-labelledby="agents-h">
       <header>
         <h2 id="agents-h">Agents <span class="count">{agents.length}</span></h2>
         <div class="filters">

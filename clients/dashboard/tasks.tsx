@@ -107,7 +107,7 @@ export function TaskDetails({ store, id, onClose }: { store: DashboardStore; id:
 export function TaskBoard({ store, onOpen }: { store: DashboardStore; onOpen: (id: number) => void }) {
   const tasks = [...store.tasks.values()].filter((t) => !isApproval(t) || ['done', 'failed', 'canceled'].includes(t.status));
   return (
-    <section class="panel" aria-labelledby="tasks-h">
+    <section class="panel tasks-panel" aria-labelledby="tasks-h">
       <header>
         <h2 id="tasks-h">Tasks <span class="count">{tasks.length}</span></h2>
       </header>
