@@ -45,7 +45,7 @@ export async function serve(argv: string[]): Promise<void> {
   }
   const log = createLogger(config.logLevel);
   const relay = await createRelay(config, log);
-  log.info({ url: relay.url, db: config.dbPath, sync: config.sync, auth: config.token ? 'token' : 'none' }, `agent relay listening on ${relay.url} (WebSocket ${relay.url.replace('http', 'ws')}/rpc)`);
+  log.info({ url: relay.url, db: config.dbPath, sync: config.sync, auth: config.token ? 'token' : 'none' }, `agent relay listening on ${relay.url} (dashboard ${relay.url}/, WebSocket ${relay.url.replace('http', 'ws')}/rpc)`);
   // A line on stdout for people and for scripts that wait for readiness.
   if (!process.stdout.isTTY) process.stdout.write('');
   let stopping = false;
