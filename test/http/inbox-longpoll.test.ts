@@ -29,7 +29,7 @@ async function http(relay: TestRelay, method: string, path: string, opts: { head
 /** Register an agent over HTTP (no live connection): its inbox is read by polling. */
 async function registerHttp(relay: TestRelay, params: Record<string, unknown>): Promise<{ id: string; token: string; cursor: number }> {
   const r = await http(relay, 'POST', '/api/agents', { body: params });
-  if (r.status !== 200) throw new Error(`register failed: ${r.status} ${JSON.stringify(r.body)}`);
+  if (r.status !== 201 && r.status !== 200) throw new Error(`register failed: ${r.status} ${JSON.stringify(r.body)}`);
   return { id: r.body.agent.id, token: r.body.agentToken, cursor: r.body.cursor };
 }
 
