@@ -1,5 +1,7 @@
 // Builds the dashboard into dist/dashboard: one hashed JS bundle (preact + the typed relay client),
-// one hashed stylesheet, and index.html pointing at them. Runs on `npm ci` (prepare) and before tests.
+// one hashed stylesheet, and index.html pointing at them; and the client library as plain
+// JavaScript in dist/client (for `import { createRelayClient } from 'agent-relay/client'`).
+// Runs on `npm ci` (prepare), `npm start` and `npm test`.
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -34,3 +36,16 @@ const html = readFileSync(join(src, 'index.html'), 'utf8').replace('__JS__', js)
 writeFileSync(join(out, 'index.html'), html);
 const size = (f) => readFileSync(join(out, 'assets', f)).length;
 console.log(`dashboard built: ${js} (${size(js)} bytes), ${css} (${size(css)} bytes)`);
+
+// The client library for plain JavaScript users: ESM for Node, dependencies left as imports.
+await esbuild.build({
+  entryPoints: [join(root, 'clients', 'index.ts')],
+  bundle: true,
+  format: 'esm',
+  platform: 'node',
+  target: ['node20'],
+  packages: 'external',
+  outfile: join(root, 'dist', 'client', 'index.js'),
+  logLevel: 'warning',
+});
+console.log('client library built: dist/client/index.js');
