@@ -37,6 +37,8 @@ const UWS_PAYLOAD_HEADROOM = 4;
 const RATE_CLOSE_AFTER = 100;
 // Paths that authenticate themselves (integration secrets) instead of with the relay token.
 const INGRESS_PATH = /^\/api\/integrations\/[^/]+\/events$/;
+// The dashboard page and its bundles hold no data: served without the token, the page asks for it.
+const DASHBOARD_PATH = /^\/(index\.html)?$|^\/assets\/[A-Za-z0-9._-]+$/;
 
 function errorFrame(code: number, message: string): string {
   return JSON.stringify({ jsonrpc: '2.0', id: null, error: { code, message } });
@@ -153,7 +155,7 @@ export function startTransport(deps: TransportDeps): Promise<RunningTransport> {
       { authorization: headers.authorization ?? '', origin: headers.origin ?? '', host: headers.host ?? '', protocol: '' },
       config,
       port,
-      { ownAuth: INGRESS_PATH.test(exchange.path) },
+      { ownAuth: INGRESS_PATH.test(exchange.path) || ((exchange.method === 'GET' || exchange.method === 'HEAD') && DASHBOARD_PATH.test(exchange.path)) },
     );
     if (refusal) {
       const status = refusal.status.startsWith('401') ? 401 : 403;

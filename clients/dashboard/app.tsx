@@ -57,6 +57,8 @@ function App() {
   const [token, setToken] = useState<string | null>(sessionStorage.getItem(TOKEN_KEY));
   const [phase, setPhase] = useState<'checking' | 'needs-token' | 'refused' | 'ready'>('checking');
   const [store, setStore] = useState<DashboardStore | null>(null);
+  // Bumped on every submit: the same (wrong) token submitted twice must be checked again, not hang on "checking".
+  const [attempt, setAttempt] = useState(0);
   useEffect(() => {
     let cancelled = false;
     void (async () => {
@@ -72,7 +74,7 @@ function App() {
     return () => {
       cancelled = true;
     };
-  }, [token]);
+  }, [token, attempt]);
   if (phase === 'needs-token' || phase === 'refused') {
     return (
       <TokenGate
@@ -81,6 +83,7 @@ function App() {
           sessionStorage.setItem(TOKEN_KEY, t);
           setPhase('checking');
           setToken(t);
+          setAttempt((n) => n + 1);
         }}
       />
     );

@@ -39,7 +39,7 @@ function MessageList({ messages, onOpen }: { messages: Message[]; onOpen: (m: Me
                 {m.replyTo && <span class="dim"> ↳ #{m.replyTo}</span>}
                 <span class="time">{clock(m.createdAt)}</span>
               </span>
-              <span class="body">{m.subject ? `${m.subject}: ` : ''}{m.body}</span>
+              <span class="body">{m.subject && m.subject !== m.body ? `${m.subject}: ` : ''}{m.body}</span>
             </button>
           </li>
         ))}
