@@ -20,6 +20,12 @@ function StatusBadge({ store }: { store: DashboardStore }) {
 
 function Dashboard({ store }: { store: DashboardStore }) {
   useStore(store);
+  // "12s ago" labels age even when nothing arrives.
+  const [, setTick] = useState(0);
+  useEffect(() => {
+    const timer = setInterval(() => setTick((n) => n + 1), 10_000);
+    return () => clearInterval(timer);
+  }, []);
   const [thread, setThread] = useState<Message | null>(null);
   const [taskId, setTaskId] = useState<number | null>(null);
   return (
