@@ -11,6 +11,18 @@ export function isApprovalRequest(method: string): boolean {
   return (APPROVAL_METHODS as readonly string[]).includes(method);
 }
 
+/**
+ * Server requests the adapter knows but cannot put to a person: they stall the turn until
+ * answered, and the server refuses a JSON-RPC error for them (it keeps waiting), so they get a
+ * valid "nothing to give" answer. Only methods not known at all get an error.
+ */
+export const UNATTENDED_ANSWERS: Record<string, Record<string, unknown>> = {
+  // ToolRequestUserInputResponse: no answer to any question.
+  'item/tool/requestUserInput': { answers: {} },
+  // McpServerElicitationRequestResponse: the user declined to provide the value.
+  'mcpServer/elicitation/request': { action: 'decline', content: null },
+};
+
 /** The `meta.kind` of approval tasks: the dashboard and CLI look for it. */
 export const APPROVAL_TASK_KIND = 'codex.approval';
 

@@ -6,7 +6,7 @@ import { RelayHttpClient } from '../../clients/http-client.js';
 import { createRelayClient } from '../../clients/index.js';
 import type { RelayClient } from '../../clients/relay-client.js';
 import { AppServerConnection, AppServerError, type ServerRequest } from './app-server.js';
-import { answerFor, APPROVAL_TASK_KIND, decisionOf, describeApproval, isApprovalRequest, type Decision } from './approvals.js';
+import { answerFor, APPROVAL_TASK_KIND, decisionOf, describeApproval, isApprovalRequest, UNATTENDED_ANSWERS, type Decision } from './approvals.js';
 import { codexAgentId, type CodexAdapterConfig } from './config.js';
 import { loadState, saveState, type AdapterState } from './state.js';
 import { ActiveWriterError, attachThread, finalAgentText, turnCarries, type CodexThread, type CodexTurn } from './thread.js';
@@ -29,6 +29,8 @@ interface Delivery {
 
 interface PendingApproval {
   request: ServerRequest;
+  /** The socket the request (or its replay) came on: the answer goes back on it. */
+  conn: AppServerConnection;
   taskId: number | null;
   timer: NodeJS.Timeout | null;
   decision: Decision | null;
@@ -58,6 +60,8 @@ export class CodexBridge {
   private coalesceTimer: NodeJS.Timeout | null = null;
   private retryTimer: NodeJS.Timeout | null = null;
   private delivering = false;
+  /** recoverInFlight() is settling the turn of a previous socket or process. */
+  private recovering = false;
   private inFlight: Delivery | null = null;
   private readonly agentTextByTurn = new Map<string, string>();
   private readonly approvals = new Map<string, PendingApproval>();
@@ -115,8 +119,10 @@ export class CodexBridge {
       ...(this.config.relayToken ? { token: this.config.relayToken } : {}),
       agent: {
         id: this.agentId,
-        label: `codex ${basename(this.config.cwd)}`,
-        tags: [...new Set(['codex', this.config.rig, basename(this.config.cwd)].map((t) => t.toLowerCase()).filter(Boolean))],
+        // The relay caps a label at 128 and a tag at 64 characters and refuses the registration
+        // otherwise: a long directory name or host name must not keep the adapter off the relay.
+        label: `codex ${basename(this.config.cwd)}`.slice(0, 128),
+        tags: [...new Set(['codex', this.config.rig, basename(this.config.cwd)].map((t) => t.toLowerCase().slice(0, 64)).filter(Boolean))],
         capabilities: this.config.capabilities,
         client: 'codex-live',
         host: hostname(),
@@ -195,7 +201,9 @@ export class CodexBridge {
       try {
         conn = await AppServerConnection.connect(this.config.appServerUrl);
         conn.on('notification', (method, params) => this.onNotification(method, params));
-        conn.on('request', (req) => void this.onServerRequest(req));
+        // Requests are answered on the socket they came on: a resume replays pending approvals
+        // before attachThread returns, i.e. before this.conn is the new socket.
+        conn.on('request', (req) => void this.onServerRequest(conn!, req));
         await conn.handshake(this.version);
         // Keep the thread across reconnects and restarts; otherwise attach by mode.
         const previous = this.threadId ?? (this.config.threadMode === 'start' ? this.state.threadId : null);
@@ -210,7 +218,14 @@ export class CodexBridge {
         }
         this.log.info(`${how} Codex thread ${thread.id} (${this.config.threadMode} mode)`);
         this.busy = thread.status?.type === 'active';
-        await this.recoverInFlight(thread);
+        // No delivery and no reconcile until the in-flight turn is settled: either could act on
+        // a message recovery is about to account for (a duplicate turn, a second reply).
+        this.recovering = true;
+        try {
+          await this.recoverInFlight(thread);
+        } finally {
+          this.recovering = false;
+        }
         await this.setReady(true);
         this.startReconcile();
         this.schedule();
@@ -246,26 +261,35 @@ export class CodexBridge {
    * messages go out again.
    */
   private async recoverInFlight(thread: CodexThread): Promise<void> {
-    const saved = this.inFlight ?? (this.state.inFlight ? { messages: [], marker: this.state.inFlight.marker, turnId: this.state.inFlight.turnId, started: false } : null);
-    if (!saved) return;
+    const saved = this.state.inFlight;
+    if (!this.inFlight && !saved) return;
+    const marker = this.inFlight?.marker ?? saved!.marker;
+    const knownTurnId = this.inFlight ? this.inFlight.turnId : saved!.turnId;
     let turns = thread.turns;
     if (!turns) turns = (await this.conn!.request<{ thread: CodexThread }>('thread/read', { threadId: thread.id, includeTurns: true })).thread.turns;
-    const turn = (turns ?? []).find((t) => t.id === saved.turnId || turnCarries(t, saved.marker));
+    // The marker as rendered, brackets included: "relay#1" alone would also match "[relay#12]".
+    const turn = (turns ?? []).find((t) => (knownTurnId !== null && t.id === knownTurnId) || turnCarries(t, `[${marker}]`));
     if (!turn) {
-      // Never reached the thread: deliver those messages again (they were not marked read).
+      // Never reached the thread: deliver those messages again (they were not marked read; after
+      // a restart the relay replays them, as the cursor never moved past them).
+      const messages = this.inFlight?.messages ?? [];
       this.inFlight = null;
       this.state.inFlight = null;
-      this.queue.unshift(...saved.messages.filter((m) => !this.queue.some((q) => q.id === m.id)));
+      this.queue.unshift(...messages.filter((m) => !this.queue.some((q) => q.id === m.id)));
       this.save();
       return;
     }
-    const ids = saved.messages.length ? saved.messages.map((m) => m.id) : (this.state.inFlight?.messageIds ?? []);
-    if (saved.turnId === null) await this.accepted(saved, turn.id);
+    // Adopt the turn as THE in-flight delivery. It must stay one object: complete() clears
+    // this.inFlight only when handed that object, and a copy left behind was answered a second
+    // time by the next reconcile.
+    const delivery: Delivery = this.inFlight ?? { messages: await this.fetchMessages(saved!.messageIds), marker, turnId: saved!.turnId, started: false };
+    this.inFlight = delivery;
+    if (delivery.turnId === null) await this.accepted(delivery, turn.id);
+    delivery.turnId = turn.id;
+    delivery.started = true;
     if (turn.status && turn.status !== 'inProgress') {
-      const messages = saved.messages.length ? saved.messages : await this.fetchMessages(ids);
-      await this.complete({ ...saved, messages, turnId: turn.id }, turn.status, finalAgentText(turn));
+      await this.complete(delivery, turn.status, finalAgentText(turn));
     } else {
-      this.inFlight = { ...saved, turnId: turn.id, started: true, messages: saved.messages.length ? saved.messages : await this.fetchMessages(ids) };
       this.busy = true;
       this.activeTurnId = turn.id;
     }
@@ -292,7 +316,7 @@ export class CodexBridge {
   /** Start the coalesce window (once): everything that arrives within it goes in one turn. */
   private schedule(): void {
     if (this.stopped || this.queue.length === 0 || this.coalesceTimer || this.retryTimer) return;
-    if (!this.conn || !this.threadId || this.delivering) return;
+    if (!this.conn || !this.threadId || this.delivering || this.recovering) return;
     if ((this.busy || this.inFlight) && !this.config.steer) return; // flushed when the turn ends
     this.coalesceTimer = setTimeout(() => {
       this.coalesceTimer = null;
@@ -357,10 +381,15 @@ export class CodexBridge {
       this.log.info(`steer refused (${(err as Error).message}); the messages wait for the next turn`);
       return;
     }
-    // Steered text joins the running turn: its answer covers these messages too.
-    if (this.inFlight && this.inFlight.turnId === expectedTurnId) this.inFlight.messages.push(...batch);
-    this.markDelivered(batch.map((m) => m.id), this.inFlight ? { ...this.state.inFlight!, messageIds: [...(this.state.inFlight?.messageIds ?? []), ...batch.map((m) => m.id)] } : null);
-    await this.markRead(batch.map((m) => m.id));
+    // Steered text joins the running turn: its answer covers these messages too. A turn we did
+    // not start (a person's, in the TUI) is adopted as the delivery, or its end would answer no
+    // one and the steered messages would never get a reply.
+    const ids = batch.map((m) => m.id);
+    if (this.inFlight) this.inFlight.messages.push(...batch);
+    else this.inFlight = { messages: batch, marker, turnId: expectedTurnId, started: true };
+    const d = this.inFlight;
+    this.markDelivered(ids, { turnId: d.turnId, messageIds: [...new Set([...(this.state.inFlight?.messageIds ?? []), ...d.messages.map((m) => m.id)])], marker: d.marker });
+    await this.markRead(ids);
   }
 
   private retryLater(err: unknown): void {
@@ -383,6 +412,9 @@ export class CodexBridge {
   }
 
   private markDelivered(ids: number[], inFlight: AdapterState['inFlight']): void {
+    // A restarted adapter may already hold these again: the relay replayed them (the cursor had
+    // not moved past them) before recovery found the turn carrying them.
+    for (let i = this.queue.length - 1; i >= 0; i--) if (ids.includes(this.queue[i]!.id)) this.queue.splice(i, 1);
     this.state.cursor = Math.max(this.state.cursor, ...ids);
     this.state.delivered.push(...ids);
     this.state.inFlight = inFlight;
@@ -397,6 +429,8 @@ export class CodexBridge {
 
   /** The turn ended: send its final answer back as a reply in each thread it answered. */
   private async complete(delivery: Delivery, status: string, text: string | null): Promise<void> {
+    // Once: turn/completed, a reconcile and a recovery can all see the same turn end.
+    if (delivery.done) return;
     delivery.done = true;
     if (this.inFlight === delivery) this.inFlight = null;
     this.state.inFlight = null;
@@ -432,6 +466,16 @@ export class CodexBridge {
         this.busy = p.status?.type === 'active';
         if (!this.busy) void this.reconcile();
         return;
+      case 'thread/closed': {
+        // The app-server unloaded our thread: this socket is no longer subscribed and turn/start
+        // fails "not loaded" until it is resumed. Reconnecting resumes it (and settles the turn
+        // in flight); before this the adapter retried turn/start forever.
+        const conn = this.conn;
+        if (!conn) return;
+        this.log.warn(`Codex thread ${this.threadId} was unloaded by the app-server; re-attaching`);
+        conn.close();
+        return;
+      }
       default:
     }
   }
@@ -442,16 +486,31 @@ export class CodexBridge {
     const d = this.inFlight;
     // Ours, or the running turn that absorbed ours (turn/start while busy answers a phantom id).
     if (d && (d.turnId === turn.id || !d.started)) {
-      await this.complete(d, turn.status ?? 'completed', this.agentTextByTurn.get(turn.id) ?? finalAgentText(turn));
+      let text = this.agentTextByTurn.get(turn.id) ?? finalAgentText(turn);
+      // turn/completed carries no items: when the agentMessage item/completed went missing, the
+      // answer is only in the thread. Without this the sender got no reply at all.
+      if (text === null && (turn.status ?? 'completed') === 'completed') text = await this.readFinalText(turn.id);
+      await this.complete(d, turn.status ?? 'completed', text);
     }
     this.agentTextByTurn.delete(turn.id);
     this.schedule();
   }
 
+  /** The final agent text of a turn, read from the thread (null when it cannot be read). */
+  private async readFinalText(turnId: string): Promise<string | null> {
+    if (!this.conn || !this.threadId) return null;
+    try {
+      const r = await this.conn.request<{ thread: CodexThread }>('thread/read', { threadId: this.threadId, includeTurns: true });
+      return finalAgentText((r.thread.turns ?? []).find((t) => t.id === turnId));
+    } catch {
+      return null;
+    }
+  }
+
   /** Trust the thread, not one notification: a missed turn/completed must not block delivery. */
   private async reconcile(): Promise<void> {
     const conn = this.conn;
-    if (!conn || !this.threadId) return;
+    if (!conn || !this.threadId || this.recovering) return;
     try {
       const r = await conn.request<{ thread: CodexThread }>('thread/read', { threadId: this.threadId, includeTurns: true });
       const active = r.thread?.status?.type === 'active';
@@ -476,22 +535,27 @@ export class CodexBridge {
 
   // ---- approvals ----
 
-  private async onServerRequest(req: ServerRequest): Promise<void> {
-    const conn = this.conn;
+  private async onServerRequest(conn: AppServerConnection, req: ServerRequest): Promise<void> {
     if (!isApprovalRequest(req.method)) {
-      // Never leave a server request unanswered: a silent one stalls the turn.
-      conn?.respondError(req.id, -32601, `the Agent Relay adapter does not handle ${req.method}`);
+      // Never leave a server request unanswered: a silent one stalls the turn. An error answer
+      // stalls a known one too (the server keeps waiting), so those get a valid empty answer.
+      const unattended = UNATTENDED_ANSWERS[req.method];
+      if (unattended) {
+        this.log.warn(`${req.method} cannot be put to anyone over the relay: answered ${JSON.stringify(unattended)}`);
+        conn.respond(req.id, unattended);
+      } else conn.respondError(req.id, -32601, `the Agent Relay adapter does not handle ${req.method}`);
       return;
     }
-    const key = String(req.id);
+    const key = approvalKey(req);
     const known = this.approvals.get(key);
     if (known) {
       // Replayed after a resume: answer now if the decision is in, else keep waiting.
       known.request = req;
+      known.conn = conn;
       if (known.decision) this.answer(key, known.decision);
       return;
     }
-    const pending: PendingApproval = { request: req, taskId: this.state.approvals[key] ?? null, timer: null, decision: null };
+    const pending: PendingApproval = { request: req, conn, taskId: this.state.approvals[key] ?? null, timer: null, decision: null };
     this.approvals.set(key, pending);
     pending.timer = setTimeout(() => this.timeOut(key), this.config.approvalTimeoutMs);
     if (pending.taskId === null) {
@@ -516,7 +580,7 @@ export class CodexBridge {
       title,
       body: `${body}\n\nAnswer: agent-relay approve TASK_ID accept | acceptForSession | decline | cancel`,
       target,
-      dedupeKey: `codex-approval:${this.threadId}:${String(req.id)}`,
+      dedupeKey: `codex-approval:${approvalKey(req)}`,
       meta: {
         kind: APPROVAL_TASK_KIND,
         method: req.method,
@@ -559,8 +623,10 @@ export class CodexBridge {
     const a = this.approvals.get(key);
     if (!a) return;
     a.decision = decision;
-    if (!this.conn?.isOpen) return; // answered when the server replays the request after resume
-    this.conn.respond(a.request.id, answerFor(a.request, decision));
+    // Only on the socket the request (or its replay) came on: another socket may be a new
+    // app-server process whose own request carries the same id.
+    if (!a.conn.isOpen) return; // answered when the server replays the request after resume
+    a.conn.respond(a.request.id, answerFor(a.request, decision));
     if (a.timer) clearTimeout(a.timer);
     this.approvals.delete(key);
     delete this.state.approvals[key];
@@ -584,6 +650,15 @@ export class CodexBridge {
       this.log.error(`cannot write state file ${this.config.statePath}: ${(err as Error).message}`);
     }
   }
+}
+
+/**
+ * Who an approval request is: its id with the thread and turn it stalls. The id alone is not
+ * enough: a new app-server process numbers its requests from 0 again, and keyed by id its first
+ * request was taken for the old one (no new task, the old task's decision answered it).
+ */
+function approvalKey(req: ServerRequest): string {
+  return `${String(req.params.threadId ?? '')}/${String(req.params.turnId ?? '')}/${String(req.id)}`;
 }
 
 /** One turn's text: each message with its sender and id, so the agent can address them. */

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import type { CommandGroup } from '../../clients/cli/main.js';
-import { CliContext, type GlobalOptions, UsageError, wholeNumber } from '../../clients/cli/context.js';
+import { CliContext, UsageError, wholeNumber } from '../../clients/cli/context.js';
 import { parseThreadMode } from './config.js';
 import { DECISIONS, type Decision } from './approvals.js';
 
@@ -8,41 +8,42 @@ import { DECISIONS, type Decision } from './approvals.js';
  * `agent-relay codex` (also the `codex-relay` bin): the Codex adapter daemon. And
  * `agent-relay approve`: answer a Codex approval task from a terminal.
  */
-export const codexCommands: CommandGroup = (program: Command, run, io) => {
+export const codexCommands: CommandGroup = (program: Command, run) => {
   program
     .command('codex')
     .description('run the Codex adapter: relay messages become turns in a live codex app-server thread')
     .option('--thread-mode <mode>', 'start (own thread), resume (the thread a Codex SessionStart hook handed over) or auto (a loaded thread of this cwd)')
     .option('--app-server <url>', 'codex app-server WebSocket (default $CODEX_APP_SERVER_URL or ws://127.0.0.1:4501)')
     .option('--cwd <dir>', 'working directory of the thread (default $CODEX_LIVE_CWD or the current one)')
-    .action(async (o: { threadMode?: string; appServer?: string; cwd?: string }, command: Command) => {
-      // Loaded here, not at CLI start-up: hooks run the CLI often and should start fast.
-      const [{ default: pino }, { CodexBridge }, { loadConfig }] = await Promise.all([import('pino'), import('./bridge.js'), import('./config.js')]);
-      const globals = command.optsWithGlobals() as GlobalOptions;
-      const log = pino({ base: { component: 'codex-adapter' }, level: io.env.LOG_LEVEL ?? 'info' }, pino.destination(2));
-      const env = {
-        ...io.env,
-        AGENT_RELAY_URL: globals.url,
-        ...(globals.token ? { AGENT_RELAY_TOKEN: globals.token } : {}),
-        ...(o.threadMode ? { CODEX_THREAD_MODE: parseThreadMode(o.threadMode) } : {}),
-        ...(o.appServer ? { CODEX_APP_SERVER_URL: o.appServer } : {}),
-        ...(o.cwd ? { CODEX_LIVE_CWD: o.cwd } : {}),
-      };
-      const config = loadConfig(env, (m) => log.warn(m));
-      const bridge = new CodexBridge(config, { info: (m) => log.info(m), warn: (m) => log.warn(m), error: (m) => log.error(m) });
-      const stop = () => void bridge.stop();
-      process.once('SIGINT', stop);
-      process.once('SIGTERM', stop);
-      try {
-        await bridge.run();
-      } catch (err) {
-        io.err(`codex-relay: ${(err as Error).message}`);
-        process.exitCode = 1;
-      } finally {
-        process.off('SIGINT', stop);
-        process.off('SIGTERM', stop);
-      }
-    });
+    .action(
+      // Through run(): a fatal error (a thread held by another writer, a refused agent token)
+      // becomes the exit code runCli returns. It used to set process.exitCode, which the bins'
+      // process.exit(code) overwrote with 0: a supervisor saw a clean exit.
+      run(async (ctx: CliContext, o: { threadMode?: string; appServer?: string; cwd?: string }) => {
+        // Loaded here, not at CLI start-up: hooks run the CLI often and should start fast.
+        const [{ default: pino }, { CodexBridge }, { loadConfig }] = await Promise.all([import('pino'), import('./bridge.js'), import('./config.js')]);
+        const log = pino({ base: { component: 'codex-adapter' }, level: ctx.io.env.LOG_LEVEL ?? 'info' }, pino.destination(2));
+        const env = {
+          ...ctx.io.env,
+          AGENT_RELAY_URL: ctx.opts.url,
+          ...(ctx.opts.token ? { AGENT_RELAY_TOKEN: ctx.opts.token } : {}),
+          ...(o.threadMode ? { CODEX_THREAD_MODE: parseThreadMode(o.threadMode) } : {}),
+          ...(o.appServer ? { CODEX_APP_SERVER_URL: o.appServer } : {}),
+          ...(o.cwd ? { CODEX_LIVE_CWD: o.cwd } : {}),
+        };
+        const config = loadConfig(env, (m) => log.warn(m));
+        const bridge = new CodexBridge(config, { info: (m) => log.info(m), warn: (m) => log.warn(m), error: (m) => log.error(m) });
+        const stop = () => void bridge.stop();
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+        try {
+          await bridge.run();
+        } finally {
+          process.off('SIGINT', stop);
+          process.off('SIGTERM', stop);
+        }
+      }),
+    );
 
   program
     .command('approve')

@@ -19,7 +19,7 @@ export interface AdapterState {
   /** Recently delivered ids (a guard against a replay overlapping what was delivered). */
   delivered: number[];
   inFlight: InFlightTurn | null;
-  /** Approval requests forwarded as relay tasks: app-server request id → task id. */
+  /** Approval requests forwarded as relay tasks: "threadId/turnId/request id" → task id. */
   approvals: Record<string, number>;
 }
 
