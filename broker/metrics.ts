@@ -64,6 +64,21 @@ export function createMetrics(core: RelayCore, extra: { longPolls: () => number 
       for (const [state, n] of Object.entries(core.store.outbox.depthByState())) this.set({ state }, n);
     },
   });
+  // Debugging aid, present only when node runs with --expose-gc (the soak test does): heap in use
+  // right after a full collection, so growth means retained objects, not garbage not yet collected.
+  // Timers and handles are already in the default metrics (nodejs_active_resources{type}).
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (typeof gc === 'function') {
+    new Gauge({
+      name: 'agent_relay_debug_heap_used_after_gc_bytes',
+      help: 'V8 heap used right after a full GC run at scrape time (only with node --expose-gc).',
+      registers: [register],
+      collect() {
+        gc();
+        this.set(process.memoryUsage().heapUsed);
+      },
+    });
+  }
   const commits = new Histogram({
     name: 'agent_relay_commit_seconds',
     help: 'Group commit duration (BEGIN IMMEDIATE to COMMIT).',

@@ -29,6 +29,7 @@ export function createHttpHandler(deps: HttpDeps): HttpHandler {
   const dashboard = new DashboardFiles();
   return async (ex) => {
     const path = ex.path;
+    if (!presentedAgentTokenHolds(ex, core)) return;
     if (dashboard.serve(ex)) return;
     if (path === '/rpc') {
       if (ex.method !== 'POST') return sendJson(ex, 405, { error: { code: ERRORS.invalidRequest.code, message: 'use POST /rpc with a JSON-RPC body' } });
@@ -75,6 +76,32 @@ export function createHttpHandler(deps: HttpDeps): HttpHandler {
   };
 }
 
+const AGENT_PATH = /^\/api\/agents\/([^/]+)/;
+
+/**
+ * A presented agent credential is always checked, on every route (webhook ingress aside: it
+ * authenticates with its integration's secret): a request carrying a wrong or another agent's
+ * X-Agent-Token is refused with 401 even where the route needs no identity (public reads, health,
+ * metrics, the dashboard), instead of being served as if the header were not there. The agent is
+ * the one X-Agent-Id names, else the /api/agents/:id path, else the agentId query parameter.
+ * Found by the reliability suite's auth matrix. Returns false when it answered the refusal.
+ */
+function presentedAgentTokenHolds(ex: HttpExchange, core: RelayCore): boolean {
+  const token = ex.headers['x-agent-token'];
+  if (token === undefined || INGRESS_PATH.test(ex.path)) return true;
+  const fromPath = AGENT_PATH.exec(ex.path)?.[1];
+  const named = ex.headers['x-agent-id'] ?? (fromPath !== undefined ? (decodeSegment(fromPath) ?? undefined) : undefined) ?? ex.query.get('agentId') ?? undefined;
+  try {
+    core.authenticate(named, token);
+    return true;
+  } catch (err) {
+    sendError(ex, err);
+    return false;
+  }
+}
+
+const INGRESS_PATH = /^\/api\/integrations\/[^/]+\/events$/;
+
 function notFound(ex: HttpExchange): void {
   sendJson(ex, 404, { error: { code: ERRORS.notFound.code, message: `not found: ${ex.method} ${ex.path}` } });
 }
@@ -88,5 +115,10 @@ function health(ex: HttpExchange, core: RelayCore): void {
     agents: core.agents.size,
     connections: core.sessions.size,
     cursor: core.store.messages.maxId(),
+    // What the relay's own connection runs with (PRAGMAs are per connection): the durability
+    // setting as the store applied it, checked by the reliability suite after fresh opens and crashes.
+    storage: { synchronous: SYNC_NAMES[Number(core.store.pragma('synchronous'))] ?? 'unknown', journalMode: String(core.store.pragma('journal_mode')) },
   });
 }
+
+const SYNC_NAMES = ['OFF', 'NORMAL', 'FULL', 'EXTRA'];

@@ -60,6 +60,11 @@ export class SqliteStore {
     return this.db.transaction(fn)();
   }
 
+  /** False once SQLite rolled an open transaction back by itself (e.g. on SQLITE_FULL). */
+  get inTransaction(): boolean {
+    return this.db.inTransaction;
+  }
+
   /** Messages with ids up to this were pruned: a cursor below it cannot be resumed. */
   prunedThrough(): number {
     return Number(this.getMeta.get('pruned_through')?.value ?? 0);

@@ -13,6 +13,8 @@ interface Pending {
 }
 
 const MAX_BATCH = 1000;
+/** Longest a commit is held open for frames still waiting their turn (see holdWhile). */
+const MAX_HOLD_MS = 10;
 
 /**
  * Group commit. Writes submitted in the same event-loop turn share one BEGIN IMMEDIATE transaction;
@@ -27,6 +29,14 @@ export class WriteQueue {
   private closed = false;
   /** Commit durations in ms, for metrics and benchmarks. */
   readonly commitObserver: { observe: (ms: number, ops: number) => void } = { observe: () => {} };
+  /**
+   * Set by the transport: true while frames that arrived with the pending writes still wait their
+   * turn (a burst is spread over several event-loop turns so it cannot hold up other connections).
+   * Meanwhile the commit is held open, at most MAX_HOLD_MS and MAX_BATCH writes, so the burst still
+   * shares one group commit instead of paying one commit per turn.
+   */
+  holdWhile: () => boolean = () => false;
+  private oldestPendingAt = 0;
 
   constructor(
     private readonly store: SqliteStore,
@@ -38,6 +48,7 @@ export class WriteQueue {
   submit<T>(work: Work<T>): Promise<T> {
     if (this.closed) return Promise.reject(new RelayError('storageBusy', 'relay is shutting down: nothing was written'));
     return new Promise<T>((resolve, reject) => {
+      if (this.pending.length === 0) this.oldestPendingAt = performance.now();
       this.pending.push({ work, resolve: resolve as (v: unknown) => void, reject });
       this.schedule();
     });
@@ -61,13 +72,22 @@ export class WriteQueue {
     this.scheduled = true;
     setImmediate(() => {
       this.scheduled = false;
+      if (this.holding()) {
+        this.schedule();
+        return;
+      }
       this.flush();
       if (this.pending.length > 0 || this.deferred.length > 0) this.schedule();
     });
   }
 
+  private holding(): boolean {
+    return this.pending.length > 0 && this.pending.length < MAX_BATCH && performance.now() - this.oldestPendingAt < MAX_HOLD_MS && this.holdWhile();
+  }
+
   private flush(): void {
     const batch = this.pending.splice(0, MAX_BATCH);
+    this.oldestPendingAt = performance.now();
     const deferred = this.deferred.splice(0);
     if (batch.length === 0 && deferred.length === 0) return;
     const outcomes: Array<{ ok: boolean; value: unknown; hooks: Array<() => void> }> = [];
@@ -81,6 +101,11 @@ export class WriteQueue {
             outcomes.push({ ok: true, value, hooks });
           } catch (err) {
             outcomes.push({ ok: false, value: err, hooks: [] });
+            // On SQLITE_FULL (and IOERR, BUSY, NOMEM) SQLite may roll back the whole transaction,
+            // not just the statement: then nothing of this batch is written, and the writes after
+            // this one would each run and commit on their own, outside the group (written, yet
+            // answered -32603). Found by the reliability suite's full-disk test.
+            if (!this.store.inTransaction) throw new BatchRolledBack(err);
           }
         }
         for (const fn of deferred) {
@@ -88,11 +113,12 @@ export class WriteQueue {
             this.store.savepoint(fn);
           } catch (err) {
             this.log.warn({ err }, 'deferred write failed');
+            if (!this.store.inTransaction) throw new BatchRolledBack(err);
           }
         }
       });
     } catch (err) {
-      const refusal = storageError(err);
+      const refusal = storageError(err instanceof BatchRolledBack ? err.cause : err);
       this.log.error({ err }, 'group commit failed: nothing in it was acknowledged');
       for (const op of batch) op.reject(refusal);
       this.onBatchFailure();
@@ -113,6 +139,13 @@ export class WriteQueue {
       if (o.ok) op.resolve(o.value);
       else op.reject(o.value instanceof RelayError ? o.value : storageError(o.value));
     });
+  }
+}
+
+/** SQLite rolled the whole group-commit transaction back while one of its writes ran. */
+class BatchRolledBack extends Error {
+  constructor(override readonly cause: unknown) {
+    super('the transaction was rolled back by SQLite');
   }
 }
 

@@ -26,7 +26,10 @@ export function presentedToken(h: RequestHeaders): string | null {
 
 function hostName(hostHeader: string): string {
   const h = hostHeader.trim().toLowerCase();
-  if (h.startsWith('[')) return h.slice(0, h.indexOf(']') + 1);
+  // A bracketed IPv6 literal may only be followed by a port: `[::1].evil.example` used to be read
+  // as `[::1]` and admitted (found by the reliability suite's Host matrix). Anything else after
+  // the bracket is returned whole, which no allow-list entry matches.
+  if (h.startsWith('[')) return /^(\[[^\]]*\])(?::\d*)?$/.exec(h)?.[1] ?? h;
   const colon = h.lastIndexOf(':');
   return colon >= 0 ? h.slice(0, colon) : h;
 }

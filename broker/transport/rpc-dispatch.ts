@@ -49,7 +49,15 @@ export class RpcDispatcher {
     for (const name of Object.keys(METHODS) as MethodName[]) {
       this.server.addMethod(name, (params: unknown, ctx: CallContext) => this.call(name, params, ctx));
     }
-    this.server.addMethod(DISCOVER_METHOD, () => (this.discoverDoc ??= buildOpenRpcDocument(this.version)));
+    this.server.addMethod(DISCOVER_METHOD, (params: unknown) => {
+      // The document is public, but a presented agent credential is still checked, as on every
+      // other method: a wrong or foreign agentToken is refused, never silently ignored (auth matrix).
+      const p = params as { agentId?: unknown; agentToken?: unknown } | undefined;
+      if (p && typeof p === 'object' && typeof p.agentToken === 'string') {
+        this.core.authenticate(typeof p.agentId === 'string' ? p.agentId : undefined, p.agentToken);
+      }
+      return (this.discoverDoc ??= buildOpenRpcDocument(this.version));
+    });
     this.server.mapErrorToJSONRPCErrorResponse = (id, error) => errorResponse(id, this.toWireError(error, id));
   }
 

@@ -1,5 +1,5 @@
 import type { WebSocket } from 'uWebSockets.js';
-import type { StreamTopic } from '../../protocol/index.js';
+import { CLOSE_CODES, type StreamTopic } from '../../protocol/index.js';
 import type { SendResult, Session } from '../domain/ports.js';
 import type { TokenBucket } from './rate-limit.js';
 
@@ -18,26 +18,60 @@ export class WsSession implements Session {
   agentId: string | null = null;
   readonly topics = new Set<StreamTopic>();
   closed = false;
-  /** Frames over the per-connection rate in a row (the socket is closed past a bound). */
+  /** Refused frames not yet paid down by admitted ones (the socket is closed past a bound). */
   overLimit = 0;
+
+  /**
+   * Frames written during the current turn. They leave together, in one corked write, once the
+   * turn's synchronous work is done: a group commit that pushes ten messages to a subscriber costs
+   * one syscall, not ten (one write per frame was a third of the relay's CPU in a 100-subscriber
+   * fan-out). Order is kept: every frame of this socket goes through this queue.
+   */
+  private out: string[] | null = null;
+  private outBytes = 0;
 
   constructor(
     private readonly ws: WebSocket<SocketData>,
     /** The per-connection rate limit. */
     readonly rate: TokenBucket,
+    /** Send buffer above which a frame is refused ('dropped': the caller cuts the slow consumer). */
+    private readonly maxBackpressure = Number.POSITIVE_INFINITY,
   ) {}
 
   send(frame: string): SendResult {
     if (this.closed) return 'ok';
-    let result = 1;
-    this.ws.cork(() => {
-      result = this.ws.send(frame, false, false);
-    });
-    return result === 1 ? 'ok' : result === 0 ? 'backpressure' : 'dropped';
+    const buffered = this.ws.getBufferedAmount() + this.outBytes;
+    if (buffered + frame.length > this.maxBackpressure) return 'dropped';
+    if (this.out === null) {
+      this.out = [];
+      queueMicrotask(this.flush);
+    }
+    this.out.push(frame);
+    this.outBytes += frame.length;
+    return buffered > 0 ? 'backpressure' : 'ok';
   }
+
+  private readonly flush = (): void => {
+    const frames = this.out;
+    this.out = null;
+    this.outBytes = 0;
+    if (!frames || this.closed) return;
+    let dropped = false;
+    this.ws.cork(() => {
+      for (const f of frames) {
+        if (this.ws.send(f, false, false) === 2) {
+          dropped = true;
+          break;
+        }
+      }
+    });
+    if (dropped) this.close(CLOSE_CODES.slowConsumer, 'slow consumer: send buffer over limit, resume by cursor');
+  };
 
   close(code: number, reason: string): void {
     if (this.closed) return;
+    this.flush();
+    if (this.closed) return; // the flush found a slow consumer and closed it
     this.closed = true;
     this.ws.end(code, reason.slice(0, 120));
   }

@@ -1,0 +1,255 @@
+import type { ClaimsResult } from '../scenarios/claims.js';
+import type { ConnectionsResult } from '../scenarios/connections.js';
+import type { DurableResult } from '../scenarios/durable.js';
+import type { FanoutResult, FanoutStep } from '../scenarios/fanout.js';
+import type { HttpResult } from '../scenarios/http.js';
+import type { RecoveryResult } from '../scenarios/recovery.js';
+import type { ProfileConfig } from './context.js';
+import { SYSTEM_LABELS, SYSTEMS, type SystemName } from './drivers.js';
+import { fmtNum, mdTable, textTable, type Table } from './table.js';
+
+export interface BenchMeta {
+  profile: string;
+  command: string;
+  date: string;
+  machine: { cpu: string; cores: number; memGiB: number; kernel: string; node: string };
+  loadavgStart: number[];
+  loadavgEnd: number[];
+  peers: Record<string, string>;
+  sizes: ProfileConfig;
+  durationSec: number;
+}
+
+export interface BenchResults {
+  meta: BenchMeta;
+  errors: Record<string, string>;
+  fanout?: FanoutResult;
+  durable?: DurableResult;
+  claims?: ClaimsResult;
+  http?: HttpResult;
+  connections?: ConnectionsResult;
+  recovery?: RecoveryResult;
+}
+
+export interface Target {
+  target: string;
+  measured: string;
+  met: boolean | null;
+}
+
+export interface Report {
+  text: string;
+  markdown: string;
+  ratios: Record<string, number | null>;
+  targets: Target[];
+}
+
+const ms = (v: number) => (Number.isFinite(v) ? fmtNum(v) : '-');
+const ratio = (a: number | null | undefined, b: number | null | undefined): number | null => (a && b ? Math.round((a / b) * 1000) / 1000 : null);
+const pct = (r: number | null) => (r === null ? '-' : `${(r * 100).toFixed(0)}%`);
+const x = (r: number | null) => (r === null ? '-' : `${r.toFixed(2)}×`);
+
+function bestDelivered(steps: FanoutStep[], system: SystemName, n: number): number | null {
+  const xs = steps.filter((s) => s.system === system && s.n === n && !s.skipped).map((s) => s.deliveredPerSec);
+  return xs.length ? Math.max(...xs) : null;
+}
+
+function at(steps: FanoutStep[], system: SystemName, n: number, rate: number): FanoutStep | undefined {
+  return steps.find((s) => s.system === system && s.n === n && s.rate === rate && !s.search);
+}
+
+export function buildReport(r: BenchResults): Report {
+  const tables: Table[] = [];
+  const ratios: Record<string, number | null> = {};
+  const targets: Target[] = [];
+  const sizes = r.meta.sizes;
+
+  if (r.fanout) {
+    const f = r.fanout;
+    const systems = SYSTEMS.filter((s) => f.steps.some((st) => st.system === s));
+    const ns = [...new Set(f.steps.map((s) => s.n))].sort((a, b) => a - b);
+    const rows: Table['rows'] = [];
+    for (const n of ns) {
+      const rates = [...new Set(f.steps.filter((s) => s.n === n).map((s) => s.rate))].sort((a, b) => a - b);
+      for (const rate of rates) {
+        for (const system of systems) {
+          const s = f.steps.find((st) => st.system === system && st.n === n && st.rate === rate);
+          if (!s) continue;
+          if (s.skipped) rows.push([`N=${n}`, rate, SYSTEM_LABELS[system], 'skipped', '-', '-', '-', '-', 'no']);
+          else rows.push([`N=${n}`, rate, SYSTEM_LABELS[system], s.deliveredPerSec, `${(s.deliveredFraction * 100).toFixed(1)}%`, ms(s.latency.p50), ms(s.latency.p99), ms(s.latency.p999), s.held ? 'yes' : 'no']);
+        }
+      }
+    }
+    tables.push({
+      title: `1. Fan-out: 1 publisher → N subscribers, ${200}-byte bodies, offered msgs/s (delivered = messages × subscribers per second; latency = publish-to-delivery, ms)`,
+      headers: ['N', 'offered/s', 'system', 'delivered/s', 'arrived', 'p50', 'p99', 'p99.9', 'held'],
+      rows,
+      note: `held = every message arrived and p99 < 50 ms. Quick profile: N=${sizes.fanout.subscriberCounts.join(', ')} for the relay and bare uWS, N=${sizes.fanout.peerSubscriberCounts.join(', ')} for peers; rates above a saturated one are skipped. Each step: ${sizes.fanout.warmupMs} ms warm-up, ${sizes.fanout.durationMs} ms measured.`,
+    });
+    const mh = f.maxHeld;
+    if (mh.length) {
+      const mns = [...new Set(mh.map((m) => m.n))].sort((a, b) => a - b);
+      tables.push({
+        title: '1b. Highest offered rate held with p99 < 50 ms (msgs/s; searched past the fixed rates)',
+        headers: ['system', ...mns.map((n) => `N=${n}`), ...mns.map((n) => `deliveries/s N=${n}`)],
+        rows: systems.map((s) => [
+          SYSTEM_LABELS[s],
+          ...mns.map((n) => mh.find((m) => m.system === s && m.n === n)?.rate ?? '-'),
+          ...mns.map((n) => {
+            const rt = mh.find((m) => m.system === s && m.n === n)?.rate;
+            return rt ? rt * n : '-';
+          }),
+        ]),
+      });
+    }
+    // Ratios: relay vs the transport ceiling, the disk ceiling and the peers.
+    const ratioRows: Table['rows'] = [];
+    for (const n of ns) {
+      const relayBest = bestDelivered(f.steps, 'relay', n);
+      const relayHeld = mh.find((m) => m.system === 'relay' && m.n === n)?.rate ?? null;
+      for (const other of systems.filter((s) => s !== 'relay')) {
+        const best = bestDelivered(f.steps, other, n);
+        if (best === null) continue;
+        const held = mh.find((m) => m.system === other && m.n === n)?.rate ?? null;
+        const s5 = at(f.steps, 'relay', n, 5000);
+        const o5 = at(f.steps, other, n, 5000);
+        const r1 = ratio(relayBest, best);
+        const r2 = ratio(relayHeld, held);
+        const r3 = s5 && o5 && !s5.skipped && !o5.skipped ? ratio(s5.latency.p99, o5.latency.p99) : null;
+        ratios[`fanout.N${n}.relay/${other}.bestDelivered`] = r1;
+        ratios[`fanout.N${n}.relay/${other}.maxHeldRate`] = r2;
+        ratios[`fanout.N${n}.relay/${other}.p99At5k`] = r3;
+        ratioRows.push([`N=${n}`, `relay / ${SYSTEM_LABELS[other]}`, x(r1), x(r2), x(r3)]);
+      }
+      const disk = r.durable?.sqliteFanout.find((c) => c.recipients === n);
+      if (disk) {
+        const rd = ratio(relayBest, disk.msgsPerSec * n);
+        ratios[`fanout.N${n}.relay/sqliteRows.deliveries`] = rd;
+        ratioRows.push([`N=${n}`, 'relay / raw SQLite rows (disk ceiling)', x(rd), '-', '-']);
+      }
+    }
+    tables.push({ title: '1c. Fan-out ratios (relay ÷ other, same run)', headers: ['N', 'ratio', 'best delivered/s', 'max rate held', 'p99 at 5k/s'], rows: ratioRows, note: 'Above 1× the relay is higher (for p99: slower). The disk ceiling is raw better-sqlite3 writing the same rows per message (message + a queued and a pushed delivery per recipient), batched.' });
+
+    const uwsN100 = mh.find((m) => m.system === 'uws' && m.n === 100)?.rate ?? null;
+    const relayN100 = mh.find((m) => m.system === 'relay' && m.n === 100)?.rate ?? null;
+    const t1 = ratio(relayN100, uwsN100);
+    targets.push({ target: 'durable fan-out at N=100 ≥ ½ of bare uWS (highest rate held, p99 < 50 ms)', measured: `${relayN100 ?? 'none'} vs ${uwsN100 ?? 'none'} msgs/s = ${pct(t1)} (best delivered/s ${pct(ratio(bestDelivered(f.steps, 'relay', 100), bestDelivered(f.steps, 'uws', 100)))})`, met: t1 === null ? (relayN100 === null && uwsN100 !== null ? false : null) : t1 >= 0.5 });
+    const p99s = ns.map((n) => ({ n, s: at(f.steps, 'relay', n, 5000) })).filter((e) => e.s);
+    const n1 = p99s.find((e) => e.n === 1)?.s;
+    targets.push({ target: 'p99 publish-to-delivery < 10 ms at 5k msgs/s (N=1; other N shown)', measured: p99s.map((e) => `N=${e.n}: ${e.s!.skipped ? 'saturated' : `${ms(e.s!.latency.p99)} ms`}`).join(', '), met: n1 && !n1.skipped ? n1.latency.p99 < 10 && n1.held : n1 ? false : null });
+  }
+
+  if (r.durable) {
+    const d = r.durable;
+    tables.push({
+      title: `2. Durable publish: ${sizes.durable.publishers} publishers × ${sizes.durable.window} in flight, acknowledged sends/s`,
+      headers: ['system', 'durability', 'acked/s', 'ack p50 ms', 'ack p99 ms', 'errors'],
+      rows: [
+        ...d.runs.map((run) => [run.name, run.durability, run.ackedPerSec, ms(run.latency.p50), ms(run.latency.p99), run.errors]),
+        ...d.sqlite.map((c) => [`raw better-sqlite3, ${c.msgsPerCommit} msg/commit`, `synchronous=${c.sync}`, c.msgsPerSec, '-', '-', 0]),
+      ],
+      note: 'Relay sends go to one registered agent: a message row and a queued delivery each. Raw better-sqlite3 writes the same rows with nothing else in the process (1 msg/commit: no group commit; 250: the disk\'s batched limit).',
+    });
+    const full = d.runs.find((x) => x.system === 'relay' && x.durability.includes('FULL'))?.ackedPerSec;
+    const normal = d.runs.find((x) => x.system === 'relay' && x.durability.includes('NORMAL'))?.ackedPerSec;
+    const js = d.runs.find((x) => x.system === 'jetstream')?.ackedPerSec;
+    const redisAlways = d.runs.find((x) => x.durability.includes('always'))?.ackedPerSec;
+    const sq1 = d.sqlite.find((c) => c.sync === 'FULL' && c.msgsPerCommit === 1)?.msgsPerSec;
+    const sqB = d.sqlite.find((c) => c.sync === 'FULL' && c.msgsPerCommit > 1)?.msgsPerSec;
+    const sqBN = d.sqlite.find((c) => c.sync === 'NORMAL' && c.msgsPerCommit > 1)?.msgsPerSec;
+    Object.assign(ratios, {
+      'durable.relayFULL/jetstream': ratio(full, js),
+      'durable.relayFULL/redisXaddAlways': ratio(redisAlways ? full : null, redisAlways),
+      'durable.relayFULL/sqliteBatchedFULL': ratio(full, sqB),
+      'durable.relayNORMAL/sqliteBatchedNORMAL': ratio(normal, sqBN),
+      'durable.relayFULL/sqlite1PerCommitFULL (group commit gain)': ratio(full, sq1),
+      'durable.relayNORMAL/relayFULL': ratio(normal, full),
+    });
+    tables.push({
+      title: '2b. Durable publish ratios',
+      headers: ['ratio', 'value'],
+      rows: [
+        ['relay FULL ÷ NATS JetStream', x(ratio(full, js))],
+        ['relay FULL ÷ Redis XADD appendfsync always', x(ratio(full, redisAlways))],
+        ['relay FULL ÷ raw SQLite FULL batched (disk ceiling)', pct(ratio(full, sqB))],
+        ['relay NORMAL ÷ raw SQLite NORMAL batched', pct(ratio(normal, sqBN))],
+        ['relay FULL ÷ raw SQLite FULL 1 msg/commit (what group commit buys)', x(ratio(full, sq1))],
+        ['relay NORMAL ÷ relay FULL', x(ratio(normal, full))],
+      ],
+    });
+    targets.push({ target: 'durable publishes/s (FULL) ≥ NATS JetStream acknowledged publishes/s', measured: `${full ?? '-'} vs ${js ?? '-'} /s (${x(ratio(full, js))})`, met: full && js ? full >= js : null });
+  }
+
+  if (r.claims) {
+    const c = r.claims;
+    tables.push({
+      title: `3. Claims: ${c.claimers} claimers racing over ${c.tasks} tasks (each task raced by ${c.contention})`,
+      headers: ['claims/s', 'attempts/s', 'conflicts', 'claim p50 ms', 'claim p99 ms', 'double claims', 'double in db', 'unclaimed', 'errors'],
+      rows: [[c.claimsPerSec, c.attemptsPerSec, c.conflicts, ms(c.latency.p50), ms(c.latency.p99), c.doubleClaims, c.doubleClaimsInDb, c.unclaimed, c.errors]],
+      note: `Tasks created through task/create in JSON-RPC batches of 100: ${c.createPerSec}/s.`,
+    });
+    targets.push({ target: 'claims ≥ 10,000/s with zero double claims', measured: `${c.claimsPerSec}/s, ${c.doubleClaims + c.doubleClaimsInDb} double`, met: c.claimsPerSec >= 10_000 && c.doubleClaims === 0 && c.doubleClaimsInDb === 0 });
+  }
+
+  if (r.http) {
+    const h = r.http;
+    tables.push({
+      title: '4. HTTP',
+      headers: ['what', 'rate', 'p50 ms', 'p99 ms', 'p99.9 ms', 'detail'],
+      rows: [
+        ['webhook ingress (Standard Webhooks signed, dedupe, 1/10 replays)', `${fmtNum(h.ingress.eventsPerSec)} events/s`, ms(h.ingress.latency.p50), ms(h.ingress.latency.p99), ms(h.ingress.latency.p999), `${h.ingress.concurrency} concurrent; ${Object.entries(h.ingress.outcomes).map(([k, v]) => `${k} ${v}`).join(', ')}`],
+        [`${h.longPoll.waiters} long-polls woken by a send (wake latency)`, `${h.longPoll.wakes} wakes`, ms(h.longPoll.latency.p50), ms(h.longPoll.latency.p99), ms(h.longPoll.latency.p999), `${h.longPoll.rounds} rounds, broadcast to all`],
+        [`SSE fan-out, ${h.sse.streams} streams at ${h.sse.rate} msgs/s`, `${fmtNum(h.sse.deliveredPerSec)} events/s`, ms(h.sse.latency.p50), ms(h.sse.latency.p99), ms(h.sse.latency.p999), `${(h.sse.deliveredFraction * 100).toFixed(1)}% arrived`],
+        [`same ${h.compare.sends} sends (${h.compare.rate}/s): 2 s poll`, '-', ms(h.compare.poll.p50), ms(h.compare.poll.p99), ms(h.compare.poll.p999), `${h.compare.poll.count} seen`],
+        ['  … long-poll', '-', ms(h.compare.longPoll.p50), ms(h.compare.longPoll.p99), ms(h.compare.longPoll.p999), `${h.compare.longPoll.count} seen`],
+        ['  … WebSocket push', '-', ms(h.compare.push.p50), ms(h.compare.push.p99), ms(h.compare.push.p999), `${h.compare.push.count} seen`],
+      ],
+    });
+    ratios['http.poll2s/push.p50'] = ratio(h.compare.poll.p50, h.compare.push.p50);
+    ratios['http.longPoll/push.p50'] = ratio(h.compare.longPoll.p50, h.compare.push.p50);
+  }
+
+  if (r.connections) {
+    const c = r.connections;
+    tables.push({
+      title: `5. Connections: ${c.connections} idle WebSocket agents, registered and heartbeating`,
+      headers: ['relay RSS before', 'after', 'per connection', 'of which JS heap', 'before GC', 'idle CPU', 'heartbeats/s', 'heartbeat CPU', 'CPU/heartbeat', 'hb p50 ms', 'hb p99 ms', '10k agents @30 s'],
+      rows: [[`${c.rssBaselineMiB} MiB`, `${c.rssConnectedMiB} MiB`, `${(c.bytesPerConnection / 1024).toFixed(1)} KiB`, `${(c.heapBytesPerConnection / 1024).toFixed(1)} KiB`, `${(c.bytesPerConnectionBeforeGc / 1024).toFixed(1)} KiB`, `${c.idleCpuPct}%`, c.heartbeatsPerSec, `${c.heartbeatCpuPct}%`, `${c.cpuUsPerHeartbeat} µs`, ms(c.heartbeatLatency.p50), ms(c.heartbeatLatency.p99), `${c.projected10kAt30sPct}% of a core`]],
+      note: `Memory is the relay's RSS growth from ${200} warm connections to ${c.connections}, divided by the connections added, each measured after a full GC forced through the inspector (before GC: the same without it). CPU is % of one core. Heartbeat every ${c.heartbeatEveryMs / 1000} s per agent.`,
+    });
+    targets.push({ target: '< 10 KiB relay memory per idle connection', measured: `${(c.bytesPerConnection / 1024).toFixed(1)} KiB`, met: c.bytesPerConnection < 10 * 1024 });
+  }
+
+  if (r.recovery) {
+    const v = r.recovery;
+    tables.push({
+      title: `6. Recovery: ${fmtNum(v.messages)} messages and ${fmtNum(v.tasks)} tasks stored (${v.dbMiB} MiB)`,
+      headers: ['restart to healthy', 'empty-db start', 'agents', 'missed each', 'all caught up in', 'caught up', 'catch-up msgs/s'],
+      rows: [[`${v.restartMs} ms`, `${v.emptyStartMs} ms`, v.agents, v.missedEach, `${v.catchUpMs} ms`, `${v.caughtUp}/${v.agents}`, v.catchUpMsgsPerSec]],
+      note: 'Restart = spawning `node --import tsx broker/main.ts` until /healthz answers (the empty-database start is the process and module start-up alone).',
+    });
+  }
+
+  const m = r.meta;
+  const head = [
+    `Agent Relay bench — ${m.profile} profile`,
+    `date: ${m.date}   command: ${m.command}   duration: ${m.durationSec} s`,
+    `machine: ${m.machine.cpu}, ${m.machine.cores} cores, ${m.machine.memGiB} GiB, Linux ${m.machine.kernel}, Node ${m.machine.node}; load average start ${m.loadavgStart.map((v) => v.toFixed(2)).join(' ')}, end ${m.loadavgEnd.map((v) => v.toFixed(2)).join(' ')}`,
+    `peers: ${Object.entries(m.peers).map(([k, v]) => `${k} ${v}`).join('; ') || 'none'}`,
+  ];
+  const targetTable: Table = { title: 'Targets', headers: ['target', 'measured', 'met'], rows: targets.map((t) => [t.target, t.measured, t.met === null ? 'n/a' : t.met ? 'MET' : 'MISSED']) };
+  const errors = Object.entries(r.errors).map(([k, v]) => `scenario ${k} failed: ${v.split('\n')[0]}`);
+  const text = [...head, '', ...tables.map(textTable).flatMap((t) => [t, '']), textTable(targetTable), ...errors].join('\n');
+  const markdown = [
+    `**Date:** ${m.date}  `,
+    `**Command:** \`${m.command}\` (${m.durationSec} s)  `,
+    `**Machine:** ${m.machine.cpu}, ${m.machine.cores} cores, ${m.machine.memGiB} GiB, Linux ${m.machine.kernel}, Node ${m.machine.node}; load average ${m.loadavgStart.map((v) => v.toFixed(2)).join(' ')} at start, ${m.loadavgEnd.map((v) => v.toFixed(2)).join(' ')} at end  `,
+    `**Peers:** ${Object.entries(m.peers).map(([k, v]) => `${k} ${v}`).join('; ') || 'none'}`,
+    '',
+    mdTable(targetTable),
+    '',
+    ...tables.map(mdTable).flatMap((t) => [t, '']),
+    ...errors.map((e) => `- ${e}`),
+  ].join('\n');
+  return { text, markdown, ratios, targets };
+}

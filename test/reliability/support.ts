@@ -1,0 +1,224 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { get } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import net from 'node:net';
+import { fileURLToPath } from 'node:url';
+import type { Test } from 'tap';
+import { CONFIG_VARS } from '../../broker/config.js';
+
+/**
+ * Shared pieces of the reliability suite: the profile switch, figure lines, percentiles, a seeded
+ * random source, a retargetable TCP proxy, Prometheus scraping and TypeScript child processes.
+ */
+
+/** `RELAY_LONG_TESTS=1` selects the long profile (100 kills, 1,000,000 fuzz frames, 2 h soak). */
+export const LONG = process.env.RELAY_LONG_TESTS === '1';
+
+export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+/**
+ * A fresh directory for one test's database, unique to this process and removed at teardown.
+ * Unlike t.testdir() (named after the test), two runs of the suite at once in one checkout do not
+ * share (and wipe) each other's database.
+ */
+export function uniqueDir(t: Test): string {
+  const dir = mkdtempSync(join(tmpdir(), 'relay-reliability-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/**
+ * Print one figure line: `# figure: NAME k=v k=v`. It lands in the TAP stream (visible with
+ * `npx tap -R tap`, and kept in .tap/test-results/test/reliability/*.tap).
+ */
+export function figure(t: Test, name: string, values: Record<string, number | string | boolean>): void {
+  const parts = Object.entries(values).map(([k, v]) => `${k}=${typeof v === 'number' && !Number.isInteger(v) ? v.toFixed(2) : String(v)}`);
+  t.comment(`figure: ${name} ${parts.join(' ')}`);
+}
+
+/** The p-th percentile (0..100) by nearest rank; NaN for no samples. */
+export function percentile(samples: readonly number[], p: number): number {
+  if (samples.length === 0) return Number.NaN;
+  const sorted = [...samples].sort((a, b) => a - b);
+  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[rank]!;
+}
+
+/**
+ * Latency windows taken alternately with and without a disturbance (a flood, a fuzzer), so both
+ * kinds see the same background load of a shared machine.
+ */
+export interface Windows {
+  quiet: number[][];
+  disturbed: number[][];
+}
+
+/**
+ * Compare alternating windows by the median over windows of each window's p99, so one spike from
+ * another process on a shared box does not decide it (the pooled p99s are returned too). The quiet
+ * p99 is floored at `floorMs`: below a millisecond the ratio measures scheduler noise.
+ */
+export function compareWindows(w: Windows, floorMs = 1): { p99Quiet: number; p99Disturbed: number; pooledQuiet: number; pooledDisturbed: number; ratio: number } {
+  const p99Quiet = percentile(w.quiet.map((x) => percentile(x, 99)), 50);
+  const p99Disturbed = percentile(w.disturbed.map((x) => percentile(x, 99)), 50);
+  return { p99Quiet, p99Disturbed, pooledQuiet: percentile(w.quiet.flat(), 99), pooledDisturbed: percentile(w.disturbed.flat(), 99), ratio: p99Disturbed / Math.max(p99Quiet, floorMs) };
+}
+
+export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** mulberry32: a small seeded generator, so a failing run can be replayed with its seed. */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let x = a;
+    x = Math.imul(x ^ (x >>> 15), x | 1);
+    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
+    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export function seedFromEnv(): number {
+  const fromEnv = Number(process.env.RELAY_TEST_SEED);
+  return Number.isInteger(fromEnv) && fromEnv > 0 ? fromEnv : Math.floor(Math.random() * 2 ** 31) + 1;
+}
+
+/** Wait until `cond` holds, polling every 20 ms; throws naming `what` after `timeoutMs`. */
+export async function until(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+export interface Proxy {
+  port: number;
+  /** Point new connections at another relay port (a restarted relay listens on a fresh port 0). */
+  retarget(port: number): void;
+  /** Drop every proxied connection (a network blip). */
+  cut(): void;
+  readonly connections: number;
+}
+
+/**
+ * A TCP proxy on a fixed loopback port in front of a relay whose port changes on every restart.
+ * Clients keep one URL; when the relay dies its upstream sockets close and so do the clients'.
+ */
+export async function startProxy(t: Test, targetPort: number): Promise<Proxy> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    client.setNoDelay(true);
+    const upstream = net.connect(targetPort, '127.0.0.1');
+    upstream.setNoDelay(true);
+    sockets.add(client).add(upstream);
+    client.pipe(upstream).pipe(client);
+    const drop = () => {
+      client.destroy();
+      upstream.destroy();
+      sockets.delete(client);
+      sockets.delete(upstream);
+    };
+    client.on('error', drop).on('close', drop);
+    upstream.on('error', drop).on('close', drop);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => {
+    for (const s of sockets) s.destroy();
+    return new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    retarget: (port) => {
+      targetPort = port;
+    },
+    cut: () => {
+      for (const s of sockets) s.destroy();
+    },
+    get connections() {
+      return sockets.size / 2;
+    },
+  };
+}
+
+/**
+ * Prometheus text → `name{labels}` → value (labels exactly as printed). Each scrape is one fresh
+ * connection, closed after it (no keep-alive pool), so the relay's open-fd figure always counts
+ * exactly one scrape socket.
+ */
+export async function scrape(url: string, headers: Record<string, string> = {}): Promise<Map<string, number>> {
+  const { status, text } = await new Promise<{ status: number; text: string }>((resolve, reject) => {
+    const req = get(`${url}/metrics`, { agent: false, headers: { ...headers, connection: 'close' } }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, text: body }));
+    });
+    req.on('error', reject);
+  });
+  if (status !== 200) throw new Error(`/metrics answered ${status}`);
+  const out = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (!line || line.startsWith('#')) continue;
+    const space = line.lastIndexOf(' ');
+    out.set(line.slice(0, space), Number(line.slice(space + 1)));
+  }
+  return out;
+}
+
+export interface TsChild {
+  pid: number;
+  /** Write to the child's stdin. */
+  send(text: string): void;
+  stdout(): string;
+  stderr(): string;
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  kill(signal?: NodeJS.Signals): void;
+}
+
+/**
+ * Run a TypeScript file of this repository as a child process (through tsx, like the relay), with
+ * the parent's environment minus tap's loaders and relay settings. Killed by pid at teardown.
+ */
+export function spawnTs(t: Test, script: string, opts: { args?: string[]; env?: Record<string, string>; nodeArgs?: string[] } = {}): TsChild {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (k === 'NODE_OPTIONS' || k.startsWith('TAP') || k.startsWith('_TAPJS') || k.startsWith('TS_NODE')) continue;
+    env[k] = v;
+  }
+  for (const v of Object.values(CONFIG_VARS)) delete env[v.env];
+  Object.assign(env, opts.env);
+  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), '--import', 'tsx', script, ...(opts.args ?? [])], { cwd: ROOT, env, stdio: ['pipe', 'pipe', 'pipe'] });
+  child.stdin.on('error', () => undefined);
+  let out = '';
+  let err = '';
+  child.stdout.setEncoding('utf8').on('data', (s: string) => (out += s));
+  child.stderr.setEncoding('utf8').on('data', (s: string) => (err += s));
+  let done = false;
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('close', (code, signal) => {
+      done = true;
+      resolve({ code, signal });
+    }),
+  );
+  const kill = (signal: NodeJS.Signals = 'SIGTERM') => {
+    if (!done && child.pid !== undefined) {
+      try {
+        process.kill(child.pid, signal);
+      } catch {
+        // already gone
+      }
+    }
+  };
+  t.teardown(async () => {
+    if (done) return;
+    kill('SIGKILL');
+    await exited;
+  });
+  const send = (text: string) => {
+    if (!done) child.stdin.write(text);
+  };
+  return { pid: child.pid!, send, stdout: () => out, stderr: () => err, exited, kill };
+}
