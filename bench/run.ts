@@ -1,5 +1,5 @@
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
+import { cpus, loadavg, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ensureInstalled, startNats, startRedis } from './peers/setup.js';
@@ -10,6 +10,7 @@ import { BENCH, killAllSync } from './lib/proc.js';
 import { buildReport, type BenchResults } from './lib/report.js';
 import { renderFanoutSvg } from './lib/svg.js';
 import { updateResultsMd } from './lib/results-md.js';
+import { benchTmp } from './lib/relay-proc.js';
 
 const SCENARIOS = ['fanout', 'durable', 'claims', 'http', 'connections', 'recovery'] as const;
 type ScenarioName = (typeof SCENARIOS)[number];
@@ -46,11 +47,13 @@ async function main(): Promise<void> {
   let systems = (values.systems?.split(',').map((s) => s.trim()) ?? [...SYSTEMS]) as SystemName[];
   for (const s of systems) if (!SYSTEMS.includes(s)) throw new Error(`unknown system ${s}`);
 
+  benchTmp(); // fixes BENCH_TMP before any worker is forked, so they all write under it
   const started = nowMs();
   const log = (line: string) => process.stdout.write(`${line}\n`);
   const command = `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
   log(`agent-relay bench: ${profile} profile, scenarios ${only.join(', ')}`);
   log(`load average at start: ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+  if (loadavg()[0]! >= 1.5) log('warning: the machine is busy (load average ≥ 1.5); figures taken now understate every system, unevenly');
 
   const peers: Peers = {};
   const needPeers = only.includes('fanout') || only.includes('durable');
@@ -100,7 +103,7 @@ async function main(): Promise<void> {
     }
   } finally {
     for (const p of Object.values(peers)) await p.stop();
-    rmSync(join(tmpdir(), `agent-relay-bench-${process.pid}`), { recursive: true, force: true });
+    rmSync(benchTmp(), { recursive: true, force: true });
   }
 
   results.meta.loadavgEnd = loadavg();

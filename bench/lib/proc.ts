@@ -1,5 +1,5 @@
 import { fork, spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdirSync, readFileSync } from 'node:fs';
+import { createWriteStream, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -27,6 +27,7 @@ function installHandlers(): void {
     process.on(sig, () => {
       process.stderr.write(`\nbench: ${sig}: stopping ${children.size} processes\n`);
       killAllSync();
+      if (process.env.BENCH_TMP && !process.env.BENCH_WORKER) rmSync(process.env.BENCH_TMP, { recursive: true, force: true });
       process.exit(130);
     });
   }

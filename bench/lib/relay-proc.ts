@@ -38,8 +38,13 @@ export const BENCH_RELAY_ENV: Record<string, string> = {
   LOG_LEVEL: 'warn',
 };
 
+/** The run's scratch folder: set by bench/run.ts and inherited by every worker, removed at the end. */
+export function benchTmp(): string {
+  return (process.env.BENCH_TMP ??= join(tmpdir(), `agent-relay-bench-${process.pid}`));
+}
+
 export function tempDbPath(name: string): string {
-  const dir = join(tmpdir(), `agent-relay-bench-${process.pid}`, name);
+  const dir = join(benchTmp(), name);
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
   return join(dir, 'relay.db');

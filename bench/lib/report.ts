@@ -237,14 +237,19 @@ export function buildReport(r: BenchResults): Report {
     `machine: ${m.machine.cpu}, ${m.machine.cores} cores, ${m.machine.memGiB} GiB, Linux ${m.machine.kernel}, Node ${m.machine.node}; load average start ${m.loadavgStart.map((v) => v.toFixed(2)).join(' ')}, end ${m.loadavgEnd.map((v) => v.toFixed(2)).join(' ')}`,
     `peers: ${Object.entries(m.peers).map(([k, v]) => `${k} ${v}`).join('; ') || 'none'}`,
   ];
+  // The bench uses both cores itself (about 2-3 of load); more than that at the end means something else ran too.
+  const busy = m.loadavgStart[0]! >= 1.5 || m.loadavgEnd[0]! > m.machine.cores + 1.5;
+  const busyNote = busy ? `WARNING: the machine was busy (load average ${m.loadavgStart[0]!.toFixed(2)} at start, ${m.loadavgEnd[0]!.toFixed(2)} at end, ${m.machine.cores} cores): other work shared the cores, so these figures understate the relay and its peers unevenly.` : '';
   const targetTable: Table = { title: 'Targets', headers: ['target', 'measured', 'met'], rows: targets.map((t) => [t.target, t.measured, t.met === null ? 'n/a' : t.met ? 'MET' : 'MISSED']) };
   const errors = Object.entries(r.errors).map(([k, v]) => `scenario ${k} failed: ${v.split('\n')[0]}`);
+  if (busyNote) head.push(busyNote);
   const text = [...head, '', ...tables.map(textTable).flatMap((t) => [t, '']), textTable(targetTable), ...errors].join('\n');
   const markdown = [
     `**Date:** ${m.date}  `,
     `**Command:** \`${m.command}\` (${m.durationSec} s)  `,
     `**Machine:** ${m.machine.cpu}, ${m.machine.cores} cores, ${m.machine.memGiB} GiB, Linux ${m.machine.kernel}, Node ${m.machine.node}; load average ${m.loadavgStart.map((v) => v.toFixed(2)).join(' ')} at start, ${m.loadavgEnd.map((v) => v.toFixed(2)).join(' ')} at end  `,
     `**Peers:** ${Object.entries(m.peers).map(([k, v]) => `${k} ${v}`).join('; ') || 'none'}`,
+    ...(busyNote ? ['', `**${busyNote}**`] : []),
     '',
     mdTable(targetTable),
     '',

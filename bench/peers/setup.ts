@@ -1,8 +1,8 @@
 import { execFileSync, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, spawnTracked, stopPid } from '../lib/proc.js';
+import { benchTmp } from '../lib/relay-proc.js';
 import { sleep } from '../lib/clock.js';
 import { Socket } from 'node:net';
 
@@ -70,7 +70,7 @@ async function waitTcp(port: number, timeoutMs: number, child: ChildProcess): Pr
 }
 
 function dataDir(name: string): string {
-  const dir = join(tmpdir(), `agent-relay-bench-${process.pid}`, name);
+  const dir = join(benchTmp(), name);
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
   return dir;
@@ -111,6 +111,7 @@ if (isEntry) {
     if (!missing.includes('redis-server')) peers.push(await startRedis());
     for (const p of peers) console.log(`${p.name} (${p.version}) pid ${p.pid} on 127.0.0.1:${p.port}`);
     for (const p of peers) await p.stop();
+    rmSync(benchTmp(), { recursive: true, force: true });
     console.log('stopped');
   })().catch((err: unknown) => {
     console.error(err);
