@@ -1,5 +1,6 @@
 /** The wire contract. Pure: no I/O. The only import path for the broker, clients and adapters. */
 export * from './common.js';
+export * from './agent-id.js';
 export * from './limits.js';
 export * from './errors.js';
 export * from './close-codes.js';

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
+import { agentIdSlug } from '../../protocol/agent-id.js';
 import type { Agent, Message } from '../../protocol/common.js';
 import { list } from '../../clients/cli/context.js';
 import { clip } from '../../clients/cli/format.js';
@@ -29,16 +30,10 @@ export const MAX_CONSECUTIVE_BLOCKS = 5;
 const MAX_CONTEXT_CHARS = 9000;
 const INBOX_BATCH = 20;
 
-function slug(s: string): string {
-  return s
-    .toLowerCase()
-    .replace(/[^a-z0-9]+/g, '-')
-    .replace(/^-+|-+$/g, '');
-}
-
-/** Stable per session: host, client `claude`, the cwd's name and the session id. */
+/** Stable per session: host, client `claude`, the cwd's name and the session id's first 8 slug characters. */
 export function claudeAgentId(host: string, cwd: string, sessionId: string): string {
-  const parts = [slug(host), 'claude', slug(basename(cwd)), slug(sessionId).slice(0, 8)].filter(Boolean);
+  // The session part is cut before joining and not slugged again (a cut may end on a dash), as ids always were.
+  const parts = [agentIdSlug(host), 'claude', agentIdSlug(basename(cwd)), agentIdSlug(sessionId).slice(0, 8)].filter(Boolean);
   return parts.join('-').slice(0, 128);
 }
 
@@ -84,7 +79,7 @@ async function registerSession(input: HookInput, deps: HookDeps): Promise<{ sess
     id,
     ...(stored ? { agentToken: stored.token } : {}),
     label: project.label ?? `claude ${basename(input.cwd)}`,
-    tags: [...new Set(['claude', slug(basename(input.cwd)), ...(project.tags ?? []), ...envTags].filter(Boolean))],
+    tags: [...new Set(['claude', agentIdSlug(basename(input.cwd)), ...(project.tags ?? []), ...envTags].filter(Boolean))],
     capabilities: caps,
     ...(project.channels ? { channels: project.channels } : {}),
     client: 'claude',

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
-import { appendFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { writeJsonAtomic } from '../../clients/atomic-json.js';
 
 /** What the SessionStart hook leaves for the later hooks and the monitor of the same session. */
 export interface ClaudeSession {
@@ -37,15 +38,10 @@ export function loadSession(home: string, sessionId: string): ClaudeSession | nu
   }
 }
 
+/** Both files are replaced whole: the monitor and the next hook may read them while a hook writes. */
 export function saveSession(home: string, s: ClaudeSession): void {
-  const trimmed = { ...s, handedOver: s.handedOver.slice(-KEEP_HANDED_OVER) };
-  for (const [file, body] of [
-    [sessionFile(home, s.sessionId), trimmed],
-    [cwdFile(home, s.cwd), { sessionId: s.sessionId, agentId: s.agentId }],
-  ] as const) {
-    mkdirSync(join(file, '..'), { recursive: true, mode: 0o700 });
-    writeFileSync(file, JSON.stringify(body) + '\n', { mode: 0o600 });
-  }
+  writeJsonAtomic(sessionFile(home, s.sessionId), { ...s, handedOver: s.handedOver.slice(-KEEP_HANDED_OVER) }, { mode: 0o600 });
+  writeJsonAtomic(cwdFile(home, s.cwd), { sessionId: s.sessionId, agentId: s.agentId }, { mode: 0o600 });
 }
 
 export function forgetSession(home: string, s: ClaudeSession): void {

@@ -1,3 +1,4 @@
+// The dashboard bundles this file for the browser: type-only imports here, nothing from Node.
 import type { RelayEvent, Task } from '../../protocol/common.js';
 import type { ServerRequest } from './app-server.js';
 

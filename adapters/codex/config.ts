@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { hostname, homedir } from 'node:os';
 import { basename, join } from 'node:path';
+import { derivedAgentId } from '../../protocol/agent-id.js';
 
 export type ThreadMode = 'start' | 'resume' | 'auto';
 
@@ -136,11 +137,5 @@ export function loadConfig(env: NodeJS.ProcessEnv, warn: Warn = () => undefined)
 
 /** The relay agent id: stable for a host, rig and working directory. */
 export function codexAgentId(config: CodexAdapterConfig): string {
-  if (config.agentId) return config.agentId;
-  const slug = (s: string) =>
-    s
-      .toLowerCase()
-      .replace(/[^a-z0-9]+/g, '-')
-      .replace(/^-+|-+$/g, '');
-  return ['codex', slug(config.rig), slug(basename(config.cwd))].filter(Boolean).join('-').slice(0, 128);
+  return config.agentId || derivedAgentId(['codex', config.rig, basename(config.cwd)]);
 }

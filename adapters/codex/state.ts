@@ -1,5 +1,5 @@
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { writeJsonAtomic } from '../../clients/atomic-json.js';
 
 /** A turn the adapter started and has not yet seen end. */
 export interface InFlightTurn {
@@ -39,8 +39,5 @@ export function loadState(path: string): AdapterState {
 
 /** Write-then-rename: a crash mid-write leaves the previous state, never half a file. */
 export function saveState(path: string, state: AdapterState): void {
-  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-  const tmp = `${path}.tmp`;
-  writeFileSync(tmp, JSON.stringify({ ...state, delivered: state.delivered.slice(-KEEP_DELIVERED) }), { mode: 0o600 });
-  renameSync(tmp, path);
+  writeJsonAtomic(path, { ...state, delivered: state.delivered.slice(-KEEP_DELIVERED) }, { mode: 0o600 });
 }

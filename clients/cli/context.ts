@@ -67,7 +67,7 @@ export class CliContext {
 
   /**
    * Store `identity`, merged with the file as it is now: another command may have written it since
-   * this one read it (a running monitor records its cursor on every message, `claim` adds a claim
+   * this one read it (a running monitor records its cursor as messages arrive, `claim` adds a claim
    * token), and neither may drop what the other wrote.
    */
   remember(identity: StoredIdentity): void {

@@ -1,7 +1,7 @@
-import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
+import { writeJsonAtomic } from '../atomic-json.js';
 
 /** What `agent-relay register` keeps so later commands can act as that agent with `--as ID`. */
 export interface StoredIdentity {
@@ -31,13 +31,7 @@ export function loadIdentity(home: string, id: string): StoredIdentity | null {
   }
 }
 
+/** Replaced whole: another command reading the file (a running monitor writes its cursor) never sees it torn. */
 export function saveIdentity(home: string, identity: StoredIdentity): void {
-  mkdirSync(join(home, 'agents'), { recursive: true, mode: 0o700 });
-  const file = fileFor(home, identity.id);
-  // Write aside and rename over: another command reading the file (a monitor writes it on every
-  // message) sees the old or the new identity, never a truncated one.
-  const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-  writeFileSync(tmp, JSON.stringify(identity, null, 2) + '\n', { mode: 0o600 });
-  chmodSync(tmp, 0o600);
-  renameSync(tmp, file);
+  writeJsonAtomic(fileFor(home, identity.id), identity, { mode: 0o600, indent: 2 });
 }

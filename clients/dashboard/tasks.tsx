@@ -1,14 +1,13 @@
 import { useEffect, useState } from 'preact/hooks';
+import { APPROVAL_TASK_KIND, type Decision } from '../../adapters/codex/approvals.js';
 import type { CallbackDelivery, RelayEvent, Task, TaskStatus } from '../../protocol/common.js';
 import { ago, clock, useAction } from './hooks.js';
 import type { DashboardStore } from './store.js';
 
 const COLUMNS: TaskStatus[] = ['open', 'claimed', 'in_progress', 'blocked', 'done', 'failed', 'canceled'];
-const DECISIONS = ['accept', 'acceptForSession', 'decline', 'cancel'] as const;
-export const APPROVAL_KIND = 'codex.approval';
 
 function isApproval(t: Task): boolean {
-  return t.meta.kind === APPROVAL_KIND;
+  return t.meta.kind === APPROVAL_TASK_KIND;
 }
 
 function Progress({ value }: { value: number }) {
@@ -148,7 +147,7 @@ export function Approvals({ store }: { store: DashboardStore }) {
   const [error, run] = useAction();
   const pending = [...store.tasks.values()].filter((t) => isApproval(t) && !['done', 'failed', 'canceled'].includes(t.status));
   if (pending.length === 0) return null;
-  const answer = (t: Task, decision: (typeof DECISIONS)[number]) =>
+  const answer = (t: Task, decision: Decision) =>
     run(decision, async () => {
       if (decision === 'cancel') await store.call('task/update', { id: t.id, status: 'canceled', note: 'cancel' });
       else await claimAndUpdate(store, t, { status: 'done', note: decision });

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { basename } from 'node:path';
 import {
+  derivedAgentId,
   RelayError,
   type AgentHeartbeatParams,
   type AgentHeartbeatResult,
@@ -18,10 +19,7 @@ import { hashToken, newToken, verifyToken } from '../tokens.js';
 
 /** `host-client-rig-basename(cwd)-8hex`, lowercase [a-z0-9-]. */
 export function generateAgentId(p: { host?: string | undefined; client?: string | undefined; rig?: string | undefined; cwd?: string | undefined }): string {
-  const parts = [p.host, p.client, p.rig, p.cwd ? basename(p.cwd) : undefined]
-    .map((x) => (x ?? '').toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, ''))
-    .filter(Boolean);
-  const prefix = parts.join('-').slice(0, 100) || 'agent';
+  const prefix = derivedAgentId([p.host, p.client, p.rig, p.cwd ? basename(p.cwd) : undefined], 100) || 'agent';
   return `${prefix}-${randomBytes(4).toString('hex')}`;
 }
 

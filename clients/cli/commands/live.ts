@@ -5,6 +5,13 @@ import type { CliContext } from '../context.js';
 import type { StoredIdentity } from '../identity-store.js';
 import { agentLine, clip, messageLine, taskLine } from '../format.js';
 
+/**
+ * The monitor records its cursor at most this often, not once per message: a burst of messages
+ * would otherwise rewrite the identity file for each. A kill -9 may so lose up to this much of the
+ * cursor (those messages are printed again on restart); a normal stop writes the last one.
+ */
+const CURSOR_SAVE_EVERY_MS = 250;
+
 type Run = (action: (ctx: CliContext, ...args: any[]) => Promise<void>) => (...args: any[]) => Promise<void>;
 
 /** Resolve when the client closes for good (reject with its reason) or the process is interrupted. */
@@ -72,6 +79,12 @@ export async function runMonitor(ctx: CliContext, identity: StoredIdentity, maxB
     ...(identity.cursor !== undefined ? { since: identity.cursor } : {}),
     waitForRelay: true,
   });
+  let pendingSave: NodeJS.Timeout | null = null;
+  const saveCursor = () => {
+    if (pendingSave) clearTimeout(pendingSave);
+    pendingSave = null;
+    ctx.remember(identity);
+  };
   client.on('message', (m) => {
     const where = m.channel ? ` in ${m.channel}` : '';
     const task = m.claimable ? ` (claimable: agent-relay claim --as ${identity.id} ${m.taskId})` : '';
@@ -81,9 +94,13 @@ export async function runMonitor(ctx: CliContext, identity: StoredIdentity, maxB
         : `relay message #${m.id} from ${m.from}${where}${task}: ${clip(m.body, maxBody)} (reply: agent-relay send --as ${identity.id} --reply-to ${m.id} ${m.from} "...")`,
     );
     identity.cursor = Math.max(identity.cursor ?? 0, m.id);
-    ctx.remember(identity);
+    pendingSave ??= setTimeout(saveCursor, CURSOR_SAVE_EVERY_MS);
     void client.call('message/ack', { id: m.id, state: 'injected' }).catch(() => undefined);
   });
-  await client.connect();
-  await untilClosed(client);
+  try {
+    await client.connect();
+    await untilClosed(client);
+  } finally {
+    if (pendingSave) saveCursor();
+  }
 }
