@@ -84,6 +84,7 @@ export function handleStream(ex: HttpExchange, core: RelayCore, opts: SseOptions
     core.sessions.add(session);
     if (agentId) {
       core.sessions.attach(session, agentId);
+      core.notifier.pushes.attached(agentId, session, since ?? core.store.messages.maxId());
       if (since !== undefined) {
         let cursor = since;
         for (;;) {

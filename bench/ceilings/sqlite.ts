@@ -1,5 +1,6 @@
 import { rmSync } from 'node:fs';
 import { openDatabase } from '../../broker/store/db.js';
+import { encodeRecipients } from '../../broker/store/deliveries.js';
 import { migrate } from '../../broker/store/migrate.js';
 import { nowMs } from '../lib/clock.js';
 import { makeBody } from '../lib/payload.js';
@@ -8,8 +9,9 @@ import { tempDbPath } from '../lib/relay-proc.js';
 
 /**
  * The disk's ceiling: raw better-sqlite3 commits of the rows the relay writes for a message (the
- * message row, a queued delivery row per recipient and, with `pushed`, the update to `pushed`),
- * on the relay's own schema and PRAGMAs, with nothing else in the process.
+ * message row with its recipients, its thread root and, with `pushed`, the push span of each
+ * recipient extended once per commit), on the relay's own schema and PRAGMAs, with nothing else
+ * in the process.
  */
 export interface SqliteCeilingArgs {
   sync: 'FULL' | 'NORMAL';
@@ -26,11 +28,11 @@ export interface SqliteCeiling extends SqliteCeilingArgs {
 }
 
 const INSERT_MESSAGE = `
-  INSERT INTO messages (from_id, to_target, channel, subject, body, reply_to, thread_id, claimable, task_id, created_at, meta)
-  VALUES (?, ?, NULL, NULL, ?, NULL, 0, 0, NULL, ?, '{}') RETURNING id`;
+  INSERT INTO messages (from_id, to_target, channel, subject, body, reply_to, thread_id, claimable, task_id, created_at, meta, recipients)
+  VALUES (?, ?, NULL, NULL, ?, NULL, 0, 0, NULL, ?, '{}', ?) RETURNING id`;
 const SET_THREAD = `UPDATE messages SET thread_id = id WHERE id = ?`;
-const INSERT_DELIVERY = `INSERT OR IGNORE INTO deliveries (agent_id, message_id, state, at) VALUES (?, ?, 'queued', ?)`;
-const PUSHED = `UPDATE deliveries SET state = 'pushed', at = ? WHERE agent_id = ? AND message_id = ?`;
+const INSERT_SPAN = `INSERT INTO delivery_spans (agent_id, state, first_id, last_id, at) VALUES (?, 'pushed', 1, 0, ?) RETURNING id`;
+const EXTEND_SPAN = `UPDATE delivery_spans SET last_id = ? WHERE id = ? AND agent_id = ? AND first_id = 1 AND last_id < ?`;
 
 export function measure(a: SqliteCeilingArgs): SqliteCeiling {
   const path = tempDbPath(`sqlite-${a.sync}-${a.recipients}-${a.msgsPerCommit}`);
@@ -38,17 +40,19 @@ export function measure(a: SqliteCeilingArgs): SqliteCeiling {
   migrate(db);
   const insertMessage = db.prepare(INSERT_MESSAGE);
   const setThread = db.prepare(SET_THREAD);
-  const insertDelivery = db.prepare(INSERT_DELIVERY);
-  const pushed = db.prepare(PUSHED);
+  const extendSpan = db.prepare(EXTEND_SPAN);
   const agents = Array.from({ length: a.recipients }, (_, i) => `sub-${i}`);
+  const recipients = encodeRecipients(agents);
+  const insertSpan = db.prepare(INSERT_SPAN);
+  const spans = db.transaction(() => agents.map((agent) => (insertSpan.get(agent, Date.now()) as { id: number }).id)).immediate();
   const commit = db.transaction((count: number) => {
     const now = Date.now();
+    let last = 0;
     for (let m = 0; m < count; m++) {
-      const { id } = insertMessage.get('ext:bench', 'tag:bench', makeBody('T', now), now) as { id: number };
-      setThread.run(id);
-      for (const agent of agents) insertDelivery.run(agent, id, now);
-      if (a.pushed) for (const agent of agents) pushed.run(now, agent, id);
+      last = (insertMessage.get('ext:bench', 'tag:bench', makeBody('T', now), now, recipients) as { id: number }).id;
+      setThread.run(last);
     }
+    if (a.pushed) agents.forEach((agent, i) => extendSpan.run(last, spans[i], agent, last));
   });
   let msgs = 0;
   let commits = 0;
@@ -61,8 +65,8 @@ export function measure(a: SqliteCeilingArgs): SqliteCeiling {
   const sec = (nowMs() - start) / 1000;
   db.close();
   rmSync(path.replace(/relay\.db$/, ''), { recursive: true, force: true });
-  const rowsPerMsg = 2 + a.recipients * (a.pushed ? 2 : 1);
-  return { ...a, msgsPerSec: Math.round(msgs / sec), rowsPerSec: Math.round((msgs * rowsPerMsg) / sec), commitsPerSec: Math.round(commits / sec) };
+  const rows = msgs * 2 + (a.pushed ? commits * a.recipients : 0);
+  return { ...a, msgsPerSec: Math.round(msgs / sec), rowsPerSec: Math.round(rows / sec), commitsPerSec: Math.round(commits / sec) };
 }
 
 if (process.env.BENCH_WORKER) serveWorker({ measure });

@@ -1,4 +1,5 @@
 import { openDatabase } from '../../broker/store/db.js';
+import { encodeRecipients } from '../../broker/store/deliveries.js';
 import { migrate } from '../../broker/store/migrate.js';
 import { hashToken } from '../../broker/domain/tokens.js';
 import { makeBody } from '../lib/payload.js';
@@ -18,9 +19,10 @@ export function seed(a: { path: string; messages: number; tasks: number; agents:
   const agents = Array.from({ length: a.agents }, (_, i) => ({ id: `rec-${i}`, token: `bench-token-${i}-${'x'.repeat(16)}` }));
   const insAgent = db.prepare(`INSERT INTO agents (id, label, tags, capabilities, channels, status, ready, system, token_hash, registered_at, last_seen_at, meta)
     VALUES (?, ?, '["rec"]', '[]', '[]', 'online', 1, 0, ?, ?, ?, '{}')`);
-  const insMsg = db.prepare(`INSERT INTO messages (id, from_id, to_target, channel, subject, body, reply_to, thread_id, claimable, task_id, created_at, meta)
-    VALUES (?, 'ext:seed', ?, NULL, NULL, ?, NULL, ?, 0, NULL, ?, '{}')`);
-  const insDel = db.prepare(`INSERT INTO deliveries (agent_id, message_id, state, at) VALUES (?, ?, ?, ?)`);
+  const insMsg = db.prepare(`INSERT INTO messages (id, from_id, to_target, channel, subject, body, reply_to, thread_id, claimable, task_id, created_at, meta, recipients)
+    VALUES (?, 'ext:seed', ?, NULL, NULL, ?, NULL, ?, 0, NULL, ?, '{}', ?)`);
+  // Everything up to the resume cursor was pushed and read: one span of each per agent.
+  const insSpan = db.prepare(`INSERT INTO delivery_spans (agent_id, state, first_id, last_id, at) VALUES (?, ?, 1, ?, ?)`);
   const insTask = db.prepare(`INSERT INTO tasks (id, title, body, target, channel, status, progress, dedupe_key, source, created_at, updated_at, closed_at, meta)
     VALUES (?, ?, NULL, 'cap:nobody', NULL, ?, ?, NULL, 'ext:seed', ?, ?, ?, '{}')`);
   const insEvent = db.prepare(`INSERT INTO events (at, kind, task_id, agent_id, data) VALUES (?, ?, ?, NULL, '{}')`);
@@ -29,18 +31,18 @@ export function seed(a: { path: string; messages: number; tasks: number; agents:
   const chunk = 50_000;
   db.transaction(() => {
     for (const ag of agents) insAgent.run(ag.id, ag.id, hashToken(ag.token), now, now);
+    for (const ag of agents) for (const state of ['pushed', 'read']) insSpan.run(ag.id, state, since, now);
   }).immediate();
+  const everyone = encodeRecipients(agents.map((ag) => ag.id));
   for (let from = 1; from <= a.messages; from += chunk) {
     db.transaction(() => {
       for (let id = from; id < from + chunk && id <= a.messages; id++) {
         const at = now - (a.messages - id);
         if (id <= since) {
           const to = agents[id % agents.length]!.id;
-          insMsg.run(id, to, body, id, at);
-          insDel.run(to, id, 'read', at);
+          insMsg.run(id, to, body, id, at, encodeRecipients([to]));
         } else {
-          insMsg.run(id, 'tag:rec', body, id, at);
-          for (const ag of agents) insDel.run(ag.id, id, 'queued', at);
+          insMsg.run(id, 'tag:rec', body, id, at, everyone);
         }
       }
     }).immediate();

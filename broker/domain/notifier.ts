@@ -3,6 +3,7 @@ import type { Logger } from '../logger.js';
 import type { WriteQueue } from '../store/write-queue.js';
 import type { SqliteStore } from '../store/store.js';
 import type { FrameMeta, Session } from './ports.js';
+import { PushRecorder } from './push-spans.js';
 import type { SessionRegistry } from './sessions.js';
 
 function frame(method: string, params: unknown): string {
@@ -12,21 +13,23 @@ function frame(method: string, params: unknown): string {
 /**
  * Pushes notifications to live sessions. Called only from post-commit hooks, so everything pushed
  * is already durable. Each notification is serialized once, whatever the number of recipients,
- * and no database read happens here: delivery states are recorded with the next group commit.
+ * and no database read happens here: the pushed state is recorded as ranges (PushRecorder).
  */
 export type MessageListener = (message: Message, recipients: readonly string[]) => void;
 
 export class Notifier {
-  private pushed: Array<[string, number, number]> = [];
+  readonly pushes: PushRecorder;
   private readonly messageListeners: MessageListener[] = [];
 
   constructor(
     private readonly sessions: SessionRegistry,
-    private readonly store: SqliteStore,
-    private readonly queue: WriteQueue,
+    store: SqliteStore,
+    queue: WriteQueue,
     private readonly log: Logger,
-    private readonly now: () => number,
-  ) {}
+    now: () => number,
+  ) {
+    this.pushes = new PushRecorder(store, queue, now);
+  }
 
   /** Adapters without a Session (long-polls) hear of committed messages here. */
   onMessage(listener: MessageListener): void {
@@ -41,7 +44,8 @@ export class Notifier {
       const s = this.sessions.forAgent(agentId);
       if (!s) continue;
       sentTo.add(s);
-      if (this.write(s, text, meta)) this.recordPushed(agentId, message.id);
+      if (this.write(s, text, meta)) this.pushes.pushed(agentId, s, message.id);
+      else this.pushes.ended(agentId, s);
     }
     for (const s of this.sessions.subscribers('messages')) {
       if (!sentTo.has(s)) this.write(s, text, meta);
@@ -52,8 +56,11 @@ export class Notifier {
   /** Push already-committed messages to one session (resume backlog); records them as pushed. */
   backlog(session: Session, messages: readonly Message[], asAgent: string | null): void {
     for (const message of messages) {
-      if (!this.write(session, frame('message/new', { message }), { method: 'message/new', cursor: message.id })) return;
-      if (asAgent) this.recordPushed(asAgent, message.id);
+      if (!this.write(session, frame('message/new', { message }), { method: 'message/new', cursor: message.id })) {
+        if (asAgent) this.pushes.ended(asAgent, session);
+        return;
+      }
+      if (asAgent) this.pushes.pushed(asAgent, session, message.id);
     }
   }
 
@@ -100,16 +107,5 @@ export class Notifier {
       return false;
     }
     return true;
-  }
-
-  private recordPushed(agentId: string, messageId: number): void {
-    if (this.pushed.length === 0) this.queue.defer(() => this.flushPushed());
-    this.pushed.push([agentId, messageId, this.now()]);
-  }
-
-  private flushPushed(): void {
-    const batch = this.pushed;
-    this.pushed = [];
-    for (const [agentId, messageId, at] of batch) this.store.messages.advance(agentId, messageId, 'pushed', at);
   }
 }

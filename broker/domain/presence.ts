@@ -47,6 +47,7 @@ export async function sweepStaleAgents(core: RelayCore): Promise<string[]> {
 /** Remember when a socket went away: the TTL counts from here. */
 export function noteDisconnected(core: RelayCore, agentId: string): void {
   const now = core.now();
+  core.notifier.pushes.disconnected(agentId);
   const a = core.agents.get(agentId);
   if (!a) return;
   a.lastSeenAt = now;

@@ -25,6 +25,7 @@ export function prune(core: RelayCore): Promise<PruneResult> {
     const maxPruned = core.store.messages.pruneBefore(cutoff);
     const prunedThrough = Math.max(before, maxPruned);
     if (prunedThrough > before) core.store.setPrunedThrough(prunedThrough);
+    if (maxPruned > 0) core.store.deliveries.pruneThrough(maxPruned);
     const events = core.store.events.pruneBefore(cutoff);
     const tasks = core.store.tasks.pruneClosedBefore(cutoff);
     // Finished callback deliveries and webhook receipts age out with the rest; pending ones stay.

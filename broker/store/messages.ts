@@ -1,5 +1,6 @@
-import type { Delivery, DeliveryState, Message } from '../../protocol/index.js';
+import type { Message } from '../../protocol/index.js';
 import type { Db } from './db.js';
+import { encodeRecipients, recipientNeedle } from './deliveries.js';
 import { parseObject, toJson } from './json.js';
 
 interface MessageRow {
@@ -17,13 +18,6 @@ interface MessageRow {
   meta: string;
 }
 
-interface DeliveryRow {
-  agent_id: string;
-  message_id: number;
-  state: string;
-  at: number;
-}
-
 export type NewMessage = Omit<Message, 'id' | 'threadId'> & { threadId: number | null };
 
 export interface ListFilter {
@@ -34,38 +28,27 @@ export interface ListFilter {
 }
 
 const INSERT = `
-  INSERT INTO messages (from_id, to_target, channel, subject, body, reply_to, thread_id, claimable, task_id, created_at, meta)
-  VALUES (?, ?, ?, ?, ?, ?, COALESCE(?, 0), ?, ?, ?, ?) RETURNING id`;
+  INSERT INTO messages (from_id, to_target, channel, subject, body, reply_to, thread_id, claimable, task_id, created_at, meta, recipients)
+  VALUES (?, ?, ?, ?, ?, ?, COALESCE(?, 0), ?, ?, ?, ?, ?) RETURNING id`;
 const SET_THREAD_ROOT = `UPDATE messages SET thread_id = id WHERE id = ?`;
 const GET = `SELECT * FROM messages WHERE id = ?`;
 const MAX_ID = `SELECT COALESCE(MAX(id), 0) AS id FROM messages`;
-const INSERT_DELIVERY = `INSERT OR IGNORE INTO deliveries (agent_id, message_id, state, at) VALUES (?, ?, 'queued', ?)`;
-const DELIVERIES_OF = `SELECT * FROM deliveries WHERE message_id = ? ORDER BY agent_id`;
-const GET_DELIVERY = `SELECT * FROM deliveries WHERE agent_id = ? AND message_id = ?`;
-// State only moves forward: queued < pushed < injected < read.
-const ADVANCE = `
-  UPDATE deliveries SET state = @state, at = @at
-  WHERE agent_id = @agent AND message_id = @id
-    AND (CASE state WHEN 'queued' THEN 0 WHEN 'pushed' THEN 1 WHEN 'injected' THEN 2 ELSE 3 END)
-      < (CASE @state WHEN 'queued' THEN 0 WHEN 'pushed' THEN 1 WHEN 'injected' THEN 2 ELSE 3 END)`;
-const READ_IDS = `
-  UPDATE deliveries SET state = 'read', at = ?
-  WHERE agent_id = ? AND state != 'read' AND message_id IN (SELECT value FROM json_each(?))`;
-const READ_UP_TO = `UPDATE deliveries SET state = 'read', at = ? WHERE agent_id = ? AND state != 'read' AND message_id <= ?`;
+// An inbox is a scan of the messages after the cursor with a membership test: its cost follows the
+// messages since the cursor, which is what a resuming or polling agent asks for.
 const INBOX = `
-  SELECT m.* FROM deliveries d JOIN messages m ON m.id = d.message_id
-  WHERE d.agent_id = @agent AND d.message_id > @since
-    AND (@unread = 0 OR d.state != 'read')
+  SELECT m.* FROM messages m
+  WHERE m.id > @since AND instr(m.recipients, @needle) > 0
+    AND (@unread = 0 OR NOT EXISTS (
+      SELECT 1 FROM delivery_marks k WHERE k.agent_id = @agent AND k.message_id = m.id AND k.state = 'read'))
     AND (@channel IS NULL OR m.channel = @channel)
     AND (@thread IS NULL OR m.thread_id = @thread)
-  ORDER BY d.message_id LIMIT @limit`;
+  ORDER BY m.id LIMIT @limit`;
 const ALL = `
   SELECT * FROM messages
   WHERE id > @since AND (@channel IS NULL OR channel = @channel) AND (@thread IS NULL OR thread_id = @thread)
   ORDER BY id LIMIT @limit`;
 const THREAD = `SELECT * FROM messages WHERE thread_id = ? ORDER BY id`;
 const PRUNE = `DELETE FROM messages WHERE created_at < ? RETURNING id`;
-const PRUNE_DELIVERIES = `DELETE FROM deliveries WHERE message_id <= ?`;
 
 export function messageFromRow(r: MessageRow): Message {
   return {
@@ -84,10 +67,6 @@ export function messageFromRow(r: MessageRow): Message {
   };
 }
 
-function deliveryFromRow(r: DeliveryRow): Delivery {
-  return { messageId: r.message_id, agentId: r.agent_id, state: r.state as DeliveryState, at: r.at };
-}
-
 export class MessageTable {
   private readonly stmts;
 
@@ -97,30 +76,22 @@ export class MessageTable {
       setThreadRoot: db.prepare(SET_THREAD_ROOT),
       get: db.prepare<[number], MessageRow>(GET),
       maxId: db.prepare<[], { id: number }>(MAX_ID),
-      insertDelivery: db.prepare(INSERT_DELIVERY),
-      deliveriesOf: db.prepare<[number], DeliveryRow>(DELIVERIES_OF),
-      getDelivery: db.prepare<[string, number], DeliveryRow>(GET_DELIVERY),
-      advance: db.prepare(ADVANCE),
-      readIds: db.prepare(READ_IDS),
-      readUpTo: db.prepare(READ_UP_TO),
       inbox: db.prepare(INBOX),
       all: db.prepare(ALL),
       thread: db.prepare<[number], MessageRow>(THREAD),
       prune: db.prepare<[number], { id: number }>(PRUNE),
-      pruneDeliveries: db.prepare(PRUNE_DELIVERIES),
     };
   }
 
-  /** Insert a message and a queued delivery per recipient; returns the stored message. */
+  /** Insert a message with its recipients (each one's delivery starts queued); returns the stored message. */
   insert(m: NewMessage, recipients: readonly string[]): Message {
     const s = this.stmts;
     const { id } = s.insert.get(
       m.from, m.to, m.channel, m.subject, m.body, m.replyTo, m.threadId,
-      m.claimable ? 1 : 0, m.taskId, m.createdAt, toJson(m.meta),
+      m.claimable ? 1 : 0, m.taskId, m.createdAt, toJson(m.meta), encodeRecipients(recipients),
     ) as { id: number };
     const threadId = m.threadId ?? id;
     if (m.threadId === null) s.setThreadRoot.run(id);
-    for (const agentId of recipients) s.insertDelivery.run(agentId, id, m.createdAt);
     return { ...m, id, threadId };
   }
 
@@ -133,31 +104,14 @@ export class MessageTable {
     return this.stmts.maxId.get()!.id;
   }
 
-  deliveries(messageId: number): Delivery[] {
-    return this.stmts.deliveriesOf.all(messageId).map(deliveryFromRow);
-  }
-
-  delivery(agentId: string, messageId: number): Delivery | undefined {
-    const row = this.stmts.getDelivery.get(agentId, messageId);
-    return row ? deliveryFromRow(row) : undefined;
-  }
-
-  /** Move a recipient's delivery forward to `state`; a lower or equal state is left alone. */
-  advance(agentId: string, messageId: number, state: DeliveryState, at: number): boolean {
-    return this.stmts.advance.run({ agent: agentId, id: messageId, state, at }).changes > 0;
-  }
-
-  markRead(agentId: string, ids: readonly number[], at: number): number {
-    return this.stmts.readIds.run(at, agentId, JSON.stringify(ids)).changes;
-  }
-
-  markReadUpTo(agentId: string, upTo: number, at: number): number {
-    return this.stmts.readUpTo.run(at, agentId, upTo).changes;
-  }
-
-  inbox(agentId: string, f: ListFilter & { unread: boolean }): Message[] {
+  /**
+   * Messages addressed to the agent after `since`. With `unread`, the scan starts past the agent's
+   * read-through cursor (`readThrough`), and single messages it marked read are left out.
+   */
+  inbox(agentId: string, f: ListFilter & { unread: false } | ListFilter & { unread: true; readThrough: number }): Message[] {
+    const since = f.unread ? Math.max(f.since, f.readThrough) : f.since;
     const rows = this.stmts.inbox.all({
-      agent: agentId, since: f.since, unread: f.unread ? 1 : 0, channel: f.channel, thread: f.threadId, limit: f.limit,
+      agent: agentId, needle: recipientNeedle(agentId), since, unread: f.unread ? 1 : 0, channel: f.channel, thread: f.threadId, limit: f.limit,
     }) as MessageRow[];
     return rows.map(messageFromRow);
   }
@@ -176,7 +130,6 @@ export class MessageTable {
     const ids = this.stmts.prune.all(cutoff);
     let max = 0;
     for (const r of ids) if (r.id > max) max = r.id;
-    if (max > 0) this.stmts.pruneDeliveries.run(max);
     return max;
   }
 }

@@ -1,5 +1,6 @@
 import { AgentTable } from './agents.js';
 import { openDatabase, type Db, type OpenOptions } from './db.js';
+import { DeliveryTable } from './deliveries.js';
 import { EventTable } from './events.js';
 import { MessageTable } from './messages.js';
 import { migrate } from './migrate.js';
@@ -17,6 +18,7 @@ const SET_META = `INSERT INTO relay_meta (key, value) VALUES (?, ?) ON CONFLICT 
 export class SqliteStore {
   readonly agents: AgentTable;
   readonly messages: MessageTable;
+  readonly deliveries: DeliveryTable;
   readonly tasks: TaskTable;
   readonly events: EventTable;
   readonly outbox: OutboxTable;
@@ -28,6 +30,7 @@ export class SqliteStore {
   private constructor(private readonly db: Db) {
     this.agents = new AgentTable(db);
     this.messages = new MessageTable(db);
+    this.deliveries = new DeliveryTable(db);
     this.tasks = new TaskTable(db);
     this.events = new EventTable(db);
     this.outbox = new OutboxTable(db);

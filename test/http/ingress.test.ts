@@ -102,7 +102,7 @@ async function rpc(relay: TestRelay, method: string, params: Record<string, unkn
   return reply.result;
 }
 
-const TABLES = ['tasks', 'events', 'messages', 'deliveries', 'webhook_receipts', 'outbox'] as const;
+const TABLES = ['tasks', 'events', 'messages', 'delivery_marks', 'delivery_spans', 'webhook_receipts', 'outbox'] as const;
 type Counts = Record<(typeof TABLES)[number], number>;
 
 /** Row counts read through a separate read-only connection to the relay's database file. */

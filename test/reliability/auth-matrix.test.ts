@@ -158,7 +158,7 @@ function state(relay: TestRelay): string {
     tasks: s.tasks.countByStatus(),
     task: s.tasks.get(1),
     victim: { ...victim, lastSeenAt: 0 },
-    deliveries: s.messages.deliveries(1),
+    deliveries: s.deliveries.forMessage(1),
   });
 }
 

@@ -64,7 +64,7 @@ export class History {
   missing(dbPath: string, clients: readonly string[]): number {
     const db = new Database(dbPath, { readonly: true, fileMustExist: true });
     try {
-      const inbox = db.prepare<[string], number>(`SELECT message_id FROM deliveries WHERE agent_id = ?`).pluck();
+      const inbox = db.prepare<[string], number>(`SELECT id FROM messages WHERE instr(recipients, ' ' || ? || ' ') > 0`).pluck();
       let missing = 0;
       for (const c of clients) {
         const got = new Set((this.delivered.get(c) ?? []).map((m) => m.id));
@@ -204,7 +204,7 @@ export class History {
       let appUnexpected = 0;
       let appMissing = 0;
       let appDelivered = 0;
-      const inbox = db.prepare<[string], number>(`SELECT message_id FROM deliveries WHERE agent_id = ?`).pluck();
+      const inbox = db.prepare<[string], number>(`SELECT id FROM messages WHERE instr(recipients, ' ' || ? || ' ') > 0`).pluck();
       const expected = new Map(opts.clients.map((c) => [c, inbox.all(c) as number[]]));
       for (const [client, list] of this.delivered) {
         const ids = new Set<number>();

@@ -193,7 +193,7 @@ t.test('a full disk (max_page_count lowered mid-load): errors, no acknowledged-b
   const ackedBodies = new Set([...acked.values()].map((a) => a.body));
   const writtenNotAcked = stored.filter((b) => !ackedBodies.has(b)).length;
   const orphanTasks = db.prepare(`SELECT count(*) FROM tasks t LEFT JOIN messages m ON m.id = t.message_id WHERE m.id IS NULL`).pluck().get() as number;
-  const orphanDeliveries = db.prepare(`SELECT count(*) FROM deliveries d LEFT JOIN messages m ON m.id = d.message_id WHERE m.id IS NULL`).pluck().get() as number;
+  const orphanDeliveries = db.prepare(`SELECT count(*) FROM delivery_marks d LEFT JOIN messages m ON m.id = d.message_id WHERE m.id IS NULL`).pluck().get() as number;
   const integrity = db.pragma('integrity_check', { simple: true });
   t.equal(absent, 0, 'no acknowledged message is absent from the database');
   t.equal(taskMismatch, 0, 'every acknowledged claimable send has its task');

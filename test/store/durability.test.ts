@@ -93,7 +93,7 @@ t.test('migrations set user_version to the latest; a newer database is refused',
   const raw = new Database(path);
   t.teardown(() => raw.close());
   const tables = raw.prepare(`SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name`).pluck().all() as string[];
-  for (const table of ['agents', 'deliveries', 'events', 'messages', 'relay_meta', 'tasks']) t.ok(tables.includes(table), `table ${table} exists`);
+  for (const table of ['agents', 'delivery_marks', 'delivery_spans', 'events', 'messages', 'relay_meta', 'tasks']) t.ok(tables.includes(table), `table ${table} exists`);
   raw.close();
 
   const again = open(path);
@@ -173,7 +173,7 @@ t.test('integrity_check is ok after SIGKILL of a relay mid-load, and acknowledge
   t.equal(store.pragma('user_version'), LATEST, 'user_version is intact');
   const lost = [...acked].filter(([id, body]) => store.messages.get(id)?.body !== body);
   t.same(lost, [], 'every acknowledged message is in the database');
-  t.ok([...acked.keys()].every((id) => store.messages.delivery('bob', id) !== undefined), 'with its delivery to bob');
+  t.ok([...acked.keys()].every((id) => store.deliveries.get('bob', id) !== undefined), 'with its delivery to bob');
   t.ok(ackedTasks.length > 0 && ackedTasks.every((id) => store.tasks.get(id)?.status === 'open'), `acknowledged claimable sends kept their tasks (${ackedTasks.length})`);
   const max = store.messages.maxId();
   store.close();

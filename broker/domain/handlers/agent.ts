@@ -68,6 +68,7 @@ export async function register(core: RelayCore, ctx: CallContext, p: AgentRegist
       const session = ctx.session;
       if (!session) return;
       core.sessions.attach(session, id);
+      core.notifier.pushes.attached(id, session, p.since ?? cursor);
       if (p.since !== undefined) sendBacklog(core, id, p.since, cursor);
     });
     return { agent, token, cursor, created: !existing };

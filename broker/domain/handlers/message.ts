@@ -13,6 +13,7 @@ import {
   type MessageReadResult,
   type MessageSendParams,
   type MessageSendResult,
+  type Message,
   type Task,
   type ThreadGetParams,
   type ThreadGetResult,
@@ -83,8 +84,10 @@ export function list(core: RelayCore, ctx: CallContext, p: MessageListParams): M
   let messages;
   if (agentId) {
     if (!core.agents.has(agentId)) throw new RelayError('notFound', `agentId: no agent ${agentId}`);
-    messages = core.store.messages.inbox(agentId, { ...filter, unread: Boolean(p.unread) });
-    if (ctx.transport === 'http' && agentId === ctx.agentId) recordPolled(core, agentId, messages.map((m) => m.id));
+    messages = p.unread
+      ? core.store.messages.inbox(agentId, { ...filter, unread: true, readThrough: core.store.deliveries.readThrough(agentId) })
+      : core.store.messages.inbox(agentId, { ...filter, unread: false });
+    if (ctx.transport === 'http' && agentId === ctx.agentId) recordPolled(core, agentId, messages, p.unread || filter.channel !== null || filter.threadId !== null ? null : since);
   } else {
     if (p.unread) throw new RelayError('invalidParams', 'unread: needs an agent (agentId, or a registered connection)');
     messages = core.store.messages.all(filter);
@@ -92,12 +95,17 @@ export function list(core: RelayCore, ctx: CallContext, p: MessageListParams): M
   return { messages, cursor: messages.at(-1)?.id ?? since };
 }
 
-/** A poll by the recipient itself hands messages over: they count as pushed. */
-function recordPolled(core: RelayCore, agentId: string, ids: number[]): void {
-  if (ids.length === 0) return;
+/**
+ * A poll by the recipient itself hands messages over: they count as pushed. An unfiltered page is
+ * every message to the agent in (since, last id]: one range; a filtered one is recorded per message.
+ */
+function recordPolled(core: RelayCore, agentId: string, messages: readonly Message[], unfilteredSince: number | null): void {
+  const last = messages.at(-1)?.id;
+  if (last === undefined) return;
+  if (unfilteredSince !== null && core.notifier.pushes.polled(agentId, unfilteredSince, last)) return;
   const at = core.now();
   core.queue.defer(() => {
-    for (const id of ids) core.store.messages.advance(agentId, id, 'pushed', at);
+    for (const m of messages) core.store.deliveries.advance(agentId, m.id, 'pushed', at);
   });
 }
 
@@ -107,8 +115,8 @@ export async function read(core: RelayCore, ctx: CallContext, p: MessageReadPara
   const marked = await core.queue.submit(() => {
     const at = core.now();
     let n = 0;
-    if (p.ids) n += core.store.messages.markRead(agentId, p.ids, at);
-    if (p.upTo !== undefined) n += core.store.messages.markReadUpTo(agentId, p.upTo, at);
+    if (p.ids) n += core.store.deliveries.markRead(agentId, p.ids, at);
+    if (p.upTo !== undefined) n += core.store.deliveries.markReadUpTo(agentId, p.upTo, at);
     return n;
   });
   return { marked };
@@ -117,17 +125,17 @@ export async function read(core: RelayCore, ctx: CallContext, p: MessageReadPara
 export function get(core: RelayCore, _ctx: CallContext, p: MessageGetParams): MessageGetResult {
   const message = core.store.messages.get(p.id);
   if (!message) throw new RelayError('notFound', `id: no message ${p.id}`);
-  return { message, deliveries: core.store.messages.deliveries(p.id) };
+  return { message, deliveries: core.store.deliveries.forMessage(p.id) };
 }
 
 export async function ack(core: RelayCore, ctx: CallContext, p: MessageAckParams): Promise<MessageAckResult> {
   const agentId = core.requireAgent(ctx);
   const delivery = await core.queue.submit(() => {
-    if (!core.store.messages.delivery(agentId, p.id)) {
+    if (!core.store.deliveries.get(agentId, p.id)) {
       throw new RelayError('notFound', `id: message ${p.id} was not delivered to ${agentId}`);
     }
-    core.store.messages.advance(agentId, p.id, p.state, core.now());
-    return core.store.messages.delivery(agentId, p.id)!;
+    core.store.deliveries.advance(agentId, p.id, p.state, core.now());
+    return core.store.deliveries.get(agentId, p.id)!;
   });
   return { delivery };
 }

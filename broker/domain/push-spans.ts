@@ -1,0 +1,104 @@
+import type { SqliteStore } from '../store/store.js';
+import type { WriteQueue } from '../store/write-queue.js';
+import type { Session } from './ports.js';
+
+interface OpenSpan {
+  agentId: string;
+  /** The session whose pushes extend this span; null once it may have missed one (closed, a write refused). */
+  session: Session | null;
+  /** The stored row, once the span holds a message. */
+  rowId: number | null;
+  first: number;
+  last: number;
+  at: number;
+}
+
+/**
+ * Records the `pushed` state as ranges, one row per attached session rather than one per message
+ * and recipient. The rule that makes a range exact: from the moment a session attaches as an agent
+ * with a cursor, every message to that agent after the cursor is written to that session in id
+ * order (the backlog, then live pushes in commit order), until a write is refused or the session
+ * goes. So [cursor + 1, last id written] covers every message to the agent in it. Anything this
+ * cannot vouch for is left out and reads `queued`: the record may lag the truth, never lead it.
+ * Rows are written with the next group commit, like every bookkeeping write.
+ */
+export class PushRecorder {
+  /** The latest span per agent; kept while it may still grow or has not been written. */
+  private readonly latest = new Map<string, OpenSpan>();
+  private dirty = new Set<OpenSpan>();
+
+  constructor(
+    private readonly store: SqliteStore,
+    private readonly queue: WriteQueue,
+    private readonly now: () => number,
+  ) {}
+
+  /** `session` now speaks for the agent and will be written every message to it after `cursor`. */
+  attached(agentId: string, session: Session, cursor: number): void {
+    const from = Math.max(cursor, this.recordedThrough(agentId));
+    this.latest.set(agentId, { agentId, session, rowId: null, first: from + 1, last: from, at: this.now() });
+  }
+
+  /** A message was written to the session speaking for the agent. */
+  pushed(agentId: string, session: Session, messageId: number): void {
+    const span = this.latest.get(agentId);
+    if (!span || span.session !== session || messageId <= span.last) return;
+    span.last = messageId;
+    this.markDirty(span);
+  }
+
+  /** A write to the session was refused: it stops vouching for the agent. */
+  ended(agentId: string, session: Session): void {
+    const span = this.latest.get(agentId);
+    if (span && span.session === session) this.close(span);
+  }
+
+  /** The session speaking for the agent went away. */
+  disconnected(agentId: string): void {
+    const span = this.latest.get(agentId);
+    if (span?.session) this.close(span);
+  }
+
+  private close(span: OpenSpan): void {
+    span.session = null;
+    if (!this.dirty.has(span)) this.latest.delete(span.agentId);
+  }
+
+  /**
+   * The agent fetched every message to it in (since, last] with an unfiltered poll: one span.
+   * Returns false when it cannot be recorded as a range (a live session's span is still growing,
+   * and ranges of one agent must not overlap); the caller records the messages one by one.
+   */
+  polled(agentId: string, since: number, last: number): boolean {
+    const open = this.latest.get(agentId);
+    if (open?.session) return false;
+    const from = Math.max(since, this.recordedThrough(agentId));
+    if (last <= from) return true;
+    const span: OpenSpan = { agentId, session: null, rowId: null, first: from + 1, last, at: this.now() };
+    this.latest.set(agentId, span);
+    this.markDirty(span);
+    return true;
+  }
+
+  private recordedThrough(agentId: string): number {
+    const open = this.latest.get(agentId);
+    if (open) return open.last;
+    return this.store.deliveries.latestSpan(agentId, 'pushed')?.last ?? 0;
+  }
+
+  private markDirty(span: OpenSpan): void {
+    if (this.dirty.size === 0) this.queue.defer(() => this.flush());
+    this.dirty.add(span);
+  }
+
+  private flush(): void {
+    const spans = this.dirty;
+    this.dirty = new Set();
+    for (const span of spans) {
+      if (span.rowId === null) span.rowId = this.store.deliveries.insertSpan(span.agentId, 'pushed', span.first, span.last, span.at);
+      else this.store.deliveries.extendSpan(span.agentId, { id: span.rowId, first: span.first }, span.last);
+      // A finished span is on disk now: the next one starts after it, read back from the store.
+      if (span.session === null && this.latest.get(span.agentId) === span) this.latest.delete(span.agentId);
+    }
+  }
+}
