@@ -128,7 +128,7 @@ export function buildReport(r: BenchResults): Report {
         ratioRows.push([`N=${n}`, 'relay / raw SQLite rows (disk ceiling)', x(rd), '-', '-']);
       }
     }
-    tables.push({ title: '1c. Fan-out ratios (relay ÷ other, same run)', headers: ['N', 'ratio', 'best delivered/s', 'max rate held', 'p99 at 5k/s'], rows: ratioRows, note: 'Above 1× the relay is higher (for p99: slower). The disk ceiling is raw better-sqlite3 writing the same rows per message (message + a queued and a pushed delivery per recipient), batched.' });
+    tables.push({ title: '1c. Fan-out ratios (relay ÷ other, same run)', headers: ['N', 'ratio', 'best delivered/s', 'max rate held', 'p99 at 5k/s'], rows: ratioRows, note: 'Above 1× the relay is higher (for p99: slower). The disk ceiling is raw better-sqlite3 writing the same rows, batched: the message with its recipients, and the push span of each recipient extended once per commit.' });
 
     const uwsN100 = mh.find((m) => m.system === 'uws' && m.n === 100)?.rate ?? null;
     const relayN100 = mh.find((m) => m.system === 'relay' && m.n === 100)?.rate ?? null;

@@ -2,6 +2,9 @@ import type { SqliteStore } from '../store/store.js';
 import type { WriteQueue } from '../store/write-queue.js';
 import type { Session } from './ports.js';
 
+/** How long the pushed state may lag the pushes (it reads `queued` meanwhile). */
+const FLUSH_EVERY_MS = 50;
+
 interface OpenSpan {
   agentId: string;
   /** The session whose pushes extend this span; null once it may have missed one (closed, a write refused). */
@@ -20,7 +23,7 @@ interface OpenSpan {
  * order (the backlog, then live pushes in commit order), until a write is refused or the session
  * goes. So [cursor + 1, last id written] covers every message to the agent in it. Anything this
  * cannot vouch for is left out and reads `queued`: the record may lag the truth, never lead it.
- * Rows are written with the next group commit, like every bookkeeping write.
+ * Rows are written with a group commit at most every FLUSH_EVERY_MS, like other bookkeeping.
  */
 export class PushRecorder {
   /** The latest span per agent; kept while it may still grow or has not been written. */
@@ -87,7 +90,10 @@ export class PushRecorder {
   }
 
   private markDirty(span: OpenSpan): void {
-    if (this.dirty.size === 0) this.queue.defer(() => this.flush());
+    if (this.dirty.size === 0) {
+      // One write per span per interval, not per commit: under a fan-out every commit moves every span.
+      setTimeout(() => this.queue.defer(() => this.flush()), FLUSH_EVERY_MS).unref();
+    }
     this.dirty.add(span);
   }
 
