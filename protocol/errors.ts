@@ -34,7 +34,12 @@ export class RelayError extends Error {
   readonly data: Record<string, unknown> | undefined;
 
   constructor(name: ErrorName, message?: string, data?: Record<string, unknown>) {
+    // A refusal is an answer, not a bug: no stack to capture (it cost 4% of the relay's CPU in the
+    // claims benchmark, where two of three claims are refused).
+    const stackTraceLimit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
     super(message ?? ERRORS[name].message);
+    Error.stackTraceLimit = stackTraceLimit;
     this.name = 'RelayError';
     this.code = ERRORS[name].code;
     this.data = data;

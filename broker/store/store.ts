@@ -1,3 +1,4 @@
+import type Database from 'better-sqlite3';
 import { AgentTable } from './agents.js';
 import { openDatabase, type Db, type OpenOptions } from './db.js';
 import { DeliveryTable } from './deliveries.js';
@@ -23,6 +24,11 @@ export class SqliteStore {
   readonly events: EventTable;
   readonly outbox: OutboxTable;
   readonly receipts: ReceiptTable;
+  /**
+   * One transaction function for every write: called inside an open transaction, better-sqlite3
+   * makes it a savepoint. Built once (building one per write was 6% of the claims benchmark).
+   */
+  private readonly run: Database.Transaction<(fn: () => unknown) => unknown>;
   private readonly getMeta;
   private readonly setMeta;
   private closed = false;
@@ -35,6 +41,7 @@ export class SqliteStore {
     this.events = new EventTable(db);
     this.outbox = new OutboxTable(db);
     this.receipts = new ReceiptTable(db);
+    this.run = db.transaction((fn: () => unknown) => fn());
     this.getMeta = db.prepare<[string], { value: string }>(GET_META);
     this.setMeta = db.prepare(SET_META);
   }
@@ -52,7 +59,7 @@ export class SqliteStore {
 
   /** Run `fn` in one BEGIN IMMEDIATE transaction; it commits when `fn` returns. */
   writeTransaction<T>(fn: () => T): T {
-    return this.db.transaction(fn).immediate();
+    return this.run.immediate(fn) as T;
   }
 
   /**
@@ -60,7 +67,7 @@ export class SqliteStore {
    * undone and the surrounding group commit goes on.
    */
   savepoint<T>(fn: () => T): T {
-    return this.db.transaction(fn)();
+    return this.run(fn) as T;
   }
 
   /** False once SQLite rolled an open transaction back by itself (e.g. on SQLITE_FULL). */
