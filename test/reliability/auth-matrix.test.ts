@@ -144,6 +144,13 @@ async function setup(t: Test): Promise<Setup> {
   const task = (await a.call('task/create', { title: 'victim work', target: 'victim' })).task;
   const claim = await v.call('task/claim', { id: task.id });
   t.equal(claim.claimToken, 1, 'the victim owns the task (claim token 1)');
+  // The victim's pushed state is bookkeeping written a little later: let it land before the
+  // snapshot the refused calls are compared against.
+  const deadline = Date.now() + 5000;
+  while (relay.core.store.deliveries.get('victim', message.id)?.state !== 'pushed') {
+    if (Date.now() > deadline) throw new Error('the message to the victim never read pushed');
+    await new Promise((r) => setTimeout(r, 10));
+  }
   await v.close();
   await a.close();
   return { relay, ids: { task: task.id, message: message.id }, victim: { token: victim.agentToken }, attacker: { token: attacker.agentToken }, secrets };
