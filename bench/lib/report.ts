@@ -148,7 +148,7 @@ export function buildReport(r: BenchResults): Report {
         ...d.runs.map((run) => [run.name, run.durability, run.ackedPerSec, ms(run.latency.p50), ms(run.latency.p99), run.errors]),
         ...d.sqlite.map((c) => [`raw better-sqlite3, ${c.msgsPerCommit} msg/commit`, `synchronous=${c.sync}`, c.msgsPerSec, '-', '-', 0]),
       ],
-      note: 'Relay sends go to one registered agent: a message row and a queued delivery each. Raw better-sqlite3 writes the same rows with nothing else in the process (1 msg/commit: no group commit; 250: the disk\'s batched limit).',
+      note: 'Relay sends go to one registered agent: one message row each, its recipient in the row. Raw better-sqlite3 writes the same rows with nothing else in the process (1 msg/commit: no group commit; 250: the disk\'s batched limit).',
     });
     const full = d.runs.find((x) => x.system === 'relay' && x.durability.includes('FULL'))?.ackedPerSec;
     const normal = d.runs.find((x) => x.system === 'relay' && x.durability.includes('NORMAL'))?.ackedPerSec;
