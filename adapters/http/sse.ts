@@ -19,6 +19,10 @@ export class SseSession implements Session {
     private readonly onClosed: () => void,
   ) {}
 
+  get closed(): boolean {
+    return this.stream.closed;
+  }
+
   send(frame: string, meta?: FrameMeta): SendResult {
     const id = meta?.cursor !== undefined ? `id: ${meta.cursor}\n` : '';
     return this.stream.write(`${id}event: ${meta?.method ?? 'message'}\ndata: ${frame}\n\n`);

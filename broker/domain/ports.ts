@@ -20,6 +20,8 @@ export interface Session {
   /** Stream topics this connection subscribed to (observers' live feed). */
   readonly topics: Set<StreamTopic>;
   readonly kind: 'ws' | 'sse';
+  /** True once the connection is gone: nothing may bind to it any more. */
+  readonly closed: boolean;
   /**
    * Write one serialized JSON-RPC frame. `meta` carries what non-JSON-RPC transports need without
    * re-parsing: the notification method, and the message cursor (SSE `id:`) for message/new.

@@ -66,7 +66,9 @@ export async function register(core: RelayCore, ctx: CallContext, p: AgentRegist
     const cursor = core.store.messages.maxId();
     onCommit(() => {
       const session = ctx.session;
-      if (!session) return;
+      // The socket may have closed while the registration waited for its commit: binding it now
+      // would leave the agent `connected` to nothing, and every push to it would vanish.
+      if (!session || session.closed) return;
       core.sessions.attach(session, id);
       core.notifier.pushes.attached(id, session, p.since ?? cursor);
       if (p.since !== undefined) sendBacklog(core, id, p.since, cursor);
