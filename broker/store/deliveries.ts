@@ -58,6 +58,11 @@ const COUNT_UNREAD_IN = `
   SELECT count(*) AS n FROM messages m
   WHERE m.id > @from AND m.id <= @to AND instr(m.recipients, @needle) > 0
     AND NOT EXISTS (SELECT 1 FROM delivery_marks k WHERE k.agent_id = @agent AND k.message_id = m.id AND k.state = 'read')`;
+const FIRST_UNREAD_AFTER = `
+  SELECT m.id FROM messages m
+  WHERE m.id > @from AND instr(m.recipients, @needle) > 0
+    AND NOT EXISTS (SELECT 1 FROM delivery_marks k WHERE k.agent_id = @agent AND k.message_id = m.id AND k.state = 'read')
+  ORDER BY m.id LIMIT 1`;
 const MAX_MESSAGE_ID = `SELECT COALESCE(MAX(id), 0) AS id FROM messages`;
 const PRUNE_MARKS = `DELETE FROM delivery_marks WHERE message_id <= ?`;
 const PRUNE_SPANS = `DELETE FROM delivery_spans WHERE last_id <= ?`;
@@ -84,6 +89,7 @@ export class DeliveryTable {
       insertSpan: db.prepare<[string, SpanState, number, number, number], { id: number }>(INSERT_SPAN),
       extendSpan: db.prepare(EXTEND_SPAN),
       countUnreadIn: db.prepare(COUNT_UNREAD_IN),
+      firstUnreadAfter: db.prepare(FIRST_UNREAD_AFTER),
       maxMessageId: db.prepare<[], { id: number }>(MAX_MESSAGE_ID),
       pruneMarks: db.prepare(PRUNE_MARKS),
       pruneSpans: db.prepare(PRUNE_SPANS),
@@ -121,7 +127,22 @@ export class DeliveryTable {
       this.advance(agentId, id, 'read', at);
       n++;
     }
+    if (n > 0) this.raiseReadThrough(agentId, at);
     return n;
+  }
+
+  /**
+   * Move the read-through cursor up to just before the agent's first unread message. An agent that
+   * reads by ids (the Claude hooks do) would otherwise keep it at 0, and every `unread` query would
+   * scan the whole store; this scan stops at the first unread message.
+   */
+  private raiseReadThrough(agentId: string, at: number): void {
+    const from = this.readThrough(agentId);
+    const first = this.stmts.firstUnreadAfter.get({ from, needle: recipientNeedle(agentId), agent: agentId }) as { id: number } | undefined;
+    const through = first ? first.id - 1 : this.stmts.maxMessageId.get()!.id;
+    // Every message to the agent in (from, through] carries a read mark: the span adds no state,
+    // and their marks keep the exact times.
+    if (through > from) this.insertSpan(agentId, 'read', from + 1, through, at);
   }
 
   /** Mark everything addressed to the agent up to `upTo` read; returns how many messages that changed. */

@@ -163,3 +163,33 @@ t.test('a fan-out to 40 agents writes no row per recipient, and every recipient 
   t.ok(spans <= 40, `at most one span row per recipient for 50 messages (${spans}), not 2,000 rows`);
   t.comment(`figure: fan-out rows messages=50 recipients=40 span_rows=${spans} mark_rows=0`);
 });
+
+t.test('reading by ids moves the read-through cursor to just before the first unread message', async (t) => {
+  const relay = await startRelay(t);
+  const alice = await connectAgent(t, relay.wsUrl, { id: 'alice' });
+  const bob = await connectAgent(t, relay.wsUrl, { id: 'bob' });
+  const ids: number[] = [];
+  for (let i = 0; i < 6; i++) {
+    ids.push((await alice.rpc.call('message/send', { to: i === 2 ? 'alice' : 'bob', body: `m${i}` })).message.id);
+  }
+  const [b0, b1, other, b3, b4, b5] = ids as [number, number, number, number, number, number];
+  const readThrough = () => relay.core.store.deliveries.readThrough('bob');
+  const unread = async () => ((await bob.rpc.call('message/list', { unread: true })).messages as Array<{ id: number }>).map((m) => m.id);
+
+  t.same(await bob.rpc.call('message/read', { ids: [b0, b1] }), { marked: 2 });
+  t.equal(readThrough(), b3 - 1, 'past both read messages and alice’s message between them, up to bob’s first unread');
+  t.same(await bob.rpc.call('message/read', { ids: [b4] }), { marked: 1 });
+  t.equal(readThrough(), b3 - 1, 'a read past an unread message leaves the cursor where it was');
+  t.same(await unread(), [b3, b5]);
+  t.same(await bob.rpc.call('message/read', { ids: [b3, b5] }), { marked: 2 });
+  t.equal(readThrough(), b5, 'all read: the cursor is at the newest message');
+  t.same(await unread(), []);
+  const later = (await alice.rpc.call('message/send', { to: 'bob', body: 'later' })).message.id as number;
+  t.same(await unread(), [later], 'a message sent afterwards arrives unread');
+
+  const got = await bob.rpc.call('message/get', { id: b4 });
+  const markedAt = got.deliveries[0].at as number;
+  t.equal(got.deliveries[0].state, 'read');
+  t.ok(markedAt <= Date.now() && markedAt >= got.message.createdAt, 'a message keeps the time it was read by id');
+  t.not(relay.core.store.deliveries.get('alice', other)?.state, 'read', 'alice’s message is untouched by bob’s cursor');
+});
