@@ -313,6 +313,9 @@ for (const when of ['after', 'before'] as const) {
     await until(() => occurrences(s.fake, threadId, m.id) === 1, 'the turn', 15_000);
     const handle = s.fake.requestApproval(threadId, 'commandExecution');
     await until(() => Object.keys(readState(s.statePath).approvals).length === 1, 'the approval task recorded in the state file', 15_000);
+    // The state file is written when the adapter's task/create is answered; alice's copy of the
+    // announcement may still be on its way.
+    await until(() => alice.rpc.messages().some((x) => x.taskId !== null), 'alice has the approval task', 15_000);
     const taskId = alice.rpc.messages().find((x) => x.taskId !== null)!.taskId as number;
     await a1.kill9();
     const decide = async () => {
