@@ -2,18 +2,10 @@
  * Round-robin frame dispatch. uWS hands over every frame a socket has buffered in one go, so a
  * client's burst (up to its rate-limit burst, 4000 frames by default) used to run back to back
  * while every other connection's frames waited behind it. Here a connection may start at most
- * `perTurn` frames as they arrive; the rest wait, in order, for the end of the event-loop turn
- * (a setImmediate, after all of the turn's reads). Frames of one connection keep their order.
+ * `perTurn` frames per event-loop turn; the rest wait, in order, for the next turns, which serve
+ * each waiting connection `perTurn` frames in turn. Frames of one connection keep their order.
  * Found by the reliability suite: a client flooding within its burst raised another
  * connection's p99 several-fold.
- *
- * At the end of a turn a connection is deferred only while another one has frames waiting: if
- * several wait, each starts `perTurn` and the rest wait for the next turn; a lone one starts what
- * it has, up to `lonePerTurn`. Holding a lone connection to `perTurn` protected nobody and cut a
- * single publisher's rate (at 8 a turn its held rate fell from 7,100 to 2,500–3,500 msgs/s,
- * bench/RESULTS.md). The `perTurn` start on arrival stays because whether another socket's frames
- * follow in the same turn is known only at its end; `lonePerTurn` bounds how long a frame that
- * arrives just after a lone burst waits behind it.
  */
 export class FairDispatch<S extends { readonly closed: boolean }> {
   private readonly waiting = new Map<S, { frames: string[]; bytes: number }>();
@@ -27,8 +19,6 @@ export class FairDispatch<S extends { readonly closed: boolean }> {
   constructor(
     private readonly run: (session: S, text: string) => void,
     private readonly perTurn: number,
-    /** Frames a connection with nobody else waiting may start at the end of a turn. */
-    private readonly lonePerTurn: number,
     /** Bytes one connection may have waiting; past it `onOverflow` runs and its frames are dropped. */
     private readonly maxWaitingBytes: number,
     private readonly onOverflow: (session: S) => void,
@@ -87,10 +77,12 @@ export class FairDispatch<S extends { readonly closed: boolean }> {
     this.scheduled = false;
     this.started.clear();
     for (const close of this.closeNext.splice(0)) close();
-    for (const session of [...this.waiting.keys()]) if (session.closed) this.drop(session);
-    const lone = this.waiting.size === 1;
     for (const [session, queue] of [...this.waiting]) {
-      const take = queue.frames.splice(0, lone ? this.lonePerTurn : this.perTurn);
+      if (session.closed) {
+        this.drop(session);
+        continue;
+      }
+      const take = queue.frames.splice(0, this.perTurn);
       this.waitingFrames -= take.length;
       for (const text of take) queue.bytes -= text.length;
       if (queue.frames.length === 0) this.waiting.delete(session);

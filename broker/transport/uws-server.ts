@@ -39,10 +39,6 @@ const RATE_CLOSE_AFTER = 100;
 // Frames one connection may start per event-loop turn before the rest wait their turn: about a
 // millisecond of work, so a burst cannot hold up other connections for long.
 const FRAMES_PER_TURN = 32;
-// With no other connection waiting, a connection may start this many at the end of a turn (~16 ms
-// of work by the estimate above): a lone publisher is not held to 32 frames a turn, and a frame
-// arriving just after a lone burst still waits behind at most this much of it.
-const LONE_FRAMES_PER_TURN = 512;
 // Paths that authenticate themselves (integration secrets) instead of with the relay token.
 const INGRESS_PATH = /^\/api\/integrations\/[^/]+\/events$/;
 // The dashboard page and its bundles hold no data: served without the token, the page asks for it.
@@ -69,7 +65,7 @@ export function startTransport(deps: TransportDeps): Promise<RunningTransport> {
     );
   };
   // One connection's burst no longer runs ahead of everyone else's frames (see fair-dispatch.ts).
-  const fair = new FairDispatch<WsSession>(handle, FRAMES_PER_TURN, LONE_FRAMES_PER_TURN, config.maxBackpressureBytes, (session) =>
+  const fair = new FairDispatch<WsSession>(handle, FRAMES_PER_TURN, config.maxBackpressureBytes, (session) =>
     session.close(CLOSE_CODES.rateLimited, 'rate limited: too many frames waiting; slow down and reconnect'),
   );
   // A burst spread over several turns still shares one group commit (see WriteQueue.holdWhile).
