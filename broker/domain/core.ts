@@ -49,8 +49,13 @@ export class RelayCore {
   }
 
   wireAgent(a: StoredAgent): Agent {
-    const { tokenHash: _t, offlineAt: _o, ...rest } = a;
+    const { tokenHash: _t, offlineAt: _o, inboxFloor: _f, ...rest } = a;
     return { ...rest, connected: this.sessions.isConnected(a.id) };
+  }
+
+  /** No message below this id can be addressed to the agent: inbox scans start here. */
+  inboxFloor(agentId: string): number {
+    return this.agents.get(agentId)?.inboxFloor ?? 0;
   }
 
   /** The calling agent's id, or -32004 when the call needs an identity it does not have. */

@@ -20,16 +20,21 @@ interface AgentRow {
   last_seen_at: number;
   offline_at: number | null;
   meta: string;
+  inbox_floor: number;
 }
 
-/** An agent as stored: the wire shape (less `connected`, which is live state) plus its token hash. */
-export type StoredAgent = Omit<Agent, 'connected'> & { tokenHash: string; offlineAt: number | null };
+/**
+ * An agent as stored: the wire shape (less `connected`, which is live state) plus its token hash
+ * and its inbox floor (the newest message id when it was first registered: nothing before it can
+ * be addressed to it).
+ */
+export type StoredAgent = Omit<Agent, 'connected'> & { tokenHash: string; offlineAt: number | null; inboxFloor: number };
 
 const UPSERT = `
   INSERT INTO agents (id, label, tags, capabilities, channels, client, host, cwd, rig, status, ready, system,
-                      token_hash, registered_at, last_seen_at, offline_at, meta)
+                      token_hash, registered_at, last_seen_at, offline_at, meta, inbox_floor)
   VALUES (@id, @label, @tags, @capabilities, @channels, @client, @host, @cwd, @rig, @status, @ready, @system,
-          @token_hash, @registered_at, @last_seen_at, @offline_at, @meta)
+          @token_hash, @registered_at, @last_seen_at, @offline_at, @meta, @inbox_floor)
   ON CONFLICT (id) DO UPDATE SET
     label = excluded.label, tags = excluded.tags, capabilities = excluded.capabilities,
     channels = excluded.channels, client = excluded.client, host = excluded.host, cwd = excluded.cwd,
@@ -60,6 +65,7 @@ function fromRow(r: AgentRow): StoredAgent {
     lastSeenAt: r.last_seen_at,
     offlineAt: r.offline_at,
     meta: parseObject(r.meta),
+    inboxFloor: r.inbox_floor,
   };
 }
 
@@ -98,6 +104,7 @@ export class AgentTable {
       last_seen_at: a.lastSeenAt,
       offline_at: a.offlineAt,
       meta: toJson(a.meta),
+      inbox_floor: a.inboxFloor,
     });
   }
 

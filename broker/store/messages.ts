@@ -105,11 +105,12 @@ export class MessageTable {
   }
 
   /**
-   * Messages addressed to the agent after `since`. With `unread`, the scan starts past the agent's
-   * read-through cursor (`readThrough`), and single messages it marked read are left out.
+   * Messages addressed to the agent after `since`, scanned from no lower than its inbox `floor`
+   * (nothing older can be its). With `unread`, from past its read-through cursor (`readThrough`),
+   * leaving out single messages it marked read.
    */
-  inbox(agentId: string, f: ListFilter & { unread: false } | ListFilter & { unread: true; readThrough: number }): Message[] {
-    const since = f.unread ? Math.max(f.since, f.readThrough) : f.since;
+  inbox(agentId: string, f: ListFilter & { floor: number } & ({ unread: false } | { unread: true; readThrough: number })): Message[] {
+    const since = Math.max(f.since, f.floor, f.unread ? f.readThrough : 0);
     const rows = this.stmts.inbox.all({
       agent: agentId, needle: recipientNeedle(agentId), since, unread: f.unread ? 1 : 0, channel: f.channel, thread: f.threadId, limit: f.limit,
     }) as MessageRow[];

@@ -193,3 +193,20 @@ t.test('reading by ids moves the read-through cursor to just before the first un
   t.ok(markedAt <= Date.now() && markedAt >= got.message.createdAt, 'a message keeps the time it was read by id');
   t.not(relay.core.store.deliveries.get('alice', other)?.state, 'read', 'alice’s message is untouched by bob’s cursor');
 });
+
+t.test('an agent’s inbox starts at its floor: the newest message when it was first registered', async (t) => {
+  const relay = await startRelay(t);
+  const alice = await connectAgent(t, relay.wsUrl, { id: 'alice', tags: ['crew'] });
+  let last = 0;
+  for (let i = 0; i < 5; i++) last = (await alice.rpc.call('message/send', { to: 'broadcast', body: `before ${i}` })).message.id;
+  const carol = await connectAgent(t, relay.wsUrl, { id: 'carol', tags: ['crew'] });
+  t.equal(relay.core.inboxFloor('carol'), last, 'the floor is the newest message id at registration');
+  const mine = (await alice.rpc.call('message/send', { to: 'tag:crew', body: 'after' })).message.id as number;
+  t.same((await carol.rpc.call('message/list', {})).messages.map((m: { id: number }) => m.id), [mine], 'the inbox holds what came after');
+  t.same((await carol.rpc.call('message/list', { unread: true })).messages.map((m: { id: number }) => m.id), [mine]);
+  await carol.rpc.close();
+  const again = await WsRpc.connect(t, relay.wsUrl);
+  await again.call('agent/register', { id: 'carol', agentToken: carol.token });
+  t.equal(relay.core.inboxFloor('carol'), last, 're-registering keeps the floor');
+  t.equal(relay.core.inboxFloor('alice'), 0, 'the first agent on an empty store has floor 0');
+});

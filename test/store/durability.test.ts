@@ -19,7 +19,7 @@ function open(path: string, synchronous: 'FULL' | 'NORMAL' = 'FULL'): SqliteStor
 function agent(id: string): StoredAgent {
   return {
     id, label: id, tags: [], capabilities: [], channels: [], client: null, host: null, cwd: null, rig: null,
-    status: 'online', ready: true, system: false, tokenHash: '0'.repeat(64), registeredAt: 1, lastSeenAt: 1, offlineAt: null, meta: {},
+    status: 'online', ready: true, system: false, tokenHash: '0'.repeat(64), registeredAt: 1, lastSeenAt: 1, offlineAt: null, meta: {}, inboxFloor: 0,
   };
 }
 

@@ -41,8 +41,8 @@ t.test('a v2 database with deliveries in every state migrates without changing a
 
   const inbox = (agent: string, unread: boolean) =>
     store.messages.inbox(agent, unread
-      ? { since: 0, limit: 10, channel: null, threadId: null, unread: true, readThrough: store.deliveries.readThrough(agent) }
-      : { since: 0, limit: 10, channel: null, threadId: null, unread: false }).map((m) => m.id);
+      ? { since: 0, floor: 0, limit: 10, channel: null, threadId: null, unread: true, readThrough: store.deliveries.readThrough(agent) }
+      : { since: 0, floor: 0, limit: 10, channel: null, threadId: null, unread: false }).map((m) => m.id);
   t.same(inbox('bob', false), [fan, direct], 'bob’s inbox');
   t.same(inbox('carol', false), [fan], 'carol’s inbox');
   t.same(inbox('carol', true), [], 'carol read hers');

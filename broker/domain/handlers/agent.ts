@@ -56,6 +56,7 @@ export async function register(core: RelayCore, ctx: CallContext, p: AgentRegist
       lastSeenAt: now,
       offlineAt: null,
       meta: p.meta ?? existing?.meta ?? {},
+      inboxFloor: existing?.inboxFloor ?? core.store.messages.maxId(),
     };
     core.saveAgent(onCommit, agent);
     if (!existing || existing.status === 'offline') {
@@ -83,7 +84,7 @@ function sendBacklog(core: RelayCore, agentId: string, since: number, upTo: numb
   const session = core.sessions.forAgent(agentId);
   let cursor = since;
   while (session && cursor < upTo) {
-    const page = core.store.messages.inbox(agentId, { since: cursor, limit: 1000, unread: false, channel: null, threadId: null });
+    const page = core.store.messages.inbox(agentId, { since: cursor, floor: core.inboxFloor(agentId), limit: 1000, unread: false, channel: null, threadId: null });
     const inRange = page.filter((m) => m.id <= upTo);
     if (inRange.length === 0) break;
     core.notifier.backlog(session, inRange, agentId);
