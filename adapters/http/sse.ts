@@ -92,7 +92,7 @@ export function handleStream(ex: HttpExchange, core: RelayCore, opts: SseOptions
       if (since !== undefined) {
         let cursor = since;
         for (;;) {
-          const page = core.store.messages.inbox(agentId, { since: cursor, floor: core.inboxFloor(agentId), limit: 1000, unread: false, channel: null, threadId: null });
+          const page = core.inbox(agentId, { since: cursor, limit: 1000, unread: false, channel: null, threadId: null });
           core.notifier.backlog(session, page, agentId);
           if (page.length < 1000) break;
           cursor = page.at(-1)!.id;

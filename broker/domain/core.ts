@@ -3,7 +3,7 @@ import type { RelayConfig } from '../config.js';
 import type { Integration } from '../integrations.js';
 import type { Logger } from '../logger.js';
 import type { StoredAgent } from '../store/agents.js';
-import type { NewMessage } from '../store/messages.js';
+import type { ListFilter, NewMessage } from '../store/messages.js';
 import type { SqliteStore } from '../store/store.js';
 import { WriteQueue, type OnCommit } from '../store/write-queue.js';
 import type { CallContext } from './context.js';
@@ -56,6 +56,14 @@ export class RelayCore {
   /** No message below this id can be addressed to the agent: inbox scans start here. */
   inboxFloor(agentId: string): number {
     return this.agents.get(agentId)?.inboxFloor ?? 0;
+  }
+
+  /** The agent's messages after `since`; with `unread`, those it has not read. */
+  inbox(agentId: string, f: ListFilter & { unread: boolean }): Message[] {
+    const floor = this.inboxFloor(agentId);
+    return f.unread
+      ? this.store.messages.inbox(agentId, { ...f, floor, unread: true, readThrough: this.store.deliveries.readThrough(agentId) })
+      : this.store.messages.inbox(agentId, { ...f, floor, unread: false });
   }
 
   /** The calling agent's id, or -32004 when the call needs an identity it does not have. */

@@ -11,8 +11,13 @@ export class SessionRegistry {
     this.all.add(session);
   }
 
-  /** Bind a session to an agent; an older live session of the same agent is closed as replaced. */
-  attach(session: Session, agentId: string): void {
+  /**
+   * Bind a session to an agent; an older live session of the same agent is closed as replaced.
+   * A session already closed is refused (false): a registration may commit after its socket went,
+   * and binding it would leave the agent `connected` to nothing, every push to it lost.
+   */
+  attach(session: Session, agentId: string): boolean {
+    if (session.closed) return false;
     if (session.agentId && session.agentId !== agentId && this.byAgent.get(session.agentId) === session) {
       this.byAgent.delete(session.agentId);
     }
@@ -23,6 +28,7 @@ export class SessionRegistry {
     }
     session.agentId = agentId;
     this.byAgent.set(agentId, session);
+    return true;
   }
 
   subscribe(session: Session, topics: readonly StreamTopic[]): void {

@@ -54,16 +54,16 @@ const INSERT_SPAN = `INSERT INTO delivery_spans (agent_id, state, first_id, last
 // Keyed by more than the row id: a span whose insert was rolled back with its batch must not move
 // another span that later took the same id.
 const EXTEND_SPAN = `UPDATE delivery_spans SET last_id = @last WHERE id = @id AND agent_id = @agent AND first_id = @first AND last_id < @last`;
+/** SQL: message `m` was not marked read on its own by agent `@agent`. */
+export const NOT_MARKED_READ = `NOT EXISTS (
+  SELECT 1 FROM delivery_marks k WHERE k.agent_id = @agent AND k.message_id = m.id AND k.state = 'read')`;
 const COUNT_UNREAD_IN = `
   SELECT count(*) AS n FROM messages m
-  WHERE m.id > @from AND m.id <= @to AND instr(m.recipients, @needle) > 0
-    AND NOT EXISTS (SELECT 1 FROM delivery_marks k WHERE k.agent_id = @agent AND k.message_id = m.id AND k.state = 'read')`;
+  WHERE m.id > @from AND m.id <= @to AND instr(m.recipients, @needle) > 0 AND ${NOT_MARKED_READ}`;
 const FIRST_UNREAD_AFTER = `
   SELECT m.id FROM messages m
-  WHERE m.id > @from AND instr(m.recipients, @needle) > 0
-    AND NOT EXISTS (SELECT 1 FROM delivery_marks k WHERE k.agent_id = @agent AND k.message_id = m.id AND k.state = 'read')
+  WHERE m.id > @from AND instr(m.recipients, @needle) > 0 AND ${NOT_MARKED_READ}
   ORDER BY m.id LIMIT 1`;
-const MAX_MESSAGE_ID = `SELECT COALESCE(MAX(id), 0) AS id FROM messages`;
 const PRUNE_MARKS = `DELETE FROM delivery_marks WHERE message_id <= ?`;
 const PRUNE_SPANS = `DELETE FROM delivery_spans WHERE last_id <= ?`;
 
@@ -77,7 +77,11 @@ const rank = (s: DeliveryState) => DELIVERY_ORDER.indexOf(s);
 export class DeliveryTable {
   private readonly stmts;
 
-  constructor(db: Db) {
+  constructor(
+    db: Db,
+    /** The newest message id (MessageTable.maxId). */
+    private readonly maxMessageId: () => number,
+  ) {
     this.stmts = {
       recipient: db.prepare<[number, string], { created_at: number }>(RECIPIENT),
       message: db.prepare<[number], { created_at: number; recipients: string }>(MESSAGE),
@@ -90,7 +94,6 @@ export class DeliveryTable {
       extendSpan: db.prepare(EXTEND_SPAN),
       countUnreadIn: db.prepare(COUNT_UNREAD_IN),
       firstUnreadAfter: db.prepare(FIRST_UNREAD_AFTER),
-      maxMessageId: db.prepare<[], { id: number }>(MAX_MESSAGE_ID),
       pruneMarks: db.prepare(PRUNE_MARKS),
       pruneSpans: db.prepare(PRUNE_SPANS),
     };
@@ -139,7 +142,7 @@ export class DeliveryTable {
   private raiseReadThrough(agentId: string, at: number): void {
     const from = this.readThrough(agentId);
     const first = this.stmts.firstUnreadAfter.get({ from, needle: recipientNeedle(agentId), agent: agentId }) as { id: number } | undefined;
-    const through = first ? first.id - 1 : this.stmts.maxMessageId.get()!.id;
+    const through = first ? first.id - 1 : this.maxMessageId();
     // Every message to the agent in (from, through] carries a read mark: the span adds no state,
     // and their marks keep the exact times.
     if (through > from) this.insertSpan(agentId, 'read', from + 1, through, at);
@@ -149,7 +152,7 @@ export class DeliveryTable {
   markReadUpTo(agentId: string, upTo: number, at: number): number {
     const from = this.readThrough(agentId);
     // Never past the newest message: one sent later must arrive unread.
-    const to = Math.min(upTo, this.stmts.maxMessageId.get()!.id);
+    const to = Math.min(upTo, this.maxMessageId());
     if (to <= from) return 0;
     const { n } = this.stmts.countUnreadIn.get({ from, to, needle: recipientNeedle(agentId), agent: agentId }) as { n: number };
     this.insertSpan(agentId, 'read', from + 1, to, at);

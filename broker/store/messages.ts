@@ -1,6 +1,6 @@
 import type { Message } from '../../protocol/index.js';
 import type { Db } from './db.js';
-import { encodeRecipients, recipientNeedle } from './deliveries.js';
+import { encodeRecipients, NOT_MARKED_READ, recipientNeedle } from './deliveries.js';
 import { parseObject, toJson } from './json.js';
 
 interface MessageRow {
@@ -38,8 +38,7 @@ const MAX_ID = `SELECT COALESCE(MAX(id), 0) AS id FROM messages`;
 const INBOX = `
   SELECT m.* FROM messages m
   WHERE m.id > @since AND instr(m.recipients, @needle) > 0
-    AND (@unread = 0 OR NOT EXISTS (
-      SELECT 1 FROM delivery_marks k WHERE k.agent_id = @agent AND k.message_id = m.id AND k.state = 'read'))
+    AND (@unread = 0 OR ${NOT_MARKED_READ})
     AND (@channel IS NULL OR m.channel = @channel)
     AND (@thread IS NULL OR m.thread_id = @thread)
   ORDER BY m.id LIMIT @limit`;

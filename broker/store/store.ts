@@ -36,7 +36,7 @@ export class SqliteStore {
   private constructor(private readonly db: Db) {
     this.agents = new AgentTable(db);
     this.messages = new MessageTable(db);
-    this.deliveries = new DeliveryTable(db);
+    this.deliveries = new DeliveryTable(db, () => this.messages.maxId());
     this.tasks = new TaskTable(db);
     this.events = new EventTable(db);
     this.outbox = new OutboxTable(db);

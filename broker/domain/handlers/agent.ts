@@ -67,10 +67,7 @@ export async function register(core: RelayCore, ctx: CallContext, p: AgentRegist
     const cursor = core.store.messages.maxId();
     onCommit(() => {
       const session = ctx.session;
-      // The socket may have closed while the registration waited for its commit: binding it now
-      // would leave the agent `connected` to nothing, and every push to it would vanish.
-      if (!session || session.closed) return;
-      core.sessions.attach(session, id);
+      if (!session || !core.sessions.attach(session, id)) return;
       core.notifier.pushes.attached(id, session, p.since ?? cursor);
       if (p.since !== undefined) sendBacklog(core, id, p.since, cursor);
     });
@@ -84,7 +81,7 @@ function sendBacklog(core: RelayCore, agentId: string, since: number, upTo: numb
   const session = core.sessions.forAgent(agentId);
   let cursor = since;
   while (session && cursor < upTo) {
-    const page = core.store.messages.inbox(agentId, { since: cursor, floor: core.inboxFloor(agentId), limit: 1000, unread: false, channel: null, threadId: null });
+    const page = core.inbox(agentId, { since: cursor, limit: 1000, unread: false, channel: null, threadId: null });
     const inRange = page.filter((m) => m.id <= upTo);
     if (inRange.length === 0) break;
     core.notifier.backlog(session, inRange, agentId);

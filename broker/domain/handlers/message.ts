@@ -84,9 +84,7 @@ export function list(core: RelayCore, ctx: CallContext, p: MessageListParams): M
   let messages;
   if (agentId) {
     if (!core.agents.has(agentId)) throw new RelayError('notFound', `agentId: no agent ${agentId}`);
-    messages = p.unread
-      ? core.store.messages.inbox(agentId, { ...filter, floor: core.inboxFloor(agentId), unread: true, readThrough: core.store.deliveries.readThrough(agentId) })
-      : core.store.messages.inbox(agentId, { ...filter, floor: core.inboxFloor(agentId), unread: false });
+    messages = core.inbox(agentId, { ...filter, unread: Boolean(p.unread) });
     if (ctx.transport === 'http' && agentId === ctx.agentId) recordPolled(core, agentId, messages, p.unread || filter.channel !== null || filter.threadId !== null ? null : since);
   } else {
     if (p.unread) throw new RelayError('invalidParams', 'unread: needs an agent (agentId, or a registered connection)');
