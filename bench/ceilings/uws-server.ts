@@ -1,4 +1,5 @@
 import uWS from 'uWebSockets.js';
+import { WS_PATH } from '../../protocol/websocket.js';
 
 /**
  * The transport's ceiling: a bare uWebSockets.js server with no durability and no routing. It
@@ -9,7 +10,7 @@ const port = Number(process.argv[2]);
 let nextId = 1;
 const app = uWS.App();
 
-app.ws<{ n: number }>('/rpc', {
+app.ws<{ n: number }>(WS_PATH, {
   compression: uWS.DISABLED,
   maxPayloadLength: 4 * 1024 * 1024,
   maxBackpressure: 4 * 1024 * 1024,

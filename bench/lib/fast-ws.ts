@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { WS_SUBPROTOCOL } from '../../protocol/websocket.js';
 import { connect, type Socket } from 'node:net';
 
 /**
@@ -21,7 +22,7 @@ export class FastWs {
     sock.on('error', () => this.finish(1006));
   }
 
-  static connect(url: string, protocol = 'agent-relay.v1', timeoutMs = 30_000): Promise<FastWs> {
+  static connect(url: string, protocol = WS_SUBPROTOCOL, timeoutMs = 30_000): Promise<FastWs> {
     const u = new URL(url);
     return new Promise((resolve, reject) => {
       const sock = connect({ host: u.hostname, port: Number(u.port) });

@@ -24,11 +24,3 @@ export function stampAt(text: string, at: number): Stamp | null {
   if (end < 0) return null;
   return { measured: kind === 84, ms: Number(text.slice(at + 1, end)) };
 }
-
-const BODY_KEY = '"body":"';
-
-/** The stamp inside a JSON frame carrying a message with our body (relay and bare-uWS frames). */
-export function stampInFrame(frame: string): Stamp | null {
-  const i = frame.indexOf(BODY_KEY);
-  return i < 0 ? null : stampAt(frame, i + BODY_KEY.length);
-}

@@ -144,7 +144,7 @@ let nextCallId = 1;
  * Fork a bench script as a load-generator process (its own event loop and core time) and talk to
  * it over IPC: `call(cmd, args)` runs the handler the script registered with `serveWorker`.
  */
-export function forkWorker(name: string, script: string, opts: { maxFds?: number } = {}): Promise<Worker> {
+export function forkWorker(name: string, script: string): Promise<Worker> {
   const child = fork(join(BENCH, script), [], {
     cwd: ROOT,
     execArgv: ['--import', 'tsx', '--max-old-space-size=4096'],
@@ -152,7 +152,6 @@ export function forkWorker(name: string, script: string, opts: { maxFds?: number
     serialization: 'advanced',
     env: { ...process.env, BENCH_WORKER: name },
   });
-  void opts;
   track(name, child);
   const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: unknown) => void; timer: NodeJS.Timeout }>();
   child.on('message', (m: { id: number; ok: boolean; result?: unknown; error?: string } | { ready: true }) => {

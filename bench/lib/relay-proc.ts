@@ -1,4 +1,5 @@
 import { mkdirSync, rmSync } from 'node:fs';
+import { WS_PATH } from '../../protocol/websocket.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { nowMs } from './clock.js';
@@ -75,7 +76,7 @@ export async function startRelay(o: RelayOpts): Promise<RelayProc> {
     pid: child.pid!,
     port,
     url,
-    wsUrl: `ws://127.0.0.1:${port}/rpc`,
+    wsUrl: `ws://127.0.0.1:${port}${WS_PATH}`,
     dbPath,
     startupMs,
     logPath: join(logDir(), `relay-${o.name}.log`),

@@ -1,5 +1,5 @@
 import type { ClaimsResult } from '../scenarios/claims.js';
-import type { ConnectionsResult } from '../scenarios/connections.js';
+import { WARM_CONNECTIONS, type ConnectionsResult } from '../scenarios/connections.js';
 import type { DurableResult } from '../scenarios/durable.js';
 import type { FanoutResult, FanoutStep } from '../scenarios/fanout.js';
 import type { HttpResult } from '../scenarios/http.js';
@@ -7,6 +7,7 @@ import type { RecoveryResult } from '../scenarios/recovery.js';
 import type { ProfileConfig } from './context.js';
 import { SYSTEM_LABELS, SYSTEMS, type SystemName } from './drivers.js';
 import { fmtNum, mdTable, textTable, type Table } from './table.js';
+import { BODY_BYTES } from './payload.js';
 
 export interface BenchMeta {
   profile: string;
@@ -44,7 +45,6 @@ export interface Report {
   targets: Target[];
 }
 
-const ms = (v: number) => (Number.isFinite(v) ? fmtNum(v) : '-');
 const ratio = (a: number | null | undefined, b: number | null | undefined): number | null => (a && b ? Math.round((a / b) * 1000) / 1000 : null);
 const pct = (r: number | null) => (r === null ? '-' : `${(r * 100).toFixed(0)}%`);
 const x = (r: number | null) => (r === null ? '-' : `${r.toFixed(2)}×`);
@@ -76,12 +76,12 @@ export function buildReport(r: BenchResults): Report {
           const s = f.steps.find((st) => st.system === system && st.n === n && st.rate === rate);
           if (!s) continue;
           if (s.skipped) rows.push([`N=${n}`, rate, SYSTEM_LABELS[system], 'skipped', '-', '-', '-', '-', 'no']);
-          else rows.push([`N=${n}`, rate, SYSTEM_LABELS[system], s.deliveredPerSec, `${(s.deliveredFraction * 100).toFixed(1)}%`, ms(s.latency.p50), ms(s.latency.p99), ms(s.latency.p999), s.held ? 'yes' : 'no']);
+          else rows.push([`N=${n}`, rate, SYSTEM_LABELS[system], s.deliveredPerSec, `${(s.deliveredFraction * 100).toFixed(1)}%`, fmtNum(s.latency.p50), fmtNum(s.latency.p99), fmtNum(s.latency.p999), s.held ? 'yes' : 'no']);
         }
       }
     }
     tables.push({
-      title: `1. Fan-out: 1 publisher → N subscribers, ${200}-byte bodies, offered msgs/s (delivered = messages × subscribers per second; latency = publish-to-delivery, ms)`,
+      title: `1. Fan-out: 1 publisher → N subscribers, ${BODY_BYTES}-byte bodies, offered msgs/s (delivered = messages × subscribers per second; latency = publish-to-delivery, ms)`,
       headers: ['N', 'offered/s', 'system', 'delivered/s', 'arrived', 'p50', 'p99', 'p99.9', 'held'],
       rows,
       note: `held = every message arrived and p99 < 50 ms. Quick profile: N=${sizes.fanout.subscriberCounts.join(', ')} for the relay and bare uWS, N=${sizes.fanout.peerSubscriberCounts.join(', ')} for peers; rates above a saturated one are skipped. Each step: ${sizes.fanout.warmupMs} ms warm-up, ${sizes.fanout.durationMs} ms measured.`,
@@ -136,7 +136,7 @@ export function buildReport(r: BenchResults): Report {
     targets.push({ target: 'durable fan-out at N=100 ≥ ½ of bare uWS (highest rate held, p99 < 50 ms)', measured: `${relayN100 ?? 'none'} vs ${uwsN100 ?? 'none'} msgs/s = ${pct(t1)} (best delivered/s ${pct(ratio(bestDelivered(f.steps, 'relay', 100), bestDelivered(f.steps, 'uws', 100)))})`, met: t1 === null ? (relayN100 === null && uwsN100 !== null ? false : null) : t1 >= 0.5 });
     const p99s = ns.map((n) => ({ n, s: at(f.steps, 'relay', n, 5000) })).filter((e) => e.s);
     const n1 = p99s.find((e) => e.n === 1)?.s;
-    targets.push({ target: 'p99 publish-to-delivery < 10 ms at 5k msgs/s (N=1; other N shown)', measured: p99s.map((e) => `N=${e.n}: ${e.s!.skipped ? 'saturated' : `${ms(e.s!.latency.p99)} ms`}`).join(', '), met: n1 && !n1.skipped ? n1.latency.p99 < 10 && n1.held : n1 ? false : null });
+    targets.push({ target: 'p99 publish-to-delivery < 10 ms at 5k msgs/s (N=1; other N shown)', measured: p99s.map((e) => `N=${e.n}: ${e.s!.skipped ? 'saturated' : `${fmtNum(e.s!.latency.p99)} ms`}`).join(', '), met: n1 && !n1.skipped ? n1.latency.p99 < 10 && n1.held : n1 ? false : null });
   }
 
   if (r.durable) {
@@ -145,7 +145,7 @@ export function buildReport(r: BenchResults): Report {
       title: `2. Durable publish: ${sizes.durable.publishers} publishers × ${sizes.durable.window} in flight, acknowledged sends/s`,
       headers: ['system', 'durability', 'acked/s', 'ack p50 ms', 'ack p99 ms', 'errors'],
       rows: [
-        ...d.runs.map((run) => [run.name, run.durability, run.ackedPerSec, ms(run.latency.p50), ms(run.latency.p99), run.errors]),
+        ...d.runs.map((run) => [run.name, run.durability, run.ackedPerSec, fmtNum(run.latency.p50), fmtNum(run.latency.p99), run.errors]),
         ...d.sqlite.map((c) => [`raw better-sqlite3, ${c.msgsPerCommit} msg/commit`, `synchronous=${c.sync}`, c.msgsPerSec, '-', '-', 0]),
       ],
       note: 'Relay sends go to one registered agent: one message row each, its recipient in the row. Raw better-sqlite3 writes the same rows with nothing else in the process (1 msg/commit: no group commit; 250: the disk\'s batched limit).',
@@ -185,7 +185,7 @@ export function buildReport(r: BenchResults): Report {
     tables.push({
       title: `3. Claims: ${c.claimers} claimers racing over ${c.tasks} tasks (each task raced by ${c.contention})`,
       headers: ['claims/s', 'attempts/s', 'conflicts', 'claim p50 ms', 'claim p99 ms', 'double claims', 'double in db', 'unclaimed', 'errors'],
-      rows: [[c.claimsPerSec, c.attemptsPerSec, c.conflicts, ms(c.latency.p50), ms(c.latency.p99), c.doubleClaims, c.doubleClaimsInDb, c.unclaimed, c.errors]],
+      rows: [[c.claimsPerSec, c.attemptsPerSec, c.conflicts, fmtNum(c.latency.p50), fmtNum(c.latency.p99), c.doubleClaims, c.doubleClaimsInDb, c.unclaimed, c.errors]],
       note: `Tasks created through task/create in JSON-RPC batches of 100: ${c.createPerSec}/s.`,
     });
     targets.push({ target: 'claims ≥ 10,000/s with zero double claims', measured: `${c.claimsPerSec}/s, ${c.doubleClaims + c.doubleClaimsInDb} double`, met: c.claimsPerSec >= 10_000 && c.doubleClaims === 0 && c.doubleClaimsInDb === 0 });
@@ -197,12 +197,12 @@ export function buildReport(r: BenchResults): Report {
       title: '4. HTTP',
       headers: ['what', 'rate', 'p50 ms', 'p99 ms', 'p99.9 ms', 'detail'],
       rows: [
-        ['webhook ingress (Standard Webhooks signed, dedupe, 1/10 replays)', `${fmtNum(h.ingress.eventsPerSec)} events/s`, ms(h.ingress.latency.p50), ms(h.ingress.latency.p99), ms(h.ingress.latency.p999), `${h.ingress.concurrency} concurrent; ${Object.entries(h.ingress.outcomes).map(([k, v]) => `${k} ${v}`).join(', ')}`],
-        [`${h.longPoll.waiters} long-polls woken by a send (wake latency)`, `${h.longPoll.wakes} wakes`, ms(h.longPoll.latency.p50), ms(h.longPoll.latency.p99), ms(h.longPoll.latency.p999), `${h.longPoll.rounds} rounds, broadcast to all`],
-        [`SSE fan-out, ${h.sse.streams} streams at ${h.sse.rate} msgs/s`, `${fmtNum(h.sse.deliveredPerSec)} events/s`, ms(h.sse.latency.p50), ms(h.sse.latency.p99), ms(h.sse.latency.p999), `${(h.sse.deliveredFraction * 100).toFixed(1)}% arrived`],
-        [`same ${h.compare.sends} sends (${h.compare.rate}/s): 2 s poll`, '-', ms(h.compare.poll.p50), ms(h.compare.poll.p99), ms(h.compare.poll.p999), `${h.compare.poll.count} seen`],
-        ['  … long-poll', '-', ms(h.compare.longPoll.p50), ms(h.compare.longPoll.p99), ms(h.compare.longPoll.p999), `${h.compare.longPoll.count} seen`],
-        ['  … WebSocket push', '-', ms(h.compare.push.p50), ms(h.compare.push.p99), ms(h.compare.push.p999), `${h.compare.push.count} seen`],
+        ['webhook ingress (Standard Webhooks signed, dedupe, 1/10 replays)', `${fmtNum(h.ingress.eventsPerSec)} events/s`, fmtNum(h.ingress.latency.p50), fmtNum(h.ingress.latency.p99), fmtNum(h.ingress.latency.p999), `${h.ingress.concurrency} concurrent; ${Object.entries(h.ingress.outcomes).map(([k, v]) => `${k} ${v}`).join(', ')}`],
+        [`${h.longPoll.waiters} long-polls woken by a send (wake latency)`, `${h.longPoll.wakes} wakes`, fmtNum(h.longPoll.latency.p50), fmtNum(h.longPoll.latency.p99), fmtNum(h.longPoll.latency.p999), `${h.longPoll.rounds} rounds, broadcast to all`],
+        [`SSE fan-out, ${h.sse.streams} streams at ${h.sse.rate} msgs/s`, `${fmtNum(h.sse.deliveredPerSec)} events/s`, fmtNum(h.sse.latency.p50), fmtNum(h.sse.latency.p99), fmtNum(h.sse.latency.p999), `${(h.sse.deliveredFraction * 100).toFixed(1)}% arrived`],
+        [`same ${h.compare.sends} sends (${h.compare.rate}/s): 2 s poll`, '-', fmtNum(h.compare.poll.p50), fmtNum(h.compare.poll.p99), fmtNum(h.compare.poll.p999), `${h.compare.poll.count} seen`],
+        ['  … long-poll', '-', fmtNum(h.compare.longPoll.p50), fmtNum(h.compare.longPoll.p99), fmtNum(h.compare.longPoll.p999), `${h.compare.longPoll.count} seen`],
+        ['  … WebSocket push', '-', fmtNum(h.compare.push.p50), fmtNum(h.compare.push.p99), fmtNum(h.compare.push.p999), `${h.compare.push.count} seen`],
       ],
     });
     ratios['http.poll2s/push.p50'] = ratio(h.compare.poll.p50, h.compare.push.p50);
@@ -214,8 +214,8 @@ export function buildReport(r: BenchResults): Report {
     tables.push({
       title: `5. Connections: ${c.connections} idle WebSocket agents, registered and heartbeating`,
       headers: ['relay RSS before', 'after', 'per connection', 'of which JS heap', 'before GC', 'idle CPU', 'heartbeats/s', 'heartbeat CPU', 'CPU/heartbeat', 'hb p50 ms', 'hb p99 ms', '10k agents @30 s'],
-      rows: [[`${c.rssBaselineMiB} MiB`, `${c.rssConnectedMiB} MiB`, `${(c.bytesPerConnection / 1024).toFixed(1)} KiB`, `${(c.heapBytesPerConnection / 1024).toFixed(1)} KiB`, `${(c.bytesPerConnectionBeforeGc / 1024).toFixed(1)} KiB`, `${c.idleCpuPct}%`, c.heartbeatsPerSec, `${c.heartbeatCpuPct}%`, `${c.cpuUsPerHeartbeat} µs`, ms(c.heartbeatLatency.p50), ms(c.heartbeatLatency.p99), `${c.projected10kAt30sPct}% of a core`]],
-      note: `Memory is the relay's RSS growth from ${200} warm connections to ${c.connections}, divided by the connections added, each measured after a full GC forced through the inspector (before GC: the same without it). CPU is % of one core. Heartbeat every ${c.heartbeatEveryMs / 1000} s per agent.`,
+      rows: [[`${c.rssBaselineMiB} MiB`, `${c.rssConnectedMiB} MiB`, `${(c.bytesPerConnection / 1024).toFixed(1)} KiB`, `${(c.heapBytesPerConnection / 1024).toFixed(1)} KiB`, `${(c.bytesPerConnectionBeforeGc / 1024).toFixed(1)} KiB`, `${c.idleCpuPct}%`, c.heartbeatsPerSec, `${c.heartbeatCpuPct}%`, `${c.cpuUsPerHeartbeat} µs`, fmtNum(c.heartbeatLatency.p50), fmtNum(c.heartbeatLatency.p99), `${c.projected10kAt30sPct}% of a core`]],
+      note: `Memory is the relay's RSS growth from ${WARM_CONNECTIONS} warm connections to ${c.connections}, divided by the connections added, each measured after a full GC forced through the inspector (before GC: the same without it). CPU is % of one core. Heartbeat every ${c.heartbeatEveryMs / 1000} s per agent.`,
     });
     targets.push({ target: '< 10 KiB relay memory per idle connection', measured: `${(c.bytesPerConnection / 1024).toFixed(1)} KiB`, met: c.bytesPerConnection < 10 * 1024 });
   }

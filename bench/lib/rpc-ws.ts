@@ -1,16 +1,11 @@
 import WebSocket from 'ws';
+import { WS_SUBPROTOCOL } from '../../protocol/websocket.js';
+import { RelayRpcError as RpcError } from '../../clients/errors.js';
 
 const NOTE_PREFIX = '{"jsonrpc":"2.0","method"';
 
-export class RpcError extends Error {
-  constructor(
-    readonly code: number,
-    message: string,
-    readonly data?: unknown,
-  ) {
-    super(message);
-  }
-}
+/** The client library's error for a JSON-RPC error answer. */
+export { RelayRpcError as RpcError } from '../../clients/errors.js';
 
 /**
  * A lean JSON-RPC client over one WebSocket, for load generation: notifications are handed over
@@ -45,7 +40,7 @@ export class RpcWs {
 
   static connect(url: string, timeoutMs = 30_000): Promise<RpcWs> {
     return new Promise((resolve, reject) => {
-      const ws = new WebSocket(url, ['agent-relay.v1'], { perMessageDeflate: false, handshakeTimeout: timeoutMs });
+      const ws = new WebSocket(url, [WS_SUBPROTOCOL], { perMessageDeflate: false, handshakeTimeout: timeoutMs });
       ws.once('open', () => resolve(new RpcWs(ws)));
       ws.once('error', reject);
     });

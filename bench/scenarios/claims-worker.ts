@@ -1,4 +1,5 @@
-import { nowMs } from '../lib/clock.js';
+import { nowMs, sleep } from '../lib/clock.js';
+import { ERRORS } from '../../protocol/errors.js';
 import { encodeHist, newHist, recordMs } from '../lib/hist.js';
 import { serveWorker } from '../lib/proc.js';
 import { inParallel, RpcWs, type RpcError } from '../lib/rpc-ws.js';
@@ -36,7 +37,7 @@ serveWorker({
     let conflicts = 0;
     let errors = 0;
     let firstError: string | undefined;
-    while (nowMs() < a.startAt) await new Promise((r) => setTimeout(r, 1));
+    while (nowMs() < a.startAt) await sleep(1);
     const start = nowMs();
     await Promise.all(
       claimers.map(async ({ index, rpc }) => {
@@ -52,7 +53,7 @@ serveWorker({
               await rpc.call('task/claim', { id });
               wins.push(id);
             } catch (err) {
-              if ((err as RpcError).code === -32003) conflicts++;
+              if ((err as RpcError).code === ERRORS.conflict.code) conflicts++;
               else {
                 errors++;
                 firstError ??= String((err as Error).message);

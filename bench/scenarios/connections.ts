@@ -30,7 +30,8 @@ export interface ConnectionsResult {
   projected10kAt30sPct: number;
 }
 
-const WARM = 200;
+/** Connections opened before the memory baseline is taken. */
+export const WARM_CONNECTIONS = 200;
 
 export async function runConnections(ctx: BenchContext): Promise<ConnectionsResult> {
   const c = ctx.cfg.connections;
@@ -45,17 +46,17 @@ export async function runConnections(ctx: BenchContext): Promise<ConnectionsResu
   const workers = await Promise.all([1, 2, 3, 4].map((i) => forkWorker(`conn-${i}`, 'scenarios/conn-worker.ts')));
   try {
     // Warm the relay's code paths with a few connections, then measure the marginal cost of the rest.
-    await workers[0]!.call('idle', { url: relay.wsUrl, prefix: 'warm', count: WARM, concurrency: 50 });
+    await workers[0]!.call('idle', { url: relay.wsUrl, prefix: 'warm', count: WARM_CONNECTIONS, concurrency: 50 });
     await sleep(1000);
     const base = await settle();
-    const shares = split(c.count - WARM, workers.length);
+    const shares = split(c.count - WARM_CONNECTIONS, workers.length);
     const t0 = performance.now();
     await Promise.all(workers.map((w, i) => w.call('idle', { url: relay.wsUrl, prefix: `idle${i}`, count: shares[i], concurrency: 100 }, 600_000)));
-    const connectPerSec = Math.round((c.count - WARM) / ((performance.now() - t0) / 1000));
+    const connectPerSec = Math.round((c.count - WARM_CONNECTIONS) / ((performance.now() - t0) / 1000));
     await sleep(1000);
     const beforeGc = procStats(relay.pid);
     const connected = await settle();
-    const added = c.count - WARM;
+    const added = c.count - WARM_CONNECTIONS;
     const bytesPerConnection = Math.round((connected.rssBytes - base.rssBytes) / added);
     const heapBytesPerConnection = Math.round((connected.heap - base.heap) / added);
     const bytesPerConnectionBeforeGc = Math.round((beforeGc.rssBytes - base.rssBytes) / added);

@@ -1,4 +1,4 @@
-import { nowMs } from '../lib/clock.js';
+import { nowMs, sleep } from '../lib/clock.js';
 import { loadDriver, type Endpoint, type Publisher } from '../lib/drivers.js';
 import { encodeHist, newHist, recordMs } from '../lib/hist.js';
 import { makeBody } from '../lib/payload.js';
@@ -18,7 +18,7 @@ serveWorker({
     let acked = 0;
     let errors = 0;
     let firstError: string | undefined;
-    while (nowMs() < a.startAt) await new Promise((r) => setTimeout(r, 1));
+    while (nowMs() < a.startAt) await sleep(1);
     const deadline = a.startAt + a.durationMs;
     await Promise.all(
       pubs.map(async (p) => {
