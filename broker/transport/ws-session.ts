@@ -35,7 +35,7 @@ export class WsSession implements Session {
     /** The per-connection rate limit. */
     readonly rate: TokenBucket,
     /** Send buffer above which a frame is refused ('dropped': the caller cuts the slow consumer). */
-    private readonly maxBackpressure = Number.POSITIVE_INFINITY,
+    private readonly maxBackpressure: number,
   ) {}
 
   send(frame: string): SendResult {

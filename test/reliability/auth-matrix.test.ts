@@ -9,7 +9,7 @@ import { ERRORS } from '../../protocol/errors.js';
 import { DISCOVER_METHOD, METHODS, type MethodName } from '../../protocol/method-table.js';
 import { startRelay, type TestRelay } from '../helpers/relay.js';
 import { WsRpc } from '../helpers/ws-client.js';
-import { figure, uniqueDir } from './support.js';
+import { figure, uniqueDir, until } from './support.js';
 
 /**
  * The auth matrix: every method and every HTTP endpoint × {no relay token, a wrong relay token,
@@ -146,11 +146,7 @@ async function setup(t: Test): Promise<Setup> {
   t.equal(claim.claimToken, 1, 'the victim owns the task (claim token 1)');
   // The victim's pushed state is bookkeeping written a little later: let it land before the
   // snapshot the refused calls are compared against.
-  const deadline = Date.now() + 5000;
-  while (relay.core.store.deliveries.get('victim', message.id)?.state !== 'pushed') {
-    if (Date.now() > deadline) throw new Error('the message to the victim never read pushed');
-    await new Promise((r) => setTimeout(r, 10));
-  }
+  await until(() => relay.core.store.deliveries.get('victim', message.id)?.state === 'pushed', 5000, 'the message to the victim to read pushed');
   await v.close();
   await a.close();
   return { relay, ids: { task: task.id, message: message.id }, victim: { token: victim.agentToken }, attacker: { token: attacker.agentToken }, secrets };
