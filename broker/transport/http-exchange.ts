@@ -1,6 +1,5 @@
 import type { HttpResponse } from 'uWebSockets.js';
 import type { HttpExchange, HttpStream, SendResult } from '../domain/ports.js';
-import { TurnBatch } from './turn-batch.js';
 
 const STATUS_TEXT: Record<number, string> = {
   200: 'OK', 201: 'Created', 202: 'Accepted', 204: 'No Content', 304: 'Not Modified', 400: 'Bad Request',
@@ -107,7 +106,8 @@ class UwsStream implements HttpStream {
   closed = false;
   /** Bytes of writes uWS could not send at once, since the socket last drained. */
   private buffered = 0;
-  private readonly batch = new TurnBatch((chunks, bytes) => this.writeChunks(chunks, bytes));
+  private out: string[] | null = null;
+  private outBytes = 0;
 
   constructor(
     private readonly res: HttpResponse,
@@ -127,28 +127,37 @@ class UwsStream implements HttpStream {
   write(chunk: string): SendResult {
     if (this.closed) return 'dropped';
     const bytes = Buffer.byteLength(chunk);
-    if (this.buffered + this.batch.bytes + bytes > this.maxBuffered) {
+    if (this.buffered + this.outBytes + bytes > this.maxBuffered) {
       this.end();
       return 'dropped';
     }
-    this.batch.push(chunk, bytes);
-    if (this.batch.bytes >= FLUSH_AT_BYTES) this.batch.flush();
+    if (this.out === null) {
+      this.out = [];
+      queueMicrotask(this.flush);
+    }
+    this.out.push(chunk);
+    this.outBytes += bytes;
+    if (this.outBytes >= FLUSH_AT_BYTES) this.flush();
     return this.buffered > 0 ? 'backpressure' : 'ok';
   }
 
-  private writeChunks(chunks: string[], bytes: number): void {
-    if (this.closed) return;
+  private readonly flush = (): void => {
+    const chunks = this.out;
+    const bytes = this.outBytes;
+    this.out = null;
+    this.outBytes = 0;
+    if (!chunks || this.closed) return;
     const text = chunks.length === 1 ? chunks[0]! : chunks.join('');
     let ok = true;
     this.res.cork(() => {
       ok = this.res.write(text);
     });
     if (!ok) this.buffered += bytes;
-  }
+  };
 
   end(): void {
     if (this.closed) return;
-    this.batch.flush();
+    this.flush();
     this.closed = true;
     this.onEnd();
     this.res.cork(() => this.res.end());

@@ -2,7 +2,6 @@ import type { WebSocket } from 'uWebSockets.js';
 import { CLOSE_CODES, type StreamTopic } from '../../protocol/index.js';
 import type { SendResult, Session } from '../domain/ports.js';
 import type { TokenBucket } from './rate-limit.js';
-import { TurnBatch } from './turn-batch.js';
 
 /** Per-socket state kept in uWS user data. */
 export interface SocketData {
@@ -22,8 +21,14 @@ export class WsSession implements Session {
   /** Refused frames not yet paid down by admitted ones (the socket is closed past a bound). */
   overLimit = 0;
 
-  /** Frames written during the current turn: they leave in one corked write. */
-  private readonly batch = new TurnBatch((frames) => this.writeFrames(frames));
+  /**
+   * Frames written during the current turn. They leave together, in one corked write, once the
+   * turn's synchronous work is done: a group commit that pushes ten messages to a subscriber costs
+   * one syscall, not ten (one write per frame was a third of the relay's CPU in a 100-subscriber
+   * fan-out). Order is kept: every frame of this socket goes through this queue.
+   */
+  private out: string[] | null = null;
+  private outBytes = 0;
 
   constructor(
     private readonly ws: WebSocket<SocketData>,
@@ -35,14 +40,22 @@ export class WsSession implements Session {
 
   send(frame: string): SendResult {
     if (this.closed) return 'ok';
-    const buffered = this.ws.getBufferedAmount() + this.batch.bytes;
+    const buffered = this.ws.getBufferedAmount() + this.outBytes;
     if (buffered + frame.length > this.maxBackpressure) return 'dropped';
-    this.batch.push(frame, frame.length);
+    if (this.out === null) {
+      this.out = [];
+      queueMicrotask(this.flush);
+    }
+    this.out.push(frame);
+    this.outBytes += frame.length;
     return buffered > 0 ? 'backpressure' : 'ok';
   }
 
-  private writeFrames(frames: string[]): void {
-    if (this.closed) return;
+  private readonly flush = (): void => {
+    const frames = this.out;
+    this.out = null;
+    this.outBytes = 0;
+    if (!frames || this.closed) return;
     let dropped = false;
     this.ws.cork(() => {
       for (const f of frames) {
@@ -53,11 +66,11 @@ export class WsSession implements Session {
       }
     });
     if (dropped) this.close(CLOSE_CODES.slowConsumer, 'slow consumer: send buffer over limit, resume by cursor');
-  }
+  };
 
   close(code: number, reason: string): void {
     if (this.closed) return;
-    this.batch.flush();
+    this.flush();
     if (this.closed) return; // the flush found a slow consumer and closed it
     this.closed = true;
     this.ws.end(code, reason.slice(0, 120));
