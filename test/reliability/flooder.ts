@@ -1,5 +1,5 @@
 /**
- * A flooding client, run as its own process by rate-limit.test.ts so that producing the flood
+ * A flooding client, run as its own process by rate-limit.serial.ts so that producing the flood
  * does not slow the test's own latency probes. `node --import tsx flooder.ts MODE URL SECONDS
  * PER_SEC`; MODE `ws` floods frames on one connection (reconnecting 100 ms after a close, as a
  * client would), `http` floods POST /rpc from 127.0.0.1. Lines `on` and `off` on stdin switch the

@@ -1,5 +1,5 @@
 /**
- * The fuzzer, run as its own process by fuzz.test.ts (the relay lives in the test process, where
+ * The fuzzer, run as its own process by fuzz.serial.ts (the relay lives in the test process, where
  * Object.prototype and a latency probe are watched). Frames come from fast-check generators, each
  * built together with the answer the JSON-RPC 2.0 spec and the relay's contract require for it:
  * an error code and id, a result, or silence (notifications). Nothing here asks the relay's own

@@ -76,17 +76,24 @@ export async function register(core: RelayCore, ctx: CallContext, p: AgentRegist
   return { agent: core.wireAgent(agent), agentToken: token, cursor, created };
 }
 
-/** Push an agent's missed messages (since < id ≤ upTo), in order, in pages. */
+/**
+ * Rows read per backlog page. Small, because a backlog stops at the socket's backpressure limit
+ * (the client resumes from its cursor): a page of 1,000 large messages read tens of megabytes to
+ * send one.
+ */
+const BACKLOG_PAGE = 100;
+
+/** Push an agent's missed messages (since < id ≤ upTo), in order, in pages, until the socket is full. */
 function sendBacklog(core: RelayCore, agentId: string, since: number, upTo: number): void {
   const session = core.sessions.forAgent(agentId);
   let cursor = since;
-  while (session && cursor < upTo) {
-    const page = core.inbox(agentId, { since: cursor, limit: 1000, unread: false, channel: null, threadId: null });
+  while (session && !session.closed && cursor < upTo) {
+    const page = core.inbox(agentId, { since: cursor, limit: BACKLOG_PAGE, unread: false, channel: null, threadId: null });
     const inRange = page.filter((m) => m.id <= upTo);
     if (inRange.length === 0) break;
     core.notifier.backlog(session, inRange, agentId);
     cursor = inRange.at(-1)!.id;
-    if (page.length < 1000) break;
+    if (page.length < BACKLOG_PAGE) break;
   }
 }
 

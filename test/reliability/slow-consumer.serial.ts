@@ -1,0 +1,194 @@
+import { join } from 'node:path';
+import t from 'tap';
+import WebSocket from 'ws';
+import { createRelayClient, type WebSocketLike } from '../../clients/index.js';
+import { CLOSE_CODES } from '../../protocol/close-codes.js';
+import { spawnRelay } from '../helpers/relay-process.js';
+import { connectAgent, type WsRpc } from '../helpers/ws-client.js';
+import { compareWindows, figure, scrape, sleep, uniqueDir, until, type Windows } from './support.js';
+
+/**
+ * Slow consumer: one subscriber stops reading among 50 fast ones while a publisher sends at a
+ * steady rate and a second one sends the slow one large direct messages (so it reaches the limit
+ * in seconds rather than minutes: the kernel's socket buffers hold megabytes before the relay's own
+ * buffer starts to fill). Both send the same way throughout; in each of ROUNDS rounds the slow one
+ * reads normally for a quiet window, then stops reading until the relay cuts it, then reads again,
+ * reconnects and catches up. The relay, a real process, must cut the slow socket at its
+ * backpressure limit (4001) every round, its memory must stay bounded (≤ 50 MiB growth), the fast
+ * subscribers' delivery p99 while the slow one stalls and catches up must stay within 2× their
+ * quiet p99 (median over rounds, as the fuzz and rate-limit tests compare), and the slow one,
+ * through the client library, must get every message once.
+ * It runs alone (a .serial.ts file): another test file on the other core would be measured too.
+ */
+
+const FAST = 50;
+const LIMIT = 1024 * 1024;
+const STEADY_EVERY_MS = 10;
+const BULK_BYTES = 32 * 1024;
+const ROUNDS = 3;
+const QUIET_MS = 2000;
+/** After catching up, the disturbed window stays open this long (replays and reconnects settle). */
+const SETTLE_MS = 500;
+t.setTimeout(240_000);
+
+t.test('a subscriber that stops reading is cut at the backpressure limit; the others do not notice; it gets everything back', async (t) => {
+  const relay = await spawnRelay(t, { dbPath: join(uniqueDir(t), 'relay.db'), env: { AGENT_RELAY_MAX_BACKPRESSURE_BYTES: String(LIMIT) } });
+
+  // 50 fast subscribers on raw sockets, and the publishers.
+  const fast: WsRpc[] = [];
+  for (let i = 0; i < FAST; i++) fast.push((await connectAgent(t, relay.wsUrl, { id: `fast-${i}`, tags: ['sub'] })).rpc);
+  const publisher = (await connectAgent(t, relay.wsUrl, { id: 'publisher' })).rpc;
+  const bulk = (await connectAgent(t, relay.wsUrl, { id: 'bulk' })).rpc;
+
+  // The slow subscriber uses the client library, whose sockets the test can stop reading.
+  const sockets: WebSocket[] = [];
+  const slow = createRelayClient({
+    url: relay.url,
+    agent: { id: 'slow', tags: ['sub'] },
+    reconnect: { initialMs: 100, maxMs: 1000 },
+    heartbeatMs: 0,
+    createSocket: (url, protocols) => {
+      const ws = new WebSocket(url, protocols);
+      sockets.push(ws);
+      return ws as unknown as WebSocketLike;
+    },
+  });
+  t.teardown(() => slow.close());
+  const slowIds: number[] = [];
+  const slowSeen = new Set<number>();
+  slow.on('message', (m) => {
+    slowIds.push(m.id);
+    slowSeen.add(m.id);
+  });
+  const slowCloses: number[] = [];
+  slow.on('disconnected', (d) => slowCloses.push(d.code));
+  await slow.connect();
+
+  // Delivery latency at the fast subscribers, into the open window: the body starts with the send time.
+  const windows: Windows = { quiet: [], disturbed: [] };
+  let window: number[] | null = null;
+  for (const rpc of fast) {
+    rpc.ws.on('message', (data) => {
+      const at = /"body":"(\d+\.\d+)\|/.exec(data.toString());
+      if (at && window) window.push(performance.now() - Number(at[1]));
+    });
+  }
+
+  const toSlow = new Set<number>();
+  let running = true;
+  const padding = 'p'.repeat(1024);
+  const steady = (async () => {
+    while (running) {
+      const next = performance.now() + STEADY_EVERY_MS;
+      const r = await publisher.call('message/send', { to: 'tag:sub', body: `${performance.now().toFixed(3)}|${padding}` });
+      toSlow.add(r.message.id);
+      await sleep(Math.max(0, next - performance.now()));
+    }
+  })();
+  const big = 'b'.repeat(BULK_BYTES);
+  const bulkLoop = (async () => {
+    while (running) {
+      toSlow.add((await bulk.call('message/send', { to: 'slow', body: big })).message.id);
+      await sleep(20);
+    }
+  })();
+
+  const gauge = (m: Map<string, number>, name: string) => m.get(name) ?? Number.NaN;
+  const rss = (m: Map<string, number>) => gauge(m, 'agent_relay_process_process_resident_memory_bytes');
+  const heap = (m: Map<string, number>) => gauge(m, 'agent_relay_process_nodejs_heap_size_used_bytes');
+  const wsCount = (m: Map<string, number>) => gauge(m, 'agent_relay_connections{kind="ws"}');
+  let rssBefore = Number.NaN;
+  let heapBefore = Number.NaN;
+  let rssMax = 0;
+  let heapMax = 0;
+  const cutAfterMs: number[] = [];
+  const caughtUpMs: number[] = [];
+  const sentBeforeCut: number[] = [];
+  const rssAfterRound: number[] = [];
+  const idsBeforeStall = { count: 0 };
+
+  for (let round = 0; round < ROUNDS; round++) {
+    window = [];
+    windows.quiet.push(window);
+    await sleep(QUIET_MS);
+    const before = await scrape(relay.url);
+    if (round === 0) {
+      rssBefore = rss(before);
+      heapBefore = heap(before);
+      idsBeforeStall.count = slowIds.length;
+    }
+
+    // The slow one stops reading.
+    window = [];
+    windows.disturbed.push(window);
+    const stallAt = Date.now();
+    const stalled = sockets.at(-1)!;
+    (stalled as unknown as { _socket: { pause(): void } })._socket.pause();
+    let cut = false;
+    while (!cut && Date.now() - stallAt < 90_000) {
+      await sleep(250);
+      const m = await scrape(relay.url);
+      rssMax = Math.max(rssMax, rss(m));
+      heapMax = Math.max(heapMax, heap(m));
+      cut = wsCount(m) < wsCount(before);
+    }
+    if (!cut) break;
+    cutAfterMs.push(Date.now() - stallAt);
+    sentBeforeCut.push(toSlow.size);
+
+    // It reads again: it sees the cut, reconnects and replays its backlog from its cursor, while
+    // the others carry on under the same load (still measured).
+    (stalled as unknown as { _socket: { resume(): void } })._socket.resume();
+    const resumedAt = Date.now();
+    const owed = [...toSlow];
+    const caughtUp = await until(() => owed.every((id) => slowSeen.has(id)), 60_000, 'catch-up').then(() => true, () => false);
+    if (!caughtUp) break;
+    caughtUpMs.push(Date.now() - resumedAt);
+    await sleep(SETTLE_MS);
+    const after = await scrape(relay.url);
+    rssMax = Math.max(rssMax, rss(after));
+    heapMax = Math.max(heapMax, heap(after));
+    rssAfterRound.push(rss(after) / 2 ** 20);
+  }
+  window = null;
+  running = false;
+  await Promise.all([steady, bulkLoop]);
+  await until(() => [...toSlow].every((id) => slowSeen.has(id)), 60_000, 'the slow subscriber to catch up').catch((e: Error) => t.fail(e.message));
+
+  const missing = [...toSlow].filter((id) => !slowSeen.has(id)).length;
+  const duplicates = slowIds.length - slowSeen.size;
+  const c = compareWindows(windows);
+  const growthMiB = (rssMax - rssBefore) / 2 ** 20;
+  t.equal(cutAfterMs.length, ROUNDS, `the relay cut the slow socket in every round (after ${cutAfterMs.join(', ')} ms of not reading)`);
+  t.equal(caughtUpMs.length, ROUNDS, `and it caught up every round (in ${caughtUpMs.join(', ')} ms)`);
+  t.same(slowCloses, Array(ROUNDS).fill(CLOSE_CODES.slowConsumer), `the slow socket was closed with 4001 each time (closes seen: ${slowCloses.join(', ')})`);
+  t.match(relay.stdout(), /slow consumer disconnected/, 'the relay logged the slow consumer');
+  t.ok(growthMiB <= 50, `relay memory growth stayed bounded (${growthMiB.toFixed(1)} MiB RSS ≤ 50 MiB)`);
+  t.ok(fast.every((rpc) => rpc.closeCode === null), 'no fast subscriber was disconnected');
+  t.ok(c.ratio <= 2, `the fast subscribers' p99 stayed within 2× the quiet p99 (${c.p99Disturbed.toFixed(2)} ms vs ${c.p99Quiet.toFixed(2)} ms)`);
+  t.equal(missing, 0, `the slow subscriber got every message after reconnecting (${toSlow.size})`);
+  t.equal(duplicates, 0, 'and none twice');
+  figure(t, 'slow-consumer', {
+    fast: FAST,
+    rounds: ROUNDS,
+    backpressure_limit_bytes: LIMIT,
+    cut_after_ms: cutAfterMs.join('/'),
+    messages_to_slow_before_cut: sentBeforeCut.join('/'),
+    slow_closes: slowCloses.join('/'),
+    slow_caught_up_ms: caughtUpMs.join('/'),
+    rss_before_mib: rssBefore / 2 ** 20,
+    rss_growth_mib: growthMiB,
+    rss_after_round_mib: rssAfterRound.map((x) => x.toFixed(1)).join('/'),
+    heap_growth_mib: (heapMax - heapBefore) / 2 ** 20,
+    fast_p99_quiet_ms: c.p99Quiet,
+    fast_p99_stall_ms: c.p99Disturbed,
+    pooled_p99_quiet_ms: c.pooledQuiet,
+    pooled_p99_stall_ms: c.pooledDisturbed,
+    ratio: c.ratio,
+    fast_samples: windows.quiet.flat().length + windows.disturbed.flat().length,
+    slow_received: slowIds.length,
+    slow_received_before_stall: idsBeforeStall.count,
+    slow_missing: missing,
+    slow_duplicates: duplicates,
+  });
+});
