@@ -5,6 +5,7 @@ export * from './limits.js';
 export * from './errors.js';
 export * from './close-codes.js';
 export * from './websocket.js';
+export * from './http-paths.js';
 export * from './notifications.js';
 export * from './method-table.js';
 export * from './openrpc.js';

@@ -1,4 +1,4 @@
-import { ERRORS, METHODS, RelayError } from '../../protocol/index.js';
+import { ERRORS, INGRESS_PATH, METHODS, RelayError } from '../../protocol/index.js';
 import type { RelayCore } from '../../broker/domain/core.js';
 import type { HttpExchange, HttpHandler } from '../../broker/domain/ports.js';
 import type { RpcDispatcher } from '../../broker/transport/rpc-dispatch.js';
@@ -49,7 +49,7 @@ export function createHttpHandler(deps: HttpDeps): HttpHandler {
       if (agentId === null) return notFound(ex);
       return handleInbox(ex, agentId, dispatcher, deps.waiters);
     }
-    const ingress = /^\/api\/integrations\/([^/]+)\/events$/.exec(path);
+    const ingress = INGRESS_PATH.exec(path);
     if (ingress && ex.method === 'POST') return handleIngress(ex, ingress[1]!, core);
 
     const match = matchRoute(REST_ROUTES, ex);
@@ -99,8 +99,6 @@ function presentedAgentTokenHolds(ex: HttpExchange, core: RelayCore): boolean {
     return false;
   }
 }
-
-const INGRESS_PATH = /^\/api\/integrations\/[^/]+\/events$/;
 
 function notFound(ex: HttpExchange): void {
   sendJson(ex, 404, { error: { code: ERRORS.notFound.code, message: `not found: ${ex.method} ${ex.path}` } });

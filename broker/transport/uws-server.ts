@@ -1,5 +1,5 @@
 import uWS from 'uWebSockets.js';
-import { CLOSE_CODES, ERRORS, WS_SUBPROTOCOL } from '../../protocol/index.js';
+import { CLOSE_CODES, ERRORS, INGRESS_PATH, WS_SUBPROTOCOL } from '../../protocol/index.js';
 import type { RelayConfig } from '../config.js';
 import type { CallContext } from '../domain/context.js';
 import type { RelayCore } from '../domain/core.js';
@@ -39,8 +39,6 @@ const RATE_CLOSE_AFTER = 100;
 // Frames one connection may start per event-loop turn before the rest wait their turn: about a
 // millisecond of work, so a burst cannot hold up other connections for long.
 const FRAMES_PER_TURN = 32;
-// Paths that authenticate themselves (integration secrets) instead of with the relay token.
-const INGRESS_PATH = /^\/api\/integrations\/[^/]+\/events$/;
 // The dashboard page and its bundles hold no data: served without the token, the page asks for it.
 const DASHBOARD_PATH = /^\/(index\.html)?$|^\/assets\/[A-Za-z0-9._-]+$/;
 

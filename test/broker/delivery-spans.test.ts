@@ -2,6 +2,7 @@ import Database from 'better-sqlite3';
 import t, { type Test } from 'tap';
 import { startRelay, type TestRelay } from '../helpers/relay.js';
 import { connectAgent, WsRpc } from '../helpers/ws-client.js';
+import { waitFor } from '../helpers/wait.js';
 
 /**
  * Delivery states are stored as ranges (a session's pushes, a poll's page, `read upTo`) plus
@@ -17,21 +18,12 @@ async function states(rpc: WsRpc, id: number): Promise<States> {
   return Object.fromEntries((r.deliveries as Array<{ agentId: string; state: string }>).map((d) => [d.agentId, d.state]));
 }
 
-/** Poll until `cond` holds: the pushed state is written with the next group commit. */
-async function until(what: string, cond: () => Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + 3000;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
 async function gone(t: Test, relay: TestRelay, id: string): Promise<void> {
   const probe = await WsRpc.connect(t, relay.wsUrl);
-  await until(`${id} disconnected`, async () => {
+  await waitFor(async () => {
     const { agents } = await probe.call('agent/list', {});
     return agents.find((a: { id: string }) => a.id === id)?.connected === false;
-  });
+  }, `${id} disconnected`);
   await probe.close();
 }
 
@@ -74,7 +66,7 @@ t.test('a resume that skips messages leaves the skipped ones queued; everything 
   const m5 = (await alice.rpc.call('message/send', { to: 'bob', body: 'five (live)' })).message.id as number;
   await back.until(() => back.messages().length === 3, 3000, 'live m5');
 
-  await until('m5 pushed', async () => (await states(observer, m5)).bob === 'pushed');
+  await waitFor(async () => (await states(observer, m5)).bob === 'pushed', 'm5 pushed');
   t.same(await states(observer, m1), { bob: 'pushed' }, 'm1: pushed in the first session');
   t.same(await states(observer, m2), { bob: 'queued' }, 'm2: skipped by the resume cursor, never written to bob: queued');
   t.same(await states(observer, m3), { bob: 'pushed' }, 'm3: backlog');
@@ -98,7 +90,7 @@ t.test('a message sent while the agent had no socket stays queued even when live
   await back.call('agent/register', { id: 'bob', agentToken: bob.token });
   const after = (await alice.rpc.call('message/send', { to: 'bob', body: 'after' })).message.id as number;
   await back.until(() => back.messages().length === 1, 3000, 'live message');
-  await until('after pushed', async () => (await states(observer, after)).bob === 'pushed');
+  await waitFor(async () => (await states(observer, after)).bob === 'pushed', 'after pushed');
   t.same(await states(observer, before), { bob: 'pushed' });
   t.same(await states(observer, away), { bob: 'queued' }, 'never written to a socket: queued');
 });
@@ -114,12 +106,12 @@ t.test('an unfiltered poll records its page as pushed; a filtered poll only what
   for (const channel of ['ci', 'ops', 'ci', 'ops']) ids.push((await alice.rpc.call('message/send', { to: 'hook', body: channel, channel })).message.id);
   const page = await poll(relay, hook, 'channel=ci');
   t.same(page.map((m) => m.id), [ids[0], ids[2]], 'the filtered poll returns the ci messages');
-  await until('ci messages pushed', async () => (await states(observer, ids[2]!)).hook === 'pushed');
+  await waitFor(async () => (await states(observer, ids[2]!)).hook === 'pushed', 'ci messages pushed');
   t.same(await Promise.all(ids.map(async (id) => (await states(observer, id)).hook)), ['pushed', 'queued', 'pushed', 'queued'], 'only what the filtered poll returned counts as pushed');
 
   const all = await poll(relay, hook, 'since=0&limit=3');
   t.same(all.map((m) => m.id), ids.slice(0, 3));
-  await until('page pushed', async () => (await states(observer, ids[1]!)).hook === 'pushed');
+  await waitFor(async () => (await states(observer, ids[1]!)).hook === 'pushed', 'page pushed');
   t.same(await Promise.all(ids.map(async (id) => (await states(observer, id)).hook)), ['pushed', 'pushed', 'pushed', 'queued'], 'an unfiltered page counts as pushed up to its last id, no further');
 });
 
@@ -154,7 +146,7 @@ t.test('a fan-out to 40 agents writes no row per recipient, and every recipient 
   let last = 0;
   for (let i = 0; i < 50; i++) last = (await sender.rpc.call('message/send', { to: 'tag:crew', body: `fan ${i}` })).message.id;
   for (const a of agents) await a.rpc.until(() => a.rpc.messages().length === 50, 5000, `${a.id} gets all 50`);
-  await until('last message pushed to all', async () => Object.values(await states(observer, last)).every((s) => s === 'pushed'));
+  await waitFor(async () => Object.values(await states(observer, last)).every((s) => s === 'pushed'), 'last message pushed to all');
   const s = await states(observer, last - 25);
   t.equal(Object.keys(s).length, 40, 'forty recipients');
   t.ok(Object.values(s).every((x) => x === 'pushed'), 'every recipient: pushed');

@@ -1,6 +1,7 @@
 import t from 'tap';
 import { startRelay } from '../helpers/relay.js';
 import { connectAgent, RpcError, WsRpc } from '../helpers/ws-client.js';
+import { waitFor } from '../helpers/wait.js';
 
 /** The RpcError a call fails with; fails the test if the call succeeds. */
 async function rpcError(p: Promise<unknown>): Promise<RpcError> {
@@ -11,15 +12,6 @@ async function rpcError(p: Promise<unknown>): Promise<RpcError> {
     throw err;
   }
   throw new Error('expected the call to fail with a JSON-RPC error, but it succeeded');
-}
-
-/** Poll an async condition until it holds. */
-async function waitFor(cond: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 const TTL = 300;
@@ -47,7 +39,7 @@ t.test('a dropped agent goes offline after the TTL and its unfinished tasks are 
 
   const droppedAt = Date.now();
   w1.rpc.terminate();
-  await waitFor(async () => (await statusOf(observer, 'w1')) === 'offline', 5000, 'w1 offline');
+  await waitFor(async () => (await statusOf(observer, 'w1')) === 'offline', 'w1 offline', 5000);
   const offlineAfter = Date.now() - droppedAt;
   t.ok(offlineAfter >= TTL - 10, `not before the TTL (${offlineAfter} ms)`);
   t.equal(await statusOf(observer, 'w2'), 'online', 'the connected agent stays online');
@@ -101,8 +93,8 @@ t.test('an agent with an open WebSocket stays online past the TTL without heartb
   const start = Date.now();
   control.rpc.terminate();
   // The control, dropped at the same moment, going offline proves the sweep ran past the TTL.
-  await waitFor(async () => (await statusOf(observer, 'control')) === 'offline', 5000, 'control offline');
-  await waitFor(async () => Date.now() - start > 2 * TTL, 5000, 'two TTLs');
+  await waitFor(async () => (await statusOf(observer, 'control')) === 'offline', 'control offline', 5000);
+  await waitFor(async () => Date.now() - start > 2 * TTL, 'two TTLs', 5000);
   const { agents } = await observer.call('agent/list', {});
   const q = agents.find((a: any) => a.id === 'quiet');
   t.equal(q.status, 'online');
@@ -135,8 +127,8 @@ t.test('heartbeats over a connection the agent does not hold keep it online', as
       await new Promise((r) => setTimeout(r, 60));
     }
   })();
-  await waitFor(async () => (await statusOf(observer, 'control')) === 'offline', 5000, 'control offline');
-  await waitFor(async () => Date.now() - start > 3 * TTL, 5000, 'three TTLs');
+  await waitFor(async () => (await statusOf(observer, 'control')) === 'offline', 'control offline', 5000);
+  await waitFor(async () => Date.now() - start > 3 * TTL, 'three TTLs', 5000);
   const { agents } = await observer.call('agent/list', {});
   const a = agents.find((x: any) => x.id === 'hb');
   t.equal(a.status, 'online', 'heartbeats kept it online');
@@ -146,7 +138,7 @@ t.test('heartbeats over a connection the agent does not hold keep it online', as
   await beating;
 
   // Without them it goes the way of the control.
-  await waitFor(async () => (await statusOf(observer, 'hb')) === 'offline', 5000, 'hb offline after heartbeats stop');
+  await waitFor(async () => (await statusOf(observer, 'hb')) === 'offline', 'hb offline after heartbeats stop', 5000);
   t.same((await observer.call('event/list', { kind: 'agent.offline' })).events.map((e: any) => e.agentId), ['control', 'hb']);
 });
 
@@ -189,7 +181,7 @@ t.test('a heartbeat from an agent the sweep took offline brings it online', asyn
   const gone = await connectAgent(t, relay.wsUrl, { id: 'gone' });
   const observer = await WsRpc.connect(t, relay.wsUrl);
   gone.rpc.terminate();
-  await waitFor(async () => (await statusOf(observer, 'gone')) === 'offline', 5000, 'gone offline');
+  await waitFor(async () => (await statusOf(observer, 'gone')) === 'offline', 'gone offline', 5000);
   const r = await observer.call('agent/heartbeat', { agentId: 'gone', agentToken: gone.token });
   t.equal(r.agent.status, 'online');
   const kindsOf = (await observer.call('event/list', {})).events.filter((e: any) => e.agentId === 'gone').map((e: any) => e.kind);

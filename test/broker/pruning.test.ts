@@ -2,6 +2,7 @@ import t, { type Test } from 'tap';
 import { prune } from '../../broker/domain/prune.js';
 import { ManualClock, startRelay } from '../helpers/relay.js';
 import { connectAgent, RpcError, WsRpc } from '../helpers/ws-client.js';
+import { waitFor } from '../helpers/wait.js';
 
 const DAY = 86_400_000;
 const CONFIG = { retentionDays: 1, offlinePruneMs: 60_000, presenceIntervalMs: 600_000 };
@@ -27,14 +28,6 @@ async function taskIn(obs: WsRpc, bob: WsRpc, status: string): Promise<number> {
   const { claimToken } = await bob.call('task/claim', { id: task.id });
   if (status !== 'claimed') await bob.call('task/update', { id: task.id, claimToken, status });
   return task.id;
-}
-
-async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 t.test('prune(core): retention of messages, events, tasks and agents, and the cursor floor', async (t: Test) => {
@@ -166,7 +159,7 @@ t.test('the scheduler prunes on its own every pruneIntervalMs', async (t: Test) 
 
   clock.advance(2 * DAY);
   const recent = (await alice.rpc.call('message/send', { to: 'bob', body: 'recent' })).message.id as number;
-  await waitFor(() => relay.core.store.prunedThrough() >= old && !relay.core.agents.has('ghost'), 5000, 'the scheduled prune');
+  await waitFor(() => relay.core.store.prunedThrough() >= old && !relay.core.agents.has('ghost'), 'the scheduled prune', 5000);
   t.equal(relay.core.store.prunedThrough(), old, 'the scheduler moved the floor to the old message');
   t.equal(await rpcCode(alice.rpc.call('message/get', { id: old })), -32002, 'the old message is gone');
   t.equal((await alice.rpc.call('message/get', { id: recent })).message.body, 'recent', 'the recent message is kept');

@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { startRelay } from '../helpers/relay.js';
 import { connectAgent, WsRpc } from '../helpers/ws-client.js';
-import { expectedAgentId, hookEnv, logLines, monitorCommand, projectDir, runHook, track, untrack, waitFor, type Session } from './fixtures/harness.js';
+import { expectedAgentId, hookEnv, logLines, monitorCommand, projectDir, runHook, track, untrack, type Session } from './fixtures/harness.js';
+import { waitFor } from '../helpers/wait.js';
 
 const LINE_WITHIN_MS = 1000;
 
@@ -127,7 +128,7 @@ async function sendAndSee(t: Test, sender: { rpc: WsRpc; id: string }, to: strin
     const sent = (await sender.rpc.call('message/send', { to, body })).message;
     const ackAt = Date.now();
     const mine = () => m.lines.slice(before).filter((l) => l.text.includes(`#${sent.id} `));
-    await waitFor(() => mine().length > 0, 5000, `the monitor's line for #${sent.id}`, 5);
+    await waitFor(() => mine().length > 0, `the monitor's line for #${sent.id}`, 5000, 5);
     const line = mine()[0]!;
     const latency = line.at - ackAt;
     latencies.push(latency);
@@ -136,9 +137,8 @@ async function sendAndSee(t: Test, sender: { rpc: WsRpc; id: string }, to: strin
     t.ok(line.text.includes(`: ${clipped(body, 200)} (reply: agent-relay send --as ${to} --reply-to ${sent.id} ${sender.id}`), `#${sent.id}: the (clipped) body, then how to reply`);
     await waitFor(
       async () => (await observer.call('message/get', { id: sent.id })).deliveries.find((d: any) => d.agentId === to)?.state === 'injected',
-      3000,
       `#${sent.id} injected`,
-    );
+      3000,);
     t.pass(`#${sent.id}: delivery state is injected`);
   }
   // Give a duplicate a moment to show up, then: exactly one line per message, and nothing else.
@@ -164,7 +164,7 @@ t.test('the monitor prints one line per message within a second, acks it injecte
 
   const m = startMonitor(t, s);
   const startedAt = Date.now();
-  await waitFor(async () => (await agentNamed(observer, id))?.connected === true, 15_000, 'the monitor to connect', 50);
+  await waitFor(async () => (await agentNamed(observer, id))?.connected === true, 'the monitor to connect', 15_000, 50);
   t.comment(`monitor connected ${Date.now() - startedAt} ms after it was started`);
   const connected = await agentNamed(observer, id);
   t.equal(connected?.status, 'online');
@@ -186,12 +186,12 @@ t.test('the monitor prints one line per message within a second, acks it injecte
   const bystander = await connectAgent(t, relay.wsUrl, { id: 'bystander' });
   const other = (await planner.rpc.call('message/send', { to: bystander.id, body: 'not for claude' })).message;
   const last = (await planner.rpc.call('message/send', { to: id, body: 'last one' })).message;
-  await waitFor(() => m.lines.some((l) => l.text.includes(`#${last.id} `)), 5000, 'the last line', 5);
+  await waitFor(() => m.lines.some((l) => l.text.includes(`#${last.id} `)), 'the last line', 5000, 5);
   t.notOk(m.lines.some((l) => l.text.includes(`#${other.id} `)), "another agent's message is not printed");
 
   await stopMonitor(t, m);
   t.equal(m.stderr(), '', 'nothing on stderr');
-  await waitFor(async () => (await agentNamed(observer, id))?.connected === false, 5000, 'the connection to close', 50);
+  await waitFor(async () => (await agentNamed(observer, id))?.connected === false, 'the connection to close', 5000, 50);
   t.pass('after SIGTERM the agent has no live connection');
   t.same(logLines(s.home), [], 'no problem was logged');
 });
@@ -213,7 +213,7 @@ t.test('a monitor started before SessionStart waits, then follows the agent Sess
 
   t.equal((await runHook(t, 'SessionStart', s)).code, 0, 'SessionStart ran');
   const registeredAt = Date.now();
-  await waitFor(async () => (await agentNamed(observer, id))?.connected === true, 10_000, 'the monitor to follow the new agent', 50);
+  await waitFor(async () => (await agentNamed(observer, id))?.connected === true, 'the monitor to follow the new agent', 10_000, 50);
   t.comment(`monitor connected ${Date.now() - registeredAt} ms after SessionStart`);
 
   const latencies = await sendAndSee(t, ops, id, m, ['hello from ops', 'second: deploy window opens at 14:00'], observer);

@@ -4,23 +4,7 @@ import t, { type Test } from 'tap';
 import { MAX_CONSECUTIVE_BLOCKS } from '../../adapters/claude/hooks.js';
 import { startRelay } from '../helpers/relay.js';
 import { connectAgent, WsRpc } from '../helpers/ws-client.js';
-import {
-  closedPort,
-  expectedAgentId,
-  hookCommand,
-  hookEnv,
-  httpRpc,
-  logLines,
-  PLUGIN_ROOT,
-  projectDir,
-  readJson,
-  runHook,
-  substitute,
-  waitFor,
-  type HookEvent,
-  type HookRun,
-  type Session,
-} from './fixtures/harness.js';
+import { closedPort, expectedAgentId, hookCommand, hookEnv, httpRpc, logLines, PLUGIN_ROOT, projectDir, readJson, runHook, substitute, type HookEvent, type HookRun, type Session } from './fixtures/harness.js';
 
 const EVENTS: HookEvent[] = ['SessionStart', 'UserPromptSubmit', 'Stop', 'SessionEnd'];
 

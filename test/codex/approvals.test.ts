@@ -3,7 +3,8 @@ import { codexCommands } from '../../adapters/codex/commands.js';
 import { runCli } from '../../clients/cli/main.js';
 import { saveIdentity } from '../../clients/cli/identity-store.js';
 import { startFakeAppServer, type ApprovalKind } from '../fakes/codex-app-server.js';
-import { completeTurn, repliesTo, settle, setup, until, within, type Setup } from './harness.js';
+import { completeTurn, repliesTo, settle, setup, within, type Setup } from './harness.js';
+import { waitFor } from '../helpers/wait.js';
 
 /**
  * Approval requests from the app-server become relay tasks for the sender of the turn; the
@@ -25,7 +26,7 @@ async function turnFromAlice(t: Test, env: NodeJS.ProcessEnv = {}) {
 /** The approval task announced to `rpc` (a claimable message carrying a task id). */
 async function approvalTask(rpc: any, what = 'the approval task'): Promise<any> {
   let taskId: number | undefined;
-  await until(() => {
+  await waitFor(() => {
     taskId = rpc.messages().find((m: any) => m.taskId !== null)?.taskId;
     return taskId !== undefined;
   }, what);
@@ -60,7 +61,7 @@ t.test('commandExecution: becomes a codex.approval task for the sender; claim + 
   t.equal(answer!.decision, 'accept');
   t.same(s.fake.invalidAnswers, [], 'no refused answers (no v1 words)');
   await completeTurn(s.fake, threadId);
-  await until(() => repliesTo(alice.rpc, m.id).length === 1, 'the turn goes on to its reply');
+  await waitFor(() => repliesTo(alice.rpc, m.id).length === 1, 'the turn goes on to its reply');
 });
 
 t.test('fileChange: `agent-relay approve ID acceptForSession` answers {decision:"acceptForSession"}', async (t) => {
@@ -93,7 +94,7 @@ t.test('`agent-relay approve ID cancel` answers {decision:"cancel"}: the turn is
   t.equal(r.code, 0, r.err.join('\n'));
   t.same((await within(handle, 5000, null))?.result, { decision: 'cancel' });
   t.equal((await alice.rpc.call('task/get', { id: task.id })).task.status, 'canceled');
-  await until(() => repliesTo(alice.rpc, m.id).length === 1, 'a reply saying the turn was interrupted');
+  await waitFor(() => repliesTo(alice.rpc, m.id).length === 1, 'a reply saying the turn was interrupted');
   t.match(repliesTo(alice.rpc, m.id)[0]!.body, /interrupted/);
 });
 
@@ -120,7 +121,7 @@ t.test('permissions: answered {permissions, scope} (turn for accept, session for
   for (const [decision, expected] of cases) {
     const handle = s.fake.requestApproval(threadId, 'permissions');
     let task: any;
-    await until(async () => {
+    await waitFor(async () => {
       const id = alice.rpc.messages().find((m: any) => m.taskId !== null && !seen.has(m.taskId))?.taskId;
       if (id === undefined) return false;
       task = (await alice.rpc.call('task/get', { id })).task;
@@ -141,7 +142,7 @@ t.test('no answer within the timeout: declined, and the task is canceled', async
   const task = await approvalTask(alice.rpc);
   const answer = await within(handle, 8000, null);
   t.same(answer?.result, { decision: 'decline' }, 'declined');
-  await until(async () => (await alice.rpc.call('task/get', { id: task.id })).task.status === 'canceled', 'the task canceled');
+  await waitFor(async () => (await alice.rpc.call('task/get', { id: task.id })).task.status === 'canceled', 'the task canceled');
   const got = await alice.rpc.call('task/get', { id: task.id });
   t.match(got.events.at(-1).data, { status: 'canceled', note: /no answer/ });
   t.same(s.fake.invalidAnswers, []);
@@ -174,7 +175,7 @@ t.test('an unknown server request gets a JSON-RPC error; requestUserInput and el
   t.same(s.fake.invalidAnswers, [], 'no answer refused');
   t.same(s.fake.pendingRequests(), [], 'nothing left pending');
   await completeTurn(s.fake, threadId);
-  await until(() => repliesTo(alice.rpc, m.id).length === 1, 'the turn completes');
+  await waitFor(() => repliesTo(alice.rpc, m.id).length === 1, 'the turn completes');
 });
 
 t.test('a pending approval survives an app-server drop: replayed on resume, answered once with the original id', async (t) => {
@@ -190,7 +191,7 @@ t.test('a pending approval survives an app-server drop: replayed on resume, answ
   t.same(answer?.result, { decision: 'accept' });
   t.equal(answer?.requestId, handle.requestId);
   await completeTurn(s.fake, threadId);
-  await until(() => repliesTo(alice.rpc, m.id).length === 1, 'the reply');
+  await waitFor(() => repliesTo(alice.rpc, m.id).length === 1, 'the reply');
   await settle(300);
   t.equal(s.fake.answers.length, 1, 'answered once');
   t.same(s.fake.invalidAnswers, []);
@@ -231,7 +232,7 @@ t.test('a new app-server process reuses request ids: its request gets its own ta
   const handle = fresh.requestApproval(newThread, 'commandExecution', { command: 'rm -rf /' });
   t.equal(handle.requestId, old.requestId, 'the new server numbers its requests from the same start');
   let newTask: any;
-  await until(async () => {
+  await waitFor(async () => {
     const id = alice.rpc.messages().find((m: any) => m.taskId !== null && m.taskId !== oldTask.id)?.taskId;
     if (id === undefined) return false;
     newTask = (await alice.rpc.call('task/get', { id })).task;

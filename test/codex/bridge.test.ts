@@ -1,5 +1,6 @@
 import t from 'tap';
-import { agentRecord, completeTurn, deliveryState, occurrences, repliesTo, settle, setup, until } from './harness.js';
+import { agentRecord, completeTurn, deliveryState, occurrences, repliesTo, settle, setup } from './harness.js';
+import { waitFor } from '../helpers/wait.js';
 
 /**
  * The CodexBridge delivering relay messages into a live thread of the fake app-server: relay
@@ -15,7 +16,7 @@ t.test('registers as a codex-live agent with tags and capabilities; ready follow
   await s.fake.stop();
   s.startBridge();
   const obs = await s.observer();
-  await until(async () => (await agentRecord(obs, s.agentId)) !== undefined, 'the agent to register');
+  await waitFor(async () => (await agentRecord(obs, s.agentId)) !== undefined, 'the agent to register');
   const agent = (await agentRecord(obs, s.agentId))!;
   t.equal(agent.id, 'codex-testrig-proj', 'id from rig and cwd');
   t.equal(agent.client, 'codex-live');
@@ -33,14 +34,14 @@ t.test('registers as a codex-live agent with tags and capabilities; ready follow
   // A thread is resumable only after its first turn ("no rollout found" before): run one.
   const alice = await s.sender();
   const m0 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'first' })).message;
-  await until(() => repliesTo(alice.rpc, m0.id).length === 1, 'the first reply');
+  await waitFor(() => repliesTo(alice.rpc, m0.id).length === 1, 'the first reply');
 
   // The app-server goes away: ready=false; it comes back: the same thread, ready again.
   await s.fake.stop();
-  await until(async () => (await agentRecord(obs, s.agentId))!.ready === false, 'ready=false while unreachable');
+  await waitFor(async () => (await agentRecord(obs, s.agentId))!.ready === false, 'ready=false while unreachable');
   const initsBefore = s.fake.requests('initialize').length;
   await s.fake.restart();
-  await until(async () => (await agentRecord(obs, s.agentId))!.ready === true, 'ready=true after restart');
+  await waitFor(async () => (await agentRecord(obs, s.agentId))!.ready === true, 'ready=true after restart');
   t.ok(s.fake.requests('initialize').length > initsBefore, 're-initialized on the new socket');
   t.same(s.fake.requests('thread/resume').map((r) => r.msg.params.threadId), [threadId], 'resumed its own thread');
   t.equal(s.fake.requests('thread/start').length, 1, 'did not start another thread');
@@ -49,7 +50,7 @@ t.test('registers as a codex-live agent with tags and capabilities; ready follow
   t.notOk(s.fake.sent.some((f) => f.msg?.error?.message === 'Not initialized'), 'never "Not initialized"');
 
   const m = (await alice.rpc.call('message/send', { to: s.agentId, body: 'after the restart' })).message;
-  await until(() => repliesTo(alice.rpc, m.id).length === 1, 'the reply');
+  await waitFor(() => repliesTo(alice.rpc, m.id).length === 1, 'the reply');
   t.equal(occurrences(s.fake, threadId, m.id), 1, 'into the same thread');
 });
 
@@ -63,7 +64,7 @@ t.test('coalescing: a burst within the window is exactly one turn naming every s
   const m1 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'first from alice' })).message;
   const m2 = (await bob.rpc.call('message/send', { to: s.agentId, body: 'bob here', subject: 'review' })).message;
   const m3 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'second from alice' })).message;
-  await until(() => repliesTo(alice.rpc, m3.id).length === 1 && repliesTo(bob.rpc, m2.id).length === 1 && repliesTo(alice.rpc, m1.id).length === 1, 'the replies');
+  await waitFor(() => repliesTo(alice.rpc, m3.id).length === 1 && repliesTo(bob.rpc, m2.id).length === 1 && repliesTo(alice.rpc, m1.id).length === 1, 'the replies');
   const inputs = s.fake.turnInputs(threadId);
   t.equal(inputs.length, 1, 'one turn');
   t.equal(s.fake.requests('turn/start').length, 1, 'one turn/start');
@@ -84,10 +85,10 @@ t.test('messages arriving during a running turn go after it in ONE turn; no phan
   const obs = await s.observer();
   const alice = await s.sender();
   const m1 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'long job' })).message;
-  await until(() => occurrences(s.fake, threadId, m1.id) === 1, 'turn 1 to start');
+  await waitFor(() => occurrences(s.fake, threadId, m1.id) === 1, 'turn 1 to start');
   const later = [];
   for (const body of ['a', 'b', 'c']) later.push((await alice.rpc.call('message/send', { to: s.agentId, body })).message);
-  for (const m of later) await until(async () => DELIVERED.includes((await deliveryState(obs, m.id, s.agentId))!), `message ${m.id} to reach the adapter`);
+  for (const m of later) await waitFor(async () => DELIVERED.includes((await deliveryState(obs, m.id, s.agentId))!), `message ${m.id} to reach the adapter`);
   await settle(500); // more than the coalesce window: a wrong adapter would turn/start now
   t.equal(s.fake.requests('turn/start').length, 1, 'no turn/start while the turn runs');
   t.same(s.fake.phantomTurnIds, [], 'no phantom turn id handed out');
@@ -95,12 +96,12 @@ t.test('messages arriving during a running turn go after it in ONE turn; no phan
   for (const m of later) t.not(await deliveryState(obs, m.id, s.agentId), 'read', `#${m.id} not read while it waits`);
 
   await completeTurn(s.fake, threadId);
-  await until(() => repliesTo(alice.rpc, m1.id).length === 1, 'the reply to turn 1');
-  await until(() => s.fake.turnInputs(threadId).length === 2, 'turn 2');
+  await waitFor(() => repliesTo(alice.rpc, m1.id).length === 1, 'the reply to turn 1');
+  await waitFor(() => s.fake.turnInputs(threadId).length === 2, 'turn 2');
   const turn2 = s.fake.turnInputs(threadId)[1]!;
   for (const m of later) t.match(turn2, `Message #${m.id} from alice`, `turn 2 carries #${m.id}`);
   await completeTurn(s.fake, threadId);
-  for (const m of later) await until(() => repliesTo(alice.rpc, m.id).length === 1, `the reply to #${m.id}`);
+  for (const m of later) await waitFor(() => repliesTo(alice.rpc, m.id).length === 1, `the reply to #${m.id}`);
   await settle(300);
   t.equal(s.fake.requests('turn/start').length, 2, 'two wakes, two turns');
   for (const m of [m1, ...later]) t.equal(occurrences(s.fake, threadId, m.id), 1, `#${m.id} delivered once`);
@@ -117,29 +118,29 @@ t.test('a turn another client started: the adapter waits for it instead of foldi
   // 1. The adapter sees the human's turn start.
   s.fake.startTurn(threadId, 'a human typing in the TUI');
   const m1 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'while the human works' })).message;
-  await until(async () => DELIVERED.includes((await deliveryState(obs, m1.id, s.agentId))!), 'm1 to reach the adapter');
+  await waitFor(async () => DELIVERED.includes((await deliveryState(obs, m1.id, s.agentId))!), 'm1 to reach the adapter');
   await settle(500);
   t.equal(s.fake.requests('turn/start').length, 0, 'no turn/start while another client’s turn runs');
   t.same(s.fake.phantomTurnIds, []);
   await completeTurn(s.fake, threadId);
-  await until(() => occurrences(s.fake, threadId, m1.id) === 1, 'm1 in its own turn');
+  await waitFor(() => occurrences(s.fake, threadId, m1.id) === 1, 'm1 in its own turn');
   t.equal(s.fake.inputs.find((i) => i.text.includes(`Message #${m1.id} from`))!.via, 'start', 'm1 started a turn of its own');
   await completeTurn(s.fake, threadId);
-  await until(() => repliesTo(alice.rpc, m1.id).length === 1, 'the reply to m1');
+  await waitFor(() => repliesTo(alice.rpc, m1.id).length === 1, 'the reply to m1');
 
   // 2. The adapter misses the signals of the human's turn: it must look before starting.
   s.fake.dropNext('turn/started');
   s.fake.dropNext('thread/status/changed');
   s.fake.startTurn(threadId, 'the human again');
   const m2 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'unseen busy' })).message;
-  await until(async () => DELIVERED.includes((await deliveryState(obs, m2.id, s.agentId))!), 'm2 to reach the adapter');
+  await waitFor(async () => DELIVERED.includes((await deliveryState(obs, m2.id, s.agentId))!), 'm2 to reach the adapter');
   await settle(500);
   t.equal(s.fake.requests('turn/start').length, 1, 'still no turn/start into the busy thread');
   t.same(s.fake.phantomTurnIds, [], 'no phantom turn id');
   await completeTurn(s.fake, threadId);
-  await until(() => occurrences(s.fake, threadId, m2.id) === 1, 'm2 delivered after the human’s turn');
+  await waitFor(() => occurrences(s.fake, threadId, m2.id) === 1, 'm2 delivered after the human’s turn');
   await completeTurn(s.fake, threadId);
-  await until(() => repliesTo(alice.rpc, m2.id).length === 1, 'the reply to m2');
+  await waitFor(() => repliesTo(alice.rpc, m2.id).length === 1, 'the reply to m2');
   await settle(300);
   t.equal(repliesTo(alice.rpc, m1.id).length, 1, 'the human’s turns were not answered to alice');
   t.same(s.fake.phantomTurnIds, []);
@@ -155,7 +156,7 @@ t.test('lever turnStartedBeforeResponse: turn/started before the turn/start answ
   for (let i = 0; i < 3; i++) {
     const m = (await alice.rpc.call('message/send', { to: s.agentId, body: `n${i}` })).message;
     ids.push(m.id);
-    await until(() => repliesTo(alice.rpc, m.id).length === 1, `the reply to #${m.id}`);
+    await waitFor(() => repliesTo(alice.rpc, m.id).length === 1, `the reply to #${m.id}`);
   }
   await settle(300);
   for (const id of ids) {
@@ -173,15 +174,15 @@ t.test('read marking: a message becomes read only once the turn carrying it was 
   const alice = await s.sender();
   s.fake.startTurn(threadId, 'someone else is busy');
   const m = (await alice.rpc.call('message/send', { to: s.agentId, body: 'wait for it' })).message;
-  await until(async () => (await deliveryState(obs, m.id, s.agentId)) === 'pushed', 'pushed to the adapter');
+  await waitFor(async () => (await deliveryState(obs, m.id, s.agentId)) === 'pushed', 'pushed to the adapter');
   await settle(400);
   t.equal(await deliveryState(obs, m.id, s.agentId), 'pushed', 'not read while waiting for the thread');
   await completeTurn(s.fake, threadId);
-  await until(() => occurrences(s.fake, threadId, m.id) === 1, 'the turn carrying it');
-  await until(async () => (await deliveryState(obs, m.id, s.agentId)) === 'read', 'read after the turn was accepted');
+  await waitFor(() => occurrences(s.fake, threadId, m.id) === 1, 'the turn carrying it');
+  await waitFor(async () => (await deliveryState(obs, m.id, s.agentId)) === 'read', 'read after the turn was accepted');
   t.not(s.fake.activeTurnId(threadId), null, 'read while the turn still runs: acceptance, not completion, marks it');
   await completeTurn(s.fake, threadId);
-  await until(() => repliesTo(alice.rpc, m.id).length === 1, 'the reply');
+  await waitFor(() => repliesTo(alice.rpc, m.id).length === 1, 'the reply');
 });
 
 t.test('reply threading: the final agent message goes back to the sender as a reply in the same thread', async (t) => {
@@ -190,7 +191,7 @@ t.test('reply threading: the final agent message goes back to the sender as a re
   await s.ready();
   const alice = await s.sender();
   const root = (await alice.rpc.call('message/send', { to: s.agentId, body: 'question one' })).message;
-  await until(() => repliesTo(alice.rpc, root.id).length === 1, 'the first reply');
+  await waitFor(() => repliesTo(alice.rpc, root.id).length === 1, 'the first reply');
   const r1 = repliesTo(alice.rpc, root.id)[0]!;
   t.equal(r1.from, s.agentId);
   t.equal(r1.to, 'alice');
@@ -200,7 +201,7 @@ t.test('reply threading: the final agent message goes back to the sender as a re
   // Alice answers the reply: the adapter’s next reply stays in the same relay thread.
   const follow = (await alice.rpc.call('message/send', { to: s.agentId, body: 'follow-up', replyTo: r1.id })).message;
   t.equal(follow.threadId, root.id);
-  await until(() => repliesTo(alice.rpc, follow.id).length === 1, 'the second reply');
+  await waitFor(() => repliesTo(alice.rpc, follow.id).length === 1, 'the second reply');
   const r2 = repliesTo(alice.rpc, follow.id)[0]!;
   t.equal(r2.threadId, root.id, 'same thread');
   t.equal(r2.replyTo, follow.id);
@@ -215,10 +216,10 @@ t.test('a failed turn is reported back to the sender, and the next message still
   const threadId = await s.ready();
   const alice = await s.sender();
   const m1 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'doomed' })).message;
-  await until(() => repliesTo(alice.rpc, m1.id).length === 1, 'a reply about the failure');
+  await waitFor(() => repliesTo(alice.rpc, m1.id).length === 1, 'a reply about the failure');
   t.match(repliesTo(alice.rpc, m1.id)[0]!.body, /failed/);
   const m2 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'again' })).message;
-  await until(() => repliesTo(alice.rpc, m2.id).length === 1, 'the next reply');
+  await waitFor(() => repliesTo(alice.rpc, m2.id).length === 1, 'the next reply');
   t.equal(occurrences(s.fake, threadId, m1.id), 1, 'the failed message is not retried');
 });
 
@@ -229,10 +230,10 @@ t.test('steer mode: messages during a turn steer it with expectedTurnId instead 
   const obs = await s.observer();
   const alice = await s.sender();
   const m1 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'start' })).message;
-  await until(() => occurrences(s.fake, threadId, m1.id) === 1, 'turn 1');
+  await waitFor(() => occurrences(s.fake, threadId, m1.id) === 1, 'turn 1');
   const running = s.fake.activeTurnId(threadId)!;
   const m2 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'also this' })).message;
-  await until(() => occurrences(s.fake, threadId, m2.id) === 1, 'm2 steered in');
+  await waitFor(() => occurrences(s.fake, threadId, m2.id) === 1, 'm2 steered in');
   const steers = s.fake.requests('turn/steer');
   t.equal(steers.length, 1, 'one turn/steer');
   t.equal(steers[0]!.msg.params.expectedTurnId, running, 'expectedTurnId is the running turn');
@@ -240,9 +241,9 @@ t.test('steer mode: messages during a turn steer it with expectedTurnId instead 
   t.equal(s.fake.inputs.find((i) => i.text.includes(`Message #${m2.id} from`))!.via, 'steer');
   t.equal(s.fake.requests('turn/start').length, 1, 'no second turn/start');
   t.same(s.fake.phantomTurnIds, []);
-  await until(async () => (await deliveryState(obs, m2.id, s.agentId)) === 'read', 'the steered message is read');
+  await waitFor(async () => (await deliveryState(obs, m2.id, s.agentId)) === 'read', 'the steered message is read');
   await completeTurn(s.fake, threadId);
-  await until(() => repliesTo(alice.rpc, m1.id).length === 1 && repliesTo(alice.rpc, m2.id).length === 1, 'the turn’s answer to both');
+  await waitFor(() => repliesTo(alice.rpc, m1.id).length === 1 && repliesTo(alice.rpc, m2.id).length === 1, 'the turn’s answer to both');
   t.match(repliesTo(alice.rpc, m2.id)[0]!.body, `Message #${m2.id}`, 'the answer covers the steered text');
   await settle(300);
   t.equal(s.fake.turnInputs(threadId).length, 2, 'one start, one steer');
@@ -267,7 +268,7 @@ t.test('overloaded (-32001) turn/start is retried later; the message is read onl
   t.same(answer.msg.error, { code: -32001, message: 'Server overloaded; retry later.' }, 'the first turn/start was refused as overloaded');
   await settle(200);
   t.not(await deliveryState(obs, m.id, s.agentId), 'read', 'not read after the refusal');
-  await until(() => repliesTo(alice.rpc, m.id).length === 1, 'delivered on the retry');
+  await waitFor(() => repliesTo(alice.rpc, m.id).length === 1, 'delivered on the retry');
   t.equal(s.fake.requests('turn/start').length, 2, 'retried once');
   t.equal(occurrences(s.fake, threadId, m.id), 1, 'delivered once');
   t.equal(await deliveryState(obs, m.id, s.agentId), 'read');
@@ -281,10 +282,10 @@ t.test('busy reconciliation: a swallowed turn/completed does not block later del
   // Recovered through thread/status/changed (idle) and a thread/read.
   s.fake.dropNext('turn/completed');
   const m1 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'one' })).message;
-  await until(() => repliesTo(alice.rpc, m1.id).length === 1, 'the reply despite the missing turn/completed');
+  await waitFor(() => repliesTo(alice.rpc, m1.id).length === 1, 'the reply despite the missing turn/completed');
   t.equal(s.fake.dropped.filter((d) => d.method === 'turn/completed').length, 1, 'the lever fired');
   const m2 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'two' })).message;
-  await until(() => repliesTo(alice.rpc, m2.id).length === 1, 'the next message goes through');
+  await waitFor(() => repliesTo(alice.rpc, m2.id).length === 1, 'the next message goes through');
   t.equal(occurrences(s.fake, threadId, m2.id), 1);
 });
 
@@ -295,16 +296,16 @@ t.test('busy reconciliation: both turn/completed and the idle status swallowed; 
   const obs = await s.observer();
   const alice = await s.sender();
   const m1 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'one' })).message;
-  await until(() => occurrences(s.fake, threadId, m1.id) === 1, 'turn 1');
+  await waitFor(() => occurrences(s.fake, threadId, m1.id) === 1, 'turn 1');
   const m2 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'two' })).message;
-  await until(async () => DELIVERED.includes((await deliveryState(obs, m2.id, s.agentId))!), 'm2 waiting in the adapter');
+  await waitFor(async () => DELIVERED.includes((await deliveryState(obs, m2.id, s.agentId))!), 'm2 waiting in the adapter');
   s.fake.opts.holdTurns = false;
   s.fake.dropNext('turn/completed');
   s.fake.dropNext('thread/status/changed');
   await completeTurn(s.fake, threadId);
   t.same(s.fake.dropped.map((d) => d.method).sort(), ['thread/status/changed', 'turn/completed'], 'both signals swallowed');
-  await until(() => repliesTo(alice.rpc, m1.id).length === 1, 'the reply to m1, found by thread/read');
-  await until(() => repliesTo(alice.rpc, m2.id).length === 1, 'm2 delivered and answered');
+  await waitFor(() => repliesTo(alice.rpc, m1.id).length === 1, 'the reply to m1, found by thread/read');
+  await waitFor(() => repliesTo(alice.rpc, m2.id).length === 1, 'm2 delivered and answered');
   t.equal(occurrences(s.fake, threadId, m2.id), 1);
   t.same(s.fake.phantomTurnIds, []);
 });
@@ -315,13 +316,13 @@ t.test('steer mode: a turn another client started is steered, and its answer goe
   const threadId = await s.ready();
   const alice = await s.sender();
   const human = s.fake.startTurn(threadId, 'a human at the TUI');
-  await until(() => s.fake.sent.some((f) => f.msg.method === 'turn/started' && f.msg.params.turn.id === human), 'the adapter told of the human’s turn');
+  await waitFor(() => s.fake.sent.some((f) => f.msg.method === 'turn/started' && f.msg.params.turn.id === human), 'the adapter told of the human’s turn');
   const m = (await alice.rpc.call('message/send', { to: s.agentId, body: 'join in' })).message;
-  await until(() => occurrences(s.fake, threadId, m.id) === 1, 'steered into the human’s turn');
+  await waitFor(() => occurrences(s.fake, threadId, m.id) === 1, 'steered into the human’s turn');
   t.equal(s.fake.inputs.find((i) => i.text.includes(`Message #${m.id} from`))!.via, 'steer');
   t.equal(s.fake.requests('turn/steer')[0]!.msg.params.expectedTurnId, human);
   await completeTurn(s.fake, threadId);
-  await until(() => repliesTo(alice.rpc, m.id).length === 1, 'the answer of that turn goes to alice');
+  await waitFor(() => repliesTo(alice.rpc, m.id).length === 1, 'the answer of that turn goes to alice');
   t.match(repliesTo(alice.rpc, m.id)[0]!.body, `Message #${m.id}`);
   t.equal(s.fake.requests('turn/start').length, 0, 'no turn/start');
 });
@@ -334,7 +335,7 @@ t.test('the agentMessage item/completed went missing: the reply is read from the
   // A turn broadcasts item/completed for the userMessage, then for the agentMessage: drop both.
   s.fake.dropNext('item/completed', 2);
   const m = (await alice.rpc.call('message/send', { to: s.agentId, body: 'q' })).message;
-  await until(() => repliesTo(alice.rpc, m.id).length === 1, 'the reply');
+  await waitFor(() => repliesTo(alice.rpc, m.id).length === 1, 'the reply');
   t.same(s.fake.dropped.map((d) => d.params.item.type), ['userMessage', 'agentMessage'], 'the lever fired');
   t.equal(repliesTo(alice.rpc, m.id)[0]!.body, 'the final answer');
   await settle(300);

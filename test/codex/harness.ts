@@ -13,18 +13,11 @@ import { codexAgentId, loadConfig, type CodexAdapterConfig } from '../../adapter
 import { startFakeAppServer, type FakeAppServer, type FakeAppServerOptions } from '../fakes/codex-app-server.js';
 import { startRelay, type TestRelay } from '../helpers/relay.js';
 import { connectAgent, WsRpc } from '../helpers/ws-client.js';
+import { waitFor } from '../helpers/wait.js';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 /** Poll `cond` every 20 ms until it holds; fail after `timeoutMs` naming `what`. */
-export async function until(cond: () => boolean | Promise<boolean>, what: string, timeoutMs = 8000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await cond()) return;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 /** Resolve after the adapter had a chance to (wrongly) act: used only before "nothing happened" checks. */
 export function settle(ms = 400): Promise<void> {
@@ -148,7 +141,7 @@ export async function setup(t: Test, o: { fake?: FakeAppServerOptions; env?: Nod
     },
     async threadId() {
       let id: string | undefined;
-      await until(() => {
+      await waitFor(() => {
         id = fake.threadIds().find((x) => fake.subscribers(x).length > 0);
         return id !== undefined;
       }, 'the adapter to subscribe to a thread');
@@ -156,7 +149,7 @@ export async function setup(t: Test, o: { fake?: FakeAppServerOptions; env?: Nod
     },
     async ready() {
       const obs = await s.observer();
-      await until(async () => {
+      await waitFor(async () => {
         const { agents } = await obs.call('agent/list', {});
         return agents.some((a: any) => a.id === s.agentId && a.ready);
       }, 'the adapter agent to be ready');

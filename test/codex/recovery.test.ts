@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { RelayHttpClient } from '../../clients/http-client.js';
 import { startRelay } from '../helpers/relay.js';
 import { connectAgent, WsRpc } from '../helpers/ws-client.js';
-import { agentRecord, completeTurn, deliveryState, occurrences, repliesTo, settle, setup, spawnAdapter, startTcpProxy, startWsProxy, until, within } from './harness.js';
+import { agentRecord, completeTurn, deliveryState, occurrences, repliesTo, settle, setup, spawnAdapter, startTcpProxy, startWsProxy, within } from './harness.js';
+import { waitFor } from '../helpers/wait.js';
 
 /**
  * What goes wrong in the field: the app-server socket drops (mid-turn, or with turn/start in
@@ -22,9 +23,9 @@ t.test('app-server dropped mid-turn: reconnect, re-initialize, resume; nothing l
   const obs = await s.observer();
   const alice = await s.sender();
   const m1 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'one' })).message;
-  await until(() => occurrences(s.fake, threadId, m1.id) === 1, 'turn 1 running');
+  await waitFor(() => occurrences(s.fake, threadId, m1.id) === 1, 'turn 1 running');
   const m2 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'two' })).message;
-  await until(async () => DELIVERED.includes((await deliveryState(obs, m2.id, s.agentId))!), 'm2 queued in the adapter');
+  await waitFor(async () => DELIVERED.includes((await deliveryState(obs, m2.id, s.agentId))!), 'm2 queued in the adapter');
 
   const conns = s.fake.totalConnections;
   await s.fake.dropConnections();
@@ -34,16 +35,16 @@ t.test('app-server dropped mid-turn: reconnect, re-initialize, resume; nothing l
   t.equal(s.fake.requests('thread/resume').filter((r) => r.conn === conn.id && r.msg.params.threadId === threadId).length, 1, 'resumed its thread on the new socket');
   t.notOk(s.fake.sent.some((f) => f.msg?.error?.message === 'Not initialized'), 'never "Not initialized"');
   const m3 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'three' })).message;
-  await until(async () => DELIVERED.includes((await deliveryState(obs, m3.id, s.agentId))!), 'm3 queued in the adapter');
+  await waitFor(async () => DELIVERED.includes((await deliveryState(obs, m3.id, s.agentId))!), 'm3 queued in the adapter');
   await settle(300);
   t.equal(s.fake.requests('turn/start').length, 1, 'still waiting for the running turn');
 
   await completeTurn(s.fake, threadId);
-  await until(() => repliesTo(alice.rpc, m1.id).length === 1, 'the reply to m1 after the reconnect');
-  await until(() => occurrences(s.fake, threadId, m2.id) === 1 && occurrences(s.fake, threadId, m3.id) === 1, 'm2 and m3 delivered');
+  await waitFor(() => repliesTo(alice.rpc, m1.id).length === 1, 'the reply to m1 after the reconnect');
+  await waitFor(() => occurrences(s.fake, threadId, m2.id) === 1 && occurrences(s.fake, threadId, m3.id) === 1, 'm2 and m3 delivered');
   t.equal(s.fake.turnInputs(threadId).length, 2, 'in one turn');
   await completeTurn(s.fake, threadId);
-  await until(() => repliesTo(alice.rpc, m2.id).length === 1 && repliesTo(alice.rpc, m3.id).length === 1, 'their replies');
+  await waitFor(() => repliesTo(alice.rpc, m2.id).length === 1 && repliesTo(alice.rpc, m3.id).length === 1, 'their replies');
   await settle(300);
   for (const m of [m1, m2, m3]) {
     t.equal(occurrences(s.fake, threadId, m.id), 1, `#${m.id} delivered once`);
@@ -58,16 +59,16 @@ t.test('the turn finished while the app-server was unreachable: the answer is re
   const threadId = await s.ready();
   const alice = await s.sender();
   const m1 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'one' })).message;
-  await until(() => occurrences(s.fake, threadId, m1.id) === 1, 'turn 1 running');
+  await waitFor(() => occurrences(s.fake, threadId, m1.id) === 1, 'turn 1 running');
   await s.fake.stop();
   await completeTurn(s.fake, threadId); // nobody subscribed hears turn/completed
   await s.fake.restart();
-  await until(() => repliesTo(alice.rpc, m1.id).length === 1, 'the reply');
+  await waitFor(() => repliesTo(alice.rpc, m1.id).length === 1, 'the reply');
   t.equal(repliesTo(alice.rpc, m1.id)[0]!.body, 'done while you were away');
   const m2 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'two' })).message;
-  await until(() => occurrences(s.fake, threadId, m2.id) === 1, 'the next message goes through');
+  await waitFor(() => occurrences(s.fake, threadId, m2.id) === 1, 'the next message goes through');
   await completeTurn(s.fake, threadId);
-  await until(() => repliesTo(alice.rpc, m2.id).length === 1, 'its reply');
+  await waitFor(() => repliesTo(alice.rpc, m2.id).length === 1, 'its reply');
   await settle(300);
   t.equal(repliesTo(alice.rpc, m1.id).length, 1, 'answered once');
 });
@@ -88,16 +89,16 @@ t.test('dropped with turn/start in flight, the server got it: recognised on resu
   const obs = await s.observer();
   const alice = await s.sender();
   const m0 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'zero' })).message;
-  await until(() => repliesTo(alice.rpc, m0.id).length === 1, 'a first turn');
+  await waitFor(() => repliesTo(alice.rpc, m0.id).length === 1, 'a first turn');
   armed = true;
   const conns = s.fake.totalConnections;
   const m1 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'one' })).message;
   await s.fake.waitFor(() => s.fake.totalConnections > conns, 8000, 'the reconnect');
   t.notOk(armed, 'the drop happened inside turn/start');
-  await until(() => repliesTo(alice.rpc, m1.id).length === 1, 'the reply to m1');
-  await until(async () => (await deliveryState(obs, m1.id, s.agentId)) === 'read', 'm1 read');
+  await waitFor(() => repliesTo(alice.rpc, m1.id).length === 1, 'the reply to m1');
+  await waitFor(async () => (await deliveryState(obs, m1.id, s.agentId)) === 'read', 'm1 read');
   const m2 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'two' })).message;
-  await until(() => repliesTo(alice.rpc, m2.id).length === 1, 'the next message');
+  await waitFor(() => repliesTo(alice.rpc, m2.id).length === 1, 'the next message');
   await settle(300);
   t.equal(occurrences(s.fake, threadId, m1.id), 1, 'm1 delivered once');
   t.equal(repliesTo(alice.rpc, m1.id).length, 1, 'm1 answered once');
@@ -112,14 +113,14 @@ t.test('dropped with turn/start in flight, the server never got it: sent again a
   const obs = await s.observer();
   const alice = await s.sender();
   const m0 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'zero' })).message;
-  await until(() => repliesTo(alice.rpc, m0.id).length === 1, 'a first turn');
+  await waitFor(() => repliesTo(alice.rpc, m0.id).length === 1, 'a first turn');
   let lost = false;
   proxy.cutOn((msg) => msg.method === 'turn/start', () => (lost = true));
   const m1 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'one' })).message;
-  await until(() => lost, 'turn/start lost on the way');
+  await waitFor(() => lost, 'turn/start lost on the way');
   t.equal(occurrences(s.fake, threadId, m1.id), 0, 'the server never saw it');
   t.not(await deliveryState(obs, m1.id, s.agentId), 'read', 'so it is not read');
-  await until(() => repliesTo(alice.rpc, m1.id).length === 1, 'delivered after the reconnect');
+  await waitFor(() => repliesTo(alice.rpc, m1.id).length === 1, 'delivered after the reconnect');
   await settle(300);
   t.equal(occurrences(s.fake, threadId, m1.id), 1, 'once');
   t.equal(repliesTo(alice.rpc, m1.id).length, 1);
@@ -132,7 +133,7 @@ t.test('in-process: the adapter stopped abruptly inside turn/start, a new one on
   const threadId = await s.ready();
   const alice = await s.sender();
   const m0 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'zero' })).message;
-  await until(() => repliesTo(alice.rpc, m0.id).length === 1, 'a first turn');
+  await waitFor(() => repliesTo(alice.rpc, m0.id).length === 1, 'a first turn');
   let stopped = false;
   s.fake.opts.turnScript = () => {
     if (!stopped) {
@@ -142,14 +143,14 @@ t.test('in-process: the adapter stopped abruptly inside turn/start, a new one on
     return undefined;
   };
   const m1 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'one' })).message;
-  await until(() => stopped, 'the stop inside turn/start');
+  await waitFor(() => stopped, 'the stop inside turn/start');
   await first.outcome;
   t.match(readState(s.statePath).inFlight, { turnId: null, messageIds: [m1.id] }, 'the state file holds the unanswered turn/start');
   const m2 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'two, while no adapter runs' })).message;
 
   s.startBridge();
-  await until(() => repliesTo(alice.rpc, m1.id).length === 1, 'the reply to m1 from the new adapter');
-  await until(() => repliesTo(alice.rpc, m2.id).length === 1, 'm2 delivered by the new adapter');
+  await waitFor(() => repliesTo(alice.rpc, m1.id).length === 1, 'the reply to m1 from the new adapter');
+  await waitFor(() => repliesTo(alice.rpc, m2.id).length === 1, 'm2 delivered by the new adapter');
   await settle(400);
   t.equal(occurrences(s.fake, threadId, m1.id), 1, 'm1 delivered once');
   t.equal(occurrences(s.fake, threadId, m2.id), 1, 'm2 delivered once');
@@ -164,9 +165,9 @@ t.test('kill -9 of the adapter process mid-turn, restart from the state file: no
   const obs = await s.observer();
   const alice = await s.sender();
   const m1 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'one' })).message;
-  await until(() => occurrences(s.fake, threadId, m1.id) === 1, 'turn 1 running', 15_000);
+  await waitFor(() => occurrences(s.fake, threadId, m1.id) === 1, 'turn 1 running', 15_000);
   const m2 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'two' })).message;
-  await until(async () => DELIVERED.includes((await deliveryState(obs, m2.id, s.agentId))!), 'm2 queued in the adapter');
+  await waitFor(async () => DELIVERED.includes((await deliveryState(obs, m2.id, s.agentId))!), 'm2 queued in the adapter');
   const token = readState(s.statePath).agentToken;
   t.ok(token, 'the state file holds the agent token');
 
@@ -176,16 +177,16 @@ t.test('kill -9 of the adapter process mid-turn, restart from the state file: no
 
   const a2 = spawnAdapter(t, s.env);
   await s.fake.waitFor(() => s.fake.subscribers(threadId).length === 1, 15_000, 'the new process on the same thread');
-  await until(async () => (await agentRecord(obs, s.agentId))?.ready === true, 'ready again', 15_000);
+  await waitFor(async () => (await agentRecord(obs, s.agentId))?.ready === true, 'ready again', 15_000);
   t.equal(s.fake.requests('thread/start').length, 1, 'no second thread');
   t.equal(readState(s.statePath).agentToken, token, 'the same agent token');
   await settle(400);
   t.equal(s.fake.requests('turn/start').length, 1, 'waits for the running turn');
   await completeTurn(s.fake, threadId);
-  await until(() => repliesTo(alice.rpc, m1.id).length === 1, 'the reply to m1 from the new process', 15_000);
-  await until(() => occurrences(s.fake, threadId, m2.id) === 1 && occurrences(s.fake, threadId, m3.id) === 1, 'm2 and m3', 15_000);
+  await waitFor(() => repliesTo(alice.rpc, m1.id).length === 1, 'the reply to m1 from the new process', 15_000);
+  await waitFor(() => occurrences(s.fake, threadId, m2.id) === 1 && occurrences(s.fake, threadId, m3.id) === 1, 'm2 and m3', 15_000);
   await completeTurn(s.fake, threadId);
-  await until(() => repliesTo(alice.rpc, m2.id).length === 1 && repliesTo(alice.rpc, m3.id).length === 1, 'their replies', 15_000);
+  await waitFor(() => repliesTo(alice.rpc, m2.id).length === 1 && repliesTo(alice.rpc, m3.id).length === 1, 'their replies', 15_000);
   await settle(400);
   for (const m of [m1, m2, m3]) {
     t.equal(occurrences(s.fake, threadId, m.id), 1, `#${m.id} delivered once`);
@@ -201,7 +202,7 @@ t.test('kill -9 while turn/start is in flight (the server got it): the restarted
   const threadId = await s.ready();
   const alice = await s.sender();
   const m0 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'zero' })).message;
-  await until(() => repliesTo(alice.rpc, m0.id).length === 1, 'a first turn', 15_000);
+  await waitFor(() => repliesTo(alice.rpc, m0.id).length === 1, 'a first turn', 15_000);
   let killed = false;
   s.fake.opts.turnScript = () => {
     if (!killed) {
@@ -215,9 +216,9 @@ t.test('kill -9 while turn/start is in flight (the server got it): the restarted
   t.ok(killed, 'killed inside turn/start');
   t.match(readState(s.statePath).inFlight, { turnId: null, messageIds: [m1.id] }, 'the state file holds the unanswered turn/start');
   spawnAdapter(t, s.env);
-  await until(() => repliesTo(alice.rpc, m1.id).length === 1, 'the reply to m1', 15_000);
+  await waitFor(() => repliesTo(alice.rpc, m1.id).length === 1, 'the reply to m1', 15_000);
   const m2 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'two' })).message;
-  await until(() => repliesTo(alice.rpc, m2.id).length === 1, 'the next message', 15_000);
+  await waitFor(() => repliesTo(alice.rpc, m2.id).length === 1, 'the next message', 15_000);
   await settle(400);
   t.equal(occurrences(s.fake, threadId, m1.id), 1, 'm1 delivered once');
   t.equal(repliesTo(alice.rpc, m1.id).length, 1, 'm1 answered once');
@@ -231,7 +232,7 @@ t.test('relay restarted: the adapter re-registers with the same id and token; la
   const threadId = await s.ready();
   const alice = await s.sender();
   const m1 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'before' })).message;
-  await until(() => occurrences(s.fake, threadId, m1.id) === 1, 'turn 1 running');
+  await waitFor(() => occurrences(s.fake, threadId, m1.id) === 1, 'turn 1 running');
   const token = readState(s.statePath).agentToken;
   t.ok(token, 'the state file holds the agent token');
 
@@ -244,7 +245,7 @@ t.test('relay restarted: the adapter re-registers with the same id and token; la
   const alice2 = await connectAgent(t, relay2.wsUrl, { id: 'alice', agentToken: alice.token, since: m1.id });
   const early = (await alice2.rpc.call('message/send', { to: s.agentId, body: 'while you reconnect' })).message;
   const obs = await WsRpc.connect(t, relay2.wsUrl);
-  await until(async () => {
+  await waitFor(async () => {
     const a = await agentRecord(obs, s.agentId);
     return a?.connected === true && a.ready === true;
   }, 'the adapter back on the relay and ready', 15_000);
@@ -252,17 +253,17 @@ t.test('relay restarted: the adapter re-registers with the same id and token; la
   // The stored token still opens the agent's inbox on the restarted relay (a read, not a takeover).
   const inbox = await new RelayHttpClient({ url: relay2.url }).inbox({ agentId: s.agentId, agentToken: token });
   t.ok(inbox.messages.some((m) => m.id === m1.id), 'the stored token is the agent’s token on the restarted relay');
-  await until(() => repliesTo(alice2.rpc, m1.id).length === 1, 'the reply to m1, sent once the relay came back', 15_000);
-  await until(() => occurrences(s.fake, threadId, early.id) === 1, 'the message sent during the reconnect', 15_000);
+  await waitFor(() => repliesTo(alice2.rpc, m1.id).length === 1, 'the reply to m1, sent once the relay came back', 15_000);
+  await waitFor(() => occurrences(s.fake, threadId, early.id) === 1, 'the message sent during the reconnect', 15_000);
   await completeTurn(s.fake, threadId);
-  await until(() => repliesTo(alice2.rpc, early.id).length === 1, 'its reply', 15_000);
+  await waitFor(() => repliesTo(alice2.rpc, early.id).length === 1, 'its reply', 15_000);
 
   s.fake.opts.holdTurns = false;
   const later = [];
   for (const body of ['after 1', 'after 2']) {
     const m = (await alice2.rpc.call('message/send', { to: s.agentId, body })).message;
     later.push(m);
-    await until(() => repliesTo(alice2.rpc, m.id).length === 1, `the reply to #${m.id}`, 15_000);
+    await waitFor(() => repliesTo(alice2.rpc, m.id).length === 1, `the reply to #${m.id}`, 15_000);
   }
   await settle(400);
   for (const m of [m1, early, ...later]) t.equal(occurrences(s.fake, threadId, m.id), 1, `#${m.id} delivered once`);
@@ -277,10 +278,10 @@ t.test('the app-server unloads the thread (thread/closed) while connected: the a
   const threadId = await s.ready();
   const alice = await s.sender();
   const m0 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'zero' })).message;
-  await until(() => repliesTo(alice.rpc, m0.id).length === 1, 'a first turn');
+  await waitFor(() => repliesTo(alice.rpc, m0.id).length === 1, 'a first turn');
   s.fake.unloadThread(threadId);
   const m1 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'after the unload' })).message;
-  await until(() => repliesTo(alice.rpc, m1.id).length === 1, 'delivered into the re-loaded thread');
+  await waitFor(() => repliesTo(alice.rpc, m1.id).length === 1, 'delivered into the re-loaded thread');
   t.equal(occurrences(s.fake, threadId, m1.id), 1);
   t.equal(s.fake.requests('thread/start').length, 1, 'the same thread, resumed');
   t.notOk(s.fake.sent.some((f) => /not loaded/.test(f.msg?.error?.message ?? '')), 'never tried turn/start on the unloaded thread');
@@ -292,13 +293,13 @@ t.test('a new app-server process (running turn lost): the sender hears the turn 
   const threadId = await s.ready();
   const alice = await s.sender();
   const m1 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'long job' })).message;
-  await until(() => occurrences(s.fake, threadId, m1.id) === 1, 'turn 1 running');
+  await waitFor(() => occurrences(s.fake, threadId, m1.id) === 1, 'turn 1 running');
   await s.fake.restart({ fresh: true });
-  await until(() => repliesTo(alice.rpc, m1.id).length === 1, 'the sender told');
+  await waitFor(() => repliesTo(alice.rpc, m1.id).length === 1, 'the sender told');
   t.match(repliesTo(alice.rpc, m1.id)[0]!.body, /interrupted/);
   s.fake.opts.holdTurns = false;
   const m2 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'again' })).message;
-  await until(() => repliesTo(alice.rpc, m2.id).length === 1, 'the next reply');
+  await waitFor(() => repliesTo(alice.rpc, m2.id).length === 1, 'the next reply');
   t.equal(occurrences(s.fake, threadId, m2.id), 1, 'in the same (resumed) thread');
   t.equal(occurrences(s.fake, threadId, m1.id), 1, 'm1 not re-sent');
 });
@@ -310,12 +311,12 @@ for (const when of ['after', 'before'] as const) {
     const threadId = await s.ready();
     const alice = await s.sender();
     const m = (await alice.rpc.call('message/send', { to: s.agentId, body: 'needs a command' })).message;
-    await until(() => occurrences(s.fake, threadId, m.id) === 1, 'the turn', 15_000);
+    await waitFor(() => occurrences(s.fake, threadId, m.id) === 1, 'the turn', 15_000);
     const handle = s.fake.requestApproval(threadId, 'commandExecution');
-    await until(() => Object.keys(readState(s.statePath).approvals).length === 1, 'the approval task recorded in the state file', 15_000);
+    await waitFor(() => Object.keys(readState(s.statePath).approvals).length === 1, 'the approval task recorded in the state file', 15_000);
     // The state file is written when the adapter's task/create is answered; alice's copy of the
     // announcement may still be on its way.
-    await until(() => alice.rpc.messages().some((x) => x.taskId !== null), 'alice has the approval task', 15_000);
+    await waitFor(() => alice.rpc.messages().some((x) => x.taskId !== null), 'alice has the approval task', 15_000);
     const taskId = alice.rpc.messages().find((x) => x.taskId !== null)!.taskId as number;
     await a1.kill9();
     const decide = async () => {
@@ -333,7 +334,7 @@ for (const when of ['after', 'before'] as const) {
     const answer = await within(handle, 10_000, null);
     t.same(answer?.result, { decision: 'acceptForSession' }, 'the decision reached the app-server');
     await completeTurn(s.fake, threadId);
-    await until(() => repliesTo(alice.rpc, m.id).length === 1, 'the turn’s reply', 15_000);
+    await waitFor(() => repliesTo(alice.rpc, m.id).length === 1, 'the turn’s reply', 15_000);
     await settle(300);
     t.equal(s.fake.answers.length, 1, 'answered once');
     t.equal(alice.rpc.messages().filter((x) => x.taskId !== null).length, 1, 'no second task for the replayed request');

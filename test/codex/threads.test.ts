@@ -3,7 +3,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { handoffFile } from '../../adapters/codex/config.js';
-import { agentRecord, occurrences, repliesTo, ROOT, settle, setup, spawnAdapter, until, within } from './harness.js';
+import { agentRecord, occurrences, repliesTo, ROOT, settle, setup, spawnAdapter, within } from './harness.js';
+import { waitFor } from '../helpers/wait.js';
 
 /**
  * Thread modes against the fake app-server: which thread the adapter attaches to, with what
@@ -30,7 +31,7 @@ t.test('start: its own thread with cwd, model, approvalPolicy and sandbox; turn/
 
   const alice = await s.sender();
   const m = (await alice.rpc.call('message/send', { to: s.agentId, body: 'hi' })).message;
-  await until(() => repliesTo(alice.rpc, m.id).length === 1, 'the reply');
+  await waitFor(() => repliesTo(alice.rpc, m.id).length === 1, 'the reply');
   const turnStart = s.fake.requests('turn/start')[0]!.msg.params;
   t.same(Object.keys(turnStart).sort(), ['input', 'threadId'], 'turn/start passes no model/approvalPolicy/sandboxPolicy (they would stick)');
   t.match(turnStart.input, [{ type: 'text', text: /Message #\d+ from alice/, text_elements: [] }]);
@@ -50,7 +51,7 @@ t.test('resume: the thread named by CODEX_THREAD_ID', async (t) => {
   t.equal(s.fake.requests('thread/start').length, 0, 'no thread started');
   const alice = await s.sender();
   const m = (await alice.rpc.call('message/send', { to: s.agentId, body: 'continue' })).message;
-  await until(() => repliesTo(alice.rpc, m.id).length === 1, 'the reply');
+  await waitFor(() => repliesTo(alice.rpc, m.id).length === 1, 'the reply');
   t.equal(occurrences(s.fake, id, m.id), 1, 'delivered into the resumed thread');
 });
 
@@ -85,7 +86,7 @@ t.test('resume: "no rollout found" (the thread never ran a turn) falls back to s
   t.ok(b.logs.some((l) => /no rollout/.test(l)), 'the fallback is logged');
   const alice = await s.sender();
   const m = (await alice.rpc.call('message/send', { to: s.agentId, body: 'x' })).message;
-  await until(() => repliesTo(alice.rpc, m.id).length === 1, 'the reply');
+  await waitFor(() => repliesTo(alice.rpc, m.id).length === 1, 'the reply');
 });
 
 t.test('resume: a thread held by another writer stops the adapter with a clear error, no restart loop', async (t) => {
@@ -125,7 +126,7 @@ t.test('auto: attaches to the newest loaded thread of our cwd, never an unrelate
   t.same(s.fake.subscribers(unrelated), [], 'never subscribed to the unrelated thread');
   const alice = await s.sender();
   const m = (await alice.rpc.call('message/send', { to: s.agentId, body: 'x' })).message;
-  await until(() => repliesTo(alice.rpc, m.id).length === 1, 'the reply');
+  await waitFor(() => repliesTo(alice.rpc, m.id).length === 1, 'the reply');
   t.equal(occurrences(s.fake, newer, m.id), 1);
   t.same(s.fake.turnInputs(unrelated), [], 'the unrelated thread got nothing');
 });

@@ -5,6 +5,7 @@ import { APPROVAL_TASK_KIND, DECISIONS, decisionOf, describeApproval } from '../
 import type { RelayEvent, Task } from '../../protocol/index.js';
 import { startRelay, type TestRelay } from '../helpers/relay.js';
 import { connectAgent, WsRpc } from '../helpers/ws-client.js';
+import { waitFor } from '../helpers/wait.js';
 
 /**
  * The dashboard in a real Chromium (Debian's, driven by playwright-core) against a real relay on
@@ -86,14 +87,6 @@ async function http(relay: { url: string }, method: string, path: string, body?:
 /** task/get over a WebSocket of the test (the relay's view, not the page's). */
 async function taskGet(rpc: WsRpc, id: number): Promise<{ task: Task; events: RelayEvent[] }> {
   return rpc.call('task/get', { id });
-}
-
-async function until(cond: () => Promise<boolean> | boolean, what: string, timeoutMs = WAIT): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 t.test('the page loads, connects live and logs no console error', async (t) => {
@@ -503,11 +496,11 @@ t.test('1,000 messages: only a window of rows is in the DOM, and scrolling reach
 
   // Back down with the wheel, as a person would.
   await scroller.hover();
-  await until(async () => {
+  await waitFor(async () => {
     await page.mouse.wheel(0, 20_000);
     return (await messageRow(page, newest).count()) === 1;
   }, 'the newest after scrolling down');
-  await until(() => inView(scroller, messageRow(page, newest)), 'the newest in view');
+  await waitFor(() => inView(scroller, messageRow(page, newest)), 'the newest in view');
   t.ok((await page.locator('li.message').count()) < 100, 'still a window at the bottom');
   t.match(await messageRow(page, newest).textContent(), /loader → sink.*load \d+/s);
   await sink.rpc.until(() => sink.rpc.messages().length === 1000, WAIT, 'all 1,000 at sink');

@@ -7,6 +7,7 @@ import t, { type Test } from 'tap';
 import type { CallbackPolicy } from '../../broker/domain/callbacks.js';
 import { ManualClock, startRelay, type TestRelay } from '../helpers/relay.js';
 import { connectAgent, type WsRpc } from '../helpers/ws-client.js';
+import { waitFor } from '../helpers/wait.js';
 
 /**
  * Task lifecycle callbacks against real node:http receivers on 127.0.0.1: Standard Webhooks
@@ -94,14 +95,6 @@ function verifySignature(secret: string, hit: Hit): boolean {
   const key = Buffer.from(secret.slice('whsec_'.length), 'base64');
   const expected = `v1,${createHmac('sha256', key).update(`${id}.${ts}.`).update(hit.body).digest('base64')}`;
   return sig.split(' ').some((s) => s === expected);
-}
-
-async function waitFor(cond: () => boolean | Promise<boolean>, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 /**

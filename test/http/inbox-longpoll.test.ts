@@ -1,6 +1,7 @@
 import t, { type Test } from 'tap';
 import { startRelay, type TestRelay } from '../helpers/relay.js';
 import { connectAgent } from '../helpers/ws-client.js';
+import { waitFor } from '../helpers/wait.js';
 
 /**
  * GET /api/agents/:id/inbox over real HTTP against an in-process relay: cursor polling, unread
@@ -48,14 +49,6 @@ async function waitingPolls(relay: TestRelay): Promise<number> {
   const m = /^agent_relay_connections\{kind="long_poll"\} (\d+)$/m.exec(text);
   if (!m) throw new Error('metrics carry no long_poll gauge');
   return Number(m[1]);
-}
-
-async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 /** Resolve with `p`, or reject once `ms` pass: a generous safety net, never a timing assertion. */
@@ -177,7 +170,7 @@ t.test('long-poll: immediate when there is mail, woken by a WebSocket send, empt
   // Parked, then woken by a message another agent sends over its WebSocket.
   let settled = false;
   const parked = inbox(relay, alice, `since=${first}&wait=10`).finally(() => (settled = true));
-  await waitFor(async () => (await waitingPolls(relay)) === 1, 5000, 'the poll to park');
+  await waitFor(async () => (await waitingPolls(relay)) === 1, 'the poll to park', 5000);
   t.notOk(settled, 'the poll is pending: nothing newer than its cursor');
 
   // A message to someone else does not answer alice's poll.
@@ -197,7 +190,7 @@ t.test('long-poll: immediate when there is mail, woken by a WebSocket send, empt
 
   // A second parked poll from the new cursor is woken by the next send too (waiters re-arm per poll).
   const parked2 = inbox(relay, alice, `since=${woken.body.cursor}&wait=10`);
-  await waitFor(async () => (await waitingPolls(relay)) === 1, 5000, 'the second poll to park');
+  await waitFor(async () => (await waitingPolls(relay)) === 1, 'the second poll to park', 5000);
   const again = await bob.rpc.call('message/send', { to: 'alice', body: 'again' });
   const woken2 = await within(parked2, 5000, 'the second parked poll');
   t.same(woken2.body.messages.map((m: any) => m.id), [again.message.id]);
@@ -216,10 +209,10 @@ t.test('long-poll: immediate when there is mail, woken by a WebSocket send, empt
     () => 'answered',
     (err: Error) => err.name,
   );
-  await waitFor(async () => (await waitingPolls(relay)) === 1, 5000, 'the abandoned poll to park');
+  await waitFor(async () => (await waitingPolls(relay)) === 1, 'the abandoned poll to park', 5000);
   ac.abort();
   t.equal(await abandoned, 'AbortError');
-  await waitFor(async () => (await waitingPolls(relay)) === 0, 5000, 'the aborted poll to be forgotten');
+  await waitFor(async () => (await waitingPolls(relay)) === 0, 'the aborted poll to be forgotten', 5000);
   t.pass('an aborted long-poll is unregistered');
   // The relay is fine afterwards, and a message to that agent is simply waiting in its inbox.
   await bob.rpc.call('message/send', { to: 'idle', body: 'later' });
@@ -245,7 +238,7 @@ t.test('300 concurrent long-polls: all answered by one fan-out, relay responsive
   }
   let answered = 0;
   for (const p of polls) void p.then(() => answered++, () => undefined);
-  await waitFor(async () => (await waitingPolls(relay)) === AGENTS * POLLS_EACH, 20_000, `${AGENTS * POLLS_EACH} polls to park`);
+  await waitFor(async () => (await waitingPolls(relay)) === AGENTS * POLLS_EACH, `${AGENTS * POLLS_EACH} polls to park`, 20_000);
   t.equal(answered, 0, 'no poll answered early');
 
   // The relay keeps serving while 300 polls are parked.

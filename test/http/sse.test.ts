@@ -2,6 +2,7 @@ import t, { type Test } from 'tap';
 import { prune } from '../../broker/domain/prune.js';
 import { ManualClock, startRelay, type TestRelay } from '../helpers/relay.js';
 import { connectAgent } from '../helpers/ws-client.js';
+import { waitFor } from '../helpers/wait.js';
 
 /**
  * GET /api/stream (Server-Sent Events) over real HTTP against an in-process relay. The stream is
@@ -187,14 +188,6 @@ async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   }
 }
 
-async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
 t.test('observer stream: message/new, task/updated and agent/updated, with id = message cursor', async (t: Test) => {
   const relay = await startRelay(t);
   const s = await mustStream(t, relay, '');
@@ -203,7 +196,7 @@ t.test('observer stream: message/new, task/updated and agent/updated, with id = 
   t.equal(s.headers.get('cache-control'), 'no-store');
   await s.until(() => s.retry !== undefined, 'the retry hint');
   t.equal(s.retry, 2000, 'a reconnect delay is advertised');
-  await waitFor(async () => (await sseConnections(relay)) === 1, 5000, 'the stream to be registered');
+  await waitFor(async () => (await sseConnections(relay)) === 1, 'the stream to be registered', 5000);
 
   const alice = await connectAgent(t, relay.wsUrl, { id: 'alice' });
   const bob = await connectAgent(t, relay.wsUrl, { id: 'bob' });
@@ -237,7 +230,7 @@ t.test('observer stream: message/new, task/updated and agent/updated, with id = 
 
   // topics= narrows an observer feed.
   const onlyTasks = await mustStream(t, relay, 'topics=tasks');
-  await waitFor(async () => (await sseConnections(relay)) === 2, 5000, 'the second stream');
+  await waitFor(async () => (await sseConnections(relay)) === 2, 'the second stream', 5000);
   await alice.rpc.call('message/send', { to: 'bob', body: 'not on the tasks feed' });
   const { task: t2 } = await alice.rpc.call('task/create', { title: 'second task', target: 'bob' });
   await onlyTasks.until(() => onlyTasks.of('task/updated').some((e) => e.params.task.id === t2.id), 'the task on the tasks feed');
@@ -248,7 +241,7 @@ t.test('observer stream: message/new, task/updated and agent/updated, with id = 
 
   await onlyTasks.close();
   await s.close();
-  await waitFor(async () => (await sseConnections(relay)) === 0, 5000, 'the relay to forget closed streams');
+  await waitFor(async () => (await sseConnections(relay)) === 0, 'the relay to forget closed streams', 5000);
   t.pass('a closed stream is unregistered');
 });
 
@@ -259,7 +252,7 @@ t.test('keep-alive comments arrive on an idle stream', async (t: Test) => {
   t.ok(s.comments.includes('keep-alive'), `a ": keep-alive" comment line arrived (${s.comments.length} so far)`);
   t.same(s.events, [], 'comments are not events');
   await s.close();
-  await waitFor(async () => (await sseConnections(relay)) === 0, 5000, 'the stream to be forgotten');
+  await waitFor(async () => (await sseConnections(relay)) === 0, 'the stream to be forgotten', 5000);
   t.pass('its keep-alive timer went with it');
 });
 
@@ -277,7 +270,7 @@ t.test('agent stream: only its own messages; Last-Event-ID resumes exactly the m
   t.equal(none.status, 401, 'an agent stream without a token is refused');
 
   const s1 = await mustStream(t, relay, 'agentId=reader', auth);
-  await waitFor(async () => (await sseConnections(relay)) === 1, 5000, 'the agent stream');
+  await waitFor(async () => (await sseConnections(relay)) === 1, 'the agent stream', 5000);
   const sent: number[] = [];
   const send = async (to: string, body: string) => {
     const r = await bob.rpc.call('message/send', { to, body });
@@ -294,7 +287,7 @@ t.test('agent stream: only its own messages; Last-Event-ID resumes exactly the m
 
   // Disconnect, and make sure the relay noticed before sending more.
   await s1.close();
-  await waitFor(async () => (await sseConnections(relay)) === 0, 5000, 'the relay to see the disconnect');
+  await waitFor(async () => (await sseConnections(relay)) === 0, 'the relay to see the disconnect', 5000);
   await send('reader', 'missed 1');
   await send('someone-else', 'still not yours');
   await send('reader', 'missed 2');
@@ -340,14 +333,14 @@ t.test('Last-Event-ID resumes across a relay restart on the same database: nothi
   // An observer stays connected through the stop: the relay must end its stream.
   const obs = await mustStream(t, relay1, 'topics=messages');
   const s1 = await mustStream(t, relay1, 'agentId=reader', auth);
-  await waitFor(async () => (await sseConnections(relay1)) === 2, 5000, 'both streams');
+  await waitFor(async () => (await sseConnections(relay1)) === 2, 'both streams', 5000);
   const before: number[] = [];
   for (const body of ['a', 'b']) before.push((await bob1.rpc.call('message/send', { to: 'reader', body })).message.id);
   await s1.until(() => s1.messages().length >= 2, 'two live messages');
   const lastSeen = s1.messages().at(-1)!.id!;
   t.equal(Number(lastSeen), before[1]);
   await s1.close();
-  await waitFor(async () => (await sseConnections(relay1)) === 1, 5000, 'the relay to see the disconnect');
+  await waitFor(async () => (await sseConnections(relay1)) === 1, 'the relay to see the disconnect', 5000);
 
   // Sent after the disconnect but before the stop.
   const missed: number[] = [];

@@ -6,6 +6,7 @@ import type { CallbackPolicy } from '../../broker/domain/callbacks.js';
 import { guardedLookup, isPrivateAddress } from '../../broker/domain/ssrf.js';
 import { startRelay } from '../helpers/relay.js';
 import { connectAgent, type WsRpc } from '../helpers/ws-client.js';
+import { waitFor } from '../helpers/wait.js';
 
 /**
  * Callback SSRF guard. A canary HTTP server listens on 127.0.0.1:PORT (and on [::1]:PORT) and
@@ -87,14 +88,6 @@ function loopbackCases(port: number): Case[] {
     { name: 'unspecified 0.0.0.0', url: `http://0.0.0.0:${port}/unspecified`, address: '0.0.0.0' },
     { name: 'host name localhost (DNS)', url: `http://localhost:${port}/localhost`, address: '127.0.0.1 (for localhost)' },
   ];
-}
-
-async function waitFor(cond: () => boolean | Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 /**

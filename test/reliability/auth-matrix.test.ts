@@ -9,7 +9,8 @@ import { ERRORS } from '../../protocol/errors.js';
 import { DISCOVER_METHOD, METHODS, type MethodName } from '../../protocol/method-table.js';
 import { startRelay, type TestRelay } from '../helpers/relay.js';
 import { WsRpc } from '../helpers/ws-client.js';
-import { figure, uniqueDir, until } from './support.js';
+import { figure, uniqueDir } from './support.js';
+import { waitFor } from '../helpers/wait.js';
 
 /**
  * The auth matrix: every method and every HTTP endpoint × {no relay token, a wrong relay token,
@@ -146,7 +147,7 @@ async function setup(t: Test): Promise<Setup> {
   t.equal(claim.claimToken, 1, 'the victim owns the task (claim token 1)');
   // The victim's pushed state is bookkeeping written a little later: let it land before the
   // snapshot the refused calls are compared against.
-  await until(() => relay.core.store.deliveries.get('victim', message.id)?.state === 'pushed', 5000, 'the message to the victim to read pushed');
+  await waitFor(() => relay.core.store.deliveries.get('victim', message.id)?.state === 'pushed', 'the message to the victim to read pushed', 5000);
   await v.close();
   await a.close();
   return { relay, ids: { task: task.id, message: message.id }, victim: { token: victim.agentToken }, attacker: { token: attacker.agentToken }, secrets };

@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import t from 'tap';
 import { startRelay } from '../helpers/relay.js';
 import { WsRpc } from '../helpers/ws-client.js';
-import { compareWindows, figure, LONG, seedFromEnv, sleep, spawnTs, uniqueDir, until, type Windows } from './support.js';
+import { compareWindows, figure, LONG, seedFromEnv, sleep, spawnTs, uniqueDir, type Windows } from './support.js';
+import { waitFor } from '../helpers/wait.js';
 
 /**
  * Fuzz: fast-check frames (fuzz-client.ts, its own process) against a relay running in this
@@ -59,7 +60,7 @@ t.test(`fuzz: ${WS_FRAMES} WebSocket frames and ${HTTP.rpc + HTTP.rest + HTTP.in
   setPriority(fuzzer.pid, 10);
   let exited = false;
   void fuzzer.exited.then(() => (exited = true));
-  await until(() => fuzzer.stdout().includes('ready') || exited, 30_000, 'the fuzzer to connect');
+  await waitFor(() => fuzzer.stdout().includes('ready') || exited, 'the fuzzer to connect', 30_000);
 
   // Alternate quiet and fuzzed windows of probe calls until the fuzzer is done.
   const windows: Windows = { quiet: [], disturbed: [] };

@@ -5,7 +5,8 @@ import { createRelayClient, type WebSocketLike } from '../../clients/index.js';
 import { CLOSE_CODES } from '../../protocol/close-codes.js';
 import { spawnRelay } from '../helpers/relay-process.js';
 import { connectAgent, type WsRpc } from '../helpers/ws-client.js';
-import { compareWindows, figure, scrape, sleep, uniqueDir, until, type Windows } from './support.js';
+import { compareWindows, figure, scrape, sleep, uniqueDir, type Windows } from './support.js';
+import { waitFor } from '../helpers/wait.js';
 
 /**
  * Slow consumer: one subscriber stops reading among 50 fast ones while a publisher sends at a
@@ -141,7 +142,7 @@ t.test('a subscriber that stops reading is cut at the backpressure limit; the ot
     (stalled as unknown as { _socket: { resume(): void } })._socket.resume();
     const resumedAt = Date.now();
     const owed = [...toSlow];
-    const caughtUp = await until(() => owed.every((id) => slowSeen.has(id)), 60_000, 'catch-up').then(() => true, () => false);
+    const caughtUp = await waitFor(() => owed.every((id) => slowSeen.has(id)), 'catch-up', 60_000).then(() => true, () => false);
     if (!caughtUp) break;
     caughtUpMs.push(Date.now() - resumedAt);
     await sleep(SETTLE_MS);
@@ -153,7 +154,7 @@ t.test('a subscriber that stops reading is cut at the backpressure limit; the ot
   window = null;
   running = false;
   await Promise.all([steady, bulkLoop]);
-  await until(() => [...toSlow].every((id) => slowSeen.has(id)), 60_000, 'the slow subscriber to catch up').catch((e: Error) => t.fail(e.message));
+  await waitFor(() => [...toSlow].every((id) => slowSeen.has(id)), 'the slow subscriber to catch up', 60_000).catch((e: Error) => t.fail(e.message));
 
   const missing = [...toSlow].filter((id) => !slowSeen.has(id)).length;
   const duplicates = slowIds.length - slowSeen.size;

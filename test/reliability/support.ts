@@ -86,13 +86,6 @@ export function seedFromEnv(): number {
 }
 
 /** Wait until `cond` holds, polling every 20 ms; throws naming `what` after `timeoutMs`. */
-export async function until(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(20);
-  }
-}
 
 export interface Proxy {
   port: number;
