@@ -1,4 +1,4 @@
-/** A token bucket: `ratePerSec` refill, at most `burst` stored. */
+/** A token bucket: `ratePerSec` refill, at most `burst` stored; full at the start unless told. */
 export class TokenBucket {
   private tokens: number;
   private lastRefill = performance.now();
@@ -6,8 +6,9 @@ export class TokenBucket {
   constructor(
     private readonly ratePerSec: number,
     private readonly burst: number,
+    initialTokens = burst,
   ) {
-    this.tokens = burst;
+    this.tokens = initialTokens;
   }
 
   /** Take one token; false when the bucket is empty (the caller is over its rate). */
@@ -49,5 +50,44 @@ export class ClientRateLimiter {
       this.buckets.set(client, bucket);
     }
     return bucket.take() ? null : bucket.secondsUntilNext();
+  }
+}
+
+/** How long an address closed for flooding gets no burst on its new connections. */
+export const FLOOD_COOLDOWN_MS = 30_000;
+/** What such a connection starts with instead of the burst. */
+export const FLOOD_RECONNECT_TOKENS = 10;
+
+/**
+ * WebSocket buckets are per connection (on a loopback relay every agent shares one address, so a
+ * per-address bucket would throttle them all together). A client closed for flooding could still
+ * reconnect for a fresh burst each time: at a 200/s rate and burst, a 4,000 frames/s flood was
+ * served about 1,500 frames/s that way (the reliability suite's rate-limit test). So a connection
+ * from an address that flooded within FLOOD_COOLDOWN_MS starts with FLOOD_RECONNECT_TOKENS
+ * instead of the burst (enough to register and make a few calls at once; the rate applies as
+ * always). Connections already open are untouched.
+ */
+export class ConnectionBuckets {
+  /** Address → when its last flooding connection was closed. */
+  private readonly flooded = new Map<string, number>();
+
+  constructor(
+    private readonly ratePerSec: number,
+    private readonly burst: number,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** The bucket for a new connection from `address`. */
+  forConnection(address: string): TokenBucket {
+    const at = this.flooded.get(address);
+    const cooling = at !== undefined && this.now() - at < FLOOD_COOLDOWN_MS;
+    if (at !== undefined && !cooling) this.flooded.delete(address);
+    return new TokenBucket(this.ratePerSec, this.burst, cooling ? Math.min(FLOOD_RECONNECT_TOKENS, this.burst) : this.burst);
+  }
+
+  /** A connection from `address` was closed for flooding. */
+  closedForFlooding(address: string): void {
+    if (this.flooded.size >= MAX_TRACKED_CLIENTS) this.flooded.clear();
+    this.flooded.set(address, this.now());
   }
 }

@@ -8,7 +8,7 @@ import { noteDisconnected } from '../domain/presence.js';
 import type { Logger } from '../logger.js';
 import { checkRequest, type RequestHeaders } from './auth.js';
 import { somethingListens } from './port-probe.js';
-import { ClientRateLimiter, TokenBucket } from './rate-limit.js';
+import { ClientRateLimiter, ConnectionBuckets } from './rate-limit.js';
 import { FairDispatch } from './fair-dispatch.js';
 import { BodyTooLarge, readBody } from './http-body.js';
 import { UwsExchange } from './http-exchange.js';
@@ -63,8 +63,13 @@ export function startTransport(deps: TransportDeps): Promise<RunningTransport> {
     );
   };
   // One connection's burst no longer runs ahead of everyone else's frames (see fair-dispatch.ts).
+  const buckets = new ConnectionBuckets(config.rateLimitPerSec, config.rateBurst);
+  const closeFlooder = (session: WsSession, reason: string) => {
+    buckets.closedForFlooding(session.remote);
+    session.close(CLOSE_CODES.rateLimited, reason);
+  };
   const fair = new FairDispatch<WsSession>(handle, FRAMES_PER_TURN, config.maxBackpressureBytes, (session) =>
-    session.close(CLOSE_CODES.rateLimited, 'rate limited: too many frames waiting; slow down and reconnect'),
+    closeFlooder(session, 'rate limited: too many frames waiting; slow down and reconnect'),
   );
   // A burst spread over several turns still shares one group commit (see WriteQueue.holdWhile).
   core.queue.holdWhile = () => fair.backlog > 0;
@@ -102,7 +107,8 @@ export function startTransport(deps: TransportDeps): Promise<RunningTransport> {
     },
 
     open: (ws) => {
-      const session = new WsSession(ws, new TokenBucket(config.rateLimitPerSec, config.rateBurst), config.maxBackpressureBytes);
+      const { remote } = ws.getUserData();
+      const session = new WsSession(ws, remote, buckets.forConnection(remote), config.maxBackpressureBytes);
       ws.getUserData().session = session;
       sockets.add(session);
       core.sessions.add(session);
@@ -114,7 +120,7 @@ export function startTransport(deps: TransportDeps): Promise<RunningTransport> {
         session.overLimit++;
         if (session.overLimit > RATE_CLOSE_AFTER) {
           // Frames admitted before the flood still waiting their turn are answered first.
-          fair.closeWhenDrained(session, () => session.close(CLOSE_CODES.rateLimited, 'rate limited: slow down and reconnect'));
+          fair.closeWhenDrained(session, () => closeFlooder(session, 'rate limited: slow down and reconnect'));
           return;
         }
         session.send(errorFrame(ERRORS.tooLarge.code, `rate limited: more than ${config.rateLimitPerSec} frames/s; slow down`));

@@ -32,6 +32,8 @@ export class WsSession implements Session {
 
   constructor(
     private readonly ws: WebSocket<SocketData>,
+    /** The client's address, as uWS reports it. */
+    readonly remote: string,
     /** The per-connection rate limit. */
     readonly rate: TokenBucket,
     /** Send buffer above which a frame is refused ('dropped': the caller cuts the slow consumer). */
