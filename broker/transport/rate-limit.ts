@@ -57,6 +57,16 @@ export class ClientRateLimiter {
 export const FLOOD_COOLDOWN_MS = 30_000;
 /** What such a connection starts with instead of the burst. */
 export const FLOOD_RECONNECT_TOKENS = 10;
+/** Refusals (-32005) a connection gets before it is closed with 4003 (a refusal is paid down by an admitted frame). */
+export const REFUSALS_BEFORE_CLOSE = 100;
+/** The same for a connection from an address closed for flooding within FLOOD_COOLDOWN_MS. */
+export const REPEAT_REFUSALS_BEFORE_CLOSE = 10;
+
+/** A new connection's rate limit: its bucket, and how many refusals it gets before it is closed. */
+export interface ConnectionLimit {
+  bucket: TokenBucket;
+  refusalsBeforeClose: number;
+}
 
 /**
  * WebSocket buckets are per connection (on a loopback relay every agent shares one address, so a
@@ -65,7 +75,10 @@ export const FLOOD_RECONNECT_TOKENS = 10;
  * served about 1,500 frames/s that way (the reliability suite's rate-limit test). So a connection
  * from an address that flooded within FLOOD_COOLDOWN_MS starts with FLOOD_RECONNECT_TOKENS
  * instead of the burst (enough to register and make a few calls at once; the rate applies as
- * always). Connections already open are untouched.
+ * always), and is closed after REPEAT_REFUSALS_BEFORE_CLOSE refusals rather than
+ * REFUSALS_BEFORE_CLOSE: each flooding reconnection costs the relay a few dozen frames, not a
+ * hundred and more, which the other connections' latency felt. Connections already open are
+ * untouched.
  */
 export class ConnectionBuckets {
   /** Address → when its last flooding connection was closed. */
@@ -77,12 +90,13 @@ export class ConnectionBuckets {
     private readonly now: () => number = Date.now,
   ) {}
 
-  /** The bucket for a new connection from `address`. */
-  forConnection(address: string): TokenBucket {
+  /** The limit for a new connection from `address`. */
+  forConnection(address: string): ConnectionLimit {
     const at = this.flooded.get(address);
     const cooling = at !== undefined && this.now() - at < FLOOD_COOLDOWN_MS;
     if (at !== undefined && !cooling) this.flooded.delete(address);
-    return new TokenBucket(this.ratePerSec, this.burst, cooling ? Math.min(FLOOD_RECONNECT_TOKENS, this.burst) : this.burst);
+    if (!cooling) return { bucket: new TokenBucket(this.ratePerSec, this.burst), refusalsBeforeClose: REFUSALS_BEFORE_CLOSE };
+    return { bucket: new TokenBucket(this.ratePerSec, this.burst, Math.min(FLOOD_RECONNECT_TOKENS, this.burst)), refusalsBeforeClose: REPEAT_REFUSALS_BEFORE_CLOSE };
   }
 
   /** A connection from `address` was closed for flooding. */

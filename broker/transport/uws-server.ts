@@ -35,7 +35,6 @@ export interface RunningTransport {
 
 // uWS closes frames over its own limit without a reply; ours is lower so most oversize frames get a JSON-RPC error.
 const UWS_PAYLOAD_HEADROOM = 4;
-const RATE_CLOSE_AFTER = 100;
 // Frames one connection may start per event-loop turn before the rest wait their turn: about a
 // millisecond of work, so a burst cannot hold up other connections for long.
 const FRAMES_PER_TURN = 32;
@@ -118,7 +117,7 @@ export function startTransport(deps: TransportDeps): Promise<RunningTransport> {
       const session = ws.getUserData().session!;
       if (!session.rate.take()) {
         session.overLimit++;
-        if (session.overLimit > RATE_CLOSE_AFTER) {
+        if (session.overLimit > session.refusalsBeforeClose) {
           // Frames admitted before the flood still waiting their turn are answered first.
           fair.closeWhenDrained(session, () => closeFlooder(session, 'rate limited: slow down and reconnect'));
           return;
