@@ -2,9 +2,10 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
+import { trackChild, untrackChild } from '../helpers/child.js';
 import { startRelay } from '../helpers/relay.js';
 import { connectAgent, WsRpc } from '../helpers/ws-client.js';
-import { expectedAgentId, hookEnv, logLines, monitorCommand, projectDir, runHook, track, untrack, type Session } from './fixtures/harness.js';
+import { expectedAgentId, hookEnv, logLines, monitorCommand, projectDir, runHook, type Session } from './fixtures/harness.js';
 import { waitFor } from '../helpers/wait.js';
 
 const LINE_WITHIN_MS = 1000;
@@ -30,7 +31,7 @@ function startMonitor(t: Test, s: Session): Monitor {
   const child = spawn('sh', ['-c', monitorCommand()], { cwd: s.cwd, env: s.env, stdio: ['ignore', 'pipe', 'pipe'] });
   const shPid = child.pid;
   if (shPid === undefined) throw new Error('monitor did not start');
-  track(shPid);
+  trackChild(shPid);
   const lines: Line[] = [];
   let partial = '';
   let err = '';
@@ -46,7 +47,7 @@ function startMonitor(t: Test, s: Session): Monitor {
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     child.once('close', (code, signal) => {
       done = true;
-      untrack(shPid);
+      untrackChild(shPid);
       resolve({ code, signal });
     }),
   );
@@ -69,7 +70,7 @@ function startMonitor(t: Test, s: Session): Monitor {
         const kids = children();
         if (kids.length !== 1) throw new Error(`expected the shell to have one child, found ${kids.length}`);
         cli = kids[0]!;
-        track(cli);
+        trackChild(cli);
       }
       return cli;
     },
@@ -97,7 +98,7 @@ async function stopMonitor(t: Test, m: Monitor): Promise<void> {
   const result = await Promise.race([m.exited, new Promise<null>((r) => setTimeout(() => r(null), 10_000))]);
   t.ok(result, `the monitor exits after SIGTERM (${Date.now() - sent} ms)`);
   t.equal(result?.code, 0, 'with exit code 0');
-  untrack(pid);
+  untrackChild(pid);
   let gone = false;
   try {
     process.kill(pid, 0);

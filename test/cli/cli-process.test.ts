@@ -4,9 +4,9 @@ import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { CONFIG_VARS } from '../../broker/config.js';
 import { EXIT } from '../../clients/cli/context.js';
 import { runCli } from '../../clients/cli/main.js';
+import { childEnv, trackChild, untrackChild } from '../helpers/child.js';
 import { startRelay, type TestRelay } from '../helpers/relay.js';
 
 /**
@@ -21,28 +21,9 @@ const BIN = join(ROOT, 'bin', 'agent-relay.js');
 /** Generous bound for anything a child should do (start-up included); not a timing assertion. */
 const WAIT_MS = 30_000;
 
-// Children still running when this process exits (a crash, a bail-out) are killed with it.
-const live = new Set<number>();
-process.once('exit', () => {
-  for (const pid of live) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
-});
-
-/** The parent's environment minus tap's loaders, relay settings and CLI settings, plus `extra`. */
-function childEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) {
-    if (k === 'NODE_OPTIONS' || k.startsWith('TAP') || k.startsWith('_TAPJS') || k.startsWith('TS_NODE') || k.startsWith('AGENT_RELAY_')) continue;
-    env[k] = v;
-  }
-  for (const v of Object.values(CONFIG_VARS)) delete env[v.env];
-  delete env.NO_COLOR;
-  return { ...env, ...extra };
+/** The parent's environment minus relay and CLI settings and NO_COLOR, plus `extra`. */
+function cliEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
+  return childEnv(extra, (k) => k.startsWith('AGENT_RELAY_') || k === 'NO_COLOR');
 }
 
 interface Exit {
@@ -65,11 +46,11 @@ class Child {
     readonly args: string[],
     env: Record<string, string>,
   ) {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: cliEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
     const pid = child.pid;
     if (pid === undefined) throw new Error('agent-relay did not start');
     this.pid = pid;
-    live.add(pid);
+    trackChild(pid);
     child.stdout.setEncoding('utf8').on('data', (s: string) => {
       const parts = (this.partial + s).split('\n');
       this.partial = parts.pop()!;
@@ -83,7 +64,7 @@ class Child {
         if (this.partial) this.lines.push(this.partial);
         this.partial = '';
         this.exit = { code, signal };
-        live.delete(pid);
+        untrackChild(pid);
         this.notify();
         resolve(this.exit);
       });

@@ -11,6 +11,7 @@ import type { Test } from 'tap';
 import { CodexBridge } from '../../adapters/codex/bridge.js';
 import { codexAgentId, loadConfig, type CodexAdapterConfig } from '../../adapters/codex/config.js';
 import { startFakeAppServer, type FakeAppServer, type FakeAppServerOptions } from '../fakes/codex-app-server.js';
+import { trackChild, untrackChild } from '../helpers/child.js';
 import { startRelay, type TestRelay } from '../helpers/relay.js';
 import { connectAgent, WsRpc } from '../helpers/ws-client.js';
 import { waitFor } from '../helpers/wait.js';
@@ -197,18 +198,16 @@ export function spawnAdapter(t: Test, env: NodeJS.ProcessEnv): ChildAdapter {
     await exited;
   };
   t.teardown(kill9);
-  trackChild(child);
+  trackUntilExit(child);
   return { child, stderr: () => err, exited, kill9 };
 }
 
-// Children still running when the test process exits (a crash, a bail-out) are killed with it.
-const liveChildren = new Set<ChildProcess>();
-let exitHook = false;
-function trackChild(child: ChildProcess): void {
-  if (!exitHook) process.once('exit', () => liveChildren.forEach((c) => c.kill('SIGKILL')));
-  exitHook = true;
-  liveChildren.add(child);
-  child.once('exit', () => liveChildren.delete(child));
+/** Kill the child with the test process if it is still running then. */
+function trackUntilExit(child: ChildProcess): void {
+  const pid = child.pid;
+  if (pid === undefined) return;
+  trackChild(pid);
+  child.once('exit', () => untrackChild(pid));
 }
 
 export interface WsProxy {

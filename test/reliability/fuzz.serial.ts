@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import t from 'tap';
 import { startRelay } from '../helpers/relay.js';
 import { WsRpc } from '../helpers/ws-client.js';
-import { compareWindows, figure, LONG, seedFromEnv, sleep, spawnTs, uniqueDir, type Windows } from './support.js';
+import { spawnTs } from '../helpers/child.js';
+import { compareWindows, figure, LONG, seedFromEnv, sleep, uniqueDir, type Windows } from './support.js';
 import { waitFor } from '../helpers/wait.js';
 
 /**

@@ -6,7 +6,8 @@ import { FLOOD_RECONNECT_TOKENS } from '../../broker/transport/rate-limit.js';
 import { spawnRelay } from '../helpers/relay-process.js';
 import { startRelay } from '../helpers/relay.js';
 import { connectAgent, WsRpc } from '../helpers/ws-client.js';
-import { compareWindows, figure, sleep, spawnTs, type TsChild, uniqueDir, type Windows } from './support.js';
+import { spawnTs, type TsChild } from '../helpers/child.js';
+import { compareWindows, figure, sleep, uniqueDir, type Windows } from './support.js';
 
 /**
  * Rate limiting: a flooding client (its own process) is limited — -32005 answers and a 4003 close

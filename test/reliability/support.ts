@@ -1,22 +1,17 @@
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { get } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import net from 'node:net';
-import { fileURLToPath } from 'node:url';
 import type { Test } from 'tap';
-import { CONFIG_VARS } from '../../broker/config.js';
 
 /**
  * Shared pieces of the reliability suite: the profile switch, figure lines, percentiles, a seeded
- * random source, a retargetable TCP proxy, Prometheus scraping and TypeScript child processes.
+ * random source, a retargetable TCP proxy and Prometheus scraping (child processes: ../helpers/child.ts).
  */
 
 /** `RELAY_LONG_TESTS=1` selects the long profile (100 kills, 1,000,000 fuzz frames, 2 h soak). */
 export const LONG = process.env.RELAY_LONG_TESTS === '1';
-
-export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 /**
  * A fresh directory for one test's database, unique to this process and removed at teardown.
@@ -159,59 +154,4 @@ export async function scrape(url: string, headers: Record<string, string> = {}):
     out.set(line.slice(0, space), Number(line.slice(space + 1)));
   }
   return out;
-}
-
-export interface TsChild {
-  pid: number;
-  /** Write to the child's stdin. */
-  send(text: string): void;
-  stdout(): string;
-  stderr(): string;
-  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  kill(signal?: NodeJS.Signals): void;
-}
-
-/**
- * Run a TypeScript file of this repository as a child process (through tsx, like the relay), with
- * the parent's environment minus tap's loaders and relay settings. Killed by pid at teardown.
- */
-export function spawnTs(t: Test, script: string, opts: { args?: string[]; env?: Record<string, string>; nodeArgs?: string[] } = {}): TsChild {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) {
-    if (k === 'NODE_OPTIONS' || k.startsWith('TAP') || k.startsWith('_TAPJS') || k.startsWith('TS_NODE')) continue;
-    env[k] = v;
-  }
-  for (const v of Object.values(CONFIG_VARS)) delete env[v.env];
-  Object.assign(env, opts.env);
-  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), '--import', 'tsx', script, ...(opts.args ?? [])], { cwd: ROOT, env, stdio: ['pipe', 'pipe', 'pipe'] });
-  child.stdin.on('error', () => undefined);
-  let out = '';
-  let err = '';
-  child.stdout.setEncoding('utf8').on('data', (s: string) => (out += s));
-  child.stderr.setEncoding('utf8').on('data', (s: string) => (err += s));
-  let done = false;
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.once('close', (code, signal) => {
-      done = true;
-      resolve({ code, signal });
-    }),
-  );
-  const kill = (signal: NodeJS.Signals = 'SIGTERM') => {
-    if (!done && child.pid !== undefined) {
-      try {
-        process.kill(child.pid, signal);
-      } catch {
-        // already gone
-      }
-    }
-  };
-  t.teardown(async () => {
-    if (done) return;
-    kill('SIGKILL');
-    await exited;
-  });
-  const send = (text: string) => {
-    if (!done) child.stdin.write(text);
-  };
-  return { pid: child.pid!, send, stdout: () => out, stderr: () => err, exited, kill };
 }

@@ -1,0 +1,121 @@
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import type { Test } from 'tap';
+import { CONFIG_VARS } from '../../broker/config.js';
+
+/** The repository root: children run from here, so relative script paths work. */
+export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+// Children still running when the test process exits (a crash, a bail-out, tap's timeout) are
+// killed with it.
+const live = new Set<number>();
+let exitHook = false;
+
+/** Kill `pid` (SIGKILL) if it is still running when this test process ends. */
+export function trackChild(pid: number): void {
+  live.add(pid);
+  if (exitHook) return;
+  exitHook = true;
+  process.once('exit', () => {
+    for (const p of live) {
+      try {
+        process.kill(p, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+  });
+}
+
+/** `pid` has exited (or is someone else's to stop now). */
+export function untrackChild(pid: number): void {
+  live.delete(pid);
+}
+
+/**
+ * The parent's environment minus tap's loaders and every relay setting (a developer's shell may
+ * set them), minus whatever `drop` names, plus `extra`.
+ */
+export function childEnv(extra: Record<string, string> = {}, drop: (key: string) => boolean = () => false): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (k === 'NODE_OPTIONS' || k.startsWith('TAP') || k.startsWith('_TAPJS') || k.startsWith('TS_NODE') || drop(k)) continue;
+    env[k] = v;
+  }
+  for (const v of Object.values(CONFIG_VARS)) delete env[v.env];
+  return { ...env, ...extra };
+}
+
+export interface ChildExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+export interface TsChild {
+  pid: number;
+  /** Write to the child's stdin. */
+  send(text: string): void;
+  /** Everything the process wrote so far. */
+  stdout(): string;
+  stderr(): string;
+  /** Resolves once the process has exited and its output is fully read. */
+  readonly exited: Promise<ChildExit>;
+  /** Send `signal` (default SIGTERM) unless the process is gone. */
+  kill(signal?: NodeJS.Signals): void;
+  /** Called with each chunk of stdout as it arrives. */
+  onStdout(fn: (chunk: string) => void): () => void;
+}
+
+/**
+ * Run a TypeScript file of this repository as a child process through tsx, like the relay, with
+ * the parent's environment minus tap's loaders and every relay setting, plus `env`. SIGKILLed by
+ * pid at teardown if still running, and when the test process exits.
+ */
+export function spawnTs(t: Test, script: string, opts: { args?: string[]; env?: Record<string, string>; nodeArgs?: string[] } = {}): TsChild {
+  const env = childEnv(opts.env);
+  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), '--import', 'tsx', script, ...(opts.args ?? [])], { cwd: ROOT, env, stdio: ['pipe', 'pipe', 'pipe'] });
+  const pid = child.pid;
+  if (pid === undefined) throw new Error(`${script} did not start`);
+  trackChild(pid);
+  child.stdin.on('error', () => undefined);
+  let out = '';
+  let err = '';
+  child.stdout.setEncoding('utf8').on('data', (s: string) => (out += s));
+  child.stderr.setEncoding('utf8').on('data', (s: string) => (err += s));
+  let done = false;
+  // 'close', not 'exit': by then stdout and stderr are fully read.
+  const exited = new Promise<ChildExit>((resolve) =>
+    child.once('close', (code, signal) => {
+      done = true;
+      untrackChild(pid);
+      resolve({ code, signal });
+    }),
+  );
+  const kill = (signal: NodeJS.Signals = 'SIGTERM') => {
+    if (done) return;
+    try {
+      process.kill(pid, signal);
+    } catch {
+      // already gone
+    }
+  };
+  t.teardown(async () => {
+    if (done) return;
+    kill('SIGKILL');
+    await exited;
+  });
+  return {
+    pid,
+    send: (text) => {
+      if (!done) child.stdin.write(text);
+    },
+    stdout: () => out,
+    stderr: () => err,
+    exited,
+    kill,
+    onStdout: (fn) => {
+      child.stdout.on('data', fn);
+      return () => child.stdout.off('data', fn);
+    },
+  };
+}
