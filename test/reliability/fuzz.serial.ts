@@ -6,7 +6,7 @@ import t from 'tap';
 import { startRelay } from '../helpers/relay.js';
 import { WsRpc } from '../helpers/ws-client.js';
 import { spawnTs } from '../helpers/child.js';
-import { compareWindows, figure, LONG, seedFromEnv, sleep, uniqueDir, type Windows } from './support.js';
+import { compareWindows, figure, LONG, probeWindow, seedFromEnv, sleep, uniqueDir, type Windows } from './support.js';
 import { waitFor } from '../helpers/wait.js';
 
 /**
@@ -67,18 +67,7 @@ t.test(`fuzz: ${WS_FRAMES} WebSocket frames and ${HTTP.rpc + HTTP.rest + HTTP.in
 
   // Alternate quiet and fuzzed windows of probe calls until the fuzzer is done.
   const windows: Windows = { quiet: [], disturbed: [] };
-  const probeOne = async (probe: WsRpc, ms: number) => {
-    const out: number[] = [];
-    const end = Date.now() + ms;
-    while (Date.now() < end) {
-      const t0 = performance.now();
-      await probe.call('agent/list', {});
-      out.push(performance.now() - t0);
-      await sleep(10);
-    }
-    return out;
-  };
-  const probeFor = async (ms: number) => (await Promise.all(probes.map((p) => probeOne(p, ms)))).flat();
+  const probeFor = (ms: number) => probeWindow(probes, ms);
   await probeFor(300);
   const started = Date.now();
   while (!exited) {

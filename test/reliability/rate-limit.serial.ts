@@ -7,7 +7,7 @@ import { spawnRelay } from '../helpers/relay-process.js';
 import { startRelay } from '../helpers/relay.js';
 import { connectAgent, WsRpc } from '../helpers/ws-client.js';
 import { spawnTs, type TsChild } from '../helpers/child.js';
-import { compareWindows, figure, sleep, uniqueDir, type Windows } from './support.js';
+import { compareWindows, figure, probeWindow, sleep, uniqueDir, type Windows } from './support.js';
 
 /**
  * Rate limiting: a flooding client (its own process) is limited — -32005 answers and a 4003 close
@@ -48,18 +48,6 @@ async function alternate(flooder: TsChild, probe: (ms: number) => Promise<number
   return { quiet, disturbed, seconds: (performance.now() - started) / 1000 };
 }
 
-async function probeWs(rpc: WsRpc, ms: number): Promise<number[]> {
-  const out: number[] = [];
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    const t0 = performance.now();
-    await rpc.call('agent/list', {});
-    out.push(performance.now() - t0);
-    await sleep(10);
-  }
-  return out;
-}
-
 async function probeHttp(port: number, from: string, ms: number): Promise<{ latencies: number[]; statuses: Record<number, number> }> {
   const agent = new Agent({ keepAlive: true, maxSockets: 1 });
   const latencies: number[] = [];
@@ -90,7 +78,7 @@ t.test('a flooding WebSocket is limited (-32005, then close 4003) without hurtin
   // its own rate limit), so a window's p99 is not just its slowest call or two.
   const bystanders = await Promise.all(Array.from({ length: BYSTANDERS }, () => WsRpc.connect(t, relay.wsUrl)));
   const flooder = spawnTs(t, 'test/reliability/flooder.ts', { args: ['ws', relay.url, '60', String(FLOOD_PER_SEC)] });
-  const windows = await alternate(flooder, async (ms) => (await Promise.all(bystanders.map((b) => probeWs(b, ms)))).flat());
+  const windows = await alternate(flooder, (ms) => probeWindow(bystanders, ms));
   const exit = await flooder.exited;
   t.equal(exit.code, 0, `the flooder ran (${flooder.stderr().trim()})`);
   const stats = JSON.parse(flooder.stdout().trim()) as { sent: number; answered: number; limited: number; closes: Record<string, number>; connections: number };

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import net from 'node:net';
 import type { Test } from 'tap';
+import type { WsRpc } from '../helpers/ws-client.js';
 
 /**
  * Shared pieces of the reliability suite: the profile switch, figure lines, percentiles, a seeded
@@ -48,6 +49,25 @@ export function percentile(samples: readonly number[], p: number): number {
 export interface Windows {
   quiet: number[][];
   disturbed: number[][];
+}
+
+/**
+ * Call agent/list on each connection every ~10 ms for `ms` (all at once; each stays far under a
+ * connection's rate limit) and return every call's round trip in ms: one window of samples.
+ */
+export async function probeWindow(probes: readonly WsRpc[], ms: number): Promise<number[]> {
+  const one = async (rpc: WsRpc) => {
+    const out: number[] = [];
+    const end = Date.now() + ms;
+    while (Date.now() < end) {
+      const t0 = performance.now();
+      await rpc.call('agent/list', {});
+      out.push(performance.now() - t0);
+      await sleep(10);
+    }
+    return out;
+  };
+  return (await Promise.all(probes.map(one))).flat();
 }
 
 /**
