@@ -4,6 +4,7 @@ import { createRelayClient, reconnectDelay, RelayClosedError, RelayDisconnectedE
 import type { Message } from '../../protocol/index.js';
 import { startRelay } from '../helpers/relay.js';
 import { connectAgent } from '../helpers/ws-client.js';
+import { startTcpProxy } from '../helpers/tcp-proxy.js';
 
 /** Resolve when `cond` holds, checking after each event of the client (bounded). */
 function until(client: RelayClient, cond: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
@@ -25,46 +26,6 @@ function until(client: RelayClient, cond: () => boolean, what: string, timeoutMs
     };
     for (const e of events) client.on(e, check);
   });
-}
-
-/**
- * A TCP proxy on 127.0.0.1 whose connections the test can cut (a network drop) and whose target
- * can move (a restarted relay on a new port, keeping the client's URL).
- */
-async function startProxy(t: Test, targetPort: number): Promise<{ port: number; cut: () => void; pause: (paused: boolean) => void; retarget: (port: number) => void }> {
-  const sockets = new Set<net.Socket>();
-  let paused = false;
-  const server = net.createServer((client) => {
-    if (paused) return client.destroy();
-    const upstream = net.connect(targetPort, '127.0.0.1');
-    sockets.add(client).add(upstream);
-    client.pipe(upstream).pipe(client);
-    const drop = () => {
-      client.destroy();
-      upstream.destroy();
-      sockets.delete(client);
-      sockets.delete(upstream);
-    };
-    client.on('error', drop).on('close', drop);
-    upstream.on('error', drop).on('close', drop);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => {
-    for (const s of sockets) s.destroy();
-    return new Promise<void>((resolve) => server.close(() => resolve()));
-  });
-  return {
-    port: (server.address() as net.AddressInfo).port,
-    cut: () => {
-      for (const s of sockets) s.destroy();
-    },
-    pause: (p) => {
-      paused = p;
-    },
-    retarget: (port) => {
-      targetPort = port;
-    },
-  };
 }
 
 function client(t: Test, opts: Parameters<typeof createRelayClient>[0]): RelayClient {
@@ -116,7 +77,7 @@ t.test('two clients talk; messages arrive as events and through the async iterat
 t.test('a relay restart loses nothing and duplicates nothing for the application', async (t) => {
   const dir = t.testdir();
   let relay = await startRelay(t, {}, { dir });
-  const proxy = await startProxy(t, relay.port);
+  const proxy = await startTcpProxy(t, relay.port);
   const alice = client(t, { url: `http://127.0.0.1:${proxy.port}`, agent: { id: 'alice' }, reconnect: { initialMs: 400, maxMs: 800 } });
   await alice.connect();
   const received: number[] = [];
@@ -145,7 +106,7 @@ t.test('a relay restart loses nothing and duplicates nothing for the application
 
 t.test('a network drop is survived; calls made meanwhile wait and then succeed', async (t) => {
   const relay = await startRelay(t);
-  const proxy = await startProxy(t, relay.port);
+  const proxy = await startTcpProxy(t, relay.port);
   const alice = client(t, { url: `http://127.0.0.1:${proxy.port}`, agent: { id: 'alice' }, reconnect: { initialMs: 200, maxMs: 400 } });
   await alice.connect();
   const received: string[] = [];
@@ -209,7 +170,7 @@ t.test('typed errors', async (t) => {
 
 t.test('calls while disconnected: fail at once, or wait bounded by the call timeout', async (t) => {
   const relay = await startRelay(t);
-  const proxy = await startProxy(t, relay.port);
+  const proxy = await startTcpProxy(t, relay.port);
   const failing = client(t, { url: `http://127.0.0.1:${proxy.port}`, agent: { id: 'f' }, whenDisconnected: 'fail', reconnect: { initialMs: 5000, maxMs: 5000 } });
   const waiting = client(t, { url: `http://127.0.0.1:${proxy.port}`, agent: { id: 'w' }, callTimeoutMs: 300, reconnect: { initialMs: 5000, maxMs: 5000 } });
   await Promise.all([failing.connect(), waiting.connect()]);
@@ -263,7 +224,7 @@ t.test('heartbeats keep lastSeen moving; close({leave}) takes the agent offline 
 t.test('observers resume the message feed by cursor across a restart', async (t) => {
   const dir = t.testdir();
   let relay = await startRelay(t, {}, { dir });
-  const proxy = await startProxy(t, relay.port);
+  const proxy = await startTcpProxy(t, relay.port);
   const watcher = client(t, { url: `http://127.0.0.1:${proxy.port}`, observe: ['messages'], reconnect: { initialMs: 400, maxMs: 800 } });
   await watcher.connect();
   const seen: string[] = [];

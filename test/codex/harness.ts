@@ -281,40 +281,6 @@ export async function startWsProxy(t: Test, target: () => string): Promise<WsPro
   };
 }
 
-/**
- * A TCP proxy on 127.0.0.1 whose target can move: a relay restarted on the same database comes
- * back on a new ephemeral port (a fixed port would sit in TIME_WAIT for a minute), and the
- * adapter keeps its URL.
- */
-export async function startTcpProxy(t: Test, targetPort: number): Promise<{ url: string; retarget: (port: number) => void }> {
-  const net = await import('node:net');
-  const sockets = new Set<import('node:net').Socket>();
-  const server = net.createServer((client) => {
-    const upstream = net.connect(targetPort, '127.0.0.1');
-    sockets.add(client).add(upstream);
-    client.pipe(upstream).pipe(client);
-    const drop = () => {
-      client.destroy();
-      upstream.destroy();
-      sockets.delete(client);
-      sockets.delete(upstream);
-    };
-    client.on('error', drop).on('close', drop);
-    upstream.on('error', drop).on('close', drop);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => {
-    for (const s of sockets) s.destroy();
-    return new Promise<void>((resolve) => server.close(() => resolve()));
-  });
-  return {
-    url: `http://127.0.0.1:${(server.address() as import('node:net').AddressInfo).port}`,
-    retarget: (port) => {
-      targetPort = port;
-    },
-  };
-}
-
 /** Release a held turn and wait (bounded) until it has ended. */
 export async function completeTurn(fake: FakeAppServer, threadId: string, timeoutMs = 8000): Promise<void> {
   const r = await within(fake.completeTurn(threadId).then(() => 'done' as const), timeoutMs, 'timeout' as const);

@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { RelayHttpClient } from '../../clients/http-client.js';
 import { startRelay } from '../helpers/relay.js';
 import { connectAgent, WsRpc } from '../helpers/ws-client.js';
-import { agentRecord, completeTurn, deliveryState, occurrences, repliesTo, settle, setup, spawnAdapter, startTcpProxy, startWsProxy, within } from './harness.js';
+import { agentRecord, completeTurn, deliveryState, occurrences, repliesTo, settle, setup, spawnAdapter, startWsProxy, within } from './harness.js';
+import { startTcpProxy } from '../helpers/tcp-proxy.js';
 import { waitFor } from '../helpers/wait.js';
 
 /**

@@ -1,4 +1,3 @@
-import net from 'node:net';
 import t, { type Test } from 'tap';
 import { chromium, type Browser, type BrowserContext, type Locator, type Page } from 'playwright-core';
 import { APPROVAL_TASK_KIND, DECISIONS, decisionOf, describeApproval } from '../../adapters/codex/approvals.js';
@@ -6,6 +5,7 @@ import type { RelayEvent, Task } from '../../protocol/index.js';
 import { startRelay, type TestRelay } from '../helpers/relay.js';
 import { connectAgent, WsRpc } from '../helpers/ws-client.js';
 import { waitFor } from '../helpers/wait.js';
+import { startTcpProxy } from '../helpers/tcp-proxy.js';
 
 /**
  * The dashboard in a real Chromium (Debian's, driven by playwright-core) against a real relay on
@@ -294,40 +294,9 @@ t.test('a Codex approval is answered from the page: Accept ends the task done wi
   t.same([consoleErrors, pageErrors], [[], []], 'no console or page error');
 });
 
-/** A TCP proxy the page connects through, so a restarted relay (on a new port) keeps the page's URL. */
-async function startProxy(t: Test): Promise<{ port: number; retarget: (port: number) => void; pause: (paused: boolean) => void }> {
-  let target = 0;
-  let paused = false;
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((client) => {
-    if (paused || target === 0) return client.destroy();
-    const upstream = net.connect(target, '127.0.0.1');
-    sockets.add(client).add(upstream);
-    client.pipe(upstream).pipe(client);
-    const drop = () => {
-      client.destroy();
-      upstream.destroy();
-      sockets.delete(client);
-      sockets.delete(upstream);
-    };
-    client.on('error', drop).on('close', drop);
-    upstream.on('error', drop).on('close', drop);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => {
-    for (const s of sockets) s.destroy();
-    return new Promise<void>((resolve) => server.close(() => resolve()));
-  });
-  return {
-    port: (server.address() as net.AddressInfo).port,
-    retarget: (port) => (target = port),
-    pause: (p) => (paused = p),
-  };
-}
-
 t.test('after a relay restart the page reconnects and catches up without a reload', async (t) => {
   const dir = t.testdir();
-  const proxy = await startProxy(t);
+  const proxy = await startTcpProxy(t);
   const origin = `http://127.0.0.1:${proxy.port}`;
   // The page's origin is the proxy's: the relay must accept it (as behind any reverse proxy).
   const overrides = { allowedOrigins: [origin] };

@@ -4,7 +4,8 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { spawnRelay, type RelayProcess } from '../helpers/relay-process.js';
-import { figure, LONG, seededRandom, seedFromEnv, sleep, startProxy, uniqueDir } from './support.js';
+import { startTcpProxy } from '../helpers/tcp-proxy.js';
+import { figure, LONG, seededRandom, seedFromEnv, sleep, uniqueDir } from './support.js';
 import { Workload } from './workload.js';
 
 /**
@@ -33,7 +34,7 @@ t.test(`SIGKILL at random moments (${KILLS} kills): nothing acknowledged is lost
   const env = { AGENT_RELAY_INTEGRATIONS: integrations, AGENT_RELAY_SYNC: 'FULL' };
 
   let relay: RelayProcess = await spawnRelay(t, { dbPath, env });
-  const proxy = await startProxy(t, relay.port);
+  const proxy = await startTcpProxy(t, relay.port);
   const load = new Workload(t, {
     url: `http://127.0.0.1:${proxy.port}`,
     integration: 'ci',

@@ -2,7 +2,6 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { get } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import net from 'node:net';
 import type { Test } from 'tap';
 import type { WsRpc } from '../helpers/ws-client.js';
 
@@ -101,55 +100,6 @@ export function seedFromEnv(): number {
 }
 
 /** Wait until `cond` holds, polling every 20 ms; throws naming `what` after `timeoutMs`. */
-
-export interface Proxy {
-  port: number;
-  /** Point new connections at another relay port (a restarted relay listens on a fresh port 0). */
-  retarget(port: number): void;
-  /** Drop every proxied connection (a network blip). */
-  cut(): void;
-  readonly connections: number;
-}
-
-/**
- * A TCP proxy on a fixed loopback port in front of a relay whose port changes on every restart.
- * Clients keep one URL; when the relay dies its upstream sockets close and so do the clients'.
- */
-export async function startProxy(t: Test, targetPort: number): Promise<Proxy> {
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((client) => {
-    client.setNoDelay(true);
-    const upstream = net.connect(targetPort, '127.0.0.1');
-    upstream.setNoDelay(true);
-    sockets.add(client).add(upstream);
-    client.pipe(upstream).pipe(client);
-    const drop = () => {
-      client.destroy();
-      upstream.destroy();
-      sockets.delete(client);
-      sockets.delete(upstream);
-    };
-    client.on('error', drop).on('close', drop);
-    upstream.on('error', drop).on('close', drop);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => {
-    for (const s of sockets) s.destroy();
-    return new Promise<void>((resolve) => server.close(() => resolve()));
-  });
-  return {
-    port: (server.address() as net.AddressInfo).port,
-    retarget: (port) => {
-      targetPort = port;
-    },
-    cut: () => {
-      for (const s of sockets) s.destroy();
-    },
-    get connections() {
-      return sockets.size / 2;
-    },
-  };
-}
 
 /**
  * Prometheus text → `name{labels}` → value (labels exactly as printed). Each scrape is one fresh
