@@ -1,7 +1,7 @@
 import Database from 'better-sqlite3';
-import t, { type Test } from 'tap';
+import t from 'tap';
 import { startRelay, type TestRelay } from '../helpers/relay.js';
-import { connectAgent, WsRpc } from '../helpers/ws-client.js';
+import { connectAgent, WsRpc, untilDisconnected } from '../helpers/ws-client.js';
 import { waitFor } from '../helpers/wait.js';
 
 /**
@@ -16,15 +16,6 @@ type States = Record<string, string>;
 async function states(rpc: WsRpc, id: number): Promise<States> {
   const r = await rpc.call('message/get', { id });
   return Object.fromEntries((r.deliveries as Array<{ agentId: string; state: string }>).map((d) => [d.agentId, d.state]));
-}
-
-async function gone(t: Test, relay: TestRelay, id: string): Promise<void> {
-  const probe = await WsRpc.connect(t, relay.wsUrl);
-  await waitFor(async () => {
-    const { agents } = await probe.call('agent/list', {});
-    return agents.find((a: { id: string }) => a.id === id)?.connected === false;
-  }, `${id} disconnected`);
-  await probe.close();
 }
 
 async function poll(relay: TestRelay, agent: { id: string; token: string }, query: string): Promise<Array<{ id: number }>> {
@@ -52,7 +43,7 @@ t.test('a resume that skips messages leaves the skipped ones queued; everything 
   const m1 = (await alice.rpc.call('message/send', { to: 'bob', body: 'one' })).message.id as number;
   await bob.rpc.until(() => bob.rpc.messages().length === 1, 3000, 'bob gets m1');
   await bob.rpc.close();
-  await gone(t, relay, 'bob');
+  await untilDisconnected(t, relay.wsUrl, 'bob');
 
   const m2 = (await alice.rpc.call('message/send', { to: 'bob', body: 'two (away)' })).message.id as number;
   const m3 = (await alice.rpc.call('message/send', { to: 'bob', body: 'three (away)' })).message.id as number;
@@ -83,7 +74,7 @@ t.test('a message sent while the agent had no socket stays queued even when live
   const before = (await alice.rpc.call('message/send', { to: 'bob', body: 'before' })).message.id as number;
   await bob.rpc.until(() => bob.rpc.messages().length === 1, 3000, 'bob gets it');
   await bob.rpc.close();
-  await gone(t, relay, 'bob');
+  await untilDisconnected(t, relay.wsUrl, 'bob');
   const away = (await alice.rpc.call('message/send', { to: 'bob', body: 'away' })).message.id as number;
   // Back without `since`: nothing is replayed, live pushes only.
   const back = await WsRpc.connect(t, relay.wsUrl);

@@ -1,7 +1,7 @@
 import t from 'tap';
 import type { Test } from 'tap';
 import { startRelay, type TestRelay } from '../helpers/relay.js';
-import { connectAgent, RpcError, WsRpc } from '../helpers/ws-client.js';
+import { connectAgent, RpcError, WsRpc, untilDisconnected } from '../helpers/ws-client.js';
 
 interface Delivery {
   messageId: number;
@@ -44,23 +44,11 @@ async function pollStates(rpc: WsRpc, id: number, cond: (s: Record<string, strin
   }
 }
 
-async function untilDisconnected(t: Test, relay: TestRelay, id: string): Promise<void> {
-  const probe = await WsRpc.connect(t, relay.wsUrl);
-  const deadline = Date.now() + 3000;
-  for (;;) {
-    const { agents } = await probe.call('agent/list', {});
-    if (agents.find((a: { id: string }) => a.id === id)?.connected === false) break;
-    if (Date.now() > deadline) throw new Error(`relay still holds a socket for ${id}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  await probe.close();
-}
-
 async function offlineAgent(t: Test, relay: TestRelay, params: Record<string, unknown>): Promise<Agent> {
   const a = await connectAgent(t, relay.wsUrl, params);
   await a.rpc.call('agent/update', { status: 'offline' });
   await a.rpc.close();
-  await untilDisconnected(t, relay, a.id);
+  await untilDisconnected(t, relay.wsUrl, a.id);
   return a;
 }
 
@@ -98,7 +86,7 @@ t.test('one fan-out message keeps a separate state for each recipient', async (t
   // Online (not swept yet) but with no live socket: it is a recipient, nothing can be pushed to it.
   const dan = await connectAgent(t, relay.wsUrl, { id: 'dan', tags: ['team'] });
   await dan.rpc.close();
-  await untilDisconnected(t, relay, 'dan');
+  await untilDisconnected(t, relay.wsUrl, 'dan');
 
   const sent = await alice.rpc.call('message/send', { to: 'tag:team', body: 'standup' });
   t.same([...sent.recipients].sort(), ['bob', 'dan']);

@@ -1,7 +1,7 @@
 import t from 'tap';
 import type { Test } from 'tap';
 import { startRelay, type TestRelay } from '../helpers/relay.js';
-import { connectAgent, RpcError, WsRpc } from '../helpers/ws-client.js';
+import { connectAgent, RpcError, WsRpc, untilDisconnected } from '../helpers/ws-client.js';
 
 type Agent = Awaited<ReturnType<typeof connectAgent>>;
 
@@ -17,26 +17,13 @@ async function rpcError(t: Test, p: Promise<unknown>): Promise<RpcError> {
   throw new Error('call unexpectedly succeeded');
 }
 
-/** Wait until the relay reports the agent's socket gone (agent/list `connected: false`). */
-async function untilDisconnected(t: Test, relay: TestRelay, id: string): Promise<void> {
-  const probe = await WsRpc.connect(t, relay.wsUrl);
-  const deadline = Date.now() + 3000;
-  for (;;) {
-    const { agents } = await probe.call('agent/list', {});
-    if (agents.find((a: { id: string }) => a.id === id)?.connected === false) break;
-    if (Date.now() > deadline) throw new Error(`relay still holds a socket for ${id}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  await probe.close();
-}
-
 /** Register an agent, then take it offline and drop its socket. */
 async function offlineAgent(t: Test, relay: TestRelay, params: Record<string, unknown>): Promise<Agent> {
   const a = await connectAgent(t, relay.wsUrl, params);
   const r = await a.rpc.call('agent/update', { status: 'offline' });
   t.equal(r.agent.status, 'offline', `${a.id} is offline`);
   await a.rpc.close();
-  await untilDisconnected(t, relay, a.id);
+  await untilDisconnected(t, relay.wsUrl, a.id);
   return a;
 }
 

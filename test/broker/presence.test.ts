@@ -1,18 +1,7 @@
 import t from 'tap';
 import { startRelay } from '../helpers/relay.js';
-import { connectAgent, RpcError, WsRpc } from '../helpers/ws-client.js';
+import { connectAgent, rpcErrorOf, WsRpc } from '../helpers/ws-client.js';
 import { waitFor } from '../helpers/wait.js';
-
-/** The RpcError a call fails with; fails the test if the call succeeds. */
-async function rpcError(p: Promise<unknown>): Promise<RpcError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof RpcError) return err;
-    throw err;
-  }
-  throw new Error('expected the call to fail with a JSON-RPC error, but it succeeded');
-}
 
 const TTL = 300;
 const FAST = { staleTtlMs: TTL, presenceIntervalMs: 50 };
@@ -113,9 +102,9 @@ t.test('heartbeats over a connection the agent does not hold keep it online', as
   await Promise.all([hb.rpc.close(), control.rpc.close()]);
   const start = Date.now();
 
-  const bad = await rpcError(observer.call('agent/heartbeat', { agentId: 'hb', agentToken: 'not-the-token' }));
+  const bad = await rpcErrorOf(observer.call('agent/heartbeat', { agentId: 'hb', agentToken: 'not-the-token' }));
   t.equal(bad.code, -32001, 'a wrong token is refused');
-  t.equal((await rpcError(observer.call('agent/heartbeat', {}))).code, -32004, 'an observer without credentials is not an agent');
+  t.equal((await rpcErrorOf(observer.call('agent/heartbeat', {}))).code, -32004, 'an observer without credentials is not an agent');
 
   let beats = 0;
   let stop = false;
@@ -195,8 +184,8 @@ t.test('re-registering an existing id needs its agentToken', async (t) => {
   t.ok(first.token.length >= 16, 'the token is not trivially short');
 
   const intruder = await WsRpc.connect(t, relay.wsUrl);
-  t.equal((await rpcError(intruder.call('agent/register', { id: 'dup' }))).code, -32001, 'no token: unauthorized');
-  t.equal((await rpcError(intruder.call('agent/register', { id: 'dup', agentToken: 'wrong-token' }))).code, -32001, 'wrong token: unauthorized');
+  t.equal((await rpcErrorOf(intruder.call('agent/register', { id: 'dup' }))).code, -32001, 'no token: unauthorized');
+  t.equal((await rpcErrorOf(intruder.call('agent/register', { id: 'dup', agentToken: 'wrong-token' }))).code, -32001, 'wrong token: unauthorized');
   // The refused attempts did not take over the live connection.
   t.equal(first.rpc.closeCode, null);
   const ping = await intruder.call('message/send', { to: 'dup', body: 'still yours?', from: 'ext:test' });

@@ -1,17 +1,6 @@
 import t from 'tap';
 import { startRelay } from '../helpers/relay.js';
-import { connectAgent, RpcError, WsRpc } from '../helpers/ws-client.js';
-
-/** The RpcError a call fails with; fails the test if the call succeeds. */
-async function rpcError(p: Promise<unknown>): Promise<RpcError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof RpcError) return err;
-    throw err;
-  }
-  throw new Error('expected the call to fail with a JSON-RPC error, but it succeeded');
-}
+import { connectAgent, RpcError, rpcErrorOf, WsRpc } from '../helpers/ws-client.js';
 
 const kinds = (events: Array<{ kind: string }>) => events.map((e) => e.kind);
 
@@ -59,12 +48,12 @@ t.test('of 20 concurrent claimers exactly one wins and a released-then-reclaimed
   t.equal(reclaim.claimToken, 2, 'the second claim is attempt 2');
   t.equal(reclaim.task.claimedBy, second.id);
 
-  const stale = await rpcError(winner.agent.rpc.call('task/update', { id: task.id, claimToken: 1, status: 'done' }));
+  const stale = await rpcErrorOf(winner.agent.rpc.call('task/update', { id: task.id, claimToken: 1, status: 'done' }));
   t.equal(stale.code, -32006, 'the first owner token is stale');
   t.equal(stale.error.data?.owner, second.id);
-  const staleRelease = await rpcError(winner.agent.rpc.call('task/release', { id: task.id, claimToken: 1 }));
+  const staleRelease = await rpcErrorOf(winner.agent.rpc.call('task/release', { id: task.id, claimToken: 1 }));
   t.equal(staleRelease.code, -32006, 'a stale token cannot release either');
-  const staleOwn = await rpcError(second.rpc.call('task/update', { id: task.id, claimToken: 1, progress: 5 }));
+  const staleOwn = await rpcErrorOf(second.rpc.call('task/update', { id: task.id, claimToken: 1, progress: 5 }));
   t.equal(staleOwn.code, -32006, 'even the current owner cannot use the old attempt number');
 
   const ok = await second.rpc.call('task/update', { id: task.id, claimToken: 2, status: 'in_progress', progress: 20 });
@@ -105,18 +94,18 @@ t.test('a claimable message creates a task that message/claim claims', async (t)
   t.equal(claimed.task.claimedBy, 'bob');
   t.equal(claimed.task.status, 'claimed');
 
-  const taken = await rpcError(alice.rpc.call('message/claim', { id: sent.message.id }));
+  const taken = await rpcErrorOf(alice.rpc.call('message/claim', { id: sent.message.id }));
   t.equal(taken.code, -32003);
   t.equal(taken.error.data?.owner, 'bob');
 
   const plain = await alice.rpc.call('message/send', { to: 'bob', body: 'just chatting' });
   t.equal(plain.message.taskId, null);
   t.equal(plain.task, undefined);
-  t.equal((await rpcError(bob.rpc.call('message/claim', { id: plain.message.id }))).code, -32003, 'a plain message is not claimable');
-  t.equal((await rpcError(bob.rpc.call('message/claim', { id: 999999 }))).code, -32002, 'an unknown message is not found');
+  t.equal((await rpcErrorOf(bob.rpc.call('message/claim', { id: plain.message.id }))).code, -32003, 'a plain message is not claimable');
+  t.equal((await rpcErrorOf(bob.rpc.call('message/claim', { id: 999999 }))).code, -32002, 'an unknown message is not found');
 
   const observer = await WsRpc.connect(t, relay.wsUrl);
-  t.equal((await rpcError(observer.call('message/claim', { id: sent.message.id }))).code, -32004, 'an observer cannot claim');
+  t.equal((await rpcErrorOf(observer.call('message/claim', { id: sent.message.id }))).code, -32004, 'an observer cannot claim');
 });
 
 t.test('task lifecycle rules are enforced from open to done', async (t) => {
@@ -126,27 +115,27 @@ t.test('task lifecycle rules are enforced from open to done', async (t) => {
   const observer = await WsRpc.connect(t, relay.wsUrl);
   const { task } = await observer.call('task/create', { title: 'ship it', target: 'owner', from: 'ext:ci' });
 
-  const openUpdate = await rpcError(owner.rpc.call('task/update', { id: task.id, status: 'in_progress' }));
+  const openUpdate = await rpcErrorOf(owner.rpc.call('task/update', { id: task.id, status: 'in_progress' }));
   t.equal(openUpdate.code, -32003, 'an open task cannot be updated before it is claimed');
   t.equal(openUpdate.error.data?.status, 'open');
-  t.equal((await rpcError(owner.rpc.call('task/release', { id: task.id }))).code, -32003, 'an open task cannot be released');
-  t.equal((await rpcError(owner.rpc.call('task/update', { id: 424242, status: 'in_progress' }))).code, -32002, 'an unknown task is not found');
+  t.equal((await rpcErrorOf(owner.rpc.call('task/release', { id: task.id }))).code, -32003, 'an open task cannot be released');
+  t.equal((await rpcErrorOf(owner.rpc.call('task/update', { id: 424242, status: 'in_progress' }))).code, -32002, 'an unknown task is not found');
 
   const { claimToken } = await owner.rpc.call('task/claim', { id: task.id });
   t.equal(claimToken, 1);
 
-  const noToken = await rpcError(owner.rpc.call('task/update', { id: task.id, status: 'in_progress' }));
+  const noToken = await rpcErrorOf(owner.rpc.call('task/update', { id: task.id, status: 'in_progress' }));
   t.equal(noToken.code, -32602, 'the owner must carry its claimToken');
   t.match(noToken.message, /claimToken/);
 
-  const intruder = await rpcError(other.rpc.call('task/update', { id: task.id, claimToken, status: 'done' }));
+  const intruder = await rpcErrorOf(other.rpc.call('task/update', { id: task.id, claimToken, status: 'done' }));
   t.equal(intruder.code, -32003, 'a non-owner agent cannot update, even with the token');
   t.equal(intruder.error.data?.owner, 'owner');
-  const intruderNoToken = await rpcError(other.rpc.call('task/update', { id: task.id, status: 'in_progress' }));
+  const intruderNoToken = await rpcErrorOf(other.rpc.call('task/update', { id: task.id, status: 'in_progress' }));
   t.equal(intruderNoToken.code, -32003);
   t.equal(intruderNoToken.error.data?.owner, 'owner');
-  t.equal((await rpcError(other.rpc.call('task/release', { id: task.id, claimToken }))).code, -32003, 'a non-owner agent cannot release');
-  const observerUpdate = await rpcError(observer.call('task/update', { id: task.id, claimToken, status: 'done' }));
+  t.equal((await rpcErrorOf(other.rpc.call('task/release', { id: task.id, claimToken }))).code, -32003, 'a non-owner agent cannot release');
+  const observerUpdate = await rpcErrorOf(observer.call('task/update', { id: task.id, claimToken, status: 'done' }));
   t.equal(observerUpdate.code, -32003, 'an observer cannot drive a claimed task with a guessed token');
   t.equal((await observer.call('task/get', { id: task.id })).task.status, 'claimed', 'refused updates changed nothing');
 
@@ -166,13 +155,13 @@ t.test('task lifecycle rules are enforced from open to done', async (t) => {
   t.type(p4.task.closedAt, 'number');
   t.equal(p4.task.claimedBy, 'owner');
 
-  const after = await rpcError(owner.rpc.call('task/update', { id: task.id, claimToken, progress: 50 }));
+  const after = await rpcErrorOf(owner.rpc.call('task/update', { id: task.id, claimToken, progress: 50 }));
   t.equal(after.code, -32003, 'a terminal task cannot be updated');
   t.equal(after.error.data?.status, 'done');
-  t.equal((await rpcError(owner.rpc.call('task/update', { id: task.id, claimToken, status: 'failed' }))).code, -32003, 'a terminal status is final');
-  t.equal((await rpcError(observer.call('task/update', { id: task.id, status: 'canceled' }))).code, -32003, 'a done task cannot be canceled');
-  t.equal((await rpcError(owner.rpc.call('task/release', { id: task.id, claimToken }))).code, -32003, 'a done task cannot be released');
-  const reclaim = await rpcError(other.rpc.call('task/claim', { id: task.id }));
+  t.equal((await rpcErrorOf(owner.rpc.call('task/update', { id: task.id, claimToken, status: 'failed' }))).code, -32003, 'a terminal status is final');
+  t.equal((await rpcErrorOf(observer.call('task/update', { id: task.id, status: 'canceled' }))).code, -32003, 'a done task cannot be canceled');
+  t.equal((await rpcErrorOf(owner.rpc.call('task/release', { id: task.id, claimToken }))).code, -32003, 'a done task cannot be released');
+  const reclaim = await rpcErrorOf(other.rpc.call('task/claim', { id: task.id }));
   t.equal(reclaim.code, -32003, 'a done task cannot be claimed');
   t.equal(reclaim.error.data?.status, 'done');
 
@@ -188,7 +177,7 @@ t.test('task lifecycle rules are enforced from open to done', async (t) => {
   t.equal(got.events[5].agentId, 'owner');
   const ids = got.events.map((e: any) => e.id);
   t.same(ids, [...ids].sort((a: number, b: number) => a - b), 'events come in order');
-  t.equal((await rpcError(observer.call('task/get', { id: 424242 }))).code, -32002);
+  t.equal((await rpcErrorOf(observer.call('task/get', { id: 424242 }))).code, -32002);
 });
 
 t.test('observers, which have no registration, can cancel open and claimed tasks', async (t) => {
@@ -205,7 +194,7 @@ t.test('observers, which have no registration, can cancel open and claimed tasks
   const { claimToken } = await owner.rpc.call('task/claim', { id: b.id });
   const canceledClaimed = await observer.call('task/update', { id: b.id, status: 'canceled' });
   t.equal(canceledClaimed.task.status, 'canceled');
-  const stale = await rpcError(owner.rpc.call('task/update', { id: b.id, claimToken, status: 'done' }));
+  const stale = await rpcErrorOf(owner.rpc.call('task/update', { id: b.id, claimToken, status: 'done' }));
   t.equal(stale.code, -32003, 'the owner cannot finish a canceled task');
   t.equal(stale.error.data?.status, 'canceled');
 

@@ -1,17 +1,6 @@
 import t from 'tap';
 import { startRelay } from '../helpers/relay.js';
-import { connectAgent, RpcError, WsRpc } from '../helpers/ws-client.js';
-
-/** The RpcError a call fails with; fails the test if the call succeeds. */
-async function rpcError(p: Promise<unknown>): Promise<RpcError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof RpcError) return err;
-    throw err;
-  }
-  throw new Error('expected the call to fail with a JSON-RPC error, but it succeeded');
-}
+import { connectAgent, rpcErrorOf, WsRpc } from '../helpers/ws-client.js';
 
 const range = (n: number) => Array.from({ length: n }, (_, i) => i + 1);
 
@@ -147,16 +136,16 @@ t.test('action resolve closes the open task as done', async (t) => {
   t.equal(ev.length, 1);
   t.equal(ev[0].agentId, 'oncall');
   t.equal(ev[0].data.status, 'done');
-  const late = await rpcError(oncall.rpc.call('task/update', { id: second.task.id, claimToken, progress: 80 }));
+  const late = await rpcErrorOf(oncall.rpc.call('task/update', { id: second.task.id, claimToken, progress: 80 }));
   t.equal(late.code, -32003, 'the owner of a resolved task cannot update it');
 
-  const none = await rpcError(observer.call('task/create', { ...params, action: 'resolve' }));
+  const none = await rpcErrorOf(observer.call('task/create', { ...params, action: 'resolve' }));
   t.equal(none.code, -32002, 'resolving with no open task is not found');
   const otherSource = await observer.call('task/create', { ...params, source: 'other' });
   t.equal(otherSource.created, true);
-  t.equal((await rpcError(observer.call('task/create', { ...params, action: 'resolve' }))).code, -32002, 'resolve only matches its own source');
+  t.equal((await rpcErrorOf(observer.call('task/create', { ...params, action: 'resolve' }))).code, -32002, 'resolve only matches its own source');
   t.equal((await observer.call('task/get', { id: otherSource.task.id })).task.status, 'open', 'the other source task is untouched');
-  const noKey = await rpcError(observer.call('task/create', { title: 'x', target: 'oncall', source: 'sentry', action: 'resolve' }));
+  const noKey = await rpcErrorOf(observer.call('task/create', { title: 'x', target: 'oncall', source: 'sentry', action: 'resolve' }));
   t.equal(noKey.code, -32602, 'resolve needs a dedupeKey');
   t.match(noKey.message, /dedupeKey/);
   t.equal((await observer.call('task/list', {})).tasks.length, 3, 'failed resolves created nothing');

@@ -1,5 +1,6 @@
 import WebSocket from 'ws';
 import type { Test } from 'tap';
+import { waitFor } from './wait.js';
 
 export interface RpcErrorBody {
   code: number;
@@ -141,4 +142,25 @@ export async function connectAgent(
   const rpc = await WsRpc.connect(t, url);
   const r = await rpc.call('agent/register', params);
   return { rpc, id: r.agent.id, token: r.agentToken, cursor: r.cursor };
+}
+
+/** The RpcError a call fails with; throws (failing the test) if the call succeeds. */
+export async function rpcErrorOf(p: Promise<unknown>): Promise<RpcError> {
+  try {
+    await p;
+  } catch (err) {
+    if (err instanceof RpcError) return err;
+    throw err;
+  }
+  throw new Error('expected the call to fail with a JSON-RPC error, but it succeeded');
+}
+
+/** Wait until the relay reports the agent's socket gone (agent/list `connected: false`). */
+export async function untilDisconnected(t: Test, wsUrl: string, id: string): Promise<void> {
+  const probe = await WsRpc.connect(t, wsUrl);
+  await waitFor(async () => {
+    const { agents } = await probe.call('agent/list', {});
+    return agents.find((a: { id: string }) => a.id === id)?.connected === false;
+  }, `the relay to drop ${id}'s socket`);
+  await probe.close();
 }

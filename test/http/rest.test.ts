@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import t, { type Test } from 'tap';
 import { ERRORS } from '../../protocol/errors.js';
 import { ManualClock, startRelay, type TestRelay } from '../helpers/relay.js';
-import { connectAgent, RpcError, WsRpc } from '../helpers/ws-client.js';
+import { connectAgent, rpcErrorOf, WsRpc } from '../helpers/ws-client.js';
 
 /**
  * The REST surface of PROTOCOL.md ("HTTP adapters") over real HTTP against an in-process relay:
@@ -75,16 +75,6 @@ async function register(t: Test, relay: TestRelay, params: Record<string, unknow
   const res = await api(relay, 'POST', '/api/agents', { body: params });
   t.equal(res.status < 300, true, `POST /api/agents ${JSON.stringify(params)} succeeds (${res.status})`);
   return { id: res.body.agent.id, token: res.body.agentToken, res };
-}
-
-async function rpcError(p: Promise<unknown>): Promise<RpcError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof RpcError) return err;
-    throw err;
-  }
-  throw new Error('expected the call to fail with a JSON-RPC error, but it succeeded');
 }
 
 /** Re-read until `cond` holds (delivery states and callbacks are written after the answer); bounded. */
@@ -307,7 +297,7 @@ t.test('claimable messages: claim over REST, and a second claimer gets 409 namin
   const lost = await api(relay, 'POST', `/api/messages/${id}/claim`, { as: dave });
   expectHttpError(t, lost, 409, ERRORS.conflict.code, 'a second claimer over REST', /carol/);
   t.equal(lost.body.error.data?.owner, 'carol', 'data.owner names the holder');
-  const wsLost = await rpcError(bob.rpc.call('message/claim', { id }));
+  const wsLost = await rpcErrorOf(bob.rpc.call('message/claim', { id }));
   t.equal(wsLost.code, ERRORS.conflict.code, 'a WebSocket claimer gets the same -32003');
   t.same(wsLost.error, lost.body.error, 'with the same error body as REST');
   t.equal((await api(relay, 'GET', `/api/tasks/${sent.body.task.id}`)).body.task.claimedBy, 'carol', 'the losers changed nothing');
@@ -371,7 +361,7 @@ t.test('tasks: create, dedupe, list, get, claim, update, release and events over
   const lost = await api(relay, 'POST', `/api/tasks/${task.id}/claim`, { as: dave });
   expectHttpError(t, lost, 409, ERRORS.conflict.code, 'a second claimer', /already claimed by carol/);
   t.equal(lost.body.error.data?.owner, 'carol', 'data.owner names the holder');
-  const wsLost = await rpcError(bob.rpc.call('task/claim', { id: task.id }));
+  const wsLost = await rpcErrorOf(bob.rpc.call('task/claim', { id: task.id }));
   t.same(wsLost.error, lost.body.error, 'a WebSocket claimer gets the same error');
   expectHttpError(t, await api(relay, 'POST', `/api/tasks/${task.id}/claim`), 401, ERRORS.unauthorized.code, 'claim without X-Agent-Token', /X-Agent-Token/i);
   expectHttpError(t, await api(relay, 'POST', '/api/tasks/999/claim', { as: dave }), 404, ERRORS.notFound.code, 'claim an unknown task', /999/);
