@@ -86,26 +86,13 @@ export function handleStream(ex: HttpExchange, core: RelayCore, opts: SseOptions
     stream.write('retry: 2000\n\n');
     // Backlog, attach and subscribe in one synchronous step: nothing committed meanwhile slips between.
     core.sessions.add(session);
+    const newest = core.store.messages.maxId();
     if (agentId) {
       core.sessions.attach(session, agentId);
-      core.notifier.pushes.attached(agentId, session, since ?? core.store.messages.maxId());
-      if (since !== undefined) {
-        let cursor = since;
-        for (;;) {
-          const page = core.inbox(agentId, { since: cursor, limit: 1000, unread: false, channel: null, threadId: null });
-          core.notifier.backlog(session, page, agentId);
-          if (page.length < 1000) break;
-          cursor = page.at(-1)!.id;
-        }
-      }
+      core.notifier.pushes.attached(agentId, session, since ?? newest);
+      if (since !== undefined) core.replayBacklog(session, agentId, since, newest);
     } else if (since !== undefined && topics.includes('messages')) {
-      let cursor = since;
-      for (;;) {
-        const page = core.store.messages.all({ since: cursor, limit: 1000, channel: null, threadId: null });
-        core.notifier.backlog(session, page, null);
-        if (page.length < 1000) break;
-        cursor = page.at(-1)!.id;
-      }
+      core.replayBacklog(session, null, since, newest);
     }
     core.sessions.subscribe(session, topics);
     const s = session;

@@ -8,7 +8,7 @@ import type { SqliteStore } from '../store/store.js';
 import { WriteQueue, type OnCommit } from '../store/write-queue.js';
 import type { CallContext } from './context.js';
 import { Notifier } from './notifier.js';
-import type { Clock } from './ports.js';
+import type { Clock, Session } from './ports.js';
 import { resolveTarget, UnknownAgentError, type Route } from './routing.js';
 import { SessionRegistry } from './sessions.js';
 import { verifyToken } from './tokens.js';
@@ -17,6 +17,12 @@ import { verifyToken } from './tokens.js';
  * The relay's state and the operations several handlers share. Agents are cached in memory
  * (routing and listing read the cache, never the database); the cache changes only after commit.
  */
+/**
+ * Rows read per backlog page. Small, because a backlog stops at the session's backpressure limit:
+ * a page of 1,000 large messages read tens of megabytes to send one.
+ */
+const BACKLOG_PAGE = 100;
+
 export class RelayCore {
   readonly queue: WriteQueue;
   readonly sessions = new SessionRegistry();
@@ -64,6 +70,25 @@ export class RelayCore {
     return f.unread
       ? this.store.messages.inbox(agentId, { ...f, floor, unread: true, readThrough: this.store.deliveries.readThrough(agentId) })
       : this.store.messages.inbox(agentId, { ...f, floor, unread: false });
+  }
+
+  /**
+   * Push the committed messages in (since, upTo] to a session that has just attached, in id order,
+   * before its live pushes: the agent's inbox, or every message for an observer (agentId null).
+   * Stops once the session closes: a write past its backpressure limit cuts it, and the client
+   * resumes from the last id it got.
+   */
+  replayBacklog(session: Session, agentId: string | null, since: number, upTo: number): void {
+    let cursor = since;
+    while (!session.closed && cursor < upTo) {
+      const filter = { since: cursor, limit: BACKLOG_PAGE, channel: null, threadId: null };
+      const page = agentId ? this.inbox(agentId, { ...filter, unread: false }) : this.store.messages.all(filter);
+      const inRange = page.filter((m) => m.id <= upTo);
+      if (inRange.length === 0) break;
+      this.notifier.backlog(session, inRange, agentId);
+      cursor = inRange.at(-1)!.id;
+      if (page.length < BACKLOG_PAGE) break;
+    }
   }
 
   /** The calling agent's id, or -32004 when the call needs an identity it does not have. */

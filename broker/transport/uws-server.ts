@@ -115,9 +115,9 @@ export function startTransport(deps: TransportDeps): Promise<RunningTransport> {
 
     message: (ws, message, isBinary) => {
       const session = ws.getUserData().session!;
-      if (!session.rate.take()) {
+      if (!session.limit.bucket.take()) {
         session.overLimit++;
-        if (session.overLimit > session.refusalsBeforeClose) {
+        if (session.overLimit > session.limit.refusalsBeforeClose) {
           // Frames admitted before the flood still waiting their turn are answered first.
           fair.closeWhenDrained(session, () => closeFlooder(session, 'rate limited: slow down and reconnect'));
           return;

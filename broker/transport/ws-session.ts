@@ -1,7 +1,7 @@
 import type { WebSocket } from 'uWebSockets.js';
 import { CLOSE_CODES, type StreamTopic } from '../../protocol/index.js';
 import type { SendResult, Session } from '../domain/ports.js';
-import type { ConnectionLimit, TokenBucket } from './rate-limit.js';
+import type { ConnectionLimit } from './rate-limit.js';
 
 /** Per-socket state kept in uWS user data. */
 export interface SocketData {
@@ -18,11 +18,8 @@ export class WsSession implements Session {
   agentId: string | null = null;
   readonly topics = new Set<StreamTopic>();
   closed = false;
-  /** The per-connection rate limit. */
-  readonly rate: TokenBucket;
-  /** Refused frames not yet paid down by admitted ones: past refusalsBeforeClose the socket is closed. */
+  /** Refused frames not yet paid down by admitted ones: past limit.refusalsBeforeClose the socket is closed. */
   overLimit = 0;
-  readonly refusalsBeforeClose: number;
 
   /**
    * Frames written during the current turn. They leave together, in one corked write, once the
@@ -38,13 +35,10 @@ export class WsSession implements Session {
     /** The client's address, as uWS reports it. */
     readonly remote: string,
     /** The per-connection rate limit, and how many refusals it gets before it is closed. */
-    limit: ConnectionLimit,
+    readonly limit: ConnectionLimit,
     /** Send buffer above which a frame is refused ('dropped': the caller cuts the slow consumer). */
     private readonly maxBackpressure: number,
-  ) {
-    this.rate = limit.bucket;
-    this.refusalsBeforeClose = limit.refusalsBeforeClose;
-  }
+  ) {}
 
   send(frame: string): SendResult {
     if (this.closed) return 'ok';

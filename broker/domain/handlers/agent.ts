@@ -69,32 +69,11 @@ export async function register(core: RelayCore, ctx: CallContext, p: AgentRegist
       const session = ctx.session;
       if (!session || !core.sessions.attach(session, id)) return;
       core.notifier.pushes.attached(id, session, p.since ?? cursor);
-      if (p.since !== undefined) sendBacklog(core, id, p.since, cursor);
+      if (p.since !== undefined) core.replayBacklog(session, id, p.since, cursor);
     });
     return { agent, token, cursor, created: !existing };
   });
   return { agent: core.wireAgent(agent), agentToken: token, cursor, created };
-}
-
-/**
- * Rows read per backlog page. Small, because a backlog stops at the socket's backpressure limit
- * (the client resumes from its cursor): a page of 1,000 large messages read tens of megabytes to
- * send one.
- */
-const BACKLOG_PAGE = 100;
-
-/** Push an agent's missed messages (since < id ≤ upTo), in order, in pages, until the socket is full. */
-function sendBacklog(core: RelayCore, agentId: string, since: number, upTo: number): void {
-  const session = core.sessions.forAgent(agentId);
-  let cursor = since;
-  while (session && !session.closed && cursor < upTo) {
-    const page = core.inbox(agentId, { since: cursor, limit: BACKLOG_PAGE, unread: false, channel: null, threadId: null });
-    const inRange = page.filter((m) => m.id <= upTo);
-    if (inRange.length === 0) break;
-    core.notifier.backlog(session, inRange, agentId);
-    cursor = inRange.at(-1)!.id;
-    if (page.length < BACKLOG_PAGE) break;
-  }
 }
 
 export async function update(core: RelayCore, ctx: CallContext, p: AgentUpdateParams): Promise<AgentUpdateResult> {
