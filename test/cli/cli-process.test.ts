@@ -3,10 +3,9 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { EXIT } from '../../clients/cli/context.js';
 import { runCli } from '../../clients/cli/main.js';
-import { childEnv, trackChild, untrackChild } from '../helpers/child.js';
+import { childEnv, ROOT, trackChild, untrackChild } from '../helpers/child.js';
 import { startRelay, type TestRelay } from '../helpers/relay.js';
 
 /**
@@ -16,7 +15,6 @@ import { startRelay, type TestRelay } from '../helpers/relay.js';
  * each costs most of a second.
  */
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const BIN = join(ROOT, 'bin', 'agent-relay.js');
 /** Generous bound for anything a child should do (start-up included); not a timing assertion. */
 const WAIT_MS = 30_000;

@@ -6,17 +6,16 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { Test } from 'tap';
 import { CodexBridge } from '../../adapters/codex/bridge.js';
 import { codexAgentId, loadConfig, type CodexAdapterConfig } from '../../adapters/codex/config.js';
 import { startFakeAppServer, type FakeAppServer, type FakeAppServerOptions } from '../fakes/codex-app-server.js';
-import { trackChild, untrackChild } from '../helpers/child.js';
+import { ROOT, trackChild, untrackChild } from '../helpers/child.js';
 import { startRelay, type TestRelay } from '../helpers/relay.js';
 import { connectAgent, WsRpc } from '../helpers/ws-client.js';
 import { waitFor } from '../helpers/wait.js';
 
-export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+export { ROOT };
 
 /** Poll `cond` every 20 ms until it holds; fail after `timeoutMs` naming `what`. */
 

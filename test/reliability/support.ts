@@ -7,7 +7,8 @@ import type { WsRpc } from '../helpers/ws-client.js';
 
 /**
  * Shared pieces of the reliability suite: the profile switch, figure lines, percentiles, a seeded
- * random source, a retargetable TCP proxy and Prometheus scraping (child processes: ../helpers/child.ts).
+ * random source, latency probe windows and Prometheus scraping (child processes and the TCP proxy:
+ * ../helpers/).
  */
 
 /** `RELAY_LONG_TESTS=1` selects the long profile (100 kills, 1,000,000 fuzz frames, 2 h soak). */
