@@ -1,3 +1,5 @@
+import { homedir } from 'node:os';
+import { join } from 'node:path';
 import { z } from 'zod';
 
 const bool = z
@@ -13,7 +15,8 @@ const csv = z.string().transform((s) => s.split(',').map((x) => x.trim()).filter
 export const CONFIG_VARS = {
   host: { env: 'AGENT_RELAY_HOST', schema: z.string().min(1), default: '127.0.0.1', doc: 'Address to bind. Non-loopback needs AGENT_RELAY_TOKEN (or --insecure).' },
   port: { env: 'AGENT_RELAY_PORT', schema: int(0, 65535), default: '4850', doc: 'TCP port (0 picks a free one).' },
-  dbPath: { env: 'AGENT_RELAY_DB', schema: z.string().min(1), default: './data/relay.db', doc: 'SQLite database file (created with its folder).' },
+  home: { env: 'AGENT_RELAY_HOME', schema: z.string().min(1).transform(expandHome), default: '~/.agent-relay', doc: 'Folder of the relay’s own files: the database by default, and the CLI’s and hooks’ agent tokens.' },
+  dbPath: { env: 'AGENT_RELAY_DB', schema: z.string().min(1), default: undefined, doc: 'SQLite database file (created with its folder); default `$AGENT_RELAY_HOME/relay.db`.' },
   token: { env: 'AGENT_RELAY_TOKEN', schema: z.string().min(16, 'must be at least 16 characters').optional(), default: undefined, doc: 'Relay token every connection and HTTP request must carry as a bearer.' },
   sync: { env: 'AGENT_RELAY_SYNC', schema: z.enum(['FULL', 'NORMAL']), default: 'FULL', doc: 'PRAGMA synchronous. FULL: an acknowledged write survives power loss.' },
   integrationsPath: { env: 'AGENT_RELAY_INTEGRATIONS', schema: z.string().min(1).optional(), default: undefined, doc: 'JSON file of webhook integrations.' },
@@ -63,6 +66,8 @@ export function loadConfig(env: NodeJS.ProcessEnv, overrides: Partial<RelayConfi
     }
     out[key] = parsed.data;
   }
+  // One default location for the checkout, a global install and the CLI alike, wherever it runs.
+  out.dbPath ??= join(out.home as string, 'relay.db');
   const config = Object.freeze(out) as RelayConfig;
   if (!isLoopback(config.host) && !config.token && !config.insecure) {
     throw new ConfigError(
@@ -70,6 +75,11 @@ export function loadConfig(env: NodeJS.ProcessEnv, overrides: Partial<RelayConfi
     );
   }
   return config;
+}
+
+/** `~` and `~/x` name the user's home folder, as a shell would have expanded them. */
+function expandHome(path: string): string {
+  return path === '~' || path.startsWith('~/') ? join(homedir(), path.slice(1)) : path;
 }
 
 export function isLoopback(host: string): boolean {

@@ -1,13 +1,15 @@
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, type RelayConfig } from './config.js';
 import { createLogger } from './logger.js';
+import { stopWhenNpmParentExits } from './npm-parent.js';
 import { createRelay } from './relay.js';
 
 const USAGE = `agent-relay serve [--port N] [--db PATH] [--host ADDR] [--insecure]
 
 Starts the relay. Every setting can also come from the environment (see README).
   --port N      TCP port (AGENT_RELAY_PORT, default 4850; 0 picks a free port)
-  --db PATH     SQLite file (AGENT_RELAY_DB, default ./data/relay.db)
+  --db PATH     SQLite file (AGENT_RELAY_DB, default $AGENT_RELAY_HOME/relay.db,
+                AGENT_RELAY_HOME defaulting to ~/.agent-relay)
   --host ADDR   address to bind (AGENT_RELAY_HOST, default 127.0.0.1)
   --insecure    allow a non-loopback bind without AGENT_RELAY_TOKEN
   --help        this text`;
@@ -63,6 +65,7 @@ export async function serve(argv: string[]): Promise<void> {
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
+  stopWhenNpmParentExits(process.env, stop);
 }
 
 const isEntry = process.argv[1] && import.meta.url.endsWith(process.argv[1].replace(/^.*\//, '/'));

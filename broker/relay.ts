@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { CLOSE_CODES } from '../protocol/index.js';
 import { createHttpHandler } from '../adapters/http/router.js';
 import type { RelayConfig } from './config.js';
@@ -10,11 +10,11 @@ import { InboxWaiters } from '../adapters/http/inbox.js';
 import { systemClock, type Clock } from './domain/ports.js';
 import { Scheduler } from './domain/scheduler.js';
 import type { Logger } from './logger.js';
+import { PACKAGE_ROOT, RELAY_VERSION } from './package-root.js';
 import { SqliteStore } from './store/store.js';
 import { RpcDispatcher } from './transport/rpc-dispatch.js';
 import { startTransport } from './transport/uws-server.js';
 
-export const RELAY_VERSION: string = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 export interface Relay {
   readonly port: number;
@@ -44,7 +44,7 @@ export async function createRelay(config: RelayConfig, log: Logger, options: Rel
   try {
     const waiters = new InboxWaiters(core.notifier);
     const metrics = createMetrics(core, { longPolls: () => waiters.size });
-    const http = createHttpHandler({ core, dispatcher, waiters, metrics, sseKeepAliveMs: options.sseKeepAliveMs ?? 15_000 });
+    const http = createHttpHandler({ core, dispatcher, waiters, metrics, sseKeepAliveMs: options.sseKeepAliveMs ?? 15_000, dashboardDir: join(PACKAGE_ROOT, 'dist', 'dashboard') });
     transport = await startTransport({ core, dispatcher, config, log, http });
   } catch (err) {
     store.close();

@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
-import { hostname, homedir } from 'node:os';
+import { hostname } from 'node:os';
 import { basename, join } from 'node:path';
 import { derivedAgentId } from '../../protocol/agent-id.js';
+import { relayHome } from '../../clients/cli/identity-store.js';
 
 export type ThreadMode = 'start' | 'resume' | 'auto';
 
@@ -44,10 +45,6 @@ export interface CodexAdapterConfig {
 }
 
 type Warn = (message: string) => void;
-
-function relayHome(env: NodeJS.ProcessEnv): string {
-  return env.AGENT_RELAY_HOME || join(homedir(), '.agent-relay');
-}
 
 /** The handoff file for a cwd; the hook script computes the same name (non [A-Za-z0-9._-] → _). */
 export function handoffFile(dir: string, cwd: string): string {

@@ -1,9 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { extname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { HttpExchange } from '../../broker/domain/ports.js';
 
-const DIST = fileURLToPath(new URL('../../dist/dashboard/', import.meta.url));
 const TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
   '.js': 'text/javascript; charset=utf-8',
@@ -23,14 +21,14 @@ interface Asset {
 }
 
 /**
- * Serves the built dashboard (dist/dashboard, made by `npm run build`): index.html never cached
+ * Serves the built dashboard (`dir` is dist/dashboard, made by `npm run build`): index.html never cached
  * (it names the current bundles), hashed assets cached for a year.
  */
 export class DashboardFiles {
   private index: Buffer | null = null;
   private readonly assets = new Map<string, Asset>();
 
-  constructor(dir = DIST) {
+  constructor(dir: string) {
     try {
       this.index = readFileSync(join(dir, 'index.html'));
       for (const name of readdirSync(join(dir, 'assets'))) {

@@ -16,6 +16,8 @@ export interface HttpDeps {
   waiters: InboxWaiters;
   metrics: Registry;
   sseKeepAliveMs: number;
+  /** The built dashboard (dist/dashboard of the package). */
+  dashboardDir: string;
 }
 
 const HTTP_CTX = { session: null, agentId: null, transport: 'http' as const };
@@ -26,7 +28,7 @@ const HTTP_CTX = { session: null, agentId: null, transport: 'http' as const };
  */
 export function createHttpHandler(deps: HttpDeps): HttpHandler {
   const { core, dispatcher } = deps;
-  const dashboard = new DashboardFiles();
+  const dashboard = new DashboardFiles(deps.dashboardDir);
   return async (ex) => {
     const path = ex.path;
     if (!presentedAgentTokenHolds(ex, core)) return;

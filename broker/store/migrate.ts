@@ -1,8 +1,10 @@
 import { readdirSync, readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { PACKAGE_ROOT } from '../package-root.js';
 import type { Db } from './db.js';
 
-const MIGRATIONS_DIR = fileURLToPath(new URL('./migrations/', import.meta.url));
+// Read from the package folder: this code also runs bundled into dist/chunks/.
+const MIGRATIONS_DIR = join(PACKAGE_ROOT, 'broker', 'store', 'migrations');
 
 interface Migration {
   version: number;
@@ -14,7 +16,7 @@ export function listMigrations(): Migration[] {
   return readdirSync(MIGRATIONS_DIR)
     .filter((f) => /^\d{4}_.+\.sql$/.test(f))
     .sort()
-    .map((name) => ({ version: Number(name.slice(0, 4)), name, sql: readFileSync(MIGRATIONS_DIR + name, 'utf8') }));
+    .map((name) => ({ version: Number(name.slice(0, 4)), name, sql: readFileSync(join(MIGRATIONS_DIR, name), 'utf8') }));
 }
 
 /** Apply pending migrations in one immediate transaction, tracked by PRAGMA user_version. */
