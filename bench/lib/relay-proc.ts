@@ -51,13 +51,13 @@ export function tempDbPath(name: string): string {
   return join(dir, 'relay.db');
 }
 
-/** Start the relay as its own process, as users do: `node --import tsx broker/main.ts --port P --db PATH`. */
+/** Start the relay as its own process, as `npm start` does: `node --enable-source-maps dist/broker/main.js --port P --db PATH` (run `npm run build` first). */
 export async function startRelay(o: RelayOpts): Promise<RelayProc> {
   const port = await freePort();
   const dbPath = o.dbPath ?? tempDbPath(o.name);
-  const execArgv = ['--import', 'tsx'];
+  const execArgv = ['--enable-source-maps'];
   if (o.cpuProf) {
-    // One folder per relay run: node writes a profile per thread (the tsx loader has its own).
+    // One folder per relay run: node writes a profile per thread.
     const dir = join(BENCH, 'results', 'prof', `relay-${o.name}-${Date.now()}`);
     mkdirSync(dir, { recursive: true });
     execArgv.push('--cpu-prof', `--cpu-prof-dir=${dir}`);
@@ -67,7 +67,7 @@ export async function startRelay(o: RelayOpts): Promise<RelayProc> {
   const t0 = nowMs();
   // BENCH_RELAY_ROOT runs the relay of another checkout (e.g. a before/after comparison); default: this one.
   const cwd = process.env.BENCH_RELAY_ROOT ?? ROOT;
-  const child = spawnTracked(`relay-${o.name}`, process.execPath, [...execArgv, 'broker/main.ts', '--port', String(port), '--db', dbPath], { env, cwd });
+  const child = spawnTracked(`relay-${o.name}`, process.execPath, [...execArgv, 'dist/broker/main.js', '--port', String(port), '--db', dbPath], { env, cwd });
   const url = `http://127.0.0.1:${port}`;
   await waitHttp(`${url}/healthz`, 60_000, child);
   const startupMs = nowMs() - t0;

@@ -8,9 +8,14 @@ replaces its own section below; notes outside the sections are kept. Raw numbers
 
 /** Replace the profile's section of RESULTS.md (between its markers), keeping everything else. */
 export function updateResultsMd(path: string, profile: string, markdown: string, svgRel: string): void {
-  const begin = `<!-- bench:${profile}:begin -->`;
-  const end = `<!-- bench:${profile}:end -->`;
-  const section = `${begin}\n## Latest ${profile} run\n\n${markdown}\n![p99 latency vs offered rate](${svgRel})\n${end}`;
+  updateSection(path, profile, `## Latest ${profile} run`, `${markdown}\n![p99 latency vs offered rate](${svgRel})`);
+}
+
+/** Replace the section `key` of RESULTS.md (between its markers), or add it at the end. */
+export function updateSection(path: string, key: string, heading: string, markdown: string): void {
+  const begin = `<!-- bench:${key}:begin -->`;
+  const end = `<!-- bench:${key}:end -->`;
+  const section = `${begin}\n${heading}\n\n${markdown}\n${end}`;
   let doc = existsSync(path) ? readFileSync(path, 'utf8') : HEADER;
   const i = doc.indexOf(begin);
   const j = doc.indexOf(end);
