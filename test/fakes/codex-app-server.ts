@@ -1,7 +1,7 @@
 /**
  * A protocol-faithful fake of `codex app-server --listen ws://127.0.0.1:PORT`, for adapter tests.
  *
- * What it models (see /work/shared/INTEGRATIONS.md, "Codex app-server over WebSocket"):
+ * What it models (see docs/INTEGRATIONS.md, "Codex app-server over WebSocket"):
  * - one node:http server answering GET /readyz and /healthz, refusing anything with an Origin
  *   header (403, upgrades included), and upgrading every other request to a WebSocket;
  * - one JSON message per text frame, never a `jsonrpc` member (tolerated when received),

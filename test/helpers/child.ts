@@ -72,17 +72,20 @@ export interface TsChild {
  * pid at teardown if still running, and when the test process exits.
  */
 export function spawnTs(t: Test, script: string, opts: { args?: string[]; env?: Record<string, string>; nodeArgs?: string[] } = {}): TsChild {
-  return spawnProcess(t, process.execPath, [...(opts.nodeArgs ?? []), '--import', 'tsx', script, ...(opts.args ?? [])], { env: childEnv(opts.env) });
+  return spawnChild(t, process.execPath, [...(opts.nodeArgs ?? []), '--import', 'tsx', script, ...(opts.args ?? [])], { env: childEnv(opts.env) });
 }
 
 /**
- * Run any command (the built package's bins, npm) the same way: output captured, SIGKILLed by pid
- * at teardown if still running. `env` is the whole environment (start from childEnv()).
+ * Run any program (from the repository root unless `cwd` says otherwise) with exactly `env`,
+ * tracked and killed like spawnTs's children.
  */
-export function spawnProcess(t: Test, command: string, args: string[], opts: { env: NodeJS.ProcessEnv; cwd?: string }): TsChild {
+export function spawnChild(t: Test, command: string, args: string[], opts: { env: NodeJS.ProcessEnv; cwd?: string }): TsChild {
   const child = spawn(command, args, { cwd: opts.cwd ?? ROOT, env: opts.env, stdio: ['pipe', 'pipe', 'pipe'] });
   const pid = child.pid;
-  if (pid === undefined) throw new Error(`${command} did not start`);
+  if (pid === undefined) {
+    child.once('error', () => undefined); // reported by the throw below, not as an uncaught event
+    throw new Error(`${command} did not start`);
+  }
   trackChild(pid);
   child.stdin.on('error', () => undefined);
   let out = '';

@@ -10,13 +10,12 @@ import { ERRORS, httpStatusFor } from '../../protocol/errors.js';
 import { DISCOVER_METHOD, METHODS } from '../../protocol/method-table.js';
 
 /**
- * The code agrees with the written contract (/work/shared/PROTOCOL.md, at ../shared/PROTOCOL.md
- * from the repository root in CI): error catalogue, method table, close-code ranges, config refusals,
- * generated agent ids.
+ * The code agrees with the written contract (docs/PROTOCOL.md): error catalogue, method table,
+ * close-code ranges, config refusals, generated agent ids.
  */
 
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
-const PROTOCOL_PATH = join(repoRoot, '..', 'shared', 'PROTOCOL.md');
+const PROTOCOL_PATH = join(repoRoot, 'docs', 'PROTOCOL.md');
 const doc = readFileSync(PROTOCOL_PATH, 'utf8');
 
 /** Rows of the markdown table under a `## heading` (up to the next `## `), first cell unquoted. */
@@ -68,6 +67,11 @@ t.test('every method in the PROTOCOL.md methods table exists in METHODS', async 
   t.ok(documented.includes(DISCOVER_METHOD), 'rpc.discover is documented');
   // The table must not have been misparsed into another table (targets, HTTP routes).
   t.notOk(documented.some((n) => n.startsWith('tag:') || n.startsWith('GET ') || n.startsWith('POST ')), 'only method rows were read');
+});
+
+t.test('every method in METHODS has a row in the PROTOCOL.md methods table', async (t) => {
+  const documented = new Set(tableFirstCells('Methods'));
+  for (const name of Object.keys(METHODS)) t.ok(documented.has(name), `${name} is documented`);
 });
 
 t.test('close codes 4000–4499 mean reconnect and 4500–4999 mean do not retry', async (t) => {
