@@ -5,8 +5,8 @@
 //   only what it needs: the relay (uWS, SQLite) is a chunk of its own that `serve` imports.
 // - dist/dashboard: one hashed JS bundle (preact + the typed relay client), one hashed
 //   stylesheet, and index.html pointing at them.
-// `--types` also writes the client library's declarations (dist/types): `npm ci` and `npm pack`
-// run that (prepare); `npm start` and `npm test` rebuild without it.
+// - dist/types: the client library's declarations (tsc), for `agent-relay-broker/client`.
+// Runs on `npm ci` and `npm pack` (prepare), and before `npm start`, `npm test` and the benchmarks.
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
@@ -64,7 +64,5 @@ writeFileSync(join(out, 'index.html'), html);
 const size = (f) => readFileSync(join(out, 'assets', f)).length;
 console.log(`dashboard built: ${js} (${size(js)} bytes), ${css} (${size(css)} bytes)`);
 
-if (process.argv.includes('--types')) {
-  execFileSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(root, 'tsconfig.client.json')], { stdio: 'inherit' });
-  console.log('client declarations built: dist/types/clients/index.d.ts');
-}
+execFileSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(root, 'tsconfig.client.json')], { stdio: 'inherit' });
+console.log('client declarations built: dist/types/clients/index.d.ts');

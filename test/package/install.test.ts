@@ -1,7 +1,7 @@
 import { copyFileSync, existsSync, mkdirSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { childEnv, ROOT, spawnProcess, type TsChild } from '../helpers/child.js';
+import { childEnv, ROOT, spawnChild, type TsChild } from '../helpers/child.js';
 import { waitFor } from '../helpers/wait.js';
 
 /**
@@ -21,7 +21,7 @@ const NAME = 'agent-relay-broker';
 const WAIT_MS = 60_000;
 
 function npm(t: Test, args: string[], cwd: string): Promise<TsChild> {
-  const child = spawnProcess(t, 'npm', [...args, '--no-audit', '--no-fund'], { cwd, env: childEnv() });
+  const child = spawnChild(t, 'npm', [...args, '--no-audit', '--no-fund'], { cwd, env: childEnv() });
   return child.exited.then((exit) => {
     if (exit.code !== 0) throw new Error(`npm ${args.join(' ')} failed (${exit.code}): ${child.stderr()}`);
     return child;
@@ -29,7 +29,7 @@ function npm(t: Test, args: string[], cwd: string): Promise<TsChild> {
 }
 
 async function run(t: Test, cmd: string, args: string[], opts: { cwd: string; env: NodeJS.ProcessEnv }): Promise<{ code: number | null; out: string; err: string }> {
-  const child = spawnProcess(t, cmd, args, opts);
+  const child = spawnChild(t, cmd, args, opts);
   const exit = await child.exited;
   return { code: exit.code, out: child.stdout(), err: child.stderr() };
 }
@@ -78,7 +78,7 @@ t.test('the packed package installs and runs agent-relay serve from any folder',
   t.equal(help.code, 0, `agent-relay --help exits 0 (stderr: ${help.err})`);
   t.match(help.out, /Usage: agent-relay/);
 
-  const relay = spawnProcess(t, 'agent-relay', ['serve', '--port', '0'], { cwd: elsewhere, env });
+  const relay = spawnChild(t, 'agent-relay', ['serve', '--port', '0'], { cwd: elsewhere, env });
   let url = '';
   await waitFor(() => {
     url = /"url":"(http:\/\/127\.0\.0\.1:\d+)"/.exec(relay.stdout())?.[1] ?? '';

@@ -1,7 +1,7 @@
 import net from 'node:net';
 import { join } from 'node:path';
 import t from 'tap';
-import { childEnv, spawnProcess } from '../helpers/child.js';
+import { childEnv, spawnChild } from '../helpers/child.js';
 import { waitFor } from '../helpers/wait.js';
 
 /** Whether anything accepts a connection on 127.0.0.1:port. */
@@ -21,7 +21,7 @@ function accepts(port: number): Promise<boolean> {
 // the test files running beside this one; the start script itself still runs.
 t.test('npm start runs the built relay with plain node and stops when npm is sent SIGTERM', async (t) => {
   const db = join(t.testdir(), 'relay.db');
-  const npm = spawnProcess(t, 'npm', ['start', '--ignore-scripts', '--', '--port', '0', '--db', db], { env: childEnv() });
+  const npm = spawnChild(t, 'npm', ['start', '--ignore-scripts', '--', '--port', '0', '--db', db], { env: childEnv() });
   let port = 0;
   await waitFor(() => {
     port = Number(/"url":"http:\/\/127\.0\.0\.1:(\d+)"/.exec(npm.stdout())?.[1] ?? 0);
