@@ -1,6 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Db } from './db.js';
+import { SchemaTooNewError } from './open-error.js';
 
 const MIGRATIONS_DIR = fileURLToPath(new URL('./migrations/', import.meta.url));
 
@@ -23,7 +24,7 @@ export function migrate(db: Db): { from: number; to: number } {
   const latest = migrations.at(-1)?.version ?? 0;
   const from = db.pragma('user_version', { simple: true }) as number;
   if (from > latest) {
-    throw new Error(`database schema version ${from} is newer than this relay (${latest}): upgrade the relay`);
+    throw new SchemaTooNewError(`schema version ${from} is newer than this relay (${latest}): upgrade the relay`);
   }
   const apply = db.transaction(() => {
     for (const m of migrations) {

@@ -81,8 +81,7 @@ export async function runCli(argv: string[], io: Io, groups: CommandGroup[] = []
   if (argv[0] === 'serve') {
     // The relay parses its own flags (the same as npm start); commander only lists it in --help.
     const { serve } = await import('../../broker/main.js');
-    await serve(argv.slice(1));
-    return EXIT.ok;
+    return serve(argv.slice(1), io.err);
   }
   const exit = { code: EXIT.ok as number };
   const program = buildProgram(io, exit, groups);
