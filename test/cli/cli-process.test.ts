@@ -166,8 +166,10 @@ async function eventually<T>(probe: () => Promise<T>, cond: (v: T) => boolean, w
   }
 }
 
+/** What the store holds for `id` on the one relay it has a token for. */
 function stored(home: string, id: string): any {
-  return JSON.parse(readFileSync(join(home, 'agents', `${id}.json`), 'utf8'));
+  const file = JSON.parse(readFileSync(join(home, 'agents', `${id}.json`), 'utf8'));
+  return Object.values(file.relays)[0];
 }
 
 // ---------------------------------------------------------------------------------------------

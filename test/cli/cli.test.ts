@@ -92,8 +92,11 @@ function storedFile(home: string, id: string): string {
   return join(home, 'agents', `${encodeURIComponent(id)}.json`);
 }
 
-function stored(home: string, id: string): any {
-  return JSON.parse(readFileSync(storedFile(home, id), 'utf8'));
+/** What the store holds for `id` on `url` (default: the one relay it has a token for), as loadIdentity returns it. */
+function stored(home: string, id: string, url?: string): any {
+  const file = JSON.parse(readFileSync(storedFile(home, id), 'utf8'));
+  const on = url ?? Object.keys(file.relays)[0]!;
+  return { id, url: on, ...file.relays[on] };
 }
 
 /** The identity fields POST /rpc takes for an agent the CLI registered. */
@@ -163,7 +166,7 @@ t.test('register stores a private token, re-register reuses it, and an id is gen
   const stranger = terminal(t, { AGENT_RELAY_URL: relay.url, AGENT_RELAY_HOME: join(dir, 'stranger') });
   const taken = await stranger.run('register', '--id', 'alice', '--label', 'Mallory');
   t.equal(taken.code, EXIT.refused);
-  t.match(taken.err, /agent alice exists; re-registering it needs its agentToken/);
+  t.equal(taken.err, `agent-relay: agent "alice" is already registered on ${relay.url} and no token for it is stored in ${stranger.home} (registered from another terminal or machine?): pick another --id, or run from the AGENT_RELAY_HOME that registered it`);
   t.notOk(existsSync(storedFile(stranger.home, 'alice')));
   t.equal((await rpc(relay, 'agent/list', {})).agents.find((a: any) => a.id === 'alice').label, 'Alice B');
 
@@ -633,7 +636,9 @@ t.test('relay unreachable: exit 3 with how to start it', async (t) => {
   for (const argv of [['agents'], ['status'], ['register', '--id', 'alice'], ['send', 'bob', 'hi'], ['tasks', '--json'], ['event', '--integration', 'x', '--secret', 'y', '--title', 'z']]) {
     const r = await cli.run(...argv);
     t.equal(r.code, EXIT.unreachable, `${argv.join(' ')} exits 3`, { stderr: r.err });
-    t.equal(r.err, `agent-relay: relay not reachable at ${url} (ECONNREFUSED): is it running? start it with agent-relay serve`);
+    const message = `relay not reachable at ${url} (ECONNREFUSED): is it running? start it with agent-relay serve`;
+    if (argv.includes('--json')) t.same(JSON.parse(r.err), { error: { code: 'unreachable', message, exit: 3 } }, 'with --json, as JSON');
+    else t.equal(r.err, `agent-relay: ${message}`);
     t.equal(r.out, '');
   }
   t.notOk(existsSync(storedFile(cli.home, 'alice')), 'a failed register stores nothing');
@@ -652,12 +657,12 @@ t.test('relay token: refused without it, accepted from AGENT_RELAY_TOKEN or --to
   for (const argv of [['agents'], ['status'], ['register', '--id', 'alice'], ['tasks']]) {
     const r = await cli.run(...argv);
     t.equal(r.code, EXIT.refused, `${argv.join(' ')} without the token exits 1`, { stderr: r.err });
-    t.match(r.err, /^agent-relay: missing or wrong relay token \(check AGENT_RELAY_TOKEN/);
+    t.equal(r.err, `agent-relay: the relay at ${relay.url} needs a relay token and none was given: pass --token TOKEN or set AGENT_RELAY_TOKEN to the value the relay was started with`);
   }
   t.notOk(existsSync(storedFile(cli.home, 'alice')));
   const wrong = await cli.run('--token', 'not-the-relay-token-at-all', 'agents');
   t.equal(wrong.code, EXIT.refused);
-  t.match(wrong.err, /missing or wrong relay token/);
+  t.equal(wrong.err, `agent-relay: the relay at ${relay.url} refused the relay token given (--token or AGENT_RELAY_TOKEN): pass the AGENT_RELAY_TOKEN the relay was started with`);
 
   const authed = terminal(t, { ...cli.env, AGENT_RELAY_TOKEN: token });
   t.equal((await authed.json('register', '--id', 'alice')).agent.id, 'alice');
@@ -784,7 +789,7 @@ t.test('the identity file is replaced whole: a command reading it while another 
   let torn = 0;
   const seen = new Set<number>();
   while (!done) {
-    const id = loadIdentity(home, 'bob');
+    const id = loadIdentity(home, 'bob', 'http://127.0.0.1:1');
     reads++;
     if (id === null || id.token !== 'tok') torn++;
     else seen.add(id.cursor ?? -1);
@@ -793,6 +798,6 @@ t.test('the identity file is replaced whole: a command reading it while another 
   t.equal(await exited, 0, 'the writer finished');
   t.ok(seen.size > 1, `reads overlapped the writes (${seen.size} distinct versions over ${reads} reads)`);
   t.equal(torn, 0, 'every read found a whole identity');
-  t.equal(loadIdentity(home, 'bob')?.cursor, 4000);
+  t.equal(loadIdentity(home, 'bob', 'http://127.0.0.1:1')?.cursor, 4000);
   t.same(readdirSync(join(home, 'agents')), ['bob.json'], 'no temporary files left behind');
 });
