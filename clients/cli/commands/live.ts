@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { createRelayClient } from '../../index.js';
 import type { RelayClient } from '../../relay-client.js';
-import type { CliContext } from '../context.js';
+import { type CliContext, wholeNumber } from '../context.js';
 import type { StoredIdentity } from '../identity-store.js';
 import { agentLine, clip, messageLine, taskLine } from '../format.js';
 
@@ -33,15 +33,18 @@ export function liveCommands(program: Command, run: Run): void {
   program
     .command('tail')
     .description('live feed of messages, tasks and agents (one JSON object a line with --json)')
-    .option('--since <id>', 'replay messages after this id first')
+    .option('--since <id>', 'replay messages after this id first', wholeNumber)
     .option('--events', 'also print the event log')
     .action(
-      run(async (ctx, o: { since?: string; events?: boolean }) => {
+      run(async (ctx, o: { since?: number; events?: boolean }) => {
+        // A refused WebSocket upgrade only reads as a failed connection: ask over HTTP first, so a
+        // missing relay token is reported as such (and an absent relay as unreachable).
+        await ctx.http.health();
         const client = createRelayClient({
           url: ctx.opts.url,
           ...(ctx.opts.token ? { token: ctx.opts.token } : {}),
           observe: o.events ? ['messages', 'tasks', 'agents', 'events'] : ['messages', 'tasks', 'agents'],
-          ...(o.since !== undefined ? { since: Number(o.since) } : {}),
+          ...(o.since !== undefined ? { since: o.since } : {}),
         });
         const out = (kind: string, data: unknown, human: string) => ctx.io.out(ctx.json ? JSON.stringify({ kind, ...(data as object) }) : human);
         client.on('message', (m) => out('message', { message: m }, messageLine(m, ctx.color)));
