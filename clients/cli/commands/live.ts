@@ -3,6 +3,7 @@ import { createRelayClient } from '../../index.js';
 import type { RelayClient } from '../../relay-client.js';
 import { type CliContext, wholeNumber } from '../context.js';
 import type { StoredIdentity } from '../identity-store.js';
+import { reconnectNotice } from '../follow.js';
 import { agentLine, clip, messageLine, taskLine } from '../format.js';
 
 /**
@@ -52,7 +53,7 @@ export function liveCommands(program: Command, run: Run): void {
         client.on('agent', (a) => out('agent', { agent: a }, agentLine(a, ctx.color)));
         client.on('event', (e) => out('event', { event: e }, ctx.color.dim(`event ${e.kind} ${e.agentId ?? ''} ${e.taskId ? `task #${e.taskId}` : ''}`.trimEnd())));
         client.on('disconnected', (d) => {
-          if (d.willReconnect) ctx.io.err(`relay connection lost (${d.reason}); reconnecting in ${d.delayMs} ms`);
+          if (d.willReconnect) reconnectNotice(ctx, d.reason, d.delayMs ?? 0);
         });
         await client.connect();
         if (!ctx.json) ctx.io.err(`following ${client.url} (Ctrl-C to stop)`);
