@@ -22,11 +22,13 @@ export interface ExplainContext {
   actingAs?: StoredIdentity | null;
 }
 
-/** The relay's admission check answers this when the relay token is missing or wrong. */
-const RELAY_TOKEN_REFUSAL = /relay token/;
+/** Whether the relay's admission check refused the relay token (missing or wrong), not an agent's token. */
+export function isRelayTokenRefusal(err: unknown): boolean {
+  return err instanceof RelayRpcError && err.kind === 'unauthorized' && /relay token/.test(err.message);
+}
 
 function unauthorized(err: RelayRpcError, ctx: ExplainContext): Failure {
-  if (RELAY_TOKEN_REFUSAL.test(err.message)) {
+  if (isRelayTokenRefusal(err)) {
     const message = ctx.tokenGiven
       ? `the relay at ${ctx.url} refused the relay token given (--token or AGENT_RELAY_TOKEN): pass the AGENT_RELAY_TOKEN the relay was started with`
       : `the relay at ${ctx.url} needs a relay token and none was given: pass --token TOKEN or set AGENT_RELAY_TOKEN to the value the relay was started with`;

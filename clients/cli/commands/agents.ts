@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { RelayRpcError } from '../../errors.js';
 import { type CliContext, list, RefusedError } from '../context.js';
 import { agentsTable, table } from '../format.js';
+import { isRelayTokenRefusal } from '../explain.js';
 import { identityFile, loadIdentity } from '../identity-store.js';
 
 type Run = (action: (ctx: CliContext, ...args: any[]) => Promise<void>) => (...args: any[]) => Promise<void>;
@@ -10,7 +11,7 @@ type Run = (action: (ctx: CliContext, ...args: any[]) => Promise<void>) => (...a
 /** The relay knows this id under a token this home does not hold: say whose it may be and what to do. */
 function anotherHolder(ctx: CliContext, id: string | undefined, hadToken: boolean): (err: unknown) => never {
   return (err) => {
-    if (id && err instanceof RelayRpcError && err.kind === 'unauthorized' && !/relay token/.test(err.message)) {
+    if (id && err instanceof RelayRpcError && err.kind === 'unauthorized' && !isRelayTokenRefusal(err)) {
       const ours = hadToken ? `with another token than the one stored in ${identityFile(ctx.home, id)}` : `and no token for it is stored in ${ctx.home}`;
       throw new RefusedError(
         `agent "${id}" is already registered on ${ctx.http.url} ${ours} (registered from another terminal or machine?): pick another --id, or run from the AGENT_RELAY_HOME that registered it`,
