@@ -47,14 +47,30 @@ t.test('a database that cannot be opened: one line naming the file and the reaso
   }
 });
 
-t.test('a database directory this user may not write: permission denied, naming the directory', { skip: process.getuid?.() === 0 ? 'root ignores file permissions' : false }, async (t) => {
-  const dir = join(t.testdir(), 'locked');
-  mkdirSync(dir);
-  chmodSync(dir, 0o500);
-  t.teardown(() => chmodSync(dir, 0o700));
-  const r = await serveLines(['--db', join(dir, 'relay.db')]);
-  t.equal(r.code, 1);
-  t.equal(r.err, `agent-relay: cannot open database ${join(dir, 'relay.db')}: permission denied: ${dir} is not writable by this user${HINT}`);
+t.test('a database this user may not write: permission denied, naming what is not writable', async (t) => {
+  // Root ignores file modes: as root, the relay runs as nobody against files root owns.
+  const root = process.getuid?.() === 0;
+  const user = root ? { uid: 65534, gid: 65534 } : undefined;
+  const base = t.testdir();
+  const locked = join(base, 'locked');
+  mkdirSync(locked);
+  chmodSync(locked, root ? 0o755 : 0o500);
+  const open = join(base, 'open');
+  mkdirSync(open);
+  chmodSync(open, 0o777);
+  writeFileSync(join(open, 'relay.db'), '');
+  chmodSync(join(open, 'relay.db'), root ? 0o600 : 0o000);
+  const cases = [
+    { path: join(locked, 'relay.db'), reason: `permission denied: ${locked} is not writable by this user` },
+    { path: join(open, 'relay.db'), reason: 'permission denied: this user cannot read and write it' },
+  ];
+  for (const c of cases) {
+    const child = spawnTs(t, 'broker/main.ts', { args: ['--port', '0', '--db', c.path], env: { LOG_LEVEL: 'warn' }, ...(user ? { user } : {}) });
+    const exit = await child.exited;
+    t.equal(exit.code, 1, `${c.path}: exit 1`);
+    // (Only the first line: as nobody, tap's own exit hook in the child fails to write its process info after it.)
+    t.equal(child.stderr().split('\n')[0], `agent-relay: cannot open database ${c.path}: ${c.reason}${HINT}`, `${c.path}: says so`);
+  }
 });
 
 t.test('a wrong command line prints what is wrong and the usage, exit 2, and starts nothing', async (t) => {

@@ -71,9 +71,9 @@ export interface TsChild {
  * the parent's environment minus tap's loaders and every relay setting, plus `env`. SIGKILLed by
  * pid at teardown if still running, and when the test process exits.
  */
-export function spawnTs(t: Test, script: string, opts: { args?: string[]; env?: Record<string, string>; nodeArgs?: string[] } = {}): TsChild {
+export function spawnTs(t: Test, script: string, opts: { args?: string[]; env?: Record<string, string>; nodeArgs?: string[]; user?: { uid: number; gid: number } } = {}): TsChild {
   const env = childEnv(opts.env);
-  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), '--import', 'tsx', script, ...(opts.args ?? [])], { cwd: ROOT, env, stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), '--import', 'tsx', script, ...(opts.args ?? [])], { cwd: ROOT, env, stdio: ['pipe', 'pipe', 'pipe'], ...(opts.user ?? {}) });
   const pid = child.pid;
   if (pid === undefined) throw new Error(`${script} did not start`);
   trackChild(pid);
