@@ -886,6 +886,12 @@ t.test('401s name the right token: the relay token, or the stored agent token an
     t.equal(r.code, EXIT.refused, `${argv[0]} with a wrong stored agent token exits 1`);
     t.equal(r.err, expected, `${argv[0]}: names the agent token, its relay and how to reset it`);
   }
+  const monitor = await authed.run('monitor', '--as', 'bob');
+  t.equal(monitor.code, EXIT.refused, 'monitor with the wrong stored agent token ends, exit 1');
+  t.equal(monitor.err, expected.replace('(unauthorized: agentToken does not match agent bob)', '(unauthorized: agent bob exists; re-registering it needs its agentToken)'), 'monitor: the same explanation');
+  const noRelayToken = await cli.run('monitor', '--as', 'bob');
+  t.equal(noRelayToken.code, EXIT.refused, 'monitor without the relay token ends instead of waiting forever');
+  t.match(noRelayToken.err, 'needs a relay token and none was given');
   const again = await authed.run('register', '--id', 'bob');
   t.equal(again.code, EXIT.refused);
   t.equal(again.err, `agent-relay: agent "bob" is already registered on ${relay.url} with another token than the one stored in ${file} (registered from another terminal or machine?): pick another --id, or run from the AGENT_RELAY_HOME that registered it`);

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { createRelayClient } from '../../index.js';
+import { RelayUnreachableError } from '../../http-client.js';
 import type { RelayClient } from '../../relay-client.js';
 import { type CliContext, wholeNumber } from '../context.js';
 import type { StoredIdentity } from '../identity-store.js';
@@ -75,6 +76,11 @@ export function liveCommands(program: Command, run: Run): void {
  * `injected` once printed. Resumes after the last message it printed, across restarts.
  */
 export async function runMonitor(ctx: CliContext, identity: StoredIdentity, maxBody: number): Promise<void> {
+  // It waits for a relay that is not up yet, but a relay that refuses the relay token would be
+  // waited for forever: ask over HTTP once, and let only "not reachable" through.
+  await ctx.http.health().catch((err: unknown) => {
+    if (!(err instanceof RelayUnreachableError)) throw err;
+  });
   const client = createRelayClient({
     url: ctx.opts.url,
     ...(ctx.opts.token ? { token: ctx.opts.token } : {}),
