@@ -1,55 +1,70 @@
-import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, type RelayConfig } from './config.js';
-import { createLogger } from './logger.js';
+import { createLogger, type Logger } from './logger.js';
 import { stopWhenNpmParentExits } from './npm-parent.js';
-import { createRelay } from './relay.js';
+import { createRelay, type Relay } from './relay.js';
+import { parseServeArgs, ServeUsageError, USAGE } from './serve-args.js';
+import { isBug } from './startup-error.js';
+import { DatabaseOpenError } from './store/open-error.js';
 
-const USAGE = `agent-relay serve [--port N] [--db PATH] [--host ADDR] [--insecure]
+/** Where `serve` reports refusals: one line each (stderr for the process). */
+export type LineWriter = (line: string) => void;
 
-Starts the relay. Every setting can also come from the environment (see README).
-  --port N      TCP port (AGENT_RELAY_PORT, default 4850; 0 picks a free port)
-  --db PATH     SQLite file (AGENT_RELAY_DB, default $AGENT_RELAY_HOME/relay.db,
-                AGENT_RELAY_HOME defaulting to ~/.agent-relay)
-  --host ADDR   address to bind (AGENT_RELAY_HOST, default 127.0.0.1)
-  --insecure    allow a non-loopback bind without AGENT_RELAY_TOKEN
-  --help        this text`;
+const stderrLine: LineWriter = (line) => process.stderr.write(`${line}\n`);
 
-export async function serve(argv: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      port: { type: 'string' },
-      db: { type: 'string' },
-      host: { type: 'string' },
-      insecure: { type: 'boolean' },
-      help: { type: 'boolean', short: 'h' },
-    },
-    strict: true,
-  });
-  if (values.help) {
-    process.stdout.write(`${USAGE}\n`);
-    return;
-  }
-  const env = { ...process.env };
-  if (values.port !== undefined) env.AGENT_RELAY_PORT = values.port;
-  if (values.db !== undefined) env.AGENT_RELAY_DB = values.db;
-  if (values.host !== undefined) env.AGENT_RELAY_HOST = values.host;
-  if (values.insecure) env.AGENT_RELAY_INSECURE = 'true';
+/**
+ * Start the relay (`npm start` and `agent-relay serve`). Resolves with 0 once it is listening
+ * (it keeps running until SIGINT/SIGTERM), or with the exit code after a one-line refusal:
+ * 2 for a wrong command line or setting, 1 when the relay could not start.
+ */
+export async function serve(argv: string[], err: LineWriter = stderrLine): Promise<number> {
   let config: RelayConfig;
   try {
-    config = loadConfig(env);
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`agent-relay: ${err.message}\n`);
-      process.exit(2);
+    const args = parseServeArgs(argv);
+    if (args.help) {
+      process.stdout.write(`${USAGE}\n`);
+      return 0;
     }
-    throw err;
+    config = loadConfig(process.env, args.overrides);
+  } catch (e) {
+    if (e instanceof ServeUsageError) {
+      err(`agent-relay serve: ${e.message}\n\n${USAGE}`);
+      return 2;
+    }
+    if (e instanceof ConfigError) {
+      err(`agent-relay: ${e.message}`);
+      return 2;
+    }
+    throw e;
   }
   const log = createLogger(config.logLevel);
-  const relay = await createRelay(config, log);
+  let relay: Relay;
+  try {
+    relay = await createRelay(config, log);
+  } catch (e) {
+    reportStartFailure(e, log, err);
+    return 1;
+  }
   log.info({ url: relay.url, db: config.dbPath, sync: config.sync, auth: config.token ? 'token' : 'none' }, `agent relay listening on ${relay.url} (dashboard ${relay.url}/, WebSocket ${relay.url.replace('http', 'ws')}/rpc)`);
-  // A line on stdout for people and for scripts that wait for readiness.
-  if (!process.stdout.isTTY) process.stdout.write('');
+  stopOnSignals(relay, log);
+  return 0;
+}
+
+/** One line for the operator; a bug's stack goes to the log at error level as well. */
+function reportStartFailure(e: unknown, log: Logger, err: LineWriter): void {
+  if (e instanceof DatabaseOpenError) {
+    err(`agent-relay: ${e.message}; pass --db FILE or set AGENT_RELAY_DB to use another file`);
+    return;
+  }
+  const message = e instanceof Error ? e.message : String(e);
+  if (isBug(e)) {
+    log.error({ err: e }, 'relay failed to start');
+    err(`agent-relay: relay failed to start: ${message} (a bug: the stack is in the log above)`);
+    return;
+  }
+  err(`agent-relay: ${message}`);
+}
+
+function stopOnSignals(relay: Relay, log: Logger): void {
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
@@ -57,8 +72,8 @@ export async function serve(argv: string[]): Promise<void> {
     log.info({ signal }, 'shutting down');
     relay.close().then(
       () => process.exit(0),
-      (err: unknown) => {
-        log.error({ err }, 'shutdown failed');
+      (e: unknown) => {
+        log.error({ err: e }, 'shutdown failed');
         process.exit(1);
       },
     );
@@ -70,8 +85,14 @@ export async function serve(argv: string[]): Promise<void> {
 
 const isEntry = process.argv[1] && import.meta.url.endsWith(process.argv[1].replace(/^.*\//, '/'));
 if (isEntry) {
-  serve(process.argv.slice(2)).catch((err: unknown) => {
-    process.stderr.write(`agent-relay: ${(err as Error).message}\n`);
-    process.exit(1);
-  });
+  serve(process.argv.slice(2)).then(
+    (code) => {
+      if (code !== 0) process.exit(code);
+    },
+    (e: unknown) => {
+      // Only a bug gets here (every refusal resolves with its code): keep its stack.
+      console.error(e);
+      process.exit(1);
+    },
+  );
 }

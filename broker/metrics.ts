@@ -7,7 +7,8 @@ import type { RelayCore } from './domain/core.js';
  */
 export function createMetrics(core: RelayCore, extra: { longPolls: () => number }): Registry {
   const register = new Registry();
-  collectDefaultMetrics({ register, prefix: 'agent_relay_process_', eventLoopMonitoringPrecision: 20 });
+  // prom-client's default names already start with process_ or nodejs_: the prefix is only ours.
+  collectDefaultMetrics({ register, prefix: 'agent_relay_', eventLoopMonitoringPrecision: 20 });
 
   new Gauge({
     name: 'agent_relay_connections',

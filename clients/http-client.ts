@@ -1,6 +1,7 @@
 import type { MethodName, MethodParams, MethodResult } from '../protocol/method-table.js';
 import type { Message } from '../protocol/common.js';
 import { RelayRpcError } from './errors.js';
+import { relayHttpUrl } from './relay-url.js';
 
 /** The relay did not answer at all (not running, wrong address, timed out). */
 export class RelayUnreachableError extends Error {
@@ -14,7 +15,7 @@ export class RelayUnreachableError extends Error {
 }
 
 export interface HttpClientOptions {
-  /** `http://host:port` of the relay. */
+  /** `http://host:port` of the relay (its `ws://host:port/rpc` is taken too). */
   url: string;
   /** Relay token, when the relay has one. */
   token?: string;
@@ -38,7 +39,7 @@ export class RelayHttpClient {
   private readonly timeoutMs: number;
 
   constructor(opts: HttpClientOptions) {
-    this.url = opts.url.replace(/\/+$/, '');
+    this.url = relayHttpUrl(opts.url);
     this.token = opts.token;
     this.timeoutMs = opts.timeoutMs ?? 10_000;
   }

@@ -4,7 +4,7 @@ import { CliContext, type GlobalOptions } from '../../clients/cli/context.js';
 import type { CommandGroup } from '../../clients/cli/main.js';
 import { runMonitor } from '../../clients/cli/commands/live.js';
 import { RelayHttpClient } from '../../clients/http-client.js';
-import { loadIdentity } from '../../clients/cli/identity-store.js';
+import { loadIdentity, relayHome } from '../../clients/cli/identity-store.js';
 import { sessionEnd, sessionStart, stop, userPromptSubmit, type HookDeps, type HookInput } from './hooks.js';
 import { latestForCwd, logHookProblem } from './session-state.js';
 
@@ -49,20 +49,22 @@ export const claudeCommands: CommandGroup = (program: Command, _run, io) => {
   } as const;
   for (const [name, handler] of Object.entries(events)) {
     hook.command(name).action(async (_opts: unknown, command: Command) => {
-      const ctx = new CliContext(command.optsWithGlobals() as GlobalOptions, io);
-      const deps: HookDeps = {
-        http: new RelayHttpClient({ url: ctx.opts.url, ...(ctx.opts.token ? { token: ctx.opts.token } : {}), timeoutMs: HOOK_HTTP_TIMEOUT_MS }),
-        home: ctx.home,
-        env: io.env,
-        host: hostname(),
-      };
+      const opts = command.optsWithGlobals() as GlobalOptions;
+      const home = relayHome(io.env);
       try {
+        // Inside the try: a wrong relay address is logged like any other failure, never thrown at Claude.
+        const deps: HookDeps = {
+          http: new RelayHttpClient({ url: opts.url, ...(opts.token ? { token: opts.token } : {}), timeoutMs: HOOK_HTTP_TIMEOUT_MS }),
+          home,
+          env: io.env,
+          host: hostname(),
+        };
         const input = parseInput(await readStdin());
         const { stdout, commit } = await handler(input, deps);
         if (stdout) io.out(stdout);
         await commit();
       } catch (err) {
-        logHookProblem(ctx.home, name, err instanceof Error ? err.message : String(err));
+        logHookProblem(home, name, err instanceof Error ? err.message : String(err));
       }
     });
   }
@@ -80,7 +82,7 @@ export const claudeCommands: CommandGroup = (program: Command, _run, io) => {
         id = latestForCwd(ctx.home, process.cwd())?.agentId ?? null;
         if (!id) await new Promise((r) => setTimeout(r, MONITOR_LOOK_EVERY_MS));
       }
-      const identity = id ? loadIdentity(ctx.home, id) : null;
+      const identity = id ? loadIdentity(ctx.home, id, ctx.http.url) : null;
       if (!identity) {
         logHookProblem(ctx.home, 'monitor', `no relay agent registered for ${process.cwd()} (is the relay running?)`);
         return;

@@ -2,6 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PACKAGE_ROOT } from '../package-root.js';
 import type { Db } from './db.js';
+import { SchemaTooNewError } from './open-error.js';
 
 // Read from the package folder: this code also runs bundled into dist/chunks/.
 const MIGRATIONS_DIR = join(PACKAGE_ROOT, 'broker', 'store', 'migrations');
@@ -25,7 +26,7 @@ export function migrate(db: Db): { from: number; to: number } {
   const latest = migrations.at(-1)?.version ?? 0;
   const from = db.pragma('user_version', { simple: true }) as number;
   if (from > latest) {
-    throw new Error(`database schema version ${from} is newer than this relay (${latest}): upgrade the relay`);
+    throw new SchemaTooNewError(`schema version ${from} is newer than this relay (${latest}): upgrade the relay`);
   }
   const apply = db.transaction(() => {
     for (const m of migrations) {

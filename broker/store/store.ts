@@ -5,6 +5,7 @@ import { DeliveryTable } from './deliveries.js';
 import { EventTable } from './events.js';
 import { MessageTable } from './messages.js';
 import { migrate } from './migrate.js';
+import { databaseOpenError } from './open-error.js';
 import { OutboxTable } from './outbox.js';
 import { ReceiptTable } from './receipts.js';
 import { TaskTable } from './tasks.js';
@@ -46,15 +47,17 @@ export class SqliteStore {
     this.setMeta = db.prepare(SET_META);
   }
 
+  /** Open and migrate; a file that cannot be used throws a DatabaseOpenError saying why. */
   static open(opts: OpenOptions): SqliteStore {
-    const db = openDatabase(opts);
+    let db: Db | undefined;
     try {
+      db = openDatabase(opts);
       migrate(db);
+      return new SqliteStore(db);
     } catch (err) {
-      db.close();
-      throw err;
+      db?.close();
+      throw databaseOpenError(opts.path, err) ?? err;
     }
-    return new SqliteStore(db);
   }
 
   /** Run `fn` in one BEGIN IMMEDIATE transaction; it commits when `fn` returns. */

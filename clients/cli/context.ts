@@ -1,8 +1,7 @@
 import { InvalidArgumentError } from 'commander';
 import { createColors } from 'picocolors';
-import { RelayClosedError, RelayDisconnectedError, RelayRpcError, RelayTimeoutError } from '../errors.js';
-import { RelayHttpClient, RelayUnreachableError, type HttpIdentity } from '../http-client.js';
-import { loadIdentity, relayHome, saveIdentity, type StoredIdentity } from './identity-store.js';
+import { RelayHttpClient, type HttpIdentity } from '../http-client.js';
+import { loadIdentity, relayHome, saveIdentity, storedRelays, type StoredIdentity } from './identity-store.js';
 
 /** Exit codes scripts can branch on. */
 export const EXIT = {
@@ -17,6 +16,16 @@ export const EXIT = {
 
 /** A mistake on the command line: exit 2 with this message. */
 export class UsageError extends Error {}
+
+/** The relay refused, explained by the command: exit 1 with this message and `code` (as `--json` errors show it). */
+export class RefusedError extends Error {
+  constructor(
+    message: string,
+    readonly code: string,
+  ) {
+    super(message);
+  }
+}
 
 export interface GlobalOptions {
   url: string;
@@ -51,12 +60,20 @@ export class CliContext {
     return Boolean(this.opts.json);
   }
 
-  /** The identity named by `--as` / AGENT_RELAY_AGENT, from the store `register` writes. */
+  /** The stored identity this command acts as, once `identity()` found it (failures name it). */
+  actingAs: StoredIdentity | null = null;
+
+  /** The identity named by `--as` / AGENT_RELAY_AGENT, from the store `register` writes, for this relay. */
   identity(): StoredIdentity & HttpIdentity {
     const id = this.opts.as;
     if (!id) throw new UsageError('this command acts as an agent: pass --as ID (or set AGENT_RELAY_AGENT) after `agent-relay register --id ID`');
-    const stored = loadIdentity(this.home, id);
-    if (!stored) throw new UsageError(`no stored token for agent ${id} in ${this.home}: run \`agent-relay register --id ${id}\` first`);
+    const stored = loadIdentity(this.home, id, this.http.url);
+    if (!stored) {
+      const elsewhere = storedRelays(this.home, id);
+      const where = elsewhere.length ? ` (it has one for ${elsewhere.join(', ')}: pass --url to use that relay)` : '';
+      throw new UsageError(`no stored token for agent ${id} in ${this.home} for ${this.http.url}${where}: run \`agent-relay register --id ${id}\` first`);
+    }
+    this.actingAs = stored;
     return { ...stored, agentId: stored.id, agentToken: stored.token };
   }
 
@@ -72,7 +89,7 @@ export class CliContext {
    */
   remember(identity: StoredIdentity): void {
     const { id, token, url } = identity;
-    const current = loadIdentity(this.home, id);
+    const current = loadIdentity(this.home, id, url);
     const claims = { ...current?.claims, ...identity.claims };
     const cursors = [current?.cursor, identity.cursor].filter((c): c is number => c !== undefined);
     saveIdentity(this.home, { id, token, url, ...(Object.keys(claims).length ? { claims } : {}), ...(cursors.length ? { cursor: Math.max(...cursors) } : {}) });
@@ -86,26 +103,6 @@ export class CliContext {
       if (text) this.io.out(text);
     }
   }
-}
-
-/** Turn any failure into a message that says what to do next, and an exit code. */
-export function explain(err: unknown, ctx: { json: boolean; url: string }): { code: number; message: string } {
-  if (err instanceof UsageError) return { code: EXIT.usage, message: err.message };
-  if (err instanceof RelayUnreachableError) return { code: EXIT.unreachable, message: err.message };
-  if (err instanceof RelayDisconnectedError || err instanceof RelayTimeoutError) {
-    return { code: EXIT.unreachable, message: `${err.message}: is the relay running at ${ctx.url}? start it with agent-relay serve` };
-  }
-  if (err instanceof RelayClosedError) return { code: EXIT.refused, message: err.message };
-  if (err instanceof RelayRpcError) {
-    const hint =
-      err.kind === 'unauthorized'
-        ? ' (check AGENT_RELAY_TOKEN, or the agent token stored by `agent-relay register`)'
-        : err.kind === 'cursorExpired'
-          ? ' (that history was pruned: start again without --since)'
-          : '';
-    return { code: EXIT.refused, message: `${err.message}${hint}` };
-  }
-  return { code: EXIT.refused, message: err instanceof Error ? err.message : String(err) };
 }
 
 /** `a,b , c` → ['a', 'b', 'c'] for list options. */

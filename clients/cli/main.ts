@@ -3,7 +3,10 @@ import { agentCommands } from './commands/agents.js';
 import { liveCommands } from './commands/live.js';
 import { messageCommands } from './commands/messages.js';
 import { taskCommands } from './commands/tasks.js';
-import { CliContext, EXIT, explain, type GlobalOptions, type Io } from './context.js';
+import { InvalidRelayUrlError, relayHttpUrl } from '../relay-url.js';
+import { CliContext, EXIT, UsageError, type GlobalOptions, type Io } from './context.js';
+import { explain, report } from './explain.js';
+import { relayHome } from './identity-store.js';
 
 const DEFAULT_URL = 'http://127.0.0.1:4850';
 
@@ -14,29 +17,31 @@ export type CommandGroup = (program: Command, run: (action: (ctx: CliContext, ..
  * Build the `agent-relay` program. Commands print through `io` and report failures by setting
  * `exit.code`; nothing here calls process.exit, so tests run it in-process.
  */
-export function buildProgram(io: Io, exit: { code: number }, groups: CommandGroup[] = []): Command {
+export function buildProgram(io: Io, exit: { code: number }, groups: CommandGroup[] = [], opts: { json?: boolean } = {}): Command {
   const program = new Command('agent-relay')
     .description('Agent Relay: agents find each other, talk and share work')
     .addOption(new Option('--url <url>', 'relay address').env('AGENT_RELAY_URL').default(DEFAULT_URL))
     .addOption(new Option('--token <token>', 'relay token').env('AGENT_RELAY_TOKEN'))
     .addOption(new Option('--as <agent-id>', 'act as this registered agent').env('AGENT_RELAY_AGENT'))
     .option('--json', 'machine-readable output: one JSON document (or one per line for streams)')
-    .showHelpAfterError('(run agent-relay --help for usage)')
     .exitOverride()
-    .configureOutput({ writeOut: (s) => io.out(s.replace(/\n$/, '')), writeErr: (s) => io.err(s.replace(/\n$/, '')) });
+    // With --json, runCli reports commander's refusals as JSON instead of these lines.
+    .configureOutput({ writeOut: (s) => io.out(s.replace(/\n$/, '')), writeErr: (s) => (opts.json ? undefined : io.err(s.replace(/\n$/, ''))) });
 
   const run =
     (action: (ctx: CliContext, ...args: any[]) => Promise<void>) =>
     async (...args: any[]): Promise<void> => {
       const command = args.at(-1) as Command;
       const opts = withIoEnv(command.optsWithGlobals() as GlobalOptions, program, io.env);
-      const ctx = new CliContext(opts, io);
+      let ctx: CliContext | null = null;
       try {
+        opts.url = checkedUrl(opts.url, program, io.env);
+        ctx = new CliContext(opts, io);
         await action(ctx, ...args.slice(0, -1));
       } catch (err) {
-        const { code, message } = explain(err, { json: ctx.json, url: opts.url });
-        io.err(`agent-relay: ${message}`);
-        exit.code = code;
+        const failure = explain(err, { url: opts.url, home: relayHome(io.env), tokenGiven: Boolean(opts.token), actingAs: ctx?.actingAs ?? null });
+        report(io, Boolean(opts.json), failure);
+        exit.code = failure.exit;
       }
     };
 
@@ -50,7 +55,31 @@ export function buildProgram(io: Io, exit: { code: number }, groups: CommandGrou
   taskCommands(program, run);
   liveCommands(program, run);
   for (const group of groups) group(program, run, io);
+  usageAfterErrors(program, 'agent-relay');
   return program;
+}
+
+/** After a refused command line, the usage of the command that refused it, and where to read more. */
+function usageAfterErrors(command: Command, path: string): void {
+  command.showHelpAfterError(`usage: ${path} ${command.usage()}\n(run ${path} --help for details)`);
+  for (const sub of command.commands) usageAfterErrors(sub, `${path} ${sub.name()}`);
+}
+
+/** The relay address as RelayHttpClient takes it; a wrong one is a usage error naming where it came from. */
+function checkedUrl(url: string, program: Command, env: NodeJS.ProcessEnv): string {
+  try {
+    return relayHttpUrl(url);
+  } catch (err) {
+    if (!(err instanceof InvalidRelayUrlError)) throw err;
+    const source = program.getOptionValueSource('url') === 'cli' ? '--url' : env.AGENT_RELAY_URL ? 'AGENT_RELAY_URL' : 'the relay address';
+    throw new UsageError(`${source}: ${err.message}`);
+  }
+}
+
+/** Whether the command line asks for JSON (before commander has parsed it: its refusals are JSON too). */
+function wantsJson(argv: string[]): boolean {
+  const end = argv.indexOf('--');
+  return (end === -1 ? argv : argv.slice(0, end)).includes('--json');
 }
 
 /** Options commander's `.env()` fills from process.env; the values are taken from `io.env` instead. */
@@ -81,19 +110,24 @@ export async function runCli(argv: string[], io: Io, groups: CommandGroup[] = []
   if (argv[0] === 'serve') {
     // The relay parses its own flags (the same as npm start); commander only lists it in --help.
     const { serve } = await import('../../broker/main.js');
-    await serve(argv.slice(1));
-    return EXIT.ok;
+    return serve(argv.slice(1), io.err);
   }
   const exit = { code: EXIT.ok as number };
-  const program = buildProgram(io, exit, groups);
+  const json = wantsJson(argv);
+  const program = buildProgram(io, exit, groups, { json });
   try {
     await program.parseAsync(argv, { from: 'user' });
   } catch (err) {
     if (err instanceof CommanderError) {
       // Help and version are successes; everything else commander rejects is a usage error.
-      return err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help' ? EXIT.ok : EXIT.usage;
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return EXIT.ok;
+      if (json) report(io, true, { exit: EXIT.usage, code: 'usage', message: err.message.replace(/^error: /, '') });
+      return EXIT.usage;
     }
-    throw err;
+    // A command outside `run` (the adapters' own) failed: still one explained line, not a stack.
+    const failure = explain(err, { url: String(program.opts().url ?? DEFAULT_URL), home: relayHome(io.env) });
+    report(io, json, failure);
+    return failure.exit;
   }
   return exit.code;
 }

@@ -113,10 +113,11 @@ t.test('SessionStart registers the session as an agent and tells Claude who it i
 
   const tokenFile = join(s.home, 'agents', `${encodeURIComponent(id)}.json`);
   t.equal(statSync(tokenFile).mode & 0o777, 0o600, 'the token file is private (0600)');
-  const stored = readJson(tokenFile);
-  t.equal(stored.id, id);
+  const file = readJson(tokenFile);
+  t.equal(file.id, id);
+  t.same(Object.keys(file.relays), [relay.url], 'one token, stored for this relay');
+  const stored = file.relays[relay.url];
   t.type(stored.token, 'string');
-  t.equal(stored.url, relay.url);
   const asAgent = await httpRpc(relay.url, 'message/list', { agentId: id, agentToken: stored.token, unread: true });
   t.notOk(asAgent.error, 'the stored token authenticates the agent');
   const wrong = await httpRpc(relay.url, 'message/list', { agentId: id, agentToken: `${stored.token}x`, unread: true });
@@ -146,7 +147,7 @@ t.test('SessionStart registers the session as an agent and tells Claude who it i
   t.equal(agents.filter((a: any) => a.id.includes('-claude-payments-api-')).length, 1, 'no second agent for the same session');
   const again = await agentNamed(observer, id);
   t.equal(again?.registeredAt, agent?.registeredAt, 'the same registration, re-joined');
-  const stored2 = readJson(tokenFile);
+  const stored2 = readJson(tokenFile).relays[relay.url];
   t.equal(stored2.token, stored.token, 'the stored token is unchanged');
   t.notOk((await httpRpc(relay.url, 'message/list', { agentId: id, agentToken: stored2.token })).error, 'and still valid');
   t.equal(statSync(tokenFile).mode & 0o777, 0o600, 'still 0600');

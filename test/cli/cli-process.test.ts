@@ -7,6 +7,8 @@ import { EXIT } from '../../clients/cli/context.js';
 import { runCli } from '../../clients/cli/main.js';
 import { childEnv, ROOT, trackChild, untrackChild } from '../helpers/child.js';
 import { startRelay, type TestRelay } from '../helpers/relay.js';
+import { spawnRelay } from '../helpers/relay-process.js';
+import { startTcpProxy } from '../helpers/tcp-proxy.js';
 
 /**
  * The real `agent-relay` bin as child processes (`node bin/agent-relay.js ...`): that it runs at
@@ -148,7 +150,7 @@ async function cliJson(t: Test, env: Record<string, string>, ...argv: string[]):
   return JSON.parse(r.out);
 }
 
-async function rpc(relay: TestRelay, method: string, params: Record<string, unknown> = {}): Promise<any> {
+async function rpc(relay: { url: string }, method: string, params: Record<string, unknown> = {}): Promise<any> {
   const res = await fetch(`${relay.url}/rpc`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ jsonrpc: '2.0', id: 1, method, params }) });
   const frame = (await res.json()) as { result?: any; error?: { code: number; message: string } };
   if (frame.error) throw new Error(`${method}: ${frame.error.code} ${frame.error.message}`);
@@ -166,8 +168,10 @@ async function eventually<T>(probe: () => Promise<T>, cond: (v: T) => boolean, w
   }
 }
 
+/** What the store holds for `id` on the one relay it has a token for. */
 function stored(home: string, id: string): any {
-  return JSON.parse(readFileSync(join(home, 'agents', `${id}.json`), 'utf8'));
+  const file = JSON.parse(readFileSync(join(home, 'agents', `${id}.json`), 'utf8'));
+  return Object.values(file.relays)[0];
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -314,4 +318,40 @@ t.test('monitor --as X prints a line per incoming message, acknowledges it, and 
   const noIdentity = await runBin(t, ['monitor'], env);
   t.equal(noIdentity.code, 2, 'monitor without --as is a usage error and does not hang');
   t.match(noIdentity.stderr, /pass --as ID/);
+});
+
+t.test('tail and inbox --follow carry on across a relay restart (same address, same database), printing nothing twice', async (t) => {
+  const dir = t.testdir();
+  const dbPath = join(dir, 'relay.db');
+  const first = await spawnRelay(t, { dbPath });
+  // The followers keep one address; the restarted relay gets a new port behind it (a fixed port
+  // would sit in TIME_WAIT for a minute after the first relay's sockets close).
+  const proxy = await startTcpProxy(t, first.port);
+  const env = { AGENT_RELAY_URL: proxy.url, AGENT_RELAY_HOME: join(dir, 'home') };
+  await cliJson(t, env, 'register', '--id', 'alice');
+  await cliJson(t, env, 'register', '--id', 'bob');
+  const m1 = (await cliJson(t, env, 'send', '--as', 'alice', 'bob', 'before the restart')).message;
+
+  const tail = new Child(t, ['tail', '--json', '--since', '0'], env);
+  const follow = new Child(t, ['inbox', '--follow', '--json', '--as', 'bob'], env);
+  const tailed = () => tail.lines.map((l) => JSON.parse(l)).filter((l) => l.kind === 'message').map((l) => l.message.id);
+  const followed = () => follow.lines.map((l) => JSON.parse(l).id);
+  await tail.waitFor(() => tailed().includes(m1.id), 'the first message in tail');
+  await follow.waitFor(() => followed().includes(m1.id), 'the first message in inbox --follow');
+
+  proxy.retarget(0);
+  t.equal(await first.stop(), 0, 'the relay stops cleanly');
+  const second = await spawnRelay(t, { dbPath });
+  proxy.retarget(second.port);
+  const m2 = (await cliJson(t, env, 'send', '--as', 'alice', 'bob', 'after the restart')).message;
+  await tail.waitFor(() => tailed().includes(m2.id), 'the message sent after the restart, in tail');
+  await follow.waitFor(() => followed().includes(m2.id), 'the message sent after the restart, in inbox --follow');
+  const m3 = (await cliJson(t, env, 'send', '--as', 'alice', 'bob', 'and one more')).message;
+  await tail.waitFor(() => tailed().includes(m3.id), 'one more in tail');
+  await follow.waitFor(() => followed().includes(m3.id), 'one more in inbox --follow');
+  t.same(tailed(), [m1.id, m2.id, m3.id], 'tail printed each message once, in order');
+  t.same(followed(), [m1.id, m2.id, m3.id], 'inbox --follow printed each message once, in order');
+  t.same(await tail.stop(), { code: 0, signal: null });
+  await follow.stop();
+  t.equal(tail.stderr + follow.stderr, '', 'with --json, stderr stays quiet through the reconnect');
 });

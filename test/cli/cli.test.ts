@@ -92,8 +92,11 @@ function storedFile(home: string, id: string): string {
   return join(home, 'agents', `${encodeURIComponent(id)}.json`);
 }
 
-function stored(home: string, id: string): any {
-  return JSON.parse(readFileSync(storedFile(home, id), 'utf8'));
+/** What the store holds for `id` on `url` (default: the one relay it has a token for), as loadIdentity returns it. */
+function stored(home: string, id: string, url?: string): any {
+  const file = JSON.parse(readFileSync(storedFile(home, id), 'utf8'));
+  const on = url ?? Object.keys(file.relays)[0]!;
+  return { id, url: on, ...file.relays[on] };
 }
 
 /** The identity fields POST /rpc takes for an agent the CLI registered. */
@@ -163,7 +166,7 @@ t.test('register stores a private token, re-register reuses it, and an id is gen
   const stranger = terminal(t, { AGENT_RELAY_URL: relay.url, AGENT_RELAY_HOME: join(dir, 'stranger') });
   const taken = await stranger.run('register', '--id', 'alice', '--label', 'Mallory');
   t.equal(taken.code, EXIT.refused);
-  t.match(taken.err, /agent alice exists; re-registering it needs its agentToken/);
+  t.equal(taken.err, `agent-relay: agent "alice" is already registered on ${relay.url} and no token for it is stored in ${stranger.home} (registered from another terminal or machine?): pick another --id, or run from the AGENT_RELAY_HOME that registered it`);
   t.notOk(existsSync(storedFile(stranger.home, 'alice')));
   t.equal((await rpc(relay, 'agent/list', {})).agents.find((a: any) => a.id === 'alice').label, 'Alice B');
 
@@ -633,7 +636,9 @@ t.test('relay unreachable: exit 3 with how to start it', async (t) => {
   for (const argv of [['agents'], ['status'], ['register', '--id', 'alice'], ['send', 'bob', 'hi'], ['tasks', '--json'], ['event', '--integration', 'x', '--secret', 'y', '--title', 'z']]) {
     const r = await cli.run(...argv);
     t.equal(r.code, EXIT.unreachable, `${argv.join(' ')} exits 3`, { stderr: r.err });
-    t.equal(r.err, `agent-relay: relay not reachable at ${url} (ECONNREFUSED): is it running? start it with agent-relay serve`);
+    const message = `relay not reachable at ${url} (ECONNREFUSED): is it running? start it with agent-relay serve`;
+    if (argv.includes('--json')) t.same(JSON.parse(r.err), { error: { code: 'unreachable', message, exit: 3 } }, 'with --json, as JSON');
+    else t.equal(r.err, `agent-relay: ${message}`);
     t.equal(r.out, '');
   }
   t.notOk(existsSync(storedFile(cli.home, 'alice')), 'a failed register stores nothing');
@@ -652,12 +657,12 @@ t.test('relay token: refused without it, accepted from AGENT_RELAY_TOKEN or --to
   for (const argv of [['agents'], ['status'], ['register', '--id', 'alice'], ['tasks']]) {
     const r = await cli.run(...argv);
     t.equal(r.code, EXIT.refused, `${argv.join(' ')} without the token exits 1`, { stderr: r.err });
-    t.match(r.err, /^agent-relay: missing or wrong relay token \(check AGENT_RELAY_TOKEN/);
+    t.equal(r.err, `agent-relay: the relay at ${relay.url} needs a relay token and none was given: pass --token TOKEN or set AGENT_RELAY_TOKEN to the value the relay was started with`);
   }
   t.notOk(existsSync(storedFile(cli.home, 'alice')));
   const wrong = await cli.run('--token', 'not-the-relay-token-at-all', 'agents');
   t.equal(wrong.code, EXIT.refused);
-  t.match(wrong.err, /missing or wrong relay token/);
+  t.equal(wrong.err, `agent-relay: the relay at ${relay.url} refused the relay token given (--token or AGENT_RELAY_TOKEN): pass the AGENT_RELAY_TOKEN the relay was started with`);
 
   const authed = terminal(t, { ...cli.env, AGENT_RELAY_TOKEN: token });
   t.equal((await authed.json('register', '--id', 'alice')).agent.id, 'alice');
@@ -784,7 +789,7 @@ t.test('the identity file is replaced whole: a command reading it while another 
   let torn = 0;
   const seen = new Set<number>();
   while (!done) {
-    const id = loadIdentity(home, 'bob');
+    const id = loadIdentity(home, 'bob', 'http://127.0.0.1:1');
     reads++;
     if (id === null || id.token !== 'tok') torn++;
     else seen.add(id.cursor ?? -1);
@@ -793,6 +798,151 @@ t.test('the identity file is replaced whole: a command reading it while another 
   t.equal(await exited, 0, 'the writer finished');
   t.ok(seen.size > 1, `reads overlapped the writes (${seen.size} distinct versions over ${reads} reads)`);
   t.equal(torn, 0, 'every read found a whole identity');
-  t.equal(loadIdentity(home, 'bob')?.cursor, 4000);
+  t.equal(loadIdentity(home, 'bob', 'http://127.0.0.1:1')?.cursor, 4000);
   t.same(readdirSync(join(home, 'agents')), ['bob.json'], 'no temporary files left behind');
+});
+
+t.test('--url: the ws://host:port/rpc address the relay prints is the same relay; garbage is a usage error naming where it came from', async (t) => {
+  const { relay, cli } = await setup(t);
+  const ws = `ws://127.0.0.1:${relay.port}/rpc`;
+  t.equal((await cli.json('--url', ws, 'status')).url, relay.url, '--url ws://.../rpc reaches the relay at its http address');
+  await cli.ok('--url', ws, 'register', '--id', 'alice');
+  await cli.ok('--url', `${relay.url}/`, 'register', '--id', 'bob');
+  t.same(Object.keys(JSON.parse(readFileSync(storedFile(cli.home, 'alice'), 'utf8')).relays), [relay.url], 'the token is stored under the http address');
+  const sent = await cli.json('--url', ws, 'send', '--as', 'alice', 'bob', 'over either address');
+  t.same((await cli.json('inbox', '--as', 'bob')).messages, [sent.message], 'and found again through AGENT_RELAY_URL=http://...');
+  const fromEnv = terminal(t, { ...cli.env, AGENT_RELAY_URL: ws });
+  t.equal((await fromEnv.json('inbox', '--as', 'bob')).messages.length, 1, 'AGENT_RELAY_URL=ws://.../rpc too');
+
+  const wrong: Array<[Terminal, string[], string]> = [
+    [cli, ['--url', 'garbage', 'agents'], `--url: expected the relay's address, such as http://127.0.0.1:4850, got "garbage"`],
+    [cli, ['--url', 'ftp://127.0.0.1:4850', 'status'], `--url: expected the relay's address, such as http://127.0.0.1:4850 (http, https, ws or wss), got "ftp://127.0.0.1:4850"`],
+    [cli, ['--url', '127.0.0.1:4850', 'tail'], `--url: expected the relay's address, such as http://127.0.0.1:4850, got "127.0.0.1:4850"`],
+    [cli, ['--url', 'localhost:4850', 'agents'], `--url: expected the relay's address, such as http://127.0.0.1:4850 (http, https, ws or wss), got "localhost:4850"`],
+    [terminal(t, { ...cli.env, AGENT_RELAY_URL: 'not a url' }), ['inbox', '--as', 'bob'], `AGENT_RELAY_URL: expected the relay's address, such as http://127.0.0.1:4850, got "not a url"`],
+  ];
+  for (const [term, argv, message] of wrong) {
+    const r = await term.run(...argv);
+    t.equal(r.code, EXIT.usage, `${argv.join(' ')}: exit 2, not 3`);
+    t.equal(r.err, `agent-relay: ${message}`);
+  }
+});
+
+t.test('agent tokens are kept per relay: the same id on a second relay does not lock it out of the first', async (t) => {
+  const dir = t.testdir();
+  const one = await startRelay(t, {}, { dir: join(dir, 'one') });
+  const two = await startRelay(t, {}, { dir: join(dir, 'two') });
+  const home = join(dir, 'home');
+  const on = (relay: TestRelay) => terminal(t, { AGENT_RELAY_URL: relay.url, AGENT_RELAY_HOME: home });
+  const first = await on(one).json('register', '--id', 'bob');
+  const second = await on(two).json('register', '--id', 'bob');
+  t.not(first.agentToken, second.agentToken, 'each relay issued its own token');
+  t.same(stored(home, 'bob', one.url).token, first.agentToken);
+  t.same(stored(home, 'bob', two.url).token, second.agentToken);
+  t.equal((await on(one).json('send', '--as', 'bob', 'bob', 'still me on one')).message.from, 'bob', 'bob still acts on the first relay');
+  t.equal((await on(two).json('send', '--as', 'bob', 'bob', 'and on two')).message.from, 'bob');
+  t.equal((await on(one).json('register', '--id', 'bob')).agentToken, first.agentToken, 're-register on the first relay presents its own token');
+
+  // A relay bob never registered on: the usage error says where bob does have a token.
+  const three = await startRelay(t, {}, { dir: join(dir, 'three') });
+  const none = await on(three).run('inbox', '--as', 'bob');
+  t.equal(none.code, EXIT.usage);
+  t.equal(none.err, `agent-relay: no stored token for agent bob in ${home} for ${three.url} (it has one for ${one.url}, ${two.url}: pass --url to use that relay): run \`agent-relay register --id bob\` first`);
+});
+
+t.test('an identity file of the single-token format is read as its relay entry and kept when another relay is added', async (t) => {
+  const { relay, dir, cli } = await setup(t);
+  const reg = await cli.json('register', '--id', 'carol');
+  // What earlier versions wrote: one token, one url, claims and cursor beside them.
+  writeFileSync(storedFile(cli.home, 'carol'), JSON.stringify({ id: 'carol', token: reg.agentToken, url: `${relay.url}/`, cursor: 0, claims: { 9: 3 } }));
+  const msg = await cli.json('send', '--as', 'carol', 'carol', 'old file, still carol');
+  t.equal(msg.message.from, 'carol', 'the old file still authenticates');
+  const other = await startRelay(t, {}, { dir: join(dir, 'other') });
+  await terminal(t, { ...cli.env, AGENT_RELAY_URL: other.url }).ok('register', '--id', 'carol');
+  const file = JSON.parse(readFileSync(storedFile(cli.home, 'carol'), 'utf8'));
+  t.same(file.relays[relay.url], { token: reg.agentToken, cursor: 0, claims: { 9: 3 } }, 'rewritten in the per-relay format, the old entry whole');
+  t.type(file.relays[other.url]?.token, 'string');
+  t.equal(file.token, undefined, 'no single-token fields left');
+});
+
+t.test('401s name the right token: the relay token, or the stored agent token and the relay it is for', async (t) => {
+  const token = 'relay-token-0123456789abcdef';
+  const { relay, cli } = await setup(t, { token });
+  const authed = terminal(t, { ...cli.env, AGENT_RELAY_TOKEN: token });
+  await authed.ok('register', '--id', 'bob');
+
+  // tail holds a WebSocket: its refused upgrade is a relay-token problem too, not "not reachable".
+  const tail = await cli.run('tail');
+  t.equal(tail.code, EXIT.refused, 'tail without the relay token exits 1, not 3');
+  t.match(tail.err, `the relay at ${relay.url} needs a relay token and none was given`);
+
+  // The relay token is right but the stored agent token is not (the relay's database was replaced, say).
+  const file = storedFile(cli.home, 'bob');
+  const real = stored(cli.home, 'bob').token;
+  saveIdentity(cli.home, { id: 'bob', url: relay.url, token: 'not-bobs-token-0123456789' });
+  const expected = `agent-relay: agent token for "bob" stored for ${relay.url} was refused (unauthorized: agentToken does not match agent bob); re-register with agent-relay register --id bob (if the relay knows another "bob", pick another --id; the stored token is in ${file})`;
+  for (const argv of [['inbox', '--as', 'bob'], ['send', '--as', 'bob', 'broadcast', 'hi'], ['claim', '--as', 'bob', '1']]) {
+    const r = await authed.run(...argv);
+    t.equal(r.code, EXIT.refused, `${argv[0]} with a wrong stored agent token exits 1`);
+    t.equal(r.err, expected, `${argv[0]}: names the agent token, its relay and how to reset it`);
+  }
+  const monitor = await authed.run('monitor', '--as', 'bob');
+  t.equal(monitor.code, EXIT.refused, 'monitor with the wrong stored agent token ends, exit 1');
+  t.equal(monitor.err, expected.replace('(unauthorized: agentToken does not match agent bob)', '(unauthorized: agent bob exists; re-registering it needs its agentToken)'), 'monitor: the same explanation');
+  const noRelayToken = await cli.run('monitor', '--as', 'bob');
+  t.equal(noRelayToken.code, EXIT.refused, 'monitor without the relay token ends instead of waiting forever');
+  t.match(noRelayToken.err, 'needs a relay token and none was given');
+  const again = await authed.run('register', '--id', 'bob');
+  t.equal(again.code, EXIT.refused);
+  t.equal(again.err, `agent-relay: agent "bob" is already registered on ${relay.url} with another token than the one stored in ${file} (registered from another terminal or machine?): pick another --id, or run from the AGENT_RELAY_HOME that registered it`);
+  saveIdentity(cli.home, { id: 'bob', url: relay.url, token: real });
+  t.equal((await authed.json('inbox', '--as', 'bob')).messages.length, 0, 'with the real token back, the same call works (the refusals above were about the token)');
+});
+
+t.test('--json: errors are one JSON document on stderr, {"error":{code,message,exit}}, stdout empty', async (t) => {
+  const token = 'relay-token-0123456789abcdef';
+  const { cli } = await setup(t, { token });
+  const cases: Array<[string[], { code: string; exit: number; message: RegExp }]> = [
+    [['--json', 'agents', '--bogus'], { code: 'usage', exit: 2, message: /^unknown option '--bogus'$/ }],
+    [['agents', '--json', '--status'], { code: 'usage', exit: 2, message: /option '--status <status>' argument missing/ }],
+    [['--json', 'inbox'], { code: 'usage', exit: 2, message: /pass --as ID/ }],
+    [['--json', '--url', 'garbage', 'agents'], { code: 'usage', exit: 2, message: /^--url: expected the relay's address/ }],
+    [['--json', 'agents'], { code: 'relayToken', exit: 1, message: /needs a relay token and none was given/ }],
+    [['--json', '--token', token, 'task', 'show', '99'], { code: 'notFound', exit: 1, message: /99/ }],
+    [['--json', '--url', `http://127.0.0.1:${await closedPort()}`, 'status'], { code: 'unreachable', exit: 3, message: /relay not reachable/ }],
+  ];
+  for (const [argv, want] of cases) {
+    const r = await cli.run(...argv);
+    t.equal(r.code, want.exit, `${argv.join(' ')}: exit ${want.exit}`);
+    t.equal(r.out, '', `${argv.join(' ')}: nothing on stdout`);
+    let doc: any = null;
+    try {
+      doc = JSON.parse(r.err);
+    } catch {
+      t.fail(`${argv.join(' ')}: stderr is one JSON document`, { stderr: r.err });
+      continue;
+    }
+    t.same(Object.keys(doc), ['error']);
+    t.match(doc.error, { code: want.code, exit: want.exit, message: want.message }, `${argv.join(' ')}: ${want.code}`);
+  }
+  t.notMatch((await cli.run('agents', '--bogus')).err, /^\{/, 'without --json the same error is text');
+});
+
+t.test('a refused command line shows the usage of the command that refused it', async (t) => {
+  const dir = t.testdir();
+  const cli = terminal(t, { AGENT_RELAY_URL: `http://127.0.0.1:${await closedPort()}`, AGENT_RELAY_HOME: join(dir, 'home') });
+  const cases: Array<[string[], string]> = [
+    [['agents', '--bogus'], 'usage: agent-relay agents [options]\n(run agent-relay agents --help for details)'],
+    [['send', '--channel'], 'usage: agent-relay send [options] <to> <body>\n(run agent-relay send --help for details)'],
+    [['task', 'update', '1', '--progress'], 'usage: agent-relay task update [options] <id>\n(run agent-relay task update --help for details)'],
+    [['tail', '--since', 'abc'], 'usage: agent-relay tail [options]'],
+    [['--url'], 'usage: agent-relay [options] [command]'],
+  ];
+  for (const [argv, usage] of cases) {
+    const r = await cli.run(...argv);
+    t.equal(r.code, EXIT.usage, `${argv.join(' ')}: exit 2`);
+    t.match(r.err, /^error: /, `${argv.join(' ')}: says what is wrong first`);
+    t.match(r.err, usage, `${argv.join(' ')}: then its usage`);
+    t.notMatch(r.err, /TypeError|\n\s+at /, 'no TypeError, no stack');
+  }
 });

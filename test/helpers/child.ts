@@ -71,16 +71,16 @@ export interface TsChild {
  * the parent's environment minus tap's loaders and every relay setting, plus `env`. SIGKILLed by
  * pid at teardown if still running, and when the test process exits.
  */
-export function spawnTs(t: Test, script: string, opts: { args?: string[]; env?: Record<string, string>; nodeArgs?: string[] } = {}): TsChild {
-  return spawnChild(t, process.execPath, [...(opts.nodeArgs ?? []), '--import', 'tsx', script, ...(opts.args ?? [])], { env: childEnv(opts.env) });
+export function spawnTs(t: Test, script: string, opts: { args?: string[]; env?: Record<string, string>; nodeArgs?: string[]; user?: { uid: number; gid: number } } = {}): TsChild {
+  return spawnChild(t, process.execPath, [...(opts.nodeArgs ?? []), '--import', 'tsx', script, ...(opts.args ?? [])], { env: childEnv(opts.env), ...(opts.user ? { user: opts.user } : {}) });
 }
 
 /**
  * Run any program (from the repository root unless `cwd` says otherwise) with exactly `env`,
  * tracked and killed like spawnTs's children.
  */
-export function spawnChild(t: Test, command: string, args: string[], opts: { env: NodeJS.ProcessEnv; cwd?: string }): TsChild {
-  const child = spawn(command, args, { cwd: opts.cwd ?? ROOT, env: opts.env, stdio: ['pipe', 'pipe', 'pipe'] });
+export function spawnChild(t: Test, command: string, args: string[], opts: { env: NodeJS.ProcessEnv; cwd?: string; user?: { uid: number; gid: number } }): TsChild {
+  const child = spawn(command, args, { cwd: opts.cwd ?? ROOT, env: opts.env, stdio: ['pipe', 'pipe', 'pipe'], ...(opts.user ?? {}) });
   const pid = child.pid;
   if (pid === undefined) {
     child.once('error', () => undefined); // reported by the throw below, not as an uncaught event

@@ -259,8 +259,8 @@ t.test('GET /metrics is Prometheus text with the relay metrics, and values follo
     ['agent_relay_tasks', 'gauge'],
     ['agent_relay_outbox', 'gauge'],
     ['agent_relay_commit_seconds', 'histogram'],
-    ['agent_relay_process_nodejs_eventloop_lag_seconds', 'gauge'],
-    ['agent_relay_process_nodejs_eventloop_lag_p99_seconds', 'gauge'],
+    ['agent_relay_nodejs_eventloop_lag_seconds', 'gauge'],
+    ['agent_relay_nodejs_eventloop_lag_p99_seconds', 'gauge'],
   ] as const) {
     t.match(before, new RegExp(`^# TYPE ${name} ${type}$`, 'm'), `${name} is a ${type}`);
     t.match(before, new RegExp(`^# HELP ${name} \\S`, 'm'), `${name} has help text`);
@@ -272,7 +272,10 @@ t.test('GET /metrics is Prometheus text with the relay metrics, and values follo
   t.equal(sample(before, 'agent_relay_outbox', '{state="pending"}'), 0, 'outbox depth 0');
   t.type(sample(before, 'agent_relay_commit_seconds_count'), 'number', 'commit latency has a count');
   t.equal(sample(before, 'agent_relay_commit_seconds_bucket', '{le="+Inf"}'), sample(before, 'agent_relay_commit_seconds_count'), 'the +Inf bucket equals the count');
-  t.ok(Number.isFinite(sample(before, 'agent_relay_process_nodejs_eventloop_lag_seconds')), 'event-loop lag has a value');
+  t.ok(Number.isFinite(sample(before, 'agent_relay_nodejs_eventloop_lag_seconds')), 'event-loop lag has a value');
+  const names = [...before.matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]!);
+  t.ok(names.includes('agent_relay_process_resident_memory_bytes'), 'process metrics are there, under agent_relay_process_');
+  t.same(names.filter((n) => !n.startsWith('agent_relay_') || n.includes('process_process')), [], 'every name has the agent_relay_ prefix once, none process_process');
 
   const alice = await connectAgent(t, relay.wsUrl, { id: 'alice' });
   await connectAgent(t, relay.wsUrl, { id: 'bob' });

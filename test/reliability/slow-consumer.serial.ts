@@ -95,8 +95,8 @@ t.test('a subscriber that stops reading is cut at the backpressure limit; the ot
   })();
 
   const gauge = (m: Map<string, number>, name: string) => m.get(name) ?? Number.NaN;
-  const rss = (m: Map<string, number>) => gauge(m, 'agent_relay_process_process_resident_memory_bytes');
-  const heap = (m: Map<string, number>) => gauge(m, 'agent_relay_process_nodejs_heap_size_used_bytes');
+  const rss = (m: Map<string, number>) => gauge(m, 'agent_relay_process_resident_memory_bytes');
+  const heap = (m: Map<string, number>) => gauge(m, 'agent_relay_nodejs_heap_size_used_bytes');
   const wsCount = (m: Map<string, number>) => gauge(m, 'agent_relay_connections{kind="ws"}');
   let rssBefore = Number.NaN;
   let heapBefore = Number.NaN;

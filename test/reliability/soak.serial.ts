@@ -60,11 +60,11 @@ t.test(`soak: ${DURATION_MS / 60_000} minutes of mixed load with connects and di
     return {
       atS: Math.round((Date.now() - startedAt) / 1000),
       heapAfterGc: m.get('agent_relay_debug_heap_used_after_gc_bytes') ?? Number.NaN,
-      fds: m.get('agent_relay_process_process_open_fds') ?? Number.NaN,
-      timers: m.get('agent_relay_process_nodejs_active_resources{type="Timeout"}') ?? 0,
+      fds: m.get('agent_relay_process_open_fds') ?? Number.NaN,
+      timers: m.get('agent_relay_nodejs_active_resources{type="Timeout"}') ?? 0,
       // Node's delay histogram records whole timer intervals: every value includes the sampling
       // resolution (metrics.ts samples every 20 ms; an idle loop reads 20 ms). The delay is the rest.
-      loopP99Ms: (m.get('agent_relay_process_nodejs_eventloop_lag_p99_seconds') ?? Number.NaN) * 1000 - LOOP_RESOLUTION_MS,
+      loopP99Ms: (m.get('agent_relay_nodejs_eventloop_lag_p99_seconds') ?? Number.NaN) * 1000 - LOOP_RESOLUTION_MS,
       commits: m.get('agent_relay_commit_seconds_count') ?? 0,
       slowCommits: (m.get('agent_relay_commit_seconds_count') ?? 0) - (m.get('agent_relay_commit_seconds_bucket{le="0.05"}') ?? 0),
       connections: (m.get('agent_relay_connections{kind="ws"}') ?? 0) + (m.get('agent_relay_connections{kind="sse"}') ?? 0) + (m.get('agent_relay_connections{kind="long_poll"}') ?? 0),

@@ -1,10 +1,26 @@
 import { hostname } from 'node:os';
 import type { Command } from 'commander';
-import { type CliContext, list } from '../context.js';
+import { RelayRpcError } from '../../errors.js';
+import { type CliContext, list, RefusedError } from '../context.js';
 import { agentsTable, table } from '../format.js';
-import { loadIdentity } from '../identity-store.js';
+import { isRelayTokenRefusal } from '../explain.js';
+import { identityFile, loadIdentity } from '../identity-store.js';
 
 type Run = (action: (ctx: CliContext, ...args: any[]) => Promise<void>) => (...args: any[]) => Promise<void>;
+
+/** The relay knows this id under a token this home does not hold: say whose it may be and what to do. */
+function anotherHolder(ctx: CliContext, id: string | undefined, hadToken: boolean): (err: unknown) => never {
+  return (err) => {
+    if (id && err instanceof RelayRpcError && err.kind === 'unauthorized' && !isRelayTokenRefusal(err)) {
+      const ours = hadToken ? `with another token than the one stored in ${identityFile(ctx.home, id)}` : `and no token for it is stored in ${ctx.home}`;
+      throw new RefusedError(
+        `agent "${id}" is already registered on ${ctx.http.url} ${ours} (registered from another terminal or machine?): pick another --id, or run from the AGENT_RELAY_HOME that registered it`,
+        'agentToken',
+      );
+    }
+    throw err;
+  };
+}
 
 export function agentCommands(program: Command, run: Run): void {
   program
@@ -19,7 +35,7 @@ export function agentCommands(program: Command, run: Run): void {
     .option('--not-ready', 'register with ready=false')
     .action(
       run(async (ctx, o: { id?: string; label?: string; tags?: string[]; caps?: string[]; channels?: string[]; client: string; notReady?: boolean }) => {
-        const stored = o.id ? loadIdentity(ctx.home, o.id) : null;
+        const stored = o.id ? loadIdentity(ctx.home, o.id, ctx.http.url) : null;
         const caps = o.caps ?? (ctx.io.env.AGENT_RELAY_CAPS ? list(ctx.io.env.AGENT_RELAY_CAPS) : undefined);
         const r = await ctx.http.call('agent/register', {
           ...(o.id ? { id: o.id } : {}),
@@ -32,7 +48,7 @@ export function agentCommands(program: Command, run: Run): void {
           host: hostname(),
           cwd: process.cwd(),
           ready: !o.notReady,
-        });
+        }).catch(anotherHolder(ctx, o.id, Boolean(stored)));
         ctx.remember({ ...(stored ?? {}), id: r.agent.id, token: r.agentToken, url: ctx.http.url });
         ctx.print({ agent: r.agent, agentToken: r.agentToken, cursor: r.cursor }, () => `registered ${r.agent.id} (token stored in ${ctx.home}); act as it with --as ${r.agent.id}`);
       }),

@@ -1,8 +1,10 @@
 import type { Command } from 'commander';
 import { createRelayClient } from '../../index.js';
+import { RelayUnreachableError } from '../../http-client.js';
 import type { RelayClient } from '../../relay-client.js';
-import type { CliContext } from '../context.js';
+import { type CliContext, wholeNumber } from '../context.js';
 import type { StoredIdentity } from '../identity-store.js';
+import { reconnectNotice } from '../follow.js';
 import { agentLine, clip, messageLine, taskLine } from '../format.js';
 
 /**
@@ -33,15 +35,18 @@ export function liveCommands(program: Command, run: Run): void {
   program
     .command('tail')
     .description('live feed of messages, tasks and agents (one JSON object a line with --json)')
-    .option('--since <id>', 'replay messages after this id first')
+    .option('--since <id>', 'replay messages after this id first', wholeNumber)
     .option('--events', 'also print the event log')
     .action(
-      run(async (ctx, o: { since?: string; events?: boolean }) => {
+      run(async (ctx, o: { since?: number; events?: boolean }) => {
+        // A refused WebSocket upgrade only reads as a failed connection: ask over HTTP first, so a
+        // missing relay token is reported as such (and an absent relay as unreachable).
+        await ctx.http.health();
         const client = createRelayClient({
           url: ctx.opts.url,
           ...(ctx.opts.token ? { token: ctx.opts.token } : {}),
           observe: o.events ? ['messages', 'tasks', 'agents', 'events'] : ['messages', 'tasks', 'agents'],
-          ...(o.since !== undefined ? { since: Number(o.since) } : {}),
+          ...(o.since !== undefined ? { since: o.since } : {}),
         });
         const out = (kind: string, data: unknown, human: string) => ctx.io.out(ctx.json ? JSON.stringify({ kind, ...(data as object) }) : human);
         client.on('message', (m) => out('message', { message: m }, messageLine(m, ctx.color)));
@@ -49,7 +54,7 @@ export function liveCommands(program: Command, run: Run): void {
         client.on('agent', (a) => out('agent', { agent: a }, agentLine(a, ctx.color)));
         client.on('event', (e) => out('event', { event: e }, ctx.color.dim(`event ${e.kind} ${e.agentId ?? ''} ${e.taskId ? `task #${e.taskId}` : ''}`.trimEnd())));
         client.on('disconnected', (d) => {
-          if (d.willReconnect) ctx.io.err(`relay connection lost (${d.reason}); reconnecting in ${d.delayMs} ms`);
+          if (d.willReconnect) reconnectNotice(ctx, d.reason, d.delayMs ?? 0);
         });
         await client.connect();
         if (!ctx.json) ctx.io.err(`following ${client.url} (Ctrl-C to stop)`);
@@ -71,6 +76,11 @@ export function liveCommands(program: Command, run: Run): void {
  * `injected` once printed. Resumes after the last message it printed, across restarts.
  */
 export async function runMonitor(ctx: CliContext, identity: StoredIdentity, maxBody: number): Promise<void> {
+  // It waits for a relay that is not up yet, but a relay that refuses the relay token would be
+  // waited for forever: ask over HTTP once, and let only "not reachable" through.
+  await ctx.http.health().catch((err: unknown) => {
+    if (!(err instanceof RelayUnreachableError)) throw err;
+  });
   const client = createRelayClient({
     url: ctx.opts.url,
     ...(ctx.opts.token ? { token: ctx.opts.token } : {}),

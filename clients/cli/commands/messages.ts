@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import type { Message } from '../../../protocol/common.js';
 import type { Warning } from '../../../protocol/methods/message.js';
 import { type CliContext, wholeNumber } from '../context.js';
+import { followForever } from '../follow.js';
 import { messageLine } from '../format.js';
 
 type Run = (action: (ctx: CliContext, ...args: any[]) => Promise<void>) => (...args: any[]) => Promise<void>;
@@ -74,11 +75,12 @@ export function messageCommands(program: Command, run: Run): void {
         }
         await show(first.messages);
         since = first.messages.at(-1)?.id ?? first.cursor;
-        for (;;) {
-          const next = await ctx.http.inbox(identity, { since, waitSec: FOLLOW_WAIT_SEC });
+        // `since` only moves past what was shown: after a relay restart nothing is shown twice.
+        await followForever(ctx, async () => {
+          const next = await ctx.http.inbox(identity, { since: since!, waitSec: FOLLOW_WAIT_SEC });
           await show(next.messages);
-          since = next.messages.at(-1)?.id ?? Math.max(since, next.cursor);
-        }
+          since = next.messages.at(-1)?.id ?? Math.max(since!, next.cursor);
+        });
       }),
     );
 
