@@ -1,3 +1,5 @@
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import type { MethodName, MethodParams, MethodResult } from '../protocol/method-table.js';
 import type { Message } from '../protocol/common.js';
 import { RelayRpcError } from './errors.js';
@@ -47,8 +49,8 @@ export class RelayHttpClient {
   /** Call a method; agent-scoped methods take the identity's id and token as params. */
   async call<M extends MethodName>(method: M, params: MethodParams<M>, identity?: HttpIdentity): Promise<MethodResult<M>> {
     const body = JSON.stringify({ jsonrpc: '2.0', id: 1, method, params: identity ? { ...params, agentId: identity.agentId, agentToken: identity.agentToken } : params });
-    const response = await this.fetch('/rpc', { method: 'POST', headers: { 'content-type': 'application/json' }, body });
-    const frame = (await response.json().catch(() => null)) as { result?: unknown; error?: { code: number; message: string; data?: Record<string, unknown> } } | null;
+    const response = await this.send('/rpc', { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+    const frame = parseJson(response.body) as { result?: unknown; error?: { code: number; message: string; data?: Record<string, unknown> } } | null;
     if (!frame) throw new RelayRpcError(-32603, `relay answered HTTP ${response.status} without a JSON-RPC body`, undefined, method);
     if (frame.error) throw new RelayRpcError(frame.error.code, frame.error.message, frame.error.data, method);
     return frame.result as MethodResult<M>;
@@ -61,18 +63,18 @@ export class RelayHttpClient {
     if (opts.unread) q.set('unread', 'true');
     if (opts.waitSec) q.set('wait', String(opts.waitSec));
     if (opts.limit) q.set('limit', String(opts.limit));
-    const response = await this.fetch(`/api/agents/${encodeURIComponent(identity.agentId)}/inbox?${q}`, { headers: { 'x-agent-token': identity.agentToken } }, (opts.waitSec ?? 0) * 1000);
+    const response = await this.send(`/api/agents/${encodeURIComponent(identity.agentId)}/inbox?${q}`, { headers: { 'x-agent-token': identity.agentToken } }, (opts.waitSec ?? 0) * 1000);
     return this.json(response, 'inbox');
   }
 
   /** `GET /healthz`. */
   async health(): Promise<{ ok: boolean; dbWritable: boolean; agents: number; connections: number; cursor: number }> {
-    return this.json(await this.fetch('/healthz', {}), 'healthz');
+    return this.json(await this.send('/healthz', {}), 'healthz');
   }
 
   /** Open, update or resolve a task through an integration's ingress, authenticated by its secret. */
   async ingress(integration: string, secret: string, event: Record<string, unknown>): Promise<{ task?: unknown; created?: boolean; duplicate?: boolean }> {
-    const response = await this.fetch(`/api/integrations/${encodeURIComponent(integration)}/events`, {
+    const response = await this.send(`/api/integrations/${encodeURIComponent(integration)}/events`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', authorization: `Bearer ${secret}` },
       body: JSON.stringify(event),
@@ -80,25 +82,60 @@ export class RelayHttpClient {
     return this.json(response, 'ingress');
   }
 
-  private async json<T>(response: Response, what: string): Promise<T> {
-    const body = (await response.json().catch(() => null)) as (T & { error?: { code: number; message: string; data?: Record<string, unknown> } }) | null;
-    if (!response.ok || !body) {
+  private json<T>(response: HttpAnswer, what: string): T {
+    const body = parseJson(response.body) as (T & { error?: { code: number; message: string; data?: Record<string, unknown> } }) | null;
+    if (response.status < 200 || response.status >= 300 || !body) {
       const err = body?.error;
       throw new RelayRpcError(err?.code ?? -32603, err?.message ?? `${what}: HTTP ${response.status}`, err?.data, what);
     }
     return body;
   }
 
-  private async fetch(path: string, init: RequestInit, extraMs = 0): Promise<Response> {
-    const headers = new Headers(init.headers);
+  /**
+   * One request with node:http, not fetch: fetch loads undici on first use, which cost a short
+   * CLI command or hook about 30 ms of its start-up (measured beside `node -e 0`).
+   */
+  private send(path: string, init: { method?: string; headers?: Record<string, string>; body?: string }, extraMs = 0): Promise<HttpAnswer> {
+    const headers: Record<string, string> = { ...init.headers };
     // Ingress carries the integration's secret instead of the relay token.
-    if (this.token && !headers.has('authorization')) headers.set('authorization', `Bearer ${this.token}`);
-    try {
-      return await fetch(this.url + path, { ...init, headers, signal: AbortSignal.timeout(this.timeoutMs + extraMs) });
-    } catch (err) {
-      const e = err as Error & { cause?: { code?: string; message?: string; errors?: Array<{ code?: string }> } };
-      const cause = e.name === 'TimeoutError' ? `no answer within ${this.timeoutMs + extraMs} ms` : (e.cause?.code ?? e.cause?.errors?.[0]?.code ?? e.cause?.message ?? e.message);
-      throw new RelayUnreachableError(this.url, cause);
-    }
+    if (this.token && !headers.authorization) headers.authorization = `Bearer ${this.token}`;
+    if (init.body !== undefined) headers['content-length'] = String(Buffer.byteLength(init.body));
+    const timeoutMs = this.timeoutMs + extraMs;
+    const url = new URL(this.url + path);
+    const request = url.protocol === 'https:' ? httpsRequest : httpRequest;
+    return new Promise((resolve, reject) => {
+      const unreachable = (cause: string) => reject(new RelayUnreachableError(this.url, cause));
+      const req = request(url, { method: init.method ?? 'GET', headers, timeout: timeoutMs }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+        res.on('error', (err: NodeJS.ErrnoException) => unreachable(err.code ?? err.message));
+      });
+      // The whole exchange, not only idle time, is bounded: a relay that trickles an answer is as stuck as a silent one.
+      const deadline = setTimeout(() => req.destroy(new TimeoutError(timeoutMs)), timeoutMs);
+      req.on('close', () => clearTimeout(deadline));
+      req.on('timeout', () => req.destroy(new TimeoutError(timeoutMs)));
+      req.on('error', (err: NodeJS.ErrnoException) => unreachable(err instanceof TimeoutError ? err.message : (err.code ?? err.message)));
+      req.end(init.body);
+    });
+  }
+}
+
+interface HttpAnswer {
+  status: number;
+  body: string;
+}
+
+class TimeoutError extends Error {
+  constructor(ms: number) {
+    super(`no answer within ${ms} ms`);
+  }
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return null;
   }
 }

@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { createRelayClient } from '../../index.js';
 import { RelayUnreachableError } from '../../http-client.js';
 import type { RelayClient } from '../../relay-client.js';
 import { type CliContext, wholeNumber } from '../context.js';
@@ -13,6 +12,12 @@ import { agentLine, clip, messageLine, taskLine } from '../format.js';
  * cursor (those messages are printed again on restart); a normal stop writes the last one.
  */
 const CURSOR_SAVE_EVERY_MS = 250;
+
+/**
+ * The WebSocket client library (ws, json-rpc-2.0) is loaded by the commands that hold a socket
+ * only: importing it costs a short command like `send` about a third of its start-up.
+ */
+const loadClientLibrary = () => import('../../index.js');
 
 type Run = (action: (ctx: CliContext, ...args: any[]) => Promise<void>) => (...args: any[]) => Promise<void>;
 
@@ -42,7 +47,7 @@ export function liveCommands(program: Command, run: Run): void {
         // A refused WebSocket upgrade only reads as a failed connection: ask over HTTP first, so a
         // missing relay token is reported as such (and an absent relay as unreachable).
         await ctx.http.health();
-        const client = createRelayClient({
+        const client = (await loadClientLibrary()).createRelayClient({
           url: ctx.opts.url,
           ...(ctx.opts.token ? { token: ctx.opts.token } : {}),
           observe: o.events ? ['messages', 'tasks', 'agents', 'events'] : ['messages', 'tasks', 'agents'],
@@ -56,9 +61,13 @@ export function liveCommands(program: Command, run: Run): void {
         client.on('disconnected', (d) => {
           if (d.willReconnect) reconnectNotice(ctx, d.reason, d.delayMs ?? 0);
         });
+        // Listen for Ctrl-C/SIGTERM before connecting: the relay counts the connection before
+        // connect() resolves here, and a signal in between used to kill the process uncleanly.
+        const closed = untilClosed(client);
+        closed.catch(() => undefined); // awaited below; a failed connect() is what gets reported
         await client.connect();
         if (!ctx.json) ctx.io.err(`following ${client.url} (Ctrl-C to stop)`);
-        await untilClosed(client);
+        await closed;
       }),
     );
 
@@ -81,7 +90,7 @@ export async function runMonitor(ctx: CliContext, identity: StoredIdentity, maxB
   await ctx.http.health().catch((err: unknown) => {
     if (!(err instanceof RelayUnreachableError)) throw err;
   });
-  const client = createRelayClient({
+  const client = (await loadClientLibrary()).createRelayClient({
     url: ctx.opts.url,
     ...(ctx.opts.token ? { token: ctx.opts.token } : {}),
     agent: { id: identity.id },
@@ -108,8 +117,10 @@ export async function runMonitor(ctx: CliContext, identity: StoredIdentity, maxB
     void client.call('message/ack', { id: m.id, state: 'injected' }).catch(() => undefined);
   });
   try {
+    const closed = untilClosed(client); // before connecting, as in tail
+    closed.catch(() => undefined);
     await client.connect();
-    await untilClosed(client);
+    await closed;
   } finally {
     if (pendingSave) saveCursor();
   }
