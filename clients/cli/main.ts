@@ -109,6 +109,9 @@ function withIoEnv(opts: GlobalOptions, program: Command, env: NodeJS.ProcessEnv
 export async function runCli(argv: string[], io: Io, groups: CommandGroup[] = []): Promise<number> {
   if (argv[0] === 'serve') {
     // The relay parses its own flags (the same as npm start); commander only lists it in --help.
+    // Its stacks point into the TypeScript sources, as under npm start (--enable-source-maps);
+    // short commands skip that: reading the maps would cost their start-up.
+    process.setSourceMapsEnabled(true);
     const { serve } = await import('../../broker/main.js');
     return serve(argv.slice(1), io.err);
   }
