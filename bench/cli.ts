@@ -10,7 +10,7 @@ import { tmpdir, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startRelay } from './lib/relay-proc.js';
-import { killAllSync, ROOT } from './lib/proc.js';
+import { runMain, ROOT } from './lib/proc.js';
 import { mdTable, textTable, type Table } from './lib/table.js';
 import { updateSection } from './lib/results-md.js';
 
@@ -103,11 +103,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    console.error(err);
-    killAllSync();
-    process.exit(1);
-  },
-);
+runMain(main);

@@ -6,7 +6,7 @@ import { ensureInstalled, startNats, startRedis } from './peers/setup.js';
 import { nowMs } from './lib/clock.js';
 import { PROFILES, type BenchContext, type Peers, type Profile } from './lib/context.js';
 import { SYSTEMS, type SystemName } from './lib/drivers.js';
-import { BENCH, killAllSync } from './lib/proc.js';
+import { BENCH, runMain } from './lib/proc.js';
 import { buildReport, type BenchResults } from './lib/report.js';
 import { renderFanoutSvg } from './lib/svg.js';
 import { updateResultsMd } from './lib/results-md.js';
@@ -127,11 +127,4 @@ async function main(): Promise<void> {
   log(`total ${results.meta.durationSec} s; load average at end: ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
 }
 
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    console.error(err);
-    killAllSync();
-    process.exit(1);
-  },
-);
+runMain(main);

@@ -45,6 +45,18 @@ export function killAllSync(): void {
   children.clear();
 }
 
+/** Run a bench entry point: exit 0 when it resolves; on failure print it, SIGKILL every child, exit 1. */
+export function runMain(main: () => Promise<void>): void {
+  main().then(
+    () => process.exit(0),
+    (err: unknown) => {
+      console.error(err);
+      killAllSync();
+      process.exit(1);
+    },
+  );
+}
+
 /** SIGTERM one process by pid, SIGKILL it after `graceMs`; resolves when it has exited. */
 export async function stopPid(pid: number, graceMs = 5000): Promise<void> {
   const entry = children.get(pid);
