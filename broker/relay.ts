@@ -12,7 +12,7 @@ import { Scheduler } from './domain/scheduler.js';
 import type { Logger } from './logger.js';
 import { SqliteStore } from './store/store.js';
 import { RpcDispatcher } from './transport/rpc-dispatch.js';
-import { startTransport } from './transport/uws-server.js';
+import { startTransport } from './transport/index.js';
 
 export const RELAY_VERSION: string = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
