@@ -52,7 +52,12 @@ export class Connections<S extends LiveSession> {
       const ctx: CallContext = { session, agentId: null, transport: 'ws' };
       dispatcher.handleFrame(text, ctx).then(
         (response) => {
-          if (response !== null) session.send(response);
+          // A reply past the send-buffer bound is cut like a notification would be (4001): left
+          // unsent, the client would wait for it forever.
+          if (response !== null && session.send(response) === 'dropped') {
+            log.warn({ session: session.id, agentId: session.agentId }, 'slow consumer disconnected (reply over the send-buffer bound)');
+            session.close(CLOSE_CODES.slowConsumer, 'slow consumer: send buffer over limit, resume by cursor');
+          }
         },
         (err: unknown) => log.error({ err }, 'frame handling failed'),
       );

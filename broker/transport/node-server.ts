@@ -82,7 +82,7 @@ export function startNodeTransport(deps: TransportDeps): Promise<RunningTranspor
     accepted.set(req, admitted.protocol);
     wss.handleUpgrade(req, socket, head, (ws) => {
       const remote = remoteOf(req.socket);
-      const session = new NodeSession(ws, socket, remote, connections.limitFor(remote), config.maxBackpressureBytes);
+      const session: NodeSession = new NodeSession(ws, socket, remote, connections.limitFor(remote), config.maxBackpressureBytes, (code) => connections.closed(session, code));
       connections.opened(session);
       const heard = () => {
         session.lastHeard = Date.now();

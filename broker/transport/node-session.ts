@@ -15,6 +15,11 @@ export class NodeSession extends QueuedSession {
     remote: string,
     limit: ConnectionLimit,
     maxBackpressure: number,
+    /**
+     * Runs when the relay closes or cuts the socket: the session is gone at once, as uWS calls its
+     * close handler inside end(), not after the client's close frame (up to 30 s later with ws).
+     */
+    private readonly gone: (code: number) => void,
   ) {
     super(remote, limit, maxBackpressure);
   }
@@ -39,6 +44,7 @@ export class NodeSession extends QueuedSession {
 
   protected endSocket(code: number, reason: string): void {
     this.ws.close(code, reason);
+    this.gone(code);
   }
 
   ping(): void {
@@ -49,5 +55,6 @@ export class NodeSession extends QueuedSession {
   cut(): void {
     this.closed = true;
     this.ws.terminate();
+    this.gone(1006);
   }
 }

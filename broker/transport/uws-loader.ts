@@ -66,6 +66,15 @@ function reasonOf(err: unknown): string {
   return text.split('\n')[0]!.slice(0, 200);
 }
 
+/**
+ * A native build, not a JS imitation: the trufflesuite fallback exports the same names (App,
+ * us_listen_socket_close, us_socket_local_port), but its functions are JavaScript.
+ */
+export function isNativeServer(mod: Partial<UwsModule>): boolean {
+  const native = (f: unknown) => typeof f === 'function' && Function.prototype.toString.call(f).includes('[native code]');
+  return native(mod.App) && native(mod.us_listen_socket_close) && native(mod.us_socket_local_port);
+}
+
 /** Try one candidate: its module, or why not. */
 function tryCandidate(c: UwsCandidate, abi: string): UwsBuild | string {
   let entry: string;
@@ -82,9 +91,7 @@ function tryCandidate(c: UwsCandidate, abi: string): UwsBuild | string {
   } catch (err) {
     return reasonOf(err);
   }
-  if (typeof mod.App !== 'function' || typeof mod.us_listen_socket_close !== 'function' || typeof mod.us_socket_local_port !== 'function') {
-    return 'binary loaded but is not a uWebSockets.js server';
-  }
+  if (!isNativeServer(mod)) return 'binary loaded but is not a native uWebSockets.js server';
   return { module: mod as UwsModule, ...packageOf(entry), abi };
 }
 
