@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 
 # AGENT_RELAY_TEST_NODE_VERSION picks another release for a check by hand (22.23.5 was checked so).
 NODE24_VERSION=${AGENT_RELAY_TEST_NODE_VERSION:-24.22.3}
-CACHE=${AGENT_RELAY_NODE24_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/agent-relay/node-$NODE24_VERSION}
+CACHE=${AGENT_RELAY_NODE24_CACHE:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/agent-relay/node-$NODE24_VERSION}
 NODE24="$CACHE/package/bin/node"
 ADDON=node_modules/better-sqlite3/build/Release/better_sqlite3.node
 BACKUP="$CACHE/better_sqlite3.node20-backup.node"
