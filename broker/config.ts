@@ -39,6 +39,7 @@ export const CONFIG_VARS = {
   presenceIntervalMs: { env: 'AGENT_RELAY_PRESENCE_INTERVAL_MS', schema: int(50, 600_000), default: '5000', doc: 'How often stale agents are looked for.' },
   idleTimeoutSec: { env: 'AGENT_RELAY_IDLE_TIMEOUT_S', schema: int(8, 960), default: '120', doc: 'A WebSocket silent this long (pings unanswered) is closed.' },
   listenWaitMs: { env: 'AGENT_RELAY_LISTEN_WAIT_MS', schema: int(0, 600_000), default: '65000', doc: 'How long start-up keeps retrying a port held only by TIME_WAIT connections of the previous run (no live listener).' },
+  transport: { env: 'AGENT_RELAY_TRANSPORT', schema: z.enum(['auto', 'uws', 'node']), default: 'auto', doc: 'WebSocket/HTTP server: uws (native uWebSockets.js), node (node:http + ws, runs on any Node), or auto (uws when a native build loads, else node).' },
   insecure: { env: 'AGENT_RELAY_INSECURE', schema: bool, default: 'false', doc: 'Allow a non-loopback bind without a token (same as --insecure).' },
 } as const;
 

@@ -13,7 +13,7 @@ import type { Logger } from './logger.js';
 import { PACKAGE_ROOT, RELAY_VERSION } from './package-root.js';
 import { SqliteStore } from './store/store.js';
 import { RpcDispatcher } from './transport/rpc-dispatch.js';
-import { startTransport } from './transport/uws-server.js';
+import { startTransport } from './transport/index.js';
 
 
 export interface Relay {

@@ -33,8 +33,18 @@ export function untrackChild(pid: number): void {
 }
 
 /**
+ * The transport relays under test use: AGENT_RELAY_TEST_TRANSPORT (auto, uws or node; unset means
+ * the relay's default), as the AGENT_RELAY_TRANSPORT setting. scripts/test.sh runs the WebSocket and
+ * HTTP suites a second time with `node`.
+ */
+export function testTransportEnv(): Record<string, string> {
+  const transport = process.env.AGENT_RELAY_TEST_TRANSPORT;
+  return transport ? { AGENT_RELAY_TRANSPORT: transport } : {};
+}
+
+/**
  * The parent's environment minus tap's loaders and every relay setting (a developer's shell may
- * set them), minus whatever `drop` names, plus `extra`.
+ * set them), minus whatever `drop` names, plus the test transport, plus `extra`.
  */
 export function childEnv(extra: Record<string, string> = {}, drop: (key: string) => boolean = () => false): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
@@ -43,7 +53,7 @@ export function childEnv(extra: Record<string, string> = {}, drop: (key: string)
     env[k] = v;
   }
   for (const v of Object.values(CONFIG_VARS)) delete env[v.env];
-  return { ...env, ...extra };
+  return { ...env, ...testTransportEnv(), ...extra };
 }
 
 export interface ChildExit {

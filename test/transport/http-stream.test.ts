@@ -1,6 +1,6 @@
 import t from 'tap';
 import type { HttpResponse } from 'uWebSockets.js';
-import { UwsExchange } from '../../broker/transport/http-exchange.js';
+import { UwsExchange } from '../../broker/transport/uws-exchange.js';
 
 /**
  * The streamed response (SSE) over a stand-in for uWS's HttpResponse that records every write:
