@@ -3,8 +3,10 @@
 // afresh, RUNS times, interleaved with `node -e 0` so both see the same machine; the figure is the
 // median wall time from spawn to exit, and the ratio is to `node -e 0`'s median in the same run.
 // The relay runs as its own process (dist/broker/main.js) on a fresh database in a temp folder.
+// `--node PATH` times the CLI and `node -e 0` with another Node binary (the relay keeps this one),
+// e.g. the Node 24 that scripts/test-node24.sh installs.
 // Targets (issue 13): --help ≤ 2× `node -e 0`; the UserPromptSubmit hook with the relay up ≤ 300 ms.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir, loadavg } from 'node:os';
 import { join } from 'node:path';
@@ -47,11 +49,13 @@ function median(xs: number[]): number {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { runs: { type: 'string' }, 'no-results-md': { type: 'boolean' } }, strict: true });
+  const { values } = parseArgs({ options: { runs: { type: 'string' }, node: { type: 'string' }, 'no-results-md': { type: 'boolean' } }, strict: true });
   const runs = Number(values.runs ?? 21);
+  const node = values.node ?? process.execPath;
+  const nodeVersion = execFileSync(node, ['--version'], { encoding: 'utf8' }).trim();
   const command = `npm run bench:cli${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
   const log = (line: string) => process.stdout.write(`${line}\n`);
-  log(`agent-relay CLI bench: ${runs} runs of each command, node ${process.version}; load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+  log(`agent-relay CLI bench: ${runs} runs of each command, node ${nodeVersion}; load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
 
   const home = mkdtempSync(join(tmpdir(), 'agent-relay-cli-bench-'));
   const relay = await startRelay({ name: 'cli-bench' });
@@ -61,8 +65,8 @@ async function main(): Promise<void> {
     // A session as Claude Code gives it: SessionStart registers its agent, later hooks find it.
     const hookInput = (event: string, extra: Record<string, unknown> = {}) =>
       JSON.stringify({ session_id: 'bench-session', cwd: home, hook_event_name: event, transcript_path: join(home, 't.jsonl'), ...extra });
-    await timeRun(process.execPath, [BIN, 'hook', 'session-start'], env, hookInput('SessionStart', { source: 'startup' }));
-    await timeRun(process.execPath, [BIN, 'register', '--id', 'bench-peer'], env);
+    await timeRun(node, [BIN, 'hook', 'session-start'], env, hookInput('SessionStart', { source: 'startup' }));
+    await timeRun(node, [BIN, 'register', '--id', 'bench-peer'], env);
 
     const cases: Case[] = [
       { name: 'agent-relay --help', args: ['--help'], target: { ratio: 2 } },
@@ -75,11 +79,11 @@ async function main(): Promise<void> {
     const baseline: number[] = [];
     const times = new Map<string, number[]>(cases.map((c) => [c.name, []]));
     // Warm the file cache (and Node's compile cache, where it has one) once, untimed.
-    await timeRun(process.execPath, ['-e', '0'], env);
-    for (const c of cases) await timeRun(process.execPath, [BIN, ...c.args], env, c.stdin);
+    await timeRun(node, ['-e', '0'], env);
+    for (const c of cases) await timeRun(node, [BIN, ...c.args], env, c.stdin);
     for (let i = 0; i < runs; i++) {
-      baseline.push(await timeRun(process.execPath, ['-e', '0'], env));
-      for (const c of cases) times.get(c.name)!.push(await timeRun(process.execPath, [BIN, ...c.args], env, c.stdin));
+      baseline.push(await timeRun(node, ['-e', '0'], env));
+      for (const c of cases) times.get(c.name)!.push(await timeRun(node, [BIN, ...c.args], env, c.stdin));
     }
     const base = median(baseline);
     const rows: Table['rows'] = [['node -e 0', Math.round(base), '1.00', '', '']];
@@ -93,8 +97,8 @@ async function main(): Promise<void> {
     const table: Table = { title: 'CLI start-up: median wall time, spawn to exit', headers: ['command', 'median ms', '× node -e 0', 'target', ''], rows };
     log(`\n${textTable(table)}`);
     if (!values['no-results-md']) {
-      const md = `Command: \`${command}\` (${new Date().toISOString().slice(0, 16)}Z, node ${process.version}, ${runs} runs each, load average at end ${loadavg()[0]!.toFixed(2)}).\n\n${mdTable(table)}\n`;
-      updateSection(join(ROOT, 'bench', 'RESULTS.md'), 'cli', '## CLI start-up (latest run)', md);
+      const md = `Command: \`${command}\` (${new Date().toISOString().slice(0, 16)}Z, node ${nodeVersion}, ${runs} runs each, load average at end ${loadavg()[0]!.toFixed(2)}).\n\n${mdTable(table)}\n`;
+      updateSection(join(ROOT, 'bench', 'RESULTS.md'), `cli-node${nodeVersion.split('.')[0]!.slice(1)}`, `## CLI start-up on Node ${nodeVersion.split('.')[0]!.slice(1)} (latest run)`, md);
       log('\nwrote the CLI section of bench/RESULTS.md');
     }
   } finally {

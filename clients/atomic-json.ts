@@ -1,7 +1,7 @@
 // Node only (node:fs): imported by the CLI and the adapters, never by the dashboard or clients/index.ts.
-import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { threadId } from 'node:worker_threads';
 
 export interface WriteJsonOptions {
   /** File mode, applied even under a umask or over an existing file (0o600: these files hold tokens). */
@@ -10,6 +10,8 @@ export interface WriteJsonOptions {
   indent?: number;
 }
 
+let writes = 0;
+
 /**
  * Write `value` as JSON (one trailing newline) so that a reader sees the old file or the new one,
  * never a truncated one, and a crash mid-write leaves the old one: write a temporary file beside
@@ -17,8 +19,9 @@ export interface WriteJsonOptions {
  */
 export function writeJsonAtomic(path: string, value: unknown, opts: WriteJsonOptions): void {
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-  // Unique per writer: two processes saving the same file must not share (and rename away) one temp file.
-  const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  // Unique per writer: two processes (or threads) saving the same file must not share (and rename
+  // away) one temp file. Not random bytes: node:crypto costs a short command ~5 ms to load.
+  const tmp = `${path}.${process.pid}.${threadId}.${++writes}.tmp`;
   try {
     writeFileSync(tmp, JSON.stringify(value, null, opts.indent) + '\n', { mode: opts.mode });
     chmodSync(tmp, opts.mode);

@@ -1,9 +1,15 @@
-import { request as httpRequest } from 'node:http';
-import { request as httpsRequest } from 'node:https';
+import type * as Http from 'node:http';
+import { createRequire } from 'node:module';
 import type { MethodName, MethodParams, MethodResult } from '../protocol/method-table.js';
 import type { Message } from '../protocol/common.js';
 import { RelayRpcError } from './errors.js';
 import { relayHttpUrl } from './relay-url.js';
+
+// node:http through require, not an ESM import: importing it builds an ESM facade that reads
+// every export, and on Node 22+ one of them (its lazy WebSocket/fetch getters) loads undici,
+// ~10 ms of a short command's start-up. https is only loaded for an https:// relay.
+const require = createRequire(import.meta.url);
+const requestFor = (protocol: string): typeof Http.request => (require(protocol === 'https:' ? 'node:https' : 'node:http') as typeof Http).request;
 
 /** The relay did not answer at all (not running, wrong address, timed out). */
 export class RelayUnreachableError extends Error {
@@ -102,7 +108,7 @@ export class RelayHttpClient {
     if (init.body !== undefined) headers['content-length'] = String(Buffer.byteLength(init.body));
     const timeoutMs = this.timeoutMs + extraMs;
     const url = new URL(this.url + path);
-    const request = url.protocol === 'https:' ? httpsRequest : httpRequest;
+    const request = requestFor(url.protocol);
     return new Promise((resolve, reject) => {
       const unreachable = (cause: string) => reject(new RelayUnreachableError(this.url, cause));
       const req = request(url, { method: init.method ?? 'GET', headers, timeout: timeoutMs }, (res) => {

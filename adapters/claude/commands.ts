@@ -5,8 +5,12 @@ import type { CommandGroup } from '../../clients/cli/main.js';
 import { runMonitor } from '../../clients/cli/commands/live.js';
 import { RelayHttpClient } from '../../clients/http-client.js';
 import { loadIdentity, relayHome } from '../../clients/cli/identity-store.js';
-import { sessionEnd, sessionStart, stop, userPromptSubmit, type HookDeps, type HookInput } from './hooks.js';
-import { latestForCwd, logHookProblem } from './session-state.js';
+import type { HookDeps, HookInput } from './hooks.js';
+
+// The hooks' code (and node:crypto, which session state needs) loads when a hook runs, not for
+// every command: registering the commands is all `agent-relay --help` needs.
+const hooks = () => import('./hooks.js');
+const sessionState = () => import('./session-state.js');
 
 /** A hook must never hold Claude up: every relay call gets this long. */
 const HOOK_HTTP_TIMEOUT_MS = 2000;
@@ -39,11 +43,11 @@ function parseInput(raw: string): HookInput {
 export const claudeCommands: CommandGroup = (program: Command, _run, io) => {
   const hook = program.command('hook').description('Claude Code plugin hooks (read hook JSON on stdin)');
   const events = {
-    'session-start': async (input: HookInput, deps: HookDeps) => ({ stdout: await sessionStart(input, deps), commit: async () => undefined }),
-    'user-prompt-submit': userPromptSubmit,
-    stop,
+    'session-start': async (input: HookInput, deps: HookDeps) => ({ stdout: await (await hooks()).sessionStart(input, deps), commit: async () => undefined }),
+    'user-prompt-submit': async (input: HookInput, deps: HookDeps) => (await hooks()).userPromptSubmit(input, deps),
+    stop: async (input: HookInput, deps: HookDeps) => (await hooks()).stop(input, deps),
     'session-end': async (input: HookInput, deps: HookDeps) => {
-      await sessionEnd(input, deps);
+      await (await hooks()).sessionEnd(input, deps);
       return { stdout: '', commit: async () => undefined };
     },
   } as const;
@@ -64,7 +68,7 @@ export const claudeCommands: CommandGroup = (program: Command, _run, io) => {
         if (stdout) io.out(stdout);
         await commit();
       } catch (err) {
-        logHookProblem(home, name, err instanceof Error ? err.message : String(err));
+        (await sessionState()).logHookProblem(home, name, err instanceof Error ? err.message : String(err));
       }
     });
   }
@@ -79,12 +83,12 @@ export const claudeCommands: CommandGroup = (program: Command, _run, io) => {
       // here. It lives as long as the session, so it waits (cheaply) for a relay that starts later.
       let id = ctx.opts.as ?? null;
       while (!id) {
-        id = latestForCwd(ctx.home, process.cwd())?.agentId ?? null;
+        id = (await sessionState()).latestForCwd(ctx.home, process.cwd())?.agentId ?? null;
         if (!id) await new Promise((r) => setTimeout(r, MONITOR_LOOK_EVERY_MS));
       }
       const identity = id ? loadIdentity(ctx.home, id, ctx.http.url) : null;
       if (!identity) {
-        logHookProblem(ctx.home, 'monitor', `no relay agent registered for ${process.cwd()} (is the relay running?)`);
+        (await sessionState()).logHookProblem(ctx.home, 'monitor', `no relay agent registered for ${process.cwd()} (is the relay running?)`);
         return;
       }
       await runMonitor(ctx, identity, Number(o.maxBody) || 200);

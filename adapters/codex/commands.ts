@@ -1,7 +1,6 @@
 import type { Command } from 'commander';
 import type { CommandGroup } from '../../clients/cli/main.js';
 import { CliContext, UsageError, wholeNumber } from '../../clients/cli/context.js';
-import { parseThreadMode } from './config.js';
 import { DECISIONS, type Decision } from './approvals.js';
 
 /**
@@ -21,7 +20,7 @@ export const codexCommands: CommandGroup = (program: Command, run) => {
       // process.exit(code) overwrote with 0: a supervisor saw a clean exit.
       run(async (ctx: CliContext, o: { threadMode?: string; appServer?: string; cwd?: string }) => {
         // Loaded here, not at CLI start-up: hooks run the CLI often and should start fast.
-        const [{ default: pino }, { CodexBridge }, { loadConfig }] = await Promise.all([import('pino'), import('./bridge.js'), import('./config.js')]);
+        const [{ default: pino }, { CodexBridge }, { loadConfig, parseThreadMode }] = await Promise.all([import('pino'), import('./bridge.js'), import('./config.js')]);
         const log = pino({ base: { component: 'codex-adapter' }, level: ctx.io.env.LOG_LEVEL ?? 'info' }, pino.destination(2));
         const env = {
           ...ctx.io.env,
