@@ -8,13 +8,13 @@ t.test('parseThreadMode: start, resume, auto; anything else means start', async 
   for (const raw of [undefined, '', 'resum', 'attach', '1']) t.equal(parseThreadMode(raw), 'start', `${JSON.stringify(raw)} → start`);
 });
 
-t.test('loadConfig: defaults from PROTOCOL.md', async (t) => {
+t.test('loadConfig: defaults from docs/PROTOCOL.md', async (t) => {
   const warnings: string[] = [];
-  const c = loadConfig({ CODEX_LIVE_CWD: '/work/proj', CODEX_LIVE_RIG: 'rig1', AGENT_RELAY_HOME: '/h' }, (w) => warnings.push(w));
+  const c = loadConfig({ CODEX_LIVE_CWD: '/home/dev/proj', CODEX_LIVE_RIG: 'rig1', AGENT_RELAY_HOME: '/h' }, (w) => warnings.push(w));
   t.same(warnings, []);
   t.match(c, {
     appServerUrl: 'ws://127.0.0.1:4501',
-    cwd: '/work/proj',
+    cwd: '/home/dev/proj',
     rig: 'rig1',
     pollIntervalMs: 2000,
     heartbeatIntervalMs: 30_000,

@@ -151,7 +151,7 @@ const UUID_V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f
 
 /** Start a thread and run one turn to completion (a thread needs a turn before it can be resumed). */
 async function threadWithTurn(c: Raw, input = 'first'): Promise<string> {
-  const { thread } = await c.call('thread/start', { cwd: '/work/p' });
+  const { thread } = await c.call('thread/start', { cwd: '/home/dev/p' });
   const { turn } = await c.call('turn/start', { threadId: thread.id, input: text(input) });
   await c.until(() => c.of('turn/completed').some((n) => n.turn.id === turn.id), 'first turn to complete');
   return thread.id;
@@ -217,10 +217,10 @@ t.test('handshake is per connection, and the recorder tags frames with connectio
 t.test('thread/start answers the thread, subscribes the caller and sends thread/started', async (t) => {
   const fake = await fakeFor(t);
   const c = await Raw.ready(t, fake);
-  const r = await c.call('thread/start', { cwd: '/work/p', model: 'gpt-x', approvalPolicy: 'never', sandbox: 'workspace-write' });
+  const r = await c.call('thread/start', { cwd: '/home/dev/p', model: 'gpt-x', approvalPolicy: 'never', sandbox: 'workspace-write' });
   t.match(r.thread.id, UUID_V7);
-  t.match(r, { model: 'gpt-x', modelProvider: 'openai', cwd: '/work/p', approvalPolicy: 'never', sandbox: { type: 'workspaceWrite' } });
-  t.match(r.thread, { cwd: '/work/p', status: { type: 'idle' }, turns: [] });
+  t.match(r, { model: 'gpt-x', modelProvider: 'openai', cwd: '/home/dev/p', approvalPolicy: 'never', sandbox: { type: 'workspaceWrite' } });
+  t.match(r.thread, { cwd: '/home/dev/p', status: { type: 'idle' }, turns: [] });
   t.type(r.thread.createdAt, 'number');
   t.type(r.thread.updatedAt, 'number');
   await c.until(() => c.of('thread/started').length === 1, 'thread/started');
@@ -240,7 +240,7 @@ t.test('thread/start answers the thread, subscribes the caller and sends thread/
 t.test('a scripted turn emits the real notification order and the agent text', async (t) => {
   const fake = await fakeFor(t, { reply: (s) => `reply to ${s}`, deltaCount: 3 });
   const c = await Raw.ready(t, fake);
-  const { thread } = await c.call('thread/start', { cwd: '/work/p' });
+  const { thread } = await c.call('thread/start', { cwd: '/home/dev/p' });
   const start = c.frames.length;
   const r = await c.call('turn/start', { threadId: thread.id, input: text('hello there') });
   t.match(r, { turn: { status: 'inProgress', items: [] } });
@@ -369,7 +369,7 @@ t.test('threads live in server scope: drop, reconnect, resume with turns; resume
   t.same((await b.call('thread/loaded/list', {})).data, [threadId], 'still loaded after the socket went');
   const before = b.frames.length;
   const r = await b.call('thread/resume', { threadId });
-  t.match(r, { model: 'gpt-5.1-codex', cwd: '/work/p', sandbox: { type: 'workspaceWrite' } });
+  t.match(r, { model: 'gpt-5.1-codex', cwd: '/home/dev/p', sandbox: { type: 'workspaceWrite' } });
   t.match(r.thread.turns, [{ status: 'completed', items: [{ type: 'userMessage', content: [{ text: 'remember me' }] }, { type: 'agentMessage', text: 'echo: remember me' }] }]);
   await new Promise((resolve) => setTimeout(resolve, 20));
   t.equal(b.frames.length, before + 1, 'resume sends no notification');
@@ -419,7 +419,7 @@ t.test('approvals: sent to every subscriber, v1 words refused, first valid answe
   t.same(b.requests()[0], req, 'same request, same id, to both');
   t.equal(req.id, handle.requestId);
   t.equal(req.method, 'item/commandExecution/requestApproval');
-  t.match(req.params, { threadId, turnId: turn.id, command: 'rm -rf build', cwd: '/work/p', reason: 'cleanup' });
+  t.match(req.params, { threadId, turnId: turn.id, command: 'rm -rf build', cwd: '/home/dev/p', reason: 'cleanup' });
   t.type(req.params.itemId, 'string');
   t.match(a.of('item/started').at(-1), { item: { type: 'commandExecution', id: req.params.itemId, status: 'inProgress' } });
   await a.until(() => a.of('thread/status/changed').some((n) => n.status.activeFlags?.includes('waitingOnApproval')), 'waitingOnApproval');
@@ -460,7 +460,7 @@ t.test('resuming a running thread replays pending approvals with their original 
   const threadId = await threadWithTurn(a);
   fake.opts.holdTurns = true;
   await a.call('turn/start', { threadId, input: text('needs approval') });
-  const handle = fake.requestApproval(threadId, 'fileChange', { grantRoot: '/work/p' });
+  const handle = fake.requestApproval(threadId, 'fileChange', { grantRoot: '/home/dev/p' });
   await a.until(() => a.requests().length === 1, 'request on A');
   await fake.dropConnections();
 
@@ -471,7 +471,7 @@ t.test('resuming a running thread replays pending approvals with their original 
   await b.until(() => b.requests().length === 1, 'replayed request');
   const req = b.requests()[0];
   t.equal(req.id, handle.requestId, 'original id');
-  t.match(req, { method: 'item/fileChange/requestApproval', params: { threadId, grantRoot: '/work/p' } });
+  t.match(req, { method: 'item/fileChange/requestApproval', params: { threadId, grantRoot: '/home/dev/p' } });
   b.respond(req.id, { decision: 'decline' });
   t.match(await handle, { decision: 'decline' });
   await fake.completeTurn(threadId);
@@ -505,7 +505,7 @@ t.test('permissions, requestUserInput, elicitation and an unknown method', async
   t.match(c.requests('item/permissions/requestApproval')[0].params, { permissions: { fileSystem: { write: [String] } } });
   c.respond(perm.requestId, { decision: 'accept' }); // wrong shape for this method
   await fake.waitFor(() => fake.invalidAnswers.length === 1, 2000, 'refused');
-  c.respond(perm.requestId, { permissions: { fileSystem: { write: ['/work'] } }, scope: 'session' });
+  c.respond(perm.requestId, { permissions: { fileSystem: { write: ['/home/dev'] } }, scope: 'session' });
   t.match(await perm, { result: { scope: 'session' }, decision: undefined });
 
   const ask = fake.requestApproval(thread.id, 'userInput');
@@ -633,24 +633,24 @@ t.test('stop() refuses connections, restart() comes back on the same port with t
 t.test('thread/list and pre-created threads for "auto" attach rules', async (t) => {
   const fake = await fakeFor(t);
   const now = Math.floor(Date.now() / 1000);
-  const old = fake.addThread({ cwd: '/work/p', updatedAt: now - 3600 });
-  const recent = fake.addThread({ cwd: '/work/p', updatedAt: now - 60, loaded: true });
-  const elsewhere = fake.addThread({ cwd: '/work/other', updatedAt: now, loaded: true });
-  const never = fake.addThread({ cwd: '/work/p', pastTurns: [], loaded: true });
-  const broken = fake.addThread({ cwd: '/work/p', loaded: true, systemError: true, updatedAt: now - 7200 });
+  const old = fake.addThread({ cwd: '/home/dev/p', updatedAt: now - 3600 });
+  const recent = fake.addThread({ cwd: '/home/dev/p', updatedAt: now - 60, loaded: true });
+  const elsewhere = fake.addThread({ cwd: '/home/dev/other', updatedAt: now, loaded: true });
+  const never = fake.addThread({ cwd: '/home/dev/p', pastTurns: [], loaded: true });
+  const broken = fake.addThread({ cwd: '/home/dev/p', loaded: true, systemError: true, updatedAt: now - 7200 });
   const c = await Raw.ready(t, fake);
 
   const all = await c.call('thread/list', { sortKey: 'updated_at' });
   t.same(all.data.map((x: any) => x.id), [elsewhere, recent, old, broken], 'newest updated first; the never-run thread has no rollout');
   t.equal(all.nextCursor, null);
-  const here = await c.call('thread/list', { cwd: '/work/p', sortKey: 'updated_at', limit: 2 });
+  const here = await c.call('thread/list', { cwd: '/home/dev/p', sortKey: 'updated_at', limit: 2 });
   t.same(here.data.map((x: any) => x.id), [recent, old]);
   t.type(here.nextCursor, 'string');
-  const rest = await c.call('thread/list', { cwd: '/work/p', sortKey: 'updated_at', limit: 2, cursor: here.nextCursor });
+  const rest = await c.call('thread/list', { cwd: '/home/dev/p', sortKey: 'updated_at', limit: 2, cursor: here.nextCursor });
   t.same(rest.data.map((x: any) => x.id), [broken]);
   t.equal(rest.nextCursor, null);
   t.same(all.data.map((x: any) => x.status.type), ['idle', 'idle', 'notLoaded', 'systemError']);
-  t.match(all.data[1], { cwd: '/work/p', updatedAt: now - 60, preview: '(earlier work)', turns: [] });
+  t.match(all.data[1], { cwd: '/home/dev/p', updatedAt: now - 60, preview: '(earlier work)', turns: [] });
   t.same(new Set((await c.call('thread/loaded/list', {})).data), new Set([recent, elsewhere, never, broken]));
   await t.rejects(c.call('thread/resume', { threadId: never }), { message: `no rollout found for thread id ${never}` });
 
@@ -658,7 +658,7 @@ t.test('thread/list and pre-created threads for "auto" attach rules', async (t) 
   await c.call('thread/resume', { threadId: old });
   await c.call('turn/start', { threadId: old, input: text('wake up') });
   await c.until(() => c.of('turn/completed').length === 1, 'turn/completed');
-  t.equal((await c.call('thread/list', { cwd: '/work/p', sortKey: 'updated_at' })).data[0].id, old);
+  t.equal((await c.call('thread/list', { cwd: '/home/dev/p', sortKey: 'updated_at' })).data[0].id, old);
 });
 
 t.test('control: a turn started by another client, unloadThread, opt-out notifications', async (t) => {

@@ -27,7 +27,7 @@ t.test('the three callers keep the ids they derived before sharing the rule', as
   t.equal(codexAgentId(loadConfig({ CODEX_LIVE_RIG: 'Rig 1', CODEX_LIVE_CWD: '/src/My.Proj/' })), 'codex-rig-1-my-proj');
   t.equal(codexAgentId(loadConfig({ CODEX_LIVE_RIG: '---', CODEX_LIVE_CWD: '/' })), 'codex', 'only the prefix when nothing else slugs');
   t.equal(codexAgentId(loadConfig({ CODEX_LIVE_AGENT_ID: 'Mine', CODEX_LIVE_CWD: '/x' })), 'Mine', 'an explicit id is kept as given');
-  t.equal(claudeAgentId('Host.Local', '/work/App X', '9F1C2D3E-aaaa-bbbb'), 'host-local-claude-app-x-9f1c2d3e');
+  t.equal(claudeAgentId('Host.Local', '/home/dev/App X', '9F1C2D3E-aaaa-bbbb'), 'host-local-claude-app-x-9f1c2d3e');
   t.equal(claudeAgentId('h', '/w/p', 'abcdefg-hij'), 'h-claude-p-abcdefg-', 'the session part is cut after slugging, not slugged again');
   t.equal(claudeAgentId('', '/', '…'), 'claude');
   t.match(generateAgentId({ host: 'H', client: 'C C', cwd: '/a/B_c' }), /^h-c-c-b-c-[0-9a-f]{8}$/);
