@@ -9,8 +9,8 @@ const BUG_CLASSES = [TypeError, ReferenceError, RangeError, SyntaxError, EvalErr
 
 /**
  * Whether a start-up failure is a bug whose stack is worth logging. Anything else thrown while
- * starting (our StartupError, a plain Error such as "port N is already in use", a system error
- * with a code) is a refusal of the environment, reported by its message alone.
+ * starting (our StartupError, a plain Error, a system error with a code) is a refusal of the
+ * environment, reported by its message alone.
  */
 export function isBug(err: unknown): boolean {
   if (err instanceof StartupError) return false;

@@ -111,7 +111,7 @@ export class RelayHttpClient {
     const request = requestFor(url.protocol);
     return new Promise((resolve, reject) => {
       const unreachable = (cause: string) => reject(new RelayUnreachableError(this.url, cause));
-      const req = request(url, { method: init.method ?? 'GET', headers, timeout: timeoutMs }, (res) => {
+      const req = request(url, { method: init.method ?? 'GET', headers }, (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
@@ -120,7 +120,6 @@ export class RelayHttpClient {
       // The whole exchange, not only idle time, is bounded: a relay that trickles an answer is as stuck as a silent one.
       const deadline = setTimeout(() => req.destroy(new TimeoutError(timeoutMs)), timeoutMs);
       req.on('close', () => clearTimeout(deadline));
-      req.on('timeout', () => req.destroy(new TimeoutError(timeoutMs)));
       req.on('error', (err: NodeJS.ErrnoException) => unreachable(err instanceof TimeoutError ? err.message : (err.code ?? err.message)));
       req.end(init.body);
     });

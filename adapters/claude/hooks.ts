@@ -69,12 +69,17 @@ function commandsHelp(id: string): string {
 }
 
 /** Register (or resume) this session's agent and remember it for the later hooks. */
+/** The token `register` stored for `id` on the relay these hooks talk to. */
+function storedIdentity(deps: HookDeps, id: string) {
+  return loadIdentity(deps.home, id, deps.http.url);
+}
+
 async function registerSession(input: HookInput, deps: HookDeps): Promise<{ session: ClaudeSession; agent: Agent }> {
   const id = claudeAgentId(deps.host, input.cwd, input.session_id);
   const project = readProjectFile(input.cwd);
   const envTags = deps.env.AGENT_RELAY_TAGS ? list(deps.env.AGENT_RELAY_TAGS) : [];
   const caps = deps.env.AGENT_RELAY_CAPS ? list(deps.env.AGENT_RELAY_CAPS) : (project.capabilities ?? ['chat']);
-  const stored = loadIdentity(deps.home, id, deps.http.url);
+  const stored = storedIdentity(deps, id);
   const r = await deps.http.call('agent/register', {
     id,
     ...(stored ? { agentToken: stored.token } : {}),
@@ -97,7 +102,7 @@ async function registerSession(input: HookInput, deps: HookDeps): Promise<{ sess
 /** SessionStart: register, then tell Claude in a few facts who it is on the relay and how to use it. */
 export async function sessionStart(input: HookInput, deps: HookDeps): Promise<string> {
   const { session, agent } = await registerSession(input, deps);
-  const identity = { agentId: agent.id, agentToken: loadIdentity(deps.home, agent.id, deps.http.url)!.token };
+  const identity = { agentId: agent.id, agentToken: storedIdentity(deps, agent.id)!.token };
   const [agents, inbox] = await Promise.all([deps.http.call('agent/list', { status: 'online' }), deps.http.inbox(identity, { unread: true, limit: 1 })]);
   const others = agents.agents.filter((a) => a.id !== agent.id);
   const lines = [
@@ -138,7 +143,7 @@ async function pending(input: HookInput, deps: HookDeps): Promise<{ session: Cla
   let session = loadSession(deps.home, input.session_id);
   // SessionStart may have run while the relay was down: join now that it answers.
   if (!session) session = (await registerSession(input, deps)).session;
-  const stored = loadIdentity(deps.home, session.agentId, deps.http.url);
+  const stored = storedIdentity(deps, session.agentId);
   if (!stored) return null;
   const identity = { agentId: stored.id, agentToken: stored.token };
   const inbox = await deps.http.inbox(identity, { unread: true, limit: INBOX_BATCH });
@@ -186,7 +191,7 @@ export async function stop(input: HookInput, deps: HookDeps): Promise<{ stdout: 
 export async function sessionEnd(input: HookInput, deps: HookDeps): Promise<void> {
   const session = loadSession(deps.home, input.session_id);
   if (!session) return;
-  const stored = loadIdentity(deps.home, session.agentId, deps.http.url);
+  const stored = storedIdentity(deps, session.agentId);
   if (stored) await deps.http.call('agent/update', { id: stored.id, status: 'offline' }, { agentId: stored.id, agentToken: stored.token });
   forgetSession(deps.home, session);
 }

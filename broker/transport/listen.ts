@@ -1,4 +1,5 @@
 import type { Logger } from '../logger.js';
+import { StartupError } from '../startup-error.js';
 import { somethingListens } from './port-probe.js';
 
 // Linux keeps a closed connection's port in TIME_WAIT for 60 s, and uWS sets no SO_REUSEADDR, so
@@ -6,8 +7,8 @@ import { somethingListens } from './port-probe.js';
 const RELISTEN_EVERY_MS = 500;
 
 /** The one line a user sees when a second relay starts on a port someone already serves. */
-export function portInUse(port: number): Error {
-  return new Error(`port ${port} is already in use (another relay?)`);
+export function portInUse(port: number): StartupError {
+  return new StartupError(`port ${port} is already in use (another relay?)`);
 }
 
 /**
@@ -24,9 +25,9 @@ export async function listenOrWait<T>(tryListen: () => Promise<T | false>, host:
       if (warned) log.info({ port: wanted }, 'port free again: listening');
       return socket;
     }
-    if (wanted === 0) throw new Error(`cannot listen on ${host}: no free port`);
+    if (wanted === 0) throw new StartupError(`cannot listen on ${host}: no free port`);
     if (await somethingListens(host, wanted)) throw portInUse(wanted);
-    if (Date.now() > deadline) throw new Error(`cannot listen on ${host}:${wanted}: address in use or not available`);
+    if (Date.now() > deadline) throw new StartupError(`cannot listen on ${host}:${wanted}: address in use or not available`);
     if (!warned) log.warn({ port: wanted }, `port still held by connections of the previous run (TIME_WAIT); retrying for up to ${Math.round(waitMs / 1000)} s`);
     warned = true;
     await new Promise((resolve) => setTimeout(resolve, RELISTEN_EVERY_MS));

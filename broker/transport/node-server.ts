@@ -1,6 +1,7 @@
 import http, { type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
+import { StartupError } from '../startup-error.js';
 import type { RequestHeaders } from './auth.js';
 import { admitUpgrade, Connections, hardFrameCap } from './connections.js';
 import { createHttpGate } from './http-gate.js';
@@ -117,7 +118,7 @@ export function startNodeTransport(deps: TransportDeps): Promise<RunningTranspor
       const onError = (err: NodeJS.ErrnoException) => {
         server.off('listening', onListening);
         if (err.code === 'EADDRINUSE') resolve(false);
-        else reject(new Error(`cannot listen on ${config.host}:${config.port}: ${err.code ?? err.message}`));
+        else reject(new StartupError(`cannot listen on ${config.host}:${config.port}: ${err.code ?? err.message}`));
       };
       const onListening = () => {
         server.off('error', onError);
