@@ -21,19 +21,36 @@ const loadClientLibrary = () => import('../../index.js');
 
 type Run = (action: (ctx: CliContext, ...args: any[]) => Promise<void>) => (...args: any[]) => Promise<void>;
 
-/** Resolve when the client closes for good (reject with its reason) or the process is interrupted. */
-function untilClosed(client: RelayClient): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const stop = () => void client.close().then(resolve);
+/**
+ * Connect, call `connected`, and resolve when the client closes for good (reject with its reason)
+ * or the process is interrupted. Ctrl-C/SIGTERM is listened for before connecting: the relay
+ * counts the connection before connect() resolves here, and a signal in between used to kill the
+ * process uncleanly; a connect that fails because of that signal is a clean stop, not an error.
+ */
+async function connectUntilStopped(client: RelayClient, connected: () => void = () => undefined): Promise<void> {
+  let interrupted = false;
+  const closed = new Promise<void>((resolve, reject) => {
+    const stop = () => {
+      interrupted = true;
+      void client.close().then(resolve);
+    };
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
     client.once('closed', (reason) => {
       process.off('SIGINT', stop);
       process.off('SIGTERM', stop);
-      if (reason) reject(reason);
+      if (reason && !interrupted) reject(reason);
       else resolve();
     });
   });
+  closed.catch(() => undefined); // awaited below; a failed connect() is what gets reported
+  try {
+    await client.connect();
+  } catch (err) {
+    if (!interrupted) throw err;
+  }
+  if (!interrupted) connected();
+  await closed;
 }
 
 export function liveCommands(program: Command, run: Run): void {
@@ -61,13 +78,9 @@ export function liveCommands(program: Command, run: Run): void {
         client.on('disconnected', (d) => {
           if (d.willReconnect) reconnectNotice(ctx, d.reason, d.delayMs ?? 0);
         });
-        // Listen for Ctrl-C/SIGTERM before connecting: the relay counts the connection before
-        // connect() resolves here, and a signal in between used to kill the process uncleanly.
-        const closed = untilClosed(client);
-        closed.catch(() => undefined); // awaited below; a failed connect() is what gets reported
-        await client.connect();
-        if (!ctx.json) ctx.io.err(`following ${client.url} (Ctrl-C to stop)`);
-        await closed;
+        await connectUntilStopped(client, () => {
+          if (!ctx.json) ctx.io.err(`following ${client.url} (Ctrl-C to stop)`);
+        });
       }),
     );
 
@@ -117,10 +130,7 @@ export async function runMonitor(ctx: CliContext, identity: StoredIdentity, maxB
     void client.call('message/ack', { id: m.id, state: 'injected' }).catch(() => undefined);
   });
   try {
-    const closed = untilClosed(client); // before connecting, as in tail
-    closed.catch(() => undefined);
-    await client.connect();
-    await closed;
+    await connectUntilStopped(client);
   } finally {
     if (pendingSave) saveCursor();
   }
