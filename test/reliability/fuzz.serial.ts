@@ -17,7 +17,8 @@ import { waitFor } from '../helpers/wait.js';
  * answer must carry the JSON-RPC code (and id) the spec and contract give, or be silence for
  * notifications. Here: the relay stays up, Object.prototype is untouched, nothing forged was
  * written, nothing was logged as an internal error, and a probe call's p99 while the fuzzer runs
- * stays within 2× its p99 in the quiet windows between.
+ * stays within 2× its p99 in the quiet windows between, each p99 taken over all the windows' samples
+ * pooled (see compareWindows: a window's own p99 is its one longest pause).
  *
  * CI: 10,000 WebSocket frames + 10,000 HTTP requests; RELAY_LONG_TESTS=1: 1,000,000 of each.
  */
@@ -26,6 +27,11 @@ const WS_FRAMES = LONG ? 1_000_000 : 10_000;
 const HTTP = LONG ? { rpc: 400_000, rest: 300_000, ingress: 300_000 } : { rpc: 4_000, rest: 3_000, ingress: 3_000 };
 const MAX_FRAME = 64 * 1024;
 const PROBES = 4;
+// A p99 over calls means something only when pauses touch under 1% of them: each pause (a 3–6 ms
+// minor GC in this process, about two a second while fuzzing) delays one call per probe. At a 10 ms
+// gap the probes made ~360 calls a second, 2% of them in a pause, so the p99 was the pause length
+// (ratios 0.9–3.0 from run to run); at 2 ms they make ~1,800, 0.4% in a pause (0.85–0.95).
+const PROBE_GAP_MS = 2;
 t.setTimeout(LONG ? 6 * 3600_000 : 300_000);
 
 function prototypeSnapshot(): Map<string, unknown> {
@@ -67,7 +73,7 @@ t.test(`fuzz: ${WS_FRAMES} WebSocket frames and ${HTTP.rpc + HTTP.rest + HTTP.in
 
   // Alternate quiet and fuzzed windows of probe calls until the fuzzer is done.
   const windows: Windows = { quiet: [], disturbed: [] };
-  const probeFor = (ms: number) => probeWindow(probes, ms);
+  const probeFor = (ms: number) => probeWindow(probes, ms, PROBE_GAP_MS);
   await probeFor(300);
   const started = Date.now();
   while (!exited) {
@@ -120,7 +126,7 @@ t.test(`fuzz: ${WS_FRAMES} WebSocket frames and ${HTTP.rpc + HTTP.rest + HTTP.in
   t.same(internal.map((l) => l.msg), [], 'nothing was logged as an error (no internal error answered)');
 
   const c = compareWindows(windows);
-  t.ok(c.ratio <= 2, `the probe’s p99 while fuzzing stayed within 2× its quiet p99 (${c.p99Disturbed.toFixed(2)} ms vs ${c.p99Quiet.toFixed(2)} ms)`);
+  t.ok(c.pooledRatio <= 2, `the probe’s p99 while fuzzing stayed within 2× its quiet p99 (${c.pooledDisturbed.toFixed(2)} ms vs ${c.pooledQuiet.toFixed(2)} ms over ${c.samplesDisturbed} and ${c.samplesQuiet} calls)`);
   const cats = summary.counts;
   const sum = (prefix: string) => Object.entries(cats).filter(([k]) => k.startsWith(prefix)).reduce((n, [, v]) => n + v, 0);
   figure(t, 'fuzz', {
@@ -140,9 +146,11 @@ t.test(`fuzz: ${WS_FRAMES} WebSocket frames and ${HTTP.rpc + HTTP.rest + HTTP.in
     ingress_cases: sum('ingress-'),
     prototype_changes: changed.length,
     relay_alive: health.status === 200,
-    probe_p99_quiet_ms: c.p99Quiet,
-    probe_p99_fuzzing_ms: c.p99Disturbed,
-    ratio: c.ratio,
+    probe_p99_quiet_ms: c.pooledQuiet,
+    probe_p99_fuzzing_ms: c.pooledDisturbed,
+    ratio: c.pooledRatio,
+    window_p99_median_quiet_ms: c.p99Quiet,
+    window_p99_median_fuzzing_ms: c.p99Disturbed,
     ws_frames_per_s: Math.round(summary.wsChecked / (summary.wsMs / 1000)),
     elapsed_s: Math.round(elapsed / 1000),
   });

@@ -52,10 +52,10 @@ export interface Windows {
 }
 
 /**
- * Call agent/list on each connection every ~10 ms for `ms` (all at once; each stays far under a
- * connection's rate limit) and return every call's round trip in ms: one window of samples.
+ * Call agent/list on each connection every ~`gapMs` ms for `ms` (all at once; each stays far under
+ * a connection's rate limit) and return every call's round trip in ms: one window of samples.
  */
-export async function probeWindow(probes: readonly WsRpc[], ms: number): Promise<number[]> {
+export async function probeWindow(probes: readonly WsRpc[], ms: number, gapMs = 10): Promise<number[]> {
   const one = async (rpc: WsRpc) => {
     const out: number[] = [];
     const end = Date.now() + ms;
@@ -63,7 +63,7 @@ export async function probeWindow(probes: readonly WsRpc[], ms: number): Promise
       const t0 = performance.now();
       await rpc.call('agent/list', {});
       out.push(performance.now() - t0);
-      await sleep(10);
+      await sleep(gapMs);
     }
     return out;
   };
@@ -71,14 +71,31 @@ export async function probeWindow(probes: readonly WsRpc[], ms: number): Promise
 }
 
 /**
- * Compare alternating windows by the median over windows of each window's p99, so one spike from
- * another process on a shared box does not decide it (the pooled p99s are returned too). The quiet
- * p99 is floored at `floorMs`: below a millisecond the ratio measures scheduler noise.
+ * Compare alternating windows two ways. By the median over windows of each window's p99 (`ratio`),
+ * so one spike from another process on a shared box does not decide it; and by the p99 of all a
+ * kind's samples pooled (`pooledRatio`), which needs more samples per window to mean anything but
+ * is steadier when the probes are many and correlated: with four probe connections waiting on the
+ * same pause, a window's 360 samples have their p99 at their longest pause (one 4 ms garbage
+ * collection decides it), while a pooled p99 over thousands moves only once pauses are common. The
+ * quiet p99 is floored at `floorMs`: below a millisecond the ratio measures scheduler noise.
  */
-export function compareWindows(w: Windows, floorMs = 1): { p99Quiet: number; p99Disturbed: number; pooledQuiet: number; pooledDisturbed: number; ratio: number } {
+export function compareWindows(w: Windows, floorMs = 1): { p99Quiet: number; p99Disturbed: number; pooledQuiet: number; pooledDisturbed: number; samplesQuiet: number; samplesDisturbed: number; ratio: number; pooledRatio: number } {
   const p99Quiet = percentile(w.quiet.map((x) => percentile(x, 99)), 50);
   const p99Disturbed = percentile(w.disturbed.map((x) => percentile(x, 99)), 50);
-  return { p99Quiet, p99Disturbed, pooledQuiet: percentile(w.quiet.flat(), 99), pooledDisturbed: percentile(w.disturbed.flat(), 99), ratio: p99Disturbed / Math.max(p99Quiet, floorMs) };
+  const quiet = w.quiet.flat();
+  const disturbed = w.disturbed.flat();
+  const pooledQuiet = percentile(quiet, 99);
+  const pooledDisturbed = percentile(disturbed, 99);
+  return {
+    p99Quiet,
+    p99Disturbed,
+    pooledQuiet,
+    pooledDisturbed,
+    samplesQuiet: quiet.length,
+    samplesDisturbed: disturbed.length,
+    ratio: p99Disturbed / Math.max(p99Quiet, floorMs),
+    pooledRatio: pooledDisturbed / Math.max(pooledQuiet, floorMs),
+  };
 }
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
