@@ -90,6 +90,17 @@ function loopbackCases(port: number): Case[] {
   ];
 }
 
+/** IPv4 loopback, metadata and LAN addresses carried inside IPv6 spellings (refused, not all routable here). */
+function embeddedIpv4Cases(port: number): Case[] {
+  return [
+    { name: 'IPv4-compatible [::127.0.0.1]', url: `http://[::127.0.0.1]:${port}/compat`, address: '::7f00:1' },
+    { name: 'IPv4-translated [::ffff:0:127.0.0.1]', url: `http://[::ffff:0:127.0.0.1]:${port}/translated`, address: '::ffff:0:7f00:1' },
+    { name: 'mapped, spelled out [0:0:0:0:0:ffff:127.0.0.1]', url: `http://[0:0:0:0:0:ffff:127.0.0.1]:${port}/long`, address: '::ffff:7f00:1' },
+    { name: '6to4 loopback [2002:7f00:1::]', url: `http://[2002:7f00:1::]:${port}/6to4`, address: '2002:7f00:1::' },
+    { name: '6to4 metadata [2002:a9fe:a9fe::1]', url: 'http://[2002:a9fe:a9fe::1]/latest/meta-data', address: '2002:a9fe:a9fe::1' },
+  ];
+}
+
 /**
  * One dispatcher pass, awaited, behind a safety net: a dispatcher that never settles (say, one that
  * retries without end) fails the test in seconds, and teardown then stops it. Never a timing assertion.
@@ -141,6 +152,7 @@ t.test('allowPrivateCallbacks off: loopback in every spelling, metadata and priv
     { name: 'cloud metadata', url: 'http://169.254.169.254/latest/meta-data', address: '169.254.169.254' },
     { name: 'private 10/8', url: `http://10.0.0.1:${canary.port}/ten`, address: '10.0.0.1' },
     { name: 'private 192.168/16', url: `http://192.168.1.1:${canary.port}/lan`, address: '192.168.1.1' },
+    ...embeddedIpv4Cases(canary.port),
   ];
   // task/create takes these URLs (the contract allows refusing at delivery); the delivery refuses them.
   const ids = await createAll(boss.rpc, cases);
@@ -193,11 +205,13 @@ t.test('allowPrivateCallbacks on: the same loopback spellings DO reach the canar
   t.same([...canary.hits].sort(), cases.map((c) => new URL(c.url).pathname).sort(), 'the canary was hit once per spelling');
 });
 
-t.test('isPrivateAddress: internal ranges in their IPv4, IPv6 and mapped spellings; public addresses pass', async (t) => {
-  for (const a of ['127.0.0.1', '127.255.0.9', '10.1.2.3', '172.16.0.1', '172.31.255.255', '192.168.0.1', '169.254.169.254', '100.64.0.1', '0.0.0.0', '::1', '::', 'fe80::1', 'fd00::1', '::ffff:127.0.0.1', '::ffff:7f00:1', '::ffff:a9fe:a9fe', 'not-an-ip']) {
+t.test('isPrivateAddress: internal ranges in their IPv4, IPv6, mapped, translated, compatible and 6to4 spellings; public addresses pass', async (t) => {
+  for (const a of ['127.0.0.1', '127.255.0.9', '10.1.2.3', '172.16.0.1', '172.31.255.255', '192.168.0.1', '169.254.169.254', '100.64.0.1', '0.0.0.0', '::1', '::', 'fe80::1', 'fd00::1', '::ffff:127.0.0.1', '::ffff:7f00:1', '::ffff:a9fe:a9fe',
+    '::127.0.0.1', '::7f00:1', '::8.8.8.8', '::ffff:0:7f00:1', '::ffff:0:127.0.0.1', '0:0:0:0:0:ffff:7f00:1', '2002:7f00:1::', '2002:a9fe:a9fe::1',
+    '2002:c0a8:101::', 'fe80::1%eth0', 'not-an-ip']) {
     t.equal(isPrivateAddress(a), true, `${a} is refused`);
   }
-  for (const a of ['93.184.216.34', '8.8.8.8', '172.32.0.1', '2606:4700:4700::1111', '::ffff:8.8.8.8']) {
+  for (const a of ['93.184.216.34', '8.8.8.8', '172.32.0.1', '2606:4700:4700::1111', '::ffff:8.8.8.8', '::ffff:0:808:808', '2002:808:808::1']) {
     t.equal(isPrivateAddress(a), false, `${a} is allowed`);
   }
 });
