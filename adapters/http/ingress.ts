@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { ChannelSchema, MetaSchema, RelayError, TargetSchema, type TaskCreateParams } from '../../protocol/index.js';
+import { illFormedMessage, illFormedStringPath } from '../../protocol/well-formed.js';
 import type { RelayCore } from '../../broker/domain/core.js';
 import { checkCreate, createInTx } from '../../broker/domain/handlers/task.js';
 import type { HttpExchange } from '../../broker/domain/ports.js';
@@ -68,6 +69,8 @@ export async function handleIngress(ex: HttpExchange, rawName: string, core: Rel
     } catch (err) {
       throw new RelayError('parseError', `parse error: body is not JSON (${(err as Error).message})`);
     }
+    const illFormed = illFormedStringPath(raw);
+    if (illFormed !== null) throw new RelayError('invalidParams', illFormedMessage(illFormed));
     const parsed = IngressBodySchema.safeParse(raw);
     if (!parsed.success) return sendJson(ex, 400, { error: describeZodError(parsed.error) });
     const b = parsed.data;

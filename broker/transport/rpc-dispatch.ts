@@ -4,6 +4,8 @@ import {
   buildOpenRpcDocument,
   DISCOVER_METHOD,
   ERRORS,
+  illFormedMessage,
+  illFormedStringPath,
   isMethodName,
   LIMITS,
   METHODS,
@@ -70,6 +72,8 @@ export class RpcDispatcher {
     if (rawParams !== undefined && (typeof rawParams !== 'object' || rawParams === null || Array.isArray(rawParams))) {
       throw new RelayError('invalidParams', 'invalid params: params must be an object of named fields');
     }
+    const illFormed = illFormedStringPath(rawParams);
+    if (illFormed !== null) throw new RelayError('invalidParams', illFormedMessage(illFormed));
     const params = spec.params.parse(rawParams ?? {}) as Record<string, unknown>;
     const call: CallContext = { ...ctx, agentId: ctx.session?.agentId ?? ctx.agentId };
     if (typeof params.agentToken === 'string' && name !== 'agent/register') {

@@ -2,7 +2,8 @@ import t, { type Test } from 'tap';
 import { ERRORS } from '../../protocol/errors.js';
 import { METHODS } from '../../protocol/method-table.js';
 import { startRelay, type TestRelay } from '../helpers/relay.js';
-import { WsRpc } from '../helpers/ws-client.js';
+import { connectAgent, WsRpc } from '../helpers/ws-client.js';
+import { waitFor } from '../helpers/wait.js';
 
 /**
  * Every JSON-RPC error the relay can answer for a malformed or hostile frame, over a real
@@ -304,6 +305,36 @@ t.test('__proto__ and constructor keys in params and meta are refused or harmles
   t.equal(({} as Record<string, unknown>).polluted, undefined, 'a fresh object has no polluted key');
   t.equal(({} as Record<string, unknown>).system, undefined, 'a fresh object has no system key');
   t.same(await rpc.call('agent/list', {}).then((r) => r.agents.map((a: { id: string }) => a.id)), ['carol'], 'the relay keeps serving');
+});
+
+t.test('a lone UTF-16 surrogate in any string field is refused with -32602 naming the field; a paired one is stored as sent', async (t) => {
+  const relay = await startRelay(t);
+  const alice = await connectAgent(t, relay.wsUrl, { id: 'alice' });
+  const bob = await connectAgent(t, relay.wsUrl, { id: 'bob' });
+  // JSON.stringify writes a lone surrogate as its \uXXXX escape, as a hostile client would.
+  const cases: Array<{ method: string; params: Record<string, unknown>; path: string }> = [
+    { method: 'message/send', params: { to: 'bob', body: 'a\ud800b' }, path: 'body' },
+    { method: 'message/send', params: { to: 'bob', body: 'x', meta: { note: ['ok', 'tail\udfff'] } }, path: 'meta.note.1' },
+    { method: 'message/send', params: { to: 'bob', body: 'x', meta: { ['k\ud83d']: 1 } }, path: 'meta (a key)' },
+    { method: 'task/create', params: { title: '\udc00title', target: 'bob' }, path: 'title' },
+    { method: 'agent/update', params: { label: 'l\ud800' }, path: 'label' },
+  ];
+  for (const [i, c] of cases.entries()) {
+    const reply = await alice.rpc.sendRaw(req(i, c.method, c.params));
+    expectError(t, reply, ERRORS.invalidParams.code, i, `${c.method} ${c.path}`);
+    t.equal(reply.error?.message.startsWith(`invalid params: ${c.path}: contains a lone UTF-16 surrogate`), true, `names ${c.path}: ${reply.error?.message}`);
+  }
+  const overHttp = await post(relay, req('h', 'message/send', { agentId: 'alice', agentToken: alice.token, to: 'bob', body: 'a\ud800' }));
+  t.match(JSON.parse(overHttp.text).error, { code: ERRORS.invalidParams.code, message: /^invalid params: body: contains a lone UTF-16 surrogate/ }, 'POST /rpc refuses it too');
+  t.same((await bob.rpc.call('message/list', {})).messages, [], 'nothing was stored');
+
+  const body = 'pair \ud83d\ude00 kept';
+  const sent = await alice.rpc.call('message/send', { to: 'bob', body, meta: { ['\ud83d\ude00']: 'ok' } });
+  await waitFor(() => bob.rpc.messages().some((m) => m.id === sent.message.id), 'the live push');
+  const live = bob.rpc.messages().find((m) => m.id === sent.message.id)!;
+  const replay = (await bob.rpc.call('message/get', { id: sent.message.id })).message;
+  t.equal(live.body, body, 'the live push carries the body as sent');
+  t.same({ body: replay.body, meta: replay.meta }, { body: live.body, meta: live.meta }, 'the replay of the same id is identical');
 });
 
 t.test('a notification gets no reply, even when it fails', async (t) => {

@@ -458,6 +458,7 @@ t.test('bad deliveries are refused with zero rows written; signatures are checke
   await bad('body over 256 KiB', JSON.stringify({ title: 't', body: 'b'.repeat(256 * 1024 + 1) }), 'body');
   await bad('dedupeKey empty', JSON.stringify({ title: 't', dedupeKey: '' }), 'dedupeKey');
   await bad('action unknown', JSON.stringify({ title: 't', action: 'acknowledge' }), 'action');
+  await bad('lone surrogate in a meta value', JSON.stringify({ title: 't', meta: { note: 'x\ud800' } }), /^invalid params: meta\.note: contains a lone UTF-16 surrogate/);
   await bad('meta an array', JSON.stringify({ title: 't', meta: [1, 2] }), 'meta');
   await bad('callbackUrl not http(s)', JSON.stringify({ title: 't', callbackUrl: 'ftp://example.com/x' }), 'callbackUrl');
   await bad('resolve without dedupeKey', JSON.stringify({ title: 't', action: 'resolve' }), /dedupeKey/);
