@@ -107,11 +107,14 @@ function notFound(ex: HttpExchange): void {
 }
 
 function health(ex: HttpExchange, core: RelayCore): void {
-  const writable = core.store.isWritable();
+  // A full disk still takes the write lock: the last commit's outcome says whether writes land.
+  const lastCommitFailure = core.queue.lastFailure;
+  const writable = lastCommitFailure === null && core.store.isWritable();
   sendJson(ex, writable ? 200 : 503, {
     ok: writable,
     ready: true,
     dbWritable: writable,
+    lastCommitFailure,
     agents: core.agents.size,
     connections: core.sessions.size,
     cursor: core.store.messages.maxId(),

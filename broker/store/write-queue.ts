@@ -37,6 +37,11 @@ export class WriteQueue {
    */
   holdWhile: () => boolean = () => false;
   private oldestPendingAt = 0;
+  /**
+   * The newest storage fault a commit met (SQLITE_FULL, an I/O error...), cleared by the next commit
+   * that writes without one. /healthz reads it: a full disk still lets BEGIN IMMEDIATE succeed.
+   */
+  lastFailure: { at: number; error: string } | null = null;
 
   constructor(
     private readonly store: SqliteStore,
@@ -91,6 +96,8 @@ export class WriteQueue {
     const deferred = this.deferred.splice(0);
     if (batch.length === 0 && deferred.length === 0) return;
     const outcomes: Array<{ ok: boolean; value: unknown; hooks: Array<() => void> }> = [];
+    let fault: unknown = null;
+    let wrote = false;
     const started = performance.now();
     try {
       this.store.writeTransaction(() => {
@@ -99,8 +106,10 @@ export class WriteQueue {
           try {
             const value = this.store.savepoint(() => op.work((fn) => hooks.push(fn)));
             outcomes.push({ ok: true, value, hooks });
+            wrote = true; // an acknowledged write landed; deferred bookkeeping alone does not say so
           } catch (err) {
             outcomes.push({ ok: false, value: err, hooks: [] });
+            if (isStorageFault(err)) fault = err;
             // On SQLITE_FULL (and IOERR, BUSY, NOMEM) SQLite may roll back the whole transaction,
             // not just the statement: then nothing of this batch is written, and the writes after
             // this one would each run and commit on their own, outside the group (written, yet
@@ -113,17 +122,22 @@ export class WriteQueue {
             this.store.savepoint(fn);
           } catch (err) {
             this.log.warn({ err }, 'deferred write failed');
+            if (isStorageFault(err)) fault = err;
             if (!this.store.inTransaction) throw new BatchRolledBack(err);
           }
         }
       });
     } catch (err) {
-      const refusal = storageError(err instanceof BatchRolledBack ? err.cause : err);
+      const cause = err instanceof BatchRolledBack ? err.cause : err;
+      const refusal = storageError(cause);
+      if (isStorageFault(cause)) this.noteFailure(cause);
       this.log.error({ err }, 'group commit failed: nothing in it was acknowledged');
       for (const op of batch) op.reject(refusal);
       this.onBatchFailure();
       return;
     }
+    if (fault !== null) this.noteFailure(fault);
+    else if (wrote) this.lastFailure = null;
     this.commitObserver.observe(performance.now() - started, batch.length);
     for (const o of outcomes) {
       for (const hook of o.hooks) {
@@ -140,6 +154,21 @@ export class WriteQueue {
       else op.reject(o.value instanceof RelayError ? o.value : storageError(o.value));
     });
   }
+
+  private noteFailure(err: unknown): void {
+    const code = (err as { code?: unknown } | null)?.code;
+    this.lastFailure = { at: Date.now(), error: typeof code === 'string' ? `${code}: ${(err as Error).message}` : String((err as Error)?.message ?? err) };
+  }
+}
+
+/**
+ * A failure of the database itself (full, I/O, read-only, corrupt), not a refusal by the relay's own
+ * rules. A held lock (BUSY, LOCKED) is left out: /healthz probes for it live, and it passes.
+ */
+function isStorageFault(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (err instanceof RelayError || typeof code !== 'string' || !code.startsWith('SQLITE_')) return false;
+  return !/^SQLITE_(CONSTRAINT|BUSY|LOCKED)/.test(code);
 }
 
 /** SQLite rolled the whole group-commit transaction back while one of its writes ran. */

@@ -217,6 +217,32 @@ t.test('a full disk (max_page_count lowered mid-load): errors, no acknowledged-b
   });
 });
 
+t.test('/healthz reports a full disk (dbWritable false, the last commit failure) and its recovery once a commit succeeds', async (t) => {
+  const relay = await startRelay(t, {}, { dir: uniqueDir(t) });
+  const alice = await connectAgent(t, relay.wsUrl, { id: 'alice' });
+  await connectAgent(t, relay.wsUrl, { id: 'bob' });
+  const health = async () => {
+    const res = await fetch(`${relay.url}/healthz`);
+    return { status: res.status, body: (await res.json()) as { dbWritable: boolean; lastCommitFailure: { at: number; error: string } | null } };
+  };
+  t.match(await health(), { status: 200, body: { dbWritable: true, lastCommitFailure: null } }, 'writable before');
+
+  relay.core.store.pragma(`max_page_count = ${Number(relay.core.store.pragma('page_count'))}`);
+  const refused = await alice.rpc.call('message/send', { to: 'bob', body: 'y'.repeat(100_000) }).then(
+    () => null,
+    (e: unknown) => e as RpcError,
+  );
+  t.equal(refused?.code, ERRORS.storageBusy.code, 'a write on the full disk is refused with -32008');
+  const full = await health();
+  t.equal(full.status, 503, `/healthz is 503 while writes fail (was ${full.status})`);
+  t.equal(full.body.dbWritable, false, 'dbWritable: false');
+  t.match(full.body.lastCommitFailure?.error ?? '', /^SQLITE_FULL: /, `it names the failure (${full.body.lastCommitFailure?.error})`);
+
+  relay.core.store.pragma('max_page_count = 1073741823');
+  await alice.rpc.call('message/send', { to: 'bob', body: 'room again' });
+  t.match(await health(), { status: 200, body: { dbWritable: true, lastCommitFailure: null } }, 'writable again once a commit succeeded');
+});
+
 t.test('when SQLite rolls back a whole group commit (as it may on SQLITE_FULL), every write of it is refused and none is written', async (t) => {
   const relay = await startRelay(t, {}, { dir: uniqueDir(t) });
   const store = relay.core.store;
