@@ -8,7 +8,10 @@ export const LIMITS = {
   maxFrameBytes: 1024 * 1024,
   /** Deepest JSON nesting accepted in one frame. */
   maxDepth: 32,
-  /** Largest message body, in characters. */
+  /**
+   * Largest message or task body, in UTF-16 code units (a string's `length`), not bytes: zod and
+   * every client count it so; the byte limits (frames, bodies, send buffers) bound what it costs.
+   */
   maxBodyChars: 256 * 1024,
   /** Page size ceiling for list methods. */
   maxListLimit: 1000,

@@ -109,7 +109,7 @@ export class Connections<S extends LiveSession> {
       session.send(errorFrame(ERRORS.tooLarge.code, `too large: frame of ${byteLength} bytes exceeds ${config.maxFrameBytes}`));
       return;
     }
-    this.fair.submit(session, text());
+    this.fair.submit(session, text(), byteLength);
   }
 
   /** The socket is gone (closed by either side, or cut). */

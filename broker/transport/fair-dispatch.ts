@@ -8,7 +8,7 @@
  * connection's p99 several-fold.
  */
 export class FairDispatch<S extends { readonly closed: boolean }> {
-  private readonly waiting = new Map<S, { frames: string[]; bytes: number }>();
+  private readonly waiting = new Map<S, { frames: string[]; sizes: number[]; bytes: number }>();
   private waitingFrames = 0;
   private readonly started = new Map<S, number>();
   /** Connections to close once what they have waiting has run; then their frames are refused. */
@@ -24,7 +24,8 @@ export class FairDispatch<S extends { readonly closed: boolean }> {
     private readonly onOverflow: (session: S) => void,
   ) {}
 
-  submit(session: S, text: string): void {
+  /** One frame of `byteLength` bytes on the wire (the waiting bound is in bytes, as frames are measured). */
+  submit(session: S, text: string, byteLength: number): void {
     if (this.closing.has(session)) return;
     const queue = this.waiting.get(session);
     const n = this.started.get(session) ?? 0;
@@ -36,11 +37,12 @@ export class FairDispatch<S extends { readonly closed: boolean }> {
     }
     this.waitingFrames++;
     if (!queue) {
-      this.waiting.set(session, { frames: [text], bytes: text.length });
+      this.waiting.set(session, { frames: [text], sizes: [byteLength], bytes: byteLength });
       return;
     }
     queue.frames.push(text);
-    queue.bytes += text.length;
+    queue.sizes.push(byteLength);
+    queue.bytes += byteLength;
     if (queue.bytes > this.maxWaitingBytes) {
       this.drop(session);
       this.onOverflow(session);
@@ -84,7 +86,7 @@ export class FairDispatch<S extends { readonly closed: boolean }> {
       }
       const take = queue.frames.splice(0, this.perTurn);
       this.waitingFrames -= take.length;
-      for (const text of take) queue.bytes -= text.length;
+      for (const size of queue.sizes.splice(0, take.length)) queue.bytes -= size;
       if (queue.frames.length === 0) this.waiting.delete(session);
       this.started.set(session, take.length);
       for (const text of take) this.run(session, text);

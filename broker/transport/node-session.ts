@@ -28,13 +28,13 @@ export class NodeSession extends QueuedSession {
     return this.ws.bufferedAmount;
   }
 
-  protected writeFrames(frames: string[]): boolean {
+  protected writeFrames(frames: string[], sizes: number[]): boolean {
     this.socket.cork();
     try {
-      for (const f of frames) {
+      for (let i = 0; i < frames.length; i++) {
         // The same bound uWS applies with maxBackpressure: a frame that would pass it is not written.
-        if (this.ws.bufferedAmount + f.length > this.maxBackpressure) return false;
-        this.ws.send(f);
+        if (this.ws.bufferedAmount + sizes[i]! > this.maxBackpressure) return false;
+        this.ws.send(frames[i]!);
       }
       return true;
     } finally {

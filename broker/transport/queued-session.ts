@@ -31,6 +31,8 @@ export abstract class QueuedSession implements LiveSession {
   closed = false;
   overLimit = 0;
   private out: string[] | null = null;
+  /** UTF-8 sizes of `out`: the bound is in bytes, as the socket counts them, not UTF-16 characters. */
+  private outSizes: number[] = [];
   private outBytes = 0;
 
   constructor(
@@ -42,30 +44,34 @@ export abstract class QueuedSession implements LiveSession {
 
   /** Bytes the socket has accepted but not yet sent. */
   protected abstract bufferedBytes(): number;
-  /** Write the frames in one corked go; false when the socket refused one as over its bound. */
-  protected abstract writeFrames(frames: string[]): boolean;
+  /** Write the frames (of these UTF-8 sizes) in one corked go; false when the socket refused one as over its bound. */
+  protected abstract writeFrames(frames: string[], sizes: number[]): boolean;
   /** Send a close frame with this code and reason (already short enough). */
   protected abstract endSocket(code: number, reason: string): void;
 
   send(frame: string): SendResult {
     if (this.closed) return 'ok';
     const buffered = this.bufferedBytes() + this.outBytes;
-    if (buffered + frame.length > this.maxBackpressure) return 'dropped';
+    const size = Buffer.byteLength(frame);
+    if (buffered + size > this.maxBackpressure) return 'dropped';
     if (this.out === null) {
       this.out = [];
       queueMicrotask(this.flush);
     }
     this.out.push(frame);
-    this.outBytes += frame.length;
+    this.outSizes.push(size);
+    this.outBytes += size;
     return buffered > 0 ? 'backpressure' : 'ok';
   }
 
   private readonly flush = (): void => {
     const frames = this.out;
+    const sizes = this.outSizes;
     this.out = null;
+    this.outSizes = [];
     this.outBytes = 0;
     if (!frames || this.closed) return;
-    if (!this.writeFrames(frames)) this.close(CLOSE_CODES.slowConsumer, 'slow consumer: send buffer over limit, resume by cursor');
+    if (!this.writeFrames(frames, sizes)) this.close(CLOSE_CODES.slowConsumer, 'slow consumer: send buffer over limit, resume by cursor');
   };
 
   close(code: number, reason: string): void {

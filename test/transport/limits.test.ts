@@ -45,6 +45,32 @@ t.test('a client that stops reading is cut at the send-buffer bound with 4001, t
   t.ok(slow.rpc.messages().length < sent, 'it did not get everything pushed: the rest waits for its resume');
 });
 
+t.test('multi-byte bodies: the send-buffer bound counts bytes, the cut is 4001, and nothing unwritten is recorded pushed', async (t) => {
+  const relay = await startRelay(t, { maxBackpressureBytes: 64 * 1024, sync: 'NORMAL' });
+  const slow = await connectAgent(t, relay.wsUrl, { id: 'slow' });
+  const sender = await connectAgent(t, relay.wsUrl, { id: 'sender' });
+  socketOf(slow.rpc).pause();
+  // 3 bytes a character in UTF-8: counted in characters, the bound let three times as much through.
+  const body = '€'.repeat(BIG.length / 3);
+  const ids: number[] = [];
+  while (relay.core.sessions.isConnected('slow') && ids.length < 1000) {
+    ids.push((await sender.rpc.call('message/send', { to: 'slow', body })).message.id);
+  }
+  t.notOk(relay.core.sessions.isConnected('slow'), `the relay let go of the slow session (after ${ids.length} messages)`);
+  socketOf(slow.rpc).resume();
+  t.equal(await slow.rpc.closed, CLOSE_CODES.slowConsumer, 'close code 4001 (not 1006): reconnect and resume by cursor');
+  const received = new Set(slow.rpc.messages().map((m) => m.id as number));
+  t.ok(received.size < ids.length, `it got ${received.size} of ${ids.length}: the rest waits for its resume`);
+  await new Promise((r) => setTimeout(r, 200)); // the pushed state is written at most every 50 ms
+  const pushedNotReceived: number[] = [];
+  for (const id of ids) {
+    const { deliveries } = await sender.rpc.call('message/get', { id });
+    const state = (deliveries as Array<{ agentId: string; state: string }>).find((d) => d.agentId === 'slow')?.state;
+    if (state === 'pushed' && !received.has(id)) pushedNotReceived.push(id);
+  }
+  t.same(pushedNotReceived, [], `no message is recorded pushed that the client did not receive (${pushedNotReceived.length} were)`);
+});
+
 t.test('an SSE stream whose client stops reading is ended past the send-buffer bound', async (t) => {
   const relay = await startRelay(t, { maxBackpressureBytes: 64 * 1024, sync: 'NORMAL' });
   const sender = await connectAgent(t, relay.wsUrl, { id: 'sender' });
