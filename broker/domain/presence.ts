@@ -3,12 +3,14 @@ import type { RelayCore } from './core.js';
 /**
  * Find agents with neither a live socket nor a heartbeat within STALE_TTL_MS and take them
  * offline (their claimed work is released). Time the relay itself was down does not count:
- * staleness is measured from the later of last-seen and relay start, so a restart shorter than
- * the TTL releases nothing.
+ * staleness is measured from the later of last-seen, relay start and `resumedAt` (the end of the
+ * latest stop of the relay's loop, see LoopWatch), so a restart or a pause shorter than the TTL
+ * releases nothing.
  */
-export async function sweepStaleAgents(core: RelayCore): Promise<string[]> {
+export async function sweepStaleAgents(core: RelayCore, resumedAt = -Infinity): Promise<string[]> {
   const now = core.now();
   const ttl = core.config.staleTtlMs;
+  const since = Math.max(core.startedAt, resumedAt);
   const stale: string[] = [];
   const connected: string[] = [];
   for (const a of core.agents.values()) {
@@ -17,7 +19,7 @@ export async function sweepStaleAgents(core: RelayCore): Promise<string[]> {
       connected.push(a.id);
       continue;
     }
-    if (now - Math.max(a.lastSeenAt, core.startedAt) > ttl) stale.push(a.id);
+    if (now - Math.max(a.lastSeenAt, since) > ttl) stale.push(a.id);
   }
   // A live, ping-answering socket is presence: keep last-seen fresh for it.
   if (connected.length > 0) {
@@ -36,7 +38,7 @@ export async function sweepStaleAgents(core: RelayCore): Promise<string[]> {
       const a = core.agentInTx(id);
       // Re-check inside the transaction: a heartbeat may have landed since the scan.
       if (!a || a.status === 'offline' || core.sessions.isConnected(id)) continue;
-      if (now - Math.max(a.lastSeenAt, core.startedAt) <= ttl) continue;
+      if (now - Math.max(a.lastSeenAt, since) <= ttl) continue;
       core.markOffline(onCommit, a, 'stale: no heartbeat within STALE_TTL_MS');
       marked.push(id);
     }

@@ -1,16 +1,24 @@
 import type { RelayCore } from './core.js';
+import { LoopWatch } from './loop-watch.js';
 import { sweepStaleAgents } from './presence.js';
 import { prune } from './prune.js';
 
 /** The relay's timers. Every one stops on stop(); a failed run is logged and tried next tick. */
 export class Scheduler {
   private readonly timers: NodeJS.Timeout[] = [];
+  private readonly loop: LoopWatch;
 
-  constructor(private readonly core: RelayCore) {}
+  constructor(private readonly core: RelayCore) {
+    this.loop = new LoopWatch(
+      () => core.now(),
+      (ms) => core.log.warn({ stoppedMs: Math.round(ms) }, 'the relay was not running (event loop stopped): agents get a full STALE_TTL_MS from now to be heard'),
+    );
+  }
 
   start(): void {
     const { presenceIntervalMs, pruneIntervalMs } = this.core.config;
-    this.every(presenceIntervalMs, 'presence sweep', () => sweepStaleAgents(this.core));
+    this.loop.start();
+    this.every(presenceIntervalMs, 'presence sweep', () => sweepStaleAgents(this.core, this.loop.check()));
     this.every(pruneIntervalMs, 'prune', async () => {
       const r = await prune(this.core);
       if (r.messages || r.events || r.tasks || r.agents.length) this.core.log.info({ prune: r }, 'pruned');
@@ -18,6 +26,7 @@ export class Scheduler {
   }
 
   stop(): void {
+    this.loop.stop();
     for (const t of this.timers.splice(0)) clearInterval(t);
   }
 
