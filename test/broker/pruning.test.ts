@@ -5,7 +5,8 @@ import { connectAgent, RpcError, WsRpc } from '../helpers/ws-client.js';
 import { waitFor } from '../helpers/wait.js';
 
 const DAY = 86_400_000;
-const CONFIG = { retentionDays: 1, offlinePruneMs: 60_000, presenceIntervalMs: 600_000 };
+// The operator names system agents; `system: true` from any other id is refused (test/broker/agent-authority.test.ts).
+const CONFIG = { retentionDays: 1, offlinePruneMs: 60_000, presenceIntervalMs: 600_000, systemAgents: ['sys'] };
 
 async function rpcCode(p: Promise<unknown>): Promise<number | 'ok'> {
   try {
