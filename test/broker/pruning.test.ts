@@ -97,7 +97,7 @@ t.test('prune(core): retention of messages, events, tasks and agents, and the cu
   const err = await below.catch((e: RpcError) => e);
   t.equal((err as RpcError).error.data?.floor, oldMax, 'the error names the floor');
   t.equal(await rpcCode(obs.call('message/list', { since: 0 })), -32007, 'since 0 is below the floor too');
-  t.equal(await rpcCode(obs.call('message/list', { agentId: 'bob', since: oldMax - 1 })), -32007, 'an inbox since below the floor: -32007');
+  t.equal(await rpcCode(bob.rpc.call('message/list', { since: oldMax - 1 })), -32007, 'an inbox since below the floor: -32007');
   const atFloor = await obs.call('message/list', { since: oldMax, limit: 1000 });
   t.same(atFloor.messages.map((m: any) => m.id), remaining, 'since at the floor works and loses nothing');
   t.same((await obs.call('message/list', { since: oldMax + 1, limit: 1000 })).messages.map((m: any) => m.id), remaining.filter((id: number) => id > oldMax + 1), 'since above the floor works');
