@@ -26,6 +26,7 @@ export const CONFIG_VARS = {
   allowPrivateCallbacks: { env: 'AGENT_RELAY_ALLOW_PRIVATE_CALLBACKS', schema: bool, default: 'false', doc: 'Let callbacks reach private and loopback addresses (trusted networks only).' },
   staleTtlMs: { env: 'STALE_TTL_MS', schema: int(100, 86_400_000), default: '90000', doc: 'An agent with no heartbeat and no live socket for this long goes offline.' },
   retentionDays: { env: 'RETENTION_DAYS', schema: z.coerce.number().positive().max(3650), default: '14', doc: 'Messages, events and closed tasks older than this are pruned.' },
+  systemAgents: { env: 'AGENT_RELAY_SYSTEM_AGENTS', schema: csv, default: '', doc: 'Ids of system agents (never pruned), comma-separated; `system: true` on agent/register is refused for any other id.' },
   offlinePruneMs: { env: 'OFFLINE_PRUNE_MS', schema: int(1000, 3_650 * 86_400_000), default: String(7 * 86_400_000), doc: 'Agents offline longer than this are pruned (system agents never).' },
   logLevel: { env: 'LOG_LEVEL', schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']), default: 'info', doc: 'pino log level.' },
   maxFrameBytes: { env: 'AGENT_RELAY_MAX_FRAME_BYTES', schema: int(1024, 64 * 1024 * 1024), default: String(1024 * 1024), doc: 'Largest WebSocket frame or HTTP body.' },

@@ -13,6 +13,11 @@ export const IntegrationSchema = z.strictObject({
   channel: ChannelSchema.optional(),
   /** Where this integration's task lifecycle callbacks go. */
   callbackUrl: z.url({ protocol: /^https?$/ }).optional(),
+  /**
+   * Signs this integration's callbacks instead of `secret`, so a callback can never pass as an
+   * ingress delivery and a leak of one secret does not give away the other. Absent: `secret` signs.
+   */
+  callbackSecret: z.string().min(16, 'must be at least 16 characters').optional(),
 });
 
 export type Integration = z.infer<typeof IntegrationSchema>;

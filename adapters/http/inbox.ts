@@ -48,13 +48,13 @@ export class InboxWaiters {
 /** GET /api/agents/:id/inbox?since=&unread=&limit=&wait= — message/list, optionally long-polled. */
 export async function handleInbox(ex: HttpExchange, agentId: string, dispatcher: RpcDispatcher, waiters: InboxWaiters): Promise<void> {
   try {
+    // Who may read it is message/list's rule (broker/domain/read-rule.ts), checked by the first poll.
     const token = ex.headers['x-agent-token'];
-    if (!token) throw new RelayError('unauthorized', 'unauthorized: the inbox needs X-Agent-Token');
     const wait = num(ex.query.get('wait')) ?? 0;
     if (typeof wait !== 'number' || wait < 0 || wait > MAX_WAIT_SECONDS) {
       throw new RelayError('invalidParams', `invalid params: wait: must be whole seconds from 0 to ${MAX_WAIT_SECONDS}`);
     }
-    const params: Record<string, unknown> = { agentId, agentToken: token };
+    const params: Record<string, unknown> = token ? { agentId, agentToken: token } : { agentId };
     for (const [key, value] of [['since', num(ex.query.get('since'))], ['limit', num(ex.query.get('limit'))], ['unread', bool(ex.query.get('unread'))], ['channel', ex.query.get('channel') ?? undefined]] as const) {
       if (value !== undefined) params[key] = value;
     }

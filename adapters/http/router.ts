@@ -86,14 +86,24 @@ const AGENT_PATH = /^\/api\/agents\/([^/]+)/;
  * X-Agent-Token is refused with 401 even where the route needs no identity (public reads, health,
  * metrics, the dashboard), instead of being served as if the header were not there. The agent is
  * the one X-Agent-Id names, else the /api/agents/:id path, else the agentId query parameter.
- * Found by the reliability suite's auth matrix. Returns false when it answered the refusal.
+ * Found by the reliability suite's auth matrix. X-Agent-Id without X-Agent-Token, and a token that
+ * names no agent, are 401 too. Returns false when it answered the refusal.
  */
 function presentedAgentTokenHolds(ex: HttpExchange, core: RelayCore): boolean {
+  if (INGRESS_PATH.test(ex.path)) return true;
   const token = ex.headers['x-agent-token'];
-  if (token === undefined || INGRESS_PATH.test(ex.path)) return true;
-  const fromPath = AGENT_PATH.exec(ex.path)?.[1];
-  const named = ex.headers['x-agent-id'] ?? (fromPath !== undefined ? (decodeSegment(fromPath) ?? undefined) : undefined) ?? ex.query.get('agentId') ?? undefined;
+  const headerId = ex.headers['x-agent-id'];
   try {
+    // An id without its token used to be served as ext:observer: a half identity is refused, never dropped.
+    if (headerId !== undefined && token === undefined) {
+      throw new RelayError('unauthorized', `unauthorized: X-Agent-Id names agent ${headerId.slice(0, 128)} but X-Agent-Token is missing: send both to act as the agent, or neither to act as an observer`);
+    }
+    if (token === undefined) return true;
+    const fromPath = AGENT_PATH.exec(ex.path)?.[1];
+    const named = headerId ?? (fromPath !== undefined ? (decodeSegment(fromPath) ?? undefined) : undefined) ?? ex.query.get('agentId') ?? undefined;
+    if (named === undefined) {
+      throw new RelayError('unauthorized', `unauthorized: X-Agent-Token is given but X-Agent-Id is missing: ${ex.method} ${ex.path} does not name the agent, so add X-Agent-Id`);
+    }
     core.authenticate(named, token);
     return true;
   } catch (err) {

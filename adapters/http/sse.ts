@@ -2,6 +2,7 @@ import { RelayError, StreamTopicSchema, type StreamTopic } from '../../protocol/
 import type { RelayCore } from '../../broker/domain/core.js';
 import type { FrameMeta, HttpExchange, HttpStream, SendResult, Session } from '../../broker/domain/ports.js';
 import { noteDisconnected } from '../../broker/domain/presence.js';
+import { inboxReader } from '../../broker/domain/read-rule.js';
 import { sendError } from './respond.js';
 import { num } from './rest.js';
 
@@ -61,7 +62,9 @@ export function handleStream(ex: HttpExchange, core: RelayCore, opts: SseOptions
   ex.onAbort(cleanup);
   try {
     const agentParam = ex.query.get('agentId');
-    const agentId = agentParam ? core.authenticate(agentParam, ex.headers['x-agent-token'] ?? '') : null;
+    const token = ex.headers['x-agent-token'];
+    const caller = { session: null, agentId: token && agentParam ? core.authenticate(agentParam, token) : null, transport: 'http' as const };
+    const agentId = agentParam ? inboxReader(caller, agentParam) : null;
     // Last-Event-ID first: an EventSource reconnects with its original URL (and its since=) plus the header.
     const sinceRaw = num(ex.headers['last-event-id'] ?? null) ?? num(ex.query.get('since'));
     if (sinceRaw !== undefined && (typeof sinceRaw !== 'number' || sinceRaw < 0)) throw new RelayError('invalidParams', 'invalid params: since: must be a message id');

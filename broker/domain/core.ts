@@ -180,7 +180,8 @@ export class RelayCore {
 
   secretFor(signer: string): string | undefined {
     if (signer === 'relay') return this.config.callbackSecret;
-    return this.integrations.get(signer.slice('integration:'.length))?.secret;
+    const integration = this.integrations.get(signer.slice('integration:'.length));
+    return integration?.callbackSecret ?? integration?.secret;
   }
 
   /** Return a claimed task to open, record why, and announce it again. */

@@ -101,7 +101,13 @@ export class RpcDispatcher {
       if (payload.length > LIMITS.maxBatch) {
         return JSON.stringify(errorResponse(null, { code: ERRORS.tooLarge.code, message: `too large: batch of ${payload.length} entries exceeds ${LIMITS.maxBatch}` }));
       }
-      const responses = (await Promise.all(payload.map((entry) => this.handleEntry(entry, ctx)))).filter((r) => r !== null);
+      // In order, one after another: an entry sees what earlier ones did, e.g. the identity an
+      // agent/register gave the connection (run concurrently, a send after it went out as ext:observer).
+      const responses: JSONRPCResponse[] = [];
+      for (const entry of payload) {
+        const response = await this.handleEntry(entry, ctx);
+        if (response !== null) responses.push(response);
+      }
       return responses.length > 0 ? JSON.stringify(responses) : null;
     }
     const response = await this.handleEntry(payload, ctx);

@@ -28,7 +28,7 @@ export const AgentRegisterParamsSchema = z.strictObject({
   cwd: z.string().max(4096).optional(),
   rig: Text.optional(),
   ready: z.boolean().optional(),
-  /** System agents are never pruned. */
+  /** System agents are never pruned; `true` is refused unless the operator lists the id in AGENT_RELAY_SYSTEM_AGENTS. */
   system: z.boolean().optional(),
   meta: MetaSchema.optional(),
   /** Last message id seen; missed messages after it are pushed before live ones. */
@@ -44,7 +44,7 @@ export const AgentRegisterResultSchema = z.object({
 });
 
 export const AgentUpdateParamsSchema = z.strictObject({
-  /** Agent to update; defaults to the caller. Observers may update any agent's label, tags and channels. */
+  /** Agent to update; defaults to the caller. Without the agent's own token only `label` may change. */
   id: AgentIdSchema.optional(),
   label: z.string().min(1).max(128).optional(),
   tags: NameListSchema.optional(),

@@ -202,7 +202,8 @@ t.test('UserPromptSubmit hands unread messages over once and marks them read; Se
   t.match(text2, after.body);
   for (const m of [short, long, huge]) t.notMatch(text2, `#${m.id} `, `#${m.id} is not handed over again`);
   t.equal(await deliveryState(observer, after.id, id), 'read', `#${after.id} is read now`);
-  const token = readJson(join(s.home, 'agents', `${encodeURIComponent(id)}.json`)).token;
+  // The token file keeps one entry per relay (this read `.token`, undefined, and passed only while observers could read any inbox).
+  const token = readJson(join(s.home, 'agents', `${encodeURIComponent(id)}.json`)).relays[relay.url].token;
   const unread = await httpRpc(relay.url, 'message/list', { agentId: id, agentToken: token, unread: true });
   t.same(unread.result?.messages, [], 'the inbox has nothing unread');
 

@@ -389,3 +389,32 @@ t.test('tasks created through webhook ingress get callbacks signed with the inte
   }
   t.match(rx.hits[0]!.json.data.task, { id: taskId, source: 'ci' });
 });
+
+t.test("an integration's callbackSecret signs its callbacks instead of its ingress secret", async (t) => {
+  const rx = await Receiver.start(t);
+  const ingressSecret = `whsec_${randomBytes(32).toString('base64')}`;
+  const callbackSecret = `whsec_${randomBytes(32).toString('base64')}`;
+  const dir = t.testdir();
+  const file = join(dir, 'integrations.json');
+  writeFileSync(file, JSON.stringify({ integrations: [{ name: 'ci', secret: ingressSecret, callbackSecret, target: 'worker', callbackUrl: rx.url('/ci') }] }));
+  const clock = new ManualClock(1_700_000_000_000);
+  const relay: TestRelay = await startRelay(t, { allowPrivateCallbacks: true, integrationsPath: file }, { dir, clock, callbackPolicy: POLICY });
+  const worker = await connectAgent(t, relay.wsUrl, { id: 'worker' });
+  const res = await fetch(`${relay.url}/api/integrations/ci/events`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${ingressSecret}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ title: 'build failed on main' }),
+  });
+  t.equal(res.status, 201, 'ingress still takes the ingress secret');
+  const taskId = ((await res.json()) as any).task.id as number;
+  await afterAttempt(worker.rpc, taskId, 0, 1);
+  t.equal(rx.hits.length, 1);
+  t.ok(verifySignature(callbackSecret, rx.hits[0]!), 'signed with the callbackSecret');
+  t.notOk(verifySignature(ingressSecret, rx.hits[0]!), 'not with the ingress secret: a callback cannot pass as an ingress delivery');
+  const replayed = await fetch(`${relay.url}/api/integrations/ci/events`, {
+    method: 'POST',
+    headers: { 'webhook-id': String(rx.hits[0]!.headers['webhook-id']), 'webhook-timestamp': String(rx.hits[0]!.headers['webhook-timestamp']), 'webhook-signature': String(rx.hits[0]!.headers['webhook-signature']), 'content-type': 'application/json' },
+    body: rx.hits[0]!.body.toString('utf8'),
+  });
+  t.equal(replayed.status, 401, 'the callback replayed to the ingress is refused');
+});

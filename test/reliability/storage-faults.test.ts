@@ -20,7 +20,7 @@ t.test('a second process holding the write lock past the busy timeout: -32008 "s
   const dbPath = join(uniqueDir(t), 'relay.db');
   const relay = await spawnRelay(t, { dbPath, env: { AGENT_RELAY_BUSY_TIMEOUT_MS: String(BUSY_MS) } });
   const alice = await connectAgent(t, relay.wsUrl, { id: 'alice' });
-  await connectAgent(t, relay.wsUrl, { id: 'bob' });
+  const bob = await connectAgent(t, relay.wsUrl, { id: 'bob' });
   const before = await alice.rpc.call('message/send', { to: 'bob', body: 'before the lock' });
 
   // This test process is the second process: it takes the write lock and sits on it.
@@ -54,7 +54,7 @@ t.test('a second process holding the write lock past the busy timeout: -32008 "s
   const taskErr = await claimTry;
   // Reads do not need the write lock (WAL): they keep serving while it is held.
   const readStarted = Date.now();
-  const read = await alice.rpc.call('message/list', { agentId: 'bob' });
+  const read = await bob.rpc.call('message/list', {});
   const readMs = Date.now() - readStarted;
   const health = await fetch(`${relay.url}/healthz`);
   const healthBody = (await health.json()) as { dbWritable: boolean };

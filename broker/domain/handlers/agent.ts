@@ -50,7 +50,7 @@ export async function register(core: RelayCore, ctx: CallContext, p: AgentRegist
       rig: p.rig ?? existing?.rig ?? null,
       status: 'online',
       ready: p.ready ?? existing?.ready ?? true,
-      system: p.system ?? existing?.system ?? false,
+      system: systemFlag(core, id, existing, p.system),
       tokenHash: existing?.tokenHash ?? hashToken(token),
       registeredAt: existing?.registeredAt ?? now,
       lastSeenAt: now,
@@ -76,13 +76,31 @@ export async function register(core: RelayCore, ctx: CallContext, p: AgentRegist
   return { agent: core.wireAgent(agent), agentToken: token, cursor, created };
 }
 
+/**
+ * System agents are never pruned, so the flag is the operator's: an id listed in
+ * AGENT_RELAY_SYSTEM_AGENTS, or a row already stored as system (kept, never demoted over the wire).
+ */
+function systemFlag(core: RelayCore, id: string, existing: StoredAgent | undefined, asked: boolean | undefined): boolean {
+  const system = Boolean(existing?.system) || core.config.systemAgents.includes(id);
+  if (asked === true && !system) {
+    throw new RelayError('unauthorized', `unauthorized: system: agent ${id} is not a system agent; the operator lists system agents in AGENT_RELAY_SYSTEM_AGENTS (register without system)`);
+  }
+  return system;
+}
+
+/** What a caller other than the agent itself may change: the label (the dashboard edits it). */
+const OBSERVER_FIELDS = new Set(['id', 'label', 'agentId', 'agentToken']);
+
 export async function update(core: RelayCore, ctx: CallContext, p: AgentUpdateParams): Promise<AgentUpdateResult> {
   const id = p.id ?? ctx.agentId;
   if (!id) throw new RelayError('notRegistered', 'not registered: pass id to update another agent, or register first');
   const self = ctx.agentId === id;
   if (!self && ctx.agentId) throw new RelayError('unauthorized', `unauthorized: agent ${ctx.agentId} cannot update agent ${id}`);
-  if (!self && (p.status !== undefined || p.ready !== undefined)) {
-    throw new RelayError('invalidParams', `${p.status !== undefined ? 'status' : 'ready'}: only the agent itself may change it`);
+  // Routing fields, meta, status and readiness are the agent's own: without its token an observer
+  // could reroute it (empty tags and tag:review stops reaching it) with more power than an agent has.
+  const reserved = Object.keys(p).filter((k) => !OBSERVER_FIELDS.has(k) && p[k as keyof AgentUpdateParams] !== undefined);
+  if (!self && reserved.length > 0) {
+    throw new RelayError('unauthorized', `unauthorized: ${reserved.join(', ')} of agent ${id} change only with its own agentToken (X-Agent-Token over HTTP); an observer may change only its label`);
   }
   const agent = await core.queue.submit((onCommit) => {
     const existing = core.agentInTx(id);

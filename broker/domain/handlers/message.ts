@@ -20,6 +20,7 @@ import {
 } from '../../../protocol/index.js';
 import type { CallContext } from '../context.js';
 import type { RelayCore } from '../core.js';
+import { inboxReader } from '../read-rule.js';
 import { claimTask, createTaskInTx } from './task.js';
 
 /** The sender name: agents send as themselves; observers as `ext:NAME` of their choosing. */
@@ -77,13 +78,13 @@ function firstLine(body: string): string {
 }
 
 export function list(core: RelayCore, ctx: CallContext, p: MessageListParams): MessageListResult {
+  const agentId = p.agentId ?? ctx.agentId;
+  if (agentId) inboxReader(ctx, agentId);
   core.checkCursor(p.since);
   const since = p.since ?? 0;
   const filter = { since, limit: p.limit ?? LIMITS.defaultListLimit, channel: p.channel ?? null, threadId: p.threadId ?? null };
-  const agentId = p.agentId ?? ctx.agentId;
   let messages;
   if (agentId) {
-    if (!core.agents.has(agentId)) throw new RelayError('notFound', `agentId: no agent ${agentId}`);
     messages = core.inbox(agentId, { ...filter, unread: Boolean(p.unread) });
     if (ctx.transport === 'http' && agentId === ctx.agentId) recordPolled(core, agentId, messages, p.unread || filter.channel !== null || filter.threadId !== null ? null : since);
   } else {

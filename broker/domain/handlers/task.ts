@@ -47,8 +47,22 @@ export function createTaskInTx(core: RelayCore, onCommit: OnCommit, t: NewTaskIn
 export async function create(core: RelayCore, ctx: CallContext, p: TaskCreateParams): Promise<TaskCreateResult> {
   const from = senderOf(ctx, p.from);
   const source = p.source ?? from;
+  checkSourceFree(core, source);
   checkCreate(core, source, p);
   return core.queue.submit((onCommit) => createInTx(core, onCommit, from, source, p));
+}
+
+/**
+ * A configured integration's name as `source` belongs to its authenticated ingress alone: with it
+ * anyone could resolve or dedupe that integration's tasks, and get callbacks signed with its secret.
+ * Any other source name is free (a script's `grafana`, the default agent id or `ext:NAME`).
+ */
+function checkSourceFree(core: RelayCore, source: string): void {
+  if (!core.integrations.has(source)) return;
+  throw new RelayError(
+    'unauthorized',
+    `unauthorized: source: "${source}" is the integration ${source}; its tasks are created and resolved only through POST /api/integrations/${source}/events with its secret; pass another source`,
+  );
 }
 
 /** Refusals that need no transaction: resolve without a key, callbacks nobody can sign. */
