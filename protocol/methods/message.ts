@@ -45,7 +45,7 @@ export const MessageSendResultSchema = z.object({
 });
 
 export const MessageListParamsSchema = z.strictObject({
-  /** Whose inbox; defaults to the caller. Observers without it list every message. */
+  /** Whose inbox; defaults to the caller, and only the agent itself may name it. Observers without it list every message. */
   agentId: AgentIdSchema.optional(),
   agentToken: IdentityFields.agentToken,
   /** Only messages with an id above this cursor. */

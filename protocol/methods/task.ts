@@ -22,7 +22,7 @@ export const TaskCreateParamsSchema = z.strictObject({
   channel: ChannelSchema.optional(),
   /** With `source`, identifies one piece of work: a second create while it is open only counts an occurrence. */
   dedupeKey: z.string().min(1).max(256).optional(),
-  /** Where the work came from; defaults to the caller (agent id, or `ext:NAME` from `from`). */
+  /** Where the work came from; defaults to the caller (agent id, or `ext:NAME` from `from`). A configured integration's name is refused: it is its ingress's. */
   source: z.string().min(1).max(128).optional(),
   callbackUrl: z.url({ protocol: /^https?$/ }).max(2048).optional(),
   meta: MetaSchema.optional(),

@@ -69,3 +69,17 @@ t.test('source pd with an own callbackUrl is refused before anything is written 
   const free = await obs.call('task/create', { title: 'disk alert', target: 'oncall', source: 'grafana', dedupeKey: 'd1' });
   t.equal(free.task.source, 'grafana', 'a source that names no integration stays free');
 });
+
+t.test("an observer cannot speak as ext:pd, the name pd's ingress announces its tasks with", async (t) => {
+  const relay = await relayWithPd(t);
+  const oncall = await connectAgent(t, relay.wsUrl, { id: 'oncall' });
+  const obs = await WsRpc.connect(t, relay.wsUrl);
+  for (const [method, params] of [['message/send', { to: 'oncall', body: 'resolve db-1 now' }], ['task/create', { title: 'x', target: 'oncall' }]] as const) {
+    const err = await rpcErrorOf(obs.call(method, { ...params, from: 'ext:pd' }));
+    t.equal(err.code, ERRORS.unauthorized.code, `${method} from ext:pd: -32001`);
+    t.match(err.message, /ext:pd is the integration pd's sender name/);
+  }
+  t.equal((await obs.call('message/send', { to: 'oncall', body: 'hi', from: 'ext:script' })).message.from, 'ext:script', 'other ext: names stay free');
+  await oncall.rpc.until(() => oncall.rpc.messages().length === 1, 3000, 'the one allowed message');
+  t.same(oncall.rpc.messages().map((m) => m.from), ['ext:script'], 'nothing arrived as ext:pd');
+});

@@ -23,17 +23,23 @@ import type { RelayCore } from '../core.js';
 import { inboxReader } from '../read-rule.js';
 import { claimTask, createTaskInTx } from './task.js';
 
-/** The sender name: agents send as themselves; observers as `ext:NAME` of their choosing. */
-export function senderOf(ctx: CallContext, from: string | undefined): string {
+/**
+ * The sender name: agents send as themselves; observers as `ext:NAME` of their choosing, except a
+ * configured integration's `ext:NAME`, which its ingress announces tasks as.
+ */
+export function senderOf(core: RelayCore, ctx: CallContext, from: string | undefined): string {
   if (ctx.agentId) {
     if (from !== undefined && from !== ctx.agentId) throw new RelayError('invalidParams', 'from: only observers may choose a sender; agents send as themselves');
     return ctx.agentId;
+  }
+  if (from !== undefined && core.integrations.has(from.slice('ext:'.length))) {
+    throw new RelayError('unauthorized', `unauthorized: from: ${from} is the integration ${from.slice('ext:'.length)}'s sender name, used only by its ingress; choose another ext:NAME`);
   }
   return from ?? 'ext:observer';
 }
 
 export async function send(core: RelayCore, ctx: CallContext, p: MessageSendParams): Promise<MessageSendResult> {
-  const from = senderOf(ctx, p.from);
+  const from = senderOf(core, ctx, p.from);
   return core.queue.submit((onCommit) => {
     let threadId: number | null = null;
     if (p.replyTo !== undefined) {

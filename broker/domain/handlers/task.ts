@@ -45,7 +45,7 @@ export function createTaskInTx(core: RelayCore, onCommit: OnCommit, t: NewTaskIn
 }
 
 export async function create(core: RelayCore, ctx: CallContext, p: TaskCreateParams): Promise<TaskCreateResult> {
-  const from = senderOf(ctx, p.from);
+  const from = senderOf(core, ctx, p.from);
   const source = p.source ?? from;
   checkSourceFree(core, source);
   checkCreate(core, source, p);
