@@ -43,6 +43,7 @@ const UPSERT = `
     meta = excluded.meta`;
 const SELECT_ALL = `SELECT * FROM agents`;
 const SELECT_ONE = `SELECT * FROM agents WHERE id = ?`;
+const COUNT = `SELECT COUNT(*) AS n FROM agents`;
 const TOUCH = `UPDATE agents SET last_seen_at = ? WHERE id = ?`;
 const DELETE_OFFLINE_BEFORE = `DELETE FROM agents WHERE status = 'offline' AND system = 0 AND offline_at < ? RETURNING id`;
 
@@ -74,6 +75,7 @@ export class AgentTable {
   private readonly selectAll;
   private readonly selectOne;
   private readonly touch;
+  private readonly countAll;
   private readonly deleteOfflineBefore;
 
   constructor(db: Db) {
@@ -81,6 +83,7 @@ export class AgentTable {
     this.selectAll = db.prepare<[], AgentRow>(SELECT_ALL);
     this.selectOne = db.prepare<[string], AgentRow>(SELECT_ONE);
     this.touch = db.prepare(TOUCH);
+    this.countAll = db.prepare<[], { n: number }>(COUNT);
     this.deleteOfflineBefore = db.prepare<[number], { id: string }>(DELETE_OFFLINE_BEFORE);
   }
 
@@ -115,6 +118,10 @@ export class AgentTable {
   get(id: string): StoredAgent | undefined {
     const row = this.selectOne.get(id);
     return row ? fromRow(row) : undefined;
+  }
+
+  count(): number {
+    return this.countAll.get()!.n;
   }
 
   touchLastSeen(id: string, at: number): void {

@@ -10,7 +10,7 @@ import {
   IdSchema,
   LimitSchema,
   MessageSchema,
-  MetaSchema,
+  MetaParamSchema,
   TargetSchema,
   TaskSchema,
 } from '../common.js';
@@ -31,7 +31,7 @@ export const MessageSendParamsSchema = z.strictObject({
   replyTo: IdSchema.optional(),
   /** Makes the message a task that exactly one agent can claim. */
   claimable: z.boolean().optional(),
-  meta: MetaSchema.optional(),
+  meta: MetaParamSchema.optional(),
   /** Sender name for observers (`ext:NAME`); agents always send as themselves. */
   from: ExternalSenderSchema.optional(),
   ...IdentityFields,
@@ -60,6 +60,8 @@ export const MessageListResultSchema = z.object({
   messages: z.array(MessageSchema),
   /** Id of the last message returned, or the `since` given when none were. */
   cursor: CursorSchema,
+  /** True when the page stopped at the result size budget: more may follow, list again with `since: cursor`. */
+  more: z.boolean().optional(),
 });
 
 export const MessageReadParamsSchema = z.strictObject({

@@ -6,7 +6,7 @@ import {
   EventSchema,
   IdSchema,
   LimitSchema,
-  MetaSchema,
+  MetaParamSchema,
   TargetSchema,
   TaskSchema,
   TaskStatusSchema,
@@ -25,7 +25,7 @@ export const TaskCreateParamsSchema = z.strictObject({
   /** Where the work came from; defaults to the caller (agent id, or `ext:NAME` from `from`). */
   source: z.string().min(1).max(128).optional(),
   callbackUrl: z.url({ protocol: /^https?$/ }).max(2048).optional(),
-  meta: MetaSchema.optional(),
+  meta: MetaParamSchema.optional(),
   /** `resolve` closes the open task with this dedupeKey as done instead of creating one. */
   action: z.enum(['trigger', 'resolve']).optional(),
   /** Creator name for observers, as in message/send. */
@@ -69,7 +69,11 @@ export const TaskListParamsSchema = z.strictObject({
   since: CursorSchema.optional(),
   ...IdentityFields,
 });
-export const TaskListResultSchema = z.object({ tasks: z.array(TaskSchema) });
+export const TaskListResultSchema = z.object({
+  tasks: z.array(TaskSchema),
+  /** True when the page stopped at the result size budget: list again with `since` = the last id. */
+  more: z.boolean().optional(),
+});
 
 export const TaskGetParamsSchema = z.strictObject({ id: IdSchema, ...IdentityFields });
 export const TaskGetResultSchema = z.object({

@@ -20,6 +20,7 @@ import {
 } from '../../../protocol/index.js';
 import type { CallContext } from '../context.js';
 import type { RelayCore } from '../core.js';
+import { withinBudget } from '../result-budget.js';
 import { claimTask, createTaskInTx } from './task.js';
 
 /** The sender name: agents send as themselves; observers as `ext:NAME` of their choosing. */
@@ -81,16 +82,18 @@ export function list(core: RelayCore, ctx: CallContext, p: MessageListParams): M
   const since = p.since ?? 0;
   const filter = { since, limit: p.limit ?? LIMITS.defaultListLimit, channel: p.channel ?? null, threadId: p.threadId ?? null };
   const agentId = p.agentId ?? ctx.agentId;
-  let messages;
+  let page;
   if (agentId) {
     if (!core.agents.has(agentId)) throw new RelayError('notFound', `agentId: no agent ${agentId}`);
-    messages = core.inbox(agentId, { ...filter, unread: Boolean(p.unread) });
-    if (ctx.transport === 'http' && agentId === ctx.agentId) recordPolled(core, agentId, messages, p.unread || filter.channel !== null || filter.threadId !== null ? null : since);
+    page = withinBudget(core.inbox(agentId, { ...filter, unread: Boolean(p.unread) }), LIMITS.maxResultChars);
+    // Only what the page returns counts as handed over.
+    if (ctx.transport === 'http' && agentId === ctx.agentId) recordPolled(core, agentId, page.records, p.unread || filter.channel !== null || filter.threadId !== null ? null : since);
   } else {
     if (p.unread) throw new RelayError('invalidParams', 'unread: needs an agent (agentId, or a registered connection)');
-    messages = core.store.messages.all(filter);
+    page = withinBudget(core.store.messages.all(filter), LIMITS.maxResultChars);
   }
-  return { messages, cursor: messages.at(-1)?.id ?? since };
+  const messages = page.records;
+  return { messages, cursor: messages.at(-1)?.id ?? since, ...(page.cut ? { more: true } : {}) };
 }
 
 /**
