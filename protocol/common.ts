@@ -69,6 +69,9 @@ export const AgentSchema = z.object({
   meta: MetaSchema,
 });
 
+/** An agent without its `meta`: what agent/updated pushes carry (agent/list has the meta). */
+export const AgentSummarySchema = AgentSchema.omit({ meta: true });
+
 export const MessageSchema = z.object({
   id: IdSchema,
   from: z.string(),
@@ -160,6 +163,7 @@ export const CallbackDeliverySchema = z.object({
 
 export type Agent = z.infer<typeof AgentSchema>;
 export type AgentStatus = z.infer<typeof AgentStatusSchema>;
+export type AgentSummary = z.infer<typeof AgentSummarySchema>;
 export type Message = z.infer<typeof MessageSchema>;
 export type Delivery = z.infer<typeof DeliverySchema>;
 export type DeliveryState = z.infer<typeof DeliveryStateSchema>;

@@ -1,13 +1,17 @@
 /**
  * The leading records of a list result that fit a JSON size budget, so one answer stays well under
  * the send buffer however large its records are. The first record always goes (a client must be
- * able to page past it); `cut` says the page stopped at the budget, not at its end.
+ * able to page past it); `cut` says the page stopped at the budget, not at its end. `toWire` runs
+ * only on the records looked at, so a page cut early reads no more than it returns (plus one).
  */
-export function withinBudget<T>(records: readonly T[], maxChars: number): { records: T[]; cut: boolean } {
+export function withinBudget<T, U = T>(records: readonly T[], maxChars: number, toWire: (record: T) => U = (r) => r as unknown as U): { records: U[]; cut: boolean } {
+  const out: U[] = [];
   let used = 0;
-  for (let i = 0; i < records.length; i++) {
-    used += JSON.stringify(records[i]).length + 1;
-    if (used > maxChars && i > 0) return { records: records.slice(0, i), cut: true };
+  for (const record of records) {
+    const wire = toWire(record);
+    used += JSON.stringify(wire).length + 1;
+    if (used > maxChars && out.length > 0) return { records: out, cut: true };
+    out.push(wire);
   }
-  return { records: records as T[], cut: false };
+  return { records: out, cut: false };
 }

@@ -43,7 +43,8 @@ export class DashboardStore {
       this.changed();
     });
     this.observer.on('agent', (a) => {
-      this.agents.set(a.id, a);
+      // Pushes leave meta out; keep the last listed one.
+      this.agents.set(a.id, { ...a, meta: this.agents.get(a.id)?.meta ?? {} });
       this.changed();
     });
     this.observer.on('event', (e) => {

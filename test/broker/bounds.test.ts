@@ -185,3 +185,18 @@ t.test('item 7h: a frame of 100k meta keys is refused by id with -32005 before a
   t.equal(body.status, 413, 'a REST body of as many keys is refused too (413)');
   t.ok((await rpc.call('agent/register', { id: 'small', meta: { a: 1 } })).agent, 'the connection goes on');
 });
+
+t.test('item 3: meta stays out of the routing cache and of agent/updated pushes; agent/list still returns it', async (t) => {
+  const relay = await startRelay(t);
+  const observer = await WsRpc.connect(t, relay.wsUrl);
+  await observer.call('stream/subscribe', { topics: ['agents'] });
+  const meta = { blob: 'q'.repeat(LIMITS.maxMetaChars - 20) };
+  const a = await connectAgent(t, relay.wsUrl, { id: 'carrier', meta });
+  await a.rpc.call('agent/heartbeat', { status: 'busy' });
+  await observer.until(() => observer.of('agent/updated').some((p) => p.agent.status === 'busy'), 3000, 'the busy push');
+  for (const p of observer.of('agent/updated')) t.notOk('meta' in p.agent, `the ${p.agent.status} push carries no meta`);
+  t.notOk('meta' in relay.core.agents.get('carrier')!, 'the cache holds no meta');
+  const listed = (await observer.call('agent/list', {})).agents.find((x: { id: string }) => x.id === 'carrier');
+  t.same(listed.meta, meta, 'agent/list reads it from the store');
+  t.same((await a.rpc.call('agent/update', { label: 'c' })).agent.meta, meta, 'agent/update answers with it');
+});

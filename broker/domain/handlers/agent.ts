@@ -13,7 +13,7 @@ import {
   type AgentUpdateParams,
   type AgentUpdateResult,
 } from '../../../protocol/index.js';
-import type { StoredAgent } from '../../store/agents.js';
+import type { CachedAgent, StoredAgent } from '../../store/agents.js';
 import type { CallContext } from '../context.js';
 import type { RelayCore } from '../core.js';
 import { withinBudget } from '../result-budget.js';
@@ -129,7 +129,7 @@ function onlineIfOffline(core: RelayCore, id: string): 'online' | undefined {
 
 /** One page of agents in id order (code-point order, so `after` is exact), bounded by count and size. */
 export function list(core: RelayCore, _ctx: CallContext, p: AgentListParams): AgentListResult {
-  const matching: StoredAgent[] = [];
+  const matching: CachedAgent[] = [];
   for (const a of core.agents.values()) {
     if (p.after !== undefined && a.id <= p.after) continue;
     if (p.status && a.status !== p.status) continue;
@@ -139,7 +139,8 @@ export function list(core: RelayCore, _ctx: CallContext, p: AgentListParams): Ag
   }
   matching.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   const limit = p.limit ?? LIMITS.defaultListLimit;
-  const page = withinBudget(matching.slice(0, limit).map((a) => core.wireAgent(a)), LIMITS.maxResultChars);
+  // Meta comes from the store, for the page only: the cache does not hold it.
+  const page = withinBudget(matching.slice(0, limit), LIMITS.maxResultChars, (a) => core.wireAgent({ ...a, meta: core.store.agents.metaOf(a.id) }));
   const more = page.cut || matching.length > limit;
   return more ? { agents: page.records, nextCursor: page.records.at(-1)!.id } : { agents: page.records };
 }
