@@ -61,9 +61,9 @@ export const TaskReleaseResultSchema = z.object({ task: TaskSchema });
 
 export const TaskListParamsSchema = z.strictObject({
   status: TaskStatusSchema.optional(),
-  target: z.string().optional(),
-  channel: z.string().optional(),
-  claimedBy: z.string().optional(),
+  target: z.string().max(200).optional(),
+  channel: z.string().max(64).optional(),
+  claimedBy: z.string().max(128).optional(),
   limit: LimitSchema.optional(),
   /** Only tasks with an id above this. */
   since: CursorSchema.optional(),
