@@ -88,6 +88,10 @@ class InboxBounds {
   scannedToEnd(agentId: string, since: number, lastId: number | undefined): void {
     if (!this.newest.has(agentId)) this.newest.set(agentId, lastId ?? since);
   }
+
+  forget(agentId: string): void {
+    this.newest.delete(agentId);
+  }
 }
 
 export class MessageTable {
@@ -118,6 +122,11 @@ export class MessageTable {
     if (m.threadId === null) s.setThreadRoot.run(id);
     for (const agentId of recipients) this.bounds.addressed(agentId, id);
     return { ...m, id, threadId };
+  }
+
+  /** A pruned agent's inbox bound goes with it (its id may come back, with a new inbox floor). */
+  forgetInbox(agentId: string): void {
+    this.bounds.forget(agentId);
   }
 
   get(id: number): Message | undefined {
