@@ -59,6 +59,23 @@ t.test('item 2: a result larger than the send buffer on its own is answered -320
   t.equal(batch.find((r: any) => r.id === 'big').error.code, TOO_LARGE, 'the one that does not is refused by id');
 });
 
+t.test('item 2: task/list stops at the result budget with more: true, and paging by since gets every task', async (t) => {
+  const relay = await startRelay(t, { sync: 'NORMAL' });
+  const rpc = await WsRpc.connect(t, relay.wsUrl);
+  const ids: number[] = [];
+  for (let i = 0; i < 7; i++) ids.push((await rpc.call('task/create', { title: `t${i}`, target: 'broadcast', body: 'b'.repeat(200 * 1024) })).task.id);
+  const seen: number[] = [];
+  let since = 0;
+  for (let page = 0; page < 10; page++) {
+    const r = await rpc.call('task/list', { since, limit: 100 });
+    t.ok(JSON.stringify(r).length <= LIMITS.maxResultChars + 1024, `page ${page} within the budget`);
+    seen.push(...r.tasks.map((x: { id: number }) => x.id));
+    if (!r.more) break;
+    since = r.tasks.at(-1).id;
+  }
+  t.same(seen, ids, 'every task once, in order');
+});
+
 t.test('item 3: meta is bounded in keys and size on every method that sets it, naming the field', async (t) => {
   const relay = await startRelay(t);
   const big = { blob: 'x'.repeat(LIMITS.maxMetaChars) };
