@@ -46,7 +46,7 @@ const ALL = `
   SELECT * FROM messages
   WHERE id > @since AND (@channel IS NULL OR channel = @channel) AND (@thread IS NULL OR thread_id = @thread)
   ORDER BY id LIMIT @limit`;
-const THREAD = `SELECT * FROM messages WHERE thread_id = ? ORDER BY id`;
+const THREAD = `SELECT * FROM messages WHERE thread_id = ? AND id > ? ORDER BY id LIMIT ?`;
 const PRUNE = `DELETE FROM messages WHERE created_at < ? RETURNING id`;
 
 export function messageFromRow(r: MessageRow): Message {
@@ -106,7 +106,7 @@ export class MessageTable {
       maxId: db.prepare<[], { id: number }>(MAX_ID),
       inbox: db.prepare(INBOX),
       all: db.prepare(ALL),
-      thread: db.prepare<[number], MessageRow>(THREAD),
+      thread: db.prepare<[number, number, number], MessageRow>(THREAD),
       prune: db.prepare<[number], { id: number }>(PRUNE),
     };
   }
@@ -160,8 +160,9 @@ export class MessageTable {
     return rows.map(messageFromRow);
   }
 
-  thread(threadId: number): Message[] {
-    return this.stmts.thread.all(threadId).map(messageFromRow);
+  /** The thread's messages after `since`, in id order, at most `limit`. */
+  thread(threadId: number, since: number, limit: number): Message[] {
+    return this.stmts.thread.all(threadId, since, limit).map(messageFromRow);
   }
 
   /** Delete messages created before `cutoff`; returns the highest id deleted (0 if none). */

@@ -1,4 +1,4 @@
-import { listAllAgents } from '../agent-pages.js';
+import { listAllAgents } from '../pages.js';
 import { RelayClient } from '../relay-client.js';
 import type { Agent, Message, RelayEvent, Task } from '../../protocol/common.js';
 import type { MethodName, MethodParams, MethodResult } from '../../protocol/method-table.js';

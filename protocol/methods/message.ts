@@ -88,9 +88,16 @@ export const MessageClaimResultSchema = z.object({ task: TaskSchema, claimToken:
 export const ThreadGetParamsSchema = z.strictObject({
   /** Any message id in the thread. */
   id: IdSchema,
+  /** Only the thread's messages with an id above this (the last id of the previous page, when `more`). */
+  since: CursorSchema.optional(),
   ...IdentityFields,
 });
-export const ThreadGetResultSchema = z.object({ threadId: IdSchema, messages: z.array(MessageSchema) });
+export const ThreadGetResultSchema = z.object({
+  threadId: IdSchema,
+  messages: z.array(MessageSchema),
+  /** True when the page stopped at 1000 messages or the result size budget: get again with `since` = the last id. */
+  more: z.boolean().optional(),
+});
 
 export type Warning = z.infer<typeof WarningSchema>;
 export type MessageSendParams = z.infer<typeof MessageSendParamsSchema>;

@@ -76,6 +76,23 @@ t.test('item 2: task/list stops at the result budget with more: true, and paging
   t.same(seen, ids, 'every task once, in order');
 });
 
+t.test('item 2: thread/get of 7 × 200 KiB stops at the result budget with more: true; getWholeThread and GET /api/threads/:id?since= page through', async (t) => {
+  const relay = await startRelay(t, { sync: 'NORMAL' });
+  const a = await connectAgent(t, relay.wsUrl, { id: 'talker' });
+  const root = (await a.rpc.call('message/send', { to: 'ext:x', body: 'root' })).message;
+  const ids = [root.id];
+  for (let i = 0; i < 7; i++) ids.push((await a.rpc.call('message/send', { to: 'ext:x', body: 'r'.repeat(200 * 1024), replyTo: root.id })).message.id);
+  const probe = await WsRpc.connect(t, relay.wsUrl);
+  const first = await probe.call('thread/get', { id: root.id });
+  t.equal(first.more, true, 'the first page says more');
+  t.ok(first.messages.length < ids.length, `and holds ${first.messages.length} of ${ids.length}`);
+  const rest = await get(relay, `/api/threads/${root.id}?since=${first.messages.at(-1).id}`);
+  t.equal(rest.status, 200);
+  t.same([...first.messages, ...rest.body.messages].map((m: { id: number }) => m.id), ids, 'REST carries on from since');
+  const { getWholeThread } = await import('../../clients/pages.js');
+  t.same((await getWholeThread((p) => probe.call('thread/get', p), ids[3]!)).messages.map((m) => m.id), ids, 'getWholeThread collects the thread');
+});
+
 t.test('item 3: meta is bounded in keys and size on every method that sets it, naming the field', async (t) => {
   const relay = await startRelay(t);
   const big = { blob: 'x'.repeat(LIMITS.maxMetaChars) };
@@ -130,7 +147,7 @@ t.test('item 3: agent/list pages by count and by size with nextCursor; REST and 
     after = page.body.nextCursor;
   } while (after);
   t.same(listed, ids, 'GET /api/agents pages through every agent once, in order');
-  const { listAllAgents } = await import('../../clients/agent-pages.js');
+  const { listAllAgents } = await import('../../clients/pages.js');
   t.same((await listAllAgents((p) => rpc.call('agent/list', p))).map((a) => a.id), ids, 'listAllAgents follows the cursor');
 });
 

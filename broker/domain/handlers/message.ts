@@ -151,5 +151,8 @@ export async function claim(core: RelayCore, ctx: CallContext, p: MessageClaimPa
 export function thread(core: RelayCore, _ctx: CallContext, p: ThreadGetParams): ThreadGetResult {
   const message = core.store.messages.get(p.id);
   if (!message) throw new RelayError('notFound', `id: no message ${p.id}`);
-  return { threadId: message.threadId, messages: core.store.messages.thread(message.threadId) };
+  const rows = core.store.messages.thread(message.threadId, p.since ?? 0, LIMITS.maxListLimit);
+  const page = withinBudget(rows, LIMITS.maxResultChars);
+  const more = page.cut || rows.length === LIMITS.maxListLimit;
+  return more ? { threadId: message.threadId, messages: page.records, more: true } : { threadId: message.threadId, messages: page.records };
 }

@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import type { Command } from 'commander';
-import { listAllAgents } from '../../agent-pages.js';
+import { listAllAgents } from '../../pages.js';
 import { RelayRpcError } from '../../errors.js';
 import { type CliContext, list, RefusedError } from '../context.js';
 import { agentsTable, table } from '../format.js';
