@@ -1,6 +1,7 @@
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
+import { LIMITS } from '../protocol/limits.js';
 
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
@@ -31,6 +32,7 @@ export const CONFIG_VARS = {
   logLevel: { env: 'LOG_LEVEL', schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']), default: 'info', doc: 'pino log level.' },
   maxFrameBytes: { env: 'AGENT_RELAY_MAX_FRAME_BYTES', schema: int(1024, 64 * 1024 * 1024), default: String(1024 * 1024), doc: 'Largest WebSocket frame or HTTP body.' },
   maxBackpressureBytes: { env: 'AGENT_RELAY_MAX_BACKPRESSURE_BYTES', schema: int(64 * 1024, 1024 * 1024 * 1024), default: String(4 * 1024 * 1024), doc: 'Send buffer above which a slow consumer is disconnected (it resumes by cursor).' },
+  maxAgents: { env: 'AGENT_RELAY_MAX_AGENTS', schema: int(1, 1_000_000), default: String(LIMITS.maxAgents), doc: 'Registered agents the relay holds; registering a new id past it is refused with -32005 (offline agents are pruned after OFFLINE_PRUNE_MS).' },
   rateLimitPerSec: { env: 'AGENT_RELAY_RATE_LIMIT', schema: int(1, 1_000_000), default: '2000', doc: 'Frames per second one connection may send (token bucket).' },
   rateBurst: { env: 'AGENT_RELAY_RATE_BURST', schema: int(1, 1_000_000), default: '4000', doc: 'Token bucket size: frames a connection may send at once.' },
   httpRateLimitPerSec: { env: 'AGENT_RELAY_HTTP_RATE_LIMIT', schema: int(1, 10_000_000), default: '5000', doc: 'HTTP requests per second from one client address (token bucket); over it: 429 with Retry-After.' },

@@ -4,6 +4,7 @@ import { RelayClient, type RelayClientOptions, type SocketFactory, type WebSocke
 export * from './relay-client.js';
 export * from './errors.js';
 export * from './backoff.js';
+export * from './pages.js';
 export type * from '../protocol/common.js';
 export type { MethodName, MethodParams, MethodResult } from '../protocol/method-table.js';
 export type { TaskUpdatedParams } from '../protocol/notifications.js';

@@ -2,7 +2,7 @@ import { EventEmitter } from 'eventemitter3';
 import { createJSONRPCErrorResponse, JSONRPCClient, JSONRPCErrorException, type JSONRPCResponse } from 'json-rpc-2.0';
 import { shouldReconnect } from '../protocol/close-codes.js';
 import { WS_BEARER_PREFIX, WS_PATH, WS_SUBPROTOCOL } from '../protocol/websocket.js';
-import type { Agent, Message, RelayEvent } from '../protocol/common.js';
+import type { Agent, AgentSummary, Message, RelayEvent } from '../protocol/common.js';
 import type { MethodName, MethodParams, MethodResult } from '../protocol/method-table.js';
 import type { AgentRegisterParams } from '../protocol/methods/agent.js';
 import type { StreamTopic } from '../protocol/methods/event.js';
@@ -77,7 +77,8 @@ export interface RelayClientEvents {
   /** Every message once, in order, across reconnects. */
   message: [message: Message];
   task: [update: TaskUpdatedParams];
-  agent: [agent: Agent];
+  /** An agent changed: it comes without `meta` (agent/list has it). */
+  agent: [agent: AgentSummary];
   event: [event: RelayEvent];
   /** Trouble the client handled itself (a failed heartbeat, an unreadable frame). */
   error: [error: Error];
@@ -443,8 +444,9 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
         this.emit('task', params as unknown as TaskUpdatedParams);
         return;
       case 'agent/updated': {
-        const agent = params.agent as Agent;
-        if (this._agent && agent.id === this._agent.id) this._agent = agent;
+        const agent = params.agent as AgentSummary;
+        // Pushes leave meta out: keep the one this client registered with.
+        if (this._agent && agent.id === this._agent.id) this._agent = { ...agent, meta: this._agent.meta };
         this.emit('agent', agent);
         return;
       }

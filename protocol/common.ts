@@ -28,6 +28,21 @@ export const ChannelSchema = z.string().min(1).max(64);
 export const CursorSchema = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 export const IdSchema = z.number().int().positive().max(Number.MAX_SAFE_INTEGER);
 export const MetaSchema = z.record(z.string(), z.unknown());
+/**
+ * `meta` as a caller may set it: bounded in keys and size, so no record can grow the relay's
+ * memory or its list results without limit. Records stored before the bound still load (MetaSchema).
+ */
+export const MetaParamSchema = MetaSchema.superRefine((meta, ctx) => {
+  const keys = Object.keys(meta).length;
+  if (keys > LIMITS.maxMetaKeys) {
+    ctx.addIssue({ code: 'custom', message: `too many keys (${keys}); at most ${LIMITS.maxMetaKeys}` });
+    return;
+  }
+  const chars = JSON.stringify(meta).length;
+  if (chars > LIMITS.maxMetaChars) {
+    ctx.addIssue({ code: 'custom', message: `too large (${chars} characters of JSON); at most ${LIMITS.maxMetaChars}, keep bulky data elsewhere` });
+  }
+});
 export const LimitSchema = z.number().int().min(1).max(LIMITS.maxListLimit);
 /** Epoch milliseconds. */
 export const TimeSchema = z.number().int();
@@ -53,6 +68,9 @@ export const AgentSchema = z.object({
   lastSeenAt: TimeSchema,
   meta: MetaSchema,
 });
+
+/** An agent without its `meta`: what agent/updated pushes carry (agent/list has the meta). */
+export const AgentSummarySchema = AgentSchema.omit({ meta: true });
 
 export const MessageSchema = z.object({
   id: IdSchema,
@@ -145,6 +163,7 @@ export const CallbackDeliverySchema = z.object({
 
 export type Agent = z.infer<typeof AgentSchema>;
 export type AgentStatus = z.infer<typeof AgentStatusSchema>;
+export type AgentSummary = z.infer<typeof AgentSummarySchema>;
 export type Message = z.infer<typeof MessageSchema>;
 export type Delivery = z.infer<typeof DeliverySchema>;
 export type DeliveryState = z.infer<typeof DeliveryStateSchema>;

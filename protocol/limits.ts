@@ -16,4 +16,17 @@ export const LIMITS = {
   /** Page size ceiling for list methods. */
   maxListLimit: 1000,
   defaultListLimit: 100,
+  /** Object keys in one frame, counted before it is parsed (a frame of 100k keys held the loop ~700 ms). */
+  maxFrameKeys: 10_000,
+  /** Top-level keys of one `meta` object (agent, message, task). */
+  maxMetaKeys: 64,
+  /** One `meta` object as JSON, in characters. */
+  maxMetaChars: 16 * 1024,
+  /** Default largest number of registered agents (configurable on the relay). */
+  maxAgents: 10_000,
+  /**
+   * A list result's records together, in bytes of UTF-8 JSON: a page stops early past it (at least one
+   * record is always returned), well under the default 4 MiB send buffer.
+   */
+  maxResultBytes: 1024 * 1024,
 } as const;

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { AgentSchema, EventSchema, MessageSchema, TaskSchema } from './common.js';
+import { AgentSummarySchema, EventSchema, MessageSchema, TaskSchema } from './common.js';
 
 /** Every notification is sent only after the change it reports has been committed. */
 export const NOTIFICATIONS = {
@@ -7,8 +7,8 @@ export const NOTIFICATIONS = {
   'message/new': z.object({ message: MessageSchema }),
   /** To the task's owner and to observers subscribed to `tasks`. */
   'task/updated': z.object({ task: TaskSchema, event: EventSchema }),
-  /** To observers subscribed to `agents`. */
-  'agent/updated': z.object({ agent: AgentSchema }),
+  /** To observers subscribed to `agents`: the agent without `meta`, which can be large (agent/list has it). */
+  'agent/updated': z.object({ agent: AgentSummarySchema }),
   /** To observers subscribed to `events`. */
   'event/new': z.object({ event: EventSchema }),
 } as const;

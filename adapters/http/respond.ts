@@ -1,6 +1,7 @@
 import { ZodError } from 'zod';
-import { ERRORS, httpStatusFor, RelayError } from '../../protocol/index.js';
+import { ERRORS, httpStatusFor, LIMITS, RelayError } from '../../protocol/index.js';
 import type { HttpExchange } from '../../broker/domain/ports.js';
+import { frameShapeProblem } from '../../broker/transport/frame-guard.js';
 import { describeZodError } from '../../broker/transport/rpc-dispatch.js';
 
 export const JSON_HEADERS = { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' };
@@ -27,9 +28,14 @@ export function sendError(ex: HttpExchange, err: unknown): void {
 /** A JSON object body, or a RelayError naming what is wrong with it. */
 export function parseJsonBody(ex: HttpExchange): Record<string, unknown> {
   if (ex.body.length === 0) return {};
+  const text = ex.body.toString('utf8');
+  // The same shape checks as a JSON-RPC frame, before parsing (see frameShapeProblem).
+  const shape = frameShapeProblem(text, LIMITS.maxDepth, LIMITS.maxFrameKeys);
+  if (shape === 'depth') throw new RelayError('invalidRequest', `invalid request: JSON nested deeper than ${LIMITS.maxDepth} levels`);
+  if (shape === 'keys') throw new RelayError('tooLarge', `too large: body holds more than ${LIMITS.maxFrameKeys} object keys; send fewer or smaller records`);
   let value: unknown;
   try {
-    value = JSON.parse(ex.body.toString('utf8'));
+    value = JSON.parse(text);
   } catch (err) {
     throw Object.assign(new RelayError('parseError', `parse error: body is not JSON (${(err as Error).message})`));
   }

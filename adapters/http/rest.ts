@@ -49,7 +49,7 @@ function clean(o: Record<string, unknown>): Record<string, unknown> {
  */
 export const REST_ROUTES: RestRoute[] = [
   { verb: 'POST', pattern: /^\/api\/agents$/, method: 'agent/register', params: (r) => r.body, status: (res) => (res.created ? 201 : 200) },
-  { verb: 'GET', pattern: /^\/api\/agents$/, method: 'agent/list', params: (r) => clean({ status: str(r.query.get('status')), tag: str(r.query.get('tag')), capability: str(r.query.get('capability')) }) },
+  { verb: 'GET', pattern: /^\/api\/agents$/, method: 'agent/list', params: (r) => clean({ status: str(r.query.get('status')), tag: str(r.query.get('tag')), capability: str(r.query.get('capability')), after: str(r.query.get('after')), limit: num(r.query.get('limit')) }) },
   // The path names the agent: X-Agent-Token alone proves the caller is it (X-Agent-Id may still name another caller).
   { verb: 'PATCH', pattern: /^\/api\/agents\/(?<id>[^/]+)$/, method: 'agent/update', params: (r) => withIdentity(r, { id: r.path.id, agentId: r.identity.agentId ?? r.path.id }) },
   { verb: 'POST', pattern: /^\/api\/agents\/(?<id>[^/]+)\/heartbeat$/, method: 'agent/heartbeat', params: (r) => withIdentity(r, { agentId: r.path.id }) },
@@ -59,7 +59,7 @@ export const REST_ROUTES: RestRoute[] = [
   { verb: 'GET', pattern: /^\/api\/messages\/(?<id>\d+)$/, method: 'message/get', params: (r) => ({ id: id(r) }) },
   { verb: 'POST', pattern: /^\/api\/messages\/(?<id>\d+)\/claim$/, method: 'message/claim', params: (r) => withIdentity(r, { id: id(r) }) },
   { verb: 'POST', pattern: /^\/api\/messages\/(?<id>\d+)\/ack$/, method: 'message/ack', params: (r) => withIdentity(r, { id: id(r) }) },
-  { verb: 'GET', pattern: /^\/api\/threads\/(?<id>\d+)$/, method: 'thread/get', params: (r) => ({ id: id(r) }) },
+  { verb: 'GET', pattern: /^\/api\/threads\/(?<id>\d+)$/, method: 'thread/get', params: (r) => clean({ id: id(r), since: num(r.query.get('since')) }) },
   { verb: 'POST', pattern: /^\/api\/tasks$/, method: 'task/create', params: (r) => withIdentity(r, {}), status: (res) => (res.created ? 201 : 200) },
   { verb: 'GET', pattern: /^\/api\/tasks$/, method: 'task/list', params: (r) => clean({ status: str(r.query.get('status')), target: str(r.query.get('target')), channel: str(r.query.get('channel')), claimedBy: str(r.query.get('claimedBy')), limit: num(r.query.get('limit')), since: num(r.query.get('since')) }) },
   { verb: 'GET', pattern: /^\/api\/tasks\/(?<id>\d+)$/, method: 'task/get', params: (r) => ({ id: id(r) }) },

@@ -1,8 +1,8 @@
-import { RelayError, type Agent, type EventKind, type Message, type RelayEvent, type Task } from '../../protocol/index.js';
+import { RelayError, type Agent, type AgentSummary, type EventKind, type Message, type RelayEvent, type Task } from '../../protocol/index.js';
 import type { RelayConfig } from '../config.js';
 import type { Integration } from '../integrations.js';
 import type { Logger } from '../logger.js';
-import type { StoredAgent } from '../store/agents.js';
+import { withoutMeta, type CachedAgent, type StoredAgent } from '../store/agents.js';
 import type { ListFilter, NewMessage } from '../store/messages.js';
 import type { SqliteStore } from '../store/store.js';
 import { WriteQueue, type OnCommit } from '../store/write-queue.js';
@@ -27,7 +27,8 @@ export class RelayCore {
   readonly queue: WriteQueue;
   readonly sessions = new SessionRegistry();
   readonly notifier: Notifier;
-  readonly agents = new Map<string, StoredAgent>();
+  /** Committed agents without their meta (bounded, but up to 16 KiB each; read from the store when listed). */
+  readonly agents = new Map<string, CachedAgent>();
   readonly startedAt: number;
   /** Set by the relay: wakes the callback dispatcher after an outbox entry commits. */
   onCallbackEnqueued: () => void = () => {};
@@ -51,11 +52,16 @@ export class RelayCore {
 
   reloadAgents(): void {
     this.agents.clear();
-    for (const a of this.store.agents.all()) this.agents.set(a.id, a);
+    for (const a of this.store.agents.all()) this.agents.set(a.id, withoutMeta(a));
   }
 
   wireAgent(a: StoredAgent): Agent {
-    const { tokenHash: _t, offlineAt: _o, inboxFloor: _f, ...rest } = a;
+    return { ...this.agentSummary(a), meta: a.meta };
+  }
+
+  /** The agent on the wire without its meta (agent/updated). */
+  agentSummary(a: CachedAgent): AgentSummary {
+    const { tokenHash: _t, offlineAt: _o, inboxFloor: _f, meta: _m, ...rest } = a as CachedAgent & Partial<StoredAgent>;
     return { ...rest, connected: this.sessions.isConnected(a.id) };
   }
 
@@ -198,8 +204,8 @@ export class RelayCore {
   saveAgent(onCommit: OnCommit, agent: StoredAgent): void {
     this.store.agents.save(agent);
     onCommit(() => {
-      this.agents.set(agent.id, agent);
-      this.notifier.agentUpdated(this.wireAgent(agent));
+      this.agents.set(agent.id, withoutMeta(agent));
+      this.notifier.agentUpdated(this.agentSummary(agent));
     });
   }
 
@@ -213,7 +219,7 @@ export class RelayCore {
     // Re-announcements are routed over the cache, which only changes after commit: route them over the
     // agent as it now is (offline), so fan-out does not offer the work back to the agent that dropped it.
     const cached = this.agents.get(agent.id);
-    this.agents.set(agent.id, offline);
+    this.agents.set(agent.id, withoutMeta(offline));
     try {
       for (const task of this.store.tasks.liveClaimedBy(agent.id)) this.releaseTask(onCommit, task, `owner ${agent.id} went offline`, null);
     } finally {

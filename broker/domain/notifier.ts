@@ -1,4 +1,4 @@
-import { CLOSE_CODES, type Agent, type Message, type RelayEvent, type Task } from '../../protocol/index.js';
+import { CLOSE_CODES, type AgentSummary, type Message, type RelayEvent, type Task } from '../../protocol/index.js';
 import type { Logger } from '../logger.js';
 import type { WriteQueue } from '../store/write-queue.js';
 import type { SqliteStore } from '../store/store.js';
@@ -87,7 +87,7 @@ export class Notifier {
     for (const s of subs) this.write(s, text, { method: 'event/new' });
   }
 
-  agentUpdated(agent: Agent): void {
+  agentUpdated(agent: AgentSummary): void {
     const subs = this.sessions.subscribers('agents');
     if (subs.size === 0) return;
     const text = frame('agent/updated', { agent });

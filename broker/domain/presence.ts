@@ -54,5 +54,5 @@ export function noteDisconnected(core: RelayCore, agentId: string): void {
   if (!a) return;
   a.lastSeenAt = now;
   core.queue.defer(() => core.store.agents.touchLastSeen(agentId, now));
-  core.notifier.agentUpdated(core.wireAgent(a));
+  core.notifier.agentUpdated(core.agentSummary(a));
 }

@@ -33,7 +33,10 @@ export function prune(core: RelayCore): Promise<PruneResult> {
     const receipts = core.store.receipts.pruneBefore(cutoff);
     const agents = core.store.agents.pruneOffline(now - core.config.offlinePruneMs);
     onCommit(() => {
-      for (const id of agents) core.agents.delete(id);
+      for (const id of agents) {
+        core.agents.delete(id);
+        core.store.messages.forgetInbox(id);
+      }
     });
     return { messages: maxPruned > 0 ? maxPruned - before : 0, prunedThrough, events, tasks, callbacks, receipts, agents };
   });

@@ -1,5 +1,5 @@
 import type { Warning } from '../../protocol/index.js';
-import type { StoredAgent } from '../store/agents.js';
+import type { CachedAgent } from '../store/agents.js';
 
 export interface Route {
   recipients: string[];
@@ -17,7 +17,7 @@ export function resolveTarget(
   target: string,
   channel: string | null,
   senderId: string,
-  agents: ReadonlyMap<string, StoredAgent>,
+  agents: ReadonlyMap<string, CachedAgent>,
 ): Route {
   let recipients: string[];
   if (target === 'broadcast' || target.startsWith('tag:') || target.startsWith('cap:') || target.startsWith('label:')) {
@@ -46,7 +46,7 @@ export function resolveTarget(
   return { recipients, warnings };
 }
 
-function matcher(target: string): (a: StoredAgent) => boolean {
+function matcher(target: string): (a: CachedAgent) => boolean {
   if (target === 'broadcast') return () => true;
   const colon = target.indexOf(':');
   const kind = target.slice(0, colon);

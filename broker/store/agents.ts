@@ -29,6 +29,13 @@ interface AgentRow {
  * be addressed to it).
  */
 export type StoredAgent = Omit<Agent, 'connected'> & { tokenHash: string; offlineAt: number | null; inboxFloor: number };
+/** An agent as the relay's memory holds it, for routing and listing: everything but its `meta`. */
+export type CachedAgent = Omit<StoredAgent, 'meta'>;
+
+export function withoutMeta(a: StoredAgent): CachedAgent {
+  const { meta: _m, ...rest } = a;
+  return rest;
+}
 
 const UPSERT = `
   INSERT INTO agents (id, label, tags, capabilities, channels, client, host, cwd, rig, status, ready, system,
@@ -43,6 +50,8 @@ const UPSERT = `
     meta = excluded.meta`;
 const SELECT_ALL = `SELECT * FROM agents`;
 const SELECT_ONE = `SELECT * FROM agents WHERE id = ?`;
+const COUNT = `SELECT COUNT(*) AS n FROM agents`;
+const SELECT_META = `SELECT meta FROM agents WHERE id = ?`;
 const TOUCH = `UPDATE agents SET last_seen_at = ? WHERE id = ?`;
 const DELETE_OFFLINE_BEFORE = `DELETE FROM agents WHERE status = 'offline' AND system = 0 AND offline_at < ? RETURNING id`;
 
@@ -74,6 +83,8 @@ export class AgentTable {
   private readonly selectAll;
   private readonly selectOne;
   private readonly touch;
+  private readonly countAll;
+  private readonly selectMeta;
   private readonly deleteOfflineBefore;
 
   constructor(db: Db) {
@@ -81,6 +92,8 @@ export class AgentTable {
     this.selectAll = db.prepare<[], AgentRow>(SELECT_ALL);
     this.selectOne = db.prepare<[string], AgentRow>(SELECT_ONE);
     this.touch = db.prepare(TOUCH);
+    this.countAll = db.prepare<[], { n: number }>(COUNT);
+    this.selectMeta = db.prepare<[string], { meta: string }>(SELECT_META);
     this.deleteOfflineBefore = db.prepare<[number], { id: string }>(DELETE_OFFLINE_BEFORE);
   }
 
@@ -115,6 +128,16 @@ export class AgentTable {
   get(id: string): StoredAgent | undefined {
     const row = this.selectOne.get(id);
     return row ? fromRow(row) : undefined;
+  }
+
+  /** One agent's meta (the in-memory cache does not hold it). */
+  metaOf(id: string): Record<string, unknown> {
+    const row = this.selectMeta.get(id);
+    return row ? parseObject(row.meta) : {};
+  }
+
+  count(): number {
+    return this.countAll.get()!.n;
   }
 
   touchLastSeen(id: string, at: number): void {

@@ -33,11 +33,11 @@ const INSERT = `
 const SET_THREAD_ROOT = `UPDATE messages SET thread_id = id WHERE id = ?`;
 const GET = `SELECT * FROM messages WHERE id = ?`;
 const MAX_ID = `SELECT COALESCE(MAX(id), 0) AS id FROM messages`;
-// An inbox is a scan of the messages after the cursor with a membership test: its cost follows the
-// messages since the cursor, which is what a resuming or polling agent asks for.
+// An inbox is a scan of the messages after the cursor with a membership test, stopped at the
+// newest message known to be the agent's (InboxBounds): an empty poll reads no row at all.
 const INBOX = `
   SELECT m.* FROM messages m
-  WHERE m.id > @since AND instr(m.recipients, @needle) > 0
+  WHERE m.id > @since AND m.id <= @upTo AND instr(m.recipients, @needle) > 0
     AND (@unread = 0 OR ${NOT_MARKED_READ})
     AND (@channel IS NULL OR m.channel = @channel)
     AND (@thread IS NULL OR m.thread_id = @thread)
@@ -46,7 +46,7 @@ const ALL = `
   SELECT * FROM messages
   WHERE id > @since AND (@channel IS NULL OR channel = @channel) AND (@thread IS NULL OR thread_id = @thread)
   ORDER BY id LIMIT @limit`;
-const THREAD = `SELECT * FROM messages WHERE thread_id = ? ORDER BY id`;
+const THREAD = `SELECT * FROM messages WHERE thread_id = ? AND id > ? ORDER BY id LIMIT ?`;
 const PRUNE = `DELETE FROM messages WHERE created_at < ? RETURNING id`;
 
 export function messageFromRow(r: MessageRow): Message {
@@ -66,8 +66,37 @@ export function messageFromRow(r: MessageRow): Message {
   };
 }
 
+/**
+ * Per agent, an id no message addressed to it lies above: raised by every insert naming it, and
+ * learned from an inbox scan that reached the end. Unknown (after a start) means "scan to the end"
+ * once. Too high is only slower, never wrong: a rolled-back insert or a pruned message leaves it so.
+ */
+class InboxBounds {
+  private readonly newest = new Map<string, number>();
+
+  /** Highest id an inbox scan of this agent needs to reach. */
+  upTo(agentId: string): number {
+    return this.newest.get(agentId) ?? Number.MAX_SAFE_INTEGER;
+  }
+
+  addressed(agentId: string, messageId: number): void {
+    const known = this.newest.get(agentId);
+    if (known !== undefined && known < messageId) this.newest.set(agentId, messageId);
+  }
+
+  /** A scan from `since` that found everything up to the end: its last row (or `since`) is the bound. */
+  scannedToEnd(agentId: string, since: number, lastId: number | undefined): void {
+    if (!this.newest.has(agentId)) this.newest.set(agentId, lastId ?? since);
+  }
+
+  forget(agentId: string): void {
+    this.newest.delete(agentId);
+  }
+}
+
 export class MessageTable {
   private readonly stmts;
+  private readonly bounds = new InboxBounds();
 
   constructor(db: Db) {
     this.stmts = {
@@ -77,7 +106,7 @@ export class MessageTable {
       maxId: db.prepare<[], { id: number }>(MAX_ID),
       inbox: db.prepare(INBOX),
       all: db.prepare(ALL),
-      thread: db.prepare<[number], MessageRow>(THREAD),
+      thread: db.prepare<[number, number, number], MessageRow>(THREAD),
       prune: db.prepare<[number], { id: number }>(PRUNE),
     };
   }
@@ -91,7 +120,13 @@ export class MessageTable {
     ) as { id: number };
     const threadId = m.threadId ?? id;
     if (m.threadId === null) s.setThreadRoot.run(id);
+    for (const agentId of recipients) this.bounds.addressed(agentId, id);
     return { ...m, id, threadId };
+  }
+
+  /** A pruned agent's inbox bound goes with it (its id may come back, with a new inbox floor). */
+  forgetInbox(agentId: string): void {
+    this.bounds.forget(agentId);
   }
 
   get(id: number): Message | undefined {
@@ -110,9 +145,13 @@ export class MessageTable {
    */
   inbox(agentId: string, f: ListFilter & { floor: number } & ({ unread: false } | { unread: true; readThrough: number })): Message[] {
     const since = Math.max(f.since, f.floor, f.unread ? f.readThrough : 0);
+    const upTo = this.bounds.upTo(agentId);
+    if (since >= upTo) return [];
     const rows = this.stmts.inbox.all({
-      agent: agentId, needle: recipientNeedle(agentId), since, unread: f.unread ? 1 : 0, channel: f.channel, thread: f.threadId, limit: f.limit,
+      agent: agentId, needle: recipientNeedle(agentId), since, upTo, unread: f.unread ? 1 : 0, channel: f.channel, thread: f.threadId, limit: f.limit,
     }) as MessageRow[];
+    // Only an unfiltered scan that stopped short of its limit saw every message of the agent after `since`.
+    if (rows.length < f.limit && !f.unread && f.channel === null && f.threadId === null) this.bounds.scannedToEnd(agentId, since, rows.at(-1)?.id);
     return rows.map(messageFromRow);
   }
 
@@ -121,8 +160,9 @@ export class MessageTable {
     return rows.map(messageFromRow);
   }
 
-  thread(threadId: number): Message[] {
-    return this.stmts.thread.all(threadId).map(messageFromRow);
+  /** The thread's messages after `since`, in id order, at most `limit`. */
+  thread(threadId: number, since: number, limit: number): Message[] {
+    return this.stmts.thread.all(threadId, since, limit).map(messageFromRow);
   }
 
   /** Delete messages created before `cutoff`; returns the highest id deleted (0 if none). */

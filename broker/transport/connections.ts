@@ -50,9 +50,10 @@ export class Connections<S extends LiveSession> {
     this.buckets = new ConnectionBuckets(config.rateLimitPerSec, config.rateBurst);
     const handle = (session: S, text: string) => {
       const ctx: CallContext = { session, agentId: null, transport: 'ws' };
-      dispatcher.handleFrame(text, ctx).then(
+      dispatcher.handleFrame(text, ctx, config.maxBackpressureBytes).then(
         (response) => {
-          // A reply past the send-buffer bound is cut like a notification would be (4001): left
+          // A reply too big for the buffer on its own was already turned into -32005; one that does
+          // not fit beside what is still buffered is cut like a notification would be (4001): left
           // unsent, the client would wait for it forever.
           if (response !== null && session.send(response) === 'dropped') {
             log.warn({ session: session.id, agentId: session.agentId }, 'slow consumer disconnected (reply over the send-buffer bound)');

@@ -1,9 +1,12 @@
 /**
- * Deepest nesting of a JSON text, counted without parsing (strings skipped), so a nesting bomb is
- * refused before JSON.parse spends stack on it. Stops counting once past `limit`.
+ * What is wrong with a JSON text's shape, found without parsing (strings skipped), so a nesting
+ * bomb or a frame of countless keys is refused before JSON.parse, zod and storage spend time on
+ * it: 'depth' past `maxDepth` levels, 'keys' past `maxKeys` object keys in all (a key is a colon
+ * outside strings), or null. Stops at the first limit passed.
  */
-export function jsonDepthExceeds(text: string, limit: number): boolean {
+export function frameShapeProblem(text: string, maxDepth: number, maxKeys: number): 'depth' | 'keys' | null {
   let depth = 0;
+  let keys = 0;
   let inString = false;
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
@@ -13,11 +16,13 @@ export function jsonDepthExceeds(text: string, limit: number): boolean {
       continue;
     }
     if (c === 34) inString = true;
-    else if (c === 123 /* { */ || c === 91 /* [ */) {
-      if (++depth > limit) return true;
+    else if (c === 58 /* : */) {
+      if (++keys > maxKeys) return 'keys';
+    } else if (c === 123 /* { */ || c === 91 /* [ */) {
+      if (++depth > maxDepth) return 'depth';
     } else if (c === 125 /* } */ || c === 93 /* ] */) depth--;
   }
-  return false;
+  return null;
 }
 
 /** A JSON-RPC id the relay accepts: null, a string of at most `maxLength` chars, or a safe integer. */

@@ -16,12 +16,35 @@ import type { CallContext } from '../domain/context.js';
 import type { RelayCore } from '../domain/core.js';
 import { HANDLERS } from '../domain/handlers/index.js';
 import type { Logger } from '../logger.js';
-import { isAcceptableId, jsonDepthExceeds } from './frame-guard.js';
+import { frameShapeProblem, isAcceptableId } from './frame-guard.js';
 
 type ErrorBody = { code: number; message: string; data?: unknown };
 
 function errorResponse(id: JSONRPCID, error: ErrorBody): JSONRPCErrorResponse {
   return { jsonrpc: '2.0', id, error };
+}
+
+/** The response as text, or -32005 with its id when its UTF-8 would be longer than `maxBytes`. */
+function fitReply(response: JSONRPCResponse, maxBytes: number): string {
+  const text = JSON.stringify(response);
+  const bytes = Buffer.byteLength(text);
+  if (bytes <= maxBytes) return text;
+  return JSON.stringify(
+    errorResponse(response.id, {
+      code: ERRORS.tooLarge.code,
+      message: `too large: result of ${bytes} bytes exceeds the ${Math.floor(maxBytes)} this connection can be sent; page with limit/since (or fewer batch entries)`,
+    }),
+  );
+}
+
+/** -32005 for every request of a frame holding more object keys than LIMITS.maxFrameKeys. */
+function tooManyKeys(payload: unknown): string {
+  const message = `too large: frame holds more than ${LIMITS.maxFrameKeys} object keys; send fewer or smaller records (meta: at most ${LIMITS.maxMetaKeys} keys)`;
+  const refuse = (entry: unknown) => {
+    const id = typeof entry === 'object' && entry !== null && isAcceptableId((entry as { id?: unknown }).id, LIMITS.maxIdLength) ? ((entry as { id: JSONRPCID }).id ?? null) : null;
+    return errorResponse(id, { code: ERRORS.tooLarge.code, message });
+  };
+  return JSON.stringify(Array.isArray(payload) && payload.length > 0 ? payload.slice(0, LIMITS.maxBatch).map(refuse) : refuse(payload));
 }
 
 /** A zod failure as -32602 naming the field: "invalid params: to: must be ...". */
@@ -83,9 +106,14 @@ export class RpcDispatcher {
     return (HANDLERS[name] as (c: RelayCore, x: CallContext, p: unknown) => unknown)(this.core, call, params);
   }
 
-  /** Handle one frame (WebSocket text frame or POST /rpc body). Resolves to the response text, or null. */
-  async handleFrame(text: string, ctx: CallContext): Promise<string | null> {
-    if (jsonDepthExceeds(text, LIMITS.maxDepth)) {
+  /**
+   * Handle one frame (WebSocket text frame or POST /rpc body). Resolves to the response text, or
+   * null. A result whose UTF-8 is longer than `maxReplyBytes` (the WebSocket send buffer) could never be sent: it
+   * is answered with -32005 instead, so the caller hears why rather than waiting forever.
+   */
+  async handleFrame(text: string, ctx: CallContext, maxReplyBytes = Infinity): Promise<string | null> {
+    const shape = frameShapeProblem(text, LIMITS.maxDepth, LIMITS.maxFrameKeys);
+    if (shape === 'depth') {
       return JSON.stringify(errorResponse(null, { code: ERRORS.invalidRequest.code, message: `invalid request: JSON nested deeper than ${LIMITS.maxDepth} levels` }));
     }
     let payload: unknown;
@@ -94,6 +122,9 @@ export class RpcDispatcher {
     } catch (err) {
       return JSON.stringify(errorResponse(null, { code: ERRORS.parseError.code, message: `parse error: ${(err as Error).message}` }));
     }
+    // Parsed only to answer each request by its id (JSON.parse is cheap next to validating and
+    // storing 100k keys, which held the loop ~700 ms); nothing of it runs.
+    if (shape === 'keys') return tooManyKeys(payload);
     if (Array.isArray(payload)) {
       if (payload.length === 0) {
         return JSON.stringify(errorResponse(null, { code: ERRORS.invalidRequest.code, message: 'invalid request: empty batch' }));
@@ -108,10 +139,18 @@ export class RpcDispatcher {
         const response = await this.handleEntry(entry, ctx);
         if (response !== null) responses.push(response);
       }
-      return responses.length > 0 ? JSON.stringify(responses) : null;
+      if (responses.length === 0) return null;
+      // Entries keep their results in order while the batch fits; one that would pass it is refused.
+      let room = maxReplyBytes - responses.length - 1;
+      const texts = responses.map((r) => {
+        const text = fitReply(r, room);
+        room -= Buffer.byteLength(text);
+        return text;
+      });
+      return `[${texts.join(',')}]`;
     }
     const response = await this.handleEntry(payload, ctx);
-    return response ? JSON.stringify(response) : null;
+    return response ? fitReply(response, maxReplyBytes) : null;
   }
 
   private async handleEntry(entry: unknown, ctx: CallContext): Promise<JSONRPCResponse | null> {

@@ -1,4 +1,4 @@
-import type { Agent, Message, RelayEvent, Task } from '../../protocol/common.js';
+import type { Agent, AgentSummary, Message, RelayEvent, Task } from '../../protocol/common.js';
 
 type Colors = ReturnType<typeof import('picocolors').createColors>;
 
@@ -52,7 +52,7 @@ export function eventLine(e: RelayEvent): string {
   return `${time(e.at)}  ${e.kind}${e.agentId ? ` ${e.agentId}` : ''}${data}`;
 }
 
-export function agentLine(a: Agent, c: Colors): string {
+export function agentLine(a: AgentSummary, c: Colors): string {
   const status = a.status === 'offline' ? c.dim(a.status) : c.green(a.status);
   return `${c.blue(`agent ${a.id}`)} ${status}${a.ready ? '' : ' (not ready)'} ${a.label !== a.id ? a.label : ''}`.trimEnd();
 }

@@ -1,5 +1,6 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import type { Message } from '../../protocol/common.js';
+import { getWholeThread } from '../pages.js';
 import { clock, useAction } from './hooks.js';
 import type { DashboardStore } from './store.js';
 
@@ -86,7 +87,7 @@ function Composer({ store, replyTo, defaultTo, onSent }: { store: DashboardStore
 export function ThreadView({ store, root, onClose }: { store: DashboardStore; root: Message; onClose: () => void }) {
   const [thread, setThread] = useState<Message[]>([]);
   const [error, run] = useAction();
-  const load = () => run('thread', async () => setThread((await store.call('thread/get', { id: root.id })).messages));
+  const load = () => run('thread', async () => setThread((await getWholeThread((p) => store.call('thread/get', p), root.id)).messages));
   // Reload when a message of this thread arrives.
   const count = store.messages.filter((m) => m.threadId === root.threadId).length;
   useEffect(() => void load(), [root.id, count]);

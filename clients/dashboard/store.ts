@@ -1,3 +1,4 @@
+import { listAllAgents } from '../pages.js';
 import { RelayClient } from '../relay-client.js';
 import type { Agent, Message, RelayEvent, Task } from '../../protocol/common.js';
 import type { MethodName, MethodParams, MethodResult } from '../../protocol/method-table.js';
@@ -42,7 +43,8 @@ export class DashboardStore {
       this.changed();
     });
     this.observer.on('agent', (a) => {
-      this.agents.set(a.id, a);
+      // Pushes leave meta out; keep the last listed one.
+      this.agents.set(a.id, { ...a, meta: this.agents.get(a.id)?.meta ?? {} });
       this.changed();
     });
     this.observer.on('event', (e) => {
@@ -69,9 +71,9 @@ export class DashboardStore {
 
   private async refresh(): Promise<void> {
     try {
-      const [agents, tasks] = await Promise.all([this.observer.call('agent/list', {}), this.observer.call('task/list', { limit: 500 })]);
+      const [agents, tasks] = await Promise.all([listAllAgents((p) => this.observer.call('agent/list', p)), this.observer.call('task/list', { limit: 500 })]);
       this.agents.clear();
-      for (const a of agents.agents) this.agents.set(a.id, a);
+      for (const a of agents) this.agents.set(a.id, a);
       for (const t of tasks.tasks) this.tasks.set(t.id, t);
       if (!this.historyLoaded) {
         // Ids are one global sequence: the last HISTORY of them are the recent past.

@@ -5,7 +5,8 @@ import {
   AgentStatusSchema,
   ChannelSchema,
   CursorSchema,
-  MetaSchema,
+  LimitSchema,
+  MetaParamSchema,
   NameListSchema,
 } from '../common.js';
 import { IdentityFields } from './identity.js';
@@ -30,7 +31,7 @@ export const AgentRegisterParamsSchema = z.strictObject({
   ready: z.boolean().optional(),
   /** System agents are never pruned; `true` is refused unless the operator lists the id in AGENT_RELAY_SYSTEM_AGENTS. */
   system: z.boolean().optional(),
-  meta: MetaSchema.optional(),
+  meta: MetaParamSchema.optional(),
   /** Last message id seen; missed messages after it are pushed before live ones. */
   since: CursorSchema.optional(),
 });
@@ -53,7 +54,7 @@ export const AgentUpdateParamsSchema = z.strictObject({
   /** `offline` leaves: claimed work is released at once. */
   status: AgentStatusSchema.optional(),
   ready: z.boolean().optional(),
-  meta: MetaSchema.optional(),
+  meta: MetaParamSchema.optional(),
   ...IdentityFields,
 });
 export const AgentUpdateResultSchema = z.object({ agent: AgentSchema });
@@ -67,11 +68,19 @@ export const AgentHeartbeatResultSchema = z.object({ agent: AgentSchema });
 
 export const AgentListParamsSchema = z.strictObject({
   status: AgentStatusSchema.optional(),
-  tag: z.string().optional(),
-  capability: z.string().optional(),
+  tag: z.string().max(64).optional(),
+  capability: z.string().max(64).optional(),
+  /** Only agents whose id sorts after this one: the `nextCursor` of the previous page. */
+  after: AgentIdSchema.optional(),
+  limit: LimitSchema.optional(),
   ...IdentityFields,
 });
-export const AgentListResultSchema = z.object({ agents: z.array(AgentSchema) });
+export const AgentListResultSchema = z.object({
+  /** In id order. */
+  agents: z.array(AgentSchema),
+  /** Present when more agents follow: pass it as `after` for the next page. */
+  nextCursor: AgentIdSchema.optional(),
+});
 
 export type AgentRegisterParams = z.infer<typeof AgentRegisterParamsSchema>;
 export type AgentRegisterResult = z.infer<typeof AgentRegisterResultSchema>;

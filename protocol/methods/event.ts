@@ -10,7 +10,11 @@ export const EventListParamsSchema = z.strictObject({
   limit: LimitSchema.optional(),
   ...IdentityFields,
 });
-export const EventListResultSchema = z.object({ events: z.array(EventSchema) });
+export const EventListResultSchema = z.object({
+  events: z.array(EventSchema),
+  /** True when the page stopped at the result size budget: list again with `since` = the last id. */
+  more: z.boolean().optional(),
+});
 
 export const StreamTopicSchema = z.enum(['messages', 'tasks', 'agents', 'events']);
 

@@ -10,7 +10,7 @@ import {
   IdSchema,
   LimitSchema,
   MessageSchema,
-  MetaSchema,
+  MetaParamSchema,
   TargetSchema,
   TaskSchema,
 } from '../common.js';
@@ -31,7 +31,7 @@ export const MessageSendParamsSchema = z.strictObject({
   replyTo: IdSchema.optional(),
   /** Makes the message a task that exactly one agent can claim. */
   claimable: z.boolean().optional(),
-  meta: MetaSchema.optional(),
+  meta: MetaParamSchema.optional(),
   /** Sender name for observers (`ext:NAME`); agents always send as themselves. */
   from: ExternalSenderSchema.optional(),
   ...IdentityFields,
@@ -60,6 +60,8 @@ export const MessageListResultSchema = z.object({
   messages: z.array(MessageSchema),
   /** Id of the last message returned, or the `since` given when none were. */
   cursor: CursorSchema,
+  /** True when the page stopped at the result size budget: more may follow, list again with `since: cursor`. */
+  more: z.boolean().optional(),
 });
 
 export const MessageReadParamsSchema = z.strictObject({
@@ -86,9 +88,16 @@ export const MessageClaimResultSchema = z.object({ task: TaskSchema, claimToken:
 export const ThreadGetParamsSchema = z.strictObject({
   /** Any message id in the thread. */
   id: IdSchema,
+  /** Only the thread's messages with an id above this (the last id of the previous page, when `more`). */
+  since: CursorSchema.optional(),
   ...IdentityFields,
 });
-export const ThreadGetResultSchema = z.object({ threadId: IdSchema, messages: z.array(MessageSchema) });
+export const ThreadGetResultSchema = z.object({
+  threadId: IdSchema,
+  messages: z.array(MessageSchema),
+  /** True when the page stopped at 1000 messages or the result size budget: get again with `since` = the last id. */
+  more: z.boolean().optional(),
+});
 
 export type Warning = z.infer<typeof WarningSchema>;
 export type MessageSendParams = z.infer<typeof MessageSendParamsSchema>;

@@ -6,7 +6,7 @@ import {
   EventSchema,
   IdSchema,
   LimitSchema,
-  MetaSchema,
+  MetaParamSchema,
   TargetSchema,
   TaskSchema,
   TaskStatusSchema,
@@ -25,7 +25,7 @@ export const TaskCreateParamsSchema = z.strictObject({
   /** Where the work came from; defaults to the caller (agent id, or `ext:NAME` from `from`). A configured integration's name is refused: it is its ingress's. */
   source: z.string().min(1).max(128).optional(),
   callbackUrl: z.url({ protocol: /^https?$/ }).max(2048).optional(),
-  meta: MetaSchema.optional(),
+  meta: MetaParamSchema.optional(),
   /** `resolve` closes the open task with this dedupeKey as done instead of creating one. */
   action: z.enum(['trigger', 'resolve']).optional(),
   /** Creator name for observers, as in message/send. */
@@ -61,15 +61,19 @@ export const TaskReleaseResultSchema = z.object({ task: TaskSchema });
 
 export const TaskListParamsSchema = z.strictObject({
   status: TaskStatusSchema.optional(),
-  target: z.string().optional(),
-  channel: z.string().optional(),
-  claimedBy: z.string().optional(),
+  target: z.string().max(200).optional(),
+  channel: z.string().max(64).optional(),
+  claimedBy: z.string().max(128).optional(),
   limit: LimitSchema.optional(),
   /** Only tasks with an id above this. */
   since: CursorSchema.optional(),
   ...IdentityFields,
 });
-export const TaskListResultSchema = z.object({ tasks: z.array(TaskSchema) });
+export const TaskListResultSchema = z.object({
+  tasks: z.array(TaskSchema),
+  /** True when the page stopped at the result size budget: list again with `since` = the last id. */
+  more: z.boolean().optional(),
+});
 
 export const TaskGetParamsSchema = z.strictObject({ id: IdSchema, ...IdentityFields });
 export const TaskGetResultSchema = z.object({

@@ -225,6 +225,18 @@ t.test('agents: an aligned table, --json, and the --tag --cap --status filters',
   t.equal((await cli.ok('agents', '--tag', 'nobody')).out, 'no agents');
 });
 
+t.test('agents and status list every agent when agent/list answers in several pages', async (t) => {
+  const { relay, cli } = await setup(t);
+  // 90 agents of 16 KiB meta pass agent/list's 1 MiB page budget: the CLI must follow nextCursor.
+  const meta = { blob: 'm'.repeat(16 * 1024 - 20) };
+  const ids = Array.from({ length: 90 }, (_, i) => `paged-${String(i).padStart(2, '0')}`);
+  for (const id of ids) await rpc(relay, 'agent/register', { id, meta });
+  t.ok((await rpc(relay, 'agent/list', { limit: 1000 })).nextCursor, 'the relay answers in pages');
+  t.same(((await cli.json('agents')).agents as any[]).map((a) => a.id), ids, 'agents --json has every agent once, in id order');
+  t.equal(tableCells((await cli.ok('agents')).out, ['ID', 'STATUS', 'READY', 'LABEL', 'CLIENT', 'TAGS', 'CAPS', 'LAST SEEN']).rows.length, 90, 'the table has a row per agent');
+  t.match(await cli.json('status'), { agentsByStatus: { online: 90 } }, 'status counts them all');
+});
+
 t.test('send: to an id, a tag and broadcast, with --channel --subject --claimable --reply-to, reaching WebSocket agents', async (t) => {
   const { relay, cli } = await setup(t);
   await cli.ok('register', '--id', 'alice');

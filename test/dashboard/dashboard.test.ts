@@ -131,6 +131,18 @@ t.test('an agent registered by a test client appears within a second and goes of
   t.same([consoleErrors, pageErrors], [[], []], 'no console or page error');
 });
 
+t.test('every agent is shown when agent/list answers in several pages', async (t) => {
+  const relay = await startRelay(t);
+  // 90 agents of 16 KiB meta pass agent/list's 1 MiB page budget: the page must follow nextCursor.
+  const rpc = await WsRpc.connect(t, relay.wsUrl);
+  const meta = { blob: 'm'.repeat(16 * 1024 - 20) };
+  for (let i = 0; i < 90; i++) await rpc.call('agent/register', { id: `paged-${String(i).padStart(2, '0')}`, meta });
+  t.ok((await rpc.call('agent/list', { limit: 1000 })).nextCursor, 'the relay answers in pages');
+  const { page } = await openDashboard(t, relay);
+  await agentRow(page, 'paged-89').waitFor({ timeout: WAIT });
+  t.equal(await page.locator('#agents-h .count').textContent(), '90', 'all 90 counted');
+});
+
 t.test('a message sent from the page reaches a test client, and its reply shows in the thread view', async (t) => {
   const relay = await startRelay(t);
   const alice = await connectAgent(t, relay.wsUrl, { id: 'alice' });

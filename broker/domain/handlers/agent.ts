@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { basename } from 'node:path';
 import {
   derivedAgentId,
+  LIMITS,
   RelayError,
   type AgentHeartbeatParams,
   type AgentHeartbeatResult,
@@ -12,9 +13,10 @@ import {
   type AgentUpdateParams,
   type AgentUpdateResult,
 } from '../../../protocol/index.js';
-import type { StoredAgent } from '../../store/agents.js';
+import type { CachedAgent, StoredAgent } from '../../store/agents.js';
 import type { CallContext } from '../context.js';
 import type { RelayCore } from '../core.js';
+import { withinBudget } from '../result-budget.js';
 import { hashToken, newToken, verifyToken } from '../tokens.js';
 
 /** `host-client-rig-basename(cwd)-8hex`, lowercase [a-z0-9-]. */
@@ -36,6 +38,10 @@ export async function register(core: RelayCore, ctx: CallContext, p: AgentRegist
       }
       token = p.agentToken;
     } else {
+      const count = core.store.agents.count();
+      if (count >= core.config.maxAgents) {
+        throw new RelayError('tooLarge', `too large: the registry holds ${count} agents, its limit (AGENT_RELAY_MAX_AGENTS=${core.config.maxAgents}); re-register an existing id with its agentToken, or wait for offline agents to be pruned`);
+      }
       token = newToken();
     }
     const agent: StoredAgent = {
@@ -139,14 +145,20 @@ function onlineIfOffline(core: RelayCore, id: string): 'online' | undefined {
   return core.agents.get(id)?.status === 'offline' ? 'online' : undefined;
 }
 
+/** One page of agents in id order (code-point order, so `after` is exact), bounded by count and size. */
 export function list(core: RelayCore, _ctx: CallContext, p: AgentListParams): AgentListResult {
-  const agents = [];
+  const matching: CachedAgent[] = [];
   for (const a of core.agents.values()) {
+    if (p.after !== undefined && a.id <= p.after) continue;
     if (p.status && a.status !== p.status) continue;
     if (p.tag && !a.tags.includes(p.tag)) continue;
     if (p.capability && !a.capabilities.includes(p.capability)) continue;
-    agents.push(core.wireAgent(a));
+    matching.push(a);
   }
-  agents.sort((a, b) => a.id.localeCompare(b.id));
-  return { agents };
+  matching.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  const limit = p.limit ?? LIMITS.defaultListLimit;
+  // Meta comes from the store, for the page only: the cache does not hold it.
+  const page = withinBudget(matching.slice(0, limit), LIMITS.maxResultBytes, (a) => core.wireAgent({ ...a, meta: core.store.agents.metaOf(a.id) }));
+  const more = page.cut || matching.length > limit;
+  return more ? { agents: page.records, nextCursor: page.records.at(-1)!.id } : { agents: page.records };
 }

@@ -7,17 +7,20 @@ import {
   type StreamSubscribeResult,
 } from '../../../protocol/index.js';
 import type { CallContext } from '../context.js';
+import { withinBudget } from '../result-budget.js';
 import type { RelayCore } from '../core.js';
 
 export function list(core: RelayCore, _ctx: CallContext, p: EventListParams): EventListResult {
-  return {
-    events: core.store.events.list({
+  const page = withinBudget(
+    core.store.events.list({
       since: p.since ?? 0,
       kind: p.kind ?? null,
       taskId: p.taskId ?? null,
       limit: p.limit ?? LIMITS.defaultListLimit,
     }),
-  };
+    LIMITS.maxResultBytes,
+  );
+  return page.cut ? { events: page.records, more: true } : { events: page.records };
 }
 
 /**

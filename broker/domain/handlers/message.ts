@@ -21,6 +21,7 @@ import {
 import type { CallContext } from '../context.js';
 import type { RelayCore } from '../core.js';
 import { inboxReader } from '../read-rule.js';
+import { withinBudget } from '../result-budget.js';
 import { claimTask, createTaskInTx } from './task.js';
 
 /**
@@ -89,15 +90,17 @@ export function list(core: RelayCore, ctx: CallContext, p: MessageListParams): M
   core.checkCursor(p.since);
   const since = p.since ?? 0;
   const filter = { since, limit: p.limit ?? LIMITS.defaultListLimit, channel: p.channel ?? null, threadId: p.threadId ?? null };
-  let messages;
+  let page;
   if (agentId) {
-    messages = core.inbox(agentId, { ...filter, unread: Boolean(p.unread) });
-    if (ctx.transport === 'http' && agentId === ctx.agentId) recordPolled(core, agentId, messages, p.unread || filter.channel !== null || filter.threadId !== null ? null : since);
+    page = withinBudget(core.inbox(agentId, { ...filter, unread: Boolean(p.unread) }), LIMITS.maxResultBytes);
+    // Only what the page returns counts as handed over.
+    if (ctx.transport === 'http' && agentId === ctx.agentId) recordPolled(core, agentId, page.records, p.unread || filter.channel !== null || filter.threadId !== null ? null : since);
   } else {
     if (p.unread) throw new RelayError('invalidParams', 'unread: needs an agent (agentId, or a registered connection)');
-    messages = core.store.messages.all(filter);
+    page = withinBudget(core.store.messages.all(filter), LIMITS.maxResultBytes);
   }
-  return { messages, cursor: messages.at(-1)?.id ?? since };
+  const messages = page.records;
+  return { messages, cursor: messages.at(-1)?.id ?? since, ...(page.cut ? { more: true } : {}) };
 }
 
 /**
@@ -155,5 +158,8 @@ export async function claim(core: RelayCore, ctx: CallContext, p: MessageClaimPa
 export function thread(core: RelayCore, _ctx: CallContext, p: ThreadGetParams): ThreadGetResult {
   const message = core.store.messages.get(p.id);
   if (!message) throw new RelayError('notFound', `id: no message ${p.id}`);
-  return { threadId: message.threadId, messages: core.store.messages.thread(message.threadId) };
+  const rows = core.store.messages.thread(message.threadId, p.since ?? 0, LIMITS.maxListLimit);
+  const page = withinBudget(rows, LIMITS.maxResultBytes);
+  const more = page.cut || rows.length === LIMITS.maxListLimit;
+  return more ? { threadId: message.threadId, messages: page.records, more: true } : { threadId: message.threadId, messages: page.records };
 }

@@ -17,6 +17,7 @@ import {
   type TaskUpdateResult,
 } from '../../../protocol/index.js';
 import type { OnCommit } from '../../store/write-queue.js';
+import { withinBudget } from '../result-budget.js';
 import type { CallContext } from '../context.js';
 import type { RelayCore } from '../core.js';
 import { senderOf } from './message.js';
@@ -178,8 +179,8 @@ export async function release(core: RelayCore, ctx: CallContext, p: TaskReleaseP
 }
 
 export function list(core: RelayCore, _ctx: CallContext, p: TaskListParams): TaskListResult {
-  return {
-    tasks: core.store.tasks.list({
+  const page = withinBudget(
+    core.store.tasks.list({
       status: p.status ?? null,
       target: p.target ?? null,
       channel: p.channel ?? null,
@@ -187,7 +188,9 @@ export function list(core: RelayCore, _ctx: CallContext, p: TaskListParams): Tas
       since: p.since ?? 0,
       limit: p.limit ?? LIMITS.defaultListLimit,
     }),
-  };
+    LIMITS.maxResultBytes,
+  );
+  return page.cut ? { tasks: page.records, more: true } : { tasks: page.records };
 }
 
 export function get(core: RelayCore, _ctx: CallContext, p: TaskGetParams): TaskGetResult {

@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
 import type { Command } from 'commander';
+import { listAllAgents } from '../../pages.js';
 import { RelayRpcError } from '../../errors.js';
 import { type CliContext, list, RefusedError } from '../context.js';
 import { agentsTable, table } from '../format.js';
@@ -62,7 +63,8 @@ export function agentCommands(program: Command, run: Run): void {
     .option('--cap <capability>', 'only agents with this capability')
     .action(
       run(async (ctx, o: { status?: 'online' | 'busy' | 'away' | 'offline'; tag?: string; cap?: string }) => {
-        const r = await ctx.http.call('agent/list', { ...(o.status ? { status: o.status } : {}), ...(o.tag ? { tag: o.tag } : {}), ...(o.cap ? { capability: o.cap } : {}) });
+        const filter = { ...(o.status ? { status: o.status } : {}), ...(o.tag ? { tag: o.tag } : {}), ...(o.cap ? { capability: o.cap } : {}) };
+        const r = { agents: await listAllAgents((p) => ctx.http.call('agent/list', p), filter) };
         ctx.print(r, () => (r.agents.length ? agentsTable(r.agents) : 'no agents'));
       }),
     );
@@ -72,7 +74,7 @@ export function agentCommands(program: Command, run: Run): void {
     .description('relay health and counts')
     .action(
       run(async (ctx) => {
-        const [health, agents, tasks] = await Promise.all([ctx.http.health(), ctx.http.call('agent/list', {}), ctx.http.call('task/list', { limit: 1000 })]);
+        const [health, agents, tasks] = await Promise.all([ctx.http.health(), listAllAgents((p) => ctx.http.call('agent/list', p)).then((all) => ({ agents: all })), ctx.http.call('task/list', { limit: 1000 })]);
         const byStatus = (values: string[]) => values.reduce<Record<string, number>>((acc, v) => ({ ...acc, [v]: (acc[v] ?? 0) + 1 }), {});
         const result = { url: ctx.http.url, ...health, agentsByStatus: byStatus(agents.agents.map((a) => a.status)), tasksByStatus: byStatus(tasks.tasks.map((t) => t.status)) };
         ctx.print(result, () =>

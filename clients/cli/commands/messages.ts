@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { Message } from '../../../protocol/common.js';
 import type { Warning } from '../../../protocol/methods/message.js';
+import { getWholeThread } from '../../pages.js';
 import { type CliContext, wholeNumber } from '../context.js';
 import { followForever } from '../follow.js';
 import { messageLine } from '../format.js';
@@ -90,7 +91,7 @@ export function messageCommands(program: Command, run: Run): void {
     .argument('<id>', 'any message id of the thread', wholeNumber)
     .action(
       run(async (ctx, id: number) => {
-        const r = await ctx.http.call('thread/get', { id });
+        const r = await getWholeThread((p) => ctx.http.call('thread/get', p), id);
         ctx.print(r, () => [`thread #${r.threadId} (${r.messages.length} messages)`, ...r.messages.map((m) => messageLine(m, ctx.color, 400))].join('\n'));
       }),
     );
