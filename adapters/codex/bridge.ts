@@ -1,12 +1,12 @@
 import { hostname } from 'node:os';
 import { basename } from 'node:path';
-import type { Message, RelayEvent, Task } from '../../protocol/common.js';
+import type { Message } from '../../protocol/common.js';
 import { reconnectDelay } from '../../clients/backoff.js';
 import { RelayHttpClient } from '../../clients/http-client.js';
 import { createRelayClient } from '../../clients/index.js';
 import type { RelayClient } from '../../clients/relay-client.js';
-import { AppServerConnection, AppServerError, type ServerRequest } from './app-server.js';
-import { answerFor, APPROVAL_TASK_KIND, decisionOf, describeApproval, isApprovalRequest, UNATTENDED_ANSWERS, type Decision } from './approvals.js';
+import { AppServerConnection, AppServerError } from './app-server.js';
+import { ApprovalDesk } from './approval-desk.js';
 import { codexAgentId, type CodexAdapterConfig } from './config.js';
 import { loadState, saveState, type AdapterState } from './state.js';
 import { ActiveWriterError, attachThread, finalAgentText, turnCarries, type CodexThread, type CodexTurn } from './thread.js';
@@ -25,15 +25,6 @@ interface Delivery {
   started: boolean;
   /** The turn ended (its turn/completed can beat the turn/start answer). */
   done?: boolean;
-}
-
-interface PendingApproval {
-  request: ServerRequest;
-  /** The socket the request (or its replay) came on: the answer goes back on it. */
-  conn: AppServerConnection;
-  taskId: number | null;
-  timer: NodeJS.Timeout | null;
-  decision: Decision | null;
 }
 
 const OVERLOADED = -32001;
@@ -64,7 +55,7 @@ export class CodexBridge {
   private recovering = false;
   private inFlight: Delivery | null = null;
   private readonly agentTextByTurn = new Map<string, string>();
-  private readonly approvals = new Map<string, PendingApproval>();
+  private readonly approvals: ApprovalDesk;
   private reconcileTimer: NodeJS.Timeout | null = null;
   private pollTimer: NodeJS.Timeout | null = null;
   private stopped = false;
@@ -80,6 +71,16 @@ export class CodexBridge {
     this.agentId = codexAgentId(config);
     this.state = loadState(config.statePath);
     this.http = new RelayHttpClient({ url: config.relayUrl, ...(config.relayToken ? { token: config.relayToken } : {}) });
+    this.approvals = new ApprovalDesk({
+      config,
+      state: this.state,
+      log,
+      agentId: this.agentId,
+      relay: () => this.relay,
+      threadId: () => this.threadId,
+      sender: () => this.inFlight?.messages[0]?.from,
+      save: () => this.save(),
+    });
   }
 
   /** Run until stop() or a fatal error (a thread held by another writer, a refused agent token). */
@@ -101,7 +102,7 @@ export class CodexBridge {
     if (this.stopped) return;
     this.stopped = true;
     for (const t of [this.coalesceTimer, this.retryTimer, this.reconcileTimer, this.pollTimer]) if (t) clearTimeout(t);
-    for (const a of this.approvals.values()) if (a.timer) clearTimeout(a.timer);
+    this.approvals.stop();
     this.conn?.close();
     if (this.relay) {
       await this.relay.call('agent/update', { ready: false }, { timeoutMs: 2000 }).catch(() => undefined);
@@ -139,7 +140,7 @@ export class CodexBridge {
     });
     this.relay = relay;
     relay.on('message', (m) => this.enqueue(m));
-    relay.on('task', ({ task, event }) => this.onTaskUpdate(task, event));
+    relay.on('task', ({ task, event }) => this.approvals.onTaskUpdate(task, event));
     relay.on('ready', () => {
       this.stopPolling();
       if (relay.agentToken && relay.agentToken !== this.state.agentToken) {
@@ -148,7 +149,7 @@ export class CodexBridge {
       }
       // Readiness follows the thread, on every (re)connect to the relay.
       void this.setReady(this.ready, true);
-      void this.recheckApprovals();
+      void this.approvals.recheck();
     });
     relay.on('disconnected', (d) => {
       if (d.willReconnect) this.startPolling();
@@ -203,7 +204,7 @@ export class CodexBridge {
         conn.on('notification', (method, params) => this.onNotification(method, params));
         // Requests are answered on the socket they came on: a resume replays pending approvals
         // before attachThread returns, i.e. before this.conn is the new socket.
-        conn.on('request', (req) => void this.onServerRequest(conn!, req));
+        conn.on('request', (req) => void this.approvals.onServerRequest(conn!, req));
         await conn.handshake(this.version);
         // Keep the thread across reconnects and restarts; otherwise attach by mode.
         const previous = this.threadId ?? (this.config.threadMode === 'start' ? this.state.threadId : null);
@@ -533,116 +534,6 @@ export class CodexBridge {
     this.reconcileTimer.unref();
   }
 
-  // ---- approvals ----
-
-  private async onServerRequest(conn: AppServerConnection, req: ServerRequest): Promise<void> {
-    if (!isApprovalRequest(req.method)) {
-      // Never leave a server request unanswered: a silent one stalls the turn. An error answer
-      // stalls a known one too (the server keeps waiting), so those get a valid empty answer.
-      const unattended = UNATTENDED_ANSWERS[req.method];
-      if (unattended) {
-        this.log.warn(`${req.method} cannot be put to anyone over the relay: answered ${JSON.stringify(unattended)}`);
-        conn.respond(req.id, unattended);
-      } else conn.respondError(req.id, -32601, `the Agent Relay adapter does not handle ${req.method}`);
-      return;
-    }
-    const key = approvalKey(req);
-    const known = this.approvals.get(key);
-    if (known) {
-      // Replayed after a resume: answer now if the decision is in, else keep waiting.
-      known.request = req;
-      known.conn = conn;
-      if (known.decision) this.answer(key, known.decision);
-      return;
-    }
-    const pending: PendingApproval = { request: req, conn, taskId: this.state.approvals[key] ?? null, timer: null, decision: null };
-    this.approvals.set(key, pending);
-    pending.timer = setTimeout(() => this.timeOut(key), this.config.approvalTimeoutMs);
-    if (pending.taskId === null) {
-      try {
-        pending.taskId = await this.createApprovalTask(req);
-        this.state.approvals[key] = pending.taskId;
-        this.save();
-      } catch (err) {
-        this.log.error(`could not forward approval ${req.method} to the relay (${(err as Error).message}): declining`);
-        this.answer(key, 'decline');
-      }
-    } else {
-      await this.recheckApprovals();
-    }
-  }
-
-  private async createApprovalTask(req: ServerRequest): Promise<number> {
-    const { title, body } = describeApproval(req);
-    const sender = this.inFlight?.messages[0]?.from;
-    const target = this.config.approvalTarget ?? sender ?? 'broadcast';
-    const r = await this.relay!.call('task/create', {
-      title,
-      body: `${body}\n\nAnswer: agent-relay approve TASK_ID accept | acceptForSession | decline | cancel`,
-      target,
-      dedupeKey: `codex-approval:${approvalKey(req)}`,
-      meta: {
-        kind: APPROVAL_TASK_KIND,
-        method: req.method,
-        requestId: String(req.id),
-        threadId: req.params.threadId ?? this.threadId,
-        turnId: req.params.turnId ?? null,
-        command: req.params.command ?? null,
-        cwd: req.params.cwd ?? null,
-        reason: req.params.reason ?? null,
-        choices: ['accept', 'acceptForSession', 'decline', 'cancel'],
-        agentId: this.agentId,
-      },
-    });
-    this.log.info(`approval ${req.method} forwarded as task #${r.task.id} to ${target}`);
-    return r.task.id;
-  }
-
-  private onTaskUpdate(task: Task, event: RelayEvent): void {
-    for (const [key, a] of this.approvals) {
-      if (a.taskId !== task.id || a.decision) continue;
-      const decision = decisionOf(task, event);
-      if (decision) this.answer(key, decision);
-    }
-  }
-
-  /** After a reconnect notifications may have been missed: read the approval tasks directly. */
-  private async recheckApprovals(): Promise<void> {
-    for (const [key, a] of this.approvals) {
-      if (a.decision || a.taskId === null || !this.relay) continue;
-      const r = await this.relay.call('task/get', { id: a.taskId }).catch(() => null);
-      const closing = r?.events.filter((e) => e.kind === 'task.closed').at(-1);
-      if (r && closing) {
-        const decision = decisionOf(r.task, closing);
-        if (decision) this.answer(key, decision);
-      }
-    }
-  }
-
-  private answer(key: string, decision: Decision): void {
-    const a = this.approvals.get(key);
-    if (!a) return;
-    a.decision = decision;
-    // Only on the socket the request (or its replay) came on: another socket may be a new
-    // app-server process whose own request carries the same id.
-    if (!a.conn.isOpen) return; // answered when the server replays the request after resume
-    a.conn.respond(a.request.id, answerFor(a.request, decision));
-    if (a.timer) clearTimeout(a.timer);
-    this.approvals.delete(key);
-    delete this.state.approvals[key];
-    this.save();
-    this.log.info(`approval ${key} answered: ${decision}`);
-  }
-
-  private timeOut(key: string): void {
-    const a = this.approvals.get(key);
-    if (!a || a.decision) return;
-    this.log.warn(`approval ${key} got no answer within ${this.config.approvalTimeoutMs} ms: declining`);
-    const taskId = a.taskId;
-    this.answer(key, 'decline');
-    if (taskId !== null) void this.relay?.call('task/update', { id: taskId, status: 'canceled', note: 'no answer in time: declined' }).catch(() => undefined);
-  }
-
   private save(): void {
     try {
       saveState(this.config.statePath, this.state);
@@ -650,15 +541,6 @@ export class CodexBridge {
       this.log.error(`cannot write state file ${this.config.statePath}: ${(err as Error).message}`);
     }
   }
-}
-
-/**
- * Who an approval request is: its id with the thread and turn it stalls. The id alone is not
- * enough: a new app-server process numbers its requests from 0 again, and keyed by id its first
- * request was taken for the old one (no new task, the old task's decision answered it).
- */
-function approvalKey(req: ServerRequest): string {
-  return `${String(req.params.threadId ?? '')}/${String(req.params.turnId ?? '')}/${String(req.id)}`;
 }
 
 /** One turn's text: each message with its sender and id, so the agent can address them. */
