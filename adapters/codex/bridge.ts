@@ -9,22 +9,13 @@ import { AppServerConnection, AppServerError } from './app-server.js';
 import { ApprovalDesk } from './approval-desk.js';
 import { codexAgentId, type CodexAdapterConfig } from './config.js';
 import { loadState, saveState, type AdapterState } from './state.js';
+import { initialPipeline, mayArm, reconcileVerdict, sendPlan, step, type Delivery, type Pipeline, type PipelineEvent } from './pipeline.js';
 import { ActiveWriterError, attachThread, finalAgentText, turnCarries, type CodexThread, type CodexTurn } from './thread.js';
 
 export interface BridgeLog {
   info(msg: string): void;
   warn(msg: string): void;
   error(msg: string): void;
-}
-
-interface Delivery {
-  messages: Message[];
-  marker: string;
-  turnId: string | null;
-  /** turn/started was seen for turnId (a phantom id never starts). */
-  started: boolean;
-  /** The turn ended (its turn/completed can beat the turn/start answer). */
-  done?: boolean;
 }
 
 const OVERLOADED = -32001;
@@ -45,15 +36,11 @@ export class CodexBridge {
   private readonly http: RelayHttpClient;
   private conn: AppServerConnection | null = null;
   private threadId: string | null = null;
-  private busy = false;
-  private activeTurnId: string | null = null;
+  /** The delivery pipeline's state (pipeline.ts): changed only through apply(). */
+  private pipe: Pipeline = initialPipeline();
   private readonly queue: Message[] = [];
-  private coalesceTimer: NodeJS.Timeout | null = null;
-  private retryTimer: NodeJS.Timeout | null = null;
-  private delivering = false;
-  /** recoverInFlight() is settling the turn of a previous socket or process. */
-  private recovering = false;
-  private inFlight: Delivery | null = null;
+  /** The handle of pipe.wake (the coalesce window or the retry delay). */
+  private wakeTimer: NodeJS.Timeout | null = null;
   private readonly agentTextByTurn = new Map<string, string>();
   private readonly approvals: ApprovalDesk;
   private reconcileTimer: NodeJS.Timeout | null = null;
@@ -78,7 +65,7 @@ export class CodexBridge {
       agentId: this.agentId,
       relay: () => this.relay,
       threadId: () => this.threadId,
-      sender: () => this.inFlight?.messages[0]?.from,
+      sender: () => this.pipe.delivery?.messages[0]?.from,
       save: () => this.save(),
     });
   }
@@ -101,7 +88,7 @@ export class CodexBridge {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
-    for (const t of [this.coalesceTimer, this.retryTimer, this.reconcileTimer, this.pollTimer]) if (t) clearTimeout(t);
+    for (const t of [this.wakeTimer, this.reconcileTimer, this.pollTimer]) if (t) clearTimeout(t);
     this.approvals.stop();
     this.conn?.close();
     if (this.relay) {
@@ -218,14 +205,13 @@ export class CodexBridge {
           this.save();
         }
         this.log.info(`${how} Codex thread ${thread.id} (${this.config.threadMode} mode)`);
-        this.busy = thread.status?.type === 'active';
         // No delivery and no reconcile until the in-flight turn is settled: either could act on
         // a message recovery is about to account for (a duplicate turn, a second reply).
-        this.recovering = true;
+        this.apply({ type: 'attached', active: thread.status?.type === 'active' });
         try {
           await this.recoverInFlight(thread);
         } finally {
-          this.recovering = false;
+          this.apply({ type: 'recovered' });
         }
         await this.setReady(true);
         this.startReconcile();
@@ -248,8 +234,7 @@ export class CodexBridge {
   private onAppServerClosed(conn: AppServerConnection, reason: string): void {
     if (conn !== this.conn) return;
     this.conn = null;
-    this.busy = false;
-    this.activeTurnId = null;
+    this.apply({ type: 'detached' });
     if (this.stopped) return;
     this.log.warn(`${reason}; reconnecting`);
     void this.setReady(false);
@@ -263,9 +248,10 @@ export class CodexBridge {
    */
   private async recoverInFlight(thread: CodexThread): Promise<void> {
     const saved = this.state.inFlight;
-    if (!this.inFlight && !saved) return;
-    const marker = this.inFlight?.marker ?? saved!.marker;
-    const knownTurnId = this.inFlight ? this.inFlight.turnId : saved!.turnId;
+    const current = this.pipe.delivery;
+    if (!current && !saved) return;
+    const marker = current?.marker ?? saved!.marker;
+    const knownTurnId = current ? current.turnId : saved!.turnId;
     let turns = thread.turns;
     if (!turns) turns = (await this.conn!.request<{ thread: CodexThread }>('thread/read', { threadId: thread.id, includeTurns: true })).thread.turns;
     // The marker as rendered, brackets included: "relay#1" alone would also match "[relay#12]".
@@ -273,27 +259,20 @@ export class CodexBridge {
     if (!turn) {
       // Never reached the thread: deliver those messages again (they were not marked read; after
       // a restart the relay replays them, as the cursor never moved past them).
-      const messages = this.inFlight?.messages ?? [];
-      this.inFlight = null;
+      const messages = current?.messages ?? [];
+      this.apply({ type: 'dropped' });
       this.state.inFlight = null;
       this.queue.unshift(...messages.filter((m) => !this.queue.some((q) => q.id === m.id)));
       this.save();
       return;
     }
-    // Adopt the turn as THE in-flight delivery. It must stay one object: complete() clears
-    // this.inFlight only when handed that object, and a copy left behind was answered a second
-    // time by the next reconcile.
-    const delivery: Delivery = this.inFlight ?? { messages: await this.fetchMessages(saved!.messageIds), marker, turnId: saved!.turnId, started: false };
-    this.inFlight = delivery;
+    // Adopt the turn as THE in-flight delivery (one object: see Delivery in pipeline.ts).
+    const delivery: Delivery = current ?? { messages: await this.fetchMessages(saved!.messageIds), marker, turnId: saved!.turnId, started: false };
+    this.apply({ type: 'inFlight', delivery });
     if (delivery.turnId === null) await this.accepted(delivery, turn.id);
-    delivery.turnId = turn.id;
-    delivery.started = true;
-    if (turn.status && turn.status !== 'inProgress') {
-      await this.complete(delivery, turn.status, finalAgentText(turn));
-    } else {
-      this.busy = true;
-      this.activeTurnId = turn.id;
-    }
+    const ended = !!turn.status && turn.status !== 'inProgress';
+    this.apply({ type: 'adopted', delivery, turnId: turn.id, running: !ended });
+    if (ended) await this.complete(delivery, turn.status!, finalAgentText(turn));
   }
 
   private async fetchMessages(ids: number[]): Promise<Message[]> {
@@ -309,43 +288,39 @@ export class CodexBridge {
 
   private enqueue(m: Message): void {
     if (m.id <= this.state.cursor || this.state.delivered.includes(m.id)) return;
-    if (this.queue.some((q) => q.id === m.id) || this.inFlight?.messages.some((q) => q.id === m.id)) return;
+    if (this.queue.some((q) => q.id === m.id) || this.pipe.delivery?.messages.some((q) => q.id === m.id)) return;
     this.queue.push(m);
     this.schedule();
   }
 
   /** Start the coalesce window (once): everything that arrives within it goes in one turn. */
   private schedule(): void {
-    if (this.stopped || this.queue.length === 0 || this.coalesceTimer || this.retryTimer) return;
-    if (!this.conn || !this.threadId || this.delivering || this.recovering) return;
-    if ((this.busy || this.inFlight) && !this.config.steer) return; // flushed when the turn ends
-    this.coalesceTimer = setTimeout(() => {
-      this.coalesceTimer = null;
-      void this.deliver();
-    }, this.config.coalesceWindowMs);
+    if (this.stopped || !this.conn || !this.threadId || !mayArm(this.pipe, this.queue.length, this.config.steer)) return;
+    this.arm('coalesce', this.config.coalesceWindowMs, () => void this.deliver());
   }
 
   private async deliver(): Promise<void> {
     const conn = this.conn;
     const threadId = this.threadId;
-    if (!conn || !threadId || this.queue.length === 0 || this.delivering) return;
-    this.delivering = true;
+    if (!conn || !threadId || this.queue.length === 0 || this.pipe.gate !== 'open') return;
+    this.apply({ type: 'sendBegan' });
     try {
-      if ((this.busy || this.inFlight) && this.config.steer && this.activeTurnId) {
-        await this.steer(conn, threadId, this.activeTurnId);
+      const plan = sendPlan(this.pipe, this.config.steer);
+      if (plan.kind === 'steer') {
+        await this.steer(conn, threadId, plan.turnId);
         return;
       }
-      if (this.busy || this.inFlight) return;
+      if (plan.kind === 'wait') return;
       // A turn another client started would turn ours into a phantom: look before starting.
       const read = await conn.request<{ thread: CodexThread }>('thread/read', { threadId });
       if (read.thread?.status?.type === 'active') {
-        this.busy = true;
+        this.apply({ type: 'statusRead', active: true });
         return;
       }
       const batch = this.queue.splice(0);
       const marker = `relay#${batch.map((m) => m.id).join(',')}`;
       const delivery: Delivery = { messages: batch, marker, turnId: null, started: false };
-      this.inFlight = delivery;
+      this.apply({ type: 'inFlight', delivery });
       this.state.inFlight = { turnId: null, messageIds: batch.map((m) => m.id), marker };
       this.save();
       let turnId: string;
@@ -354,19 +329,19 @@ export class CodexBridge {
         turnId = r.turn.id;
       } catch (err) {
         if (!conn.isOpen) return; // recoverInFlight decides after the reconnect
-        this.inFlight = null;
+        this.apply({ type: 'dropped' });
         this.state.inFlight = null;
         this.queue.unshift(...batch);
         this.save();
         this.retryLater(err);
         return;
       }
-      if (!delivery.done) this.busy = true;
+      this.apply({ type: 'started', delivery });
       await this.accepted(delivery, turnId);
     } catch (err) {
       if (conn.isOpen) this.retryLater(err);
     } finally {
-      this.delivering = false;
+      this.apply({ type: 'sendEnded' });
       this.schedule();
     }
   }
@@ -386,9 +361,9 @@ export class CodexBridge {
     // not start (a person's, in the TUI) is adopted as the delivery, or its end would answer no
     // one and the steered messages would never get a reply.
     const ids = batch.map((m) => m.id);
-    if (this.inFlight) this.inFlight.messages.push(...batch);
-    else this.inFlight = { messages: batch, marker, turnId: expectedTurnId, started: true };
-    const d = this.inFlight;
+    const d = this.pipe.delivery ?? { messages: [], marker, turnId: expectedTurnId, started: true };
+    d.messages.push(...batch);
+    this.apply({ type: 'inFlight', delivery: d });
     this.markDelivered(ids, { turnId: d.turnId, messageIds: [...new Set([...(this.state.inFlight?.messageIds ?? []), ...d.messages.map((m) => m.id)])], marker: d.marker });
     await this.markRead(ids);
   }
@@ -396,18 +371,15 @@ export class CodexBridge {
   private retryLater(err: unknown): void {
     const overloaded = err instanceof AppServerError && err.code === OVERLOADED;
     this.log.warn(`delivery postponed: ${(err as Error).message}${overloaded ? ' (app-server overloaded)' : ''}`);
-    if (this.retryTimer) return;
-    this.retryTimer = setTimeout(() => {
-      this.retryTimer = null;
-      this.schedule();
-    }, this.config.reconnectInitialMs);
+    if (this.pipe.wake === 'retry') return;
+    this.arm('retry', this.config.reconnectInitialMs, () => this.schedule());
   }
 
   /** The turn carrying these messages was accepted: record it, then mark them read on the relay. */
   private async accepted(delivery: Delivery, turnId: string): Promise<void> {
     delivery.turnId = turnId;
     const ids = delivery.messages.length ? delivery.messages.map((m) => m.id) : (this.state.inFlight?.messageIds ?? []);
-    if (!delivery.done) this.inFlight = delivery;
+    if (!delivery.done) this.apply({ type: 'inFlight', delivery });
     this.markDelivered(ids, delivery.done ? null : { turnId, messageIds: ids, marker: delivery.marker });
     await this.markRead(ids);
   }
@@ -432,8 +404,7 @@ export class CodexBridge {
   private async complete(delivery: Delivery, status: string, text: string | null): Promise<void> {
     // Once: turn/completed, a reconcile and a recovery can all see the same turn end.
     if (delivery.done) return;
-    delivery.done = true;
-    if (this.inFlight === delivery) this.inFlight = null;
+    this.apply({ type: 'settled', delivery });
     this.state.inFlight = null;
     this.save();
     if (delivery.turnId) this.agentTextByTurn.delete(delivery.turnId);
@@ -453,9 +424,7 @@ export class CodexBridge {
     if (p.threadId !== undefined && p.threadId !== this.threadId) return;
     switch (method) {
       case 'turn/started':
-        this.busy = true;
-        this.activeTurnId = p.turn?.id ?? null;
-        if (this.inFlight && this.inFlight.turnId === this.activeTurnId) this.inFlight.started = true;
+        this.apply({ type: 'turnStarted', turnId: p.turn?.id ?? null });
         return;
       case 'item/completed':
         if (p.item?.type === 'agentMessage' && typeof p.item.text === 'string' && p.turnId) this.agentTextByTurn.set(p.turnId, p.item.text);
@@ -464,8 +433,7 @@ export class CodexBridge {
         void this.onTurnEnded(p.turn as CodexTurn);
         return;
       case 'thread/status/changed':
-        this.busy = p.status?.type === 'active';
-        if (!this.busy) void this.reconcile();
+        for (const effect of this.apply({ type: 'statusChanged', active: p.status?.type === 'active' })) if (effect.kind === 'reconcile') void this.reconcile();
         return;
       case 'thread/closed': {
         // The app-server unloaded our thread: this socket is no longer subscribed and turn/start
@@ -482,16 +450,13 @@ export class CodexBridge {
   }
 
   private async onTurnEnded(turn: CodexTurn): Promise<void> {
-    this.busy = false;
-    this.activeTurnId = null;
-    const d = this.inFlight;
-    // Ours, or the running turn that absorbed ours (turn/start while busy answers a phantom id).
-    if (d && (d.turnId === turn.id || !d.started)) {
+    for (const effect of this.apply({ type: 'turnEnded', turn })) {
+      if (effect.kind !== 'answer') continue;
       let text = this.agentTextByTurn.get(turn.id) ?? finalAgentText(turn);
       // turn/completed carries no items: when the agentMessage item/completed went missing, the
       // answer is only in the thread. Without this the sender got no reply at all.
       if (text === null && (turn.status ?? 'completed') === 'completed') text = await this.readFinalText(turn.id);
-      await this.complete(d, turn.status ?? 'completed', text);
+      await this.complete(effect.delivery, turn.status ?? 'completed', text);
     }
     this.agentTextByTurn.delete(turn.id);
     this.schedule();
@@ -511,17 +476,15 @@ export class CodexBridge {
   /** Trust the thread, not one notification: a missed turn/completed must not block delivery. */
   private async reconcile(): Promise<void> {
     const conn = this.conn;
-    if (!conn || !this.threadId || this.recovering) return;
+    if (!conn || !this.threadId || this.pipe.gate === 'recovering') return;
     try {
       const r = await conn.request<{ thread: CodexThread }>('thread/read', { threadId: this.threadId, includeTurns: true });
       const active = r.thread?.status?.type === 'active';
-      this.busy = active;
-      const d = this.inFlight;
-      if (!active && d?.turnId) {
-        const turn = (r.thread.turns ?? []).find((t) => t.id === d.turnId);
-        if (turn && turn.status !== 'inProgress') await this.complete(d, turn.status ?? 'completed', this.agentTextByTurn.get(turn.id) ?? finalAgentText(turn));
-        else if (!turn && !d.started) await this.complete(d, 'completed', null); // a phantom id that never ran: folded into a turn we already answered
-      }
+      this.apply({ type: 'statusRead', active });
+      const d = this.pipe.delivery;
+      const verdict = reconcileVerdict(d, active, r.thread.turns ?? []);
+      if (d && verdict?.kind === 'ended') await this.complete(d, verdict.turn.status ?? 'completed', this.agentTextByTurn.get(verdict.turn.id) ?? finalAgentText(verdict.turn));
+      else if (d && verdict?.kind === 'phantom') await this.complete(d, 'completed', null); // folded into a turn we already answered
       this.schedule();
     } catch {
       // the socket dropped: the reconnect path takes over
@@ -532,6 +495,23 @@ export class CodexBridge {
     if (this.reconcileTimer) clearInterval(this.reconcileTimer);
     this.reconcileTimer = setInterval(() => void this.reconcile(), this.config.reconcileIntervalMs);
     this.reconcileTimer.unref();
+  }
+
+  /** Run one transition of the pipeline; the caller carries out the effects it returns. */
+  private apply(event: PipelineEvent) {
+    const { state, effects } = step(this.pipe, event);
+    this.pipe = state;
+    return effects;
+  }
+
+  /** Arm the one wake-up timer (pipe.wake says which it is). */
+  private arm(wake: 'coalesce' | 'retry', ms: number, then: () => void): void {
+    this.apply({ type: 'armed', wake });
+    this.wakeTimer = setTimeout(() => {
+      this.wakeTimer = null;
+      this.apply({ type: 'woke' });
+      then();
+    }, ms);
   }
 
   private save(): void {
