@@ -5,7 +5,7 @@ import type { CodexTurn } from './thread.js';
  * The delivery pipeline of the Codex bridge as one state and one transition function.
  *
  * What bridge.ts kept as loose flags and timers, and the rules between them, are now these
- * fields (the bridge owns the sockets and timer handles; this module owns the decisions):
+ * fields (deliverer.ts does the requests and holds the timer handle; this module decides):
  *
  *   thread    detached | idle | busy(turnId)   was conn === null, busy, activeTurnId.
  *             detached: no socket, nothing is sent. busy.turnId is null until turn/started
