@@ -263,7 +263,7 @@ t.test('a Codex approval is answered from the page: Accept ends the task done wi
   const codex = await connectAgent(t, relay.wsUrl, { id: 'codex-alpha', client: 'codex' });
   const { page, consoleErrors, pageErrors } = await openDashboard(t, relay);
 
-  // The task adapters/codex/bridge.ts createApprovalTask makes of a command approval request.
+  // The task adapters/codex/approval-desk.ts (ApprovalDesk.createTask) makes of a command approval request.
   const approval = async (n: number, command: string) => {
     const params = { threadId: 'thread-1', turnId: 'turn-1', itemId: `item-${n}`, command, cwd: '/src/app', reason: null };
     const { title, body } = describeApproval({ id: n, method: 'item/commandExecution/requestApproval', params });
