@@ -4,7 +4,7 @@ import { AppServerError, type AppServerConnection } from './app-server.js';
 import type { CodexAdapterConfig } from './config.js';
 import { initialPipeline, mayArm, reconcileVerdict, sendPlan, step, type Delivery, type Pipeline, type PipelineEvent } from './pipeline.js';
 import type { AdapterState } from './state.js';
-import { finalAgentText, turnCarries, type CodexThread, type CodexTurn } from './thread.js';
+import { finalAgentText, readWithTurns, turnCarries, type CodexThread, type CodexTurn } from './thread.js';
 
 const OVERLOADED = -32001;
 
@@ -76,7 +76,7 @@ export class Deliverer {
     const marker = current?.marker ?? saved!.marker;
     const knownTurnId = current ? current.turnId : saved!.turnId;
     let turns = thread.turns;
-    if (!turns) turns = (await this.host.conn()!.request<{ thread: CodexThread }>('thread/read', { threadId: thread.id, includeTurns: true })).thread.turns;
+    if (!turns) turns = (await readWithTurns(this.host.conn()!, thread.id)).turns;
     // The marker as rendered, brackets included: "relay#1" alone would also match "[relay#12]".
     const turn = (turns ?? []).find((t) => (knownTurnId !== null && t.id === knownTurnId) || turnCarries(t, `[${marker}]`));
     if (!turn) {
@@ -279,8 +279,8 @@ export class Deliverer {
     const threadId = this.host.threadId();
     if (!conn || !threadId) return null;
     try {
-      const r = await conn.request<{ thread: CodexThread }>('thread/read', { threadId, includeTurns: true });
-      return finalAgentText((r.thread.turns ?? []).find((t) => t.id === turnId));
+      const thread = await readWithTurns(conn, threadId);
+      return finalAgentText((thread.turns ?? []).find((t) => t.id === turnId));
     } catch {
       return null;
     }
@@ -289,13 +289,14 @@ export class Deliverer {
   /** Trust the thread, not one notification: a missed turn/completed must not block delivery. */
   async reconcile(): Promise<void> {
     const conn = this.host.conn();
-    if (!conn || !this.host.threadId() || this.pipe.gate === 'recovering') return;
+    const threadId = this.host.threadId();
+    if (!conn || !threadId || this.pipe.gate === 'recovering') return;
     try {
-      const r = await conn.request<{ thread: CodexThread }>('thread/read', { threadId: this.host.threadId(), includeTurns: true });
-      const active = r.thread?.status?.type === 'active';
+      const thread = await readWithTurns(conn, threadId);
+      const active = thread?.status?.type === 'active';
       this.apply({ type: 'statusRead', active });
       const d = this.pipe.delivery;
-      const verdict = reconcileVerdict(d, active, r.thread.turns ?? []);
+      const verdict = reconcileVerdict(d, active, thread.turns ?? []);
       if (d && verdict?.kind === 'ended') await this.complete(d, verdict.turn.status ?? 'completed', this.agentTextByTurn.get(verdict.turn.id) ?? finalAgentText(verdict.turn));
       else if (d && verdict?.kind === 'phantom') await this.complete(d, 'completed', null); // folded into a turn we already answered
       this.schedule();

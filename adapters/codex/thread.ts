@@ -101,6 +101,15 @@ export async function attachThread(
   return { thread: await start(conn, config), how: 'started' };
 }
 
+/**
+ * The thread with its turns: the one place that asks for them. The real app-server 0.171
+ * refuses `includeTurns` before the first turn (-32601) and deprecates it after; the move to
+ * `thread/read` + `thread/turns/list` belongs here.
+ */
+export async function readWithTurns(conn: AppServerConnection, threadId: string): Promise<CodexThread> {
+  return (await conn.request<{ thread: CodexThread }>('thread/read', { threadId, includeTurns: true })).thread;
+}
+
 /** The agent's final text in a turn: its last agentMessage item. */
 export function finalAgentText(turn: CodexTurn | undefined): string | null {
   const items = turn?.items ?? [];
