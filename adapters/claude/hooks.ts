@@ -25,7 +25,7 @@ export interface HookDeps {
   host: string;
 }
 
-/** Claude stops honouring Stop blocks after 8 in a row; stay well under. */
+/** Claude stops honouring Stop hand-overs (blocks) after 8 in a row; stay well under. */
 export const MAX_CONSECUTIVE_BLOCKS = 5;
 const MAX_CONTEXT_CHARS = 9000;
 const INBOX_BATCH = 20;
@@ -170,8 +170,8 @@ export async function userPromptSubmit(input: HookInput, deps: HookDeps): Promis
 }
 
 /**
- * Stop: when messages wait, keep Claude working on them (a bounded number of blocks in a row,
- * counted per session because stop_hook_active is not reliable).
+ * Stop: when messages wait, keep Claude working on them with Stop's additionalContext (a bounded
+ * number of hand-overs in a row, counted per session because stop_hook_active is not reliable).
  */
 export async function stop(input: HookInput, deps: HookDeps): Promise<{ stdout: string; commit: () => Promise<void> }> {
   const p = await pending(input, deps);
@@ -182,9 +182,10 @@ export async function stop(input: HookInput, deps: HookDeps): Promise<{ stdout: 
     return { stdout: '', commit: async () => undefined };
   }
   const { text, shown } = renderMessages(p.session.agentId, p.messages);
-  const reason = `New relay messages arrived while you worked. Read them and act or reply as fits:\n\n${text}`;
+  // additionalContext, not `decision: "block"`: Claude Code (2.1.197) shows a block as "Stop hook error" and
+  // gives its reason to the model twice; Stop's additionalContext keeps Claude working and arrives once.
   const blocked = { ...p, messages: shown, session: { ...p.session, consecutiveBlocks: p.session.consecutiveBlocks + 1 } };
-  return { stdout: JSON.stringify({ decision: 'block', reason }), commit: () => handedOver(deps, blocked) };
+  return { stdout: context('Stop', `New relay messages arrived while you worked. Read them and act or reply as fits:\n\n${text}`), commit: () => handedOver(deps, blocked) };
 }
 
 /** SessionEnd: the agent leaves now (its claimed work is released) rather than after the stale TTL. */
