@@ -25,7 +25,7 @@ function sessionFile(home: string, sessionId: string): string {
   return join(claudeDir(home), 'sessions', `${encodeURIComponent(sessionId)}.json`);
 }
 
-/** The newest session started in a directory, for the monitor (which is not told its session id). */
+/** The newest session started in a directory, for a monitor not told its session id (CLAUDE_CODE_SESSION_ID). */
 function cwdFile(home: string, cwd: string): string {
   return join(claudeDir(home), 'by-cwd', `${createHash('sha256').update(cwd).digest('hex').slice(0, 32)}.json`);
 }

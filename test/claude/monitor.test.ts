@@ -8,6 +8,7 @@ import { connectAgent, WsRpc } from '../helpers/ws-client.js';
 import { expectedAgentId, hookEnv, logLines, monitorCommand, projectDir, runHook, type Session } from './fixtures/harness.js';
 import { waitFor } from '../helpers/wait.js';
 
+
 const LINE_WITHIN_MS = 1000;
 
 interface Line {
@@ -223,4 +224,31 @@ t.test('a monitor started before SessionStart waits, then follows the agent Sess
 
   await stopMonitor(t, m);
   t.same(logLines(s.home), [], 'no problem was logged');
+});
+
+t.test('a monitor told CLAUDE_CODE_SESSION_ID follows that session, not the newest one in its folder', async (t) => {
+  const relay = await startRelay(t);
+  const dir = t.testdir();
+  const observer = await WsRpc.connect(t, relay.wsUrl);
+  const ops = await connectAgent(t, relay.wsUrl, { id: 'ops' });
+  // Two sessions in one folder; Claude Code gives each monitor its own session id in the environment.
+  const mine = newSession(dir, relay.url, 'shared', 'a1b2c3d4-mine');
+  const other = newSession(dir, relay.url, 'shared', 'e5f6a7b8-other');
+  const mineId = expectedAgentId(mine.cwd, mine.id);
+  const otherId = expectedAgentId(other.cwd, other.id);
+  t.not(mineId, otherId, 'two agents');
+  const m = startMonitor(t, { ...mine, env: { ...mine.env, CLAUDE_CODE_SESSION_ID: mine.id } });
+  await new Promise((r) => setTimeout(r, 1500));
+  // The other session's SessionStart wins the race: by folder alone the monitor would follow it.
+  t.equal((await runHook(t, 'SessionStart', other)).code, 0, "the other session's SessionStart ran first");
+  await new Promise((r) => setTimeout(r, 1500));
+  t.notOk((await agentNamed(observer, otherId))?.connected, 'the monitor did not take the other session');
+  t.equal((await runHook(t, 'SessionStart', mine)).code, 0, 'SessionStart of its own session ran');
+  await waitFor(async () => (await agentNamed(observer, mineId))?.connected === true, 'the monitor to follow its own session', 10_000, 50);
+  t.notOk((await agentNamed(observer, otherId))?.connected, 'and still not the other session');
+  const latencies = await sendAndSee(t, ops, mineId, m, ['for this session'], observer);
+  t.equal(m.lines.length, 1, 'one line');
+  t.comment(`latency: ${latencies.join(', ')} ms`);
+  await stopMonitor(t, m);
+  t.same(logLines(mine.home), [], 'no problem was logged');
 });
