@@ -1,10 +1,28 @@
 import { accessSync, constants, cpSync, mkdirSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { spawn } from 'node:child_process';
+import { dirname, join } from 'node:path';
 import t, { type Test } from 'tap';
 import { MAX_CONSECUTIVE_BLOCKS } from '../../adapters/claude/hooks.js';
 import { startRelay } from '../helpers/relay.js';
 import { connectAgent, WsRpc } from '../helpers/ws-client.js';
 import { closedPort, expectedAgentId, hookCommand, hookEnv, httpRpc, logLines, PLUGIN_ROOT, projectDir, readJson, runHook, substitute, type HookEvent, type HookRun, type Session } from './fixtures/harness.js';
+
+/** `sh -c COMMAND` as Claude Code's Bash tool runs it: exit code and output. */
+function runShell(command: string, cwd: string, env: NodeJS.ProcessEnv): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('sh', ['-c', command], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+    child.once('error', reject);
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
 
 const EVENTS: HookEvent[] = ['SessionStart', 'UserPromptSubmit', 'Stop', 'SessionEnd'];
 
@@ -383,4 +401,29 @@ t.test('without a CLI the launcher still exits 0 and logs why', async (t) => {
   exitedCleanly(t, run, 'SessionStart without a CLI');
   t.equal(run.stdout, '');
   t.match(logLines(home).at(-1) ?? '', /hook session-start: agent-relay CLI not found/, 'the log says the CLI is missing');
+});
+
+t.test("the context block's commands work without npm link: the plugin's bin/agent-relay (Claude puts <plugin>/bin on the Bash tool's PATH)", async (t) => {
+  const relay = await startRelay(t);
+  const dir = t.testdir();
+  const lead = await connectAgent(t, relay.wsUrl, { id: 'lead' });
+  const s = newSession(dir, relay.url, 'no-link', 'nolink-session-1');
+  const id = expectedAgentId(s.cwd, s.id);
+  const text = additionalContext(t, await runHook(t, 'SessionStart', s), 'SessionStart');
+  const launcher = join(PLUGIN_ROOT, 'bin', 'agent-relay');
+  t.ok(statSync(launcher).isFile(), 'the plugin ships bin/agent-relay');
+  t.doesNotThrow(() => accessSync(launcher, constants.X_OK), 'and it is executable');
+  // The Bash tool's PATH as Claude Code builds it for an enabled plugin: <plugin>/bin first, no agent-relay elsewhere.
+  const path = `${join(PLUGIN_ROOT, 'bin')}:${dirname(process.execPath)}:/usr/bin:/bin`;
+  const bash = (command: string) => runShell(command, s.cwd, { ...s.env, PATH: path });
+  const m = (await lead.rpc.call('message/send', { to: id, body: 'are you there?' })).message;
+  const inboxLine = /^Inbox: (agent-relay inbox .*)$/m.exec(text)?.[1];
+  t.ok(inboxLine, 'the context block has the inbox command');
+  const inbox = await bash(inboxLine!);
+  t.equal(inbox.code, 0, `the inbox command from the context block runs (stderr: ${inbox.stderr.trim() || 'none'})`);
+  t.match(inbox.stdout, 'are you there?', 'and lists the message');
+  const reply = await bash(`agent-relay send --as ${id} --reply-to ${m.id} lead "yes"`);
+  t.equal(reply.code, 0, `the reply command runs (stderr: ${reply.stderr.trim() || 'none'})`);
+  const { messages } = await lead.rpc.call('message/list', {});
+  t.ok(messages.some((x: any) => x.body === 'yes' && x.replyTo === m.id && x.from === id), 'the reply reached lead');
 });
