@@ -1,4 +1,5 @@
-import { accessSync, constants, cpSync, mkdirSync, statSync } from 'node:fs';
+import { accessSync, constants, cpSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import t, { type Test } from 'tap';
@@ -24,6 +25,7 @@ function runShell(command: string, cwd: string, env: NodeJS.ProcessEnv): Promise
   });
 }
 
+const REPO = join(PLUGIN_ROOT, '..', '..', '..');
 const EVENTS: HookEvent[] = ['SessionStart', 'UserPromptSubmit', 'Stop', 'SessionEnd'];
 
 /** A hook run that succeeded the way Claude Code needs: exit 0, no signal. */
@@ -426,4 +428,33 @@ t.test("the context block's commands work without npm link: the plugin's bin/age
   t.equal(reply.code, 0, `the reply command runs (stderr: ${reply.stderr.trim() || 'none'})`);
   const { messages } = await lead.rpc.call('message/list', {});
   t.ok(messages.some((x: any) => x.body === 'yes' && x.replyTo === m.id && x.from === id), 'the reply reached lead');
+});
+
+t.test('in a checkout without node_modules (or without dist/) every hook still exits 0, quietly, and logs why', async (t) => {
+  // Outside the repository: node must not find this checkout's node_modules by walking up.
+  const base = mkdtempSync(join(tmpdir(), 'relay-nomods-'));
+  t.teardown(() => rmSync(base, { recursive: true, force: true }));
+  const checkout = (name: string, withDist: boolean): string => {
+    const root = join(base, name);
+    mkdirSync(join(root, 'bin'), { recursive: true });
+    for (const f of ['agent-relay.js', 'run-built.js']) cpSync(join(REPO, 'bin', f), join(root, 'bin', f));
+    cpSync(join(REPO, 'package.json'), join(root, 'package.json'));
+    cpSync(PLUGIN_ROOT, join(root, 'adapters', 'claude', 'plugin'), { recursive: true });
+    if (withDist) cpSync(join(REPO, 'dist'), join(root, 'dist'), { recursive: true });
+    return root;
+  };
+  for (const [name, withDist] of [['no-node-modules', true], ['no-dist', false]] as const) {
+    const root = checkout(name, withDist);
+    const home = join(base, `${name}-home`);
+    const s: Session = { id: `${name}-session`, cwd: projectDir(base, `${name}-proj`), home, env: hookEnv({ AGENT_RELAY_URL: 'http://127.0.0.1:9', AGENT_RELAY_HOME: home, PATH: `${dirname(process.execPath)}:/usr/bin:/bin` }) };
+    for (const event of EVENTS) {
+      const run = await runHook(t, event, s, {}, { root: join(root, 'adapters', 'claude', 'plugin') });
+      exitedCleanly(t, run, `${name}: ${event}`);
+      t.equal(run.stdout, '', `${name}: ${event}: nothing on stdout`);
+      t.ok(run.stderr.trim().split('\n').filter(Boolean).length <= 1, `${name}: ${event}: at most one line on stderr (${JSON.stringify(run.stderr)})`);
+    }
+    const lines = logLines(home);
+    t.equal(lines.length, EVENTS.length, `${name}: one log line per hook`);
+    t.match(lines.at(-1) ?? '', /hook session-end: agent-relay CLI cannot load/, `${name}: the log says the CLI cannot load`);
+  }
 });
