@@ -94,6 +94,8 @@ export const claudeCommands: CommandGroup = (program: Command, _run, io) => {
         (await sessionState()).logHookProblem(ctx.home, 'monitor', `no relay agent registered for ${process.cwd()} (is the relay running?)`);
         return;
       }
-      await runMonitor(ctx, identity, Number(o.maxBody) || 200);
+      // One path per message: print only what no hook handed over, and record what is printed so the hooks skip it.
+      const state = await sessionState();
+      await runMonitor(ctx, identity, Number(o.maxBody) || 200, (messageId) => state.claimDelivery(ctx.home, identity.id, messageId, 'monitor'));
     });
 };
