@@ -156,3 +156,16 @@ t.test('claude -p with the plugin: hooks fire, a relay message handed over by St
   t.same(logLines(relayHome), [], 'no hook problem was logged');
   if (code !== 0) t.comment(stdout.slice(0, 2000));
 });
+
+t.test('claude plugin validate --strict passes the plugin and the marketplace', { skip: existsSync(CLAUDE) ? false : 'npm ci did not install @anthropic-ai/claude-code' }, async (t) => {
+  const dir = t.testdir();
+  const env = childEnv({ HOME: dir, CLAUDE_CONFIG_DIR: join(dir, 'config'), DISABLE_AUTOUPDATER: '1', CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: '1' }, (k) => k.startsWith('CLAUDE_') || k.startsWith('ANTHROPIC_'));
+  for (const target of [PLUGIN_ROOT, join(PLUGIN_ROOT, '..', '..', '..')]) {
+    const child = spawn(CLAUDE, ['plugin', 'validate', '--strict', target], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (out += d));
+    const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
+    t.equal(code, 0, `${target}: validate --strict passes (${out.trim().split('\n').slice(-3).join(' / ')})`);
+  }
+});
