@@ -1,4 +1,4 @@
-import { accessSync, constants, cpSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { accessSync, constants, cpSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
@@ -457,4 +457,26 @@ t.test('in a checkout without node_modules (or without dist/) every hook still e
     t.equal(lines.length, EVENTS.length, `${name}: one log line per hook`);
     t.match(lines.at(-1) ?? '', /hook session-end: agent-relay CLI cannot load/, `${name}: the log says the CLI cannot load`);
   }
+});
+
+t.test("an installed copy (Claude's plugin cache) finds the package through known_marketplaces.json: hooks and bin/agent-relay work without npm link", async (t) => {
+  const relay = await startRelay(t);
+  const dir = t.testdir();
+  const observer = await WsRpc.connect(t, relay.wsUrl);
+  // The layout `claude plugin install agent-relay@agent-relay` left with Claude Code 2.1.197.
+  const plugins = join(dir, 'config', 'plugins');
+  const root = join(plugins, 'cache', 'agent-relay', 'agent-relay', '0.1.0');
+  mkdirSync(root, { recursive: true });
+  cpSync(PLUGIN_ROOT, root, { recursive: true });
+  writeFileSync(join(plugins, 'known_marketplaces.json'), JSON.stringify({ 'agent-relay': { source: { source: 'directory', path: REPO }, installLocation: REPO, lastUpdated: new Date().toISOString() } }));
+  const path = `${join(root, 'bin')}:${dirname(process.execPath)}:/usr/bin:/bin`;
+  const s = newSession(dir, relay.url, 'installed', 'cached01-session', { env: { PATH: path } });
+  const id = expectedAgentId(s.cwd, s.id);
+  const start = await runHook(t, 'SessionStart', s, {}, { root });
+  exitedCleanly(t, start, 'SessionStart from the cache copy');
+  t.match(additionalContext(t, start, 'SessionStart'), `relay agent ${id}`, 'registered and told Claude who it is');
+  t.equal((await agentNamed(observer, id))?.status, 'online', 'the agent is online');
+  const inbox = await runShell(`agent-relay inbox --as ${id} --unread`, s.cwd, s.env);
+  t.equal(inbox.code, 0, `bin/agent-relay from the cache copy runs the CLI (stderr: ${inbox.stderr.trim() || 'none'})`);
+  t.same(logLines(s.home), [], 'no problem was logged');
 });
