@@ -42,7 +42,8 @@ function answer(req: IncomingMessage, res: ServerResponse, body: any, text: stri
   res.end();
 }
 
-t.test('claude -p with the plugin: hooks fire, a relay message handed over by Stop reaches the model once', { skip: existsSync(CLAUDE) ? false : 'npm ci did not install @anthropic-ai/claude-code' }, async (t) => {
+for (const mode of ['--plugin-dir', 'installed'] as const)
+t.test(`claude -p with the plugin (${mode}): hooks fire, a relay message handed over by Stop reaches the model once`, { skip: existsSync(CLAUDE) ? false : 'npm ci did not install @anthropic-ai/claude-code' }, async (t) => {
   const relay = await startRelay(t);
   const dir = t.testdir();
   const observer = await WsRpc.connect(t, relay.wsUrl);
@@ -114,8 +115,19 @@ t.test('claude -p with the plugin: hooks fire, a relay message handed over by St
     },
     (k) => k.startsWith('AGENT_RELAY_') || k.startsWith('CLAUDE_') || k.startsWith('ANTHROPIC_'),
   );
+  if (mode === 'installed') {
+    // `claude plugin install` from this checkout as a marketplace: Claude runs a copy from its plugin cache.
+    for (const args of [['plugin', 'marketplace', 'add', join(PLUGIN_ROOT, '..', '..', '..')], ['plugin', 'install', 'agent-relay@agent-relay']]) {
+      const c = spawn(CLAUDE, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      c.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+      c.stderr.setEncoding('utf8').on('data', (d: string) => (out += d));
+      t.equal(await new Promise<number | null>((resolve) => c.once('close', resolve)), 0, `claude ${args.join(' ')} (${out.trim().split('\n').at(-1)})`);
+    }
+  }
   const started = Date.now();
-  const child = spawn(CLAUDE, ['-p', 'Say done.', '--plugin-dir', PLUGIN_ROOT, '--session-id', sessionId, '--output-format', 'json'], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const pluginArgs = mode === '--plugin-dir' ? ['--plugin-dir', PLUGIN_ROOT] : [];
+  const child = spawn(CLAUDE, ['-p', 'Say done.', ...pluginArgs, '--session-id', sessionId, '--output-format', 'json'], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
   if (child.pid !== undefined) trackChild(child.pid);
   let stdout = '';
   let stderr = '';
