@@ -154,7 +154,12 @@ async function pending(input: HookInput, deps: HookDeps): Promise<{ session: Cla
   const inbox = await deps.http.inbox(identity, { unread: true, limit: INBOX_BATCH });
   const seen = new Set(session.handedOver);
   // Skip what a hook handed over and what the monitor printed (its notification is how Claude gets it).
-  return { session, identity, messages: inbox.messages.filter((m) => !seen.has(m.id) && !wasDelivered(deps.home, session!.agentId, m.id)) };
+  const delivered = (m: Message) => seen.has(m.id) || wasDelivered(deps.home, session!.agentId, m.id);
+  // What the monitor printed (acknowledged `injected`) Claude has: mark it read like a hook's hand-over,
+  // so the inbox and SessionStart's "unread" agree. A failure here only leaves it unread.
+  const printed = inbox.messages.filter((m) => !seen.has(m.id) && delivered(m)).map((m) => m.id);
+  if (printed.length) await deps.http.call('message/read', { ids: printed }, identity).catch(() => undefined);
+  return { session, identity, messages: inbox.messages.filter((m) => !delivered(m)) };
 }
 
 /**

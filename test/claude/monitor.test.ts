@@ -273,6 +273,7 @@ t.test('one path per message: what the monitor printed the hooks skip, what a ho
   const woke = await runHook(t, 'UserPromptSubmit', s, { prompt: m.lines.find((l) => l.text.includes(`#${a.id} `))!.text });
   t.equal(woke.code, 0);
   t.equal(woke.stdout, '', `UserPromptSubmit woken by the line does not hand #${a.id} over again`);
+  t.equal((await observer.call('message/get', { id: a.id })).deliveries.find((d: any) => d.agentId === id)?.state, 'read', `and marks #${a.id} (printed by the monitor) read`);
   // 2. Mid-turn: the monitor prints, then Stop runs before the notification is shown. Stop skips it.
   const b = await send('B: printed mid-turn');
   await waitFor(() => m.lines.some((l) => l.text.includes(`#${b.id} `)), `the line for #${b.id}`, 5000, 5);
@@ -294,6 +295,7 @@ t.test('one path per message: what the monitor printed the hooks skip, what a ho
   t.equal(m.lines.filter((l) => l.text.includes(`#${d.id} `)).length, 1, `#${d.id} printed once`);
   const later = await runHook(t, 'UserPromptSubmit', s, { prompt: 'next task' });
   t.equal(later.stdout, '', `the next prompt does not hand over #${d.id} (printed) or #${c.id} (handed over)`);
+  for (const x of [a, b, c, d]) t.equal((await observer.call('message/get', { id: x.id })).deliveries.find((dd: any) => dd.agentId === id)?.state, 'read', `#${x.id} is read`);
   const end = await runHook(t, 'SessionEnd', s, { reason: 'prompt_input_exit' });
   t.equal(end.code, 0, 'SessionEnd (/exit) ran');
   await stopMonitor(t, m);
