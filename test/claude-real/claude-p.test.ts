@@ -116,7 +116,7 @@ t.test(`claude -p with the plugin (${mode}): hooks fire, a relay message handed 
     (k) => k.startsWith('AGENT_RELAY_') || k.startsWith('CLAUDE_') || k.startsWith('ANTHROPIC_'),
   );
   if (mode === 'installed') {
-    // `claude plugin install` from this checkout as a marketplace: Claude runs a copy from its plugin cache.
+    // `claude plugin install` from this checkout as a directory marketplace (2.1.197 runs it in place).
     for (const args of [['plugin', 'marketplace', 'add', join(PLUGIN_ROOT, '..', '..', '..')], ['plugin', 'install', 'agent-relay@agent-relay']]) {
       const c = spawn(CLAUDE, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
       let out = '';

@@ -459,11 +459,13 @@ t.test('in a checkout without node_modules (or without dist/) every hook still e
   }
 });
 
-t.test("an installed copy (Claude's plugin cache) finds the package through known_marketplaces.json: hooks and bin/agent-relay work without npm link", async (t) => {
+// Claude Code 2.1.197 runs a plugin installed from a local directory marketplace in place; this is the
+// fallback for a run from the cache copy it also leaves (another version, another marketplace kind).
+t.test("a copy in Claude's plugin cache layout finds the package through known_marketplaces.json: hooks and bin/agent-relay work without npm link", async (t) => {
   const relay = await startRelay(t);
   const dir = t.testdir();
   const observer = await WsRpc.connect(t, relay.wsUrl);
-  // The layout `claude plugin install agent-relay@agent-relay` left with Claude Code 2.1.197.
+  // The cache layout `claude plugin install agent-relay@agent-relay` left with Claude Code 2.1.197.
   const plugins = join(dir, 'config', 'plugins');
   const root = join(plugins, 'cache', 'agent-relay', 'agent-relay', '0.1.0');
   mkdirSync(root, { recursive: true });

@@ -2,9 +2,10 @@
 # package this plugin belongs to (the directory with bin/agent-relay.js), or nothing; relay_other_cli
 # PLUGIN_ROOT prints an agent-relay on PATH that is not this plugin's own bin/agent-relay, or nothing.
 # - Run from the package (`claude --plugin-dir .../adapters/claude/plugin`): three levels up.
-# - Installed (`claude plugin install`): Claude Code runs a copy at
-#   <plugins>/cache/<marketplace>/<plugin>/<version>/, and <plugins>/known_marketplaces.json gives the
-#   marketplace's installLocation, which is the package when the marketplace is its checkout.
+#   Claude Code 2.1.197 also runs a plugin installed from a local directory marketplace in place.
+# - Run from a copy in Claude's plugin cache, <plugins>/cache/<marketplace>/<plugin>/<version>/ (which
+#   `claude plugin install` leaves): <plugins>/known_marketplaces.json gives the marketplace's
+#   installLocation, which is the package when the marketplace is its checkout.
 relay_package_root() {
   # Normalized first: dirname below works on the text, and "$here/.." ends in "..".
   _p=$(CDPATH= cd -- "$1" 2>/dev/null && pwd) || return 0
