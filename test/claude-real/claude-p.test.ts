@@ -23,21 +23,28 @@ interface ModelRequest {
   raw: string;
 }
 
-/** Text of a streamed (SSE) or plain JSON Messages API answer that ends the turn. */
-function answer(req: IncomingMessage, res: ServerResponse, body: any, text: string): void {
+/** A streamed (SSE) or plain JSON Messages API answer: text that ends the turn, or one Bash tool call. */
+function answer(req: IncomingMessage, res: ServerResponse, body: any, text: string, bash?: string): void {
   const message = { id: `msg_${randomUUID().slice(0, 8)}`, type: 'message', role: 'assistant', model: body.model ?? 'claude-sonnet-4-5', content: [] as unknown[], stop_reason: null, stop_sequence: null, usage: { input_tokens: 10, output_tokens: 0 } };
+  const tool = bash ? { type: 'tool_use', id: `toolu_${randomUUID().replaceAll('-', '').slice(0, 20)}`, name: 'Bash', input: { command: bash, description: 'List relay agents' } } : null;
+  const stop = tool ? 'tool_use' : 'end_turn';
   if (!body.stream) {
     res.writeHead(200, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ ...message, content: [{ type: 'text', text }], stop_reason: 'end_turn', usage: { input_tokens: 10, output_tokens: 5 } }));
+    res.end(JSON.stringify({ ...message, content: [tool ?? { type: 'text', text }], stop_reason: stop, usage: { input_tokens: 10, output_tokens: 5 } }));
     return;
   }
   res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
   const ev = (type: string, data: unknown) => res.write(`event: ${type}\ndata: ${JSON.stringify({ type, ...(data as object) })}\n\n`);
   ev('message_start', { message });
-  ev('content_block_start', { index: 0, content_block: { type: 'text', text: '' } });
-  ev('content_block_delta', { index: 0, delta: { type: 'text_delta', text } });
+  if (tool) {
+    ev('content_block_start', { index: 0, content_block: { ...tool, input: {} } });
+    ev('content_block_delta', { index: 0, delta: { type: 'input_json_delta', partial_json: JSON.stringify(tool.input) } });
+  } else {
+    ev('content_block_start', { index: 0, content_block: { type: 'text', text: '' } });
+    ev('content_block_delta', { index: 0, delta: { type: 'text_delta', text } });
+  }
   ev('content_block_stop', { index: 0 });
-  ev('message_delta', { delta: { stop_reason: 'end_turn', stop_sequence: null }, usage: { output_tokens: 5 } });
+  ev('message_delta', { delta: { stop_reason: stop, stop_sequence: null }, usage: { output_tokens: 5 } });
   ev('message_stop', {});
   res.end();
 }
@@ -82,8 +89,11 @@ t.test(`claude -p with the plugin (${mode}): hooks fire, a relay message handed 
       requests.push({ path, body, raw });
       // Side requests (titles, summaries) carry no tools; answer them plainly.
       const main = Array.isArray(body.tools) && body.tools.length > 0;
-      if (main && !sent) sent = (await lead.rpc.call('message/send', { to: agentId, body: `please check the build ${token}` })).message;
-      answer(req, res, body, main ? 'Done.' : 'Title');
+      const firstMain = main && !sent;
+      if (firstMain) sent = (await lead.rpc.call('message/send', { to: agentId, body: `please check the build ${token}` })).message;
+      // The first answer runs the context block's kind of command in Bash: `agent-relay` must resolve
+      // through the plugin's bin/ on the Bash tool's PATH (nothing else provides it here).
+      answer(req, res, body, main ? 'Done.' : 'Title', firstMain ? `agent-relay agents` : undefined);
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -127,7 +137,7 @@ t.test(`claude -p with the plugin (${mode}): hooks fire, a relay message handed 
   }
   const started = Date.now();
   const pluginArgs = mode === '--plugin-dir' ? ['--plugin-dir', PLUGIN_ROOT] : [];
-  const child = spawn(CLAUDE, ['-p', 'Say done.', ...pluginArgs, '--session-id', sessionId, '--output-format', 'json'], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(CLAUDE, ['-p', 'Say done.', ...pluginArgs, '--session-id', sessionId, '--output-format', 'json', '--allowedTools', 'Bash(agent-relay:*)'], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
   if (child.pid !== undefined) trackChild(child.pid);
   let stdout = '';
   let stderr = '';
@@ -152,6 +162,9 @@ t.test(`claude -p with the plugin (${mode}): hooks fire, a relay message handed 
   t.pass('SessionEnd marked the agent offline');
 
   const main = requests.filter((r) => Array.isArray(r.body.tools) && r.body.tools.length > 0);
+  // The Bash call's result (in the second request) lists this session's agent: bin/agent-relay ran the CLI.
+  const toolResult = JSON.stringify((main[1]?.body.messages ?? []).flatMap((m: any) => (Array.isArray(m.content) ? m.content : [])).filter((c: any) => c.type === 'tool_result'));
+  t.ok(toolResult.includes(agentId) && toolResult.includes('lead'), `agent-relay in the Bash tool ran without npm link (tool result: ${toolResult.slice(0, 300)})`);
   t.ok(sent, 'the relay message was sent during the first turn');
   t.notOk(main[0]?.raw.includes(token), 'the first request does not have it yet');
   const first = main.findIndex((r) => r.raw.includes(token));
