@@ -75,15 +75,18 @@ export const claudeCommands: CommandGroup = (program: Command, _run, io) => {
 
   program
     .command('claude-monitor')
-    .description("Claude Code monitor: follow this session's agent (found from the session's cwd) and print a line per message")
+    .description("Claude Code monitor: follow this session's agent (by CLAUDE_CODE_SESSION_ID, else the newest session in the cwd) and print a line per message")
     .option('--max-body <n>', 'clip bodies to this many characters', '200')
     .action(async (o: { maxBody: string }, command: Command) => {
       const ctx = new CliContext(command.optsWithGlobals() as GlobalOptions, io);
-      // The monitor is not told its session id: take --as, else the newest session SessionStart registered
-      // here. It lives as long as the session, so it waits (cheaply) for a relay that starts later.
+      // Claude Code gives the monitor CLAUDE_CODE_SESSION_ID (2.1.197): take --as, else the agent SessionStart
+      // registered for that session, else (an older Claude without it) the newest session registered here.
+      // It lives as long as the session, so it waits (cheaply) for SessionStart or a relay that starts later.
+      const sessionId = io.env.CLAUDE_CODE_SESSION_ID || null;
       let id = ctx.opts.as ?? null;
       while (!id) {
-        id = (await sessionState()).latestForCwd(ctx.home, process.cwd())?.agentId ?? null;
+        const state = await sessionState();
+        id = sessionId ? (state.loadSession(ctx.home, sessionId)?.agentId ?? null) : (state.latestForCwd(ctx.home, process.cwd())?.agentId ?? null);
         if (!id) await new Promise((r) => setTimeout(r, MONITOR_LOOK_EVERY_MS));
       }
       const identity = id ? loadIdentity(ctx.home, id, ctx.http.url) : null;
@@ -91,6 +94,8 @@ export const claudeCommands: CommandGroup = (program: Command, _run, io) => {
         (await sessionState()).logHookProblem(ctx.home, 'monitor', `no relay agent registered for ${process.cwd()} (is the relay running?)`);
         return;
       }
-      await runMonitor(ctx, identity, Number(o.maxBody) || 200);
+      // One path per message: print only what no hook handed over, and record what is printed so the hooks skip it.
+      const state = await sessionState();
+      await runMonitor(ctx, identity, Number(o.maxBody) || 200, (messageId) => state.claimDelivery(ctx.home, identity.id, messageId, 'monitor'));
     });
 };

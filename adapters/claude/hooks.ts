@@ -6,15 +6,20 @@ import { list } from '../../clients/cli/context.js';
 import { clip } from '../../clients/cli/format.js';
 import { loadIdentity, saveIdentity } from '../../clients/cli/identity-store.js';
 import type { RelayHttpClient } from '../../clients/http-client.js';
-import { forgetSession, loadSession, saveSession, type ClaudeSession } from './session-state.js';
+import { claimDelivery, forgetSession, loadSession, saveSession, wasDelivered, type ClaudeSession } from './session-state.js';
 
 /** The fields of Claude Code's hook input that the hooks use. */
 export interface HookInput {
   session_id: string;
   cwd: string;
   hook_event_name?: string;
+  /** SessionStart: startup | resume | clear | compact. (No `model` and no `permission_mode` there.) */
   source?: string;
   stop_hook_active?: boolean;
+  /** UserPromptSubmit: the prompt, or the monitor's notification line when that line woke an idle session. */
+  prompt?: string;
+  /** SessionEnd: `other` in `-p` runs, `prompt_input_exit` after `/exit`, and others; not used. */
+  reason?: string;
 }
 
 export interface HookDeps {
@@ -25,7 +30,7 @@ export interface HookDeps {
   host: string;
 }
 
-/** Claude stops honouring Stop blocks after 8 in a row; stay well under. */
+/** Claude stops honouring Stop hand-overs (blocks) after 8 in a row; stay well under. */
 export const MAX_CONSECUTIVE_BLOCKS = 5;
 const MAX_CONTEXT_CHARS = 9000;
 const INBOX_BATCH = 20;
@@ -121,7 +126,7 @@ export async function sessionStart(input: HookInput, deps: HookDeps): Promise<st
 }
 
 /** The text for Claude and the messages it holds: once the cap is reached the rest wait for the next hook. */
-function renderMessages(id: string, messages: Message[]): { text: string; shown: Message[] } {
+function renderMessages(id: string, messages: Message[], all = false): { text: string; shown: Message[] } {
   const parts: string[] = [];
   const shown: Message[] = [];
   let used = 0;
@@ -132,7 +137,7 @@ function renderMessages(id: string, messages: Message[]): { text: string; shown:
     parts.push(`${head}\n${body}`);
     shown.push(m);
     used += head.length + body.length;
-    if (used >= MAX_CONTEXT_CHARS) break;
+    if (used >= MAX_CONTEXT_CHARS && !all) break;
   }
   parts.push(`Reply with: agent-relay send --as ${id} --reply-to MESSAGE_ID SENDER "text"`);
   return { text: parts.join('\n\n'), shown };
@@ -148,7 +153,24 @@ async function pending(input: HookInput, deps: HookDeps): Promise<{ session: Cla
   const identity = { agentId: stored.id, agentToken: stored.token };
   const inbox = await deps.http.inbox(identity, { unread: true, limit: INBOX_BATCH });
   const seen = new Set(session.handedOver);
-  return { session, identity, messages: inbox.messages.filter((m) => !seen.has(m.id)) };
+  // Skip what a hook handed over and what the monitor printed (its notification is how Claude gets it).
+  const delivered = (m: Message) => seen.has(m.id) || wasDelivered(deps.home, session!.agentId, m.id);
+  // What the monitor printed (acknowledged `injected`) Claude has: mark it read like a hook's hand-over,
+  // so the inbox and SessionStart's "unread" agree. A failure here only leaves it unread.
+  const printed = inbox.messages.filter((m) => !seen.has(m.id) && delivered(m)).map((m) => m.id);
+  if (printed.length) await deps.http.call('message/read', { ids: printed }, identity).catch(() => undefined);
+  return { session, identity, messages: inbox.messages.filter((m) => !delivered(m)) };
+}
+
+/**
+ * Claim the messages that fit (the monitor may print one at the same moment: whoever claims first
+ * delivers it) and render the ones this hook won. Null when it won none.
+ */
+function claimAndRender(deps: HookDeps, agentId: string, messages: Message[]): { text: string; shown: Message[] } | null {
+  const fit = renderMessages(agentId, messages);
+  const won = fit.shown.filter((m) => claimDelivery(deps.home, agentId, m.id, 'hook'));
+  if (won.length === 0) return null;
+  return won.length === fit.shown.length ? fit : renderMessages(agentId, won, true);
 }
 
 /** After Claude has the text: remember the ids (never hand over twice), then mark them read. */
@@ -165,26 +187,29 @@ async function handedOver(deps: HookDeps, p: NonNullable<Awaited<ReturnType<type
 export async function userPromptSubmit(input: HookInput, deps: HookDeps): Promise<{ stdout: string; commit: () => Promise<void> }> {
   const p = await pending(input, deps);
   if (!p || p.messages.length === 0) return { stdout: '', commit: async () => undefined };
-  const { text, shown } = renderMessages(p.session.agentId, p.messages);
-  return { stdout: context('UserPromptSubmit', text), commit: () => handedOver(deps, { ...p, messages: shown }) };
+  const r = claimAndRender(deps, p.session.agentId, p.messages);
+  if (!r) return { stdout: '', commit: async () => undefined };
+  return { stdout: context('UserPromptSubmit', r.text), commit: () => handedOver(deps, { ...p, messages: r.shown }) };
 }
 
 /**
- * Stop: when messages wait, keep Claude working on them (a bounded number of blocks in a row,
- * counted per session because stop_hook_active is not reliable).
+ * Stop: when messages wait, keep Claude working on them with Stop's additionalContext (a bounded
+ * number of hand-overs in a row, counted per session because stop_hook_active is not reliable).
  */
 export async function stop(input: HookInput, deps: HookDeps): Promise<{ stdout: string; commit: () => Promise<void> }> {
   const p = await pending(input, deps);
   if (!p) return { stdout: '', commit: async () => undefined };
-  if (p.messages.length === 0 || p.session.consecutiveBlocks >= MAX_CONSECUTIVE_BLOCKS) {
+  const r = p.messages.length === 0 || p.session.consecutiveBlocks >= MAX_CONSECUTIVE_BLOCKS ? null : claimAndRender(deps, p.session.agentId, p.messages);
+  if (!r) {
     // Let Claude stop; what is left stays unread for the next prompt.
     saveSession(deps.home, { ...p.session, consecutiveBlocks: 0 });
     return { stdout: '', commit: async () => undefined };
   }
-  const { text, shown } = renderMessages(p.session.agentId, p.messages);
-  const reason = `New relay messages arrived while you worked. Read them and act or reply as fits:\n\n${text}`;
+  const { text, shown } = r;
+  // additionalContext, not `decision: "block"`: Claude Code (2.1.197) shows a block as "Stop hook error" and
+  // gives its reason to the model twice; Stop's additionalContext keeps Claude working and arrives once.
   const blocked = { ...p, messages: shown, session: { ...p.session, consecutiveBlocks: p.session.consecutiveBlocks + 1 } };
-  return { stdout: JSON.stringify({ decision: 'block', reason }), commit: () => handedOver(deps, blocked) };
+  return { stdout: context('Stop', `New relay messages arrived while you worked. Read them and act or reply as fits:\n\n${text}`), commit: () => handedOver(deps, blocked) };
 }
 
 /** SessionEnd: the agent leaves now (its claimed work is released) rather than after the stale TTL. */

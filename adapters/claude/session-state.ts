@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { appendFileSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeJsonAtomic } from '../../clients/atomic-json.js';
 
@@ -25,7 +25,7 @@ function sessionFile(home: string, sessionId: string): string {
   return join(claudeDir(home), 'sessions', `${encodeURIComponent(sessionId)}.json`);
 }
 
-/** The newest session started in a directory, for the monitor (which is not told its session id). */
+/** The newest session started in a directory, for a monitor not told its session id (CLAUDE_CODE_SESSION_ID). */
 function cwdFile(home: string, cwd: string): string {
   return join(claudeDir(home), 'by-cwd', `${createHash('sha256').update(cwd).digest('hex').slice(0, 32)}.json`);
 }
@@ -66,4 +66,30 @@ export function logHookProblem(home: string, event: string, message: string): vo
   } catch {
     // Nowhere left to report; the hook must still not block Claude.
   }
+}
+
+function deliveredFile(home: string, agentId: string, messageId: number): string {
+  return join(claudeDir(home), 'delivered', encodeURIComponent(agentId), String(messageId));
+}
+
+/**
+ * One path per message: the monitor (a notification line) and the hooks (context) each claim a message
+ * before giving it to Claude, and only the first claim wins (the file is created exclusively, so a
+ * monitor and a hook racing for one message cannot both deliver it). False: already delivered.
+ * When the claim cannot be written at all it returns true: better twice than never.
+ */
+export function claimDelivery(home: string, agentId: string, messageId: number, by: 'monitor' | 'hook'): boolean {
+  const file = deliveredFile(home, agentId, messageId);
+  try {
+    mkdirSync(join(file, '..'), { recursive: true, mode: 0o700 });
+    writeFileSync(file, by, { flag: 'wx', mode: 0o600 });
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code !== 'EEXIST';
+  }
+}
+
+/** Whether the monitor or a hook already gave this message to Claude. */
+export function wasDelivered(home: string, agentId: string, messageId: number): boolean {
+  return existsSync(deliveredFile(home, agentId, messageId));
 }

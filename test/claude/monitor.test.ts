@@ -8,6 +8,7 @@ import { connectAgent, WsRpc } from '../helpers/ws-client.js';
 import { expectedAgentId, hookEnv, logLines, monitorCommand, projectDir, runHook, type Session } from './fixtures/harness.js';
 import { waitFor } from '../helpers/wait.js';
 
+
 const LINE_WITHIN_MS = 1000;
 
 interface Line {
@@ -221,6 +222,82 @@ t.test('a monitor started before SessionStart waits, then follows the agent Sess
   t.equal(m.lines.length, 2, 'exactly one line per message');
   t.comment(`latency, send acknowledged → line on stdout: ${latencies.map((l) => `${l} ms`).join(', ')}`);
 
+  await stopMonitor(t, m);
+  t.same(logLines(s.home), [], 'no problem was logged');
+});
+
+t.test('a monitor told CLAUDE_CODE_SESSION_ID follows that session, not the newest one in its folder', async (t) => {
+  const relay = await startRelay(t);
+  const dir = t.testdir();
+  const observer = await WsRpc.connect(t, relay.wsUrl);
+  const ops = await connectAgent(t, relay.wsUrl, { id: 'ops' });
+  // Two sessions in one folder; Claude Code gives each monitor its own session id in the environment.
+  const mine = newSession(dir, relay.url, 'shared', 'a1b2c3d4-mine');
+  const other = newSession(dir, relay.url, 'shared', 'e5f6a7b8-other');
+  const mineId = expectedAgentId(mine.cwd, mine.id);
+  const otherId = expectedAgentId(other.cwd, other.id);
+  t.not(mineId, otherId, 'two agents');
+  const m = startMonitor(t, { ...mine, env: { ...mine.env, CLAUDE_CODE_SESSION_ID: mine.id } });
+  await new Promise((r) => setTimeout(r, 1500));
+  // The other session's SessionStart wins the race: by folder alone the monitor would follow it.
+  t.equal((await runHook(t, 'SessionStart', other)).code, 0, "the other session's SessionStart ran first");
+  await new Promise((r) => setTimeout(r, 1500));
+  t.notOk((await agentNamed(observer, otherId))?.connected, 'the monitor did not take the other session');
+  t.equal((await runHook(t, 'SessionStart', mine)).code, 0, 'SessionStart of its own session ran');
+  await waitFor(async () => (await agentNamed(observer, mineId))?.connected === true, 'the monitor to follow its own session', 10_000, 50);
+  t.notOk((await agentNamed(observer, otherId))?.connected, 'and still not the other session');
+  const latencies = await sendAndSee(t, ops, mineId, m, ['for this session'], observer);
+  t.equal(m.lines.length, 1, 'one line');
+  t.comment(`latency: ${latencies.join(', ')} ms`);
+  await stopMonitor(t, m);
+  t.same(logLines(mine.home), [], 'no problem was logged');
+});
+
+t.test('one path per message: what the monitor printed the hooks skip, what a hook handed over the monitor skips', async (t) => {
+  const relay = await startRelay(t);
+  const dir = t.testdir();
+  const observer = await WsRpc.connect(t, relay.wsUrl);
+  const lead = await connectAgent(t, relay.wsUrl, { id: 'lead' });
+  const s0 = newSession(dir, relay.url, 'once', 'c0ffee01-once');
+  const s: Session = { ...s0, env: { ...s0.env, CLAUDE_CODE_SESSION_ID: s0.id } };
+  const id = expectedAgentId(s.cwd, s.id);
+  t.equal((await runHook(t, 'SessionStart', s)).code, 0, 'SessionStart ran');
+  const send = async (body: string) => (await lead.rpc.call('message/send', { to: id, body })).message as { id: number };
+
+  // 1. The session is idle; the monitor prints a message, and its line wakes the session: Claude Code
+  //    fires UserPromptSubmit with the notification as the prompt. The hook must not hand it over again.
+  let m = startMonitor(t, s);
+  await waitFor(async () => (await agentNamed(observer, id))?.connected === true, 'the monitor to connect', 15_000, 50);
+  const a = await send('A: printed by the monitor');
+  await waitFor(() => m.lines.some((l) => l.text.includes(`#${a.id} `)), `the line for #${a.id}`, 5000, 5);
+  const woke = await runHook(t, 'UserPromptSubmit', s, { prompt: m.lines.find((l) => l.text.includes(`#${a.id} `))!.text });
+  t.equal(woke.code, 0);
+  t.equal(woke.stdout, '', `UserPromptSubmit woken by the line does not hand #${a.id} over again`);
+  t.equal((await observer.call('message/get', { id: a.id })).deliveries.find((d: any) => d.agentId === id)?.state, 'read', `and marks #${a.id} (printed by the monitor) read`);
+  // 2. Mid-turn: the monitor prints, then Stop runs before the notification is shown. Stop skips it.
+  const b = await send('B: printed mid-turn');
+  await waitFor(() => m.lines.some((l) => l.text.includes(`#${b.id} `)), `the line for #${b.id}`, 5000, 5);
+  const stopped = await runHook(t, 'Stop', s);
+  t.equal(stopped.stdout, '', `Stop does not hand over #${b.id}, which the monitor printed`);
+  await stopMonitor(t, m);
+
+  // 3. A hook hands a message over while no monitor runs; a monitor started later replays from its cursor
+  //    and must not print it again. A message after that is printed once.
+  const c = await send('C: handed over by Stop');
+  const handed = await runHook(t, 'Stop', s);
+  t.match(handed.stdout, `#${c.id} from lead`, `Stop hands #${c.id} over`);
+  m = startMonitor(t, s);
+  await waitFor(async () => (await agentNamed(observer, id))?.connected === true, 'the second monitor to connect', 15_000, 50);
+  const d = await send('D: after the restart');
+  await waitFor(() => m.lines.some((l) => l.text.includes(`#${d.id} `)), `the line for #${d.id}`, 5000, 5);
+  await new Promise((r) => setTimeout(r, 300));
+  t.notOk(m.lines.some((l) => l.text.includes(`#${c.id} `)), `the monitor does not print #${c.id}, which Stop handed over`);
+  t.equal(m.lines.filter((l) => l.text.includes(`#${d.id} `)).length, 1, `#${d.id} printed once`);
+  const later = await runHook(t, 'UserPromptSubmit', s, { prompt: 'next task' });
+  t.equal(later.stdout, '', `the next prompt does not hand over #${d.id} (printed) or #${c.id} (handed over)`);
+  for (const x of [a, b, c, d]) t.equal((await observer.call('message/get', { id: x.id })).deliveries.find((dd: any) => dd.agentId === id)?.state, 'read', `#${x.id} is read`);
+  const end = await runHook(t, 'SessionEnd', s, { reason: 'prompt_input_exit' });
+  t.equal(end.code, 0, 'SessionEnd (/exit) ran');
   await stopMonitor(t, m);
   t.same(logLines(s.home), [], 'no problem was logged');
 });

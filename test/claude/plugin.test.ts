@@ -1,11 +1,31 @@
-import { accessSync, constants, cpSync, mkdirSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { accessSync, constants, cpSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { spawn } from 'node:child_process';
+import { dirname, join } from 'node:path';
 import t, { type Test } from 'tap';
 import { MAX_CONSECUTIVE_BLOCKS } from '../../adapters/claude/hooks.js';
 import { startRelay } from '../helpers/relay.js';
 import { connectAgent, WsRpc } from '../helpers/ws-client.js';
 import { closedPort, expectedAgentId, hookCommand, hookEnv, httpRpc, logLines, PLUGIN_ROOT, projectDir, readJson, runHook, substitute, type HookEvent, type HookRun, type Session } from './fixtures/harness.js';
 
+/** `sh -c COMMAND` as Claude Code's Bash tool runs it: exit code and output. */
+function runShell(command: string, cwd: string, env: NodeJS.ProcessEnv): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('sh', ['-c', command], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+    child.once('error', reject);
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+const REPO = join(PLUGIN_ROOT, '..', '..', '..');
 const EVENTS: HookEvent[] = ['SessionStart', 'UserPromptSubmit', 'Stop', 'SessionEnd'];
 
 /** A hook run that succeeded the way Claude Code needs: exit 0, no signal. */
@@ -220,7 +240,7 @@ t.test('UserPromptSubmit hands unread messages over once and marks them read; Se
   t.same(logLines(s.home), [], 'no problem was logged');
 });
 
-t.test('Stop blocks while messages wait, at most MAX_CONSECUTIVE_BLOCKS times in a row', async (t) => {
+t.test('Stop hands waiting messages over as additionalContext (not a block), at most MAX_CONSECUTIVE_BLOCKS times in a row', async (t) => {
   t.ok(MAX_CONSECUTIVE_BLOCKS >= 1 && MAX_CONSECUTIVE_BLOCKS < 8, `bound (${MAX_CONSECUTIVE_BLOCKS}) is under Claude's own limit of 8`);
   const relay = await startRelay(t);
   const dir = t.testdir();
@@ -236,25 +256,30 @@ t.test('Stop blocks while messages wait, at most MAX_CONSECUTIVE_BLOCKS times in
     exitedCleanly(t, run, 'Stop');
     return run;
   };
-  const expectBlock = async (run: HookRun, m: { id: number; body: string }, what: string) => {
+  // Claude Code 2.1.197 labels a `decision: "block"` "Stop hook error" and gives the reason to the model twice;
+  // Stop's additionalContext keeps Claude working, arrives once and shows no error.
+  const handOver = (run: HookRun, what: string): string => {
     const out = json(t, run, what);
-    t.equal(out.decision, 'block', `${what}: blocks`);
-    t.type(out.reason, 'string');
-    t.match(out.reason, `#${m.id} from lead`, `${what}: the reason names message #${m.id} and its sender`);
-    t.match(out.reason, m.body, `${what}: with its body`);
+    t.notOk('decision' in out, `${what}: no decision (a block shows as a Stop hook error)`);
+    t.notOk('reason' in out, `${what}: no reason`);
+    return additionalContext(t, run, 'Stop');
+  };
+  const expectBlock = async (run: HookRun, m: { id: number; body: string }, what: string) => {
+    const text = handOver(run, what);
+    t.match(text, `#${m.id} from lead`, `${what}: the context names message #${m.id} and its sender`);
+    t.match(text, m.body, `${what}: with its body`);
     t.equal(await deliveryState(observer, m.id, id), 'read', `${what}: #${m.id} marked read`);
-    return out.reason as string;
+    return text;
   };
 
   // A message that fills the reason on its own, and one behind it: two blocks, each message once.
   const huge = await send(`HUGE-START ${'y'.repeat(12_000)} HUGE-END`);
   const first = await send('first: rerun the flaky test');
-  const out1 = json(t, await stopHook(false), 'block 1');
-  t.equal(out1.decision, 'block', 'block 1: blocks');
-  t.match(out1.reason, `#${huge.id} from lead`, 'block 1: the oversized message');
-  t.notMatch(out1.reason, 'HUGE-END', 'block 1: clipped');
-  t.ok(out1.reason.length <= 10_000, `block 1: the reason stays under 10,000 characters (${out1.reason.length})`);
-  t.notMatch(out1.reason, first.body, 'block 1: the next message did not fit');
+  const out1 = handOver(await stopHook(false), 'block 1');
+  t.match(out1, `#${huge.id} from lead`, 'block 1: the oversized message');
+  t.notMatch(out1, 'HUGE-END', 'block 1: clipped');
+  t.ok(out1.length <= 10_000, `block 1: the context stays under 10,000 characters (${out1.length})`);
+  t.notMatch(out1, first.body, 'block 1: the next message did not fit');
   t.not(await deliveryState(observer, first.id, id), 'read', `block 1: so #${first.id} is not marked read`);
   const reason2 = await expectBlock(await stopHook(true), first, 'block 2');
   t.notMatch(reason2, `#${huge.id} `, 'block 2: the oversized message is not repeated');
@@ -378,4 +403,82 @@ t.test('without a CLI the launcher still exits 0 and logs why', async (t) => {
   exitedCleanly(t, run, 'SessionStart without a CLI');
   t.equal(run.stdout, '');
   t.match(logLines(home).at(-1) ?? '', /hook session-start: agent-relay CLI not found/, 'the log says the CLI is missing');
+});
+
+t.test("the context block's commands work without npm link: the plugin's bin/agent-relay (Claude puts <plugin>/bin on the Bash tool's PATH)", async (t) => {
+  const relay = await startRelay(t);
+  const dir = t.testdir();
+  const lead = await connectAgent(t, relay.wsUrl, { id: 'lead' });
+  const s = newSession(dir, relay.url, 'no-link', 'nolink-session-1');
+  const id = expectedAgentId(s.cwd, s.id);
+  const text = additionalContext(t, await runHook(t, 'SessionStart', s), 'SessionStart');
+  const launcher = join(PLUGIN_ROOT, 'bin', 'agent-relay');
+  t.ok(statSync(launcher).isFile(), 'the plugin ships bin/agent-relay');
+  t.doesNotThrow(() => accessSync(launcher, constants.X_OK), 'and it is executable');
+  // The Bash tool's PATH as Claude Code builds it for an enabled plugin: <plugin>/bin first, no agent-relay elsewhere.
+  const path = `${join(PLUGIN_ROOT, 'bin')}:${dirname(process.execPath)}:/usr/bin:/bin`;
+  const bash = (command: string) => runShell(command, s.cwd, { ...s.env, PATH: path });
+  const m = (await lead.rpc.call('message/send', { to: id, body: 'are you there?' })).message;
+  const inboxLine = /^Inbox: (agent-relay inbox .*)$/m.exec(text)?.[1];
+  t.ok(inboxLine, 'the context block has the inbox command');
+  const inbox = await bash(inboxLine!);
+  t.equal(inbox.code, 0, `the inbox command from the context block runs (stderr: ${inbox.stderr.trim() || 'none'})`);
+  t.match(inbox.stdout, 'are you there?', 'and lists the message');
+  const reply = await bash(`agent-relay send --as ${id} --reply-to ${m.id} lead "yes"`);
+  t.equal(reply.code, 0, `the reply command runs (stderr: ${reply.stderr.trim() || 'none'})`);
+  const { messages } = await lead.rpc.call('message/list', {});
+  t.ok(messages.some((x: any) => x.body === 'yes' && x.replyTo === m.id && x.from === id), 'the reply reached lead');
+});
+
+t.test('in a checkout without node_modules (or without dist/) every hook still exits 0, quietly, and logs why', async (t) => {
+  // Outside the repository: node must not find this checkout's node_modules by walking up.
+  const base = mkdtempSync(join(tmpdir(), 'relay-nomods-'));
+  t.teardown(() => rmSync(base, { recursive: true, force: true }));
+  const checkout = (name: string, withDist: boolean): string => {
+    const root = join(base, name);
+    mkdirSync(join(root, 'bin'), { recursive: true });
+    for (const f of ['agent-relay.js', 'run-built.js']) cpSync(join(REPO, 'bin', f), join(root, 'bin', f));
+    cpSync(join(REPO, 'package.json'), join(root, 'package.json'));
+    cpSync(PLUGIN_ROOT, join(root, 'adapters', 'claude', 'plugin'), { recursive: true });
+    if (withDist) cpSync(join(REPO, 'dist'), join(root, 'dist'), { recursive: true });
+    return root;
+  };
+  for (const [name, withDist] of [['no-node-modules', true], ['no-dist', false]] as const) {
+    const root = checkout(name, withDist);
+    const home = join(base, `${name}-home`);
+    const s: Session = { id: `${name}-session`, cwd: projectDir(base, `${name}-proj`), home, env: hookEnv({ AGENT_RELAY_URL: 'http://127.0.0.1:9', AGENT_RELAY_HOME: home, PATH: `${dirname(process.execPath)}:/usr/bin:/bin` }) };
+    for (const event of EVENTS) {
+      const run = await runHook(t, event, s, {}, { root: join(root, 'adapters', 'claude', 'plugin') });
+      exitedCleanly(t, run, `${name}: ${event}`);
+      t.equal(run.stdout, '', `${name}: ${event}: nothing on stdout`);
+      t.ok(run.stderr.trim().split('\n').filter(Boolean).length <= 1, `${name}: ${event}: at most one line on stderr (${JSON.stringify(run.stderr)})`);
+    }
+    const lines = logLines(home);
+    t.equal(lines.length, EVENTS.length, `${name}: one log line per hook`);
+    t.match(lines.at(-1) ?? '', /hook session-end: agent-relay CLI cannot load/, `${name}: the log says the CLI cannot load`);
+  }
+});
+
+// Claude Code 2.1.197 runs a plugin installed from a local directory marketplace in place; this is the
+// fallback for a run from the cache copy it also leaves (another version, another marketplace kind).
+t.test("a copy in Claude's plugin cache layout finds the package through known_marketplaces.json: hooks and bin/agent-relay work without npm link", async (t) => {
+  const relay = await startRelay(t);
+  const dir = t.testdir();
+  const observer = await WsRpc.connect(t, relay.wsUrl);
+  // The cache layout `claude plugin install agent-relay@agent-relay` left with Claude Code 2.1.197.
+  const plugins = join(dir, 'config', 'plugins');
+  const root = join(plugins, 'cache', 'agent-relay', 'agent-relay', '0.1.0');
+  mkdirSync(root, { recursive: true });
+  cpSync(PLUGIN_ROOT, root, { recursive: true });
+  writeFileSync(join(plugins, 'known_marketplaces.json'), JSON.stringify({ 'agent-relay': { source: { source: 'directory', path: REPO }, installLocation: REPO, lastUpdated: new Date().toISOString() } }));
+  const path = `${join(root, 'bin')}:${dirname(process.execPath)}:/usr/bin:/bin`;
+  const s = newSession(dir, relay.url, 'installed', 'cached01-session', { env: { PATH: path } });
+  const id = expectedAgentId(s.cwd, s.id);
+  const start = await runHook(t, 'SessionStart', s, {}, { root });
+  exitedCleanly(t, start, 'SessionStart from the cache copy');
+  t.match(additionalContext(t, start, 'SessionStart'), `relay agent ${id}`, 'registered and told Claude who it is');
+  t.equal((await agentNamed(observer, id))?.status, 'online', 'the agent is online');
+  const inbox = await runShell(`agent-relay inbox --as ${id} --unread`, s.cwd, s.env);
+  t.equal(inbox.code, 0, `bin/agent-relay from the cache copy runs the CLI (stderr: ${inbox.stderr.trim() || 'none'})`);
+  t.same(logLines(s.home), [], 'no problem was logged');
 });

@@ -97,7 +97,11 @@ export function liveCommands(program: Command, run: Run): void {
  * Hold a WebSocket as `identity` and print one line per incoming message, each acknowledged as
  * `injected` once printed. Resumes after the last message it printed, across restarts.
  */
-export async function runMonitor(ctx: CliContext, identity: StoredIdentity, maxBody: number): Promise<void> {
+/**
+ * `claim` (the Claude monitor): called before a message is printed; false means it was already
+ * delivered another way, so it is not printed (nor acknowledged) again.
+ */
+export async function runMonitor(ctx: CliContext, identity: StoredIdentity, maxBody: number, claim?: (messageId: number) => boolean): Promise<void> {
   // It waits for a relay that is not up yet, but a relay that refuses the relay token would be
   // waited for forever: ask over HTTP once, and let only "not reachable" through.
   await ctx.http.health().catch((err: unknown) => {
@@ -118,6 +122,11 @@ export async function runMonitor(ctx: CliContext, identity: StoredIdentity, maxB
     ctx.remember(identity);
   };
   client.on('message', (m) => {
+    if (claim && !claim(m.id)) {
+      identity.cursor = Math.max(identity.cursor ?? 0, m.id);
+      pendingSave ??= setTimeout(saveCursor, CURSOR_SAVE_EVERY_MS);
+      return;
+    }
     const where = m.channel ? ` in ${m.channel}` : '';
     const task = m.claimable ? ` (claimable: agent-relay claim --as ${identity.id} ${m.taskId})` : '';
     ctx.io.out(
