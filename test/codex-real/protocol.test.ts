@@ -112,6 +112,38 @@ t.test(`codex app-server ${CODEX_VERSION}: handshake, Origin, thread/read and th
   const resumeLate = await c2.call('thread/resume', { threadId });
   t.comment(`after the first turn: thread/resume from a second socket → ${resumeLate.error ? JSON.stringify(resumeLate.error) : `ok, turns=${resumeLate.result.thread.turns?.length}`}`);
   t.ok(resumeLate.result, 'thread/resume works once the thread has a turn');
-  const busy = await c.call('turn/steer', { threadId, expectedTurnId: done.params.turn.id, input: [{ type: 'text', text: 'late', text_elements: [] }] });
-  t.comment(`turn/steer on an ended turn → ${JSON.stringify(busy.error ?? busy.result)}`);
+  const late = await c.call('turn/steer', { threadId, expectedTurnId: done.params.turn.id, input: [{ type: 'text', text: 'late', text_elements: [] }] });
+  t.comment(`turn/steer on an ended turn → ${JSON.stringify(late.error ?? late.result)}`);
+  t.ok(late.error, 'turn/steer on an ended turn fails');
+
+  // A held turn: what turn/start and turn/steer do while it runs.
+  let release!: () => void;
+  model.next({ text: 'held answer', gate: new Promise<void>((r) => (release = r)) });
+  model.next({ text: 'after the held one' });
+  const mark = c.inbox.length;
+  const held = await c.call('turn/start', { threadId, input: [{ type: 'text', text: 'hold this', text_elements: [] }] });
+  const heldId: string = held.result.turn.id;
+  await c.until((m) => m.method === 'turn/started' && m.params.turn.id === heldId);
+  while (!model.responses().some((r) => r.userTexts.at(-1) === 'hold this')) await new Promise((r) => setTimeout(r, 20));
+  const requestsBefore = model.responses().length; // the held request included
+  const second = await c.call('turn/start', { threadId, input: [{ type: 'text', text: 'busy start', text_elements: [] }] });
+  t.comment(`turn/start while a turn runs → ${JSON.stringify(second.error ?? { turnId: second.result.turn.id, sameAsRunning: second.result.turn.id === heldId, status: second.result.turn.status })}`);
+  t.equal(second.result?.turn?.id, heldId, 'turn/start while a turn runs answers the running turn id (the text is folded in)');
+  const steer = await c.call('turn/steer', { threadId, expectedTurnId: heldId, input: [{ type: 'text', text: 'steered in', text_elements: [] }] });
+  t.comment(`turn/steer on the running turn → ${JSON.stringify(steer.error ?? steer.result)}`);
+  t.equal(steer.result?.turnId, heldId, 'turn/steer on the running turn answers its id');
+  const wrong = await c.call('turn/steer', { threadId, expectedTurnId: 'not-the-turn', input: [{ type: 'text', text: 'x', text_elements: [] }] });
+  t.comment(`turn/steer with a wrong expectedTurnId → ${JSON.stringify(wrong.error ?? wrong.result)}`);
+  release();
+  const heldDone = await c.until((m) => m.method === 'turn/completed' && m.params.turn.id === heldId);
+  // The folded input runs as a follow-up model request inside the same turn, or as turns of its own.
+  await new Promise((r) => setTimeout(r, 500));
+  const after = c.inbox.slice(mark).filter((m) => m.method === 'turn/started' || m.method === 'turn/completed').map((m) => `${m.method}(${m.params.turn.id === heldId ? 'held' : m.params.turn.id})`);
+  t.comment(`turn events from the held turn on: ${after.join(', ')}`);
+  t.comment(`model requests in the held turn: ${model.responses().length - requestsBefore + 1}; user texts of the last: ${JSON.stringify(model.responses().at(-1)!.userTexts.slice(-3))}`);
+  // How many follow-up requests the folded and steered texts take varies with timing (1 to 3 seen).
+  t.ok(model.responses().length > requestsBefore, 'the folded and steered texts went to the model in follow-up requests of the same turn');
+  t.same(model.responses().at(-1)!.userTexts.slice(-3), ['hold this', 'busy start', 'steered in'], 'the last request carries all three user texts');
+  t.notOk(after.some((e) => !e.includes('(held)')), 'no other turn started or completed');
+  t.comment(`held turn's final items: ${JSON.stringify(heldDone.params.turn.items.map((i: any) => [i.type, i.text]))}`);
 });

@@ -153,3 +153,26 @@ for (const kind of ['http500', 'sseFailed'] as const) {
     t.match(reply.body, error?.message ?? 'a reason', 'the sender learns why');
   });
 }
+
+t.test('idle before the first turn: the reconcile thread/read fails on the real server, delivery still works', async (t) => {
+  const s = await realSetup(t, { env: { CODEX_LIVE_RECONCILE_INTERVAL_MS: '300' } });
+  await s.ready();
+  // Several reconcile intervals with no turn yet.
+  await waitFor(() => s.app.answers('thread/read').filter((a) => a.response).length >= 3, 'three reconciles', 10_000);
+  const early = s.app.answers('thread/read').filter((a) => a.response);
+  t.ok(
+    early.every((a) => a.request.params.includeTurns === true && a.response.error?.code === -32601),
+    'every reconcile before the first turn is thread/read {includeTurns:true} → -32601',
+  );
+  t.comment(`before the first turn, ${early.length} reconciles: ${[...new Set(early.map((a) => `${JSON.stringify(a.request.params.includeTurns)} → ${JSON.stringify(a.response.error ?? 'ok')}`))].join('; ')}`);
+  const alice = await s.sender();
+  const m = (await alice.rpc.call('message/send', { to: s.agentId, body: 'after a quiet start' })).message;
+  await waitFor(() => repliesTo(alice.rpc, m.id).length === 1, 'the reply', REPLY_WAIT);
+  t.equal(repliesTo(alice.rpc, m.id)[0]!.body, 'mock answer 1', 'answered');
+  await waitFor(() => s.app.notifications('deprecationNotice').length >= 2, 'reconciles after the turn', 5000);
+  const turnAt = s.app.frames.findIndex((f) => f.dir === 'out' && f.msg?.method === 'turn/start');
+  const laterIds = new Set(s.app.frames.slice(turnAt).filter((f) => f.dir === 'out' && f.msg?.method === 'thread/read' && f.msg.params.includeTurns).map((f) => f.msg.id));
+  const later = s.app.answers('thread/read').filter((a) => laterIds.has(a.request.id) && a.response);
+  t.ok(later.length > 0 && later.every((a) => a.response.result), 'after the first turn the same read works');
+  t.comment(`after the first turn: ${later.length} thread/read answered, errors: ${later.filter((a) => a.response.error).length}; deprecationNotice so far: ${s.app.notifications('deprecationNotice').length}`);
+});
