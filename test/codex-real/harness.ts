@@ -223,6 +223,8 @@ shell_snapshot = false
 
 export interface Frame {
   dir: 'in' | 'out'; // in: app-server → adapter; out: adapter → app-server
+  /** Which proxied connection (1, 2, ...): JSON-RPC ids restart on each. */
+  conn: number;
   msg: any;
   at: number;
 }
@@ -232,7 +234,11 @@ export interface RealAppServer {
   url: string;
   /** The app-server's own listen URL. */
   directUrl: string;
-  child: TsChild;
+  readonly child: TsChild;
+  /** SIGKILL the app-server (its threads survive as rollouts in CODEX_HOME). */
+  kill(): Promise<void>;
+  /** Start it again on the same port and CODEX_HOME. */
+  start(): Promise<void>;
   codexHome: string;
   /** Milliseconds from spawn to /readyz 200. */
   startupMs: number;
@@ -252,39 +258,52 @@ export async function startRealAppServer(t: Test, model: FakeModel, o: { approva
   const port = await freePort();
   const directUrl = `ws://127.0.0.1:${port}`;
   const started = Date.now();
-  const codex = codexCommand();
-  const child = spawnChild(t, codex.command, [...codex.args, 'app-server', '--listen', directUrl], {
-    cwd: dir,
-    env: { PATH: process.env.PATH, HOME: dir, CODEX_HOME: codexHome, MOCK_API_KEY: 'mock-key', RUST_LOG: 'warn', NO_COLOR: '1' },
-  });
-  let gone = false;
-  void child.exited.then(() => (gone = true));
-  await waitFor(
-    async () => {
-      if (gone) throw new Error(`codex app-server exited before /readyz: ${child.stderr().slice(-2000)}`);
-      try {
-        return (await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200;
-      } catch {
-        return false;
-      }
-    },
-    'codex app-server /readyz',
-    20_000,
-    50,
-  );
+  const spawnServer = async (): Promise<TsChild> => {
+    const codex = codexCommand();
+    const child = spawnChild(t, codex.command, [...codex.args, 'app-server', '--listen', directUrl], {
+      cwd: dir,
+      env: { PATH: process.env.PATH, HOME: dir, CODEX_HOME: codexHome, MOCK_API_KEY: 'mock-key', RUST_LOG: 'warn', NO_COLOR: '1' },
+    });
+    let gone = false;
+    void child.exited.then(() => (gone = true));
+    await waitFor(
+      async () => {
+        if (gone) throw new Error(`codex app-server exited before /readyz: ${child.stderr().slice(-2000)}`);
+        try {
+          return (await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200;
+        } catch {
+          return false;
+        }
+      },
+      'codex app-server /readyz',
+      20_000,
+      50,
+    );
+    return child;
+  };
+  let child = await spawnServer();
   const startupMs = Date.now() - started;
   const frames: Frame[] = [];
   const proxyUrl = await recordingProxy(t, directUrl, frames);
-  const byId = (id: unknown) => frames.find((f) => f.dir === 'in' && f.msg?.id === id && f.msg.method === undefined)?.msg;
+  const answerOf = (req: Frame) => frames.find((f) => f.dir === 'in' && f.conn === req.conn && f.msg?.id === req.msg.id && f.msg.method === undefined)?.msg;
   return {
     url: proxyUrl,
     directUrl,
-    child,
+    get child() {
+      return child;
+    },
+    async kill() {
+      child.kill('SIGKILL');
+      await child.exited;
+    },
+    async start() {
+      child = await spawnServer();
+    },
     codexHome,
     startupMs,
     frames,
     notifications: (method) => frames.filter((f) => f.dir === 'in' && f.msg?.method && f.msg.id === undefined && (!method || f.msg.method === method)).map((f) => f.msg),
-    answers: (method) => frames.filter((f) => f.dir === 'out' && f.msg?.method === method && f.msg.id !== undefined).map((f) => ({ request: f.msg, response: byId(f.msg.id) })),
+    answers: (method) => frames.filter((f) => f.dir === 'out' && f.msg?.method === method && f.msg.id !== undefined).map((f) => ({ request: f.msg, response: answerOf(f) })),
   };
 }
 
@@ -293,14 +312,18 @@ async function recordingProxy(t: Test, target: string, frames: Frame[]): Promise
   const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
   await new Promise<void>((r) => wss.once('listening', () => r()));
   const sockets = new Set<WebSocket>();
-  const record = (dir: Frame['dir'], text: string) => {
-    try {
-      frames.push({ dir, msg: JSON.parse(text), at: Date.now() });
-    } catch {
-      frames.push({ dir, msg: text, at: Date.now() });
-    }
-  };
+  let conns = 0;
   wss.on('connection', (client) => {
+    const conn = ++conns;
+    const record = (dir: Frame['dir'], text: string) => {
+      let msg: any = text;
+      try {
+        msg = JSON.parse(text);
+      } catch {
+        // kept as text
+      }
+      frames.push({ dir, conn, msg, at: Date.now() });
+    };
     const upstream = new WebSocket(target);
     sockets.add(client).add(upstream);
     const early: string[] = [];

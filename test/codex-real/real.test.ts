@@ -176,3 +176,69 @@ t.test('idle before the first turn: the reconcile thread/read fails on the real 
   t.ok(later.length > 0 && later.every((a) => a.response.result), 'after the first turn the same read works');
   t.comment(`after the first turn: ${later.length} thread/read answered, errors: ${later.filter((a) => a.response.error).length}; deprecationNotice so far: ${s.app.notifications('deprecationNotice').length}`);
 });
+
+t.test('the app-server is killed and started again: the adapter resumes its thread', async (t) => {
+  const s = await realSetup(t);
+  await s.ready();
+  const alice = await s.sender();
+  s.model.next({ text: 'before the restart' });
+  const m1 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'remember the word teapot' })).message;
+  await waitFor(() => repliesTo(alice.rpc, m1.id).length === 1, 'the first reply', REPLY_WAIT);
+  const threadId: string = s.app.answers('thread/start')[0]!.response.result.thread.id;
+  const obs = await s.observer();
+  const killedAt = Date.now();
+  await s.app.kill();
+  await waitFor(async () => (await agentRecord(obs, s.agentId))?.ready === false, 'ready=false while the app-server is gone', REPLY_WAIT);
+  const mark = s.app.frames.length;
+  await s.app.start();
+  await s.ready();
+  t.comment(`ready again ${Date.now() - killedAt} ms after the kill`);
+  const resumes = s.app.answers('thread/resume');
+  t.equal(resumes.length, 1, 'one thread/resume');
+  t.equal(resumes[0]?.request.params.threadId, threadId, 'of its own thread');
+  t.ok(resumes[0]?.response?.result, 'the real server resumed it from the rollout');
+  t.equal(s.app.answers('thread/start').length, 1, 'no new thread');
+  t.comment(`thread/resume → ${resumes[0]?.response?.error ? JSON.stringify(resumes[0].response.error) : `ok, status=${JSON.stringify(resumes[0]?.response?.result?.thread?.status)}, turns=${resumes[0]?.response?.result?.thread?.turns?.length}`}`);
+  t.comment(`thread/resume result keys: ${Object.keys(resumes[0]?.response?.result ?? {}).join(', ')}; thread.turns=${JSON.stringify(resumes[0]?.response?.result?.thread?.turns)}; notices on resume: ${JSON.stringify(s.app.notifications('deprecationNotice').slice(-1).map((n) => n.params.summary))}`);
+  s.model.next({ text: 'after the restart' });
+  const m2 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'which word?' })).message;
+  await waitFor(() => repliesTo(alice.rpc, m2.id).length === 1, 'the reply after the restart', REPLY_WAIT);
+  t.equal(repliesTo(alice.rpc, m2.id)[0]!.body, 'after the restart');
+  const last = s.model.responses().at(-1)!;
+  t.ok(last.userTexts.some((x) => x.includes('remember the word teapot')), 'the resumed thread kept its history (the model saw the first message)');
+  printable(s, t, 'frames after the restart', mark);
+});
+
+t.test('the app-server dies mid-turn and comes back: what happens to the message in flight', async (t) => {
+  const s = await realSetup(t);
+  await s.ready();
+  const alice = await s.sender();
+  s.model.next({ text: 'never finished', gate: new Promise(() => undefined) });
+  const m = (await alice.rpc.call('message/send', { to: s.agentId, body: 'the interrupted one' })).message;
+  await waitFor(() => s.app.notifications('turn/started').length === 1 && s.model.responses().length === 1, 'the turn to run', REPLY_WAIT);
+  await s.app.kill();
+  const mark = s.app.frames.length;
+  s.model.next({ text: 'answered after the restart' });
+  await s.app.start();
+  await s.ready();
+  await waitFor(() => repliesTo(alice.rpc, m.id).length >= 1, 'a reply to the interrupted message', REPLY_WAIT);
+  await new Promise((r) => setTimeout(r, 1000)); // a second reply or turn would show up here
+  const resume = s.app.answers('thread/resume')[0];
+  const carrying = s.model.responses().filter((r) => r.userTexts.filter((x) => x.includes(`Message #${m.id} from alice`)).length > 0);
+  const reply = repliesTo(alice.rpc, m.id);
+  t.comment(`thread/resume after the crash → ${resume?.response?.error ? JSON.stringify(resume.response.error) : `ok, status=${JSON.stringify(resume?.response?.result?.thread?.status)}, thread.turns=${JSON.stringify(resume?.response?.result?.thread?.turns)}`}`);
+  t.comment(`turn/start after the restart: ${s.app.answers('turn/start').length - 1}; model requests carrying #${m.id}: ${carrying.length}; the last one holds the message ${carrying.at(-1)?.userTexts.filter((x) => x.includes(`Message #${m.id} from`)).length} time(s)`);
+  t.comment(`replies: ${JSON.stringify(reply.map((x) => x.body))}`);
+  printable(s, t, 'frames after the restart', mark);
+  // The real server keeps the killed turn in the rollout as `interrupted` (thread/resume and
+  // thread/read {includeTurns:true} both show it, the user message its only item), so the
+  // adapter counts the message as delivered and tells the sender the turn was interrupted: it is
+  // not delivered again and the model is not asked again.
+  const reads = s.app.answers('thread/read').filter((a) => a.request.params.includeTurns && a.response?.result && s.app.frames.findIndex((f) => f.msg === a.request) >= mark);
+  const seen = reads[0]?.response.result.thread.turns?.map((x: any) => x.status);
+  t.comment(`thread/read {includeTurns:true} after the resume: turn statuses ${JSON.stringify(seen)}`);
+  t.same(seen, ['interrupted'], 'the real server recorded the killed turn as interrupted');
+  t.equal(reply.length, 1, 'one reply');
+  t.equal(reply[0]!.body, '(Codex turn interrupted)', 'saying the turn was interrupted');
+  t.equal(s.app.answers('turn/start').length, 1, 'not delivered again');
+});
