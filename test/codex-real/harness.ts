@@ -60,6 +60,8 @@ export interface ModelStep {
   status?: number;
   /** Stream a `response.failed` event with this error message instead of completing. */
   failMessage?: string;
+  /** Answer with a function call (a tool Codex offers, e.g. exec_command {cmd}) instead of text. */
+  call?: { name: string; arguments: Record<string, unknown> };
 }
 
 export interface ModelRequest {
@@ -128,6 +130,15 @@ export async function startFakeModel(t: Test): Promise<FakeModel> {
     open.add(res);
     res.on('close', () => open.delete(res));
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+    if (step.call) {
+      const item = { type: 'function_call', id: `fc_${n}`, call_id: `call_${n}`, name: step.call.name, arguments: JSON.stringify(step.call.arguments), status: 'completed' };
+      sse(res, 'response.created', { response: { id, object: 'response', status: 'in_progress', output: [] } });
+      sse(res, 'response.output_item.added', { output_index: 0, item: { ...item, arguments: '', status: 'in_progress' } });
+      sse(res, 'response.output_item.done', { output_index: 0, item });
+      sse(res, 'response.completed', { response: { id, object: 'response', status: 'completed', output: [item], usage: { input_tokens: 10, input_tokens_details: { cached_tokens: 0 }, output_tokens: 5, output_tokens_details: { reasoning_tokens: 0 }, total_tokens: 15 } } });
+      res.end();
+      return;
+    }
     const text = step.text ?? `mock answer ${n}`;
     const msgId = `msg_${n}`;
     sse(res, 'response.created', { response: { id, object: 'response', status: 'in_progress', output: [] } });
@@ -184,7 +195,7 @@ export async function freePort(): Promise<number> {
 }
 
 /** The offline config.toml measured to work with 0.171 (see docs/INTEGRATIONS.md). */
-export function codexConfigToml(modelBaseUrl: string, approvalPolicy: 'never' | 'untrusted' = 'never'): string {
+export function codexConfigToml(modelBaseUrl: string, approvalPolicy: string = 'never'): string {
   return `model = "mock-model"
 model_provider = "mock"
 approval_policy = "${approvalPolicy}"
@@ -250,7 +261,7 @@ export interface RealAppServer {
   answers(method: string): Array<{ request: any; response: any }>;
 }
 
-export async function startRealAppServer(t: Test, model: FakeModel, o: { approvalPolicy?: 'never' | 'untrusted' } = {}): Promise<RealAppServer> {
+export async function startRealAppServer(t: Test, model: FakeModel, o: { approvalPolicy?: string } = {}): Promise<RealAppServer> {
   const dir = t.testdir();
   const codexHome = join(dir, 'codex-home');
   mkdirSync(codexHome, { recursive: true });
@@ -373,7 +384,7 @@ export interface RealSetup {
   ready(): Promise<number>;
 }
 
-export async function realSetup(t: Test, o: { env?: NodeJS.ProcessEnv; approvalPolicy?: 'never' | 'untrusted' } = {}): Promise<RealSetup> {
+export async function realSetup(t: Test, o: { env?: NodeJS.ProcessEnv; approvalPolicy?: string } = {}): Promise<RealSetup> {
   const dir = t.testdir();
   const model = await startFakeModel(t);
   const app = await startRealAppServer(t, model, o);
