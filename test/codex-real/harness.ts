@@ -266,8 +266,8 @@ export async function startRealAppServer(t: Test, model: FakeModel, o: { approva
   const codexHome = join(dir, 'codex-home');
   mkdirSync(codexHome, { recursive: true });
   writeFileSync(join(codexHome, 'config.toml'), codexConfigToml(model.url, o.approvalPolicy));
-  const port = await freePort();
-  const directUrl = `ws://127.0.0.1:${port}`;
+  let port = await freePort();
+  let directUrl = `ws://127.0.0.1:${port}`;
   const started = Date.now();
   const spawnServer = async (): Promise<TsChild> => {
     const codex = codexCommand();
@@ -292,7 +292,19 @@ export async function startRealAppServer(t: Test, model: FakeModel, o: { approva
     );
     return child;
   };
-  let child = await spawnServer();
+  // freePort releases the port before the app-server binds it: another test file may take it
+  // in between. Only then (the bind failed) start again on another port.
+  let child: TsChild;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      child = await spawnServer();
+      break;
+    } catch (err) {
+      if (attempt >= 3 || !/in use/i.test(String(err))) throw err;
+      port = await freePort();
+      directUrl = `ws://127.0.0.1:${port}`;
+    }
+  }
   const startupMs = Date.now() - started;
   const frames: Frame[] = [];
   const proxyUrl = await recordingProxy(t, directUrl, frames);
