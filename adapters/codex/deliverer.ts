@@ -95,7 +95,7 @@ export class Deliverer {
     if (delivery.turnId === null) await this.accepted(delivery, turn.id);
     const ended = !!turn.status && turn.status !== 'inProgress';
     this.apply({ type: 'adopted', delivery, turnId: turn.id, running: !ended });
-    if (ended) await this.complete(delivery, turn.status!, finalAgentText(turn));
+    if (ended) await this.complete(delivery, turn.status!, finalAgentText(turn), turn.error?.message);
   }
 
   private async fetchMessages(ids: number[]): Promise<Message[]> {
@@ -222,15 +222,19 @@ export class Deliverer {
     await relay.call('message/read', { ids }).catch((err: Error) => this.host.log.warn(`could not mark ${ids.join(',')} read: ${err.message}`));
   }
 
-  /** The turn ended: send its final answer back as a reply in each thread it answered. */
-  private async complete(delivery: Delivery, status: string, text: string | null): Promise<void> {
+  /**
+   * The turn ended: send its final answer back as a reply in each thread it answered. A turn that
+   * did not complete says so, with Codex's reason when it gave one (turn.error.message).
+   */
+  private async complete(delivery: Delivery, status: string, text: string | null, reason?: string): Promise<void> {
     // Once: turn/completed, a reconcile and a recovery can all see the same turn end.
     if (delivery.done) return;
     this.apply({ type: 'settled', delivery });
     this.host.state.inFlight = null;
     this.host.save();
     if (delivery.turnId) this.agentTextByTurn.delete(delivery.turnId);
-    const body = status === 'completed' ? text : `(Codex turn ${status}${text ? `: ${text}` : ''})`;
+    const detail = [reason, text].filter(Boolean).join(' — ');
+    const body = status === 'completed' ? text : `(Codex turn ${status}${detail ? `: ${detail}` : ''})`;
     const relay = this.host.relay();
     if (!body || !relay) return;
     // One reply per relay thread, to the last message of that thread in the turn.
@@ -267,7 +271,7 @@ export class Deliverer {
       // turn/completed carries no items: when the agentMessage item/completed went missing, the
       // answer is only in the thread. Without this the sender got no reply at all.
       if (text === null && (turn.status ?? 'completed') === 'completed') text = await this.readFinalText(turn.id);
-      await this.complete(effect.delivery, turn.status ?? 'completed', text);
+      await this.complete(effect.delivery, turn.status ?? 'completed', text, turn.error?.message);
     }
     this.agentTextByTurn.delete(turn.id);
     this.schedule();
@@ -297,7 +301,7 @@ export class Deliverer {
       this.apply({ type: 'statusRead', active });
       const d = this.pipe.delivery;
       const verdict = reconcileVerdict(d, active, thread.turns ?? []);
-      if (d && verdict?.kind === 'ended') await this.complete(d, verdict.turn.status ?? 'completed', this.agentTextByTurn.get(verdict.turn.id) ?? finalAgentText(verdict.turn));
+      if (d && verdict?.kind === 'ended') await this.complete(d, verdict.turn.status ?? 'completed', this.agentTextByTurn.get(verdict.turn.id) ?? finalAgentText(verdict.turn), verdict.turn.error?.message);
       else if (d && verdict?.kind === 'phantom') await this.complete(d, 'completed', null); // folded into a turn we already answered
       this.schedule();
     } catch {

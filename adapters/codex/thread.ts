@@ -13,6 +13,8 @@ export interface CodexThread {
 export interface CodexTurn {
   id: string;
   status?: string;
+  /** Why a failed turn failed (0.171: the model's error, or Codex's own text for an HTTP error). */
+  error?: { message?: string } | null;
   items?: Array<{ type: string; id?: string; text?: string; content?: Array<{ type: string; text?: string }> }>;
 }
 

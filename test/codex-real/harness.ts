@@ -13,10 +13,10 @@ import { join } from 'node:path';
 import type { Test } from 'tap';
 import WebSocket, { WebSocketServer } from 'ws';
 import { codexAgentId, loadConfig } from '../../adapters/codex/config.js';
-import { agentRecord, spawnAdapter, type ChildAdapter } from '../codex/harness.js';
+import { agentRecord, relayClients, spawnAdapter, type ChildAdapter } from '../codex/harness.js';
 import { ROOT, spawnChild, type TsChild } from '../helpers/child.js';
 import { startRelay, type TestRelay } from '../helpers/relay.js';
-import { connectAgent, WsRpc } from '../helpers/ws-client.js';
+import type { WsRpc } from '../helpers/ws-client.js';
 import { waitFor } from '../helpers/wait.js';
 
 export { agentRecord };
@@ -420,10 +420,8 @@ export async function realSetup(t: Test, o: { env?: NodeJS.ProcessEnv; approvalP
   };
   const adapterStart = Date.now();
   const adapter = spawnAdapter(t, env);
-  const rpcs: WsRpc[] = [];
-  t.teardown(async () => {
-    for (const r of rpcs) await r.close();
-  });
+  const clients = relayClients(t, relay.wsUrl);
+  t.teardown(() => clients.closeAll());
   const s: RealSetup = {
     model,
     app,
@@ -431,16 +429,8 @@ export async function realSetup(t: Test, o: { env?: NodeJS.ProcessEnv; approvalP
     adapter,
     agentId: codexAgentId(loadConfig(env)),
     cwd,
-    async sender(id = 'alice') {
-      const a = await connectAgent(t, relay.wsUrl, { id });
-      rpcs.push(a.rpc);
-      return a;
-    },
-    async observer() {
-      const rpc = await WsRpc.connect(t, relay.wsUrl);
-      rpcs.push(rpc);
-      return rpc;
-    },
+    sender: clients.sender,
+    observer: clients.observer,
     async ready() {
       const obs = await s.observer();
       await waitFor(async () => (await agentRecord(obs, s.agentId))?.ready === true, `the adapter agent to be ready (adapter stderr: ${adapter.stderr().slice(-2000)})`, 20_000);

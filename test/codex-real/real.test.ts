@@ -120,13 +120,10 @@ t.test('a message arriving while a turn runs waits and gets its own turn', async
   printable(s, t, 'frames after release', heldFrom);
 });
 
-// Adapter bug (reported, not fixed here: adapters/codex/bridge.ts is being reworked): the real
-// server gives the reason in turn/completed's turn.error.message (and in an `error` notification
-// before it), but the reply is only "(Codex turn failed)".
-const LOST_REASON = 'the adapter replies only "(Codex turn failed)"; the real server sent the reason in turn/completed turn.error (and an error notification)';
-
+// The real server gives a failed turn's reason in turn/completed's turn.error.message (and in an
+// `error` notification before it); the reply carries it (it used to be only "(Codex turn failed)").
 for (const kind of ['http500', 'sseFailed'] as const) {
-  t.test(`a model error (${kind === 'http500' ? 'HTTP 500' : 'SSE response.failed'}) → what the sender gets`, { todo: LOST_REASON }, async (t) => {
+  t.test(`a model error (${kind === 'http500' ? 'HTTP 500' : 'SSE response.failed'}) → the sender gets the reason`, async (t) => {
     const s = await realSetup(t);
     await s.ready();
     const reason = kind === 'http500' ? 'fake model error 500' : 'the fake model failed this response';

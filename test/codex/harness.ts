@@ -96,12 +96,12 @@ export async function setup(t: Test, o: { fake?: FakeAppServerOptions; env?: Nod
     ...o.env,
   };
   const bridges: BridgeHandle[] = [];
-  const rpcs: WsRpc[] = [];
+  const clients = relayClients(t, relay.wsUrl);
   // One teardown, in this order: adapters first (they talk to both), then the fake; the relay
   // closes with its own teardown.
   t.teardown(async () => {
     for (const b of bridges) await b.stop();
-    for (const r of rpcs) await r.close();
+    await clients.closeAll();
     await fake.close();
   });
   const s: Setup = {
@@ -129,16 +129,8 @@ export async function setup(t: Test, o: { fake?: FakeAppServerOptions; env?: Nod
       bridges.push(h);
       return h;
     },
-    async sender(id = 'alice') {
-      const a = await connectAgent(t, relay.wsUrl, { id });
-      rpcs.push(a.rpc);
-      return a;
-    },
-    async observer() {
-      const rpc = await WsRpc.connect(t, relay.wsUrl);
-      rpcs.push(rpc);
-      return rpc;
-    },
+    sender: clients.sender,
+    observer: clients.observer,
     async threadId() {
       let id: string | undefined;
       await waitFor(() => {
@@ -284,4 +276,24 @@ export async function startWsProxy(t: Test, target: () => string): Promise<WsPro
 export async function completeTurn(fake: FakeAppServer, threadId: string, timeoutMs = 8000): Promise<void> {
   const r = await within(fake.completeTurn(threadId).then(() => 'done' as const), timeoutMs, 'timeout' as const);
   if (r === 'timeout') throw new Error(`the turn of ${threadId} did not end within ${timeoutMs} ms (an approval left unanswered?)`);
+}
+
+/** The relay clients a setup hands its test (a sender agent, an observer), closed by `closeAll`. */
+export function relayClients(t: Test, wsUrl: string) {
+  const rpcs: WsRpc[] = [];
+  return {
+    async sender(id = 'alice') {
+      const a = await connectAgent(t, wsUrl, { id });
+      rpcs.push(a.rpc);
+      return a;
+    },
+    async observer() {
+      const rpc = await WsRpc.connect(t, wsUrl);
+      rpcs.push(rpc);
+      return rpc;
+    },
+    async closeAll() {
+      for (const r of rpcs) await r.close();
+    },
+  };
 }
