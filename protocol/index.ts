@@ -3,6 +3,7 @@ export * from './common.js';
 export * from './agent-id.js';
 export * from './limits.js';
 export * from './well-formed.js';
+export * from './frame-guard.js';
 export * from './errors.js';
 export * from './close-codes.js';
 export * from './websocket.js';

@@ -73,12 +73,12 @@ function commandsHelp(id: string): string {
   ].join('\n');
 }
 
-/** Register (or resume) this session's agent and remember it for the later hooks. */
 /** The token `register` stored for `id` on the relay these hooks talk to. */
 function storedIdentity(deps: HookDeps, id: string) {
   return loadIdentity(deps.home, id, deps.http.url);
 }
 
+/** Register (or resume) this session's agent and remember it for the later hooks. */
 async function registerSession(input: HookInput, deps: HookDeps): Promise<{ session: ClaudeSession; agent: Agent }> {
   const id = claudeAgentId(deps.host, input.cwd, input.session_id);
   const project = readProjectFile(input.cwd);

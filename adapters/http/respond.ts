@@ -1,7 +1,6 @@
 import { ZodError } from 'zod';
-import { ERRORS, httpStatusFor, LIMITS, RelayError } from '../../protocol/index.js';
+import { ERRORS, frameShapeProblem, frameShapeRefusal, httpStatusFor, LIMITS, RelayError } from '../../protocol/index.js';
 import type { HttpExchange } from '../../broker/domain/ports.js';
-import { frameShapeProblem } from '../../broker/transport/frame-guard.js';
 import { describeZodError } from '../../broker/transport/rpc-dispatch.js';
 
 export const JSON_HEADERS = { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' };
@@ -31,8 +30,10 @@ export function parseJsonBody(ex: HttpExchange): Record<string, unknown> {
   const text = ex.body.toString('utf8');
   // The same shape checks as a JSON-RPC frame, before parsing (see frameShapeProblem).
   const shape = frameShapeProblem(text, LIMITS.maxDepth, LIMITS.maxFrameKeys);
-  if (shape === 'depth') throw new RelayError('invalidRequest', `invalid request: JSON nested deeper than ${LIMITS.maxDepth} levels`);
-  if (shape === 'keys') throw new RelayError('tooLarge', `too large: body holds more than ${LIMITS.maxFrameKeys} object keys; send fewer or smaller records`);
+  if (shape !== null) {
+    const refusal = frameShapeRefusal(shape, 'body');
+    throw new RelayError(refusal.kind, refusal.message);
+  }
   let value: unknown;
   try {
     value = JSON.parse(text);

@@ -4,8 +4,11 @@ import {
   buildOpenRpcDocument,
   DISCOVER_METHOD,
   ERRORS,
+  frameShapeProblem,
+  frameShapeRefusal,
   illFormedMessage,
   illFormedStringPath,
+  isAcceptableId,
   isMethodName,
   LIMITS,
   METHODS,
@@ -16,7 +19,6 @@ import type { CallContext } from '../domain/context.js';
 import type { RelayCore } from '../domain/core.js';
 import { HANDLERS } from '../domain/handlers/index.js';
 import type { Logger } from '../logger.js';
-import { frameShapeProblem, isAcceptableId } from './frame-guard.js';
 
 type ErrorBody = { code: number; message: string; data?: unknown };
 
@@ -27,6 +29,9 @@ function errorResponse(id: JSONRPCID, error: ErrorBody): JSONRPCErrorResponse {
 /** The response as text, or -32005 with its id when its UTF-8 would be longer than `maxBytes`. */
 function fitReply(response: JSONRPCResponse, maxBytes: number): string {
   const text = JSON.stringify(response);
+  // A UTF-16 code unit is at most 3 bytes of UTF-8: most replies need no byte count (the send
+  // queue counts them again anyway).
+  if (text.length * 3 <= maxBytes) return text;
   const bytes = Buffer.byteLength(text);
   if (bytes <= maxBytes) return text;
   return JSON.stringify(
@@ -39,7 +44,7 @@ function fitReply(response: JSONRPCResponse, maxBytes: number): string {
 
 /** -32005 for every request of a frame holding more object keys than LIMITS.maxFrameKeys. */
 function tooManyKeys(payload: unknown): string {
-  const message = `too large: frame holds more than ${LIMITS.maxFrameKeys} object keys; send fewer or smaller records (meta: at most ${LIMITS.maxMetaKeys} keys)`;
+  const { message } = frameShapeRefusal('keys', 'frame');
   const refuse = (entry: unknown) => {
     const id = typeof entry === 'object' && entry !== null && isAcceptableId((entry as { id?: unknown }).id, LIMITS.maxIdLength) ? ((entry as { id: JSONRPCID }).id ?? null) : null;
     return errorResponse(id, { code: ERRORS.tooLarge.code, message });
@@ -114,7 +119,7 @@ export class RpcDispatcher {
   async handleFrame(text: string, ctx: CallContext, maxReplyBytes = Infinity): Promise<string | null> {
     const shape = frameShapeProblem(text, LIMITS.maxDepth, LIMITS.maxFrameKeys);
     if (shape === 'depth') {
-      return JSON.stringify(errorResponse(null, { code: ERRORS.invalidRequest.code, message: `invalid request: JSON nested deeper than ${LIMITS.maxDepth} levels` }));
+      return JSON.stringify(errorResponse(null, { code: ERRORS.invalidRequest.code, message: frameShapeRefusal(shape, 'frame').message }));
     }
     let payload: unknown;
     try {

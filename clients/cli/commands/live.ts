@@ -95,10 +95,8 @@ export function liveCommands(program: Command, run: Run): void {
 
 /**
  * Hold a WebSocket as `identity` and print one line per incoming message, each acknowledged as
- * `injected` once printed. Resumes after the last message it printed, across restarts.
- */
-/**
- * `claim` (the Claude monitor): called before a message is printed; false means it was already
+ * `injected` once printed. Resumes after the last message it printed, across restarts. `claim`
+ * (the Claude monitor) is called before a message is printed; false means it was already
  * delivered another way, so it is not printed (nor acknowledged) again.
  */
 export async function runMonitor(ctx: CliContext, identity: StoredIdentity, maxBody: number, claim?: (messageId: number) => boolean): Promise<void> {

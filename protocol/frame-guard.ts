@@ -1,10 +1,14 @@
+import { LIMITS } from './limits.js';
+
 /**
  * What is wrong with a JSON text's shape, found without parsing (strings skipped), so a nesting
  * bomb or a frame of countless keys is refused before JSON.parse, zod and storage spend time on
  * it: 'depth' past `maxDepth` levels, 'keys' past `maxKeys` object keys in all (a key is a colon
  * outside strings), or null. Stops at the first limit passed.
  */
-export function frameShapeProblem(text: string, maxDepth: number, maxKeys: number): 'depth' | 'keys' | null {
+export type FrameShapeProblem = 'depth' | 'keys';
+
+export function frameShapeProblem(text: string, maxDepth: number, maxKeys: number): FrameShapeProblem | null {
   let depth = 0;
   let keys = 0;
   let inString = false;
@@ -23,6 +27,13 @@ export function frameShapeProblem(text: string, maxDepth: number, maxKeys: numbe
     } else if (c === 125 /* } */ || c === 93 /* ] */) depth--;
   }
   return null;
+}
+
+/** The refusal of a frame or body whose shape is wrong, the same on every path that reads JSON. */
+export function frameShapeRefusal(problem: FrameShapeProblem, what: 'frame' | 'body'): { kind: 'invalidRequest' | 'tooLarge'; message: string } {
+  return problem === 'depth'
+    ? { kind: 'invalidRequest', message: `invalid request: JSON nested deeper than ${LIMITS.maxDepth} levels` }
+    : { kind: 'tooLarge', message: `too large: ${what} holds more than ${LIMITS.maxFrameKeys} object keys; send fewer or smaller records (meta: at most ${LIMITS.maxMetaKeys} keys)` };
 }
 
 /** A JSON-RPC id the relay accepts: null, a string of at most `maxLength` chars, or a safe integer. */
