@@ -41,6 +41,18 @@ export interface HttpIdentity {
  * One-shot calls over HTTP (`POST /rpc`, the inbox long-poll, webhook ingress) for scripts, hooks
  * and the CLI: no connection to keep, the same method table as the WebSocket.
  */
+/** What `GET /healthz` reports. */
+export interface RelayHealth {
+  ok: boolean;
+  dbWritable: boolean;
+  /** The storage failure of the last commit (a full disk, an I/O error) until a write commits again. */
+  lastCommitFailure: { at: number; error: string } | null;
+  agents: number;
+  connections: number;
+  cursor: number;
+  storage: { synchronous: string; journalMode: string };
+}
+
 export class RelayHttpClient {
   readonly url: string;
   private readonly token: string | undefined;
@@ -73,9 +85,13 @@ export class RelayHttpClient {
     return this.json(response, 'inbox');
   }
 
-  /** `GET /healthz`. */
-  async health(): Promise<{ ok: boolean; dbWritable: boolean; agents: number; connections: number; cursor: number }> {
-    return this.json(await this.send('/healthz', {}), 'healthz');
+  /** `GET /healthz`: the report, also when it is 503 (the database cannot be written). */
+  async health(): Promise<RelayHealth> {
+    // A 503 is still a report (the database is not writable, and why): return it, not an error.
+    const response = await this.send('/healthz', {});
+    const report = response.status === 503 ? parseJson(response.body) : null;
+    if (report && typeof report === 'object' && 'dbWritable' in report) return report as RelayHealth;
+    return this.json(response, 'healthz');
   }
 
   /** Open, update or resolve a task through an integration's ingress, authenticated by its secret. */

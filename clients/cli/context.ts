@@ -60,6 +60,9 @@ export class CliContext {
     return Boolean(this.opts.json);
   }
 
+  /** Set by a command that answered but reports a failure (status on an unwritable relay): its exit code. */
+  exitCode: number = EXIT.ok;
+
   /** The stored identity this command acts as, once `identity()` found it (failures name it). */
   actingAs: StoredIdentity | null = null;
 

@@ -38,6 +38,7 @@ export function buildProgram(io: Io, exit: { code: number }, groups: CommandGrou
         opts.url = checkedUrl(opts.url, program, io.env);
         ctx = new CliContext(opts, io);
         await action(ctx, ...args.slice(0, -1));
+        exit.code = ctx.exitCode;
       } catch (err) {
         const failure = explain(err, { url: opts.url, home: relayHome(io.env), tokenGiven: Boolean(opts.token), actingAs: ctx?.actingAs ?? null });
         report(io, Boolean(opts.json), failure);

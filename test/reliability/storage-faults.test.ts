@@ -1,6 +1,9 @@
 import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import t from 'tap';
+import { EXIT } from '../../clients/cli/context.js';
+import { runCli } from '../../clients/cli/main.js';
+import { RelayHttpClient } from '../../clients/http-client.js';
 import { ERRORS } from '../../protocol/errors.js';
 import { spawnRelay } from '../helpers/relay-process.js';
 import { startRelay } from '../helpers/relay.js';
@@ -237,6 +240,13 @@ t.test('/healthz reports a full disk (dbWritable false, the last commit failure)
   t.equal(full.status, 503, `/healthz is 503 while writes fail (was ${full.status})`);
   t.equal(full.body.dbWritable, false, 'dbWritable: false');
   t.match(full.body.lastCommitFailure?.error ?? '', /^SQLITE_FULL: /, `it names the failure (${full.body.lastCommitFailure?.error})`);
+  // The client library and `agent-relay status` show that report, not "healthz: HTTP 503".
+  const report = await new RelayHttpClient({ url: relay.url }).health();
+  t.match(report, { ok: false, dbWritable: false, lastCommitFailure: { error: /^SQLITE_FULL: / } }, 'RelayHttpClient.health() returns the 503 report');
+  const out: string[] = [];
+  const code = await runCli(['status'], { out: (s) => out.push(s), err: (s) => out.push(s), isTTY: false, env: { AGENT_RELAY_URL: relay.url, AGENT_RELAY_HOME: uniqueDir(t) } });
+  t.equal(code, EXIT.refused, 'agent-relay status exits 1 while the database cannot be written');
+  t.match(out.join('\n'), /NOT OK, database not writable\nlast commit failed at \S+: SQLITE_FULL: /, `it prints why (${out[0]})`);
 
   relay.core.store.pragma('max_page_count = 1073741823');
   await alice.rpc.call('message/send', { to: 'bob', body: 'room again' });

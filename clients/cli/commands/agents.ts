@@ -2,7 +2,7 @@ import { hostname } from 'node:os';
 import type { Command } from 'commander';
 import { listAllAgents } from '../../pages.js';
 import { RelayRpcError } from '../../errors.js';
-import { type CliContext, list, RefusedError } from '../context.js';
+import { type CliContext, EXIT, list, RefusedError } from '../context.js';
 import { agentsTable, table } from '../format.js';
 import { isRelayTokenRefusal } from '../explain.js';
 import { identityFile, loadIdentity } from '../identity-store.js';
@@ -77,9 +77,12 @@ export function agentCommands(program: Command, run: Run): void {
         const [health, agents, tasks] = await Promise.all([ctx.http.health(), listAllAgents((p) => ctx.http.call('agent/list', p)).then((all) => ({ agents: all })), ctx.http.call('task/list', { limit: 1000 })]);
         const byStatus = (values: string[]) => values.reduce<Record<string, number>>((acc, v) => ({ ...acc, [v]: (acc[v] ?? 0) + 1 }), {});
         const result = { url: ctx.http.url, ...health, agentsByStatus: byStatus(agents.agents.map((a) => a.status)), tasksByStatus: byStatus(tasks.tasks.map((t) => t.status)) };
+        // Scripts can tell: an unwritable relay exits 1 (the report is printed all the same).
+        if (!health.ok) ctx.exitCode = EXIT.refused;
         ctx.print(result, () =>
           [
             `relay ${ctx.http.url}: ${health.ok ? ctx.color.green('ok') : ctx.color.red('NOT OK')}, database ${health.dbWritable ? 'writable' : ctx.color.red('not writable')}`,
+            ...(health.lastCommitFailure ? [`last commit failed at ${new Date(health.lastCommitFailure.at).toISOString()}: ${health.lastCommitFailure.error}`] : []),
             table(
               ['', 'COUNT'],
               [
