@@ -62,7 +62,7 @@ export const REST_ROUTES: RestRoute[] = [
   { verb: 'GET', pattern: /^\/api\/threads\/(?<id>\d+)$/, method: 'thread/get', params: (r) => clean({ id: id(r), since: num(r.query.get('since')) }) },
   { verb: 'POST', pattern: /^\/api\/tasks$/, method: 'task/create', params: (r) => withIdentity(r, {}), status: (res) => (res.created ? 201 : 200) },
   { verb: 'GET', pattern: /^\/api\/tasks$/, method: 'task/list', params: (r) => clean({ status: str(r.query.get('status')), target: str(r.query.get('target')), channel: str(r.query.get('channel')), claimedBy: str(r.query.get('claimedBy')), limit: num(r.query.get('limit')), since: num(r.query.get('since')) }) },
-  { verb: 'GET', pattern: /^\/api\/tasks\/(?<id>\d+)$/, method: 'task/get', params: (r) => ({ id: id(r) }) },
+  { verb: 'GET', pattern: /^\/api\/tasks\/(?<id>\d+)$/, method: 'task/get', params: (r) => clean({ id: id(r), since: num(r.query.get('since')) }) },
   { verb: 'POST', pattern: /^\/api\/tasks\/(?<id>\d+)\/claim$/, method: 'task/claim', params: (r) => withIdentity(r, { id: id(r) }) },
   { verb: 'PATCH', pattern: /^\/api\/tasks\/(?<id>\d+)$/, method: 'task/update', params: (r) => withIdentity(r, { id: id(r) }) },
   { verb: 'POST', pattern: /^\/api\/tasks\/(?<id>\d+)\/release$/, method: 'task/release', params: (r) => withIdentity(r, { id: id(r) }) },

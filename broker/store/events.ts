@@ -18,7 +18,7 @@ const LIST = `
   SELECT * FROM events
   WHERE id > @since AND (@kind IS NULL OR kind = @kind) AND (@task IS NULL OR task_id = @task)
   ORDER BY id LIMIT @limit`;
-const OF_TASK = `SELECT * FROM events WHERE task_id = ? ORDER BY id`;
+const OF_TASK = `SELECT * FROM events WHERE task_id = ? AND id > ? ORDER BY id LIMIT ?`;
 const MAX_ID = `SELECT COALESCE(MAX(id), 0) AS id FROM events`;
 const PRUNE = `DELETE FROM events WHERE at < ?`;
 
@@ -33,7 +33,7 @@ export class EventTable {
     this.s = {
       insert: db.prepare(INSERT),
       list: db.prepare<[Record<string, unknown>], EventRow>(LIST),
-      ofTask: db.prepare<[number], EventRow>(OF_TASK),
+      ofTask: db.prepare<[number, number, number], EventRow>(OF_TASK),
       maxId: db.prepare<[], { id: number }>(MAX_ID),
       prune: db.prepare(PRUNE),
     };
@@ -48,8 +48,9 @@ export class EventTable {
     return this.s.list.all({ since: f.since, kind: f.kind, task: f.taskId, limit: f.limit }).map(fromRow);
   }
 
-  ofTask(taskId: number): RelayEvent[] {
-    return this.s.ofTask.all(taskId).map(fromRow);
+  /** The task's events after `since`, oldest first, at most `limit`. */
+  ofTask(taskId: number, since = 0, limit = Number.MAX_SAFE_INTEGER): RelayEvent[] {
+    return this.s.ofTask.all(taskId, since, limit).map(fromRow);
   }
 
   maxId(): number {

@@ -51,7 +51,7 @@ const RECORD = `
   UPDATE outbox SET state = @state, attempts = attempts + 1, next_at = @next_at, last_status = @status,
     last_error = @error, updated_at = @now
   WHERE id = @id`;
-const OF_TASK = `SELECT * FROM outbox WHERE task_id = ? ORDER BY id`;
+const OF_TASK = `SELECT * FROM outbox WHERE task_id = ? AND event_id BETWEEN ? AND ? ORDER BY id`;
 const DEPTH = `SELECT state, COUNT(*) AS n FROM outbox GROUP BY state`;
 const PRUNE = `DELETE FROM outbox WHERE state != 'pending' AND updated_at < ?`;
 
@@ -83,7 +83,7 @@ export class OutboxTable {
       due: db.prepare<[number, number], OutboxRow>(DUE),
       nextDueAt: db.prepare<[], { at: number | null }>(NEXT_DUE_AT),
       record: db.prepare(RECORD),
-      ofTask: db.prepare<[number], OutboxRow>(OF_TASK),
+      ofTask: db.prepare<[number, number, number], OutboxRow>(OF_TASK),
       depth: db.prepare<[], { state: string; n: number }>(DEPTH),
       prune: db.prepare(PRUNE),
     };
@@ -106,8 +106,9 @@ export class OutboxTable {
     this.s.record.run({ id, state: r.state, next_at: r.nextAt, status: r.status, error: r.error, now: r.now });
   }
 
-  ofTask(taskId: number): OutboxEntry[] {
-    return this.s.ofTask.all(taskId).map(fromRow);
+  /** The callbacks of the task's events with ids from `firstEventId` to `lastEventId`. */
+  ofTask(taskId: number, firstEventId = 0, lastEventId = Number.MAX_SAFE_INTEGER): OutboxEntry[] {
+    return this.s.ofTask.all(taskId, firstEventId, lastEventId).map(fromRow);
   }
 
   depthByState(): Record<OutboxState, number> {

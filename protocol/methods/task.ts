@@ -75,12 +75,19 @@ export const TaskListResultSchema = z.object({
   more: z.boolean().optional(),
 });
 
-export const TaskGetParamsSchema = z.strictObject({ id: IdSchema, ...IdentityFields });
+export const TaskGetParamsSchema = z.strictObject({
+  id: IdSchema,
+  /** Only the task's events with an id above this (the last event id of the previous page, when `more`). */
+  since: CursorSchema.optional(),
+  ...IdentityFields,
+});
 export const TaskGetResultSchema = z.object({
   task: TaskSchema,
   events: z.array(EventSchema),
   /** Callback deliveries of the task's events, dead letters included. */
   callbacks: z.array(CallbackDeliverySchema),
+  /** True when the events stopped at 1000 or the result size budget: get again with `since` = the last event id. */
+  more: z.boolean().optional(),
 });
 
 export type TaskCreateParams = z.infer<typeof TaskCreateParamsSchema>;

@@ -93,6 +93,34 @@ t.test('item 2: thread/get of 7 × 200 KiB stops at the result budget with more:
   t.same((await getWholeThread((p) => probe.call('thread/get', p), ids[3]!)).messages.map((m) => m.id), ids, 'getWholeThread collects the thread');
 });
 
+t.test('task/get pages a long task\'s events (1,000 or the result budget) with more: true; REST, getWholeTask and task show see every event', async (t) => {
+  const relay = await startRelay(t, { sync: 'NORMAL' });
+  const worker = await connectAgent(t, relay.wsUrl, { id: 'worker' });
+  const { task } = await worker.rpc.call('task/create', { title: 'long job', target: 'worker' });
+  const { claimToken } = await worker.rpc.call('task/claim', { id: task.id });
+  // 300 updates with 4 KiB notes (~1.3 MB of events: the budget cuts), then 900 small ones (the count cuts).
+  for (let i = 0; i < 1200; i++) await worker.rpc.call('task/update', { id: task.id, claimToken, progress: i % 100, ...(i < 300 ? { note: 'n'.repeat(4000) } : {}) });
+  const all = (await worker.rpc.call('event/list', { taskId: task.id, limit: 1000 })).events.map((e: { id: number }) => e.id);
+  const rest = await worker.rpc.call('event/list', { taskId: task.id, since: all.at(-1), limit: 1000 });
+  all.push(...rest.events.map((e: { id: number }) => e.id));
+  t.ok(all.length > 1200, `the task has ${all.length} events`);
+
+  const first = await worker.rpc.call('task/get', { id: task.id });
+  t.equal(first.more, true, 'the first page says more');
+  t.ok(Buffer.byteLength(JSON.stringify(first)) <= LIMITS.maxResultBytes + 1024, `and stays within the budget (${first.events.length} events)`);
+  const second = await get(relay, `/api/tasks/${task.id}?since=${first.events.at(-1).id}`);
+  t.equal(second.status, 200);
+  t.ok(second.body.events.length <= LIMITS.maxListLimit, `REST carries on from since (${second.body.events.length} events, more: ${second.body.more})`);
+  const { getWholeTask } = await import('../../clients/pages.js');
+  const whole = await getWholeTask((p) => worker.rpc.call('task/get', p), task.id);
+  t.same(whole.events.map((e) => e.id), all, 'getWholeTask collects every event once, in order');
+  const { runCli } = await import('../../clients/cli/main.js');
+  const out: string[] = [];
+  const code = await runCli(['--json', 'task', 'show', String(task.id)], { out: (s) => out.push(s), err: (s) => out.push(s), isTTY: false, env: { AGENT_RELAY_URL: relay.url } });
+  t.equal(code, 0, 'agent-relay task show exits 0');
+  t.equal(JSON.parse(out.join('')).events.length, all.length, 'and shows every event');
+});
+
 t.test('item 3: meta is bounded in keys and size on every method that sets it, naming the field', async (t) => {
   const relay = await startRelay(t);
   const big = { blob: 'x'.repeat(LIMITS.maxMetaChars) };

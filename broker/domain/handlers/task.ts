@@ -16,6 +16,7 @@ import {
   type TaskUpdateParams,
   type TaskUpdateResult,
 } from '../../../protocol/index.js';
+import type { OutboxEntry } from '../../store/outbox.js';
 import type { OnCommit } from '../../store/write-queue.js';
 import { withinBudget } from '../result-budget.js';
 import type { CallContext } from '../context.js';
@@ -196,17 +197,20 @@ export function list(core: RelayCore, _ctx: CallContext, p: TaskListParams): Tas
 export function get(core: RelayCore, _ctx: CallContext, p: TaskGetParams): TaskGetResult {
   const task = core.store.tasks.get(p.id);
   if (!task) throw new RelayError('notFound', `id: no task ${p.id}`);
-  const callbacks = core.store.outbox.ofTask(p.id).map(({ webhookId, eventId, url, state, attempts, nextAt, lastStatus, lastError, createdAt, updatedAt }) => ({
-    webhookId,
-    eventId,
-    url,
-    state,
-    attempts,
-    nextAt,
-    lastStatus,
-    lastError,
-    createdAt,
-    updatedAt,
-  }));
-  return { task, events: core.store.events.ofTask(p.id), callbacks };
+  // A long-lived task collects events (every progress update) and their callbacks: page them, so
+  // one answer stays under the result budget. An event is counted with its callbacks.
+  const rows = core.store.events.ofTask(p.id, p.since ?? 0, LIMITS.maxListLimit);
+  const callbacks = rows.length ? core.store.outbox.ofTask(p.id, rows[0]!.id, rows.at(-1)!.id).map(callbackView) : [];
+  const byEvent = new Map<number, typeof callbacks>();
+  for (const c of callbacks) byEvent.set(c.eventId, [...(byEvent.get(c.eventId) ?? []), c]);
+  const budget = LIMITS.maxResultBytes - Buffer.byteLength(JSON.stringify(task));
+  const page = withinBudget(rows, budget, (event) => ({ event, callbacks: byEvent.get(event.id) ?? [] }));
+  const events = page.records.map((r) => r.event);
+  const result = { task, events, callbacks: page.records.flatMap((r) => r.callbacks) };
+  return page.cut || rows.length === LIMITS.maxListLimit ? { ...result, more: true } : result;
+}
+
+/** What task/get shows of a callback delivery: its state, not its payload or signer. */
+function callbackView({ webhookId, eventId, url, state, attempts, nextAt, lastStatus, lastError, createdAt, updatedAt }: OutboxEntry) {
+  return { webhookId, eventId, url, state, attempts, nextAt, lastStatus, lastError, createdAt, updatedAt };
 }

@@ -1,6 +1,7 @@
 import { InvalidArgumentError, type Command } from 'commander';
 import type { TaskStatus } from '../../../protocol/common.js';
 import { RelayRpcError } from '../../errors.js';
+import { getWholeTask } from '../../pages.js';
 import { type CliContext, UsageError, wholeNumber } from '../context.js';
 import { eventLine, table, tasksTable, time } from '../format.js';
 
@@ -75,7 +76,7 @@ export function taskCommands(program: Command, run: Run): void {
     .description('the task with its events and callback deliveries')
     .action(
       run(async (ctx, id: number) => {
-        const r = await ctx.http.call('task/get', { id });
+        const r = await getWholeTask((p) => ctx.http.call('task/get', p), id);
         ctx.print(r, () => {
           const t = r.task;
           const lines = [
