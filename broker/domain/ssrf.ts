@@ -4,7 +4,8 @@ import { BlockList, isIP, type LookupFunction } from 'node:net';
 /**
  * Addresses a callback must never reach unless the operator allows private targets: loopback,
  * private ranges, link-local (cloud metadata at 169.254.169.254), CGNAT, unspecified, multicast,
- * and their IPv6 spellings, including IPv4 embedded in IPv6 (mapped, translated, compatible, 6to4).
+ * and their IPv6 spellings, including IPv4 embedded in IPv6 (mapped, translated, compatible, 6to4,
+ * NAT64 and Teredo, the last two refused as whole ranges).
  */
 const BLOCKED = new BlockList();
 for (const [net, prefix] of [
@@ -13,6 +14,9 @@ for (const [net, prefix] of [
 ] as const) BLOCKED.addSubnet(net, prefix, 'ipv4');
 for (const [net, prefix] of [
   ['::', 128], ['::1', 128], ['fc00::', 7], ['fe80::', 10], ['ff00::', 8], ['64:ff9b::', 96], ['2001:db8::', 32],
+  // Local-use NAT64 (RFC 8215) and Teredo, whose client IPv4 is stored inverted: both can reach
+  // internal IPv4 hosts through a translator or relay, and no callback receiver is there.
+  ['64:ff9b:1::', 48], ['2001::', 32], ['100::', 64],
 ] as const) BLOCKED.addSubnet(net, prefix, 'ipv6');
 
 /** The 16 bytes of an IPv6 literal (isIP already said it is one); a zone (`%eth0`) is ignored. */
