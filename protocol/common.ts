@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { LIMITS } from './limits.js';
+import { utf8Length } from './well-formed.js';
 
 /** An agent id: lowercase letters, digits, dashes, dots, underscores and colons; 1–128 chars. */
 export const AgentIdSchema = z
@@ -38,9 +39,9 @@ export const MetaParamSchema = MetaSchema.superRefine((meta, ctx) => {
     ctx.addIssue({ code: 'custom', message: `too many keys (${keys}); at most ${LIMITS.maxMetaKeys}` });
     return;
   }
-  const chars = JSON.stringify(meta).length;
-  if (chars > LIMITS.maxMetaChars) {
-    ctx.addIssue({ code: 'custom', message: `too large (${chars} characters of JSON); at most ${LIMITS.maxMetaChars}, keep bulky data elsewhere` });
+  const bytes = utf8Length(JSON.stringify(meta));
+  if (bytes > LIMITS.maxMetaBytes) {
+    ctx.addIssue({ code: 'custom', message: `too large (${bytes} bytes of JSON); at most ${LIMITS.maxMetaBytes}, keep bulky data elsewhere` });
   }
 });
 export const LimitSchema = z.number().int().min(1).max(LIMITS.maxListLimit);

@@ -20,8 +20,8 @@ export const LIMITS = {
   maxFrameKeys: 10_000,
   /** Top-level keys of one `meta` object (agent, message, task). */
   maxMetaKeys: 64,
-  /** One `meta` object as JSON, in characters. */
-  maxMetaChars: 16 * 1024,
+  /** One `meta` object as JSON, in UTF-8 bytes (what it costs to store and send). */
+  maxMetaBytes: 16 * 1024,
   /** Default largest number of registered agents (configurable on the relay). */
   maxAgents: 10_000,
   /**

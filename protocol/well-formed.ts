@@ -30,3 +30,17 @@ export function illFormedStringPath(value: unknown, path = ''): string | null {
 export function illFormedMessage(path: string): string {
   return `invalid params: ${path}: contains a lone UTF-16 surrogate; send well-formed Unicode (pair it, or replace it with U+FFFD)`;
 }
+
+/** A string's length in UTF-8 bytes, without encoding it (pure: the dashboard bundles protocol/). */
+export function utf8Length(s: string): number {
+  let bytes = s.length;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0xd800 && c <= 0xdbff) {
+      bytes += 2; // a surrogate pair: 2 units, 4 bytes
+      i++;
+    } else if (c >= 0x800) bytes += 2;
+    else if (c >= 0x80) bytes += 1;
+  }
+  return bytes;
+}

@@ -123,15 +123,17 @@ t.test('task/get pages a long task\'s events (1,000 or the result budget) with m
 
 t.test('item 3: meta is bounded in keys and size on every method that sets it, naming the field', async (t) => {
   const relay = await startRelay(t);
-  const big = { blob: 'x'.repeat(LIMITS.maxMetaChars) };
+  const big = { blob: 'x'.repeat(LIMITS.maxMetaBytes) };
   const wide = Object.fromEntries(Array.from({ length: LIMITS.maxMetaKeys + 1 }, (_, i) => [`k${i}`, i]));
   const rpc = await WsRpc.connect(t, relay.wsUrl);
-  for (const meta of [big, wide]) {
+  // Bytes, not characters: 9,000 'é' are 9,012 characters of JSON but 18,012 bytes.
+  const wideChars = { blob: 'é'.repeat(9000) };
+  for (const meta of [big, wide, wideChars]) {
     const err = await rpcErrorOf(rpc.call('agent/register', { id: 'fat', meta }));
     t.equal(err.code, INVALID_PARAMS);
     t.match(err.error.message, /^invalid params: meta: too (large|many keys)/);
   }
-  const a = await connectAgent(t, relay.wsUrl, { id: 'ok', meta: { blob: 'x'.repeat(LIMITS.maxMetaChars - 20) } });
+  const a = await connectAgent(t, relay.wsUrl, { id: 'ok', meta: { blob: 'x'.repeat(LIMITS.maxMetaBytes - 20) } });
   t.match((await rpcErrorOf(a.rpc.call('agent/update', { meta: big }))).error.message, /^invalid params: meta: too large/, 'agent/update');
   t.match((await rpcErrorOf(a.rpc.call('message/send', { to: 'ok', body: 'hi', meta: big }))).error.message, /^invalid params: meta: too large/, 'message/send');
   t.match((await rpcErrorOf(a.rpc.call('task/create', { title: 't', target: 'ok', meta: wide }))).error.message, /^invalid params: meta: too many keys/, 'task/create');
@@ -157,7 +159,7 @@ t.test('item 3: a new agent past AGENT_RELAY_MAX_AGENTS is refused with -32005 n
 t.test('item 3: agent/list pages by count and by size with nextCursor; REST and the paging helper see every agent once', async (t) => {
   const relay = await startRelay(t, { sync: 'NORMAL' });
   const rpc = await WsRpc.connect(t, relay.wsUrl);
-  const meta = { blob: 'm'.repeat(LIMITS.maxMetaChars - 20) };
+  const meta = { blob: 'm'.repeat(LIMITS.maxMetaBytes - 20) };
   const ids = Array.from({ length: 90 }, (_, i) => `agent-${String(i).padStart(3, '0')}`);
   await Promise.all(ids.map((id) => rpc.call('agent/register', { id, meta })));
   const p1 = await rpc.call('agent/list', { limit: 10 });
@@ -253,7 +255,7 @@ t.test('item 3: meta stays out of the routing cache and of agent/updated pushes;
   const relay = await startRelay(t);
   const observer = await WsRpc.connect(t, relay.wsUrl);
   await observer.call('stream/subscribe', { topics: ['agents'] });
-  const meta = { blob: 'q'.repeat(LIMITS.maxMetaChars - 20) };
+  const meta = { blob: 'q'.repeat(LIMITS.maxMetaBytes - 20) };
   const a = await connectAgent(t, relay.wsUrl, { id: 'carrier', meta });
   await a.rpc.call('agent/heartbeat', { status: 'busy' });
   await observer.until(() => observer.of('agent/updated').some((p) => p.agent.status === 'busy'), 3000, 'the busy push');
