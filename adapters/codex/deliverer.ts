@@ -75,8 +75,8 @@ export class Deliverer {
     if (!current && !saved) return;
     const marker = current?.marker ?? saved!.marker;
     const knownTurnId = current ? current.turnId : saved!.turnId;
-    let turns = thread.turns;
-    if (!turns) turns = (await readWithTurns(this.host.conn()!, thread.id)).turns;
+    // Always read: thread/start and thread/resume {excludeTurns} carry no turns.
+    const turns = (await readWithTurns(this.host.conn()!, thread.id)).turns;
     // The marker as rendered, brackets included: "relay#1" alone would also match "[relay#12]".
     const turn = (turns ?? []).find((t) => (knownTurnId !== null && t.id === knownTurnId) || turnCarries(t, `[${marker}]`));
     if (!turn) {

@@ -44,11 +44,15 @@ async function start(conn: AppServerConnection, config: CodexAdapterConfig): Pro
   return r.thread;
 }
 
-/** Resume (and subscribe to) a thread; null when it has no rollout yet (never ran a turn). */
+/**
+ * Resume (and subscribe to) a thread; null when it has no rollout yet (never ran a turn).
+ * `excludeTurns`: 0.171 deprecates the full history in the answer; readWithTurns pages them.
+ */
 export async function resume(conn: AppServerConnection, threadId: string): Promise<CodexThread | null> {
   try {
-    const r = await conn.request<{ thread: CodexThread }>('thread/resume', { threadId });
-    return r.thread;
+    const r = await conn.request<{ thread: CodexThread }>('thread/resume', { threadId, excludeTurns: true });
+    const { turns: _none, ...thread } = r.thread;
+    return thread;
   } catch (err) {
     if (err instanceof AppServerError && NO_ROLLOUT.test(err.message)) return null;
     if (err instanceof AppServerError && ACTIVE_WRITER.test(err.message)) {
@@ -103,13 +107,30 @@ export async function attachThread(
   return { thread: await start(conn, config), how: 'started' };
 }
 
+/** The newest turns a read asks for: a delivery's turn is among the last few (recovery, reconcile). */
+const TURNS_PAGE = 20;
+const NOT_MATERIALIZED = /not materialized/i;
+
 /**
- * The thread with its turns: the one place that asks for them. The real app-server 0.171
- * refuses `includeTurns` before the first turn (-32601) and deprecates it after; the move to
- * `thread/read` + `thread/turns/list` belongs here.
+ * The thread with its recent turns, oldest first: the one place that asks for turns. 0.171
+ * refuses `thread/read {includeTurns:true}` before the first turn (-32601) and deprecates it
+ * after (a `deprecationNotice` per call), so: `thread/read {threadId}` for the status and
+ * `thread/turns/list` (newest first, paged by `limit`/`cursor`) for the turns. turns/list
+ * refuses a thread before its first user message ("not materialized yet"): that is no turns.
  */
 export async function readWithTurns(conn: AppServerConnection, threadId: string): Promise<CodexThread> {
-  return (await conn.request<{ thread: CodexThread }>('thread/read', { threadId, includeTurns: true })).thread;
+  const { thread } = await conn.request<{ thread: CodexThread }>('thread/read', { threadId });
+  return { ...thread, turns: await listTurns(conn, threadId) };
+}
+
+async function listTurns(conn: AppServerConnection, threadId: string): Promise<CodexTurn[]> {
+  try {
+    const r = await conn.request<{ data: CodexTurn[] }>('thread/turns/list', { threadId, limit: TURNS_PAGE });
+    return [...(r.data ?? [])].reverse();
+  } catch (err) {
+    if (err instanceof AppServerError && NOT_MATERIALIZED.test(err.message)) return [];
+    throw err;
+  }
 }
 
 /** The agent's final text in a turn: its last agentMessage item. */

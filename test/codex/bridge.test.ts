@@ -73,7 +73,7 @@ t.test('coalescing: a burst within the window is exactly one turn naming every s
   t.match(text, `Message #${m2.id} from bob (subject: review):\nbob here`);
   t.match(text, `Message #${m3.id} from alice:\nsecond from alice`);
   t.ok(text.indexOf(`#${m1.id}`) < text.indexOf(`#${m2.id}`) && text.indexOf(`#${m2.id}`) < text.indexOf(`#${m3.id}`), 'in order');
-  t.same(s.fake.phantomTurnIds, []);
+  t.same(s.fake.busyTurnStarts, []);
   await settle(300);
   t.equal(repliesTo(alice.rpc, m1.id).length + repliesTo(alice.rpc, m3.id).length + repliesTo(bob.rpc, m2.id).length, 3, 'one reply per relay thread, no more');
 });
@@ -91,7 +91,7 @@ t.test('messages arriving during a running turn go after it in ONE turn; no phan
   for (const m of later) await waitFor(async () => DELIVERED.includes((await deliveryState(obs, m.id, s.agentId))!), `message ${m.id} to reach the adapter`);
   await settle(500); // more than the coalesce window: a wrong adapter would turn/start now
   t.equal(s.fake.requests('turn/start').length, 1, 'no turn/start while the turn runs');
-  t.same(s.fake.phantomTurnIds, [], 'no phantom turn id handed out');
+  t.same(s.fake.busyTurnStarts, [], 'no phantom turn id handed out');
   t.equal(s.fake.turnInputs(threadId).length, 1, 'nothing folded into the running turn');
   for (const m of later) t.not(await deliveryState(obs, m.id, s.agentId), 'read', `#${m.id} not read while it waits`);
 
@@ -105,7 +105,7 @@ t.test('messages arriving during a running turn go after it in ONE turn; no phan
   await settle(300);
   t.equal(s.fake.requests('turn/start').length, 2, 'two wakes, two turns');
   for (const m of [m1, ...later]) t.equal(occurrences(s.fake, threadId, m.id), 1, `#${m.id} delivered once`);
-  t.same(s.fake.phantomTurnIds, []);
+  t.same(s.fake.busyTurnStarts, []);
 });
 
 t.test('a turn another client started: the adapter waits for it instead of folding in (even when it missed turn/started)', async (t) => {
@@ -121,7 +121,7 @@ t.test('a turn another client started: the adapter waits for it instead of foldi
   await waitFor(async () => DELIVERED.includes((await deliveryState(obs, m1.id, s.agentId))!), 'm1 to reach the adapter');
   await settle(500);
   t.equal(s.fake.requests('turn/start').length, 0, 'no turn/start while another client’s turn runs');
-  t.same(s.fake.phantomTurnIds, []);
+  t.same(s.fake.busyTurnStarts, []);
   await completeTurn(s.fake, threadId);
   await waitFor(() => occurrences(s.fake, threadId, m1.id) === 1, 'm1 in its own turn');
   t.equal(s.fake.inputs.find((i) => i.text.includes(`Message #${m1.id} from`))!.via, 'start', 'm1 started a turn of its own');
@@ -136,14 +136,14 @@ t.test('a turn another client started: the adapter waits for it instead of foldi
   await waitFor(async () => DELIVERED.includes((await deliveryState(obs, m2.id, s.agentId))!), 'm2 to reach the adapter');
   await settle(500);
   t.equal(s.fake.requests('turn/start').length, 1, 'still no turn/start into the busy thread');
-  t.same(s.fake.phantomTurnIds, [], 'no phantom turn id');
+  t.same(s.fake.busyTurnStarts, [], 'no phantom turn id');
   await completeTurn(s.fake, threadId);
   await waitFor(() => occurrences(s.fake, threadId, m2.id) === 1, 'm2 delivered after the human’s turn');
   await completeTurn(s.fake, threadId);
   await waitFor(() => repliesTo(alice.rpc, m2.id).length === 1, 'the reply to m2');
   await settle(300);
   t.equal(repliesTo(alice.rpc, m1.id).length, 1, 'the human’s turns were not answered to alice');
-  t.same(s.fake.phantomTurnIds, []);
+  t.same(s.fake.busyTurnStarts, []);
   t.equal(occurrences(s.fake, threadId, m2.id), 1);
 });
 
@@ -163,7 +163,7 @@ t.test('lever turnStartedBeforeResponse: turn/started before the turn/start answ
     t.equal(occurrences(s.fake, threadId, id), 1, `#${id} once`);
     t.equal(repliesTo(alice.rpc, id).length, 1, `one reply to #${id}`);
   }
-  t.same(s.fake.phantomTurnIds, []);
+  t.same(s.fake.busyTurnStarts, []);
 });
 
 t.test('read marking: a message becomes read only once the turn carrying it was accepted', async (t) => {
@@ -240,7 +240,7 @@ t.test('steer mode: messages during a turn steer it with expectedTurnId instead 
   t.equal(steers[0]!.msg.params.threadId, threadId);
   t.equal(s.fake.inputs.find((i) => i.text.includes(`Message #${m2.id} from`))!.via, 'steer');
   t.equal(s.fake.requests('turn/start').length, 1, 'no second turn/start');
-  t.same(s.fake.phantomTurnIds, []);
+  t.same(s.fake.busyTurnStarts, []);
   await waitFor(async () => (await deliveryState(obs, m2.id, s.agentId)) === 'read', 'the steered message is read');
   await completeTurn(s.fake, threadId);
   await waitFor(() => repliesTo(alice.rpc, m1.id).length === 1 && repliesTo(alice.rpc, m2.id).length === 1, 'the turn’s answer to both');
@@ -307,7 +307,7 @@ t.test('busy reconciliation: both turn/completed and the idle status swallowed; 
   await waitFor(() => repliesTo(alice.rpc, m1.id).length === 1, 'the reply to m1, found by thread/read');
   await waitFor(() => repliesTo(alice.rpc, m2.id).length === 1, 'm2 delivered and answered');
   t.equal(occurrences(s.fake, threadId, m2.id), 1);
-  t.same(s.fake.phantomTurnIds, []);
+  t.same(s.fake.busyTurnStarts, []);
 });
 
 t.test('steer mode: a turn another client started is steered, and its answer goes back to the relay sender', async (t) => {

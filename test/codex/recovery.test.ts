@@ -51,7 +51,7 @@ t.test('app-server dropped mid-turn: reconnect, re-initialize, resume; nothing l
     t.equal(occurrences(s.fake, threadId, m.id), 1, `#${m.id} delivered once`);
     t.equal(repliesTo(alice.rpc, m.id).length, 1, `#${m.id} answered once`);
   }
-  t.same(s.fake.phantomTurnIds, []);
+  t.same(s.fake.busyTurnStarts, []);
 });
 
 t.test('the turn finished while the app-server was unreachable: the answer is read from the resumed thread', async (t) => {
@@ -193,7 +193,7 @@ t.test('kill -9 of the adapter process mid-turn, restart from the state file: no
     t.equal(occurrences(s.fake, threadId, m.id), 1, `#${m.id} delivered once`);
     t.equal(repliesTo(alice.rpc, m.id).length, 1, `#${m.id} answered once`);
   }
-  t.same(s.fake.phantomTurnIds, []);
+  t.same(s.fake.busyTurnStarts, []);
   await a2.kill9();
 });
 
