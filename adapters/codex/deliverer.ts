@@ -2,7 +2,7 @@ import type { Message } from '../../protocol/common.js';
 import type { RelayClient } from '../../clients/relay-client.js';
 import { AppServerError, type AppServerConnection } from './app-server.js';
 import type { CodexAdapterConfig } from './config.js';
-import { initialPipeline, mayArm, reconcileVerdict, sendPlan, step, type Delivery, type Pipeline, type PipelineEvent } from './pipeline.js';
+import { initialPipeline, mayArm, reconcileVerdict, recoveryVerdict, sendPlan, step, type Delivery, type Pipeline, type PipelineEvent } from './pipeline.js';
 import type { AdapterState } from './state.js';
 import { finalAgentText, readWithTurns, turnCarries, type CodexThread, type CodexTurn } from './thread.js';
 
@@ -82,20 +82,33 @@ export class Deliverer {
     if (!turn) {
       // Never reached the thread: deliver those messages again (they were not marked read; after
       // a restart the relay replays them, as the cursor never moved past them).
-      const messages = current?.messages ?? [];
-      this.apply({ type: 'dropped' });
-      this.host.state.inFlight = null;
-      this.queue.unshift(...messages.filter((m) => !this.queue.some((q) => q.id === m.id)));
-      this.host.save();
+      this.requeue(current?.messages ?? []);
       return;
     }
-    // Adopt the turn as THE in-flight delivery (one object: see Delivery in pipeline.ts).
+    const ids = current?.messages.map((m) => m.id) ?? saved!.messageIds;
+    const verdict = recoveryVerdict(turn, finalAgentText(turn) !== null, ids.some((id) => this.host.state.redelivered.includes(id)));
+    if (verdict === 'redeliver') {
+      this.host.log.warn(`Codex turn ${turn.id} was cut off (interrupted, never completed, no answer: the app-server went away); delivering ${ids.map((id) => `#${id}`).join(', ')} again in a new turn (once)`);
+      this.host.state.redelivered.push(...ids);
+      this.requeue(current?.messages ?? (await this.fetchMessages(ids)));
+      return;
+    }
+    // Adopt the turn as THE in-flight delivery (one object: see Delivery in pipeline.ts), before
+    // any await: its turn/completed may come meanwhile and must find it.
     const delivery: Delivery = current ?? { messages: await this.fetchMessages(saved!.messageIds), marker, turnId: saved!.turnId, started: false };
+    const unanswered = delivery.turnId === null; // turn/start's answer never came: accept it now
     this.apply({ type: 'inFlight', delivery });
-    if (delivery.turnId === null) await this.accepted(delivery, turn.id);
-    const ended = !!turn.status && turn.status !== 'inProgress';
-    this.apply({ type: 'adopted', delivery, turnId: turn.id, running: !ended });
-    if (ended) await this.complete(delivery, turn.status!, finalAgentText(turn), turn.error?.message);
+    this.apply({ type: 'adopted', delivery, turnId: turn.id, running: verdict === 'running' });
+    if (unanswered) await this.accepted(delivery, turn.id);
+    if (verdict === 'ended') await this.complete(delivery, turn.status!, finalAgentText(turn), turn.error?.message);
+  }
+
+  /** Back to the front of the queue: the delivery in flight did not (or will not) answer them. */
+  private requeue(messages: Message[]): void {
+    this.apply({ type: 'dropped' });
+    this.host.state.inFlight = null;
+    this.queue.unshift(...messages.filter((m) => !this.queue.some((q) => q.id === m.id)));
+    this.host.save();
   }
 
   private async fetchMessages(ids: number[]): Promise<Message[]> {
@@ -250,6 +263,7 @@ export class Deliverer {
     switch (method) {
       case 'turn/started':
         this.apply({ type: 'turnStarted', turnId: p.turn?.id ?? null });
+        this.schedule(); // with steer, what waits can go into the turn now that it has an id
         return;
       case 'item/completed':
         if (p.item?.type === 'agentMessage' && typeof p.item.text === 'string' && p.turnId) this.agentTextByTurn.set(p.turnId, p.item.text);

@@ -117,7 +117,8 @@ export function step(s: Pipeline, e: PipelineEvent): { state: Pipeline; effects:
     case 'adopted':
       e.delivery.turnId = e.turnId;
       e.delivery.started = true;
-      if (!e.running || s.thread.kind === 'detached') return done(s);
+      // `running` is from the read recovery made; the turn may have ended since (done).
+      if (!e.running || e.delivery.done || s.thread.kind === 'detached') return done(s);
       return done({ ...s, thread: { kind: 'busy', turnId: e.turnId } });
     case 'sendBegan':
       return done({ ...s, gate: 'sending' });
@@ -147,7 +148,10 @@ function done(state: Pipeline): { state: Pipeline; effects: Effect[] } {
 /** Whether to arm the coalesce window now (everything that arrives within it goes in one turn). */
 export function mayArm(s: Pipeline, queued: number, steer: boolean): boolean {
   if (queued === 0 || s.wake !== null || s.gate !== 'open' || s.thread.kind === 'detached') return false;
-  return steer || (s.thread.kind === 'idle' && !s.delivery); // otherwise flushed when the turn ends
+  // Steer needs the running turn's id: armed before turn/started names it, the window ended in
+  // 'wait' and re-armed, in a loop, for as long as the turn ran.
+  if (steer && s.thread.kind === 'busy' && s.thread.turnId) return true;
+  return s.thread.kind === 'idle' && !s.delivery; // otherwise flushed when the turn ends (or is named)
 }
 
 /** What the coalesce window ends in: a new turn, a steer of the running one, or waiting. */
@@ -155,6 +159,19 @@ export function sendPlan(s: Pipeline, steer: boolean): { kind: 'start' } | { kin
   const occupied = s.thread.kind === 'busy' || s.delivery !== null;
   if (occupied && steer && s.thread.kind === 'busy' && s.thread.turnId) return { kind: 'steer', turnId: s.thread.turnId };
   return occupied ? { kind: 'wait' } : { kind: 'start' };
+}
+
+/**
+ * What recovery does with the delivery's turn, found in the thread after a (re)attach: adopt it
+ * (still running), answer it (ended), or deliver its messages again in a new turn. The last only
+ * when the app-server died under the turn (0.171 keeps it `interrupted` with no `completedAt`),
+ * it gave no answer, and its messages were not re-delivered before: once per message, so an
+ * app-server that dies on every try cannot loop. A person's interrupt sets completedAt: answered.
+ */
+export function recoveryVerdict(turn: CodexTurn, hasAnswer: boolean, redeliveredBefore: boolean): 'running' | 'ended' | 'redeliver' {
+  if (!turn.status || turn.status === 'inProgress') return 'running';
+  const cutOff = turn.status === 'interrupted' && turn.completedAt == null && !hasAnswer;
+  return cutOff && !redeliveredBefore ? 'redeliver' : 'ended';
 }
 
 /**

@@ -15,6 +15,8 @@ export interface CodexTurn {
   status?: string;
   /** Why a failed turn failed (0.171: the model's error, or Codex's own text for an HTTP error). */
   error?: { message?: string } | null;
+  /** Unix seconds; null on a turn the app-server never finished (it died under it). */
+  completedAt?: number | null;
   items?: Array<{ type: string; id?: string; text?: string; content?: Array<{ type: string; text?: string }> }>;
 }
 

@@ -327,7 +327,7 @@ t.test('steer mode: a turn another client started is steered, and its answer goe
   t.equal(s.fake.requests('turn/start').length, 0, 'no turn/start');
 });
 
-t.test('the agentMessage item/completed went missing: the reply is read from the thread', async (t) => {
+t.test('the agentMessage item/completed went missing: the reply comes from turn/completed\'s final items', async (t) => {
   const s = await setup(t, { fake: { reply: () => 'the final answer' } });
   s.startBridge();
   await s.ready();
@@ -338,6 +338,7 @@ t.test('the agentMessage item/completed went missing: the reply is read from the
   await waitFor(() => repliesTo(alice.rpc, m.id).length === 1, 'the reply');
   t.same(s.fake.dropped.map((d) => d.params.item.type), ['userMessage', 'agentMessage'], 'the lever fired');
   t.equal(repliesTo(alice.rpc, m.id)[0]!.body, 'the final answer');
+  t.equal(s.fake.requests('thread/turns/list').length, 1, 'no read for it (the one list is the reconcile on status idle)');
   await settle(300);
   t.equal(repliesTo(alice.rpc, m.id).length, 1, 'once');
 });

@@ -288,21 +288,57 @@ t.test('the app-server unloads the thread (thread/closed) while connected: the a
   t.notOk(s.fake.sent.some((f) => /not loaded/.test(f.msg?.error?.message ?? '')), 'never tried turn/start on the unloaded thread');
 });
 
-t.test('a new app-server process (running turn lost): the sender hears the turn was interrupted; the next message goes through', async (t) => {
+t.test('a new app-server process (running turn lost): the message goes out again, once, in a new turn', async (t) => {
   const s = await setup(t, { fake: { holdTurns: true } });
   s.startBridge();
   const threadId = await s.ready();
   const alice = await s.sender();
   const m1 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'long job' })).message;
   await waitFor(() => occurrences(s.fake, threadId, m1.id) === 1, 'turn 1 running');
-  await s.fake.restart({ fresh: true });
-  await waitFor(() => repliesTo(alice.rpc, m1.id).length === 1, 'the sender told');
-  t.match(repliesTo(alice.rpc, m1.id)[0]!.body, /interrupted/);
   s.fake.opts.holdTurns = false;
+  await s.fake.restart({ fresh: true });
+  await waitFor(() => repliesTo(alice.rpc, m1.id).length === 1, 'the reply');
+  t.match(repliesTo(alice.rpc, m1.id)[0]!.body, /^echo: /, 'answered by the new turn, not "(Codex turn interrupted)"');
+  t.equal(occurrences(s.fake, threadId, m1.id), 2, 'delivered again once');
+  t.match(s.fake.thread(threadId).turns.map((x: any) => x.status), ['interrupted', 'completed']);
+  await settle(300);
+  t.equal(repliesTo(alice.rpc, m1.id).length, 1, 'one reply');
   const m2 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'again' })).message;
   await waitFor(() => repliesTo(alice.rpc, m2.id).length === 1, 'the next reply');
   t.equal(occurrences(s.fake, threadId, m2.id), 1, 'in the same (resumed) thread');
-  t.equal(occurrences(s.fake, threadId, m1.id), 1, 'm1 not re-sent');
+});
+
+t.test('the app-server dies again under the re-delivered turn: the sender hears it was interrupted (no loop)', async (t) => {
+  const s = await setup(t, { fake: { holdTurns: true } });
+  s.startBridge();
+  const threadId = await s.ready();
+  const alice = await s.sender();
+  const m1 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'doomed job' })).message;
+  await waitFor(() => occurrences(s.fake, threadId, m1.id) === 1, 'turn 1 running');
+  await s.fake.restart({ fresh: true });
+  await waitFor(() => occurrences(s.fake, threadId, m1.id) === 2 && s.fake.activeTurnId(threadId) !== null, 'the re-delivered turn running');
+  await s.fake.restart({ fresh: true });
+  await waitFor(() => repliesTo(alice.rpc, m1.id).length === 1, 'the sender told');
+  t.equal(repliesTo(alice.rpc, m1.id)[0]!.body, '(Codex turn interrupted)');
+  await settle(300);
+  t.equal(occurrences(s.fake, threadId, m1.id), 2, 'not a third time');
+  t.equal(repliesTo(alice.rpc, m1.id).length, 1);
+});
+
+t.test('a person interrupted the turn while the adapter was away: answered "(Codex turn interrupted)", not re-delivered', async (t) => {
+  const s = await setup(t, { fake: { holdTurns: true } });
+  s.startBridge();
+  const threadId = await s.ready();
+  const alice = await s.sender();
+  const m1 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'stop me' })).message;
+  await waitFor(() => occurrences(s.fake, threadId, m1.id) === 1, 'turn 1 running');
+  await s.fake.stop();
+  s.fake.interruptTurn(threadId);
+  await s.fake.listen();
+  await waitFor(() => repliesTo(alice.rpc, m1.id).length === 1, 'the sender told');
+  t.equal(repliesTo(alice.rpc, m1.id)[0]!.body, '(Codex turn interrupted)');
+  await settle(300);
+  t.equal(occurrences(s.fake, threadId, m1.id), 1, 'not delivered again');
 });
 
 for (const when of ['after', 'before'] as const) {

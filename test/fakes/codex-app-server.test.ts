@@ -275,7 +275,8 @@ t.test('a scripted turn emits the real notification order and the agent text', a
   t.equal(deltas[0].itemId, p[4].item.id);
   t.same(p[8].item, { type: 'agentMessage', id: p[4].item.id, text: 'reply to hello there' });
   t.same(p[9], { threadId: thread.id, status: { type: 'idle' } });
-  t.same(p[10], { threadId: thread.id, turn: { id: r.turn.id, items: [p[8].item], itemsView: 'summary', status: 'completed', error: null } }, 'turn/completed carries the final agentMessage');
+  t.same(p[10], { threadId: thread.id, turn: { id: r.turn.id, items: [p[8].item], itemsView: 'summary', status: 'completed', error: null, startedAt: p[10].turn.startedAt, completedAt: p[10].turn.completedAt } }, 'turn/completed carries the final agentMessage');
+  t.type(p[10].turn.completedAt, 'number');
   t.ok(frames.slice(1).every((f) => typeof f.emittedAtMs === 'number'), 'every notification carries emittedAtMs');
 
   const noticesBefore = c.of('deprecationNotice').length;

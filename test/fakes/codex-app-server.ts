@@ -229,6 +229,9 @@ interface TurnRec {
   index: number;
   status: TurnStatus;
   error: { message: string; codexErrorInfo: unknown; additionalDetails: unknown } | null;
+  /** Unix seconds; completedAt stays null for a turn cut off by the process going away (0.171). */
+  startedAt: number;
+  completedAt: number | null;
   items: any[];
   inputs: string[];
   plan: TurnPlan;
@@ -786,6 +789,7 @@ export class FakeAppServer {
     for (const text of o.pastTurns ?? []) {
       const turn = this.newTurn(thread, text);
       turn.status = 'completed';
+      turn.completedAt = turn.startedAt;
       turn.items.push({ type: 'agentMessage', id: uuidv7(), text: `echo: ${text}` });
       turn.finish();
       thread.turns.push(turn);
@@ -820,11 +824,11 @@ export class FakeAppServer {
   /** turn/completed's turn: a completed one carries only its final agentMessage ("summary"). */
   private completedTurn(turn: TurnRec): Record<string, unknown> {
     const last = turn.status === 'completed' ? turn.items.filter((i) => i.type === 'agentMessage').slice(-1) : [];
-    return { id: turn.id, items: last.map((i) => ({ ...i })), itemsView: last.length ? 'summary' : 'notLoaded', status: turn.status, error: turn.error };
+    return { id: turn.id, items: last.map((i) => ({ ...i })), itemsView: last.length ? 'summary' : 'notLoaded', status: turn.status, error: turn.error, startedAt: turn.startedAt, completedAt: turn.completedAt };
   }
 
   private wireTurn(turn: TurnRec, withItems: boolean): Record<string, unknown> {
-    return { id: turn.id, items: withItems ? turn.items.map((i) => ({ ...i })) : [], status: turn.status, error: turn.error };
+    return { id: turn.id, items: withItems ? turn.items.map((i) => ({ ...i })) : [], status: turn.status, error: turn.error, startedAt: turn.startedAt, completedAt: turn.completedAt };
   }
 
   private wireThread(thread: ThreadRec, includeTurns: boolean): Record<string, unknown> {
@@ -882,6 +886,8 @@ export class FakeAppServer {
       index: thread.turns.length,
       status: 'inProgress',
       error: null,
+      startedAt: nowSeconds(),
+      completedAt: null,
       items: [{ type: 'userMessage', id: uuidv7(), content: [{ type: 'text', text, text_elements: [] }] }],
       inputs: [text],
       plan: {},
@@ -1027,6 +1033,7 @@ export class FakeAppServer {
     for (const id of [...turn.pending]) this.clearRequest(this.serverRequests.get(id)!, true);
     turn.status = status;
     turn.error = error;
+    turn.completedAt = nowSeconds();
     if (thread.active === turn) thread.active = null;
     this.touch(thread);
     // 0.171: idle first (10 of 11 real turns), then turn/completed with the final items.
