@@ -9,6 +9,7 @@ import { ApprovalDesk } from './approval-desk.js';
 import { codexAgentId, type CodexAdapterConfig } from './config.js';
 import { loadState, saveState, type AdapterState } from './state.js';
 import { Deliverer } from './deliverer.js';
+import { ServerNotices } from './server-notices.js';
 import { ActiveWriterError, attachThread } from './thread.js';
 
 export interface BridgeLog {
@@ -31,6 +32,7 @@ export class CodexBridge {
   private threadId: string | null = null;
   private readonly delivery: Deliverer;
   private readonly approvals: ApprovalDesk;
+  private readonly notices: ServerNotices;
   private reconcileTimer: NodeJS.Timeout | null = null;
   private pollTimer: NodeJS.Timeout | null = null;
   private stopped = false;
@@ -56,6 +58,7 @@ export class CodexBridge {
       stopped: () => this.stopped,
       save: () => this.save(),
     });
+    this.notices = new ServerNotices(log);
     this.approvals = new ApprovalDesk({
       config,
       state: this.state,
@@ -191,7 +194,7 @@ export class CodexBridge {
         // Requests are answered on the socket they came on: a resume replays pending approvals
         // before attachThread returns, i.e. before this.conn is the new socket.
         conn.on('request', (req) => void this.approvals.onServerRequest(conn!, req));
-        await conn.handshake(this.version);
+        this.notices.handshake((await conn.handshake(this.version)).userAgent);
         // Keep the thread across reconnects and restarts; otherwise attach by mode.
         const previous = this.threadId ?? (this.config.threadMode === 'start' ? this.state.threadId : null);
         const { thread, how } = await attachThread(conn, this.config, previous, (m) => this.log.info(m));
@@ -244,6 +247,7 @@ export class CodexBridge {
 
   private onNotification(method: string, p: Record<string, any>): void {
     if (p.threadId !== undefined && p.threadId !== this.threadId) return;
+    if (this.notices.onNotification(method, p)) return;
     if (method === 'thread/closed') {
       // The app-server unloaded our thread: this socket is no longer subscribed and turn/start
       // fails "not loaded" until it is resumed. Reconnecting resumes it (and settles the turn

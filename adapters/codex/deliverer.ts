@@ -39,6 +39,8 @@ export class Deliverer {
   /** The handle of pipe.wake (the coalesce window or the retry delay). */
   private wakeTimer: NodeJS.Timeout | null = null;
   private readonly agentTextByTurn = new Map<string, string>();
+  /** The last reconcile failure logged (not repeated every interval). */
+  private reconcileError: string | null = null;
 
   constructor(private readonly host: DelivererHost) {}
 
@@ -318,8 +320,13 @@ export class Deliverer {
       if (d && verdict?.kind === 'ended') await this.complete(d, verdict.turn.status ?? 'completed', this.agentTextByTurn.get(verdict.turn.id) ?? finalAgentText(verdict.turn), verdict.turn.error?.message);
       else if (d && verdict?.kind === 'phantom') await this.complete(d, 'completed', null); // folded into a turn we already answered
       this.schedule();
-    } catch {
-      // the socket dropped: the reconnect path takes over
+      this.reconcileError = null;
+    } catch (err) {
+      // A dropped socket: the reconnect path takes over. Anything else was swallowed silently
+      // (0.171 refused every read before the first turn): say it, once per text.
+      const text = (err as Error).message;
+      if (conn.isOpen && text !== this.reconcileError) this.host.log.warn(`reconcile failed: ${text}`);
+      this.reconcileError = text;
     }
   }
 
