@@ -147,6 +147,36 @@ t.test('a turn another client started: the adapter waits for it instead of foldi
   t.equal(occurrences(s.fake, threadId, m2.id), 1);
 });
 
+for (const phantomWhenBusy of [false, true]) {
+  t.test(`a person's turn starts between the adapter's look and its turn/start (${phantomWhenBusy ? 'pre-0.171: a phantom id' : '0.171: the running turn id'}): one reply, the message delivered once`, async (t) => {
+    const s = await setup(t, { fake: { phantomWhenBusy } });
+    s.startBridge();
+    const threadId = await s.ready();
+    let raced = false;
+    s.fake.opts.beforeRequest = (method) => {
+      if (method !== 'turn/start' || raced) return;
+      raced = true;
+      s.fake.startTurn(threadId, 'a human, a moment earlier');
+    };
+    s.fake.opts.holdTurns = true;
+    const alice = await s.sender();
+    const m = (await alice.rpc.call('message/send', { to: s.agentId, body: 'racing the human' })).message;
+    await waitFor(() => s.fake.busyTurnStarts.length === 1, 'the turn/start that met a busy thread');
+    const running = s.fake.activeTurnId(threadId)!;
+    t.equal(s.fake.busyTurnStarts[0] === running, !phantomWhenBusy, phantomWhenBusy ? 'answered a phantom id' : 'answered the running turn id');
+    await settle(300);
+    t.equal(repliesTo(alice.rpc, m.id).length, 0, 'no answer while the turn that carries it runs');
+    await completeTurn(s.fake, threadId);
+    await waitFor(() => repliesTo(alice.rpc, m.id).length === 1, 'the reply');
+    t.match(repliesTo(alice.rpc, m.id)[0]!.body, /^echo: a human, a moment earlier\nA relay message arrived/, 'the running turn\'s answer, which covers the folded text');
+    s.fake.opts.holdTurns = false;
+    await settle(800); // past a reconcile (500 ms)
+    t.equal(repliesTo(alice.rpc, m.id).length, 1, 'answered once');
+    t.equal(occurrences(s.fake, threadId, m.id), 1, 'delivered once (folded, not started again)');
+    t.equal(s.fake.requests('turn/start').length, 1);
+  });
+}
+
 t.test('lever turnStartedBeforeResponse: turn/started before the turn/start answer still means one turn and one reply', async (t) => {
   const s = await setup(t, { fake: { turnStartedBeforeResponse: true } });
   s.startBridge();

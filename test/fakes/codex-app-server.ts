@@ -112,6 +112,8 @@ export interface FakeAppServerOptions {
   deltaCount?: number;
   /** Pause between two notifications of a turn (default 0: one event-loop turn). */
   stepDelayMs?: number;
+  /** Lever: called before a request is handled (e.g. a person starts a turn right then). */
+  beforeRequest?: (method: string, params: any) => void;
   /** Lever (pre-0.171 servers): a busy turn/start answers a phantom id that never starts. */
   phantomWhenBusy?: boolean;
 }
@@ -583,6 +585,7 @@ export class FakeAppServer {
       return fail(OVERLOADED, 'Server overloaded; retry later.');
     }
     if (msg.method !== 'initialize' && !conn.initialized) return fail(INVALID_REQUEST, 'Not initialized');
+    this.opts.beforeRequest?.(msg.method, msg.params ?? {});
     const handler = this.handlers[msg.method];
     if (!handler) return fail(INVALID_REQUEST, `Invalid request: unknown variant \`${msg.method}\``);
     try {
