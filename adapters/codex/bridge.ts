@@ -10,7 +10,7 @@ import { codexAgentId, type CodexAdapterConfig } from './config.js';
 import { loadState, saveState, type AdapterState } from './state.js';
 import { Deliverer } from './deliverer.js';
 import { ServerNotices } from './server-notices.js';
-import { ActiveWriterError, attachThread } from './thread.js';
+import { ActiveWriterError, attachThread, resume } from './thread.js';
 
 export interface BridgeLog {
   info(msg: string): void;
@@ -30,6 +30,8 @@ export class CodexBridge {
   private readonly http: RelayHttpClient;
   private conn: AppServerConnection | null = null;
   private threadId: string | null = null;
+  /** Attached to a loaded thread that could not be resumed yet (see AttachHow in thread.ts). */
+  private unsubscribed = false;
   private readonly delivery: Deliverer;
   private readonly approvals: ApprovalDesk;
   private readonly notices: ServerNotices;
@@ -202,6 +204,7 @@ export class CodexBridge {
         this.conn = conn;
         conn.once('close', (reason) => this.onAppServerClosed(conn!, reason));
         this.threadId = thread.id;
+        this.unsubscribed = how === 'unsubscribed';
         if (this.state.threadId !== thread.id) {
           this.state.threadId = thread.id;
           this.save();
@@ -248,6 +251,7 @@ export class CodexBridge {
   private onNotification(method: string, p: Record<string, any>): void {
     if (p.threadId !== undefined && p.threadId !== this.threadId) return;
     if (this.notices.onNotification(method, p)) return;
+    if (method === 'thread/status/changed' && p.status?.type === 'idle' && this.unsubscribed) void this.subscribe();
     if (method === 'thread/closed') {
       // The app-server unloaded our thread: this socket is no longer subscribed and turn/start
       // fails "not loaded" until it is resumed. Reconnecting resumes it (and settles the turn
@@ -259,6 +263,17 @@ export class CodexBridge {
       return;
     }
     this.delivery.onNotification(method, p);
+  }
+
+  /** An unsubscribed thread went idle: a turn ran, so it may have a rollout now; resume it. */
+  private async subscribe(): Promise<void> {
+    const conn = this.conn;
+    const threadId = this.threadId;
+    if (!conn || !threadId) return;
+    const t = await resume(conn, threadId).catch(() => null);
+    if (!t || conn !== this.conn || !this.unsubscribed) return;
+    this.unsubscribed = false;
+    this.log.info(`subscribed to Codex thread ${threadId} (its first turn gave it a rollout)`);
   }
 
   private startReconcile(): void {

@@ -77,6 +77,36 @@ async function findLoadedForCwd(conn: AppServerConnection, cwd: string): Promise
 }
 
 /**
+ * How the adapter holds its thread. `resumed`/`started`: subscribed (turn and item events come).
+ * `unsubscribed`: a loaded thread that never ran a turn, which 0.171 cannot resume ("no rollout
+ * found"); turns can still be started on it and its thread/status/changed still reaches the
+ * socket that started them, so turn ends are read from the thread (the reconcile) until the
+ * first turn gives it a rollout and the bridge resumes it.
+ */
+export type AttachHow = 'resumed' | 'started' | 'unsubscribed';
+
+/** A thread resume refused: loaded but empty (read works), or unknown to this app-server. */
+async function notResumable(conn: AppServerConnection, id: string): Promise<{ thread: CodexThread | null; why: string }> {
+  try {
+    const { thread } = await conn.request<{ thread: CodexThread }>('thread/read', { threadId: id });
+    return { thread, why: `thread ${id} is loaded (${thread.status?.type ?? 'status unknown'}) but never ran a turn, so it has no rollout to resume` };
+  } catch (err) {
+    if (err instanceof AppServerError) return { thread: null, why: `thread ${id} is unknown to this app-server (no rollout, not loaded: ${err.message})` };
+    throw err;
+  }
+}
+
+/** Resume `id`, else hold it unsubscribed when it is loaded but empty; null (and why) otherwise. */
+async function attachTo(conn: AppServerConnection, id: string, log: (msg: string) => void, what: string): Promise<{ thread: CodexThread; how: AttachHow } | { why: string }> {
+  const t = await resume(conn, id);
+  if (t) return { thread: t, how: 'resumed' };
+  const { thread, why } = await notResumable(conn, id);
+  if (!thread) return { why };
+  log(`${what}: ${why}; using it unsubscribed (turn ends read from the thread) until its first turn makes it resumable`);
+  return { thread, how: 'unsubscribed' };
+}
+
+/**
  * Attach to a thread by mode. `known` is the thread this adapter used before (its state file):
  * on a reconnect or restart it is resumed first, so the adapter keeps its conversation.
  */
@@ -85,25 +115,27 @@ export async function attachThread(
   config: CodexAdapterConfig,
   known: string | null,
   log: (msg: string) => void,
-): Promise<{ thread: CodexThread; how: 'resumed' | 'started' }> {
+): Promise<{ thread: CodexThread; how: AttachHow }> {
   if (known) {
-    const t = await resume(conn, known);
-    if (t) return { thread: t, how: 'resumed' };
-    log(`thread ${known} has no rollout yet (no turn ran); attaching by mode ${config.threadMode}`);
+    const r = await attachTo(conn, known, log, 'the thread this adapter used before');
+    if ('thread' in r) return r;
+    log(`${r.why}; attaching by mode ${config.threadMode}`);
   }
   if (config.threadMode === 'resume') {
     const id = config.threadId ?? readHandoff(config);
     if (!id) log('CODEX_THREAD_MODE=resume but no thread id was handed over (CODEX_THREAD_ID or the SessionStart hook); starting a thread');
     else {
-      const t = await resume(conn, id);
-      if (t) return { thread: t, how: 'resumed' };
-      log(`thread ${id} has no rollout yet (no turn ran); starting a thread instead`);
+      const r = await attachTo(conn, id, log, 'CODEX_THREAD_MODE=resume');
+      if ('thread' in r) return r;
+      log(`CODEX_THREAD_MODE=resume: ${r.why}; starting a thread instead`);
     }
   } else if (config.threadMode === 'auto') {
     const loaded = await findLoadedForCwd(conn, config.cwd);
-    if (loaded) {
-      const t = await resume(conn, loaded.id);
-      if (t) return { thread: t, how: 'resumed' };
+    if (!loaded) log(`CODEX_THREAD_MODE=auto: no loaded thread of ${config.cwd} on this app-server; starting a thread`);
+    else {
+      const r = await attachTo(conn, loaded.id, log, `CODEX_THREAD_MODE=auto (the newest loaded thread of ${config.cwd})`);
+      if ('thread' in r) return r;
+      log(`CODEX_THREAD_MODE=auto: ${r.why}; starting a thread instead`);
     }
   }
   return { thread: await start(conn, config), how: 'started' };

@@ -266,6 +266,8 @@ interface ThreadRec {
   turns: TurnRec[];
   active: TurnRec | null;
   subscribers: Set<Conn>;
+  /** Unsubscribed connections that started a turn here: 0.171 sends them status changes only. */
+  watchers: Set<Conn>;
   /** Last status announced with thread/status/changed, to announce changes only. */
   lastAnnounced: string;
 }
@@ -455,7 +457,10 @@ export class FakeAppServer {
     ws.on('close', () => {
       this.conns.delete(conn.id);
       // Threads stay loaded (server scope); only the subscription goes.
-      for (const t of this.threads.values()) t.subscribers.delete(conn);
+      for (const t of this.threads.values()) {
+        t.subscribers.delete(conn);
+        t.watchers.delete(conn);
+      }
       this.changed();
     });
     this.changed();
@@ -545,14 +550,14 @@ export class FakeAppServer {
   }
 
   /** A thread event to its subscribers, unless the drop lever swallows it. */
-  private emit(thread: ThreadRec, method: string, params: Record<string, unknown>): void {
+  private emit(thread: ThreadRec, method: string, params: Record<string, unknown>, also: Iterable<Conn> = []): void {
     const left = this.dropCounts.get(method) ?? 0;
     if (left > 0) {
       this.dropCounts.set(method, left - 1);
       this.dropped.push({ method, params });
       return;
     }
-    for (const c of thread.subscribers) this.notify(c, method, params);
+    for (const c of new Set([...thread.subscribers, ...also])) this.notify(c, method, params);
   }
 
   private onClientNotification(conn: Conn, msg: any): void {
@@ -745,6 +750,7 @@ export class FakeAppServer {
       respond({ turn: { id, items: [], status: 'inProgress', error: null } });
       return;
     }
+    if (!thread.subscribers.has(conn)) thread.watchers.add(conn);
     this.beginTurn(thread, text, 'start', conn.id, respond);
   }
 
@@ -787,6 +793,7 @@ export class FakeAppServer {
       turns: [],
       active: null,
       subscribers: new Set(),
+      watchers: new Set(),
       lastAnnounced: '',
     };
     for (const text of o.pastTurns ?? []) {
@@ -821,7 +828,7 @@ export class FakeAppServer {
     const key = JSON.stringify(status);
     if (key === thread.lastAnnounced) return;
     thread.lastAnnounced = key;
-    this.emit(thread, 'thread/status/changed', { threadId: thread.id, status });
+    this.emit(thread, 'thread/status/changed', { threadId: thread.id, status }, thread.watchers);
   }
 
   /** turn/completed's turn: a completed one carries only its final agentMessage ("summary"). */
@@ -876,6 +883,7 @@ export class FakeAppServer {
     thread.loaded = false;
     thread.lastAnnounced = JSON.stringify(this.statusOf(thread));
     thread.subscribers.clear();
+    thread.watchers.clear();
   }
 
   // ------------------------------------------------------------------ turns
