@@ -23,7 +23,12 @@ export interface CodexTurn {
 /** The thread is held by another app-server process: retrying will not help. */
 export class ActiveWriterError extends Error {}
 
-const NO_ROLLOUT = /no rollout found/i;
+/**
+ * A thread that never ran a turn: "no rollout found" (resume), "not materialized yet"
+ * (turns/list), and, once any client asked it for `includeTurns` before its first turn, 0.171
+ * answers both with -32601 "list_turns is not supported yet" until that turn (test/codex-real/fake-parity).
+ */
+const NO_TURN_YET = /no rollout found|not materialized|list_turns is not supported/i;
 const ACTIVE_WRITER = /active writer/i;
 
 /** The thread id a Codex SessionStart hook left for this cwd, if any. */
@@ -56,7 +61,7 @@ export async function resume(conn: AppServerConnection, threadId: string): Promi
     const { turns: _none, ...thread } = r.thread;
     return thread;
   } catch (err) {
-    if (err instanceof AppServerError && NO_ROLLOUT.test(err.message)) return null;
+    if (err instanceof AppServerError && NO_TURN_YET.test(err.message)) return null;
     if (err instanceof AppServerError && ACTIVE_WRITER.test(err.message)) {
       throw new ActiveWriterError(`thread ${threadId} is held by another Codex process (active writer); stop that process or use CODEX_THREAD_MODE=start`);
     }
@@ -143,7 +148,6 @@ export async function attachThread(
 
 /** The newest turns a read asks for: a delivery's turn is among the last few (recovery, reconcile). */
 const TURNS_PAGE = 20;
-const NOT_MATERIALIZED = /not materialized/i;
 
 /**
  * The thread with its recent turns, oldest first: the one place that asks for turns. 0.171
@@ -162,7 +166,7 @@ async function listTurns(conn: AppServerConnection, threadId: string): Promise<C
     const r = await conn.request<{ data: CodexTurn[] }>('thread/turns/list', { threadId, limit: TURNS_PAGE });
     return [...(r.data ?? [])].reverse();
   } catch (err) {
-    if (err instanceof AppServerError && NOT_MATERIALIZED.test(err.message)) return [];
+    if (err instanceof AppServerError && NO_TURN_YET.test(err.message)) return [];
     throw err;
   }
 }

@@ -96,6 +96,22 @@ t.test('resume: a loaded thread that never ran a turn ("no rollout found") is us
   t.equal(repliesTo(alice.rpc, m.id).length + repliesTo(alice.rpc, m2.id).length, 2, 'one reply each');
 });
 
+t.test('resume: the empty thread answers -32601 "list_turns is not supported yet" (a client asked it for includeTurns): still used unsubscribed', async (t) => {
+  const s = await setup(t);
+  const fresh = s.fake.addThread({ cwd: s.cwd, loaded: true, pastTurns: [], askedForTurns: true });
+  const b = s.startBridge({ CODEX_THREAD_MODE: 'resume', CODEX_THREAD_ID: fresh });
+  const obs = await s.observer();
+  await waitFor(async () => (await agentRecord(obs, s.agentId))?.ready === true, 'ready');
+  t.match(s.fake.sent.find((f) => f.msg?.error)?.msg.error, { code: -32601, message: 'list_turns is not supported yet' }, 'the resume refusal');
+  t.equal(s.fake.requests('thread/start').length, 0);
+  t.ok(b.logs.some((l) => l.includes('using it unsubscribed')));
+  const alice = await s.sender();
+  const m = (await alice.rpc.call('message/send', { to: s.agentId, body: 'hi' })).message;
+  await waitFor(() => repliesTo(alice.rpc, m.id).length === 1, 'the reply');
+  t.equal(occurrences(s.fake, fresh, m.id), 1);
+  t.notOk(b.logs.some((l) => /reconcile failed/.test(l)), 'reconciles took the refusal as "no turns"');
+});
+
 t.test('resume: an id the app-server does not know falls back to starting a thread, saying so', async (t) => {
   const s = await setup(t);
   const unknown = '019a0000-0000-7000-8000-000000000000';

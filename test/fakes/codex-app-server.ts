@@ -199,6 +199,8 @@ export interface AddThreadOptions {
   systemError?: boolean;
   /** Another app-server process holds it: thread/resume fails "already has an active writer". */
   activeWriter?: boolean;
+  /** A client already asked it for includeTurns before its first turn (0.171 then answers -32601). */
+  askedForTurns?: boolean;
 }
 
 export interface ConnectionInfo {
@@ -266,6 +268,8 @@ interface ThreadRec {
   turns: TurnRec[];
   active: TurnRec | null;
   subscribers: Set<Conn>;
+  /** Asked for includeTurns before its first turn: 0.171 then refuses turns/list and resume with -32601 until that turn. */
+  listTurnsRefused: boolean;
   /** Unsubscribed connections that started a turn here: 0.171 sends them status changes only. */
   watchers: Set<Conn>;
   /** Last status announced with thread/status/changed, to announce changes only. */
@@ -293,6 +297,7 @@ class RpcFailure extends Error {
 export const FAKE_CODEX_VERSION = '0.171.0';
 const INVALID_REQUEST = -32600;
 const METHOD_NOT_FOUND = -32601;
+const LIST_TURNS_UNSUPPORTED = 'list_turns is not supported yet';
 const TURNS_DEPRECATED = 'Full-history hydration is deprecated for paginated threads; omit includeTurns or set it to false, then page with thread/turns/list and thread/items/list.';
 const RESUME_TURNS_DEPRECATED = 'Full-history hydration is deprecated for paginated threads; use `excludeTurns: true`, then page with thread/turns/list and thread/items/list.';
 const OVERLOADED = -32001;
@@ -665,6 +670,7 @@ export class FakeAppServer {
     const id = String(params.threadId ?? '');
     const thread = this.threads.get(id);
     // No rollout before the first turn: a thread that never ran one cannot be resumed.
+    if (thread && thread.turns.length === 0 && thread.listTurnsRefused) throw new RpcFailure(METHOD_NOT_FOUND, LIST_TURNS_UNSUPPORTED);
     if (!thread || thread.turns.length === 0) throw new RpcFailure(INVALID_REQUEST, `no rollout found for thread id ${id}`);
     if (thread.activeWriter) throw new RpcFailure(INVALID_REQUEST, `thread ${id} already has an active writer`);
     this.checkOverrides(params);
@@ -687,7 +693,10 @@ export class FakeAppServer {
     const thread = this.requireThread(params.threadId);
     if (!params.includeTurns) return respond({ thread: this.wireThread(thread, false) });
     // 0.171: full history only once there is a rollout to read, and deprecated then.
-    if (thread.turns.length === 0) throw new RpcFailure(METHOD_NOT_FOUND, 'list_turns is not supported yet');
+    if (thread.turns.length === 0) {
+      thread.listTurnsRefused = true;
+      throw new RpcFailure(METHOD_NOT_FOUND, LIST_TURNS_UNSUPPORTED);
+    }
     respond({ thread: this.wireThread(thread, true) });
     this.notify(conn, 'deprecationNotice', { summary: TURNS_DEPRECATED, details: null });
   }
@@ -695,6 +704,7 @@ export class FakeAppServer {
   /** Turns with their items, newest first (sortDirection "asc" for oldest first), paged by limit/cursor. */
   private turnsList(params: any, respond: (r: unknown) => void): void {
     const thread = this.requireThread(params.threadId);
+    if (thread.turns.length === 0 && thread.listTurnsRefused) throw new RpcFailure(METHOD_NOT_FOUND, LIST_TURNS_UNSUPPORTED);
     if (thread.turns.length === 0) throw new RpcFailure(INVALID_REQUEST, `thread ${thread.id} is not materialized yet; thread/turns/list is unavailable before first user message`);
     const ordered = params.sortDirection === 'asc' ? [...thread.turns] : [...thread.turns].reverse();
     const start = typeof params.cursor === 'string' ? Number(JSON.parse(params.cursor).offset) || 0 : 0;
@@ -794,6 +804,7 @@ export class FakeAppServer {
       active: null,
       subscribers: new Set(),
       watchers: new Set(),
+      listTurnsRefused: Boolean(o.askedForTurns),
       lastAnnounced: '',
     };
     for (const text of o.pastTurns ?? []) {
