@@ -236,8 +236,11 @@ t.test('thread/start answers the thread, subscribes the caller and sends thread/
   await t.rejects(c.call('thread/start', { approvalPolicy: 'always' }), { code: -32600 });
   await t.rejects(c.call('thread/read', { threadId: 'nope' }), { code: -32600, message: 'thread not loaded: nope' });
   // 0.171 before the first turn: no full history, no turns list.
-  await t.rejects(c.call('thread/read', { threadId: r.thread.id, includeTurns: true }), { code: -32601, message: 'list_turns is not supported yet' });
   await t.rejects(c.call('thread/turns/list', { threadId: r.thread.id }), { code: -32600, message: /is not materialized yet; thread\/turns\/list is unavailable before first user message/ });
+  await t.rejects(c.call('thread/read', { threadId: r.thread.id, includeTurns: true }), { code: -32601, message: 'list_turns is not supported yet' });
+  // After that refusal 0.171 answers turns/list and resume of the empty thread the same way.
+  await t.rejects(c.call('thread/turns/list', { threadId: r.thread.id }), { code: -32601, message: 'list_turns is not supported yet' });
+  await t.rejects(c.call('thread/resume', { threadId: r.thread.id }), { code: -32601, message: 'list_turns is not supported yet' });
 });
 
 t.test('a scripted turn emits the real notification order and the agent text', async (t) => {
