@@ -19,6 +19,10 @@ import type { CodexTurn } from './thread.js';
  *             nothing is delivered or reconciled until the previous turn is settled.
  *   wake      null | coalesce | retry          was coalesceTimer, retryTimer (never both).
  *             The one timer that will look at the queue again.
+ *   ended     turn id | null                   the last turn whose end was handled (its
+ *             turn/completed, or a reconcile that answered it). 0.171 sends the idle status
+ *             first; a reconcile can answer before turn/completed comes, and that late
+ *             turn/completed then answered the NEXT delivery (not started yet) with the old text.
  *
  * Not here: `stopped` and `ready` (the bridge's own lifecycle and its relay readiness), the
  * message queue (data, not state), approvals (approval-desk.ts).
@@ -46,6 +50,7 @@ export interface Pipeline {
   delivery: Delivery | null;
   gate: 'open' | 'sending' | 'recovering';
   wake: 'coalesce' | 'retry' | null;
+  ended: string | null;
 }
 
 export type PipelineEvent =
@@ -80,7 +85,7 @@ export type Effect =
   | { kind: 'reconcile' };
 
 export function initialPipeline(): Pipeline {
-  return { thread: { kind: 'detached' }, delivery: null, gate: 'open', wake: null };
+  return { thread: { kind: 'detached' }, delivery: null, gate: 'open', wake: null, ended: null };
 }
 
 const IDLE: ThreadState = { kind: 'idle' };
@@ -105,10 +110,11 @@ export function step(s: Pipeline, e: PipelineEvent): { state: Pipeline; effects:
       if (d && d.turnId === e.turnId) d.started = true;
       return done({ ...s, thread: s.thread.kind === 'detached' ? s.thread : { kind: 'busy', turnId: e.turnId } });
     case 'turnEnded': {
+      if (e.turn.id === s.ended) return done(s); // handled already: a late repeat changes nothing
       const thread = s.thread.kind === 'detached' ? s.thread : IDLE;
       // Ours, or the running turn that absorbed ours (turn/start while busy answers a phantom id).
       const ours = d && (d.turnId === e.turn.id || !d.started);
-      return { state: { ...s, thread }, effects: ours ? [{ kind: 'answer', delivery: d, turn: e.turn }] : [] };
+      return { state: { ...s, thread, ended: e.turn.id }, effects: ours ? [{ kind: 'answer', delivery: d, turn: e.turn }] : [] };
     }
     case 'statusChanged':
       return { state: { ...s, thread: withActivity(s.thread, e.active) }, effects: e.active ? [] : [{ kind: 'reconcile' }] };
@@ -133,7 +139,7 @@ export function step(s: Pipeline, e: PipelineEvent): { state: Pipeline; effects:
     case 'settled':
       e.delivery.done = true;
       // Only the delivery it was handed: a newer one may be in flight by now.
-      return done(d === e.delivery ? { ...s, delivery: null } : s);
+      return done({ ...(d === e.delivery ? { ...s, delivery: null } : s), ended: e.delivery.turnId ?? s.ended });
     case 'armed':
       return done({ ...s, wake: e.wake });
     case 'woke':

@@ -177,6 +177,46 @@ for (const phantomWhenBusy of [false, true]) {
   });
 }
 
+t.test('0.171 order with a gap: the idle status, a reconcile read that already shows the turn ended, then turn/completed: one reply', async (t) => {
+  const s = await setup(t, { fake: { completedDelayMs: 400, reply: () => 'the one answer' } });
+  s.startBridge();
+  const threadId = await s.ready();
+  const alice = await s.sender();
+  const m = (await alice.rpc.call('message/send', { to: s.agentId, body: 'q' })).message;
+  await waitFor(() => repliesTo(alice.rpc, m.id).length === 1, 'the reply');
+  const replyAt = Date.now();
+  await waitFor(() => s.fake.sent.some((f) => f.msg?.method === 'turn/completed'), 'turn/completed, late');
+  t.ok(s.fake.requests('thread/turns/list').length >= 1, 'the idle status drew a reconcile read');
+  await settle(600);
+  t.equal(repliesTo(alice.rpc, m.id).length, 1, 'answered once (by the reconcile; turn/completed found it answered)');
+  t.equal(repliesTo(alice.rpc, m.id)[0]!.body, 'the one answer');
+  t.comment(`reply ${Date.now() - replyAt} ms before the end of the wait; turn/start ${s.fake.requests('turn/start').length}`);
+  const m2 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'next' })).message;
+  await waitFor(() => repliesTo(alice.rpc, m2.id).length === 1, 'the next reply');
+  t.equal(occurrences(s.fake, threadId, m2.id), 1);
+});
+
+t.test('0.171 order with a gap: a late turn/completed of an answered turn does not answer the next delivery', async (t) => {
+  const s = await setup(t, { fake: { completedDelayMs: 600, reply: (text) => `answer to ${/Message #(\d+)/.exec(text)?.[1]}` } });
+  s.startBridge();
+  const threadId = await s.ready();
+  const alice = await s.sender();
+  const m1 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'first' })).message;
+  await waitFor(() => repliesTo(alice.rpc, m1.id).length === 1, 'the first reply (by the reconcile)');
+  s.fake.opts.holdTurns = true;
+  const m2 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'second' })).message;
+  await waitFor(() => occurrences(s.fake, threadId, m2.id) === 1, 'm2 in its turn');
+  await waitFor(() => s.fake.sent.filter((f) => f.msg?.method === 'turn/completed').length === 1, 'the late turn/completed of turn 1');
+  await settle(300);
+  t.equal(repliesTo(alice.rpc, m2.id).length, 0, 'm2 not answered by turn 1’s end');
+  s.fake.opts.holdTurns = false;
+  await completeTurn(s.fake, threadId);
+  await waitFor(() => repliesTo(alice.rpc, m2.id).length === 1, 'the reply to m2');
+  t.equal(repliesTo(alice.rpc, m2.id)[0]!.body, `answer to ${m2.id}`);
+  await settle(900);
+  t.equal(repliesTo(alice.rpc, m1.id).length + repliesTo(alice.rpc, m2.id).length, 2, 'one reply each');
+});
+
 t.test('lever turnStartedBeforeResponse: turn/started before the turn/start answer still means one turn and one reply', async (t) => {
   const s = await setup(t, { fake: { turnStartedBeforeResponse: true } });
   s.startBridge();

@@ -120,3 +120,15 @@ t.test('0.171 busy turn/start: the answer is the running turn id; its end answer
   t.same(ended.effects.map((e) => e.kind), ['answer'], 'the running turn carried our text: its end is our answer');
   t.same(reconcileVerdict(d, false, [{ id: 'RUNNING', status: 'completed' }]), { kind: 'ended', turn: { id: 'RUNNING', status: 'completed' } }, 'a reconcile finds it too (complete() answers once)');
 });
+
+t.test('a late turn/completed of a turn a reconcile already answered answers nothing and idles nothing', async (t) => {
+  const d1 = delivery('T1');
+  const s = run([{ type: 'attached', active: false }, { type: 'recovered' }, { type: 'inFlight', delivery: d1 }, { type: 'turnStarted', turnId: 'T1' }, { type: 'statusChanged', active: false }]);
+  const answered = run([{ type: 'settled', delivery: d1 }], s); // the reconcile found T1 ended
+  const d2 = delivery(null);
+  const next = run([{ type: 'inFlight', delivery: d2 }, { type: 'started', delivery: d2 }], answered);
+  const late = step(next, { type: 'turnEnded', turn: { id: 'T1', status: 'completed' } });
+  t.same(late.effects, [], 'the next delivery (not started yet) is not answered with turn 1');
+  t.equal(late.state.thread.kind, 'busy', 'and its thread stays busy');
+  t.same(step(next, { type: 'turnEnded', turn: { id: 'T2', status: 'completed' } }).effects.map((e) => e.kind), ['answer'], 'its own end answers it');
+});

@@ -112,6 +112,8 @@ export interface FakeAppServerOptions {
   deltaCount?: number;
   /** Pause between two notifications of a turn (default 0: one event-loop turn). */
   stepDelayMs?: number;
+  /** Lever: turn/completed this long after the idle status (a reconcile read lands in between). */
+  completedDelayMs?: number;
   /** Lever: called before a request is handled (e.g. a person starts a turn right then). */
   beforeRequest?: (method: string, params: any) => void;
   /** Lever (pre-0.171 servers): a busy turn/start answers a phantom id that never starts. */
@@ -1060,7 +1062,16 @@ export class FakeAppServer {
     this.touch(thread);
     // 0.171: idle first (10 of 11 real turns), then turn/completed with the final items.
     this.announceStatus(thread);
-    this.emit(thread, 'turn/completed', { threadId: thread.id, turn: this.completedTurn(turn) });
+    const completed = { threadId: thread.id, turn: this.completedTurn(turn) };
+    const delay = this.opts.completedDelayMs ?? 0;
+    if (delay <= 0) this.emit(thread, 'turn/completed', completed);
+    else {
+      const timer = setTimeout(() => {
+        this.timers.delete(timer);
+        this.emit(thread, 'turn/completed', completed);
+      }, delay);
+      this.timers.add(timer);
+    }
     turn.finish();
     this.wake(turn);
     this.changed();
