@@ -217,6 +217,23 @@ t.test('0.171 order with a gap: a late turn/completed of an answered turn does n
   t.equal(repliesTo(alice.rpc, m1.id).length + repliesTo(alice.rpc, m2.id).length, 2, 'one reply each');
 });
 
+for (const completedBeforeIdle of [false, true]) {
+  t.test(`turn end order ${completedBeforeIdle ? 'turn/completed, then idle (1 in 11 on 0.171)' : 'idle, then turn/completed (0.171, usually)'}: three messages in a row, one reply each`, async (t) => {
+    const s = await setup(t, { fake: { completedBeforeIdle, reply: (text) => `answer to ${/Message #(\d+)/.exec(text)?.[1]}` } });
+    s.startBridge();
+    const threadId = await s.ready();
+    const alice = await s.sender();
+    for (let i = 0; i < 3; i++) {
+      const m = (await alice.rpc.call('message/send', { to: s.agentId, body: `q${i}` })).message;
+      await waitFor(() => repliesTo(alice.rpc, m.id).length === 1, `reply ${i}`);
+      t.equal(repliesTo(alice.rpc, m.id)[0]!.body, `answer to ${m.id}`);
+      t.equal(occurrences(s.fake, threadId, m.id), 1);
+    }
+    await settle(600);
+    t.equal(alice.rpc.messages().filter((x) => x.replyTo).length, 3, 'no extra reply');
+  });
+}
+
 t.test('lever turnStartedBeforeResponse: turn/started before the turn/start answer still means one turn and one reply', async (t) => {
   const s = await setup(t, { fake: { turnStartedBeforeResponse: true } });
   s.startBridge();

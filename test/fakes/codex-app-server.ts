@@ -112,6 +112,8 @@ export interface FakeAppServerOptions {
   deltaCount?: number;
   /** Pause between two notifications of a turn (default 0: one event-loop turn). */
   stepDelayMs?: number;
+  /** Lever: the order 0.171 sent for 1 turn in 11: turn/completed, then the idle status. */
+  completedBeforeIdle?: boolean;
   /** Lever: turn/completed this long after the idle status (a reconcile read lands in between). */
   completedDelayMs?: number;
   /** Lever: called before a request is handled (e.g. a person starts a turn right then). */
@@ -1061,16 +1063,22 @@ export class FakeAppServer {
     if (thread.active === turn) thread.active = null;
     this.touch(thread);
     // 0.171: idle first (10 of 11 real turns), then turn/completed with the final items.
-    this.announceStatus(thread);
     const completed = { threadId: thread.id, turn: this.completedTurn(turn) };
-    const delay = this.opts.completedDelayMs ?? 0;
-    if (delay <= 0) this.emit(thread, 'turn/completed', completed);
-    else {
-      const timer = setTimeout(() => {
-        this.timers.delete(timer);
-        this.emit(thread, 'turn/completed', completed);
-      }, delay);
-      this.timers.add(timer);
+    const sendCompleted = (): void => this.emit(thread, 'turn/completed', completed);
+    if (this.opts.completedBeforeIdle) {
+      sendCompleted();
+      this.announceStatus(thread);
+    } else {
+      this.announceStatus(thread);
+      const delay = this.opts.completedDelayMs ?? 0;
+      if (delay <= 0) sendCompleted();
+      else {
+        const timer = setTimeout(() => {
+          this.timers.delete(timer);
+          sendCompleted();
+        }, delay);
+        this.timers.add(timer);
+      }
     }
     turn.finish();
     this.wake(turn);
