@@ -1,6 +1,8 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import t from 'tap';
 import { codexVersionOf, olderThan, ServerNotices, TESTED_CODEX_VERSION } from '../../adapters/codex/server-notices.js';
-import { settle, setup } from './harness.js';
+import { ROOT, settle, setup } from './harness.js';
 
 // The app-server's version at the handshake and its warnings, in the adapter's log.
 
@@ -45,4 +47,9 @@ t.test('an app-server older than the tested version draws a warning at the hands
   await settle(100);
   t.ok(c.logs.some((l) => l.startsWith(`info: Codex app-server ${TESTED_CODEX_VERSION} `)));
   t.notOk(c.logs.some((l) => l.includes('is older than')), 'no warning for the tested version');
+});
+
+t.test('TESTED_CODEX_VERSION is the @openai/codex the real-binary tests pin', async (t) => {
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'));
+  t.equal(pkg.devDependencies['@openai/codex'], TESTED_CODEX_VERSION);
 });
