@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { join } from 'node:path';
 import { RelayHttpClient } from '../../clients/http-client.js';
 import { startRelay } from '../helpers/relay.js';
@@ -288,13 +288,19 @@ t.test('the app-server unloads the thread (thread/closed) while connected: the a
   t.notOk(s.fake.sent.some((f) => /not loaded/.test(f.msg?.error?.message ?? '')), 'never tried turn/start on the unloaded thread');
 });
 
-t.test('a new app-server process (running turn lost): the message goes out again, once, in a new turn', async (t) => {
+/** The adapter attached, one message sent, its turn held running. */
+async function turnRunning(t: Test, body: string) {
   const s = await setup(t, { fake: { holdTurns: true } });
   s.startBridge();
   const threadId = await s.ready();
   const alice = await s.sender();
-  const m1 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'long job' })).message;
+  const m1 = (await alice.rpc.call('message/send', { to: s.agentId, body })).message;
   await waitFor(() => occurrences(s.fake, threadId, m1.id) === 1, 'turn 1 running');
+  return { s, threadId, alice, m1 };
+}
+
+t.test('a new app-server process (running turn lost): the message goes out again, once, in a new turn', async (t) => {
+  const { s, threadId, alice, m1 } = await turnRunning(t, 'long job');
   s.fake.opts.holdTurns = false;
   await s.fake.restart({ fresh: true });
   await waitFor(() => repliesTo(alice.rpc, m1.id).length === 1, 'the reply');
@@ -309,12 +315,7 @@ t.test('a new app-server process (running turn lost): the message goes out again
 });
 
 t.test('the app-server dies again under the re-delivered turn: the sender hears it was interrupted (no loop)', async (t) => {
-  const s = await setup(t, { fake: { holdTurns: true } });
-  s.startBridge();
-  const threadId = await s.ready();
-  const alice = await s.sender();
-  const m1 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'doomed job' })).message;
-  await waitFor(() => occurrences(s.fake, threadId, m1.id) === 1, 'turn 1 running');
+  const { s, threadId, alice, m1 } = await turnRunning(t, 'doomed job');
   await s.fake.restart({ fresh: true });
   await waitFor(() => occurrences(s.fake, threadId, m1.id) === 2 && s.fake.activeTurnId(threadId) !== null, 'the re-delivered turn running');
   await s.fake.restart({ fresh: true });
@@ -326,12 +327,7 @@ t.test('the app-server dies again under the re-delivered turn: the sender hears 
 });
 
 t.test('a person interrupted the turn while the adapter was away: answered "(Codex turn interrupted)", not re-delivered', async (t) => {
-  const s = await setup(t, { fake: { holdTurns: true } });
-  s.startBridge();
-  const threadId = await s.ready();
-  const alice = await s.sender();
-  const m1 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'stop me' })).message;
-  await waitFor(() => occurrences(s.fake, threadId, m1.id) === 1, 'turn 1 running');
+  const { s, threadId, alice, m1 } = await turnRunning(t, 'stop me');
   await s.fake.stop();
   s.fake.interruptTurn(threadId);
   await s.fake.listen();
