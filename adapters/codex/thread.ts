@@ -30,6 +30,7 @@ export class ActiveWriterError extends Error {}
  */
 const NO_TURN_YET = /no rollout found|not materialized|list_turns is not supported/i;
 const ACTIVE_WRITER = /active writer/i;
+const UNKNOWN_METHOD = /unknown variant/i;
 
 /** The thread id a Codex SessionStart hook left for this cwd, if any. */
 export function readHandoff(config: CodexAdapterConfig): string | undefined {
@@ -167,6 +168,10 @@ async function listTurns(conn: AppServerConnection, threadId: string): Promise<C
     return [...(r.data ?? [])].reverse();
   } catch (err) {
     if (err instanceof AppServerError && NO_TURN_YET.test(err.message)) return [];
+    // Before 0.171 there is no thread/turns/list; includeTurns was the way, and worked early.
+    if (err instanceof AppServerError && UNKNOWN_METHOD.test(err.message)) {
+      return (await conn.request<{ thread: CodexThread }>('thread/read', { threadId, includeTurns: true })).thread.turns ?? [];
+    }
     throw err;
   }
 }

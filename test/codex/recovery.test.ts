@@ -54,25 +54,28 @@ t.test('app-server dropped mid-turn: reconnect, re-initialize, resume; nothing l
   t.same(s.fake.busyTurnStarts, []);
 });
 
-t.test('the turn finished while the app-server was unreachable: the answer is read from the resumed thread', async (t) => {
-  const s = await setup(t, { fake: { holdTurns: true, reply: () => 'done while you were away' } });
-  s.startBridge();
-  const threadId = await s.ready();
-  const alice = await s.sender();
-  const m1 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'one' })).message;
-  await waitFor(() => occurrences(s.fake, threadId, m1.id) === 1, 'turn 1 running');
-  await s.fake.stop();
-  await completeTurn(s.fake, threadId); // nobody subscribed hears turn/completed
-  await s.fake.restart();
-  await waitFor(() => repliesTo(alice.rpc, m1.id).length === 1, 'the reply');
-  t.equal(repliesTo(alice.rpc, m1.id)[0]!.body, 'done while you were away');
-  const m2 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'two' })).message;
-  await waitFor(() => occurrences(s.fake, threadId, m2.id) === 1, 'the next message goes through');
-  await completeTurn(s.fake, threadId);
-  await waitFor(() => repliesTo(alice.rpc, m2.id).length === 1, 'its reply');
-  await settle(300);
-  t.equal(repliesTo(alice.rpc, m1.id).length, 1, 'answered once');
-});
+for (const legacyReads of [false, true]) {
+  t.test(`the turn finished while the app-server was unreachable: the answer is read from the resumed thread${legacyReads ? ' (pre-0.171: no thread/turns/list, includeTurns instead)' : ''}`, async (t) => {
+    const s = await setup(t, { fake: { holdTurns: true, reply: () => 'done while you were away', legacyReads } });
+    s.startBridge();
+    const threadId = await s.ready();
+    const alice = await s.sender();
+    const m1 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'one' })).message;
+    await waitFor(() => occurrences(s.fake, threadId, m1.id) === 1, 'turn 1 running');
+    await s.fake.stop();
+    await completeTurn(s.fake, threadId); // nobody subscribed hears turn/completed
+    await s.fake.restart();
+    await waitFor(() => repliesTo(alice.rpc, m1.id).length === 1, 'the reply');
+    t.equal(repliesTo(alice.rpc, m1.id)[0]!.body, 'done while you were away');
+    const m2 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'two' })).message;
+    await waitFor(() => occurrences(s.fake, threadId, m2.id) === 1, 'the next message goes through');
+    await completeTurn(s.fake, threadId);
+    await waitFor(() => repliesTo(alice.rpc, m2.id).length === 1, 'its reply');
+    await settle(300);
+    t.equal(repliesTo(alice.rpc, m1.id).length, 1, 'answered once');
+    if (legacyReads) t.ok(s.fake.requests('thread/read').some((r) => r.msg.params.includeTurns), 'the turns came from thread/read {includeTurns}');
+  });
+}
 
 t.test('dropped with turn/start in flight, the server got it: recognised on resume, not sent again', async (t) => {
   let armed = false;

@@ -22,7 +22,9 @@
  *
  * Every frame received and sent is recorded for assertions. Error codes: the real server answers
  * protocol misuse (handshake, unknown threads, bad params, resume/steer errors) with -32600
- * "invalid request"; the fake does the same everywhere except overload (-32001).
+ * "invalid request" (unknown methods too); the fake does the same everywhere except overload
+ * (-32001) and 0.171's "list_turns is not supported yet" (-32601). test/codex-real/fake-parity.test.ts
+ * holds the fake to the real server's answers.
  */
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
@@ -118,6 +120,8 @@ export interface FakeAppServerOptions {
   completedDelayMs?: number;
   /** Lever: called before a request is handled (e.g. a person starts a turn right then). */
   beforeRequest?: (method: string, params: any) => void;
+  /** Lever (pre-0.171 servers): no thread/turns/list; includeTurns works before the first turn, with no notice. */
+  legacyReads?: boolean;
   /** Lever (pre-0.171 servers): a busy turn/start answers a phantom id that never starts. */
   phantomWhenBusy?: boolean;
 }
@@ -600,7 +604,7 @@ export class FakeAppServer {
     }
     if (msg.method !== 'initialize' && !conn.initialized) return fail(INVALID_REQUEST, 'Not initialized');
     this.opts.beforeRequest?.(msg.method, msg.params ?? {});
-    const handler = this.handlers[msg.method];
+    const handler = this.opts.legacyReads && msg.method === 'thread/turns/list' ? undefined : this.handlers[msg.method];
     if (!handler) return fail(INVALID_REQUEST, `Invalid request: unknown variant \`${msg.method}\``);
     try {
       handler(conn, msg.params ?? {}, (result) => this.send(conn, { id, result }));
@@ -695,7 +699,7 @@ export class FakeAppServer {
 
   private threadRead(conn: Conn, params: any, respond: (r: unknown) => void): void {
     const thread = this.requireThread(params.threadId);
-    if (!params.includeTurns) return respond({ thread: this.wireThread(thread, false) });
+    if (!params.includeTurns || this.opts.legacyReads) return respond({ thread: this.wireThread(thread, Boolean(params.includeTurns)) });
     // 0.171: full history only once there is a rollout to read, and deprecated then.
     if (thread.turns.length === 0) {
       thread.listTurnsRefused = true;
