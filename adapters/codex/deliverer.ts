@@ -95,8 +95,8 @@ export class Deliverer {
       this.requeue(current?.messages ?? (await this.fetchMessages(ids)));
       return;
     }
-    // Adopt the turn as THE in-flight delivery (one object: see Delivery in pipeline.ts), before
-    // any await: its turn/completed may come meanwhile and must find it.
+    // Adopt the turn as THE in-flight delivery (one object: see Delivery in pipeline.ts) before
+    // the acceptance's relay calls: its turn/completed may come meanwhile and must find it.
     const delivery: Delivery = current ?? { messages: await this.fetchMessages(saved!.messageIds), marker, turnId: saved!.turnId, started: false };
     const unanswered = delivery.turnId === null; // turn/start's answer never came: accept it now
     this.apply({ type: 'inFlight', delivery });
