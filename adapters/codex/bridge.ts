@@ -9,7 +9,8 @@ import { ApprovalDesk } from './approval-desk.js';
 import { codexAgentId, type CodexAdapterConfig } from './config.js';
 import { loadState, saveState, type AdapterState } from './state.js';
 import { Deliverer } from './deliverer.js';
-import { ActiveWriterError, attachThread } from './thread.js';
+import { ServerNotices } from './server-notices.js';
+import { ActiveWriterError, attachThread, resume } from './thread.js';
 
 export interface BridgeLog {
   info(msg: string): void;
@@ -29,8 +30,11 @@ export class CodexBridge {
   private readonly http: RelayHttpClient;
   private conn: AppServerConnection | null = null;
   private threadId: string | null = null;
+  /** Attached to a loaded thread that could not be resumed yet (see AttachHow in thread.ts). */
+  private unsubscribed = false;
   private readonly delivery: Deliverer;
   private readonly approvals: ApprovalDesk;
+  private readonly notices: ServerNotices;
   private reconcileTimer: NodeJS.Timeout | null = null;
   private pollTimer: NodeJS.Timeout | null = null;
   private stopped = false;
@@ -56,6 +60,7 @@ export class CodexBridge {
       stopped: () => this.stopped,
       save: () => this.save(),
     });
+    this.notices = new ServerNotices(log);
     this.approvals = new ApprovalDesk({
       config,
       state: this.state,
@@ -191,7 +196,7 @@ export class CodexBridge {
         // Requests are answered on the socket they came on: a resume replays pending approvals
         // before attachThread returns, i.e. before this.conn is the new socket.
         conn.on('request', (req) => void this.approvals.onServerRequest(conn!, req));
-        await conn.handshake(this.version);
+        this.notices.handshake((await conn.handshake(this.version)).userAgent);
         // Keep the thread across reconnects and restarts; otherwise attach by mode.
         const previous = this.threadId ?? (this.config.threadMode === 'start' ? this.state.threadId : null);
         const { thread, how } = await attachThread(conn, this.config, previous, (m) => this.log.info(m));
@@ -199,6 +204,7 @@ export class CodexBridge {
         this.conn = conn;
         conn.once('close', (reason) => this.onAppServerClosed(conn!, reason));
         this.threadId = thread.id;
+        this.unsubscribed = how === 'unsubscribed';
         if (this.state.threadId !== thread.id) {
           this.state.threadId = thread.id;
           this.save();
@@ -244,6 +250,8 @@ export class CodexBridge {
 
   private onNotification(method: string, p: Record<string, any>): void {
     if (p.threadId !== undefined && p.threadId !== this.threadId) return;
+    if (this.notices.onNotification(method, p)) return;
+    if (method === 'thread/status/changed' && p.status?.type === 'idle' && this.unsubscribed) void this.subscribe();
     if (method === 'thread/closed') {
       // The app-server unloaded our thread: this socket is no longer subscribed and turn/start
       // fails "not loaded" until it is resumed. Reconnecting resumes it (and settles the turn
@@ -255,6 +263,17 @@ export class CodexBridge {
       return;
     }
     this.delivery.onNotification(method, p);
+  }
+
+  /** An unsubscribed thread went idle: a turn ran, so it may have a rollout now; resume it. */
+  private async subscribe(): Promise<void> {
+    const conn = this.conn;
+    const threadId = this.threadId;
+    if (!conn || !threadId) return;
+    const t = await resume(conn, threadId).catch(() => null);
+    if (!t || conn !== this.conn || !this.unsubscribed) return;
+    this.unsubscribed = false;
+    this.log.info(`subscribed to Codex thread ${threadId} (its first turn gave it a rollout)`);
   }
 
   private startReconcile(): void {

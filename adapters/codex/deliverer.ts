@@ -2,7 +2,7 @@ import type { Message } from '../../protocol/common.js';
 import type { RelayClient } from '../../clients/relay-client.js';
 import { AppServerError, type AppServerConnection } from './app-server.js';
 import type { CodexAdapterConfig } from './config.js';
-import { initialPipeline, mayArm, reconcileVerdict, sendPlan, step, type Delivery, type Pipeline, type PipelineEvent } from './pipeline.js';
+import { initialPipeline, mayArm, reconcileVerdict, recoveryVerdict, sendPlan, step, type Delivery, type Pipeline, type PipelineEvent } from './pipeline.js';
 import type { AdapterState } from './state.js';
 import { finalAgentText, readWithTurns, turnCarries, type CodexThread, type CodexTurn } from './thread.js';
 
@@ -39,6 +39,8 @@ export class Deliverer {
   /** The handle of pipe.wake (the coalesce window or the retry delay). */
   private wakeTimer: NodeJS.Timeout | null = null;
   private readonly agentTextByTurn = new Map<string, string>();
+  /** The last reconcile failure logged (not repeated every interval). */
+  private reconcileError: string | null = null;
 
   constructor(private readonly host: DelivererHost) {}
 
@@ -75,27 +77,40 @@ export class Deliverer {
     if (!current && !saved) return;
     const marker = current?.marker ?? saved!.marker;
     const knownTurnId = current ? current.turnId : saved!.turnId;
-    let turns = thread.turns;
-    if (!turns) turns = (await readWithTurns(this.host.conn()!, thread.id)).turns;
+    // Always read: thread/start and thread/resume {excludeTurns} carry no turns.
+    const turns = (await readWithTurns(this.host.conn()!, thread.id)).turns;
     // The marker as rendered, brackets included: "relay#1" alone would also match "[relay#12]".
     const turn = (turns ?? []).find((t) => (knownTurnId !== null && t.id === knownTurnId) || turnCarries(t, `[${marker}]`));
     if (!turn) {
       // Never reached the thread: deliver those messages again (they were not marked read; after
       // a restart the relay replays them, as the cursor never moved past them).
-      const messages = current?.messages ?? [];
-      this.apply({ type: 'dropped' });
-      this.host.state.inFlight = null;
-      this.queue.unshift(...messages.filter((m) => !this.queue.some((q) => q.id === m.id)));
-      this.host.save();
+      this.requeue(current?.messages ?? []);
       return;
     }
-    // Adopt the turn as THE in-flight delivery (one object: see Delivery in pipeline.ts).
+    const ids = current?.messages.map((m) => m.id) ?? saved!.messageIds;
+    const verdict = recoveryVerdict(turn, finalAgentText(turn) !== null, ids.some((id) => this.host.state.redelivered.includes(id)));
+    if (verdict === 'redeliver') {
+      this.host.log.warn(`Codex turn ${turn.id} was cut off (interrupted, never completed, no answer: the app-server went away); delivering ${ids.map((id) => `#${id}`).join(', ')} again in a new turn (once)`);
+      this.host.state.redelivered.push(...ids);
+      this.requeue(current?.messages ?? (await this.fetchMessages(ids)));
+      return;
+    }
+    // Adopt the turn as THE in-flight delivery (one object: see Delivery in pipeline.ts) before
+    // the acceptance's relay calls: its turn/completed may come meanwhile and must find it.
     const delivery: Delivery = current ?? { messages: await this.fetchMessages(saved!.messageIds), marker, turnId: saved!.turnId, started: false };
+    const unanswered = delivery.turnId === null; // turn/start's answer never came: accept it now
     this.apply({ type: 'inFlight', delivery });
-    if (delivery.turnId === null) await this.accepted(delivery, turn.id);
-    const ended = !!turn.status && turn.status !== 'inProgress';
-    this.apply({ type: 'adopted', delivery, turnId: turn.id, running: !ended });
-    if (ended) await this.complete(delivery, turn.status!, finalAgentText(turn), turn.error?.message);
+    this.apply({ type: 'adopted', delivery, turnId: turn.id, running: verdict === 'running' });
+    if (unanswered) await this.accepted(delivery, turn.id);
+    if (verdict === 'ended') await this.complete(delivery, turn.status!, finalAgentText(turn), turn.error?.message);
+  }
+
+  /** Back to the front of the queue: the delivery in flight did not (or will not) answer them. */
+  private requeue(messages: Message[]): void {
+    this.apply({ type: 'dropped' });
+    this.host.state.inFlight = null;
+    this.queue.unshift(...messages.filter((m) => !this.queue.some((q) => q.id === m.id)));
+    this.host.save();
   }
 
   private async fetchMessages(ids: number[]): Promise<Message[]> {
@@ -250,6 +265,7 @@ export class Deliverer {
     switch (method) {
       case 'turn/started':
         this.apply({ type: 'turnStarted', turnId: p.turn?.id ?? null });
+        this.schedule(); // with steer, what waits can go into the turn now that it has an id
         return;
       case 'item/completed':
         if (p.item?.type === 'agentMessage' && typeof p.item.text === 'string' && p.turnId) this.agentTextByTurn.set(p.turnId, p.item.text);
@@ -304,8 +320,13 @@ export class Deliverer {
       if (d && verdict?.kind === 'ended') await this.complete(d, verdict.turn.status ?? 'completed', this.agentTextByTurn.get(verdict.turn.id) ?? finalAgentText(verdict.turn), verdict.turn.error?.message);
       else if (d && verdict?.kind === 'phantom') await this.complete(d, 'completed', null); // folded into a turn we already answered
       this.schedule();
-    } catch {
-      // the socket dropped: the reconnect path takes over
+      this.reconcileError = null;
+    } catch (err) {
+      // A dropped socket: the reconnect path takes over. Anything else was swallowed silently
+      // (0.171 refused every read before the first turn): say it, once per text.
+      const text = (err as Error).message;
+      if (conn.isOpen && text !== this.reconcileError) this.host.log.warn(`reconcile failed: ${text}`);
+      this.reconcileError = text;
     }
   }
 

@@ -19,6 +19,10 @@ import type { CodexTurn } from './thread.js';
  *             nothing is delivered or reconciled until the previous turn is settled.
  *   wake      null | coalesce | retry          was coalesceTimer, retryTimer (never both).
  *             The one timer that will look at the queue again.
+ *   ended     turn id | null                   the last turn whose end was handled (its
+ *             turn/completed, or a reconcile that answered it). 0.171 sends the idle status
+ *             first; a reconcile can answer before turn/completed comes, and that late
+ *             turn/completed then answered the NEXT delivery (not started yet) with the old text.
  *
  * Not here: `stopped` and `ready` (the bridge's own lifecycle and its relay readiness), the
  * message queue (data, not state), approvals (approval-desk.ts).
@@ -46,6 +50,7 @@ export interface Pipeline {
   delivery: Delivery | null;
   gate: 'open' | 'sending' | 'recovering';
   wake: 'coalesce' | 'retry' | null;
+  ended: string | null;
 }
 
 export type PipelineEvent =
@@ -80,7 +85,7 @@ export type Effect =
   | { kind: 'reconcile' };
 
 export function initialPipeline(): Pipeline {
-  return { thread: { kind: 'detached' }, delivery: null, gate: 'open', wake: null };
+  return { thread: { kind: 'detached' }, delivery: null, gate: 'open', wake: null, ended: null };
 }
 
 const IDLE: ThreadState = { kind: 'idle' };
@@ -105,10 +110,11 @@ export function step(s: Pipeline, e: PipelineEvent): { state: Pipeline; effects:
       if (d && d.turnId === e.turnId) d.started = true;
       return done({ ...s, thread: s.thread.kind === 'detached' ? s.thread : { kind: 'busy', turnId: e.turnId } });
     case 'turnEnded': {
+      if (e.turn.id === s.ended) return done(s); // handled already: a late repeat changes nothing
       const thread = s.thread.kind === 'detached' ? s.thread : IDLE;
       // Ours, or the running turn that absorbed ours (turn/start while busy answers a phantom id).
       const ours = d && (d.turnId === e.turn.id || !d.started);
-      return { state: { ...s, thread }, effects: ours ? [{ kind: 'answer', delivery: d, turn: e.turn }] : [] };
+      return { state: { ...s, thread, ended: e.turn.id }, effects: ours ? [{ kind: 'answer', delivery: d, turn: e.turn }] : [] };
     }
     case 'statusChanged':
       return { state: { ...s, thread: withActivity(s.thread, e.active) }, effects: e.active ? [] : [{ kind: 'reconcile' }] };
@@ -117,7 +123,8 @@ export function step(s: Pipeline, e: PipelineEvent): { state: Pipeline; effects:
     case 'adopted':
       e.delivery.turnId = e.turnId;
       e.delivery.started = true;
-      if (!e.running || s.thread.kind === 'detached') return done(s);
+      // `running` is from the read recovery made; the turn may have ended since (done).
+      if (!e.running || e.delivery.done || s.thread.kind === 'detached') return done(s);
       return done({ ...s, thread: { kind: 'busy', turnId: e.turnId } });
     case 'sendBegan':
       return done({ ...s, gate: 'sending' });
@@ -132,7 +139,7 @@ export function step(s: Pipeline, e: PipelineEvent): { state: Pipeline; effects:
     case 'settled':
       e.delivery.done = true;
       // Only the delivery it was handed: a newer one may be in flight by now.
-      return done(d === e.delivery ? { ...s, delivery: null } : s);
+      return done({ ...(d === e.delivery ? { ...s, delivery: null } : s), ended: e.delivery.turnId ?? s.ended });
     case 'armed':
       return done({ ...s, wake: e.wake });
     case 'woke':
@@ -147,7 +154,10 @@ function done(state: Pipeline): { state: Pipeline; effects: Effect[] } {
 /** Whether to arm the coalesce window now (everything that arrives within it goes in one turn). */
 export function mayArm(s: Pipeline, queued: number, steer: boolean): boolean {
   if (queued === 0 || s.wake !== null || s.gate !== 'open' || s.thread.kind === 'detached') return false;
-  return steer || (s.thread.kind === 'idle' && !s.delivery); // otherwise flushed when the turn ends
+  // Steer needs the running turn's id: armed before turn/started names it, the window ended in
+  // 'wait' and re-armed, in a loop, for as long as the turn ran.
+  if (steer && s.thread.kind === 'busy' && s.thread.turnId) return true;
+  return s.thread.kind === 'idle' && !s.delivery; // otherwise flushed when the turn ends (or is named)
 }
 
 /** What the coalesce window ends in: a new turn, a steer of the running one, or waiting. */
@@ -155,6 +165,19 @@ export function sendPlan(s: Pipeline, steer: boolean): { kind: 'start' } | { kin
   const occupied = s.thread.kind === 'busy' || s.delivery !== null;
   if (occupied && steer && s.thread.kind === 'busy' && s.thread.turnId) return { kind: 'steer', turnId: s.thread.turnId };
   return occupied ? { kind: 'wait' } : { kind: 'start' };
+}
+
+/**
+ * What recovery does with the delivery's turn, found in the thread after a (re)attach: adopt it
+ * (still running), answer it (ended), or deliver its messages again in a new turn. The last only
+ * when the app-server died under the turn (0.171 keeps it `interrupted` with no `completedAt`),
+ * it gave no answer, and its messages were not re-delivered before: once per message, so an
+ * app-server that dies on every try cannot loop. A person's interrupt sets completedAt: answered.
+ */
+export function recoveryVerdict(turn: CodexTurn, hasAnswer: boolean, redeliveredBefore: boolean): 'running' | 'ended' | 'redeliver' {
+  if (!turn.status || turn.status === 'inProgress') return 'running';
+  const cutOff = turn.status === 'interrupted' && turn.completedAt == null && !hasAnswer;
+  return cutOff && !redeliveredBefore ? 'redeliver' : 'ended';
 }
 
 /**

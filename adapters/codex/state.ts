@@ -19,6 +19,8 @@ export interface AdapterState {
   /** Recently delivered ids (a guard against a replay overlapping what was delivered). */
   delivered: number[];
   inFlight: InFlightTurn | null;
+  /** Ids delivered a second time after the app-server died under their turn (never a third). */
+  redelivered: number[];
   /** Approval requests forwarded as relay tasks: "threadId/turnId/request id" → task id. */
   approvals: Record<string, number>;
 }
@@ -26,7 +28,7 @@ export interface AdapterState {
 const KEEP_DELIVERED = 1000;
 
 export function emptyState(): AdapterState {
-  return { threadId: null, agentToken: null, cursor: 0, delivered: [], inFlight: null, approvals: {} };
+  return { threadId: null, agentToken: null, cursor: 0, delivered: [], inFlight: null, redelivered: [], approvals: {} };
 }
 
 export function loadState(path: string): AdapterState {
@@ -39,5 +41,5 @@ export function loadState(path: string): AdapterState {
 
 /** Write-then-rename: a crash mid-write leaves the previous state, never half a file. */
 export function saveState(path: string, state: AdapterState): void {
-  writeJsonAtomic(path, { ...state, delivered: state.delivered.slice(-KEEP_DELIVERED) }, { mode: 0o600 });
+  writeJsonAtomic(path, { ...state, delivered: state.delivered.slice(-KEEP_DELIVERED), redelivered: state.redelivered.slice(-KEEP_DELIVERED) }, { mode: 0o600 });
 }

@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import type { Test } from 'tap';
 import WebSocket, { WebSocketServer } from 'ws';
 import { codexAgentId, loadConfig } from '../../adapters/codex/config.js';
+import { TESTED_CODEX_VERSION } from '../../adapters/codex/server-notices.js';
 import { agentRecord, relayClients, spawnAdapter, type ChildAdapter } from '../codex/harness.js';
 import { ROOT, spawnChild, type TsChild } from '../helpers/child.js';
 import { startRelay, type TestRelay } from '../helpers/relay.js';
@@ -22,7 +23,7 @@ import { waitFor } from '../helpers/wait.js';
 export { agentRecord };
 
 /** The pinned version (package.json devDependencies); the tests print it. */
-export const CODEX_VERSION = '0.171.0';
+export const CODEX_VERSION = TESTED_CODEX_VERSION;
 const NATIVE: Record<string, [string, string]> = {
   'linux-x64': ['@openai/codex-linux-x64', 'x86_64-unknown-linux-musl'],
   'linux-arm64': ['@openai/codex-linux-arm64', 'aarch64-unknown-linux-musl'],
@@ -387,7 +388,12 @@ export interface RealSetup {
   model: FakeModel;
   app: RealAppServer;
   relay: TestRelay;
-  adapter: ChildAdapter;
+  /** The adapter process started last. */
+  readonly adapter: ChildAdapter;
+  /** Its environment (CODEX_LIVE_*, CODEX_THREAD_*): a restart uses the same. */
+  env: NodeJS.ProcessEnv;
+  /** Start an adapter process (again, after a kill9: same state file). */
+  startAdapter(extra?: NodeJS.ProcessEnv): ChildAdapter;
   agentId: string;
   cwd: string;
   sender(id?: string): Promise<{ rpc: WsRpc; id: string; token: string }>;
@@ -396,7 +402,8 @@ export interface RealSetup {
   ready(): Promise<number>;
 }
 
-export async function realSetup(t: Test, o: { env?: NodeJS.ProcessEnv; approvalPolicy?: string } = {}): Promise<RealSetup> {
+/** `deferAdapter`: no adapter process until startAdapter() (prepare threads first). */
+export async function realSetup(t: Test, o: { env?: NodeJS.ProcessEnv; approvalPolicy?: string; deferAdapter?: boolean } = {}): Promise<RealSetup> {
   const dir = t.testdir();
   const model = await startFakeModel(t);
   const app = await startRealAppServer(t, model, o);
@@ -418,25 +425,37 @@ export async function realSetup(t: Test, o: { env?: NodeJS.ProcessEnv; approvalP
     CODEX_LIVE_HEARTBEAT_INTERVAL_MS: '5000',
     ...o.env,
   };
-  const adapterStart = Date.now();
-  const adapter = spawnAdapter(t, env);
+  let adapterStart = Date.now();
+  let adapter: ChildAdapter | null = null;
   const clients = relayClients(t, relay.wsUrl);
   t.teardown(() => clients.closeAll());
   const s: RealSetup = {
     model,
     app,
     relay,
-    adapter,
+    get adapter() {
+      if (!adapter) throw new Error('no adapter started yet');
+      return adapter;
+    },
+    env,
+    startAdapter(extra = {}) {
+      adapterStart = Date.now();
+      adapter = spawnAdapter(t, { ...env, ...extra });
+      return adapter;
+    },
     agentId: codexAgentId(loadConfig(env)),
     cwd,
     sender: clients.sender,
     observer: clients.observer,
     async ready() {
       const obs = await s.observer();
-      await waitFor(async () => (await agentRecord(obs, s.agentId))?.ready === true, `the adapter agent to be ready (adapter stderr: ${adapter.stderr().slice(-2000)})`, 20_000);
+      await waitFor(async () => (await agentRecord(obs, s.agentId))?.ready === true, 'the adapter agent to be ready', 20_000).catch((err: Error) => {
+        throw new Error(`${err.message} (adapter stderr: ${s.adapter.stderr().slice(-2000)})`);
+      });
       return Date.now() - adapterStart;
     },
   };
+  if (!o.deferAdapter) s.startAdapter();
   return s;
 }
 

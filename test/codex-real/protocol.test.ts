@@ -1,55 +1,11 @@
 import t from 'tap';
-import WebSocket from 'ws';
 import { CODEX_VERSION, startFakeModel, startRealAppServer } from './harness.js';
+import { Client } from './raw-client.js';
 
 /**
  * What the real `codex app-server` says to a bare JSON-RPC client, without the adapter: the facts
  * the adapter (and its fake app-server) must agree with. Printed for docs/INTEGRATIONS.md.
  */
-
-class Client {
-  private next = 1;
-  readonly inbox: any[] = [];
-  private readonly waiting = new Map<number, (m: any) => void>();
-  private constructor(readonly ws: WebSocket) {
-    ws.on('message', (d) => {
-      const m = JSON.parse(d.toString());
-      if (m.id !== undefined && m.method === undefined && this.waiting.has(m.id)) {
-        this.waiting.get(m.id)!(m);
-        this.waiting.delete(m.id);
-      } else this.inbox.push(m);
-    });
-  }
-  static async open(url: string, headers: Record<string, string> = {}): Promise<Client> {
-    const ws = new WebSocket(url, { headers });
-    await new Promise<void>((resolve, reject) => {
-      ws.once('open', () => resolve());
-      ws.once('unexpected-response', (_req, res) => reject(new Error(`HTTP ${res.statusCode}`)));
-      ws.once('error', reject);
-    });
-    return new Client(ws);
-  }
-  /** The whole response (result or error). */
-  call(method: string, params: unknown): Promise<any> {
-    const id = this.next++;
-    return new Promise((resolve) => {
-      this.waiting.set(id, resolve);
-      this.ws.send(JSON.stringify({ jsonrpc: '2.0', id, method, params }));
-    });
-  }
-  notify(method: string): void {
-    this.ws.send(JSON.stringify({ jsonrpc: '2.0', method }));
-  }
-  async until(pred: (m: any) => boolean, ms = 15_000): Promise<any> {
-    const deadline = Date.now() + ms;
-    for (;;) {
-      const m = this.inbox.find(pred);
-      if (m) return m;
-      if (Date.now() > deadline) throw new Error(`no matching notification within ${ms} ms; got ${this.inbox.map((x) => x.method).join(', ')}`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  }
-}
 
 t.test(`codex app-server ${CODEX_VERSION}: handshake, Origin, thread/read and thread/resume before and after the first turn`, async (t) => {
   const model = await startFakeModel(t);

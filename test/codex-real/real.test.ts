@@ -39,6 +39,10 @@ t.test('registers on the relay and turns ready against the real app-server', asy
   printable(s, t, 'frames up to ready');
   for (const n of notices(s)) t.comment(n);
   t.equal(s.model.responses().length, 0, 'no model request before a message arrives');
+  const versionLine = s.adapter.stderr().split('\n').find((l) => l.includes('Codex app-server 0.'));
+  t.comment(`adapter log: ${versionLine}`);
+  t.match(versionLine, `Codex app-server ${CODEX_VERSION} (userAgent agent_relay_codex/${CODEX_VERSION} (`, 'the version, from userAgent');
+  t.notMatch(s.adapter.stderr(), /is older than/, 'no version warning');
 });
 
 t.test('one relay message → one turn → a threaded reply carrying the model text', async (t) => {
@@ -151,27 +155,29 @@ for (const kind of ['http500', 'sseFailed'] as const) {
   });
 }
 
-t.test('idle before the first turn: the reconcile thread/read fails on the real server, delivery still works', async (t) => {
+t.test('idle before the first turn: reconciles read the status and the turns without an error or a deprecationNotice', async (t) => {
   const s = await realSetup(t, { env: { CODEX_LIVE_RECONCILE_INTERVAL_MS: '300' } });
   await s.ready();
-  // Several reconcile intervals with no turn yet.
-  await waitFor(() => s.app.answers('thread/read').filter((a) => a.response).length >= 3, 'three reconciles', 10_000);
-  const early = s.app.answers('thread/read').filter((a) => a.response);
+  await waitFor(() => s.app.answers('thread/turns/list').filter((a) => a.response).length >= 3, 'three reconciles', 10_000);
+  const reads = s.app.answers('thread/read').filter((a) => a.response);
+  const lists = s.app.answers('thread/turns/list').filter((a) => a.response);
+  t.ok(reads.every((a) => a.request.params.includeTurns === undefined && a.response.result), 'thread/read {threadId} answers the status');
   t.ok(
-    early.every((a) => a.request.params.includeTurns === true && a.response.error?.code === -32601),
-    'every reconcile before the first turn is thread/read {includeTurns:true} → -32601',
+    lists.every((a) => a.response.error?.code === -32600 && /not materialized yet/.test(a.response.error.message)),
+    'thread/turns/list refuses before the first user message (the adapter takes it as no turns)',
   );
-  t.comment(`before the first turn, ${early.length} reconciles: ${[...new Set(early.map((a) => `${JSON.stringify(a.request.params.includeTurns)} → ${JSON.stringify(a.response.error ?? 'ok')}`))].join('; ')}`);
+  t.comment(`before the first turn: ${reads.length} thread/read ok; ${lists.length} thread/turns/list → ${JSON.stringify(lists[0]?.response.error)}`);
   const alice = await s.sender();
   const m = (await alice.rpc.call('message/send', { to: s.agentId, body: 'after a quiet start' })).message;
   await waitFor(() => repliesTo(alice.rpc, m.id).length === 1, 'the reply', REPLY_WAIT);
   t.equal(repliesTo(alice.rpc, m.id)[0]!.body, 'mock answer 1', 'answered');
-  await waitFor(() => s.app.notifications('deprecationNotice').length >= 2, 'reconciles after the turn', 5000);
   const turnAt = s.app.frames.findIndex((f) => f.dir === 'out' && f.msg?.method === 'turn/start');
-  const laterIds = new Set(s.app.frames.slice(turnAt).filter((f) => f.dir === 'out' && f.msg?.method === 'thread/read' && f.msg.params.includeTurns).map((f) => f.msg.id));
-  const later = s.app.answers('thread/read').filter((a) => laterIds.has(a.request.id) && a.response);
-  t.ok(later.length > 0 && later.every((a) => a.response.result), 'after the first turn the same read works');
-  t.comment(`after the first turn: ${later.length} thread/read answered, errors: ${later.filter((a) => a.response.error).length}; deprecationNotice so far: ${s.app.notifications('deprecationNotice').length}`);
+  await waitFor(() => s.app.frames.slice(turnAt).filter((f) => f.dir === 'in' && f.msg?.result?.data).length >= 2, 'reconciles after the turn', 5000);
+  const later = s.app.frames.slice(turnAt).filter((f) => f.dir === 'in' && f.msg?.result?.data);
+  t.ok(later.every((f) => f.msg.result.data.length === 1 && f.msg.result.data[0].items.some((i: any) => i.type === 'agentMessage')), 'after it, turns/list answers the turn with its items');
+  t.equal(s.app.notifications('deprecationNotice').length, 0, 'no deprecationNotice at all');
+  t.notMatch(s.adapter.stderr(), /reconcile failed/, 'no reconcile failed');
+  t.comment(`after the first turn: ${later.length} thread/turns/list answered; first: ${JSON.stringify({ ...later[0]?.msg.result, data: later[0]?.msg.result.data.map((x: any) => ({ id: x.id, status: x.status, items: x.items.map((i: any) => i.type) })) })}`);
 });
 
 t.test('the app-server is killed and started again: the adapter resumes its thread', async (t) => {
@@ -206,7 +212,7 @@ t.test('the app-server is killed and started again: the adapter resumes its thre
   printable(s, t, 'frames after the restart', mark);
 });
 
-t.test('the app-server dies mid-turn and comes back: what happens to the message in flight', async (t) => {
+t.test('the app-server dies mid-turn and comes back: the message is delivered again once, in a new turn', async (t) => {
   const s = await realSetup(t);
   await s.ready();
   const alice = await s.sender();
@@ -216,25 +222,25 @@ t.test('the app-server dies mid-turn and comes back: what happens to the message
   await s.app.kill();
   const mark = s.app.frames.length;
   s.model.next({ text: 'answered after the restart' });
+  const restartedAt = Date.now();
   await s.app.start();
   await s.ready();
   await waitFor(() => repliesTo(alice.rpc, m.id).length >= 1, 'a reply to the interrupted message', REPLY_WAIT);
+  const replyMs = Date.now() - restartedAt;
   await new Promise((r) => setTimeout(r, 1000)); // a second reply or turn would show up here
-  const resume = s.app.answers('thread/resume')[0];
-  const carrying = s.model.responses().filter((r) => r.userTexts.filter((x) => x.includes(`Message #${m.id} from alice`)).length > 0);
+  const listed = s.app.answers('thread/turns/list').find((a) => a.response?.result && a.request.id !== undefined && s.app.frames.indexOf(s.app.frames.find((f) => f.msg === a.request)!) >= mark);
+  const carrying = s.model.responses().filter((r) => r.userTexts.some((x) => x.includes(`Message #${m.id} from alice`)));
   const reply = repliesTo(alice.rpc, m.id);
-  t.comment(`thread/resume after the crash → ${resume?.response?.error ? JSON.stringify(resume.response.error) : `ok, status=${JSON.stringify(resume?.response?.result?.thread?.status)}, thread.turns=${JSON.stringify(resume?.response?.result?.thread?.turns)}`}`);
-  t.comment(`turn/start after the restart: ${s.app.answers('turn/start').length - 1}; model requests carrying #${m.id}: ${carrying.length}; the last one holds the message ${carrying.at(-1)?.userTexts.filter((x) => x.includes(`Message #${m.id} from`)).length} time(s)`);
+  const cut = listed?.response.result.data.find((x: any) => x.status === 'interrupted');
+  t.comment(`the killed turn, as thread/turns/list shows it after the restart: ${JSON.stringify(cut && { status: cut.status, completedAt: cut.completedAt, items: cut.items.map((i: any) => i.type) })}`);
+  t.comment(`turn/start after the restart: ${s.app.answers('turn/start').length - 1}; model requests carrying #${m.id}: ${carrying.length}; reply ${replyMs} ms after the app-server restart`);
   t.comment(`replies: ${JSON.stringify(reply.map((x) => x.body))}`);
+  t.comment(`adapter log: ${JSON.stringify(s.adapter.stderr().split('\n').filter((l) => /cut off/.test(l)))}`);
   printable(s, t, 'frames after the restart', mark);
-  // The real server keeps the killed turn in the rollout as `interrupted` (thread/resume shows
-  // it, the user message its only item), so the
-  // adapter counts the message as delivered and tells the sender the turn was interrupted: it is
-  // not delivered again and the model is not asked again.
-  const seen = resume?.response?.result?.thread?.turns?.map((x: any) => x.status);
-  t.comment(`thread/resume after the crash: turn statuses ${JSON.stringify(seen)}`);
-  t.same(seen, ['interrupted'], 'the real server recorded the killed turn as interrupted');
+  t.ok(cut, 'the real server keeps the killed turn as interrupted');
+  t.equal(cut?.completedAt, null, 'with no completedAt (what tells it from a person\'s interrupt)');
   t.equal(reply.length, 1, 'one reply');
-  t.equal(reply[0]!.body, '(Codex turn interrupted)', 'saying the turn was interrupted');
-  t.equal(s.app.answers('turn/start').length, 1, 'not delivered again');
+  t.equal(reply[0]!.body, 'answered after the restart', 'from the new turn');
+  t.equal(s.app.answers('turn/start').length, 2, 'delivered again once');
+  t.match(s.adapter.stderr(), /cut off .* delivering #\d+ again in a new turn \(once\)/, 'the adapter says why');
 });

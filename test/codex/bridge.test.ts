@@ -73,7 +73,7 @@ t.test('coalescing: a burst within the window is exactly one turn naming every s
   t.match(text, `Message #${m2.id} from bob (subject: review):\nbob here`);
   t.match(text, `Message #${m3.id} from alice:\nsecond from alice`);
   t.ok(text.indexOf(`#${m1.id}`) < text.indexOf(`#${m2.id}`) && text.indexOf(`#${m2.id}`) < text.indexOf(`#${m3.id}`), 'in order');
-  t.same(s.fake.phantomTurnIds, []);
+  t.same(s.fake.busyTurnStarts, []);
   await settle(300);
   t.equal(repliesTo(alice.rpc, m1.id).length + repliesTo(alice.rpc, m3.id).length + repliesTo(bob.rpc, m2.id).length, 3, 'one reply per relay thread, no more');
 });
@@ -91,7 +91,7 @@ t.test('messages arriving during a running turn go after it in ONE turn; no phan
   for (const m of later) await waitFor(async () => DELIVERED.includes((await deliveryState(obs, m.id, s.agentId))!), `message ${m.id} to reach the adapter`);
   await settle(500); // more than the coalesce window: a wrong adapter would turn/start now
   t.equal(s.fake.requests('turn/start').length, 1, 'no turn/start while the turn runs');
-  t.same(s.fake.phantomTurnIds, [], 'no phantom turn id handed out');
+  t.same(s.fake.busyTurnStarts, [], 'no phantom turn id handed out');
   t.equal(s.fake.turnInputs(threadId).length, 1, 'nothing folded into the running turn');
   for (const m of later) t.not(await deliveryState(obs, m.id, s.agentId), 'read', `#${m.id} not read while it waits`);
 
@@ -105,7 +105,7 @@ t.test('messages arriving during a running turn go after it in ONE turn; no phan
   await settle(300);
   t.equal(s.fake.requests('turn/start').length, 2, 'two wakes, two turns');
   for (const m of [m1, ...later]) t.equal(occurrences(s.fake, threadId, m.id), 1, `#${m.id} delivered once`);
-  t.same(s.fake.phantomTurnIds, []);
+  t.same(s.fake.busyTurnStarts, []);
 });
 
 t.test('a turn another client started: the adapter waits for it instead of folding in (even when it missed turn/started)', async (t) => {
@@ -121,7 +121,7 @@ t.test('a turn another client started: the adapter waits for it instead of foldi
   await waitFor(async () => DELIVERED.includes((await deliveryState(obs, m1.id, s.agentId))!), 'm1 to reach the adapter');
   await settle(500);
   t.equal(s.fake.requests('turn/start').length, 0, 'no turn/start while another client’s turn runs');
-  t.same(s.fake.phantomTurnIds, []);
+  t.same(s.fake.busyTurnStarts, []);
   await completeTurn(s.fake, threadId);
   await waitFor(() => occurrences(s.fake, threadId, m1.id) === 1, 'm1 in its own turn');
   t.equal(s.fake.inputs.find((i) => i.text.includes(`Message #${m1.id} from`))!.via, 'start', 'm1 started a turn of its own');
@@ -136,16 +136,103 @@ t.test('a turn another client started: the adapter waits for it instead of foldi
   await waitFor(async () => DELIVERED.includes((await deliveryState(obs, m2.id, s.agentId))!), 'm2 to reach the adapter');
   await settle(500);
   t.equal(s.fake.requests('turn/start').length, 1, 'still no turn/start into the busy thread');
-  t.same(s.fake.phantomTurnIds, [], 'no phantom turn id');
+  t.same(s.fake.busyTurnStarts, [], 'no phantom turn id');
   await completeTurn(s.fake, threadId);
   await waitFor(() => occurrences(s.fake, threadId, m2.id) === 1, 'm2 delivered after the human’s turn');
   await completeTurn(s.fake, threadId);
   await waitFor(() => repliesTo(alice.rpc, m2.id).length === 1, 'the reply to m2');
   await settle(300);
   t.equal(repliesTo(alice.rpc, m1.id).length, 1, 'the human’s turns were not answered to alice');
-  t.same(s.fake.phantomTurnIds, []);
+  t.same(s.fake.busyTurnStarts, []);
   t.equal(occurrences(s.fake, threadId, m2.id), 1);
 });
+
+for (const phantomWhenBusy of [false, true]) {
+  t.test(`a person's turn starts between the adapter's look and its turn/start (${phantomWhenBusy ? 'pre-0.171: a phantom id' : '0.171: the running turn id'}): one reply, the message delivered once`, async (t) => {
+    const s = await setup(t, { fake: { phantomWhenBusy } });
+    s.startBridge();
+    const threadId = await s.ready();
+    let raced = false;
+    s.fake.opts.beforeRequest = (method) => {
+      if (method !== 'turn/start' || raced) return;
+      raced = true;
+      s.fake.startTurn(threadId, 'a human, a moment earlier');
+    };
+    s.fake.opts.holdTurns = true;
+    const alice = await s.sender();
+    const m = (await alice.rpc.call('message/send', { to: s.agentId, body: 'racing the human' })).message;
+    await waitFor(() => s.fake.busyTurnStarts.length === 1, 'the turn/start that met a busy thread');
+    const running = s.fake.activeTurnId(threadId)!;
+    t.equal(s.fake.busyTurnStarts[0] === running, !phantomWhenBusy, phantomWhenBusy ? 'answered a phantom id' : 'answered the running turn id');
+    await settle(300);
+    t.equal(repliesTo(alice.rpc, m.id).length, 0, 'no answer while the turn that carries it runs');
+    await completeTurn(s.fake, threadId);
+    await waitFor(() => repliesTo(alice.rpc, m.id).length === 1, 'the reply');
+    t.match(repliesTo(alice.rpc, m.id)[0]!.body, /^echo: a human, a moment earlier\nA relay message arrived/, 'the running turn\'s answer, which covers the folded text');
+    s.fake.opts.holdTurns = false;
+    await settle(800); // past a reconcile (500 ms)
+    t.equal(repliesTo(alice.rpc, m.id).length, 1, 'answered once');
+    t.equal(occurrences(s.fake, threadId, m.id), 1, 'delivered once (folded, not started again)');
+    t.equal(s.fake.requests('turn/start').length, 1);
+  });
+}
+
+t.test('0.171 order with a gap: the idle status, a reconcile read that already shows the turn ended, then turn/completed: one reply', async (t) => {
+  const s = await setup(t, { fake: { completedDelayMs: 400, reply: () => 'the one answer' } });
+  s.startBridge();
+  const threadId = await s.ready();
+  const alice = await s.sender();
+  const m = (await alice.rpc.call('message/send', { to: s.agentId, body: 'q' })).message;
+  await waitFor(() => repliesTo(alice.rpc, m.id).length === 1, 'the reply');
+  const replyAt = Date.now();
+  await waitFor(() => s.fake.sent.some((f) => f.msg?.method === 'turn/completed'), 'turn/completed, late');
+  t.ok(s.fake.requests('thread/turns/list').length >= 1, 'the idle status drew a reconcile read');
+  await settle(600);
+  t.equal(repliesTo(alice.rpc, m.id).length, 1, 'answered once (by the reconcile; turn/completed found it answered)');
+  t.equal(repliesTo(alice.rpc, m.id)[0]!.body, 'the one answer');
+  t.comment(`reply ${Date.now() - replyAt} ms before the end of the wait; turn/start ${s.fake.requests('turn/start').length}`);
+  const m2 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'next' })).message;
+  await waitFor(() => repliesTo(alice.rpc, m2.id).length === 1, 'the next reply');
+  t.equal(occurrences(s.fake, threadId, m2.id), 1);
+});
+
+t.test('0.171 order with a gap: a late turn/completed of an answered turn does not answer the next delivery', async (t) => {
+  const s = await setup(t, { fake: { completedDelayMs: 600, reply: (text) => `answer to ${/Message #(\d+)/.exec(text)?.[1]}` } });
+  s.startBridge();
+  const threadId = await s.ready();
+  const alice = await s.sender();
+  const m1 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'first' })).message;
+  await waitFor(() => repliesTo(alice.rpc, m1.id).length === 1, 'the first reply (by the reconcile)');
+  s.fake.opts.holdTurns = true;
+  const m2 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'second' })).message;
+  await waitFor(() => occurrences(s.fake, threadId, m2.id) === 1, 'm2 in its turn');
+  await waitFor(() => s.fake.sent.filter((f) => f.msg?.method === 'turn/completed').length === 1, 'the late turn/completed of turn 1');
+  await settle(300);
+  t.equal(repliesTo(alice.rpc, m2.id).length, 0, 'm2 not answered by turn 1’s end');
+  s.fake.opts.holdTurns = false;
+  await completeTurn(s.fake, threadId);
+  await waitFor(() => repliesTo(alice.rpc, m2.id).length === 1, 'the reply to m2');
+  t.equal(repliesTo(alice.rpc, m2.id)[0]!.body, `answer to ${m2.id}`);
+  await settle(900);
+  t.equal(repliesTo(alice.rpc, m1.id).length + repliesTo(alice.rpc, m2.id).length, 2, 'one reply each');
+});
+
+for (const completedBeforeIdle of [false, true]) {
+  t.test(`turn end order ${completedBeforeIdle ? 'turn/completed, then idle (1 in 11 on 0.171)' : 'idle, then turn/completed (0.171, usually)'}: three messages in a row, one reply each`, async (t) => {
+    const s = await setup(t, { fake: { completedBeforeIdle, reply: (text) => `answer to ${/Message #(\d+)/.exec(text)?.[1]}` } });
+    s.startBridge();
+    const threadId = await s.ready();
+    const alice = await s.sender();
+    for (let i = 0; i < 3; i++) {
+      const m = (await alice.rpc.call('message/send', { to: s.agentId, body: `q${i}` })).message;
+      await waitFor(() => repliesTo(alice.rpc, m.id).length === 1, `reply ${i}`);
+      t.equal(repliesTo(alice.rpc, m.id)[0]!.body, `answer to ${m.id}`);
+      t.equal(occurrences(s.fake, threadId, m.id), 1);
+    }
+    await settle(600);
+    t.equal(alice.rpc.messages().filter((x) => x.replyTo).length, 3, 'no extra reply');
+  });
+}
 
 t.test('lever turnStartedBeforeResponse: turn/started before the turn/start answer still means one turn and one reply', async (t) => {
   const s = await setup(t, { fake: { turnStartedBeforeResponse: true } });
@@ -163,7 +250,7 @@ t.test('lever turnStartedBeforeResponse: turn/started before the turn/start answ
     t.equal(occurrences(s.fake, threadId, id), 1, `#${id} once`);
     t.equal(repliesTo(alice.rpc, id).length, 1, `one reply to #${id}`);
   }
-  t.same(s.fake.phantomTurnIds, []);
+  t.same(s.fake.busyTurnStarts, []);
 });
 
 t.test('read marking: a message becomes read only once the turn carrying it was accepted', async (t) => {
@@ -240,7 +327,7 @@ t.test('steer mode: messages during a turn steer it with expectedTurnId instead 
   t.equal(steers[0]!.msg.params.threadId, threadId);
   t.equal(s.fake.inputs.find((i) => i.text.includes(`Message #${m2.id} from`))!.via, 'steer');
   t.equal(s.fake.requests('turn/start').length, 1, 'no second turn/start');
-  t.same(s.fake.phantomTurnIds, []);
+  t.same(s.fake.busyTurnStarts, []);
   await waitFor(async () => (await deliveryState(obs, m2.id, s.agentId)) === 'read', 'the steered message is read');
   await completeTurn(s.fake, threadId);
   await waitFor(() => repliesTo(alice.rpc, m1.id).length === 1 && repliesTo(alice.rpc, m2.id).length === 1, 'the turn’s answer to both');
@@ -307,7 +394,7 @@ t.test('busy reconciliation: both turn/completed and the idle status swallowed; 
   await waitFor(() => repliesTo(alice.rpc, m1.id).length === 1, 'the reply to m1, found by thread/read');
   await waitFor(() => repliesTo(alice.rpc, m2.id).length === 1, 'm2 delivered and answered');
   t.equal(occurrences(s.fake, threadId, m2.id), 1);
-  t.same(s.fake.phantomTurnIds, []);
+  t.same(s.fake.busyTurnStarts, []);
 });
 
 t.test('steer mode: a turn another client started is steered, and its answer goes back to the relay sender', async (t) => {
@@ -327,7 +414,7 @@ t.test('steer mode: a turn another client started is steered, and its answer goe
   t.equal(s.fake.requests('turn/start').length, 0, 'no turn/start');
 });
 
-t.test('the agentMessage item/completed went missing: the reply is read from the thread', async (t) => {
+t.test('the agentMessage item/completed went missing: the reply comes from turn/completed\'s final items', async (t) => {
   const s = await setup(t, { fake: { reply: () => 'the final answer' } });
   s.startBridge();
   await s.ready();
@@ -338,6 +425,7 @@ t.test('the agentMessage item/completed went missing: the reply is read from the
   await waitFor(() => repliesTo(alice.rpc, m.id).length === 1, 'the reply');
   t.same(s.fake.dropped.map((d) => d.params.item.type), ['userMessage', 'agentMessage'], 'the lever fired');
   t.equal(repliesTo(alice.rpc, m.id)[0]!.body, 'the final answer');
+  t.equal(s.fake.requests('thread/turns/list').length, 1, 'no read for it (the one list is the reconcile on status idle)');
   await settle(300);
   t.equal(repliesTo(alice.rpc, m.id).length, 1, 'once');
 });

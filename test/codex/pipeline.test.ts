@@ -70,3 +70,65 @@ t.test('reconcileVerdict: an ended turn, a phantom that never ran, or nothing ye
   t.equal(reconcileVerdict({ ...d, started: true }, false, []), null, 'a started turn missing from the read is not a phantom');
   t.equal(reconcileVerdict(delivery(null), false, []), null, 'turn/start not answered yet');
 });
+
+t.test('steer: no coalesce window while busy with no known turn id (it re-armed in a loop)', async (t) => {
+  const idle = run([{ type: 'attached', active: false }, { type: 'recovered' }]);
+  const busyUnknown = run([{ type: 'statusChanged', active: true }], idle);
+  t.same(sendPlan(busyUnknown, true), { kind: 'wait' });
+  t.notOk(mayArm(busyUnknown, 1, true), 'nothing to steer yet: armed only once turn/started names the turn');
+  t.ok(mayArm(run([{ type: 'turnStarted', turnId: 'T1' }], busyUnknown), 1, true), 'the running turn is known: steer it');
+  t.ok(mayArm(idle, 1, true), 'idle: a new turn');
+  t.notOk(mayArm(run([{ type: 'inFlight', delivery: delivery() }], idle), 1, true), 'our turn/start not answered yet');
+});
+
+t.test('recovery: an adopted turn that already ended does not leave the thread busy', async (t) => {
+  const d = delivery(null);
+  const s = run([{ type: 'attached', active: false }, { type: 'inFlight', delivery: d }]);
+  // Its turn/completed arrived while recovery awaited the relay: answered, thread idle.
+  const ended = step(s, { type: 'turnEnded', turn: { id: 'T1', status: 'completed' } });
+  t.same(ended.effects.map((e) => e.kind), ['answer']);
+  const answered = run([{ type: 'settled', delivery: d }], ended.state);
+  // The read recovery made before it said "running": stale now.
+  const adopted = run([{ type: 'adopted', delivery: d, turnId: 'T1', running: true }], answered);
+  t.equal(adopted.thread.kind, 'idle', 'not busy with a turn that ended');
+  t.equal(run([{ type: 'adopted', delivery: delivery(), turnId: 'T2', running: true }], s).thread.kind, 'busy', 'a running turn is');
+});
+
+t.test('0.171 order: status idle before turn/completed answers once, with the turn', async (t) => {
+  const d = delivery('T1');
+  const s = run([{ type: 'attached', active: false }, { type: 'recovered' }, { type: 'inFlight', delivery: d }, { type: 'turnStarted', turnId: 'T1' }]);
+  const idle = step(s, { type: 'statusChanged', active: false });
+  t.same(idle.effects, [{ kind: 'reconcile' }], 'a reconcile, in case turn/completed is missing');
+  t.equal(idle.state.thread.kind, 'idle');
+  t.equal(reconcileVerdict(d, false, [{ id: 'T1', status: 'inProgress' }]), null, 'a read still showing the turn running answers nothing');
+  const ended = step(idle.state, { type: 'turnEnded', turn: { id: 'T1', status: 'completed' } });
+  t.same(ended.effects.map((e) => e.kind), ['answer']);
+  const after = run([{ type: 'settled', delivery: d }], ended.state);
+  t.same(step(after, { type: 'turnEnded', turn: { id: 'T1', status: 'completed' } }).effects, [], 'a second look at the same end answers nothing');
+  t.equal(reconcileVerdict(after.delivery, false, [{ id: 'T1', status: 'completed' }]), null, 'nor does the reconcile');
+});
+
+t.test('0.171 busy turn/start: the answer is the running turn id; its end answers the delivery once', async (t) => {
+  const idle = run([{ type: 'attached', active: false }, { type: 'recovered' }]);
+  // A person's turn started between our look and our turn/start; the answer names it.
+  const d = delivery(null);
+  const s = run([{ type: 'inFlight', delivery: d }, { type: 'turnStarted', turnId: 'RUNNING' }], idle);
+  d.turnId = 'RUNNING';
+  const started = run([{ type: 'started', delivery: d }], s);
+  t.same(started.thread, { kind: 'busy', turnId: 'RUNNING' });
+  const ended = step(started, { type: 'turnEnded', turn: { id: 'RUNNING', status: 'completed' } });
+  t.same(ended.effects.map((e) => e.kind), ['answer'], 'the running turn carried our text: its end is our answer');
+  t.same(reconcileVerdict(d, false, [{ id: 'RUNNING', status: 'completed' }]), { kind: 'ended', turn: { id: 'RUNNING', status: 'completed' } }, 'a reconcile finds it too (complete() answers once)');
+});
+
+t.test('a late turn/completed of a turn a reconcile already answered answers nothing and idles nothing', async (t) => {
+  const d1 = delivery('T1');
+  const s = run([{ type: 'attached', active: false }, { type: 'recovered' }, { type: 'inFlight', delivery: d1 }, { type: 'turnStarted', turnId: 'T1' }, { type: 'statusChanged', active: false }]);
+  const answered = run([{ type: 'settled', delivery: d1 }], s); // the reconcile found T1 ended
+  const d2 = delivery(null);
+  const next = run([{ type: 'inFlight', delivery: d2 }, { type: 'started', delivery: d2 }], answered);
+  const late = step(next, { type: 'turnEnded', turn: { id: 'T1', status: 'completed' } });
+  t.same(late.effects, [], 'the next delivery (not started yet) is not answered with turn 1');
+  t.equal(late.state.thread.kind, 'busy', 'and its thread stays busy');
+  t.same(step(next, { type: 'turnEnded', turn: { id: 'T2', status: 'completed' } }).effects.map((e) => e.kind), ['answer'], 'its own end answers it');
+});

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { join } from 'node:path';
 import { RelayHttpClient } from '../../clients/http-client.js';
 import { startRelay } from '../helpers/relay.js';
@@ -51,28 +51,31 @@ t.test('app-server dropped mid-turn: reconnect, re-initialize, resume; nothing l
     t.equal(occurrences(s.fake, threadId, m.id), 1, `#${m.id} delivered once`);
     t.equal(repliesTo(alice.rpc, m.id).length, 1, `#${m.id} answered once`);
   }
-  t.same(s.fake.phantomTurnIds, []);
+  t.same(s.fake.busyTurnStarts, []);
 });
 
-t.test('the turn finished while the app-server was unreachable: the answer is read from the resumed thread', async (t) => {
-  const s = await setup(t, { fake: { holdTurns: true, reply: () => 'done while you were away' } });
-  s.startBridge();
-  const threadId = await s.ready();
-  const alice = await s.sender();
-  const m1 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'one' })).message;
-  await waitFor(() => occurrences(s.fake, threadId, m1.id) === 1, 'turn 1 running');
-  await s.fake.stop();
-  await completeTurn(s.fake, threadId); // nobody subscribed hears turn/completed
-  await s.fake.restart();
-  await waitFor(() => repliesTo(alice.rpc, m1.id).length === 1, 'the reply');
-  t.equal(repliesTo(alice.rpc, m1.id)[0]!.body, 'done while you were away');
-  const m2 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'two' })).message;
-  await waitFor(() => occurrences(s.fake, threadId, m2.id) === 1, 'the next message goes through');
-  await completeTurn(s.fake, threadId);
-  await waitFor(() => repliesTo(alice.rpc, m2.id).length === 1, 'its reply');
-  await settle(300);
-  t.equal(repliesTo(alice.rpc, m1.id).length, 1, 'answered once');
-});
+for (const legacyReads of [false, true]) {
+  t.test(`the turn finished while the app-server was unreachable: the answer is read from the resumed thread${legacyReads ? ' (pre-0.171: no thread/turns/list, includeTurns instead)' : ''}`, async (t) => {
+    const s = await setup(t, { fake: { holdTurns: true, reply: () => 'done while you were away', legacyReads } });
+    s.startBridge();
+    const threadId = await s.ready();
+    const alice = await s.sender();
+    const m1 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'one' })).message;
+    await waitFor(() => occurrences(s.fake, threadId, m1.id) === 1, 'turn 1 running');
+    await s.fake.stop();
+    await completeTurn(s.fake, threadId); // nobody subscribed hears turn/completed
+    await s.fake.restart();
+    await waitFor(() => repliesTo(alice.rpc, m1.id).length === 1, 'the reply');
+    t.equal(repliesTo(alice.rpc, m1.id)[0]!.body, 'done while you were away');
+    const m2 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'two' })).message;
+    await waitFor(() => occurrences(s.fake, threadId, m2.id) === 1, 'the next message goes through');
+    await completeTurn(s.fake, threadId);
+    await waitFor(() => repliesTo(alice.rpc, m2.id).length === 1, 'its reply');
+    await settle(300);
+    t.equal(repliesTo(alice.rpc, m1.id).length, 1, 'answered once');
+    if (legacyReads) t.ok(s.fake.requests('thread/read').some((r) => r.msg.params.includeTurns), 'the turns came from thread/read {includeTurns}');
+  });
+}
 
 t.test('dropped with turn/start in flight, the server got it: recognised on resume, not sent again', async (t) => {
   let armed = false;
@@ -193,7 +196,7 @@ t.test('kill -9 of the adapter process mid-turn, restart from the state file: no
     t.equal(occurrences(s.fake, threadId, m.id), 1, `#${m.id} delivered once`);
     t.equal(repliesTo(alice.rpc, m.id).length, 1, `#${m.id} answered once`);
   }
-  t.same(s.fake.phantomTurnIds, []);
+  t.same(s.fake.busyTurnStarts, []);
   await a2.kill9();
 });
 
@@ -288,21 +291,53 @@ t.test('the app-server unloads the thread (thread/closed) while connected: the a
   t.notOk(s.fake.sent.some((f) => /not loaded/.test(f.msg?.error?.message ?? '')), 'never tried turn/start on the unloaded thread');
 });
 
-t.test('a new app-server process (running turn lost): the sender hears the turn was interrupted; the next message goes through', async (t) => {
+/** The adapter attached, one message sent, its turn held running. */
+async function turnRunning(t: Test, body: string) {
   const s = await setup(t, { fake: { holdTurns: true } });
   s.startBridge();
   const threadId = await s.ready();
   const alice = await s.sender();
-  const m1 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'long job' })).message;
+  const m1 = (await alice.rpc.call('message/send', { to: s.agentId, body })).message;
   await waitFor(() => occurrences(s.fake, threadId, m1.id) === 1, 'turn 1 running');
-  await s.fake.restart({ fresh: true });
-  await waitFor(() => repliesTo(alice.rpc, m1.id).length === 1, 'the sender told');
-  t.match(repliesTo(alice.rpc, m1.id)[0]!.body, /interrupted/);
+  return { s, threadId, alice, m1 };
+}
+
+t.test('a new app-server process (running turn lost): the message goes out again, once, in a new turn', async (t) => {
+  const { s, threadId, alice, m1 } = await turnRunning(t, 'long job');
   s.fake.opts.holdTurns = false;
+  await s.fake.restart({ fresh: true });
+  await waitFor(() => repliesTo(alice.rpc, m1.id).length === 1, 'the reply');
+  t.match(repliesTo(alice.rpc, m1.id)[0]!.body, /^echo: /, 'answered by the new turn, not "(Codex turn interrupted)"');
+  t.equal(occurrences(s.fake, threadId, m1.id), 2, 'delivered again once');
+  t.match(s.fake.thread(threadId).turns.map((x: any) => x.status), ['interrupted', 'completed']);
+  await settle(300);
+  t.equal(repliesTo(alice.rpc, m1.id).length, 1, 'one reply');
   const m2 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'again' })).message;
   await waitFor(() => repliesTo(alice.rpc, m2.id).length === 1, 'the next reply');
   t.equal(occurrences(s.fake, threadId, m2.id), 1, 'in the same (resumed) thread');
-  t.equal(occurrences(s.fake, threadId, m1.id), 1, 'm1 not re-sent');
+});
+
+t.test('the app-server dies again under the re-delivered turn: the sender hears it was interrupted (no loop)', async (t) => {
+  const { s, threadId, alice, m1 } = await turnRunning(t, 'doomed job');
+  await s.fake.restart({ fresh: true });
+  await waitFor(() => occurrences(s.fake, threadId, m1.id) === 2 && s.fake.activeTurnId(threadId) !== null, 'the re-delivered turn running');
+  await s.fake.restart({ fresh: true });
+  await waitFor(() => repliesTo(alice.rpc, m1.id).length === 1, 'the sender told');
+  t.equal(repliesTo(alice.rpc, m1.id)[0]!.body, '(Codex turn interrupted)');
+  await settle(300);
+  t.equal(occurrences(s.fake, threadId, m1.id), 2, 'not a third time');
+  t.equal(repliesTo(alice.rpc, m1.id).length, 1);
+});
+
+t.test('a person interrupted the turn while the adapter was away: answered "(Codex turn interrupted)", not re-delivered', async (t) => {
+  const { s, threadId, alice, m1 } = await turnRunning(t, 'stop me');
+  await s.fake.stop();
+  s.fake.interruptTurn(threadId);
+  await s.fake.listen();
+  await waitFor(() => repliesTo(alice.rpc, m1.id).length === 1, 'the sender told');
+  t.equal(repliesTo(alice.rpc, m1.id)[0]!.body, '(Codex turn interrupted)');
+  await settle(300);
+  t.equal(occurrences(s.fake, threadId, m1.id), 1, 'not delivered again');
 });
 
 for (const when of ['after', 'before'] as const) {

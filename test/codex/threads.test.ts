@@ -75,18 +75,65 @@ t.test('resume: the thread id the SessionStart hook script handed over', async (
   t.same(s.fake.requests('thread/resume').map((r) => r.msg.params.threadId), [id]);
 });
 
-t.test('resume: "no rollout found" (the thread never ran a turn) falls back to starting one', async (t) => {
+t.test('resume: a loaded thread that never ran a turn ("no rollout found") is used unsubscribed, then resumed after its first turn', async (t) => {
   const s = await setup(t);
   const fresh = s.fake.addThread({ cwd: s.cwd, loaded: true, pastTurns: [] });
   const b = s.startBridge({ CODEX_THREAD_MODE: 'resume', CODEX_THREAD_ID: fresh });
-  const threadId = await s.ready();
-  t.not(threadId, fresh, 'a new thread');
-  t.equal(s.fake.requests('thread/resume').length, 1, 'resume tried once');
-  t.same(s.fake.requests('thread/start').map((r) => r.msg.params.cwd), [s.cwd], 'then one thread/start with our cwd');
-  t.ok(b.logs.some((l) => /no rollout/.test(l)), 'the fallback is logged');
+  const obs = await s.observer();
+  await waitFor(async () => (await agentRecord(obs, s.agentId))?.ready === true, 'ready');
+  t.equal(s.fake.requests('thread/start').length, 0, 'no thread of its own');
+  t.ok(b.logs.some((l) => l.includes(`thread ${fresh} is loaded (idle) but never ran a turn`) && l.includes('using it unsubscribed')), 'the reason is logged');
   const alice = await s.sender();
-  const m = (await alice.rpc.call('message/send', { to: s.agentId, body: 'x' })).message;
+  const m = (await alice.rpc.call('message/send', { to: s.agentId, body: 'first words' })).message;
+  await waitFor(() => repliesTo(alice.rpc, m.id).length === 1, 'the reply, read from the thread');
+  t.match(repliesTo(alice.rpc, m.id)[0]!.body, /^echo: A relay message arrived/);
+  t.equal(occurrences(s.fake, fresh, m.id), 1, 'delivered into the handed-over thread');
+  await waitFor(() => s.fake.subscribers(fresh).length === 1, 'subscribed once the turn made a rollout');
+  t.ok(b.logs.some((l) => l.includes(`subscribed to Codex thread ${fresh}`)));
+  const m2 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'second' })).message;
+  await waitFor(() => repliesTo(alice.rpc, m2.id).length === 1, 'the second reply');
+  await settle(300);
+  t.equal(repliesTo(alice.rpc, m.id).length + repliesTo(alice.rpc, m2.id).length, 2, 'one reply each');
+});
+
+t.test('resume: the empty thread answers -32601 "list_turns is not supported yet" (a client asked it for includeTurns): still used unsubscribed', async (t) => {
+  const s = await setup(t);
+  const fresh = s.fake.addThread({ cwd: s.cwd, loaded: true, pastTurns: [], askedForTurns: true });
+  const b = s.startBridge({ CODEX_THREAD_MODE: 'resume', CODEX_THREAD_ID: fresh });
+  const obs = await s.observer();
+  await waitFor(async () => (await agentRecord(obs, s.agentId))?.ready === true, 'ready');
+  t.match(s.fake.sent.find((f) => f.msg?.error)?.msg.error, { code: -32601, message: 'list_turns is not supported yet' }, 'the resume refusal');
+  t.equal(s.fake.requests('thread/start').length, 0);
+  t.ok(b.logs.some((l) => l.includes('using it unsubscribed')));
+  const alice = await s.sender();
+  const m = (await alice.rpc.call('message/send', { to: s.agentId, body: 'hi' })).message;
   await waitFor(() => repliesTo(alice.rpc, m.id).length === 1, 'the reply');
+  t.equal(occurrences(s.fake, fresh, m.id), 1);
+  t.notOk(b.logs.some((l) => /reconcile failed/.test(l)), 'reconciles took the refusal as "no turns"');
+});
+
+t.test('resume: an id the app-server does not know falls back to starting a thread, saying so', async (t) => {
+  const s = await setup(t);
+  const unknown = '019a0000-0000-7000-8000-000000000000';
+  const b = s.startBridge({ CODEX_THREAD_MODE: 'resume', CODEX_THREAD_ID: unknown });
+  const threadId = await s.ready();
+  t.not(threadId, unknown);
+  t.same(s.fake.requests('thread/start').map((r) => r.msg.params.cwd), [s.cwd], 'one thread/start with our cwd');
+  t.ok(b.logs.some((l) => l.includes(`CODEX_THREAD_MODE=resume: thread ${unknown} is unknown to this app-server`) && l.includes('starting a thread instead')), 'the fallback and its reason are logged');
+});
+
+t.test('auto: the loaded thread of our cwd that never ran a turn is used (unsubscribed), not a new one', async (t) => {
+  const s = await setup(t);
+  const empty = s.fake.addThread({ cwd: s.cwd, loaded: true, pastTurns: [] });
+  const b = s.startBridge({ CODEX_THREAD_MODE: 'auto' });
+  const obs = await s.observer();
+  await waitFor(async () => (await agentRecord(obs, s.agentId))?.ready === true, 'ready');
+  t.equal(s.fake.requests('thread/start').length, 0);
+  t.ok(b.logs.some((l) => l.startsWith('info: CODEX_THREAD_MODE=auto') && l.includes(`thread ${empty} is loaded`)));
+  const alice = await s.sender();
+  const m = (await alice.rpc.call('message/send', { to: s.agentId, body: 'hello' })).message;
+  await waitFor(() => repliesTo(alice.rpc, m.id).length === 1, 'the reply');
+  t.equal(occurrences(s.fake, empty, m.id), 1);
 });
 
 t.test('resume: a thread held by another writer stops the adapter with a clear error, no restart loop', async (t) => {
@@ -135,12 +182,13 @@ t.test('auto: with only unrelated loaded threads, starts its own', async (t) => 
   const s = await setup(t);
   const unrelated = s.fake.addThread({ cwd: '/somewhere/else', loaded: true });
   const parent = s.fake.addThread({ cwd: join(s.cwd, '..'), loaded: true });
-  s.startBridge({ CODEX_THREAD_MODE: 'auto' });
+  const b = s.startBridge({ CODEX_THREAD_MODE: 'auto' });
   const threadId = await s.ready();
   t.not(threadId, unrelated);
   t.not(threadId, parent);
   t.same(s.fake.requests('thread/start').map((r) => r.msg.params.cwd), [s.cwd], 'started one for our cwd');
   t.equal(s.fake.requests('thread/resume').length, 0, 'resumed nothing');
+  t.ok(b.logs.some((l) => l === `info: CODEX_THREAD_MODE=auto: no loaded thread of ${s.cwd} on this app-server; starting a thread`), 'the fallback is logged');
 });
 
 t.test('the daemon process (bin/codex-relay.js) exits 1 on an active writer, saying why, instead of looping', async (t) => {

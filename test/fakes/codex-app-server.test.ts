@@ -185,7 +185,7 @@ t.test('framing and handshake: Not initialized, Already initialized, jsonrpc tol
   await c.until(() => c.frames.length > before, 'initialize answer');
   const reply = c.frames[before];
   t.equal(reply.id, 'init-1', 'string ids are echoed; the garbage frame got nothing');
-  t.same(reply.result, { userAgent: 'codex_cli_rs/0.150.0 (fake)', codexHome: '/tmp/fake-codex-home', platformFamily: 'unix', platformOs: 'linux' });
+  t.same(reply.result, { userAgent: 'x/0.171.0 (Fake 1.0; x86_64) unknown (x; 1)', codexHome: '/tmp/fake-codex-home', platformFamily: 'unix', platformOs: 'linux' });
   t.equal(fake.received.filter((r) => r.msg === null).length, 1, 'the unparseable frame is recorded with msg null');
 
   c.notify('initialized');
@@ -234,7 +234,13 @@ t.test('thread/start answers the thread, subscribes the caller and sends thread/
   // Wrong enum words are invalid requests, as in the real server.
   await t.rejects(c.call('thread/start', { sandbox: 'workspaceWrite' }), { code: -32600, message: /unknown variant `workspaceWrite`/ });
   await t.rejects(c.call('thread/start', { approvalPolicy: 'always' }), { code: -32600 });
-  await t.rejects(c.call('thread/read', { threadId: 'nope' }), { code: -32600, message: 'thread not found: nope' });
+  await t.rejects(c.call('thread/read', { threadId: 'nope' }), { code: -32600, message: 'thread not loaded: nope' });
+  // 0.171 before the first turn: no full history, no turns list.
+  await t.rejects(c.call('thread/turns/list', { threadId: r.thread.id }), { code: -32600, message: /is not materialized yet; thread\/turns\/list is unavailable before first user message/ });
+  await t.rejects(c.call('thread/read', { threadId: r.thread.id, includeTurns: true }), { code: -32601, message: 'list_turns is not supported yet' });
+  // After that refusal 0.171 answers turns/list and resume of the empty thread the same way.
+  await t.rejects(c.call('thread/turns/list', { threadId: r.thread.id }), { code: -32601, message: 'list_turns is not supported yet' });
+  await t.rejects(c.call('thread/resume', { threadId: r.thread.id }), { code: -32601, message: 'list_turns is not supported yet' });
 });
 
 t.test('a scripted turn emits the real notification order and the agent text', async (t) => {
@@ -260,8 +266,8 @@ t.test('a scripted turn emits the real notification order and the agent text', a
     'item/agentMessage/delta',
     'item/agentMessage/delta',
     'item/completed:agentMessage',
-    'turn/completed',
     'thread/status/changed',
+    'turn/completed',
   ]);
   const p = frames.slice(1).map((f) => f.params);
   t.same(p[0], { threadId: thread.id, status: { type: 'active', activeFlags: [] } });
@@ -271,13 +277,20 @@ t.test('a scripted turn emits the real notification order and the agent text', a
   t.equal(deltas.map((d) => d.delta).join(''), 'reply to hello there');
   t.equal(deltas[0].itemId, p[4].item.id);
   t.same(p[8].item, { type: 'agentMessage', id: p[4].item.id, text: 'reply to hello there' });
-  t.same(p[9], { threadId: thread.id, turn: { id: r.turn.id, items: [], status: 'completed', error: null } });
-  t.same(p[10], { threadId: thread.id, status: { type: 'idle' } });
+  t.same(p[9], { threadId: thread.id, status: { type: 'idle' } });
+  t.same(p[10], { threadId: thread.id, turn: { id: r.turn.id, items: [p[8].item], itemsView: 'summary', status: 'completed', error: null, startedAt: p[10].turn.startedAt, completedAt: p[10].turn.completedAt } }, 'turn/completed carries the final agentMessage');
+  t.type(p[10].turn.completedAt, 'number');
+  t.ok(frames.slice(1).every((f) => typeof f.emittedAtMs === 'number'), 'every notification carries emittedAtMs');
 
+  const noticesBefore = c.of('deprecationNotice').length;
   const read = await c.call('thread/read', { threadId: thread.id, includeTurns: true });
   t.match(read.thread, { status: { type: 'idle' }, preview: 'hello there' });
   t.match(read.thread.turns, [{ id: r.turn.id, status: 'completed', items: [{ type: 'userMessage' }, { type: 'agentMessage', text: 'reply to hello there' }] }]);
+  await c.until(() => c.of('deprecationNotice').length === noticesBefore + 1, 'deprecationNotice');
+  t.match(c.of('deprecationNotice').at(-1), { summary: /omit includeTurns/ }, 'includeTurns draws a deprecationNotice');
   t.same((await c.call('thread/read', { threadId: thread.id })).thread.turns, [], 'turns only with includeTurns');
+  const listed = await c.call('thread/turns/list', { threadId: thread.id });
+  t.match(listed, { data: [{ id: r.turn.id, items: [{ type: 'userMessage' }, { type: 'agentMessage', text: 'reply to hello there' }] }], nextCursor: null });
   t.same(fake.turnInputs(thread.id), ['hello there']);
 });
 
@@ -296,8 +309,26 @@ t.test('default reply is "echo: <text>"; lever: turn/started before the turn/sta
   t.equal(c.of('item/completed').find((n) => n.item.type === 'agentMessage').item.text, 'echo: ping');
 });
 
-t.test('turn/start while busy answers a phantom id and folds the text into the running turn', async (t) => {
+t.test('turn/start while busy answers the running turn id and folds the text into it (0.171)', async (t) => {
   const fake = await fakeFor(t, { holdTurns: true });
+  const c = await Raw.ready(t, fake);
+  const { thread } = await c.call('thread/start', {});
+  const first = await c.call('turn/start', { threadId: thread.id, input: text('one') });
+  await c.until(() => c.of('turn/started').length === 1, 'turn/started');
+  const second = await c.call('turn/start', { threadId: thread.id, input: text('two') });
+  t.equal(second.turn.id, first.turn.id, 'the running turn id');
+  t.match(second.turn, { status: 'inProgress', items: [] });
+  t.same(fake.busyTurnStarts, [first.turn.id]);
+  t.match(fake.inputs[1], { via: 'fold', turnId: first.turn.id, answeredTurnId: first.turn.id, text: 'two' });
+  await fake.completeTurn(thread.id);
+  await c.until(() => c.of('turn/completed').length === 1, 'turn/completed');
+  t.equal(c.of('turn/started').length, 1, 'no turn of its own');
+  t.equal(c.of('item/completed').find((n) => n.item.type === 'agentMessage').item.text, 'echo: one\ntwo');
+  t.same(fake.thread(thread.id).turns.length, 1, 'one turn, not two');
+});
+
+t.test('lever phantomWhenBusy (pre-0.171): turn/start while busy answers a phantom id', async (t) => {
+  const fake = await fakeFor(t, { holdTurns: true, phantomWhenBusy: true });
   const c = await Raw.ready(t, fake);
   const { thread } = await c.call('thread/start', {});
   const first = await c.call('turn/start', { threadId: thread.id, input: text('one') });
@@ -305,9 +336,9 @@ t.test('turn/start while busy answers a phantom id and folds the text into the r
   const second = await c.call('turn/start', { threadId: thread.id, input: text('two') });
   t.not(second.turn.id, first.turn.id);
   t.match(second.turn, { status: 'inProgress', items: [] });
-  t.same(fake.phantomTurnIds, [second.turn.id]);
+  t.same(fake.busyTurnStarts, [second.turn.id]);
   t.equal(fake.activeTurnId(thread.id), first.turn.id);
-  t.match(fake.inputs[1], { via: 'fold', turnId: first.turn.id, phantomTurnId: second.turn.id, text: 'two' });
+  t.match(fake.inputs[1], { via: 'fold', turnId: first.turn.id, answeredTurnId: second.turn.id, text: 'two' });
 
   await fake.completeTurn(thread.id);
   await c.until(() => c.of('turn/completed').length === 1, 'turn/completed');
@@ -372,7 +403,9 @@ t.test('threads live in server scope: drop, reconnect, resume with turns; resume
   t.match(r, { model: 'gpt-5.1-codex', cwd: '/home/dev/p', sandbox: { type: 'workspaceWrite' } });
   t.match(r.thread.turns, [{ status: 'completed', items: [{ type: 'userMessage', content: [{ text: 'remember me' }] }, { type: 'agentMessage', text: 'echo: remember me' }] }]);
   await new Promise((resolve) => setTimeout(resolve, 20));
-  t.equal(b.frames.length, before + 1, 'resume sends no notification');
+  t.equal(b.frames.length, before + 2, 'resume with turns sends one deprecationNotice, nothing else');
+  t.match(b.frames.at(-1), { method: 'deprecationNotice', params: { summary: /excludeTurns: true/ } });
+  t.same((await b.call('thread/resume', { threadId, excludeTurns: true })).thread.turns, [], 'excludeTurns: no turns');
 
   // B is subscribed now: the next turn's events reach it.
   await b.call('turn/start', { threadId, input: text('again') });

@@ -9,15 +9,22 @@
  * - the per-connection handshake ("Not initialized" / "Already initialized");
  * - threads in SERVER scope (they outlive connections, and `restart()` keeps them), with
  *   subscriptions per connection: events and approval requests reach subscribed connections only;
- * - scripted turns that emit the real notification order, phantom turn ids while busy, steer,
- *   interrupt, approvals as server→client requests held until a valid answer, failures;
+ * - scripted turns that emit the real notification order (0.171: status idle BEFORE
+ *   turn/completed, which carries the final agentMessage), a busy turn/start answered with the
+ *   running turn's id (the text folds in; `phantomWhenBusy` brings back the older phantom id),
+ *   steer, interrupt, approvals as server→client requests held until a valid answer, failures;
+ * - 0.171's reads: `thread/read {includeTurns}` refused before the first turn and answered with
+ *   a `deprecationNotice` after; `thread/turns/list` (paged, newest first, "not materialized yet"
+ *   before the first turn); `thread/resume {excludeTurns}`; `emittedAtMs` on every notification;
  * - levers for what goes wrong in the field: turn/started before the turn/start response, a
  *   swallowed notification, overload (-32001), another process holding the thread ("active
  *   writer"), dropped connections, a listener that goes away and comes back.
  *
  * Every frame received and sent is recorded for assertions. Error codes: the real server answers
  * protocol misuse (handshake, unknown threads, bad params, resume/steer errors) with -32600
- * "invalid request"; the fake does the same everywhere except overload (-32001).
+ * "invalid request" (unknown methods too); the fake does the same everywhere except overload
+ * (-32001) and 0.171's "list_turns is not supported yet" (-32601). test/codex-real/fake-parity.test.ts
+ * holds the fake to the real server's answers.
  */
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
@@ -89,7 +96,7 @@ export interface TurnPlan {
 export interface FakeAppServerOptions {
   /** Port to listen on (default 0: ephemeral). `restart()` reuses the port first bound. */
   port?: number;
-  /** Version inside userAgent (default "0.150.0"). */
+  /** Version inside userAgent (default FAKE_CODEX_VERSION). */
   version?: string;
   codexHome?: string;
   /** cwd of threads started without one (default process.cwd()). */
@@ -107,6 +114,16 @@ export interface FakeAppServerOptions {
   deltaCount?: number;
   /** Pause between two notifications of a turn (default 0: one event-loop turn). */
   stepDelayMs?: number;
+  /** Lever: the order 0.171 sent for 1 turn in 11: turn/completed, then the idle status. */
+  completedBeforeIdle?: boolean;
+  /** Lever: turn/completed this long after the idle status (a reconcile read lands in between). */
+  completedDelayMs?: number;
+  /** Lever: called before a request is handled (e.g. a person starts a turn right then). */
+  beforeRequest?: (method: string, params: any) => void;
+  /** Lever (pre-0.171 servers): no thread/turns/list; includeTurns works before the first turn, with no notice. */
+  legacyReads?: boolean;
+  /** Lever (pre-0.171 servers): a busy turn/start answers a phantom id that never starts. */
+  phantomWhenBusy?: boolean;
 }
 
 /** One frame received. `msg` is null for an unparseable frame (dropped without reply). */
@@ -129,8 +146,8 @@ export interface InputRecord {
   turnId: string;
   text: string;
   via: 'start' | 'fold' | 'steer' | 'control';
-  /** For `fold`: the phantom id the turn/start answer carried (never started or completed). */
-  phantomTurnId?: string;
+  /** For `fold`: the id the turn/start answer carried (the running turn's, or a phantom). */
+  answeredTurnId?: string;
   /** Connection that sent it (null for control calls). */
   conn: number | null;
 }
@@ -190,6 +207,8 @@ export interface AddThreadOptions {
   systemError?: boolean;
   /** Another app-server process holds it: thread/resume fails "already has an active writer". */
   activeWriter?: boolean;
+  /** A client already asked it for includeTurns before its first turn (0.171 then answers -32601). */
+  askedForTurns?: boolean;
 }
 
 export interface ConnectionInfo {
@@ -222,6 +241,9 @@ interface TurnRec {
   index: number;
   status: TurnStatus;
   error: { message: string; codexErrorInfo: unknown; additionalDetails: unknown } | null;
+  /** Unix seconds; completedAt stays null for a turn cut off by the process going away (0.171). */
+  startedAt: number;
+  completedAt: number | null;
   items: any[];
   inputs: string[];
   plan: TurnPlan;
@@ -254,6 +276,10 @@ interface ThreadRec {
   turns: TurnRec[];
   active: TurnRec | null;
   subscribers: Set<Conn>;
+  /** Asked for includeTurns before its first turn: 0.171 then refuses turns/list and resume with -32601 until that turn. */
+  listTurnsRefused: boolean;
+  /** Unsubscribed connections that started a turn here: 0.171 sends them status changes only. */
+  watchers: Set<Conn>;
   /** Last status announced with thread/status/changed, to announce changes only. */
   lastAnnounced: string;
 }
@@ -275,7 +301,13 @@ class RpcFailure extends Error {
   }
 }
 
+/** The release the fake models (the pinned @openai/codex). */
+export const FAKE_CODEX_VERSION = '0.171.0';
 const INVALID_REQUEST = -32600;
+const METHOD_NOT_FOUND = -32601;
+const LIST_TURNS_UNSUPPORTED = 'list_turns is not supported yet';
+const TURNS_DEPRECATED = 'Full-history hydration is deprecated for paginated threads; omit includeTurns or set it to false, then page with thread/turns/list and thread/items/list.';
+const RESUME_TURNS_DEPRECATED = 'Full-history hydration is deprecated for paginated threads; use `excludeTurns: true`, then page with thread/turns/list and thread/items/list.';
 const OVERLOADED = -32001;
 const APPROVAL_POLICIES = ['untrusted', 'on-failure', 'on-request', 'never'];
 const SANDBOX_MODES = ['read-only', 'workspace-write', 'danger-full-access'];
@@ -337,8 +369,8 @@ export class FakeAppServer {
   readonly answers: ApprovalAnswer[] = [];
   /** Answers refused (v1 words, wrong shape, unknown request id). */
   readonly invalidAnswers: InvalidAnswer[] = [];
-  /** Phantom turn ids handed out to turn/start while busy. */
-  readonly phantomTurnIds: string[] = [];
+  /** The turn ids a turn/start on a busy thread was answered with (the running turn's, or phantoms). */
+  readonly busyTurnStarts: string[] = [];
   /** Every text received by any thread, in order. */
   readonly inputs: InputRecord[] = [];
 
@@ -438,7 +470,10 @@ export class FakeAppServer {
     ws.on('close', () => {
       this.conns.delete(conn.id);
       // Threads stay loaded (server scope); only the subscription goes.
-      for (const t of this.threads.values()) t.subscribers.delete(conn);
+      for (const t of this.threads.values()) {
+        t.subscribers.delete(conn);
+        t.watchers.delete(conn);
+      }
       this.changed();
     });
     this.changed();
@@ -524,18 +559,18 @@ export class FakeAppServer {
 
   private notify(conn: Conn, method: string, params: Record<string, unknown>): void {
     if (conn.optOut.has(method)) return;
-    this.send(conn, { method, params });
+    this.send(conn, { method, params, emittedAtMs: Date.now() });
   }
 
   /** A thread event to its subscribers, unless the drop lever swallows it. */
-  private emit(thread: ThreadRec, method: string, params: Record<string, unknown>): void {
+  private emit(thread: ThreadRec, method: string, params: Record<string, unknown>, also: Iterable<Conn> = []): void {
     const left = this.dropCounts.get(method) ?? 0;
     if (left > 0) {
       this.dropCounts.set(method, left - 1);
       this.dropped.push({ method, params });
       return;
     }
-    for (const c of thread.subscribers) this.notify(c, method, params);
+    for (const c of new Set([...thread.subscribers, ...also])) this.notify(c, method, params);
   }
 
   private onClientNotification(conn: Conn, msg: any): void {
@@ -549,7 +584,8 @@ export class FakeAppServer {
     initialize: (c, p, r) => this.initialize(c, p, r),
     'thread/start': (c, p, r) => this.threadStart(c, p, r),
     'thread/resume': (c, p, r) => this.threadResume(c, p, r),
-    'thread/read': (_c, p, r) => this.threadRead(p, r),
+    'thread/read': (c, p, r) => this.threadRead(c, p, r),
+    'thread/turns/list': (_c, p, r) => this.turnsList(p, r),
     'thread/list': (_c, p, r) => this.threadList(p, r),
     'thread/loaded/list': (_c, _p, r) => r({ data: [...this.threads.values()].filter((t) => t.loaded).map((t) => t.id), nextCursor: null }),
     'thread/unsubscribe': (c, p, r) => this.threadUnsubscribe(c, p, r),
@@ -567,7 +603,8 @@ export class FakeAppServer {
       return fail(OVERLOADED, 'Server overloaded; retry later.');
     }
     if (msg.method !== 'initialize' && !conn.initialized) return fail(INVALID_REQUEST, 'Not initialized');
-    const handler = this.handlers[msg.method];
+    this.opts.beforeRequest?.(msg.method, msg.params ?? {});
+    const handler = this.opts.legacyReads && msg.method === 'thread/turns/list' ? undefined : this.handlers[msg.method];
     if (!handler) return fail(INVALID_REQUEST, `Invalid request: unknown variant \`${msg.method}\``);
     try {
       handler(conn, msg.params ?? {}, (result) => this.send(conn, { id, result }));
@@ -583,8 +620,10 @@ export class FakeAppServer {
     conn.initialized = true;
     conn.clientInfo = params.clientInfo;
     for (const m of params.capabilities?.optOutNotificationMethods ?? []) conn.optOut.add(String(m));
+    // 0.171: the client's own name first, its version at the end.
+    const name = String(params.clientInfo.name);
     respond({
-      userAgent: `codex_cli_rs/${this.opts.version ?? '0.150.0'} (fake)`,
+      userAgent: `${name}/${this.opts.version ?? FAKE_CODEX_VERSION} (Fake 1.0; x86_64) unknown (${name}; ${String(params.clientInfo.version ?? '')})`,
       codexHome: this.opts.codexHome ?? '/tmp/fake-codex-home',
       platformFamily: 'unix',
       platformOs: 'linux',
@@ -639,6 +678,7 @@ export class FakeAppServer {
     const id = String(params.threadId ?? '');
     const thread = this.threads.get(id);
     // No rollout before the first turn: a thread that never ran one cannot be resumed.
+    if (thread && thread.turns.length === 0 && thread.listTurnsRefused) throw new RpcFailure(METHOD_NOT_FOUND, LIST_TURNS_UNSUPPORTED);
     if (!thread || thread.turns.length === 0) throw new RpcFailure(INVALID_REQUEST, `no rollout found for thread id ${id}`);
     if (thread.activeWriter) throw new RpcFailure(INVALID_REQUEST, `thread ${id} already has an active writer`);
     this.checkOverrides(params);
@@ -648,7 +688,8 @@ export class FakeAppServer {
       thread.lastAnnounced = JSON.stringify(this.statusOf(thread));
     }
     thread.subscribers.add(conn);
-    respond(this.sessionResult(thread, true));
+    respond(this.sessionResult(thread, !params.excludeTurns));
+    if (!params.excludeTurns) this.notify(conn, 'deprecationNotice', { summary: RESUME_TURNS_DEPRECATED, details: null });
     // Rejoining a running thread replays what still waits for an answer, with the original ids.
     for (const p of this.serverRequests.values()) {
       if (p.threadId === thread.id && thread.active?.working) this.send(conn, { id: p.requestId, method: p.method, params: p.params });
@@ -656,9 +697,29 @@ export class FakeAppServer {
     this.changed();
   }
 
-  private threadRead(params: any, respond: (r: unknown) => void): void {
+  private threadRead(conn: Conn, params: any, respond: (r: unknown) => void): void {
     const thread = this.requireThread(params.threadId);
-    respond({ thread: this.wireThread(thread, Boolean(params.includeTurns)) });
+    if (!params.includeTurns || this.opts.legacyReads) return respond({ thread: this.wireThread(thread, Boolean(params.includeTurns)) });
+    // 0.171: full history only once there is a rollout to read, and deprecated then.
+    if (thread.turns.length === 0) {
+      thread.listTurnsRefused = true;
+      throw new RpcFailure(METHOD_NOT_FOUND, LIST_TURNS_UNSUPPORTED);
+    }
+    respond({ thread: this.wireThread(thread, true) });
+    this.notify(conn, 'deprecationNotice', { summary: TURNS_DEPRECATED, details: null });
+  }
+
+  /** Turns with their items, newest first (sortDirection "asc" for oldest first), paged by limit/cursor. */
+  private turnsList(params: any, respond: (r: unknown) => void): void {
+    const thread = this.requireThread(params.threadId);
+    if (thread.turns.length === 0 && thread.listTurnsRefused) throw new RpcFailure(METHOD_NOT_FOUND, LIST_TURNS_UNSUPPORTED);
+    if (thread.turns.length === 0) throw new RpcFailure(INVALID_REQUEST, `thread ${thread.id} is not materialized yet; thread/turns/list is unavailable before first user message`);
+    const ordered = params.sortDirection === 'asc' ? [...thread.turns] : [...thread.turns].reverse();
+    const start = typeof params.cursor === 'string' ? Number(JSON.parse(params.cursor).offset) || 0 : 0;
+    const limit = typeof params.limit === 'number' && params.limit > 0 ? params.limit : ordered.length;
+    const page = ordered.slice(start, start + limit);
+    const cursor = (offset: number) => JSON.stringify({ requestedThreadId: thread.id, offset });
+    respond({ data: page.map((t) => this.wireTurn(t, true)), nextCursor: start + limit < ordered.length ? cursor(start + limit) : null, backwardsCursor: cursor(start) });
   }
 
   /** Stored threads (those with a rollout, i.e. at least one turn), newest first. */
@@ -682,7 +743,7 @@ export class FakeAppServer {
 
   private requireThread(id: unknown): ThreadRec {
     const thread = this.threads.get(String(id ?? ''));
-    if (!thread) throw new RpcFailure(INVALID_REQUEST, `thread not found: ${String(id)}`);
+    if (!thread) throw new RpcFailure(INVALID_REQUEST, `thread not loaded: ${String(id)}`);
     return thread;
   }
 
@@ -699,13 +760,15 @@ export class FakeAppServer {
     if (typeof params.model === 'string') thread.model = params.model;
     if (params.approvalPolicy != null) thread.approvalPolicy = params.approvalPolicy;
     if (thread.active) {
-      // Busy: answer with a phantom id that never starts nor completes; the text joins the running turn.
-      const phantom = uuidv7();
-      this.phantomTurnIds.push(phantom);
-      this.addInput(thread.active, text, 'fold', conn.id, phantom);
-      respond({ turn: { id: phantom, items: [], status: 'inProgress', error: null } });
+      // Busy: the text joins the running turn, and the answer names that turn (0.171); older
+      // servers answered a phantom id that never starts nor completes.
+      const id = this.opts.phantomWhenBusy ? uuidv7() : thread.active.id;
+      this.busyTurnStarts.push(id);
+      this.addInput(thread.active, text, 'fold', conn.id, id);
+      respond({ turn: { id, items: [], status: 'inProgress', error: null } });
       return;
     }
+    if (!thread.subscribers.has(conn)) thread.watchers.add(conn);
     this.beginTurn(thread, text, 'start', conn.id, respond);
   }
 
@@ -748,11 +811,14 @@ export class FakeAppServer {
       turns: [],
       active: null,
       subscribers: new Set(),
+      watchers: new Set(),
+      listTurnsRefused: Boolean(o.askedForTurns),
       lastAnnounced: '',
     };
     for (const text of o.pastTurns ?? []) {
       const turn = this.newTurn(thread, text);
       turn.status = 'completed';
+      turn.completedAt = turn.startedAt;
       turn.items.push({ type: 'agentMessage', id: uuidv7(), text: `echo: ${text}` });
       turn.finish();
       thread.turns.push(turn);
@@ -781,11 +847,17 @@ export class FakeAppServer {
     const key = JSON.stringify(status);
     if (key === thread.lastAnnounced) return;
     thread.lastAnnounced = key;
-    this.emit(thread, 'thread/status/changed', { threadId: thread.id, status });
+    this.emit(thread, 'thread/status/changed', { threadId: thread.id, status }, thread.watchers);
+  }
+
+  /** turn/completed's turn: a completed one carries only its final agentMessage ("summary"). */
+  private completedTurn(turn: TurnRec): Record<string, unknown> {
+    const last = turn.status === 'completed' ? turn.items.filter((i) => i.type === 'agentMessage').slice(-1) : [];
+    return { id: turn.id, items: last.map((i) => ({ ...i })), itemsView: last.length ? 'summary' : 'notLoaded', status: turn.status, error: turn.error, startedAt: turn.startedAt, completedAt: turn.completedAt };
   }
 
   private wireTurn(turn: TurnRec, withItems: boolean): Record<string, unknown> {
-    return { id: turn.id, items: withItems ? turn.items.map((i) => ({ ...i })) : [], status: turn.status, error: turn.error };
+    return { id: turn.id, items: withItems ? turn.items.map((i) => ({ ...i })) : [], status: turn.status, error: turn.error, startedAt: turn.startedAt, completedAt: turn.completedAt };
   }
 
   private wireThread(thread: ThreadRec, includeTurns: boolean): Record<string, unknown> {
@@ -799,7 +871,7 @@ export class FakeAppServer {
       status: this.statusOf(thread),
       path: `/tmp/fake-codex-home/sessions/rollout-${thread.id}.jsonl`,
       cwd: thread.cwd,
-      cliVersion: this.opts.version ?? '0.150.0',
+      cliVersion: this.opts.version ?? FAKE_CODEX_VERSION,
       source: 'vscode',
       gitInfo: null,
       name: null,
@@ -830,6 +902,7 @@ export class FakeAppServer {
     thread.loaded = false;
     thread.lastAnnounced = JSON.stringify(this.statusOf(thread));
     thread.subscribers.clear();
+    thread.watchers.clear();
   }
 
   // ------------------------------------------------------------------ turns
@@ -843,6 +916,8 @@ export class FakeAppServer {
       index: thread.turns.length,
       status: 'inProgress',
       error: null,
+      startedAt: nowSeconds(),
+      completedAt: null,
       items: [{ type: 'userMessage', id: uuidv7(), content: [{ type: 'text', text, text_elements: [] }] }],
       inputs: [text],
       plan: {},
@@ -877,10 +952,10 @@ export class FakeAppServer {
   }
 
   /** Fold or steer text into a running turn: recorded, and shown as a userMessage item of that turn. */
-  private addInput(turn: TurnRec, text: string, via: InputRecord['via'], conn: number | null, phantomTurnId?: string): void {
+  private addInput(turn: TurnRec, text: string, via: InputRecord['via'], conn: number | null, answeredTurnId?: string): void {
     const thread = this.threads.get(turn.threadId)!;
     turn.inputs.push(text);
-    this.inputs.push({ threadId: turn.threadId, turnId: turn.id, text, via, conn, ...(phantomTurnId ? { phantomTurnId } : {}) });
+    this.inputs.push({ threadId: turn.threadId, turnId: turn.id, text, via, conn, ...(answeredTurnId ? { answeredTurnId } : {}) });
     const item = { type: 'userMessage', id: uuidv7(), content: [{ type: 'text', text, text_elements: [] }] };
     turn.items.push(item);
     this.emit(thread, 'item/started', { threadId: thread.id, turnId: turn.id, item });
@@ -988,10 +1063,27 @@ export class FakeAppServer {
     for (const id of [...turn.pending]) this.clearRequest(this.serverRequests.get(id)!, true);
     turn.status = status;
     turn.error = error;
+    turn.completedAt = nowSeconds();
     if (thread.active === turn) thread.active = null;
     this.touch(thread);
-    this.emit(thread, 'turn/completed', { threadId: thread.id, turn: this.wireTurn(turn, false) });
-    this.announceStatus(thread);
+    // 0.171: idle first (10 of 11 real turns), then turn/completed with the final items.
+    const completed = { threadId: thread.id, turn: this.completedTurn(turn) };
+    const sendCompleted = (): void => this.emit(thread, 'turn/completed', completed);
+    if (this.opts.completedBeforeIdle) {
+      sendCompleted();
+      this.announceStatus(thread);
+    } else {
+      this.announceStatus(thread);
+      const delay = this.opts.completedDelayMs ?? 0;
+      if (delay <= 0) sendCompleted();
+      else {
+        const timer = setTimeout(() => {
+          this.timers.delete(timer);
+          sendCompleted();
+        }, delay);
+        this.timers.add(timer);
+      }
+    }
     turn.finish();
     this.wake(turn);
     this.changed();
