@@ -1,10 +1,11 @@
 import t, { type Test } from 'tap';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { appServerClient, type AppServerClient } from '../codex/app-server-client.js';
 import { repliesTo } from '../codex/harness.js';
 import { waitFor } from '../helpers/wait.js';
-import { realSetup, startFakeModel, startRealAppServer, trace, type FakeModel, type RealAppServer, type RealSetup } from './harness.js';
+import { realAppServerAlone } from './direct.js';
+import { realSetup, trace, type FakeModel, type RealAppServer, type RealSetup } from './harness.js';
 
 /**
  * Approvals through the real app-server: the fake model asks for exec_command, the thread runs
@@ -158,14 +159,11 @@ t.test('answered by another client first: serverRequest/resolved closes the rela
 });
 
 /** The real app-server with a direct client in a thread under "untrusted": no relay, no adapter. */
-async function direct(t: Test): Promise<{ model: FakeModel; app: RealAppServer; a: AppServerClient; threadId: string; cwd: string }> {
-  const model = await startFakeModel(t);
-  const app = await startRealAppServer(t, model, { approvalPolicy: 'on-request' });
-  const cwd = join(app.codexHome, '..', 'proj'); // not t.testdir(): a second call empties the dir
-  mkdirSync(cwd, { recursive: true });
+async function direct(t: Test): Promise<{ model: FakeModel; a: AppServerClient; threadId: string; cwd: string }> {
+  const { model, app, cwd } = await realAppServerAlone(t);
   const a = await appServerClient(t, app.directUrl);
   const { thread } = await a.conn.request('thread/start', { cwd, approvalPolicy: 'untrusted', sandbox: 'read-only' });
-  return { model, app, a, threadId: thread.id, cwd };
+  return { model, a, threadId: thread.id, cwd };
 }
 
 // The evidence for mapping instead of sending: 0.171.0 honours the two unlisted words today,
