@@ -24,13 +24,14 @@ async function turnFromAlice(t: Test, env: NodeJS.ProcessEnv = {}) {
   return { s, threadId, alice, m, logs: bridge.logs };
 }
 
-/** The approval task announced to `rpc` (a claimable message carrying a task id). */
-async function approvalTask(rpc: any, what = 'the approval task'): Promise<any> {
+/** The approval task announced to `rpc` (a claimable message carrying a task id) not in `seen`; added to it. */
+async function approvalTask(rpc: any, what = 'the approval task', seen = new Set<number>()): Promise<any> {
   let taskId: number | undefined;
   await waitFor(() => {
-    taskId = rpc.messages().find((m: any) => m.taskId !== null)?.taskId;
+    taskId = rpc.messages().find((m: any) => m.taskId !== null && !seen.has(m.taskId))?.taskId;
     return taskId !== undefined;
   }, what);
+  seen.add(taskId!);
   return (await rpc.call('task/get', { id: taskId })).task;
 }
 
@@ -102,14 +103,7 @@ t.test('a decision not offered, chosen on the relay side, is mapped to the close
   const seen = new Set<number>();
   for (const c of cases) {
     const handle = s.fake.requestApproval(threadId, 'commandExecution', { command: 'touch y' });
-    let task: any;
-    await waitFor(async () => {
-      const id = alice.rpc.messages().find((x: any) => x.taskId !== null && !seen.has(x.taskId))?.taskId;
-      if (id === undefined) return false;
-      task = (await alice.rpc.call('task/get', { id })).task;
-      return true;
-    }, 'the task');
-    seen.add(task.id);
+    const task = await approvalTask(alice.rpc, 'the task', seen);
     const { claimToken } = await alice.rpc.call('task/claim', { id: task.id });
     await alice.rpc.call('task/update', { id: task.id, claimToken, ...c.close });
     t.same((await within(handle, 5000, null))?.result, { decision: c.sent }, `${JSON.stringify(c.close)} → ${c.sent}`);
@@ -181,14 +175,7 @@ t.test('permissions: answered {permissions, scope} (turn for accept, session for
   const seen = new Set<number>();
   for (const [decision, expected] of cases) {
     const handle = s.fake.requestApproval(threadId, 'permissions');
-    let task: any;
-    await waitFor(async () => {
-      const id = alice.rpc.messages().find((m: any) => m.taskId !== null && !seen.has(m.taskId))?.taskId;
-      if (id === undefined) return false;
-      task = (await alice.rpc.call('task/get', { id })).task;
-      return true;
-    }, `the ${decision} task`);
-    seen.add(task.id);
+    const task = await approvalTask(alice.rpc, `the ${decision} task`, seen);
     t.match(task.meta, { kind: 'codex.approval', method: 'item/permissions/requestApproval' });
     const r = await approve(s, alice, task.id, decision);
     t.equal(r.code, 0, r.err.join('\n'));
