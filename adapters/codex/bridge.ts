@@ -193,7 +193,8 @@ export class CodexBridge {
           this.onNotification(method, params);
         });
         // Requests are answered on the socket they came on: a resume replays pending approvals
-        // before attachThread returns, i.e. before this.conn is the new socket.
+        // right after its answer (measured), possibly before attachThread returns and this.conn
+        // is the new socket.
         conn.on('request', (req) => void this.approvals.onServerRequest(conn!, req));
         await conn.handshake(this.version);
         // Keep the thread across reconnects and restarts; otherwise attach by mode.
