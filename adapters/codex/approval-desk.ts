@@ -15,7 +15,8 @@ interface Log {
 /**
  * One approval request on its way to a person and back. Its life: forwarded (taskId set once the
  * relay task exists) → decided (decision set; answered at once if its socket is open, else when
- * the server replays the request after a resume) → answered (removed). A timeout declines it.
+ * the server replays the request after a resume) → answered (removed). A timeout refuses it
+ * (decline, mapped to cancel where decline is not offered).
  * `serverRequest/resolved` (another client answered, or the turn ended) removes it unanswered.
  */
 interface PendingApproval {

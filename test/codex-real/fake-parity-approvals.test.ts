@@ -74,6 +74,7 @@ async function script(t: Test, target: Target) {
   const b = await Client.open(t, target.url);
   const resumed = await b.call('thread/resume', { threadId: thread.id });
   await waitFor(() => b.requests().length === 1, 'the replay to B', 15_000);
+  const replayAfterResume = b.frames.indexOf(b.requests()[0]) > b.frames.findIndex((f) => f.result?.thread?.id === thread.id);
   b.respond(first, { decision: 'accept' });
   await turnEnds(a, 1);
   // 2. A decision outside the enum (a v1 word): no error answer, the item fails, the turn goes on.
@@ -114,7 +115,7 @@ async function script(t: Test, target: Target) {
       });
   // Answers to our answers: none on either server (an invalid decision is not a JSON-RPC error).
   const answered = [a, b].map((c) => c.frames.filter((f) => f.id !== undefined && f.method === undefined && f.id < FIRST_CALL_ID).length);
-  return { a: norm(a), b: norm(b), resumedStatus: resumed.thread.status, answered };
+  return { a: norm(a), b: norm(b), resumedStatus: resumed.thread.status, replayAfterResume, answered };
 }
 
 t.test('approvals: the fake and 0.171.0 agree on the exchange', async (t) => {
@@ -144,6 +145,7 @@ t.test('approvals: the fake and 0.171.0 agree on the exchange', async (t) => {
   t.same(fakeSeen.a, realSeen.a, 'client A (started the thread, answered the invalid decision, interrupted)');
   t.same(fakeSeen.b, realSeen.b, 'client B (resumed mid-request, accepted)');
   t.same(fakeSeen.resumedStatus, realSeen.resumedStatus, 'the resumed thread waits on approval');
+  t.same([fakeSeen.replayAfterResume, realSeen.replayAfterResume], [true, true], 'the replay comes after the resume\'s answer');
   t.same(realSeen.answered, [0, 0]);
   // The script's own expectations, so a change on both sides is seen too.
   t.match(realSeen.a, [
