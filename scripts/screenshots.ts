@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Page } from 'playwright-core';
-import { APPROVAL_TASK_KIND, DECISIONS, describeApproval } from '../adapters/codex/approvals.js';
+import { answerLine, APPROVAL_TASK_KIND, DECISIONS, describeApproval } from '../adapters/codex/approvals.js';
 import { loadConfig } from '../broker/config.js';
 import { createLogger } from '../broker/logger.js';
 import { createRelay } from '../broker/relay.js';
@@ -84,7 +84,7 @@ const params = { threadId: 'thr_8f2', turnId: 'turn_3', itemId: 'item_12', comma
 const { title, body } = describeApproval({ id: 12, method: 'item/commandExecution/requestApproval', params });
 await api.call('task/create', {
   title,
-  body: `${body}\n\nAnswer: agent-relay approve TASK_ID accept | acceptForSession | decline | cancel`,
+  body: `${body}\n\n${answerLine(DECISIONS)}`,
   target: 'broadcast',
   dedupeKey: 'codex-approval:thr_8f2:12',
   meta: { kind: APPROVAL_TASK_KIND, method: 'item/commandExecution/requestApproval', requestId: '12', threadId: params.threadId, turnId: params.turnId, command: params.command.join(' '), cwd: params.cwd, reason: params.reason, choices: [...DECISIONS], agentId: 'codex-api' },

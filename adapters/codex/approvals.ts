@@ -1,7 +1,11 @@
 // The dashboard bundles this file for the browser: type-only imports here, nothing from Node.
-import type { RelayEvent, Task } from '../../protocol/common.js';
+import type { Task } from '../../protocol/common.js';
 import type { ServerRequest } from './app-server.js';
 
+/**
+ * The choices an approval task offers when the request lists none (Codex before
+ * `availableDecisions`, file-change and permission requests): the four v2 words.
+ */
 export const DECISIONS = ['accept', 'acceptForSession', 'decline', 'cancel'] as const;
 export type Decision = (typeof DECISIONS)[number];
 
@@ -27,13 +31,70 @@ export const UNATTENDED_ANSWERS: Record<string, Record<string, unknown>> = {
 /** The `meta.kind` of approval tasks: the dashboard and CLI look for it. */
 export const APPROVAL_TASK_KIND = 'codex.approval';
 
+/**
+ * The name of one `availableDecisions` entry: a string as-is, an object by its single key
+ * (0.171.0 lists `{"acceptWithExecpolicyAmendment": {"execpolicy_amendment": [...]}}`).
+ */
+export function choiceName(entry: unknown): string | null {
+  if (typeof entry === 'string') return entry;
+  if (entry && typeof entry === 'object' && !Array.isArray(entry)) {
+    const keys = Object.keys(entry);
+    if (keys.length === 1) return keys[0]!;
+  }
+  return null;
+}
+
+/** What the request lets a person choose: its `availableDecisions` by name, else DECISIONS. */
+export function choicesOf(req: ServerRequest): string[] {
+  const listed = req.params.availableDecisions;
+  if (!Array.isArray(listed)) return [...DECISIONS];
+  const names = listed.map(choiceName).filter((n): n is string => n !== null);
+  return names.length ? [...new Set(names)] : [...DECISIONS];
+}
+
+/** The choices an approval task offers (its `meta.choices`; DECISIONS for a task without them). */
+export function taskChoices(task: Pick<Task, 'meta'>): string[] {
+  const c = task.meta.choices;
+  return Array.isArray(c) && c.length && c.every((x) => typeof x === 'string') ? (c as string[]) : [...DECISIONS];
+}
+
+/** Button labels; a choice not named here shows its own word. */
+export const CHOICE_LABELS: Record<string, string> = {
+  accept: 'Accept',
+  acceptForSession: 'Accept for session',
+  acceptWithExecpolicyAmendment: 'Accept and always allow',
+  applyNetworkPolicyAmendment: 'Accept and change network policy',
+  decline: 'Decline',
+  cancel: 'Cancel turn',
+};
+
+/**
+ * The command a person should read: 0.171.0 sends `command` as the shell string it will run
+ * (`/bin/bash -lc 'touch x'`) and the plain command in `commandActions[].command`; older
+ * releases sent the plain command (a string or an argv array) and no actions.
+ */
+export function plainCommand(p: Record<string, any>): string {
+  const actions = Array.isArray(p.commandActions) ? p.commandActions.map((a: any) => a?.command).filter((c: unknown): c is string => typeof c === 'string' && c !== '') : [];
+  if (actions.length) return actions.join('; ');
+  return shellCommand(p);
+}
+
+/** The command as the request gave it (the shell string on 0.171.0). */
+export function shellCommand(p: Record<string, any>): string {
+  return Array.isArray(p.command) ? p.command.join(' ') : String(p.command ?? '');
+}
+
 /** What a person deciding needs to see: the command or change, where, and why. */
 export function describeApproval(req: ServerRequest): { title: string; body: string } {
   const p = req.params;
   const reason = typeof p.reason === 'string' && p.reason ? `\nReason: ${p.reason}` : '';
   if (req.method === 'item/commandExecution/requestApproval') {
-    const command = Array.isArray(p.command) ? p.command.join(' ') : String(p.command ?? '');
-    return { title: `Codex asks to run: ${command}`.slice(0, 500), body: `Command: ${command}\nIn: ${p.cwd ?? '?'}${reason}` };
+    const command = plainCommand(p);
+    const shell = shellCommand(p);
+    const runs = shell && shell !== command ? `\nRuns: ${shell}` : '';
+    const amendment = amendmentOf(req);
+    const always = amendment ? `\nAccept and always allow: commands starting ${amendment.join(' ')}` : '';
+    return { title: `Codex asks to run: ${command}`.slice(0, 500), body: `Command: ${command}\nIn: ${p.cwd ?? '?'}${runs}${reason}${always}` };
   }
   if (req.method === 'item/fileChange/requestApproval') {
     const root = p.grantRoot ? `\nWrite access to: ${p.grantRoot}` : '';
@@ -42,23 +103,15 @@ export function describeApproval(req: ServerRequest): { title: string; body: str
   return { title: 'Codex asks for permissions', body: `Permissions: ${JSON.stringify(p.permissions ?? {})}${reason}` };
 }
 
-/**
- * The decision a closed approval task carries: the note of its closing update when it names one
- * of DECISIONS; otherwise `done` means accept, `failed` decline, `canceled` cancel.
- */
-export function decisionOf(task: Task, event: RelayEvent): Decision | null {
-  if (!['done', 'failed', 'canceled'].includes(task.status)) return null;
-  const note = typeof event.data.note === 'string' ? event.data.note.trim() : '';
-  const named = DECISIONS.find((d) => d.toLowerCase() === note.toLowerCase());
-  if (named) return named;
-  return task.status === 'done' ? 'accept' : task.status === 'failed' ? 'decline' : 'cancel';
+/** The body's last line: how to answer from a terminal, listing exactly the task's choices. */
+export function answerLine(choices: readonly string[]): string {
+  return `Answer: agent-relay approve TASK_ID ${choices.join(' | ')}`;
 }
 
-/** The app-server's answer for a decision: `{decision}`, or `{permissions, scope}` for permission requests. */
-export function answerFor(req: ServerRequest, decision: Decision): Record<string, unknown> {
-  if (req.method === 'item/permissions/requestApproval') {
-    const granted = decision === 'accept' || decision === 'acceptForSession';
-    return granted ? { permissions: req.params.permissions ?? {}, scope: decision === 'acceptForSession' ? 'session' : 'turn' } : { permissions: {} };
-  }
-  return { decision };
+/** The exec-policy rule `acceptWithExecpolicyAmendment` would add (the argv prefix), if offered. */
+function amendmentOf(req: ServerRequest): string[] | null {
+  const listed = Array.isArray(req.params.availableDecisions) ? req.params.availableDecisions : [];
+  const entry = listed.find((d: unknown) => choiceName(d) === 'acceptWithExecpolicyAmendment');
+  const argv = entry?.acceptWithExecpolicyAmendment?.execpolicy_amendment;
+  return Array.isArray(argv) && argv.every((a: unknown) => typeof a === 'string') ? argv : null;
 }

@@ -192,9 +192,14 @@ export class CodexBridge {
       let conn: AppServerConnection | null = null;
       try {
         conn = await AppServerConnection.connect(this.config.appServerUrl);
-        conn.on('notification', (method, params) => this.onNotification(method, params));
+        conn.on('notification', (method, params) => {
+          // Per socket, like requests: a request id means something only on its own process.
+          if (method === 'serverRequest/resolved') this.approvals.onResolved(conn!, params);
+          this.onNotification(method, params);
+        });
         // Requests are answered on the socket they came on: a resume replays pending approvals
-        // before attachThread returns, i.e. before this.conn is the new socket.
+        // right after its answer (measured), possibly before attachThread returns and this.conn
+        // is the new socket.
         conn.on('request', (req) => void this.approvals.onServerRequest(conn!, req));
         this.notices.handshake((await conn.handshake(this.version)).userAgent);
         // Keep the thread across reconnects and restarts; otherwise attach by mode.

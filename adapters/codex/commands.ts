@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import type { CommandGroup } from '../../clients/cli/main.js';
 import { CliContext, UsageError, wholeNumber } from '../../clients/cli/context.js';
-import { DECISIONS, type Decision } from './approvals.js';
+import { APPROVAL_TASK_KIND, taskChoices } from './approvals.js';
 
 /**
  * `agent-relay codex` (also the `codex-relay` bin): the Codex adapter daemon. And
@@ -46,13 +46,17 @@ export const codexCommands: CommandGroup = (program: Command, run) => {
 
   program
     .command('approve')
-    .description('answer a Codex approval task: accept, acceptForSession, decline or cancel')
+    .description('answer a Codex approval task with one of the choices it offers (its meta.choices, listed in its body)')
     .argument('<task-id>', 'the approval task', wholeNumber)
-    .argument('<decision>', DECISIONS.join(' | '))
+    .argument('<decision>', 'one of the task\'s choices, e.g. accept | cancel')
     .action(
       run(async (ctx: CliContext, id: number, decision: string) => {
-        const chosen = DECISIONS.find((d) => d.toLowerCase() === decision.toLowerCase()) as Decision | undefined;
-        if (!chosen) throw new UsageError(`decision must be one of ${DECISIONS.join(', ')}`);
+        // Only what the request offers: the adapter would have to map anything else.
+        const { task } = await ctx.http.call('task/get', { id }, ctx.optionalIdentity() ?? undefined);
+        if (task.meta.kind !== APPROVAL_TASK_KIND) throw new UsageError(`task #${id} is not a Codex approval`);
+        const choices = taskChoices(task);
+        const chosen = choices.find((d) => d.toLowerCase() === decision.toLowerCase());
+        if (!chosen) throw new UsageError(`task #${id} offers ${choices.join(', ')}; "${decision}" is not one of them`);
         if (chosen === 'cancel') {
           const r = await ctx.http.call('task/update', { id, status: 'canceled', note: 'cancel' }, ctx.optionalIdentity() ?? undefined);
           return ctx.print(r, () => `approval #${id}: cancel`);

@@ -36,7 +36,7 @@ export interface CodexAdapterConfig {
   steer: boolean;
   /** Who answers approvals when the turn has no relay sender (default: the sender of the turn's first message). */
   approvalTarget: string | undefined;
-  /** No answer within this long declines. */
+  /** No answer within this long refuses: decline, or cancel when the request offers no decline. */
   approvalTimeoutMs: number;
   /** How often thread/read reconciles the busy flag. */
   reconcileIntervalMs: number;

@@ -1,5 +1,5 @@
 import { useEffect, useState } from 'preact/hooks';
-import { APPROVAL_TASK_KIND, type Decision } from '../../adapters/codex/approvals.js';
+import { APPROVAL_TASK_KIND, CHOICE_LABELS, taskChoices } from '../../adapters/codex/approvals.js';
 import type { CallbackDelivery, RelayEvent, Task, TaskStatus } from '../../protocol/common.js';
 import { ago, clock, useAction } from './hooks.js';
 import type { DashboardStore } from './store.js';
@@ -147,7 +147,7 @@ export function Approvals({ store }: { store: DashboardStore }) {
   const [error, run] = useAction();
   const pending = [...store.tasks.values()].filter((t) => isApproval(t) && !['done', 'failed', 'canceled'].includes(t.status));
   if (pending.length === 0) return null;
-  const answer = (t: Task, decision: Decision) =>
+  const answer = (t: Task, decision: string) =>
     run(decision, async () => {
       if (decision === 'cancel') await store.call('task/update', { id: t.id, status: 'canceled', note: 'cancel' });
       else await claimAndUpdate(store, t, { status: 'done', note: decision });
@@ -165,11 +165,13 @@ export function Approvals({ store }: { store: DashboardStore }) {
             <div class="dim">
               from {String(t.meta.agentId ?? t.source)} · {ago(t.createdAt)}
             </div>
+            {/* Only the task's choices: the adapter would have to map any other. */}
             <div class="actions">
-              <button class="primary" onClick={() => answer(t, 'accept')}>Accept</button>
-              <button onClick={() => answer(t, 'acceptForSession')}>Accept for session</button>
-              <button onClick={() => answer(t, 'decline')}>Decline</button>
-              <button class="danger" onClick={() => answer(t, 'cancel')}>Cancel turn</button>
+              {taskChoices(t).map((c) => (
+                <button key={c} class={c === 'accept' ? 'primary' : c === 'cancel' ? 'danger' : undefined} onClick={() => answer(t, c)}>
+                  {CHOICE_LABELS[c] ?? c}
+                </button>
+              ))}
             </div>
           </li>
         ))}

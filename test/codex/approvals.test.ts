@@ -3,6 +3,7 @@ import { codexCommands } from '../../adapters/codex/commands.js';
 import { runCli } from '../../clients/cli/main.js';
 import { saveIdentity } from '../../clients/cli/identity-store.js';
 import { startFakeAppServer, type ApprovalKind } from '../fakes/codex-app-server.js';
+import { appServerClient } from './app-server-client.js';
 import { completeTurn, repliesTo, settle, setup, within, type Setup } from './harness.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -15,21 +16,22 @@ import { waitFor } from '../helpers/wait.js';
 /** A running (held) turn started by alice's message, and alice's relay connection. */
 async function turnFromAlice(t: Test, env: NodeJS.ProcessEnv = {}) {
   const s = await setup(t, { fake: { holdTurns: true }, env });
-  s.startBridge();
+  const bridge = s.startBridge();
   const threadId = await s.ready();
   const alice = await s.sender('alice');
   const m = (await alice.rpc.call('message/send', { to: s.agentId, body: 'please build' })).message;
   await s.fake.waitFor(() => s.fake.activeTurnId(threadId) !== null, 5000, 'the turn');
-  return { s, threadId, alice, m };
+  return { s, threadId, alice, m, logs: bridge.logs };
 }
 
-/** The approval task announced to `rpc` (a claimable message carrying a task id). */
-async function approvalTask(rpc: any, what = 'the approval task'): Promise<any> {
+/** The approval task announced to `rpc` (a claimable message carrying a task id) not in `seen`; added to it. */
+async function approvalTask(rpc: any, what = 'the approval task', seen = new Set<number>()): Promise<any> {
   let taskId: number | undefined;
   await waitFor(() => {
-    taskId = rpc.messages().find((m: any) => m.taskId !== null)?.taskId;
+    taskId = rpc.messages().find((m: any) => m.taskId !== null && !seen.has(m.taskId))?.taskId;
     return taskId !== undefined;
   }, what);
+  seen.add(taskId!);
   return (await rpc.call('task/get', { id: taskId })).task;
 }
 
@@ -42,15 +44,19 @@ async function approve(s: Setup, as: { id: string; token: string }, taskId: numb
   return { code, out, err };
 }
 
-t.test('commandExecution: becomes a codex.approval task for the sender; claim + done "accept" answers {decision:"accept"}', async (t) => {
+const OFFERED = ['accept', 'acceptWithExecpolicyAmendment', 'cancel'];
+
+t.test('commandExecution: becomes a codex.approval task for the sender offering the availableDecisions; claim + done "accept" answers {decision:"accept"}', async (t) => {
   const { s, threadId, alice, m } = await turnFromAlice(t);
   const handle = s.fake.requestApproval(threadId, 'commandExecution', { command: 'rm -rf build', reason: 'clean build' });
   const task = await approvalTask(alice.rpc);
   t.equal(task.target, 'alice', 'offered to the sender of the turn');
   t.equal(task.status, 'open');
-  t.match(task.title, /rm -rf build/);
-  t.match(task.body, /clean build/);
-  t.match(task.meta, { kind: 'codex.approval', method: 'item/commandExecution/requestApproval', requestId: String(handle.requestId), threadId, command: 'rm -rf build', agentId: s.agentId });
+  t.equal(task.title, 'Codex asks to run: rm -rf build', 'the title shows the plain command, not the shell string');
+  t.match(task.body, /^Command: rm -rf build\nIn: .*\nRuns: \/bin\/bash -lc 'rm -rf build'\nReason: clean build\nAccept and always allow: commands starting rm -rf build\n/);
+  t.match(task.body, /\n\nAnswer: agent-relay approve TASK_ID accept \| acceptWithExecpolicyAmendment \| cancel$/, 'the answer line lists the offered choices');
+  t.match(task.meta, { kind: 'codex.approval', method: 'item/commandExecution/requestApproval', requestId: String(handle.requestId), threadId, command: "/bin/bash -lc 'rm -rf build'", plainCommand: 'rm -rf build', agentId: s.agentId });
+  t.same(task.meta.choices, OFFERED, 'choices: the availableDecisions by name');
   t.same(s.fake.answers, [], 'nothing answered before a person decides');
 
   const { claimToken } = await alice.rpc.call('task/claim', { id: task.id });
@@ -62,6 +68,51 @@ t.test('commandExecution: becomes a codex.approval task for the sender; claim + 
   t.same(s.fake.invalidAnswers, [], 'no refused answers (no v1 words)');
   await completeTurn(s.fake, threadId);
   await waitFor(() => repliesTo(alice.rpc, m.id).length === 1, 'the turn goes on to its reply');
+});
+
+t.test('`agent-relay approve ID acceptWithExecpolicyAmendment` answers with the request\'s own amendment object', async (t) => {
+  const { s, threadId, alice } = await turnFromAlice(t);
+  const handle = s.fake.requestApproval(threadId, 'commandExecution', { command: 'touch x' });
+  const task = await approvalTask(alice.rpc);
+  const r = await approve(s, alice, task.id, 'acceptwithexecpolicyamendment');
+  t.equal(r.code, 0, r.err.join('\n'));
+  t.same((await within(handle, 5000, null))?.result, { decision: { acceptWithExecpolicyAmendment: { execpolicy_amendment: ['touch', 'x'] } } });
+  t.same([s.fake.invalidAnswers, s.fake.unofferedAnswers], [[], []]);
+});
+
+t.test('`agent-relay approve` refuses a decision the task does not offer, naming the ones it does', async (t) => {
+  const { s, threadId, alice } = await turnFromAlice(t);
+  s.fake.requestApproval(threadId, 'commandExecution');
+  const task = await approvalTask(alice.rpc);
+  for (const word of ['decline', 'acceptForSession', 'approved']) {
+    const r = await approve(s, alice, task.id, word);
+    t.equal(r.code, 2, `${word}: exit 2`);
+    t.match(r.err.join('\n'), `task #${task.id} offers accept, acceptWithExecpolicyAmendment, cancel; "${word}" is not one of them`);
+  }
+  await settle(300);
+  t.same(s.fake.answers, [], 'nothing answered');
+  t.equal((await alice.rpc.call('task/get', { id: task.id })).task.status, 'open');
+});
+
+t.test('a decision not offered, chosen on the relay side, is mapped to the closest offered one and logged, never sent raw', async (t) => {
+  const { s, threadId, alice, m, logs } = await turnFromAlice(t);
+  const cases: Array<{ close: { status: 'done' | 'failed'; note?: string }; sent: string }> = [
+    { close: { status: 'done', note: 'acceptForSession' }, sent: 'accept' },
+    { close: { status: 'failed' }, sent: 'cancel' }, // failed reads as decline: the only "no" offered is cancel
+  ];
+  const seen = new Set<number>();
+  for (const c of cases) {
+    const handle = s.fake.requestApproval(threadId, 'commandExecution', { command: 'touch y' });
+    const task = await approvalTask(alice.rpc, 'the task', seen);
+    const { claimToken } = await alice.rpc.call('task/claim', { id: task.id });
+    await alice.rpc.call('task/update', { id: task.id, claimToken, ...c.close });
+    t.same((await within(handle, 5000, null))?.result, { decision: c.sent }, `${JSON.stringify(c.close)} → ${c.sent}`);
+  }
+  t.same(s.fake.unofferedAnswers, [], 'no decision outside availableDecisions reached the server');
+  t.match(logs.filter((l) => l.includes('not offered')), [/^warn: approval .*"acceptForSession" is not offered \(offered: accept, acceptWithExecpolicyAmendment, cancel\); answering "accept"/, /^warn: approval .*"decline" is not offered .*; answering "cancel"/], 'each mapping logged');
+  t.same(s.fake.invalidAnswers, []);
+  await waitFor(() => repliesTo(alice.rpc, m.id).length === 1, 'cancel interrupted the turn: the sender is told');
+  t.match(repliesTo(alice.rpc, m.id)[0]!.body, /interrupted/);
 });
 
 t.test('fileChange: `agent-relay approve ID acceptForSession` answers {decision:"acceptForSession"}', async (t) => {
@@ -77,10 +128,14 @@ t.test('fileChange: `agent-relay approve ID acceptForSession` answers {decision:
   t.equal((await alice.rpc.call('task/get', { id: task.id })).task.status, 'done');
 });
 
-t.test('`agent-relay approve ID decline` answers {decision:"decline"}', async (t) => {
+t.test('an older Codex request (no availableDecisions): the four words offered; `agent-relay approve ID decline` answers {decision:"decline"}', async (t) => {
   const { s, threadId, alice } = await turnFromAlice(t);
-  const handle = s.fake.requestApproval(threadId, 'commandExecution');
+  const handle = s.fake.requestApproval(threadId, 'commandExecution', { command: 'npm test', legacy: true });
   const task = await approvalTask(alice.rpc);
+  t.same(task.meta.choices, ['accept', 'acceptForSession', 'decline', 'cancel']);
+  t.equal(task.title, 'Codex asks to run: npm test');
+  t.notMatch(task.body, /Runs:/, 'no shell string to show');
+  t.match(task.body, /Answer: agent-relay approve TASK_ID accept \| acceptForSession \| decline \| cancel$/);
   const r = await approve(s, alice, task.id, 'decline');
   t.equal(r.code, 0, r.err.join('\n'));
   t.same((await within(handle, 5000, null))?.result, { decision: 'decline' });
@@ -104,7 +159,7 @@ t.test('a bad decision word is a usage error and answers nothing', async (t) => 
   const task = await approvalTask(alice.rpc);
   const r = await approve(s, alice, task.id, 'approved');
   t.equal(r.code, 2, 'exit 2');
-  t.match(r.err.join('\n'), /accept, acceptForSession, decline, cancel/);
+  t.match(r.err.join('\n'), /offers accept, acceptWithExecpolicyAmendment, cancel/);
   await settle(300);
   t.same(s.fake.answers, []);
   t.equal((await alice.rpc.call('task/get', { id: task.id })).task.status, 'open');
@@ -120,14 +175,7 @@ t.test('permissions: answered {permissions, scope} (turn for accept, session for
   const seen = new Set<number>();
   for (const [decision, expected] of cases) {
     const handle = s.fake.requestApproval(threadId, 'permissions');
-    let task: any;
-    await waitFor(async () => {
-      const id = alice.rpc.messages().find((m: any) => m.taskId !== null && !seen.has(m.taskId))?.taskId;
-      if (id === undefined) return false;
-      task = (await alice.rpc.call('task/get', { id })).task;
-      return true;
-    }, `the ${decision} task`);
-    seen.add(task.id);
+    const task = await approvalTask(alice.rpc, `the ${decision} task`, seen);
     t.match(task.meta, { kind: 'codex.approval', method: 'item/permissions/requestApproval' });
     const r = await approve(s, alice, task.id, decision);
     t.equal(r.code, 0, r.err.join('\n'));
@@ -136,16 +184,52 @@ t.test('permissions: answered {permissions, scope} (turn for accept, session for
   t.same(s.fake.invalidAnswers, []);
 });
 
-t.test('no answer within the timeout: declined, and the task is canceled', async (t) => {
-  const { s, threadId, alice } = await turnFromAlice(t, { CODEX_LIVE_APPROVAL_TIMEOUT_MS: '600' });
+for (const legacy of [true, false]) {
+  t.test(`no answer within the timeout: refused with ${legacy ? 'decline (older Codex)' : 'cancel (0.171 offers no decline)'}, and the task is canceled`, async (t) => {
+    const { s, threadId, alice } = await turnFromAlice(t, { CODEX_LIVE_APPROVAL_TIMEOUT_MS: '600' });
+    const handle = s.fake.requestApproval(threadId, 'commandExecution', { legacy });
+    const task = await approvalTask(alice.rpc);
+    const answer = await within(handle, 8000, null);
+    t.same(answer?.result, { decision: legacy ? 'decline' : 'cancel' });
+    await waitFor(async () => (await alice.rpc.call('task/get', { id: task.id })).task.status === 'canceled', 'the task canceled');
+    const got = await alice.rpc.call('task/get', { id: task.id });
+    t.match(got.events.at(-1).data, { status: 'canceled', note: legacy ? 'no answer in time: declined' : 'no answer in time: cancel' });
+    t.same([s.fake.invalidAnswers, s.fake.unofferedAnswers], [[], []]);
+  });
+}
+
+t.test('answered by another client first: the task is canceled "answered in Codex" and a later relay answer is never sent', async (t) => {
+  const { s, threadId, alice, m } = await turnFromAlice(t);
   const handle = s.fake.requestApproval(threadId, 'commandExecution');
   const task = await approvalTask(alice.rpc);
-  const answer = await within(handle, 8000, null);
-  t.same(answer?.result, { decision: 'decline' }, 'declined');
-  await waitFor(async () => (await alice.rpc.call('task/get', { id: task.id })).task.status === 'canceled', 'the task canceled');
+  // A second client (a person in the TUI) joins the thread: the pending request is replayed to it.
+  const other = await appServerClient(t, s.fake.url);
+  await other.conn.request('thread/resume', { threadId });
+  await other.until(() => other.requests.length === 1, 'the replayed request on the other client');
+  t.equal(other.requests[0]!.id, handle.requestId);
+  other.conn.respond(handle.requestId, { decision: 'accept' });
+  t.equal((await within(handle, 5000, null))?.conn, s.fake.connectionInfo().at(-1)!.id, 'the other client answered');
+  await waitFor(async () => (await alice.rpc.call('task/get', { id: task.id })).task.status === 'canceled', 'the task closed');
   const got = await alice.rpc.call('task/get', { id: task.id });
-  t.match(got.events.at(-1).data, { status: 'canceled', note: /no answer/ });
-  t.same(s.fake.invalidAnswers, []);
+  t.match(got.events.at(-1).data, { status: 'canceled', note: /answered in Codex/ });
+  await t.rejects(alice.rpc.call('task/claim', { id: task.id }), 'a closed task cannot be answered any more');
+  await completeTurn(s.fake, threadId);
+  await waitFor(() => repliesTo(alice.rpc, m.id).length === 1, 'the turn goes on to its reply');
+  await settle(300);
+  t.equal(s.fake.answers.length, 1, 'one answer: the other client\'s');
+  t.same(s.fake.invalidAnswers, [], 'the adapter sent no stale answer');
+});
+
+t.test('a pending approval whose turn is interrupted: resolved, the task canceled, nothing answered', async (t) => {
+  const { s, threadId, alice } = await turnFromAlice(t);
+  const handle = s.fake.requestApproval(threadId, 'commandExecution');
+  const task = await approvalTask(alice.rpc);
+  s.fake.interruptTurn(threadId);
+  t.ok((await within(handle, 5000, null))?.cleared, 'the request died with its turn');
+  await waitFor(async () => (await alice.rpc.call('task/get', { id: task.id })).task.status === 'canceled', 'the task closed');
+  t.match((await alice.rpc.call('task/get', { id: task.id })).events.at(-1).data, { note: /answered in Codex/ });
+  await settle(300);
+  t.same([s.fake.answers, s.fake.invalidAnswers], [[], []]);
 });
 
 t.test('the approval target: CODEX_LIVE_APPROVAL_TARGET wins; a turn with no relay sender goes to it too', async (t) => {
@@ -205,11 +289,11 @@ t.test('an approval decided while the app-server is away is answered when the re
   const task = await approvalTask(alice.rpc);
   await s.fake.stop();
   const { claimToken } = await alice.rpc.call('task/claim', { id: task.id });
-  await alice.rpc.call('task/update', { id: task.id, claimToken, status: 'done', note: 'decline' });
+  await alice.rpc.call('task/update', { id: task.id, claimToken, status: 'done', note: 'cancel' });
   await settle(300);
   await s.fake.restart();
   const answer = await within(handle, 8000, null);
-  t.same(answer?.result, { decision: 'decline' });
+  t.same(answer?.result, { decision: 'cancel' });
   t.same(s.fake.invalidAnswers, []);
 });
 
@@ -245,7 +329,7 @@ t.test('a new app-server process reuses request ids: its request gets its own ta
   await settle(400);
   t.same(fresh.answers, [], 'the old decision did not answer the new request');
   const c2 = await alice.rpc.call('task/claim', { id: newTask.id });
-  await alice.rpc.call('task/update', { id: newTask.id, claimToken: c2.claimToken, status: 'done', note: 'decline' });
-  t.same((await within(handle, 5000, null))?.result, { decision: 'decline' }, 'its own task answers it');
+  await alice.rpc.call('task/update', { id: newTask.id, claimToken: c2.claimToken, status: 'done', note: 'cancel' });
+  t.same((await within(handle, 5000, null))?.result, { decision: 'cancel' }, 'its own task answers it');
   t.same(fresh.invalidAnswers, []);
 });

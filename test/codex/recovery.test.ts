@@ -348,7 +348,7 @@ for (const when of ['after', 'before'] as const) {
     const alice = await s.sender();
     const m = (await alice.rpc.call('message/send', { to: s.agentId, body: 'needs a command' })).message;
     await waitFor(() => occurrences(s.fake, threadId, m.id) === 1, 'the turn', 15_000);
-    const handle = s.fake.requestApproval(threadId, 'commandExecution');
+    const handle = s.fake.requestApproval(threadId, 'commandExecution', { legacy: true }); // offers acceptForSession
     await waitFor(() => Object.keys(readState(s.statePath).approvals).length === 1, 'the approval task recorded in the state file', 15_000);
     // The state file is written when the adapter's task/create is answered; alice's copy of the
     // announcement may still be on its way.

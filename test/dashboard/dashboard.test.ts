@@ -1,6 +1,7 @@
 import t, { type Test } from 'tap';
 import { chromium, type Browser, type BrowserContext, type Locator, type Page } from 'playwright-core';
-import { APPROVAL_TASK_KIND, DECISIONS, decisionOf, describeApproval } from '../../adapters/codex/approvals.js';
+import { answerLine, APPROVAL_TASK_KIND, choicesOf, DECISIONS, describeApproval } from '../../adapters/codex/approvals.js';
+import { decisionOf } from '../../adapters/codex/decisions.js';
 import type { RelayEvent, Task } from '../../protocol/index.js';
 import { startRelay, type TestRelay } from '../helpers/relay.js';
 import { connectAgent, WsRpc } from '../helpers/ws-client.js';
@@ -269,7 +270,7 @@ t.test('a Codex approval is answered from the page: Accept ends the task done wi
     const { title, body } = describeApproval({ id: n, method: 'item/commandExecution/requestApproval', params });
     const r = await codex.rpc.call('task/create', {
       title,
-      body: `${body}\n\nAnswer: agent-relay approve TASK_ID accept | acceptForSession | decline | cancel`,
+      body: `${body}\n\n${answerLine(DECISIONS)}`,
       target: 'broadcast',
       dedupeKey: `codex-approval:thread-1:${n}`,
       meta: { kind: APPROVAL_TASK_KIND, method: 'item/commandExecution/requestApproval', requestId: String(n), threadId: 'thread-1', turnId: 'turn-1', command, cwd: '/src/app', reason: null, choices: [...DECISIONS], agentId: 'codex-alpha' },
@@ -277,10 +278,29 @@ t.test('a Codex approval is answered from the page: Accept ends the task done wi
     return r.task.id as number;
   };
   const ids = { accept: await approval(1, 'npm test'), decline: await approval(2, 'rm -rf build'), cancel: await approval(3, 'git push') };
+  // As 0.171.0 asks: the shell string, the plain command in commandActions, and three choices.
+  const real = { id: 4, method: 'item/commandExecution/requestApproval', params: { threadId: 'thread-1', turnId: 'turn-2', itemId: 'call_4', command: "/bin/bash -lc 'touch x'", cwd: '/src/app', commandActions: [{ type: 'unknown', command: 'touch x' }], availableDecisions: ['accept', { acceptWithExecpolicyAmendment: { execpolicy_amendment: ['touch', 'x'] } }, 'cancel'] } };
+  const described = describeApproval(real);
+  const amended = (
+    await codex.rpc.call('task/create', {
+      ...described,
+      body: `${described.body}\n\n${answerLine(choicesOf(real))}`,
+      target: 'broadcast',
+      meta: { kind: APPROVAL_TASK_KIND, method: real.method, requestId: '4', threadId: 'thread-1', turnId: 'turn-2', command: real.params.command, choices: choicesOf(real), agentId: 'codex-alpha' },
+    })
+  ).task.id as number;
 
   const card = (id: number) => page.locator(`section.approvals li.approval[data-task-id="${id}"]`);
-  for (const id of Object.values(ids)) await card(id).waitFor();
-  t.equal(await page.locator('#approvals-h .count').textContent(), '3');
+  for (const id of [...Object.values(ids), amended]) await card(id).waitFor();
+  t.equal(await page.locator('#approvals-h .count').textContent(), '4');
+  t.same(await card(ids.accept).getByRole('button').allTextContents(), ['Accept', 'Accept for session', 'Decline', 'Cancel turn'], 'an older request: the four words');
+  t.same(await card(amended).getByRole('button').allTextContents(), ['Accept', 'Accept and always allow', 'Cancel turn'], 'only the choices the task offers');
+  t.match(await card(amended).textContent(), /Codex asks to run: touch x.*Command: touch x\nIn: \/src\/app\nRuns: \/bin\/bash -lc 'touch x'/s);
+  await card(amended).getByRole('button', { name: 'Accept and always allow' }).click();
+  await card(amended).waitFor({ state: 'detached' });
+  const closed = await taskGet(codex.rpc, amended);
+  t.equal(closed.task.status, 'done');
+  t.equal(decisionOf(closed.task, closed.events.filter((e) => e.kind === 'task.closed').at(-1)!), 'acceptWithExecpolicyAmendment', 'the adapter reads the chosen word');
   t.match(await card(ids.accept).textContent(), /Codex asks to run: npm test.*Command: npm test\nIn: \/src\/app.*from codex-alpha/s);
   t.notMatch(await card(ids.accept).textContent(), /Answer:/, 'the CLI hint is not shown');
   t.equal(await taskCard(page, ids.accept).count(), 0, 'a pending approval is not on the board');

@@ -380,7 +380,8 @@ t.test('turn/interrupt answers {} then turn/completed interrupted', async (t) =>
   t.same(await c.call('turn/interrupt', { threadId: thread.id, turnId: turn.id }), {});
   await c.until(() => c.of('turn/completed').length === 1, 'turn/completed');
   t.match(await handle, { cleared: true, requestId: handle.requestId });
-  t.same(c.methods((m) => m === 'serverRequest/resolved' || m === 'turn/completed').slice(-2), ['serverRequest/resolved', 'turn/completed'], 'the pending request is cleared before the turn ends');
+  await c.until(() => c.of('serverRequest/resolved').length === 1, 'serverRequest/resolved');
+  t.same(c.methods((m) => m === 'serverRequest/resolved' || m === 'turn/completed').slice(-2), ['turn/completed', 'serverRequest/resolved'], 'the pending request is resolved after turn/completed, as 0.171.0 does');
   t.same(fake.pendingRequests(), []);
   t.ok(c.frames.slice(before).findIndex((f) => f.method === 'turn/completed') > c.frames.slice(before).findIndex((f) => f.result), 'the answer precedes turn/completed');
   t.match(c.of('turn/completed')[0], { threadId: thread.id, turn: { id: turn.id, status: 'interrupted' } });
@@ -431,7 +432,7 @@ t.test('events go only to subscribed connections; thread/unsubscribe', async (t)
   t.same(await a.call('thread/unsubscribe', { threadId: thread.id }), { status: 'notSubscribed' });
 });
 
-t.test('approvals: sent to every subscriber, v1 words refused, first valid answer wins', async (t) => {
+t.test('approvals: sent to every subscriber in the 0.171 shape, an error answer refused, first valid answer wins, resolved to all', async (t) => {
   const fake = await fakeFor(t, { holdTurns: true });
   const a = await Raw.ready(t, fake);
   const threadId = await (async () => {
@@ -452,17 +453,25 @@ t.test('approvals: sent to every subscriber, v1 words refused, first valid answe
   t.same(b.requests()[0], req, 'same request, same id, to both');
   t.equal(req.id, handle.requestId);
   t.equal(req.method, 'item/commandExecution/requestApproval');
-  t.match(req.params, { threadId, turnId: turn.id, command: 'rm -rf build', cwd: '/home/dev/p', reason: 'cleanup' });
+  t.same(Object.keys(req.params), ['kind', 'threadId', 'turnId', 'itemId', 'startedAtMs', 'environmentId', 'command', 'cwd', 'reason', 'commandActions', 'proposedExecpolicyAmendment', 'availableDecisions'], '0.171.0 keys, in order');
+  t.match(req.params, {
+    kind: 'command',
+    threadId,
+    turnId: turn.id,
+    command: "/bin/bash -lc 'rm -rf build'",
+    cwd: '/home/dev/p',
+    reason: 'cleanup',
+    commandActions: [{ type: 'unknown', command: 'rm -rf build' }],
+    proposedExecpolicyAmendment: ['rm', '-rf', 'build'],
+  });
+  t.same(req.params.availableDecisions, ['accept', { acceptWithExecpolicyAmendment: { execpolicy_amendment: ['rm', '-rf', 'build'] } }, 'cancel']);
   t.type(req.params.itemId, 'string');
   t.match(a.of('item/started').at(-1), { item: { type: 'commandExecution', id: req.params.itemId, status: 'inProgress' } });
   await a.until(() => a.of('thread/status/changed').some((n) => n.status.activeFlags?.includes('waitingOnApproval')), 'waitingOnApproval');
   t.same((await a.call('thread/read', { threadId })).thread.status, { type: 'active', activeFlags: ['waitingOnApproval'] });
 
-  a.respond(req.id, { decision: 'approved' }); // v1 word
-  await fake.waitFor(() => fake.invalidAnswers.length === 1, 2000, 'invalid answer recorded');
-  t.match(fake.invalidAnswers[0], { requestId: req.id, method: req.method, reason: /invalid decision "approved"/ });
   a.respondError(req.id, -32000, 'nope');
-  await fake.waitFor(() => fake.invalidAnswers.length === 2, 2000, 'error answer refused');
+  await fake.waitFor(() => fake.invalidAnswers.length === 1, 2000, 'error answer refused');
   t.equal(fake.pendingRequests(threadId).length, 1, 'still waiting');
 
   const released = fake.completeTurn(threadId);
@@ -482,9 +491,47 @@ t.test('approvals: sent to every subscriber, v1 words refused, first valid answe
     t.same(names.slice(0, 2), ['serverRequest/resolved', 'item/completed']);
     t.match(c.of('item/completed').find((n) => n.item.type === 'commandExecution'), { item: { id: req.params.itemId, status: 'completed' } });
   }
-  await fake.waitFor(() => fake.invalidAnswers.length === 3, 2000, 'late answer recorded');
-  t.match(fake.invalidAnswers[2], { reason: 'no pending server request with this id' });
+  await fake.waitFor(() => fake.invalidAnswers.length === 2, 2000, 'late answer recorded');
+  t.match(fake.invalidAnswers[1], { reason: 'no pending server request with this id' });
   t.equal(fake.answers.length, 1);
+  t.same(fake.unofferedAnswers, []);
+});
+
+t.test('approval decisions as 0.171.0 takes them: a v1 word fails the item, an unlisted word is honoured, the amendment object accepted', async (t) => {
+  const fake = await fakeFor(t, { holdTurns: true });
+  const c = await Raw.ready(t, fake);
+  const { thread } = await c.call('thread/start', {});
+  await c.call('turn/start', { threadId: thread.id, input: text('x') });
+  const item = (id: number) => c.of('item/completed').find((n) => n.item.type === 'commandExecution' && n.item.id === c.requests().find((r: any) => r.id === id)?.params.itemId)?.item;
+  const ask = async (answer: unknown) => {
+    const handle = fake.requestApproval(thread.id, 'commandExecution', { command: 'touch x' });
+    await c.until(() => c.requests().some((r: any) => r.id === handle.requestId), 'the request');
+    c.respond(handle.requestId, answer);
+    const a = await handle;
+    await c.until(() => item(handle.requestId) !== undefined, 'item/completed');
+    return { a, item: item(handle.requestId), resolved: c.of('serverRequest/resolved').filter((n) => n.requestId === handle.requestId).length };
+  };
+  const v1 = await ask({ decision: 'approved' });
+  t.match(fake.invalidAnswers, [{ method: 'item/commandExecution/requestApproval', reason: /invalid decision "approved"/ }], 'recorded as invalid');
+  t.match(v1, { a: { decision: 'approved' }, item: { status: 'failed' }, resolved: 1 }, 'settled, the item failed');
+  t.equal(fake.activeTurnId(thread.id) !== null, true, 'the turn goes on');
+  const unlisted = await ask({ decision: 'decline' });
+  t.match(unlisted, { item: { status: 'declined' }, resolved: 1 });
+  t.match(fake.unofferedAnswers, [{ decision: 'decline' }], 'decline is not in availableDecisions: honoured, and recorded');
+  const amendment = { acceptWithExecpolicyAmendment: { execpolicy_amendment: ['touch', 'x'] } };
+  const amended = await ask({ decision: amendment });
+  t.match(amended, { a: { decision: amendment }, item: { status: 'completed' }, resolved: 1 });
+  t.equal(fake.unofferedAnswers.length, 1, 'the listed object is offered');
+  const legacy = fake.requestApproval(thread.id, 'commandExecution', { command: 'npm test', legacy: true });
+  await c.until(() => c.requests().some((r: any) => r.id === legacy.requestId), 'the legacy request');
+  const lp = c.requests().find((r: any) => r.id === legacy.requestId).params;
+  t.match(lp, { command: 'npm test', commandActions: [] }, 'legacy: the plain command');
+  t.notOk('availableDecisions' in lp, 'legacy: no availableDecisions');
+  t.equal(legacy.requestId, amended.a.requestId + 1, 'one request-id counter per server');
+  c.respond(legacy.requestId, { decision: 'acceptForSession' });
+  await legacy;
+  t.equal(fake.unofferedAnswers.length, 1, 'nothing listed, nothing unoffered');
+  await fake.completeTurn(thread.id);
 });
 
 t.test('resuming a running thread replays pending approvals with their original ids', async (t) => {

@@ -57,10 +57,31 @@ export const APPROVAL_METHODS: Record<ApprovalKind, string> = {
 /** The only decisions v2 accepts for command and file-change approvals (v1 words are wrong). */
 export const VALID_DECISIONS = ['accept', 'acceptForSession', 'decline', 'cancel'] as const;
 
+/**
+ * What 0.171.0 lists for a command outside the exec policy (measured): accept, accept and add
+ * the proposed rule (the command's argv) to the exec policy, cancel. No acceptForSession, no
+ * decline.
+ */
+export function realAvailableDecisions(argv: string[]): unknown[] {
+  return ['accept', { acceptWithExecpolicyAmendment: { execpolicy_amendment: argv } }, 'cancel'];
+}
+
+/** How 0.171.0 wraps a command for approval (measured): `/bin/bash -lc '<command>'`. */
+export function shellString(command: string): string {
+  return `/bin/bash -lc '${command.replace(/'/g, `'\\''`)}'`;
+}
+
 export interface ApprovalSpec {
   kind: ApprovalKind;
-  /** commandExecution: the command line shown to the user (default "npm test"). */
+  /** commandExecution: the plain command (default "npm test"); sent wrapped as by 0.171.0. */
   command?: string;
+  /**
+   * commandExecution: the request's `availableDecisions` (default realAvailableDecisions of the
+   * command's words); null sends none, as Codex before them did.
+   */
+  availableDecisions?: unknown[] | null;
+  /** commandExecution: the older request shape: the plain command, no commandActions, no availableDecisions. */
+  legacy?: boolean;
   reason?: string;
   /** fileChange: the root asked for session-scoped write access (default null). */
   grantRoot?: string | null;
@@ -289,6 +310,8 @@ interface PendingRequest extends PendingRequestInfo {
   item: any | null;
   /** null if acceptable, else why the answer is refused. */
   validate: (result: any) => string | null;
+  /** Decisions only: null if valid, else why it fails the item (the request is settled anyway). */
+  invalidDecision?: (result: any) => string | null;
   resolve: (a: ApprovalAnswer) => void;
 }
 
@@ -367,10 +390,16 @@ export class FakeAppServer {
   readonly dropped: Array<{ method: string; params: any }> = [];
   /** Valid answers to server→client requests. */
   readonly answers: ApprovalAnswer[] = [];
-  /** Answers refused (v1 words, wrong shape, unknown request id). */
+  /**
+   * Answers refused (wrong shape, unknown or settled request id; the real server ignores those)
+   * and invalid decisions (v1 words: like the real server, they settle the request and fail
+   * the item).
+   */
   readonly invalidAnswers: InvalidAnswer[] = [];
   /** The turn ids a turn/start on a busy thread was answered with (the running turn's, or phantoms). */
   readonly busyTurnStarts: string[] = [];
+  /** Valid decisions the request did not list in `availableDecisions` (honoured, as 0.171.0 does). */
+  readonly unofferedAnswers: ApprovalAnswer[] = [];
   /** Every text received by any thread, in order. */
   readonly inputs: InputRecord[] = [];
 
@@ -526,7 +555,7 @@ export class FakeAppServer {
     for (const timer of this.timers) clearTimeout(timer);
     this.timers.clear();
     for (const t of this.threads.values()) if (t.active) this.wake(t.active);
-    for (const p of [...this.serverRequests.values()]) this.clearRequest(p, false);
+    for (const p of [...this.serverRequests.values()]) this.clearRequest(p);
     await this.stop();
     this.wss.close();
     this.changed();
@@ -888,7 +917,7 @@ export class FakeAppServer {
   private unload(thread: ThreadRec, announce: boolean): void {
     if (thread.active) {
       const turn = thread.active;
-      for (const id of [...turn.pending]) this.clearRequest(this.serverRequests.get(id)!, false);
+      for (const id of [...turn.pending]) this.clearRequest(this.serverRequests.get(id)!);
       turn.status = 'interrupted';
       thread.active = null;
       turn.finish();
@@ -1056,11 +1085,12 @@ export class FakeAppServer {
     for (const f of w) f();
   }
 
-  /** End a turn once: pending requests are cleared (serverRequest/resolved), then turn/completed, then idle. */
+  /** End a turn once: pending requests are cleared, then turn/completed, serverRequest/resolved, idle. */
   private endTurn(turn: TurnRec, status: Exclude<TurnStatus, 'inProgress'>, error: TurnRec['error'] = null): void {
     if (turn.status !== 'inProgress') return;
     const thread = this.threads.get(turn.threadId)!;
-    for (const id of [...turn.pending]) this.clearRequest(this.serverRequests.get(id)!, true);
+    const sent = turn.working ? [...turn.pending] : []; // a deferred request was never sent
+    for (const id of [...turn.pending]) this.clearRequest(this.serverRequests.get(id)!);
     turn.status = status;
     turn.error = error;
     turn.completedAt = nowSeconds();
@@ -1068,7 +1098,11 @@ export class FakeAppServer {
     this.touch(thread);
     // 0.171: idle first (10 of 11 real turns), then turn/completed with the final items.
     const completed = { threadId: thread.id, turn: this.completedTurn(turn) };
-    const sendCompleted = (): void => this.emit(thread, 'turn/completed', completed);
+    const sendCompleted = (): void => {
+      this.emit(thread, 'turn/completed', completed);
+      // After turn/completed, as 0.171.0 does on interrupt (measured); only requests subscribers saw.
+      for (const requestId of sent) this.emit(thread, 'serverRequest/resolved', { threadId: thread.id, requestId });
+    };
     if (this.opts.completedBeforeIdle) {
       sendCompleted();
       this.announceStatus(thread);
@@ -1106,22 +1140,43 @@ export class FakeAppServer {
     let params: Record<string, unknown>;
     let item: any = null;
     let validate: (r: any) => string | null;
+    let invalid: ((r: any) => string | null) | undefined;
     const decisionCheck = (r: any): string | null =>
       r && (VALID_DECISIONS as readonly string[]).includes(r.decision) ? null : `invalid decision ${JSON.stringify(r?.decision)} (expected ${VALID_DECISIONS.join(' | ')})`;
     switch (spec.kind) {
       case 'commandExecution': {
-        const command = spec.command ?? 'npm test';
-        item = { type: 'commandExecution', id: itemId, command, cwd: thread.cwd, status: 'inProgress', commandActions: [], aggregatedOutput: null, exitCode: null, durationMs: null };
-        params = { ...base, itemId, command, cwd: thread.cwd, reason: spec.reason ?? 'needs to run a command outside the sandbox', commandActions: [] };
+        const plain = spec.command ?? 'npm test';
+        const argv = plain.split(/\s+/).filter(Boolean);
+        const command = spec.legacy ? plain : shellString(plain);
+        const commandActions = spec.legacy ? [] : [{ type: 'unknown', command: plain }];
+        const available = spec.legacy ? null : spec.availableDecisions === undefined ? realAvailableDecisions(argv) : spec.availableDecisions;
+        item = { type: 'commandExecution', id: itemId, command, cwd: thread.cwd, status: 'inProgress', commandActions, aggregatedOutput: null, exitCode: null, durationMs: null };
+        // 0.171.0's keys, in its order; reason only when there is one.
+        params = spec.legacy
+          ? { ...base, itemId, command, cwd: thread.cwd, reason: spec.reason ?? 'needs to run a command outside the sandbox', commandActions }
+          : {
+              kind: 'command',
+              ...base,
+              itemId,
+              startedAtMs: Date.now(),
+              environmentId: 'local',
+              command,
+              cwd: thread.cwd,
+              ...(spec.reason ? { reason: spec.reason } : {}),
+              commandActions,
+              proposedExecpolicyAmendment: argv,
+              ...(available ? { availableDecisions: available } : {}),
+            };
+        validate = (r) => (r && 'decision' in r ? null : 'expected {decision}');
         // v2 also accepts the policy-amendment object forms for commands.
-        validate = (r) =>
-          r && r.decision && typeof r.decision === 'object' && ('acceptWithExecpolicyAmendment' in r.decision || 'applyNetworkPolicyAmendment' in r.decision) ? null : decisionCheck(r);
+        invalid = (r) => (r.decision && typeof r.decision === 'object' && ('acceptWithExecpolicyAmendment' in r.decision || 'applyNetworkPolicyAmendment' in r.decision) ? null : decisionCheck(r));
         break;
       }
       case 'fileChange':
         item = { type: 'fileChange', id: itemId, changes: [{ path: `${thread.cwd}/README.md`, kind: { type: 'update', move_path: null }, diff: '+hello\n' }], status: 'inProgress' };
         params = { ...base, itemId, reason: spec.reason ?? 'wants to edit files', grantRoot: spec.grantRoot ?? null };
-        validate = decisionCheck;
+        validate = (r) => (r && 'decision' in r ? null : 'expected {decision}');
+        invalid = decisionCheck;
         break;
       case 'permissions':
         params = { ...base, itemId, reason: spec.reason ?? 'needs write access', permissions: { fileSystem: { write: [thread.cwd] } } };
@@ -1146,7 +1201,7 @@ export class FakeAppServer {
     const method = spec.kind === 'unknown' ? (spec.method ?? APPROVAL_METHODS.unknown) : APPROVAL_METHODS[spec.kind];
     let resolve!: (a: ApprovalAnswer) => void;
     const promise = new Promise<ApprovalAnswer>((r) => (resolve = r));
-    const pending: PendingRequest = { requestId, method, kind: spec.kind, threadId: thread.id, turnId: turn.id, params, item, validate, resolve };
+    const pending: PendingRequest = { requestId, method, kind: spec.kind, threadId: thread.id, turnId: turn.id, params, item, validate, ...(invalid ? { invalidDecision: invalid } : {}), resolve };
     this.serverRequests.set(requestId, pending);
     turn.pending.add(requestId);
     const sendNow = (): void => {
@@ -1177,20 +1232,27 @@ export class FakeAppServer {
     }
     const why = p.validate(msg.result);
     if (why) return refuse(why);
-    this.resolveRequest(p, { result: msg.result, conn: conn.id });
+    // A decision outside the enum is no error on the real server: it settles the request and
+    // fails the item ("approval request failed" to the model), and the turn goes on.
+    const bad = p.invalidDecision?.(msg.result) ?? null;
+    if (bad) refuse(bad);
+    this.resolveRequest(p, { result: msg.result, conn: conn.id, invalid: bad !== null });
   }
 
   /** A valid answer: serverRequest/resolved, item/completed, status back to active; cancel interrupts. */
-  private resolveRequest(p: PendingRequest, a: { result?: any; error?: any; conn: number }): void {
+  private resolveRequest(p: PendingRequest, a: { result?: any; error?: any; conn: number; invalid?: boolean }): void {
     const thread = this.threads.get(p.threadId)!;
     const turn = thread.turns.find((t) => t.id === p.turnId)!;
     this.serverRequests.delete(p.requestId);
     turn.pending.delete(p.requestId);
     const decision = p.kind === 'commandExecution' || p.kind === 'fileChange' ? a.result?.decision : undefined;
+    // To every subscriber, the answering client too (measured), then status, then the item.
     this.emit(thread, 'serverRequest/resolved', { threadId: thread.id, requestId: p.requestId });
+    if (decision !== 'cancel') this.announceStatus(thread);
     if (p.item) {
-      const accepted = decision === 'accept' || decision === 'acceptForSession' || (decision && typeof decision === 'object');
-      const done = { ...p.item, status: accepted ? 'completed' : 'declined', ...(p.kind === 'commandExecution' && accepted ? { aggregatedOutput: '', exitCode: 0, durationMs: 1 } : {}) };
+      const accepted = !a.invalid && (decision === 'accept' || decision === 'acceptForSession' || (decision && typeof decision === 'object'));
+      const status = a.invalid ? 'failed' : accepted ? 'completed' : 'declined';
+      const done = { ...p.item, status, ...(p.kind === 'commandExecution' && accepted ? { aggregatedOutput: '', exitCode: 0, durationMs: 1 } : {}) };
       turn.items.push(done);
       this.emit(thread, 'item/completed', { threadId: thread.id, turnId: turn.id, item: done });
     }
@@ -1199,23 +1261,21 @@ export class FakeAppServer {
     if (a.result !== undefined) answer.result = a.result;
     if (a.error !== undefined) answer.error = a.error;
     this.answers.push(answer);
+    const listed = Array.isArray(p.params.availableDecisions) ? (p.params.availableDecisions as unknown[]) : null;
+    const name = typeof decision === 'string' ? decision : decision && typeof decision === 'object' ? Object.keys(decision)[0] : undefined;
+    if (listed && !a.invalid && name !== undefined && !listed.some((d) => (typeof d === 'string' ? d : Object.keys(d as object)[0]) === name)) this.unofferedAnswers.push(answer);
     p.resolve(answer);
-    if (decision === 'cancel') this.endTurn(turn, 'interrupted');
-    else {
-      this.announceStatus(thread);
-      this.wake(turn);
-    }
+    if (decision === 'cancel' && !a.invalid) this.endTurn(turn, 'interrupted');
+    else this.wake(turn);
     this.changed();
   }
 
-  /** The turn ended first: tell subscribers (lifecycle cleanup) and resolve the handle as cleared. */
-  private clearRequest(p: PendingRequest, announce: boolean): void {
+  /** The turn ended first: resolve the handle as cleared (endTurn tells the subscribers). */
+  private clearRequest(p: PendingRequest): void {
     this.serverRequests.delete(p.requestId);
     const thread = this.threads.get(p.threadId);
     const turn = thread?.turns.find((t) => t.id === p.turnId);
     turn?.pending.delete(p.requestId);
-    // Announce only what subscribers saw (a deferred request was never sent).
-    if (announce && thread && turn?.working) this.emit(thread, 'serverRequest/resolved', { threadId: p.threadId, requestId: p.requestId });
     p.resolve({ requestId: p.requestId, method: p.method, threadId: p.threadId, turnId: p.turnId, cleared: true });
   }
 
