@@ -1,0 +1,216 @@
+// Real interactive `claude` sessions (the pinned @anthropic-ai/claude-code, 2.1.197) under tmux, with
+// the plugin installed, offline: a fake Messages API on 127.0.0.1 records every request, and a proxy
+// that refuses everything stands in for the rest of the network. Each relay message must reach the
+// model exactly once, whichever of the monitor and the hooks delivers it, idle or mid-turn, and end
+// `read` on the relay.
+//
+// The monitor runs only because of a setting this file seeds: Claude Code 2.1.197 arms plugin
+// monitors only in interactive sessions and only when the GrowthBook feature `tengu_amber_sentinel`
+// is on, which it reads from `cachedGrowthBookFeatures` in `.claude.json` (GrowthBook itself is
+// unreachable here). It reads no feature at all with DISABLE_TELEMETRY, DO_NOT_TRACK or
+// CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC set, hence the proxy instead of those.
+import { randomUUID } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import type { ServerResponse } from 'node:http';
+import { join } from 'node:path';
+import t, { type Test } from 'tap';
+import { startRelay, type TestRelay } from '../helpers/relay.js';
+import { connectAgent, WsRpc } from '../helpers/ws-client.js';
+import { expectedAgentId, logLines, projectDir } from '../claude/fixtures/harness.js';
+import { waitFor } from '../helpers/wait.js';
+import { answer, CLAUDE, claudeConfig, claudeEnv, fakeMessagesApi, installPlugin, isMain, NO_CLAUDE, refusingProxy, type ModelRequest } from './harness.js';
+import { tmuxSession, type TmuxSession } from './tmux.js';
+
+const FLAG = 'tengu_amber_sentinel';
+const TURN_MS = 45_000;
+
+type Handler = (r: ModelRequest, res: ServerResponse) => Promise<void>;
+
+interface Rig {
+  relay: TestRelay;
+  observer: WsRpc;
+  lead: Awaited<ReturnType<typeof connectAgent>>;
+  agentId: string;
+  relayHome: string;
+  requests: ModelRequest[];
+  /** Handlers for the next main requests, in order; the rest answer "Done.". */
+  plan: Handler[];
+  asked: string[];
+  s: TmuxSession;
+}
+
+/** A relay, the fake API, the plugin installed, and `claude` started under tmux; the monitor's feature flag as given. */
+async function interactive(t: Test, name: string, monitorFlag: boolean): Promise<Rig> {
+  const relay = await startRelay(t);
+  const dir = t.testdir();
+  const observer = await WsRpc.connect(t, relay.wsUrl);
+  const lead = await connectAgent(t, relay.wsUrl, { id: 'lead' });
+  const cwd = projectDir(dir, `${name}-proj`);
+  const sessionId = randomUUID();
+  const plan: Handler[] = [];
+  const api = await fakeMessagesApi(t, async (r, res) => {
+    if (!isMain(r)) return answer(res, r.body, 'Title');
+    const next = plan.shift();
+    return next ? next(r, res) : answer(res, r.body, 'Done.');
+  });
+  const proxy = await refusingProxy(t);
+  const { home, config } = claudeConfig(dir, cwd, { cachedGrowthBookFeatures: { [FLAG]: monitorFlag } });
+  const relayHome = join(dir, 'relay-home');
+  const env = claudeEnv({ home, config, apiUrl: api.url, relayUrl: relay.url, relayHome, offline: { proxy: proxy.url } });
+  await installPlugin(t, env, cwd);
+  const s = await tmuxSession(t, { dir, name, cwd, env, argv: [CLAUDE, '--session-id', sessionId, '--allowedTools', 'Bash(agent-relay:*)'] });
+  const agentId = expectedAgentId(cwd, sessionId);
+  await s.waitScreen(/❯/, 'the prompt');
+  await waitFor(async () => (await observer.call('agent/list', {})).agents.some((a: any) => a.id === agentId), 'SessionStart to register the agent', 30_000, 100);
+  return { relay, observer, lead, agentId, relayHome, requests: api.requests, plan, asked: proxy.asked, s };
+}
+
+/** Type a prompt and submit it. */
+async function prompt(s: TmuxSession, text: string): Promise<void> {
+  await s.keys([text], true);
+  await s.keys(['Enter']);
+}
+
+async function state(rig: Rig, id: number): Promise<string | undefined> {
+  return (await rig.observer.call('message/get', { id })).deliveries.find((d: any) => d.agentId === rig.agentId)?.state;
+}
+
+/** Which path claimed the message: the claim file's content (`monitor` or `hook`), or null. */
+function claimedBy(rig: Rig, id: number): string | null {
+  const file = join(rig.relayHome, 'claude', 'delivered', encodeURIComponent(rig.agentId), String(id));
+  return existsSync(file) ? readFileSync(file, 'utf8') : null;
+}
+
+function claims(rig: Rig): string[] {
+  try {
+    return readdirSync(join(rig.relayHome, 'claude', 'delivered', encodeURIComponent(rig.agentId)));
+  } catch {
+    return [];
+  }
+}
+
+/** How often `token` occurs in the newest main request (each carries the whole conversation). */
+function inLatest(rig: Rig, token: string): number {
+  return (rig.requests.filter(isMain).at(-1)?.raw.split(token).length ?? 1) - 1;
+}
+
+/** Send a relay message with a unique token in its body. */
+async function send(rig: Rig, text: string): Promise<{ id: number; token: string }> {
+  const token = `RELAY-TOKEN-${randomUUID().slice(0, 8)}`;
+  const { message } = await rig.lead.rpc.call('message/send', { to: rig.agentId, body: `${text} ${token}` });
+  return { id: message.id, token };
+}
+
+/** A handler that answers with a Bash call to `agent-relay agents`, its stream held open until `release`. */
+function heldToolCall(): { handler: Handler; arrived: Promise<ModelRequest>; release: () => void } {
+  let arrive!: (r: ModelRequest) => void;
+  let release!: () => void;
+  const arrived = new Promise<ModelRequest>((resolve) => (arrive = resolve));
+  const released = new Promise<void>((resolve) => (release = resolve));
+  return { handler: (r, res) => (arrive(r), answer(res, r.body, '', 'agent-relay agents', released)), arrived, release };
+}
+
+/** The first main request carrying `token`: its place among the main requests, how often it has it, and what precedes it there. */
+function firstWith(rig: Rig, token: string): { index: number; count: number; before: string } {
+  const main = rig.requests.filter(isMain);
+  const index = main.findIndex((r) => r.raw.includes(token));
+  const raw = main[index]?.raw ?? '';
+  const at = raw.indexOf(token);
+  return { index, count: raw.split(token).length - 1, before: at < 0 ? '' : raw.slice(Math.max(0, at - 160), at + token.length) };
+}
+
+/** End the session with /exit; SessionEnd marks the agent offline. */
+async function exit(t: Test, rig: Rig): Promise<void> {
+  await prompt(rig.s, '/exit');
+  await waitFor(async () => !(await rig.s.alive()), 'claude to exit after /exit', 20_000, 100);
+  await waitFor(async () => (await rig.observer.call('agent/list', {})).agents.find((a: any) => a.id === rig.agentId)?.status === 'offline', 'SessionEnd to mark the agent offline', 10_000, 100);
+  t.pass('/exit: SessionEnd marked the agent offline');
+}
+
+t.test(`monitor on (feature flag ${FLAG} seeded in .claude.json): a message to an idle session and one mid-turn each reach the model once`, { skip: NO_CLAUDE }, async (t) => {
+  const started = Date.now();
+  const rig = await interactive(t, 'mon', true);
+  await rig.s.waitScreen(/1 monitor/, 'Claude to show the armed monitor');
+  await waitFor(async () => (await rig.observer.call('agent/list', {})).agents.find((a: any) => a.id === rig.agentId)?.connected === true, 'the monitor to hold its WebSocket', 30_000, 100);
+  t.pass(`the monitor runs (${Date.now() - started} ms after start)`);
+
+  // (1) Idle: the monitor prints the message, the notification wakes the session.
+  const idle = await send(rig, 'please check the build');
+  await waitFor(() => rig.requests.filter(isMain).some((r) => r.raw.includes(idle.token)), 'the notification to wake the session', TURN_MS, 100);
+  await waitFor(async () => (await state(rig, idle.id)) === 'read', 'the idle message to be read', TURN_MS, 100);
+  const i1 = firstWith(rig, idle.token);
+  t.equal(claimedBy(rig, idle.id), 'monitor', 'idle: the monitor delivered it');
+  t.match(i1.before, `relay message #${idle.id} from lead`, "idle: as the monitor's line");
+  t.equal(i1.count, 1, `idle: once in the request that carries it (main request ${i1.index + 1}: …${i1.before})`);
+
+  // (2) Mid-turn: the model's answer (a Bash call) is held open while the message arrives.
+  const held = heldToolCall();
+  rig.plan.push(held.handler);
+  const before = rig.requests.length;
+  await prompt(rig.s, 'Run the relay check');
+  await held.arrived;
+  const mid = await send(rig, 'also look at the flaky test');
+  await waitFor(() => claimedBy(rig, mid.id) !== null, 'a path to claim the mid-turn message', TURN_MS, 50);
+  const midBy = claimedBy(rig, mid.id);
+  held.release();
+  await waitFor(() => rig.requests.slice(before).filter(isMain).some((r) => r.raw.includes(mid.token)), 'the mid-turn message to reach the model', TURN_MS, 100);
+  await waitFor(async () => (await state(rig, mid.id)) === 'read', 'the mid-turn message to be read', TURN_MS, 100);
+  const m1 = firstWith(rig, mid.token);
+  t.equal(midBy, 'monitor', 'mid-turn: the monitor claimed it');
+  t.match(m1.before, `relay message #${mid.id} from lead`, "mid-turn: as the monitor's line");
+  t.equal(m1.count, 1, `mid-turn: once in the request that carries it (main request ${m1.index + 1}: …${m1.before})`);
+
+  // One more turn carries the whole conversation: neither message came twice.
+  const end = rig.requests.length;
+  await prompt(rig.s, 'Anything else?');
+  await waitFor(() => rig.requests.slice(end).some(isMain), 'the last turn', TURN_MS, 100);
+  t.equal(inLatest(rig, idle.token), 1, 'the idle message is in the conversation once');
+  t.equal(inLatest(rig, mid.token), 1, 'the mid-turn message is in the conversation once');
+  t.comment(`requests: ${rig.requests.filter(isMain).length} main, ${rig.requests.length} in all; the proxy refused: ${[...new Set(rig.asked)].join(', ') || 'nothing'}`);
+  t.comment(await rig.s.screen());
+  await exit(t, rig);
+  t.same(logLines(rig.relayHome), [], 'no hook problem was logged');
+  t.comment(`claims left: ${claims(rig).join(', ') || 'none'}; ${Date.now() - started} ms`);
+});
+
+t.test(`monitor off (${FLAG} false): a message waiting for a prompt and one mid-turn reach the model once through the hooks`, { skip: NO_CLAUDE }, async (t) => {
+  const started = Date.now();
+  const rig = await interactive(t, 'hooks', false);
+  t.notMatch(await rig.s.screen(), /monitor/, 'no monitor is armed');
+
+  // (3) The message arrives with no monitor; UserPromptSubmit hands it over with the next prompt.
+  const waiting = await send(rig, 'please check the build');
+  await prompt(rig.s, 'What is new?');
+  await waitFor(() => rig.requests.filter(isMain).some((r) => r.raw.includes(waiting.token)), 'the prompt turn to carry the waiting message', TURN_MS, 100);
+  await waitFor(async () => (await state(rig, waiting.id)) === 'read', 'the waiting message to be read', TURN_MS, 100);
+  const w1 = firstWith(rig, waiting.token);
+  t.equal(claimedBy(rig, waiting.id), 'hook', 'waiting: a hook delivered it');
+  t.match(w1.before, `Relay message #${waiting.id} from lead`, "waiting: as UserPromptSubmit's context");
+  t.equal(w1.count, 1, `waiting: once in the request that carries it (main request ${w1.index + 1}: …${w1.before})`);
+
+  // (4) Mid-turn with no monitor: Stop's additionalContext hands it over.
+  const held = heldToolCall();
+  rig.plan.push(held.handler);
+  const before = rig.requests.length;
+  await prompt(rig.s, 'Run the relay check');
+  await held.arrived;
+  const mid = await send(rig, 'also look at the flaky test');
+  held.release();
+  await waitFor(() => rig.requests.slice(before).filter(isMain).some((r) => r.raw.includes(mid.token)), 'the mid-turn message to reach the model', TURN_MS, 100);
+  await waitFor(async () => (await state(rig, mid.id)) === 'read', 'the mid-turn message to be read', TURN_MS, 100);
+  const m1 = firstWith(rig, mid.token);
+  t.equal(claimedBy(rig, mid.id), 'hook', 'mid-turn: a hook delivered it');
+  t.match(m1.before, 'New relay messages arrived while you worked', "mid-turn: as Stop's additionalContext");
+  t.equal(m1.count, 1, `mid-turn: once in the request that carries it (main request ${m1.index + 1}: …${m1.before})`);
+
+  const end = rig.requests.length;
+  await prompt(rig.s, 'Anything else?');
+  await waitFor(() => rig.requests.slice(end).some(isMain), 'the last turn', TURN_MS, 100);
+  t.equal(inLatest(rig, waiting.token), 1, 'the waiting message is in the conversation once');
+  t.equal(inLatest(rig, mid.token), 1, 'the mid-turn message is in the conversation once');
+  t.comment(`requests: ${rig.requests.filter(isMain).length} main, ${rig.requests.length} in all; the proxy refused: ${[...new Set(rig.asked)].join(', ') || 'nothing'}`);
+  t.comment(await rig.s.screen());
+  await exit(t, rig);
+  t.same(logLines(rig.relayHome), [], 'no hook problem was logged');
+  t.comment(`claims left: ${claims(rig).join(', ') || 'none'}; ${Date.now() - started} ms`);
+});
