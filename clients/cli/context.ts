@@ -36,6 +36,8 @@ export interface GlobalOptions {
 
 export interface Io {
   out: (text: string) => void;
+  /** Write a line and say whether it got out: false once the reader is gone (EPIPE). Defaults to `out`. */
+  outChecked?: (text: string) => Promise<boolean>;
   err: (text: string) => void;
   isTTY: boolean;
   env: NodeJS.ProcessEnv;

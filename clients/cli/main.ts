@@ -135,8 +135,16 @@ export async function runCli(argv: string[], io: Io, groups: CommandGroup[] = []
   return exit.code;
 }
 
+let stdoutErrors = false;
+
 export const processIo: Io = {
   out: (text) => process.stdout.write(`${text}\n`),
+  outChecked: (text) => {
+    // The write's callback gets the error; without a listener the 'error' event would also throw.
+    if (!stdoutErrors) process.stdout.on('error', () => undefined);
+    stdoutErrors = true;
+    return new Promise((resolve) => process.stdout.write(`${text}\n`, (err) => resolve(!err)));
+  },
   err: (text) => process.stderr.write(`${text}\n`),
   isTTY: Boolean(process.stdout.isTTY),
   env: process.env,

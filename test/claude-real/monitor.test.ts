@@ -19,7 +19,7 @@ import { connectAgent, WsRpc } from '../helpers/ws-client.js';
 import { expectedAgentId, logLines, projectDir } from '../claude/fixtures/harness.js';
 import { waitFor } from '../helpers/wait.js';
 import { answer, CLAUDE, claudeConfig, claudeEnv, fakeMessagesApi, installPlugin, isMain, NO_CLAUDE, refusingProxy, type ModelRequest } from './harness.js';
-import { tmuxSession, type TmuxSession } from './tmux.js';
+import { descendants, tmuxSession, type TmuxSession } from './tmux.js';
 
 const FLAG = 'tengu_amber_sentinel';
 const TURN_MS = 45_000;
@@ -36,7 +36,10 @@ interface Rig {
   /** Handlers for the next main requests, in order; the rest answer "Done.". */
   plan: Handler[];
   asked: string[];
+  sessionId: string;
   s: TmuxSession;
+  /** Start `claude ARGS` for the same project, config and relay in another tmux session. */
+  start(name: string, args: string[]): Promise<TmuxSession>;
 }
 
 /** A relay, the fake API, the plugin installed, and `claude` started under tmux; the monitor's feature flag as given. */
@@ -58,17 +61,36 @@ async function interactive(t: Test, name: string, monitorFlag: boolean): Promise
   const relayHome = join(dir, 'relay-home');
   const env = claudeEnv({ home, config, apiUrl: api.url, relayUrl: relay.url, relayHome, offline: { proxy: proxy.url } });
   await installPlugin(t, env, cwd);
-  const s = await tmuxSession(t, { dir, name, cwd, env, argv: [CLAUDE, '--session-id', sessionId, '--allowedTools', 'Bash(agent-relay:*)'] });
+  const start = async (name: string, args: string[]) => {
+    const s = await tmuxSession(t, { dir, name, cwd, env, argv: [CLAUDE, ...args, '--allowedTools', 'Bash(agent-relay:*)'] });
+    await s.waitScreen(/❯/, 'the prompt');
+    return s;
+  };
+  const s = await start(name, ['--session-id', sessionId]);
   const agentId = expectedAgentId(cwd, sessionId);
-  await s.waitScreen(/❯/, 'the prompt');
   await waitFor(async () => (await observer.call('agent/list', {})).agents.some((a: any) => a.id === agentId), 'SessionStart to register the agent', 30_000, 100);
-  return { relay, observer, lead, agentId, relayHome, requests: api.requests, plan, asked: proxy.asked, s };
+  return { relay, observer, lead, agentId, relayHome, requests: api.requests, plan, asked: proxy.asked, sessionId, s, start };
+}
+
+/** A plugin hook is running under `pid` (the monitor does not count). */
+function hookRunning(pid: number): boolean {
+  return descendants(pid).some((p) => {
+    try {
+      return / hook (session-start|user-prompt-submit|stop|session-end)/.test(readFileSync(`/proc/${p}/cmdline`, 'utf8').replaceAll('\0', ' '));
+    } catch {
+      return false;
+    }
+  });
 }
 
 /** Type a prompt and submit it. */
 async function prompt(s: TmuxSession, text: string): Promise<void> {
   await s.keys([text], true);
   await s.keys(['Enter']);
+}
+
+async function agent(rig: Rig): Promise<any> {
+  return (await rig.observer.call('agent/list', {})).agents.find((a: any) => a.id === rig.agentId);
 }
 
 async function state(rig: Rig, id: number): Promise<string | undefined> {
@@ -127,12 +149,21 @@ async function exit(t: Test, rig: Rig): Promise<void> {
   t.pass('/exit: SessionEnd marked the agent offline');
 }
 
-t.test(`monitor on (feature flag ${FLAG} seeded in .claude.json): a message to an idle session and one mid-turn each reach the model once`, { skip: NO_CLAUDE }, async (t) => {
+t.test(`monitor on (feature flag ${FLAG} seeded in .claude.json): a message sent before the monitor connects, one to an idle session and one mid-turn each reach the model once`, { skip: NO_CLAUDE }, async (t) => {
   const started = Date.now();
   const rig = await interactive(t, 'mon', true);
+  // (0) Sent once SessionStart has registered the agent, before the monitor is up (it starts a second
+  // or more later): the monitor resumes after the cursor SessionStart stored, so it still prints it.
+  const early = await send(rig, 'sent before the monitor connects');
+  const upBefore = (await agent(rig))?.connected === true;
   await rig.s.waitScreen(/1 monitor/, 'Claude to show the armed monitor');
-  await waitFor(async () => (await rig.observer.call('agent/list', {})).agents.find((a: any) => a.id === rig.agentId)?.connected === true, 'the monitor to hold its WebSocket', 30_000, 100);
+  await waitFor(async () => (await agent(rig))?.connected === true, 'the monitor to hold its WebSocket', 30_000, 100);
   t.pass(`the monitor runs (${Date.now() - started} ms after start)`);
+  await waitFor(() => rig.requests.filter(isMain).some((r) => r.raw.includes(early.token)), 'the early message to wake the session', TURN_MS, 100);
+  await waitFor(async () => (await state(rig, early.id)) === 'read', 'the early message to be read', TURN_MS, 100);
+  const e1 = firstWith(rig, early.token);
+  t.equal(claimedBy(rig, early.id), 'monitor', `early (monitor ${upBefore ? 'already' : 'not yet'} connected when sent): the monitor delivered it`);
+  t.equal(e1.count, 1, `early: once in the request that carries it (main request ${e1.index + 1}: …${e1.before})`);
 
   // (1) Idle: the monitor prints the message, the notification wakes the session.
   const idle = await send(rig, 'please check the build');
@@ -164,13 +195,15 @@ t.test(`monitor on (feature flag ${FLAG} seeded in .claude.json): a message to a
   const end = rig.requests.length;
   await prompt(rig.s, 'Anything else?');
   await waitFor(() => rig.requests.slice(end).some(isMain), 'the last turn', TURN_MS, 100);
+  t.equal(inLatest(rig, early.token), 1, 'the early message is in the conversation once');
   t.equal(inLatest(rig, idle.token), 1, 'the idle message is in the conversation once');
   t.equal(inLatest(rig, mid.token), 1, 'the mid-turn message is in the conversation once');
   t.comment(`requests: ${rig.requests.filter(isMain).length} main, ${rig.requests.length} in all; the proxy refused: ${[...new Set(rig.asked)].join(', ') || 'nothing'}`);
   t.comment(await rig.s.screen());
   await exit(t, rig);
   t.same(logLines(rig.relayHome), [], 'no hook problem was logged');
-  t.comment(`claims left: ${claims(rig).join(', ') || 'none'}; ${Date.now() - started} ms`);
+  t.same(claims(rig), [], 'SessionEnd pruned the claim files (every message is read)');
+  t.comment(`${Date.now() - started} ms`);
 });
 
 t.test(`monitor off (${FLAG} false): a message waiting for a prompt and one mid-turn reach the model once through the hooks`, { skip: NO_CLAUDE }, async (t) => {
@@ -212,5 +245,40 @@ t.test(`monitor off (${FLAG} false): a message waiting for a prompt and one mid-
   t.comment(await rig.s.screen());
   await exit(t, rig);
   t.same(logLines(rig.relayHome), [], 'no hook problem was logged');
-  t.comment(`claims left: ${claims(rig).join(', ') || 'none'}; ${Date.now() - started} ms`);
+  t.same(claims(rig), [], 'SessionEnd pruned the claim files (every message is read)');
+  t.comment(`${Date.now() - started} ms`);
+});
+
+
+t.test(`monitor on (${FLAG}): Claude killed, its monitor lives on; the next message is given back (not lost) and reaches the resumed session once`, { skip: NO_CLAUDE }, async (t) => {
+  const started = Date.now();
+  const rig = await interactive(t, 'killed', true);
+  await waitFor(async () => (await agent(rig))?.connected === true, 'the monitor to hold its WebSocket', 30_000, 100);
+  // One turn first: --resume needs a conversation to resume. Killed once it has ended (its Stop hook
+  // finished), so only the monitor is left running.
+  await prompt(rig.s, 'Hello');
+  await rig.s.waitScreen(/✻ \S+ for \d+s/, 'the first turn to end');
+  await waitFor(() => !hookRunning(rig.s.pid), "the turn's hooks to finish", 10_000, 50);
+  process.kill(rig.s.pid, 'SIGKILL');
+  await waitFor(async () => !(await rig.s.alive()), 'claude to die', 10_000, 100);
+  t.equal((await agent(rig))?.connected, true, 'the monitor outlives Claude (still connected as the agent)');
+
+  const lost = await send(rig, 'sent after Claude died');
+  await waitFor(async () => (await agent(rig))?.connected === false, 'the monitor to stop once it cannot print', 20_000, 100);
+  t.equal(claimedBy(rig, lost.id), null, 'its claim was given back');
+  t.not(await state(rig, lost.id), 'injected', `not acknowledged as injected (${await state(rig, lost.id)})`);
+
+  rig.s = await rig.start('resumed', ['--resume', rig.sessionId]);
+  await waitFor(() => rig.requests.filter(isMain).some((r) => r.raw.includes(lost.token)), 'the resumed session to get the message', TURN_MS, 100);
+  await waitFor(async () => (await state(rig, lost.id)) === 'read', 'the message to be read', TURN_MS, 100);
+  const k1 = firstWith(rig, lost.token);
+  t.equal(k1.count, 1, `resumed: once in the request that carries it, claimed by ${claimedBy(rig, lost.id)} (main request ${k1.index + 1}: …${k1.before})`);
+  const end = rig.requests.length;
+  await prompt(rig.s, 'Anything else?');
+  await waitFor(() => rig.requests.slice(end).some(isMain), 'the last turn', TURN_MS, 100);
+  t.equal(inLatest(rig, lost.token), 1, 'the message is in the conversation once');
+  await exit(t, rig);
+  t.same(logLines(rig.relayHome), [], 'no hook problem was logged');
+  t.same(claims(rig), [], 'SessionEnd pruned the claim files (every message is read)');
+  t.comment(`${Date.now() - started} ms`);
 });

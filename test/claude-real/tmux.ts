@@ -3,7 +3,7 @@
 // send-keys and the screen read with capture-pane. The session is killed by name, then the server,
 // at teardown.
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Test } from 'tap';
@@ -15,8 +15,35 @@ function quote(s: string): string {
   return `'${s.replaceAll("'", `'\\''`)}'`;
 }
 
+/** Every process below `pid`, from /proc (Linux). */
+export function descendants(pid: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      // The parent is the 2nd field after the parenthesised command name.
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      children.set(ppid, [...(children.get(ppid) ?? []), Number(entry)]);
+    } catch {
+      // exited meanwhile
+    }
+  }
+  const out: number[] = [];
+  const walk = (p: number) => {
+    for (const c of children.get(p) ?? []) {
+      out.push(c);
+      walk(c);
+    }
+  };
+  walk(pid);
+  return out;
+}
+
 export interface TmuxSession {
   name: string;
+  /** The program's pid (the pane's process). */
+  pid: number;
   /** The pane's text now (trailing blank lines dropped). */
   screen(): Promise<string>;
   /** tmux send-keys: key names (`Enter`, `Escape`) or, with `literal`, text typed as is. */
@@ -46,7 +73,16 @@ export async function tmuxSession(t: Test, o: { dir: string; name: string; cwd: 
   await tmux(['set-option', '-t', o.name, 'remain-on-exit', 'on']);
   const pid = Number((await tmux(['display-message', '-p', '-t', o.name, '#{pane_pid}'])).trim());
   t.teardown(async () => {
+    // What the program started (Claude's monitors) may outlive it: find it first, kill it after.
+    const left = descendants(pid);
     await tmux(['kill-session', '-t', o.name]).catch(() => undefined);
+    for (const p of left) {
+      try {
+        process.kill(p, 'SIGKILL');
+      } catch {
+        // gone
+      }
+    }
     await tmux(['kill-server']).catch(() => undefined);
     rmSync(sockDir, { recursive: true, force: true });
     try {
@@ -58,6 +94,7 @@ export async function tmuxSession(t: Test, o: { dir: string; name: string; cwd: 
   const screen = async () => (await tmux(['capture-pane', '-p', '-t', o.name])).replace(/\s+$/, '');
   return {
     name: o.name,
+    pid,
     screen,
     keys: async (keys, literal = false) => {
       await tmux(['send-keys', '-t', o.name, ...(literal ? ['-l'] : []), ...keys]);
