@@ -27,11 +27,6 @@ export function isMain(r: ModelRequest): boolean {
   return Array.isArray(r.body.tools) && r.body.tools.length > 0;
 }
 
-/** How many times `token` occurs in the request bodies. */
-export function occurrences(requests: ModelRequest[], token: string): number[] {
-  return requests.map((r) => r.raw.split(token).length - 1);
-}
-
 /**
  * Answer a Messages API request, streamed (SSE) or plain JSON: text that ends the turn, or one Bash
  * tool call. With `hold`, a stream stops after its first event until `hold` resolves: the turn

@@ -1,14 +1,16 @@
 // Real interactive `claude` sessions (the pinned @anthropic-ai/claude-code, 2.1.197) under tmux, with
 // the plugin installed, offline: a fake Messages API on 127.0.0.1 records every request, and a proxy
 // that refuses everything stands in for the rest of the network. Each relay message must reach the
-// model exactly once, whichever of the monitor and the hooks delivers it, idle or mid-turn, and end
-// `read` on the relay.
+// model exactly once (counted by a unique token in the request bodies), whichever of the monitor and
+// the hooks delivers it, idle or mid-turn, and end `read` on the relay; SessionEnd then prunes the
+// claim files.
 //
 // The monitor runs only because of a setting this file seeds: Claude Code 2.1.197 arms plugin
 // monitors only in interactive sessions and only when the GrowthBook feature `tengu_amber_sentinel`
 // is on, which it reads from `cachedGrowthBookFeatures` in `.claude.json` (GrowthBook itself is
 // unreachable here). It reads no feature at all with DISABLE_TELEMETRY, DO_NOT_TRACK or
-// CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC set, hence the proxy instead of those.
+// CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC set, hence the proxy instead of those. The second test
+// seeds the flag off: no monitor, the hooks alone, as wherever Claude Code keeps monitors off.
 import { randomUUID } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import type { ServerResponse } from 'node:http';
@@ -19,7 +21,9 @@ import { connectAgent, WsRpc } from '../helpers/ws-client.js';
 import { expectedAgentId, logLines, projectDir } from '../claude/fixtures/harness.js';
 import { waitFor } from '../helpers/wait.js';
 import { answer, CLAUDE, claudeConfig, claudeEnv, fakeMessagesApi, installPlugin, isMain, NO_CLAUDE, refusingProxy, type ModelRequest } from './harness.js';
-import { descendants, tmuxSession, type TmuxSession } from './tmux.js';
+import { descendants, NO_TMUX, tmuxSession, type TmuxSession } from './tmux.js';
+
+const SKIP = NO_CLAUDE || NO_TMUX;
 
 const FLAG = 'tengu_amber_sentinel';
 const TURN_MS = 45_000;
@@ -123,13 +127,25 @@ async function send(rig: Rig, text: string): Promise<{ id: number; token: string
   return { id: message.id, token };
 }
 
-/** A handler that answers with a Bash call to `agent-relay agents`, its stream held open until `release`. */
-function heldToolCall(): { handler: Handler; arrived: Promise<ModelRequest>; release: () => void } {
-  let arrive!: (r: ModelRequest) => void;
+/**
+ * Submit a prompt whose answer (a Bash call to `agent-relay agents`) is held open, send a message
+ * meanwhile, and let the turn go on once `holdUntil` holds; then wait for the message to reach the
+ * model and be read.
+ */
+async function midTurn(rig: Rig, holdUntil: (m: { id: number }) => boolean = () => true): Promise<{ m: { id: number; token: string }; first: ReturnType<typeof firstWith>; claimedWhileHeld: string | null }> {
+  let arrive!: () => void;
   let release!: () => void;
-  const arrived = new Promise<ModelRequest>((resolve) => (arrive = resolve));
+  const arrived = new Promise<void>((resolve) => (arrive = resolve));
   const released = new Promise<void>((resolve) => (release = resolve));
-  return { handler: (r, res) => (arrive(r), answer(res, r.body, '', 'agent-relay agents', released)), arrived, release };
+  rig.plan.push((r, res) => (arrive(), answer(res, r.body, '', 'agent-relay agents', released)));
+  const from = rig.requests.length;
+  await prompt(rig.s, 'Run the relay check');
+  await arrived;
+  const m = await send(rig, 'also look at the flaky test');
+  await waitFor(() => holdUntil(m), 'the held turn to be let go', TURN_MS, 50);
+  const claimedWhileHeld = claimedBy(rig, m.id);
+  release();
+  return { m, first: await reaches(rig, m, 'mid-turn', from), claimedWhileHeld };
 }
 
 /** The first main request carrying `token`: its place among the main requests, how often it has it, and what precedes it there. */
@@ -141,15 +157,34 @@ function firstWith(rig: Rig, token: string): { index: number; count: number; bef
   return { index, count: raw.split(token).length - 1, before: at < 0 ? '' : raw.slice(Math.max(0, at - 160), at + token.length) };
 }
 
-/** End the session with /exit; SessionEnd marks the agent offline. */
-async function exit(t: Test, rig: Rig): Promise<void> {
-  await prompt(rig.s, '/exit');
-  await waitFor(async () => !(await rig.s.alive()), 'claude to exit after /exit', 20_000, 100);
-  await waitFor(async () => (await rig.observer.call('agent/list', {})).agents.find((a: any) => a.id === rig.agentId)?.status === 'offline', 'SessionEnd to mark the agent offline', 10_000, 100);
-  t.pass('/exit: SessionEnd marked the agent offline');
+/** Wait until the message reaches the model (in a main request from the `from`th on) and is read on the relay; then where it came first. */
+async function reaches(rig: Rig, m: { id: number; token: string }, what: string, from = 0): Promise<ReturnType<typeof firstWith>> {
+  await waitFor(() => rig.requests.slice(from).filter(isMain).some((r) => r.raw.includes(m.token)), `the ${what} message to reach the model`, TURN_MS, 100);
+  await waitFor(async () => (await state(rig, m.id)) === 'read', `the ${what} message to be read`, TURN_MS, 100);
+  return firstWith(rig, m.token);
 }
 
-t.test(`monitor on (feature flag ${FLAG} seeded in .claude.json): a message sent before the monitor connects, one to an idle session and one mid-turn each reach the model once`, { skip: NO_CLAUDE }, async (t) => {
+/**
+ * One more turn carries the whole conversation: each message must be in it once. Then /exit:
+ * SessionEnd marks the agent offline and prunes the claim files (every message is read).
+ */
+async function finish(t: Test, rig: Rig, messages: Record<string, { token: string }>, started: number): Promise<void> {
+  const end = rig.requests.length;
+  await prompt(rig.s, 'Anything else?');
+  await waitFor(() => rig.requests.slice(end).some(isMain), 'the last turn', TURN_MS, 100);
+  for (const [what, m] of Object.entries(messages)) t.equal(inLatest(rig, m.token), 1, `the ${what} message is in the conversation once`);
+  t.comment(`requests: ${rig.requests.filter(isMain).length} main, ${rig.requests.length} in all; the proxy refused: ${[...new Set(rig.asked)].join(', ') || 'nothing'}`);
+  t.comment(await rig.s.screen());
+  await prompt(rig.s, '/exit');
+  await waitFor(async () => !(await rig.s.alive()), 'claude to exit after /exit', 20_000, 100);
+  await waitFor(async () => (await agent(rig))?.status === 'offline', 'SessionEnd to mark the agent offline', 10_000, 100);
+  t.pass('/exit: SessionEnd marked the agent offline');
+  t.same(logLines(rig.relayHome), [], 'no hook problem was logged');
+  t.same(claims(rig), [], 'SessionEnd pruned the claim files (every message is read)');
+  t.comment(`${Date.now() - started} ms`);
+}
+
+t.test(`monitor on (feature flag ${FLAG} seeded in .claude.json): a message sent before the monitor connects, one to an idle session and one mid-turn each reach the model once`, { skip: SKIP }, async (t) => {
   const started = Date.now();
   const rig = await interactive(t, 'mon', true);
   // (0) Sent once SessionStart has registered the agent, before the monitor is up (it starts a second
@@ -159,54 +194,27 @@ t.test(`monitor on (feature flag ${FLAG} seeded in .claude.json): a message sent
   await rig.s.waitScreen(/1 monitor/, 'Claude to show the armed monitor');
   await waitFor(async () => (await agent(rig))?.connected === true, 'the monitor to hold its WebSocket', 30_000, 100);
   t.pass(`the monitor runs (${Date.now() - started} ms after start)`);
-  await waitFor(() => rig.requests.filter(isMain).some((r) => r.raw.includes(early.token)), 'the early message to wake the session', TURN_MS, 100);
-  await waitFor(async () => (await state(rig, early.id)) === 'read', 'the early message to be read', TURN_MS, 100);
-  const e1 = firstWith(rig, early.token);
+  const e1 = await reaches(rig, early, 'early');
   t.equal(claimedBy(rig, early.id), 'monitor', `early (monitor ${upBefore ? 'already' : 'not yet'} connected when sent): the monitor delivered it`);
   t.equal(e1.count, 1, `early: once in the request that carries it (main request ${e1.index + 1}: …${e1.before})`);
 
   // (1) Idle: the monitor prints the message, the notification wakes the session.
   const idle = await send(rig, 'please check the build');
-  await waitFor(() => rig.requests.filter(isMain).some((r) => r.raw.includes(idle.token)), 'the notification to wake the session', TURN_MS, 100);
-  await waitFor(async () => (await state(rig, idle.id)) === 'read', 'the idle message to be read', TURN_MS, 100);
-  const i1 = firstWith(rig, idle.token);
+  const i1 = await reaches(rig, idle, 'idle');
   t.equal(claimedBy(rig, idle.id), 'monitor', 'idle: the monitor delivered it');
   t.match(i1.before, `relay message #${idle.id} from lead`, "idle: as the monitor's line");
   t.equal(i1.count, 1, `idle: once in the request that carries it (main request ${i1.index + 1}: …${i1.before})`);
 
-  // (2) Mid-turn: the model's answer (a Bash call) is held open while the message arrives.
-  const held = heldToolCall();
-  rig.plan.push(held.handler);
-  const before = rig.requests.length;
-  await prompt(rig.s, 'Run the relay check');
-  await held.arrived;
-  const mid = await send(rig, 'also look at the flaky test');
-  await waitFor(() => claimedBy(rig, mid.id) !== null, 'a path to claim the mid-turn message', TURN_MS, 50);
-  const midBy = claimedBy(rig, mid.id);
-  held.release();
-  await waitFor(() => rig.requests.slice(before).filter(isMain).some((r) => r.raw.includes(mid.token)), 'the mid-turn message to reach the model', TURN_MS, 100);
-  await waitFor(async () => (await state(rig, mid.id)) === 'read', 'the mid-turn message to be read', TURN_MS, 100);
-  const m1 = firstWith(rig, mid.token);
-  t.equal(midBy, 'monitor', 'mid-turn: the monitor claimed it');
+  // (2) Mid-turn: the model's answer (a Bash call) is held open while the message arrives, until a path claims it.
+  const { m: mid, first: m1, claimedWhileHeld } = await midTurn(rig, (m) => claimedBy(rig, m.id) !== null);
+  t.equal(claimedWhileHeld, 'monitor', 'mid-turn: the monitor claimed it');
   t.match(m1.before, `relay message #${mid.id} from lead`, "mid-turn: as the monitor's line");
   t.equal(m1.count, 1, `mid-turn: once in the request that carries it (main request ${m1.index + 1}: …${m1.before})`);
 
-  // One more turn carries the whole conversation: neither message came twice.
-  const end = rig.requests.length;
-  await prompt(rig.s, 'Anything else?');
-  await waitFor(() => rig.requests.slice(end).some(isMain), 'the last turn', TURN_MS, 100);
-  t.equal(inLatest(rig, early.token), 1, 'the early message is in the conversation once');
-  t.equal(inLatest(rig, idle.token), 1, 'the idle message is in the conversation once');
-  t.equal(inLatest(rig, mid.token), 1, 'the mid-turn message is in the conversation once');
-  t.comment(`requests: ${rig.requests.filter(isMain).length} main, ${rig.requests.length} in all; the proxy refused: ${[...new Set(rig.asked)].join(', ') || 'nothing'}`);
-  t.comment(await rig.s.screen());
-  await exit(t, rig);
-  t.same(logLines(rig.relayHome), [], 'no hook problem was logged');
-  t.same(claims(rig), [], 'SessionEnd pruned the claim files (every message is read)');
-  t.comment(`${Date.now() - started} ms`);
+  await finish(t, rig, { early, idle, 'mid-turn': mid }, started);
 });
 
-t.test(`monitor off (${FLAG} false): a message waiting for a prompt and one mid-turn reach the model once through the hooks`, { skip: NO_CLAUDE }, async (t) => {
+t.test(`monitor off (${FLAG} false): a message waiting for a prompt and one mid-turn reach the model once through the hooks`, { skip: SKIP }, async (t) => {
   const started = Date.now();
   const rig = await interactive(t, 'hooks', false);
   t.notMatch(await rig.s.screen(), /monitor/, 'no monitor is armed');
@@ -214,43 +222,22 @@ t.test(`monitor off (${FLAG} false): a message waiting for a prompt and one mid-
   // (3) The message arrives with no monitor; UserPromptSubmit hands it over with the next prompt.
   const waiting = await send(rig, 'please check the build');
   await prompt(rig.s, 'What is new?');
-  await waitFor(() => rig.requests.filter(isMain).some((r) => r.raw.includes(waiting.token)), 'the prompt turn to carry the waiting message', TURN_MS, 100);
-  await waitFor(async () => (await state(rig, waiting.id)) === 'read', 'the waiting message to be read', TURN_MS, 100);
-  const w1 = firstWith(rig, waiting.token);
+  const w1 = await reaches(rig, waiting, 'waiting');
   t.equal(claimedBy(rig, waiting.id), 'hook', 'waiting: a hook delivered it');
   t.match(w1.before, `Relay message #${waiting.id} from lead`, "waiting: as UserPromptSubmit's context");
   t.equal(w1.count, 1, `waiting: once in the request that carries it (main request ${w1.index + 1}: …${w1.before})`);
 
   // (4) Mid-turn with no monitor: Stop's additionalContext hands it over.
-  const held = heldToolCall();
-  rig.plan.push(held.handler);
-  const before = rig.requests.length;
-  await prompt(rig.s, 'Run the relay check');
-  await held.arrived;
-  const mid = await send(rig, 'also look at the flaky test');
-  held.release();
-  await waitFor(() => rig.requests.slice(before).filter(isMain).some((r) => r.raw.includes(mid.token)), 'the mid-turn message to reach the model', TURN_MS, 100);
-  await waitFor(async () => (await state(rig, mid.id)) === 'read', 'the mid-turn message to be read', TURN_MS, 100);
-  const m1 = firstWith(rig, mid.token);
+  const { m: mid, first: m1, claimedWhileHeld } = await midTurn(rig);
+  t.equal(claimedWhileHeld, null, 'mid-turn: nothing claimed it while the turn was held');
   t.equal(claimedBy(rig, mid.id), 'hook', 'mid-turn: a hook delivered it');
   t.match(m1.before, 'New relay messages arrived while you worked', "mid-turn: as Stop's additionalContext");
   t.equal(m1.count, 1, `mid-turn: once in the request that carries it (main request ${m1.index + 1}: …${m1.before})`);
 
-  const end = rig.requests.length;
-  await prompt(rig.s, 'Anything else?');
-  await waitFor(() => rig.requests.slice(end).some(isMain), 'the last turn', TURN_MS, 100);
-  t.equal(inLatest(rig, waiting.token), 1, 'the waiting message is in the conversation once');
-  t.equal(inLatest(rig, mid.token), 1, 'the mid-turn message is in the conversation once');
-  t.comment(`requests: ${rig.requests.filter(isMain).length} main, ${rig.requests.length} in all; the proxy refused: ${[...new Set(rig.asked)].join(', ') || 'nothing'}`);
-  t.comment(await rig.s.screen());
-  await exit(t, rig);
-  t.same(logLines(rig.relayHome), [], 'no hook problem was logged');
-  t.same(claims(rig), [], 'SessionEnd pruned the claim files (every message is read)');
-  t.comment(`${Date.now() - started} ms`);
+  await finish(t, rig, { waiting, 'mid-turn': mid }, started);
 });
 
-
-t.test(`monitor on (${FLAG}): Claude killed, its monitor lives on; the next message is given back (not lost) and reaches the resumed session once`, { skip: NO_CLAUDE }, async (t) => {
+t.test(`monitor on (${FLAG}): Claude killed, its monitor lives on; the next message is given back (not lost) and reaches the resumed session once`, { skip: SKIP }, async (t) => {
   const started = Date.now();
   const rig = await interactive(t, 'killed', true);
   await waitFor(async () => (await agent(rig))?.connected === true, 'the monitor to hold its WebSocket', 30_000, 100);
@@ -269,16 +256,7 @@ t.test(`monitor on (${FLAG}): Claude killed, its monitor lives on; the next mess
   t.not(await state(rig, lost.id), 'injected', `not acknowledged as injected (${await state(rig, lost.id)})`);
 
   rig.s = await rig.start('resumed', ['--resume', rig.sessionId]);
-  await waitFor(() => rig.requests.filter(isMain).some((r) => r.raw.includes(lost.token)), 'the resumed session to get the message', TURN_MS, 100);
-  await waitFor(async () => (await state(rig, lost.id)) === 'read', 'the message to be read', TURN_MS, 100);
-  const k1 = firstWith(rig, lost.token);
+  const k1 = await reaches(rig, lost, 'given back');
   t.equal(k1.count, 1, `resumed: once in the request that carries it, claimed by ${claimedBy(rig, lost.id)} (main request ${k1.index + 1}: …${k1.before})`);
-  const end = rig.requests.length;
-  await prompt(rig.s, 'Anything else?');
-  await waitFor(() => rig.requests.slice(end).some(isMain), 'the last turn', TURN_MS, 100);
-  t.equal(inLatest(rig, lost.token), 1, 'the message is in the conversation once');
-  await exit(t, rig);
-  t.same(logLines(rig.relayHome), [], 'no hook problem was logged');
-  t.same(claims(rig), [], 'SessionEnd pruned the claim files (every message is read)');
-  t.comment(`${Date.now() - started} ms`);
+  await finish(t, rig, { 'given back': lost }, started);
 });

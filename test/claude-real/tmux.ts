@@ -2,7 +2,7 @@
 // a fresh temporary directory, so no other tmux is touched), one session per program, keys sent with
 // send-keys and the screen read with capture-pane. The session is killed by name, then the server,
 // at teardown.
-import { execFile } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,6 +10,9 @@ import type { Test } from 'tap';
 import { waitFor } from '../helpers/wait.js';
 
 const TMUX_CALL_MS = 10_000;
+
+/** tap's `skip` for tests that need tmux. */
+export const NO_TMUX: string | false = spawnSync('tmux', ['-V']).status === 0 ? false : 'tmux is not installed (the interactive sessions run under it)';
 
 function quote(s: string): string {
   return `'${s.replaceAll("'", `'\\''`)}'`;
