@@ -75,7 +75,7 @@ t.test(`claude -p with the plugin (${mode}): hooks fire, a relay message handed 
   if (first > 0) {
     const occurrences = main[first]!.raw.split(token).length - 1;
     // Under -p a `decision: "block"` reason also arrived once (checked by hand): the doubling seen on
-    // screen was in an interactive session, which this test does not drive.
+    // screen was in an interactive session (monitor.test.ts drives those, with Stop's additionalContext).
     t.equal(occurrences, 1, 'exactly once in that request');
     t.match(main[first]!.raw, `#${sent!.id} from lead`, 'with its id and sender');
   }

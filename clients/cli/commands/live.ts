@@ -134,6 +134,7 @@ export async function runMonitor(ctx: CliContext, identity: StoredIdentity, maxB
     identity.cursor = Math.max(identity.cursor ?? 0, id);
     pendingSave ??= setTimeout(saveCursor, CURSOR_SAVE_EVERY_MS);
   };
+  const print = handOff?.print ?? (async (line: string) => (ctx.io.out(line), true));
   let stopped = false;
   client.on('message', (m) => {
     if (stopped) return;
@@ -143,19 +144,13 @@ export async function runMonitor(ctx: CliContext, identity: StoredIdentity, maxB
     const line = ctx.json
       ? JSON.stringify(m)
       : `relay message #${m.id} from ${m.from}${where}${task}: ${clip(m.body, maxBody)} (reply: agent-relay send --as ${identity.id} --reply-to ${m.id} ${m.from} "...")`;
-    if (!handOff) {
-      ctx.io.out(line);
-      seen(m.id);
-      void client.call('message/ack', { id: m.id, state: 'injected' }).catch(() => undefined);
-      return;
-    }
-    void handOff.print(line).then((printed) => {
+    void print(line).then((printed) => {
       if (printed) {
         seen(m.id);
         void client.call('message/ack', { id: m.id, state: 'injected' }).catch(() => undefined);
         return;
       }
-      handOff.release(m.id);
+      handOff?.release(m.id);
       if (stopped) return;
       stopped = true;
       void client.close();
