@@ -16,6 +16,8 @@ const sessionState = () => import('./session-state.js');
 const HOOK_HTTP_TIMEOUT_MS = 2000;
 const STDIN_LIMIT = 1024 * 1024;
 const MONITOR_LOOK_EVERY_MS = 1000;
+/** How often the monitor checks that Claude still holds the other end of its stdout. */
+const STDOUT_PROBE_EVERY_MS = 1000;
 
 async function readStdin(): Promise<string> {
   if (process.stdin.isTTY) return '';
@@ -85,6 +87,15 @@ export const claudeCommands: CommandGroup = (program: Command, _run, io) => {
     .option('--max-body <n>', 'clip bodies to this many characters', '200')
     .action(async (o: { maxBody: string }, command: Command) => {
       const ctx = new CliContext(command.optsWithGlobals() as GlobalOptions, io);
+      // SIGKILLed, Claude Code 2.1.197 leaves its monitors running; their stdout is a socket whose other
+      // end is then closed. Stop as on SIGTERM once that shows, rather than hold the agent's connection
+      // (it would look online) until a line fails to print.
+      const probe = setInterval(() => {
+        if (!io.outClosed?.()) return;
+        clearInterval(probe);
+        process.kill(process.pid, 'SIGTERM');
+      }, STDOUT_PROBE_EVERY_MS);
+      probe.unref();
       // Claude Code gives the monitor CLAUDE_CODE_SESSION_ID (2.1.197): take --as, else the agent SessionStart
       // registered for that session, else (an older Claude without it) the newest session registered here.
       // It lives as long as the session, so it waits (cheaply) for SessionStart or a relay that starts later.

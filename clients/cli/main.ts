@@ -1,3 +1,4 @@
+import { writeSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { agentCommands } from './commands/agents.js';
 import { liveCommands } from './commands/live.js';
@@ -136,6 +137,7 @@ export async function runCli(argv: string[], io: Io, groups: CommandGroup[] = []
 }
 
 let stdoutErrors = false;
+const EMPTY = Buffer.alloc(0);
 
 export const processIo: Io = {
   out: (text) => process.stdout.write(`${text}\n`),
@@ -144,6 +146,14 @@ export const processIo: Io = {
     if (!stdoutErrors) process.stdout.on('error', () => undefined);
     stdoutErrors = true;
     return new Promise((resolve) => process.stdout.write(`${text}\n`, (err) => resolve(!err)));
+  },
+  outClosed: () => {
+    try {
+      writeSync(1, EMPTY);
+      return false;
+    } catch (err) {
+      return (err as NodeJS.ErrnoException).code === 'EPIPE';
+    }
   },
   err: (text) => process.stderr.write(`${text}\n`),
   isTTY: Boolean(process.stdout.isTTY),

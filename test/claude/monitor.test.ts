@@ -347,3 +347,22 @@ t.test('a monitor whose reader is gone (Claude killed) gives the message back, u
   t.equal((await observer.call('message/get', { id: lost.id })).deliveries.find((d: any) => d.agentId === id)?.state, 'read', 'and it is read');
   t.same(logLines(s.home), [], 'no problem was logged');
 });
+
+t.test('a monitor whose reader is gone stops by itself within seconds, with no message to print (its stdout socket is probed)', async (t) => {
+  const relay = await startRelay(t);
+  const dir = t.testdir();
+  const observer = await WsRpc.connect(t, relay.wsUrl);
+  const s0 = newSession(dir, relay.url, 'probe', 'dead0003-probe');
+  const s: Session = { ...s0, env: { ...s0.env, CLAUDE_CODE_SESSION_ID: s0.id } };
+  const id = expectedAgentId(s.cwd, s.id);
+  t.equal((await runHook(t, 'SessionStart', s)).code, 0, 'SessionStart ran');
+  const m = startMonitor(t, s);
+  await waitFor(async () => (await agentNamed(observer, id))?.connected === true, 'the monitor to connect', 15_000, 50);
+  const closed = Date.now();
+  m.closeStdout();
+  const exit = await Promise.race([m.exited, new Promise<null>((r) => setTimeout(() => r(null), 10_000))]);
+  t.equal(exit?.code, 0, `the monitor exits 0 (${Date.now() - closed} ms after its reader went)`);
+  await waitFor(async () => (await agentNamed(observer, id))?.connected === false, 'the connection to close', 5000, 50);
+  t.pass('and the agent has no live connection');
+  t.same(logLines(s.home), [], 'no problem was logged');
+});
