@@ -1,11 +1,11 @@
 import { hostname } from 'node:os';
 import type { Command } from 'commander';
-import { CliContext, type GlobalOptions } from '../../clients/cli/context.js';
+import { CliContext, type GlobalOptions, type Io } from '../../clients/cli/context.js';
 import type { CommandGroup } from '../../clients/cli/main.js';
 import { runMonitor } from '../../clients/cli/commands/live.js';
 import { RelayHttpClient } from '../../clients/http-client.js';
 import { loadIdentity, relayHome } from '../../clients/cli/identity-store.js';
-import type { HookDeps, HookInput } from './hooks.js';
+import type { HookDeps, HookInput, HookResult } from './hooks.js';
 
 // The hooks' code (and node:crypto, which session state needs) loads when a hook runs, not for
 // every command: registering the commands is all `agent-relay --help` needs.
@@ -16,6 +16,8 @@ const sessionState = () => import('./session-state.js');
 const HOOK_HTTP_TIMEOUT_MS = 2000;
 const STDIN_LIMIT = 1024 * 1024;
 const MONITOR_LOOK_EVERY_MS = 1000;
+/** How often the monitor checks that Claude still holds the other end of its stdout. */
+const STDOUT_PROBE_EVERY_MS = 1000;
 
 async function readStdin(): Promise<string> {
   if (process.stdin.isTTY) return '';
@@ -36,6 +38,11 @@ function parseInput(raw: string): HookInput {
   return v as HookInput;
 }
 
+/** Write to Claude: false when it is gone (it was killed and its end of stdout closed). */
+function printer(io: Io): (text: string) => Promise<boolean> {
+  return io.outChecked ?? (async (text) => (io.out(text), true));
+}
+
 /**
  * `agent-relay hook <event>` for the Claude Code plugin: reads the hook's JSON on stdin, prints
  * what Claude should see, and always exits 0. When the relay is down it prints nothing and logs why.
@@ -43,12 +50,12 @@ function parseInput(raw: string): HookInput {
 export const claudeCommands: CommandGroup = (program: Command, _run, io) => {
   const hook = program.command('hook').description('Claude Code plugin hooks (read hook JSON on stdin)');
   const events = {
-    'session-start': async (input: HookInput, deps: HookDeps) => ({ stdout: await (await hooks()).sessionStart(input, deps), commit: async () => undefined }),
+    'session-start': async (input: HookInput, deps: HookDeps): Promise<HookResult> => ({ stdout: await (await hooks()).sessionStart(input, deps), commit: async () => undefined, release: () => undefined }),
     'user-prompt-submit': async (input: HookInput, deps: HookDeps) => (await hooks()).userPromptSubmit(input, deps),
     stop: async (input: HookInput, deps: HookDeps) => (await hooks()).stop(input, deps),
-    'session-end': async (input: HookInput, deps: HookDeps) => {
+    'session-end': async (input: HookInput, deps: HookDeps): Promise<HookResult> => {
       await (await hooks()).sessionEnd(input, deps);
-      return { stdout: '', commit: async () => undefined };
+      return { stdout: '', commit: async () => undefined, release: () => undefined };
     },
   } as const;
   for (const [name, handler] of Object.entries(events)) {
@@ -64,8 +71,9 @@ export const claudeCommands: CommandGroup = (program: Command, _run, io) => {
           host: hostname(),
         };
         const input = parseInput(await readStdin());
-        const { stdout, commit } = await handler(input, deps);
-        if (stdout) io.out(stdout);
+        const { stdout, commit, release } = await handler(input, deps);
+        // Killed with a hook running, Claude never reads this: then nothing is marked read.
+        if (stdout && !(await printer(io)(stdout))) return release();
         await commit();
       } catch (err) {
         (await sessionState()).logHookProblem(home, name, err instanceof Error ? err.message : String(err));
@@ -79,6 +87,15 @@ export const claudeCommands: CommandGroup = (program: Command, _run, io) => {
     .option('--max-body <n>', 'clip bodies to this many characters', '200')
     .action(async (o: { maxBody: string }, command: Command) => {
       const ctx = new CliContext(command.optsWithGlobals() as GlobalOptions, io);
+      // SIGKILLed, Claude Code 2.1.197 leaves its monitors running; their stdout is a socket whose other
+      // end is then closed. Stop as on SIGTERM once that shows, rather than hold the agent's connection
+      // (it would look online) until a line fails to print.
+      const probe = setInterval(() => {
+        if (!io.outClosed?.()) return;
+        clearInterval(probe);
+        process.kill(process.pid, 'SIGTERM');
+      }, STDOUT_PROBE_EVERY_MS);
+      probe.unref();
       // Claude Code gives the monitor CLAUDE_CODE_SESSION_ID (2.1.197): take --as, else the agent SessionStart
       // registered for that session, else (an older Claude without it) the newest session registered here.
       // It lives as long as the session, so it waits (cheaply) for SessionStart or a relay that starts later.
@@ -95,7 +112,13 @@ export const claudeCommands: CommandGroup = (program: Command, _run, io) => {
         return;
       }
       // One path per message: print only what no hook handed over, and record what is printed so the hooks skip it.
+      // A line that cannot be written (Claude was killed and its end of stdout closed; the monitor outlives
+      // it) gives its claim back, so the next session's hooks deliver the message instead of skipping it.
       const state = await sessionState();
-      await runMonitor(ctx, identity, Number(o.maxBody) || 200, (messageId) => state.claimDelivery(ctx.home, identity.id, messageId, 'monitor'));
+      await runMonitor(ctx, identity, Number(o.maxBody) || 200, {
+        claim: (messageId) => state.claimDelivery(ctx.home, identity.id, messageId, 'monitor'),
+        print: printer(io),
+        release: (messageId) => state.releaseDelivery(ctx.home, identity.id, messageId, 'monitor'),
+      });
     });
 };

@@ -4,9 +4,9 @@ import { agentIdSlug } from '../../protocol/agent-id.js';
 import type { Agent, Message } from '../../protocol/common.js';
 import { list } from '../../clients/cli/context.js';
 import { clip } from '../../clients/cli/format.js';
-import { loadIdentity, saveIdentity } from '../../clients/cli/identity-store.js';
+import { loadIdentity, saveIdentity, type StoredIdentity } from '../../clients/cli/identity-store.js';
 import type { RelayHttpClient } from '../../clients/http-client.js';
-import { claimDelivery, forgetSession, loadSession, saveSession, wasDelivered, type ClaudeSession } from './session-state.js';
+import { claimDelivery, claimedIds, forgetSession, loadSession, pruneClaims, pruneOldClaims, releaseDelivery, saveSession, wasDelivered, type ClaudeSession } from './session-state.js';
 
 /** The fields of Claude Code's hook input that the hooks use. */
 export interface HookInput {
@@ -34,6 +34,8 @@ export interface HookDeps {
 export const MAX_CONSECUTIVE_BLOCKS = 5;
 const MAX_CONTEXT_CHARS = 9000;
 const INBOX_BATCH = 20;
+/** Claims older than this are dropped whatever their message's state (SessionStart prunes them). */
+export const CLAIM_MAX_AGE_MS = 7 * 24 * 3600 * 1000;
 
 /** Stable per session: host, client `claude`, the cwd's name and the session id's first 8 slug characters. */
 export function claudeAgentId(host: string, cwd: string, sessionId: string): string {
@@ -97,7 +99,10 @@ async function registerSession(input: HookInput, deps: HookDeps): Promise<{ sess
     cwd: input.cwd,
     meta: { sessionId: input.session_id },
   });
-  saveIdentity(deps.home, { ...(stored ?? {}), id, token: r.agentToken, url: deps.http.url });
+  // The monitor resumes after the stored cursor. A first registration stores the relay's cursor, so
+  // a message sent before the monitor connects (it starts a second or more after this hook) is
+  // still pushed to it, not left for the next prompt.
+  saveIdentity(deps.home, { cursor: r.cursor, ...(stored ?? {}), id, token: r.agentToken, url: deps.http.url });
   const previous = loadSession(deps.home, input.session_id);
   const session: ClaudeSession = previous ?? { sessionId: input.session_id, agentId: id, cwd: input.cwd, url: deps.http.url, handedOver: [], consecutiveBlocks: 0 };
   saveSession(deps.home, session);
@@ -107,6 +112,7 @@ async function registerSession(input: HookInput, deps: HookDeps): Promise<{ sess
 /** SessionStart: register, then tell Claude in a few facts who it is on the relay and how to use it. */
 export async function sessionStart(input: HookInput, deps: HookDeps): Promise<string> {
   const { session, agent } = await registerSession(input, deps);
+  pruneOldClaims(deps.home, CLAIM_MAX_AGE_MS);
   const identity = { agentId: agent.id, agentToken: storedIdentity(deps, agent.id)!.token };
   const [agents, inbox] = await Promise.all([deps.http.call('agent/list', { status: 'online' }), deps.http.inbox(identity, { unread: true, limit: 1 })]);
   const others = agents.agents.filter((a) => a.id !== agent.id);
@@ -181,35 +187,71 @@ async function handedOver(deps: HookDeps, p: NonNullable<Awaited<ReturnType<type
 }
 
 /**
- * UserPromptSubmit: unread messages become additional context. Returns the stdout text and a
- * `commit` to run once it is written (marks the messages read).
+ * What a hook prints, `commit` to run once it is written (marks the messages read), and `release` to
+ * run instead when it could not be written (Claude is gone): the claims go back, the messages stay
+ * unread for whichever path comes next.
  */
-export async function userPromptSubmit(input: HookInput, deps: HookDeps): Promise<{ stdout: string; commit: () => Promise<void> }> {
+export interface HookResult {
+  stdout: string;
+  commit: () => Promise<void>;
+  release: () => void;
+}
+
+const NOTHING: HookResult = { stdout: '', commit: async () => undefined, release: () => undefined };
+
+function handOver(deps: HookDeps, p: NonNullable<Awaited<ReturnType<typeof pending>>>, stdout: string, shown: Message[]): HookResult {
+  return {
+    stdout,
+    commit: () => handedOver(deps, { ...p, messages: shown }),
+    release: () => {
+      for (const m of shown) releaseDelivery(deps.home, p.session.agentId, m.id, 'hook');
+    },
+  };
+}
+
+/** UserPromptSubmit: unread messages become additional context. */
+export async function userPromptSubmit(input: HookInput, deps: HookDeps): Promise<HookResult> {
   const p = await pending(input, deps);
-  if (!p || p.messages.length === 0) return { stdout: '', commit: async () => undefined };
+  if (!p || p.messages.length === 0) return NOTHING;
   const r = claimAndRender(deps, p.session.agentId, p.messages);
-  if (!r) return { stdout: '', commit: async () => undefined };
-  return { stdout: context('UserPromptSubmit', r.text), commit: () => handedOver(deps, { ...p, messages: r.shown }) };
+  if (!r) return NOTHING;
+  return handOver(deps, p, context('UserPromptSubmit', r.text), r.shown);
 }
 
 /**
  * Stop: when messages wait, keep Claude working on them with Stop's additionalContext (a bounded
  * number of hand-overs in a row, counted per session because stop_hook_active is not reliable).
  */
-export async function stop(input: HookInput, deps: HookDeps): Promise<{ stdout: string; commit: () => Promise<void> }> {
+export async function stop(input: HookInput, deps: HookDeps): Promise<HookResult> {
   const p = await pending(input, deps);
-  if (!p) return { stdout: '', commit: async () => undefined };
+  if (!p) return NOTHING;
   const r = p.messages.length === 0 || p.session.consecutiveBlocks >= MAX_CONSECUTIVE_BLOCKS ? null : claimAndRender(deps, p.session.agentId, p.messages);
   if (!r) {
     // Let Claude stop; what is left stays unread for the next prompt.
     saveSession(deps.home, { ...p.session, consecutiveBlocks: 0 });
-    return { stdout: '', commit: async () => undefined };
+    return NOTHING;
   }
-  const { text, shown } = r;
   // additionalContext, not `decision: "block"`: Claude Code (2.1.197) shows a block as "Stop hook error" and
   // gives its reason to the model twice; Stop's additionalContext keeps Claude working and arrives once.
-  const blocked = { ...p, messages: shown, session: { ...p.session, consecutiveBlocks: p.session.consecutiveBlocks + 1 } };
-  return { stdout: context('Stop', `New relay messages arrived while you worked. Read them and act or reply as fits:\n\n${text}`), commit: () => handedOver(deps, blocked) };
+  const blocked = { ...p, session: { ...p.session, consecutiveBlocks: p.session.consecutiveBlocks + 1 } };
+  return handOver(deps, blocked, context('Stop', `New relay messages arrived while you worked. Read them and act or reply as fits:\n\n${r.text}`), r.shown);
+}
+
+/**
+ * Claims no path can ask about again. Every message below the oldest unread one is read, so no hook
+ * hands it over again; the monitor's resume cursor is moved up to there (never down), so no replay
+ * prints it again either. Claims above it stay: the monitor may replay those.
+ */
+async function pruneDelivered(deps: HookDeps, stored: StoredIdentity): Promise<void> {
+  const claimed = claimedIds(deps.home, stored.id);
+  if (claimed.length === 0) return;
+  const { messages } = await deps.http.inbox({ agentId: stored.id, agentToken: stored.token }, { unread: true, limit: 1 });
+  const upTo = messages[0] ? messages[0].id - 1 : Math.max(...claimed);
+  const current = storedIdentity(deps, stored.id);
+  if (!current) return;
+  if ((current.cursor ?? 0) < upTo) saveIdentity(deps.home, { ...current, cursor: upTo });
+  // Read back: a monitor stopping at this moment may have written its own (lower) cursor meanwhile.
+  pruneClaims(deps.home, stored.id, Math.min(upTo, storedIdentity(deps, stored.id)?.cursor ?? 0));
 }
 
 /** SessionEnd: the agent leaves now (its claimed work is released) rather than after the stale TTL. */
@@ -219,4 +261,5 @@ export async function sessionEnd(input: HookInput, deps: HookDeps): Promise<void
   const stored = storedIdentity(deps, session.agentId);
   if (stored) await deps.http.call('agent/update', { id: stored.id, status: 'offline' }, { agentId: stored.id, agentToken: stored.token });
   forgetSession(deps.home, session);
+  if (stored) await pruneDelivered(deps, stored);
 }

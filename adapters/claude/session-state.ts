@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeJsonAtomic } from '../../clients/atomic-json.js';
 
@@ -68,8 +68,12 @@ export function logHookProblem(home: string, event: string, message: string): vo
   }
 }
 
+function claimsDir(home: string, agentId: string): string {
+  return join(claudeDir(home), 'delivered', encodeURIComponent(agentId));
+}
+
 function deliveredFile(home: string, agentId: string, messageId: number): string {
-  return join(claudeDir(home), 'delivered', encodeURIComponent(agentId), String(messageId));
+  return join(claimsDir(home, agentId), String(messageId));
 }
 
 /**
@@ -80,16 +84,94 @@ function deliveredFile(home: string, agentId: string, messageId: number): string
  */
 export function claimDelivery(home: string, agentId: string, messageId: number, by: 'monitor' | 'hook'): boolean {
   const file = deliveredFile(home, agentId, messageId);
+  // A second try when the folder vanished in between: pruning removes folders it emptied.
+  for (let attempt = 0; ; attempt++) {
+    try {
+      mkdirSync(join(file, '..'), { recursive: true, mode: 0o700 });
+      writeFileSync(file, by, { flag: 'wx', mode: 0o600 });
+      return true;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' && attempt === 0) continue;
+      return code !== 'EEXIST';
+    }
+  }
+}
+
+/** Undo `by`'s claim when it could not hand the message over after all, so another path delivers it. */
+export function releaseDelivery(home: string, agentId: string, messageId: number, by: 'monitor' | 'hook'): void {
+  const file = deliveredFile(home, agentId, messageId);
   try {
-    mkdirSync(join(file, '..'), { recursive: true, mode: 0o700 });
-    writeFileSync(file, by, { flag: 'wx', mode: 0o600 });
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code !== 'EEXIST';
+    if (readFileSync(file, 'utf8') === by) rmSync(file, { force: true });
+  } catch {
+    // not claimed, or already gone
   }
 }
 
 /** Whether the monitor or a hook already gave this message to Claude. */
 export function wasDelivered(home: string, agentId: string, messageId: number): boolean {
   return existsSync(deliveredFile(home, agentId, messageId));
+}
+
+/** The message ids `agentId` holds claims for. */
+export function claimedIds(home: string, agentId: string): number[] {
+  try {
+    return readdirSync(claimsDir(home, agentId)).map(Number).filter((id) => Number.isSafeInteger(id) && id > 0);
+  } catch {
+    return [];
+  }
+}
+
+/** Remove a claims folder once it is empty (a non-empty one stays: ENOTEMPTY). */
+function dropIfEmpty(dir: string): void {
+  try {
+    rmdirSync(dir);
+  } catch {
+    // not empty, or gone
+  }
+}
+
+/** Drop `agentId`'s claims for messages up to `upTo` (the caller knows no path can ask about them again). */
+export function pruneClaims(home: string, agentId: string, upTo: number): number {
+  const dropped = claimedIds(home, agentId).filter((id) => id <= upTo);
+  for (const id of dropped) rmSync(deliveredFile(home, agentId, id), { force: true });
+  dropIfEmpty(claimsDir(home, agentId));
+  return dropped.length;
+}
+
+/**
+ * Drop every agent's claims older than `maxAgeMs`: sessions that ended without SessionEnd (killed)
+ * leave theirs behind. A message claimed that long ago and still unread is handed over again at
+ * worst, which beats never.
+ */
+export function pruneOldClaims(home: string, maxAgeMs: number, now = Date.now()): number {
+  const root = join(claudeDir(home), 'delivered');
+  let dropped = 0;
+  let agents: string[];
+  try {
+    agents = readdirSync(root);
+  } catch {
+    return 0;
+  }
+  for (const agent of agents) {
+    const dir = join(root, agent);
+    let names: string[];
+    try {
+      names = readdirSync(dir);
+    } catch {
+      continue;
+    }
+    for (const name of names) {
+      try {
+        if (now - statSync(join(dir, name)).mtimeMs > maxAgeMs) {
+          rmSync(join(dir, name), { force: true });
+          dropped++;
+        }
+      } catch {
+        // removed meanwhile
+      }
+    }
+    dropIfEmpty(dir);
+  }
+  return dropped;
 }

@@ -36,6 +36,13 @@ export interface GlobalOptions {
 
 export interface Io {
   out: (text: string) => void;
+  /** Write a line and say whether it got out: false once the reader is gone (EPIPE). Defaults to `out`. */
+  outChecked?: (text: string) => Promise<boolean>;
+  /**
+   * True once stdout's reader is known to be gone, found without writing anything: a zero-byte write
+   * fails (EPIPE) on a socket whose other end closed. On a pipe it never does, so false says nothing.
+   */
+  outClosed?: () => boolean;
   err: (text: string) => void;
   isTTY: boolean;
   env: NodeJS.ProcessEnv;

@@ -1,3 +1,4 @@
+import { writeSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { agentCommands } from './commands/agents.js';
 import { liveCommands } from './commands/live.js';
@@ -136,8 +137,25 @@ export async function runCli(argv: string[], io: Io, groups: CommandGroup[] = []
   return exit.code;
 }
 
+let stdoutErrors = false;
+const EMPTY = Buffer.alloc(0);
+
 export const processIo: Io = {
   out: (text) => process.stdout.write(`${text}\n`),
+  outChecked: (text) => {
+    // The write's callback gets the error; without a listener the 'error' event would also throw.
+    if (!stdoutErrors) process.stdout.on('error', () => undefined);
+    stdoutErrors = true;
+    return new Promise((resolve) => process.stdout.write(`${text}\n`, (err) => resolve(!err)));
+  },
+  outClosed: () => {
+    try {
+      writeSync(1, EMPTY);
+      return false;
+    } catch (err) {
+      return (err as NodeJS.ErrnoException).code === 'EPIPE';
+    }
+  },
   err: (text) => process.stderr.write(`${text}\n`),
   isTTY: Boolean(process.stdout.isTTY),
   env: process.env,

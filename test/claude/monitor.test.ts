@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { trackChild, untrackChild } from '../helpers/child.js';
@@ -25,6 +25,8 @@ interface Monitor {
   running: () => boolean;
   /** The launcher's process (the CLI), the child of the shell. */
   cliPid: () => number;
+  /** Close the reading end of its stdout, as Claude's death does. */
+  closeStdout: () => void;
 }
 
 /** Start the plugin's monitor command as Claude Code does: `sh -c COMMAND` in the session's cwd. */
@@ -66,6 +68,7 @@ function startMonitor(t: Test, s: Session): Monitor {
     stderr: () => err,
     exited,
     running: () => !done,
+    closeStdout: () => child.stdout.destroy(),
     cliPid: () => {
       if (cli === null) {
         const kids = children();
@@ -299,5 +302,67 @@ t.test('one path per message: what the monitor printed the hooks skip, what a ho
   const end = await runHook(t, 'SessionEnd', s, { reason: 'prompt_input_exit' });
   t.equal(end.code, 0, 'SessionEnd (/exit) ran');
   await stopMonitor(t, m);
+  t.same(logLines(s.home), [], 'no problem was logged');
+});
+
+t.test("a message sent after SessionStart but before the monitor connects is printed when it does (SessionStart stores the relay's cursor)", async (t) => {
+  const relay = await startRelay(t);
+  const dir = t.testdir();
+  const observer = await WsRpc.connect(t, relay.wsUrl);
+  const lead = await connectAgent(t, relay.wsUrl, { id: 'lead' });
+  const s0 = newSession(dir, relay.url, 'gap', 'feed0001-gap');
+  const s: Session = { ...s0, env: { ...s0.env, CLAUDE_CODE_SESSION_ID: s0.id } };
+  const id = expectedAgentId(s.cwd, s.id);
+  t.equal((await runHook(t, 'SessionStart', s)).code, 0, 'SessionStart ran');
+  const early = (await lead.rpc.call('message/send', { to: id, body: 'before the monitor' })).message;
+  const m = startMonitor(t, s);
+  await waitFor(() => m.lines.some((l) => l.text.includes(`#${early.id} `)), `the line for #${early.id}`, 15_000, 20);
+  t.pass(`#${early.id}, sent before the monitor started, is printed`);
+  await waitFor(async () => (await observer.call('message/get', { id: early.id })).deliveries.find((d: any) => d.agentId === id)?.state === 'injected', 'injected', 3000);
+  t.equal(m.lines.length, 1, 'one line');
+  await stopMonitor(t, m);
+  t.same(logLines(s.home), [], 'no problem was logged');
+});
+
+t.test('a monitor whose reader is gone (Claude killed) gives the message back, unacknowledged, and stops; the next prompt hands it over once', async (t) => {
+  const relay = await startRelay(t);
+  const dir = t.testdir();
+  const observer = await WsRpc.connect(t, relay.wsUrl);
+  const lead = await connectAgent(t, relay.wsUrl, { id: 'lead' });
+  const s0 = newSession(dir, relay.url, 'orphan', 'dead0001-orphan');
+  const s: Session = { ...s0, env: { ...s0.env, CLAUDE_CODE_SESSION_ID: s0.id } };
+  const id = expectedAgentId(s.cwd, s.id);
+  t.equal((await runHook(t, 'SessionStart', s)).code, 0, 'SessionStart ran');
+  const m = startMonitor(t, s);
+  await waitFor(async () => (await agentNamed(observer, id))?.connected === true, 'the monitor to connect', 15_000, 50);
+  m.closeStdout();
+  const lost = (await lead.rpc.call('message/send', { to: id, body: 'nobody reads this line' })).message;
+  const exit = await Promise.race([m.exited, new Promise<null>((r) => setTimeout(() => r(null), 10_000))]);
+  t.equal(exit?.code, 0, 'the monitor exits 0 once a line cannot be written');
+  await waitFor(async () => (await agentNamed(observer, id))?.connected === false, 'the connection to close', 5000, 50);
+  t.notOk(existsSync(join(s.home, 'claude', 'delivered', encodeURIComponent(id), String(lost.id))), 'the claim was given back');
+  t.not((await observer.call('message/get', { id: lost.id })).deliveries.find((d: any) => d.agentId === id)?.state, 'injected', 'not acknowledged as injected');
+  const next = await runHook(t, 'UserPromptSubmit', s, { prompt: 'carry on' });
+  t.equal(next.stdout.split(`Relay message #${lost.id} from lead`).length - 1, 1, `the next prompt hands #${lost.id} over once`);
+  t.equal((await observer.call('message/get', { id: lost.id })).deliveries.find((d: any) => d.agentId === id)?.state, 'read', 'and it is read');
+  t.same(logLines(s.home), [], 'no problem was logged');
+});
+
+t.test('a monitor whose reader is gone stops by itself within seconds, with no message to print (its stdout socket is probed)', async (t) => {
+  const relay = await startRelay(t);
+  const dir = t.testdir();
+  const observer = await WsRpc.connect(t, relay.wsUrl);
+  const s0 = newSession(dir, relay.url, 'probe', 'dead0003-probe');
+  const s: Session = { ...s0, env: { ...s0.env, CLAUDE_CODE_SESSION_ID: s0.id } };
+  const id = expectedAgentId(s.cwd, s.id);
+  t.equal((await runHook(t, 'SessionStart', s)).code, 0, 'SessionStart ran');
+  const m = startMonitor(t, s);
+  await waitFor(async () => (await agentNamed(observer, id))?.connected === true, 'the monitor to connect', 15_000, 50);
+  const closed = Date.now();
+  m.closeStdout();
+  const exit = await Promise.race([m.exited, new Promise<null>((r) => setTimeout(() => r(null), 10_000))]);
+  t.equal(exit?.code, 0, `the monitor exits 0 (${Date.now() - closed} ms after its reader went)`);
+  await waitFor(async () => (await agentNamed(observer, id))?.connected === false, 'the connection to close', 5000, 50);
+  t.pass('and the agent has no live connection');
   t.same(logLines(s.home), [], 'no problem was logged');
 });

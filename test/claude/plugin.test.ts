@@ -1,4 +1,4 @@
-import { accessSync, constants, cpSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
@@ -305,6 +305,26 @@ t.test('Stop hands waiting messages over as additionalContext (not a block), at 
 
   // Letting Claude stop reset the count: the next turn's Stop hands the waiting message over.
   await expectBlock(await stopHook(false), extra, 'next turn');
+  t.same(logLines(s.home), [], 'no problem was logged');
+});
+
+t.test('a hook whose Claude is gone (its stdout closed: killed mid-hook) marks nothing read and gives its claims back; the next prompt hands the messages over', async (t) => {
+  const relay = await startRelay(t);
+  const dir = t.testdir();
+  const lead = await connectAgent(t, relay.wsUrl, { id: 'lead' });
+  const observer = await WsRpc.connect(t, relay.wsUrl);
+  const s = newSession(dir, relay.url, 'gone', 'dead0002-gone');
+  const id = expectedAgentId(s.cwd, s.id);
+  exitedCleanly(t, await runHook(t, 'SessionStart', s), 'SessionStart');
+  const m = (await lead.rpc.call('message/send', { to: id, body: 'nobody reads this hook' })).message as { id: number };
+  for (const event of ['Stop', 'UserPromptSubmit'] as const) {
+    exitedCleanly(t, await runHook(t, event, s, {}, { closeStdout: true }), `${event} with nobody reading`);
+    t.not(await deliveryState(observer, m.id, id), 'read', `${event}: #${m.id} is not marked read`);
+    t.notOk(existsSync(join(s.home, 'claude', 'delivered', encodeURIComponent(id), String(m.id))), `${event}: its claim was given back`);
+  }
+  const next = await runHook(t, 'UserPromptSubmit', s, { prompt: 'carry on' });
+  t.equal(additionalContext(t, next, 'UserPromptSubmit').split(`#${m.id} from lead`).length - 1, 1, `the next prompt hands #${m.id} over once`);
+  t.equal(await deliveryState(observer, m.id, id), 'read', 'and marks it read');
   t.same(logLines(s.home), [], 'no problem was logged');
 });
 

@@ -93,13 +93,24 @@ export function liveCommands(program: Command, run: Run): void {
     );
 }
 
+/** How the Claude monitor hands a message over: claim it first, print it, undo the claim when printing failed. */
+export interface MonitorHandOff {
+  /** Called before a message is printed; false: it was already delivered another way (not printed, nor acknowledged). */
+  claim(messageId: number): boolean;
+  /** Write the line; false when it could not be written (the reader is gone). */
+  print(line: string): Promise<boolean>;
+  /** The claimed message was not printed after all: let another path deliver it. */
+  release(messageId: number): void;
+}
+
 /**
  * Hold a WebSocket as `identity` and print one line per incoming message, each acknowledged as
- * `injected` once printed. Resumes after the last message it printed, across restarts. `claim`
- * (the Claude monitor) is called before a message is printed; false means it was already
- * delivered another way, so it is not printed (nor acknowledged) again.
+ * `injected` once printed. Resumes after the last message it printed, across restarts. With
+ * `handOff` (the Claude monitor) a message is claimed before it is printed; when a line cannot be
+ * written the claim is released, the message is neither acknowledged nor counted in the cursor, and
+ * the monitor stops: its reader (Claude) is gone.
  */
-export async function runMonitor(ctx: CliContext, identity: StoredIdentity, maxBody: number, claim?: (messageId: number) => boolean): Promise<void> {
+export async function runMonitor(ctx: CliContext, identity: StoredIdentity, maxBody: number, handOff?: MonitorHandOff): Promise<void> {
   // It waits for a relay that is not up yet, but a relay that refuses the relay token would be
   // waited for forever: ask over HTTP once, and let only "not reachable" through.
   await ctx.http.health().catch((err: unknown) => {
@@ -119,22 +130,31 @@ export async function runMonitor(ctx: CliContext, identity: StoredIdentity, maxB
     pendingSave = null;
     ctx.remember(identity);
   };
+  const seen = (id: number) => {
+    identity.cursor = Math.max(identity.cursor ?? 0, id);
+    pendingSave ??= setTimeout(saveCursor, CURSOR_SAVE_EVERY_MS);
+  };
+  const print = handOff?.print ?? (async (line: string) => (ctx.io.out(line), true));
+  let stopped = false;
   client.on('message', (m) => {
-    if (claim && !claim(m.id)) {
-      identity.cursor = Math.max(identity.cursor ?? 0, m.id);
-      pendingSave ??= setTimeout(saveCursor, CURSOR_SAVE_EVERY_MS);
-      return;
-    }
+    if (stopped) return;
+    if (handOff && !handOff.claim(m.id)) return seen(m.id);
     const where = m.channel ? ` in ${m.channel}` : '';
     const task = m.claimable ? ` (claimable: agent-relay claim --as ${identity.id} ${m.taskId})` : '';
-    ctx.io.out(
-      ctx.json
-        ? JSON.stringify(m)
-        : `relay message #${m.id} from ${m.from}${where}${task}: ${clip(m.body, maxBody)} (reply: agent-relay send --as ${identity.id} --reply-to ${m.id} ${m.from} "...")`,
-    );
-    identity.cursor = Math.max(identity.cursor ?? 0, m.id);
-    pendingSave ??= setTimeout(saveCursor, CURSOR_SAVE_EVERY_MS);
-    void client.call('message/ack', { id: m.id, state: 'injected' }).catch(() => undefined);
+    const line = ctx.json
+      ? JSON.stringify(m)
+      : `relay message #${m.id} from ${m.from}${where}${task}: ${clip(m.body, maxBody)} (reply: agent-relay send --as ${identity.id} --reply-to ${m.id} ${m.from} "...")`;
+    void print(line).then((printed) => {
+      if (printed) {
+        seen(m.id);
+        void client.call('message/ack', { id: m.id, state: 'injected' }).catch(() => undefined);
+        return;
+      }
+      handOff?.release(m.id);
+      if (stopped) return;
+      stopped = true;
+      void client.close();
+    });
   });
   try {
     await connectUntilStopped(client);
