@@ -2,7 +2,7 @@ import type { Message } from '../../protocol/common.js';
 import type { RelayClient } from '../../clients/relay-client.js';
 import { AppServerError, type AppServerConnection } from './app-server.js';
 import type { CodexAdapterConfig } from './config.js';
-import { initialPipeline, mayArm, reconcileVerdict, recoveryVerdict, sendPlan, step, type Delivery, type Pipeline, type PipelineEvent } from './pipeline.js';
+import { initialPipeline, mayArm, reconcileVerdict, recoveryVerdict, sendPlan, snapshot, step, type Delivery, type Pipeline, type PipelineEvent } from './pipeline.js';
 import type { AdapterState } from './state.js';
 import { finalAgentText, readWithTurns, turnCarries, type CodexThread, type CodexTurn } from './thread.js';
 
@@ -172,7 +172,7 @@ export class Deliverer {
         this.retryLater(err);
         return;
       }
-      this.apply({ type: 'started', delivery });
+      this.apply({ type: 'started', delivery, turnId });
       await this.accepted(delivery, turnId);
     } catch (err) {
       if (conn.isOpen) this.retryLater(err);
@@ -312,11 +312,15 @@ export class Deliverer {
     const threadId = this.host.threadId();
     if (!conn || !threadId || this.pipe.gate === 'recovering') return;
     try {
+      const asOf = snapshot(this.pipe);
       const thread = await readWithTurns(conn, threadId);
       const active = thread?.status?.type === 'active';
-      this.apply({ type: 'statusRead', active });
       const d = this.pipe.delivery;
-      const verdict = reconcileVerdict(d, active, thread.turns ?? []);
+      const verdict = reconcileVerdict(d, active, thread.turns ?? [], asOf);
+      // A turn started while this read was on its way: it is older than the turn (the next status
+      // change reconciles again). Taken as truth it called that turn a phantom and lost its reply.
+      if (verdict?.kind === 'stale') return;
+      this.apply({ type: 'statusRead', active });
       if (d && verdict?.kind === 'ended') await this.complete(d, verdict.turn.status ?? 'completed', this.agentTextByTurn.get(verdict.turn.id) ?? finalAgentText(verdict.turn), verdict.turn.error?.message);
       else if (d && verdict?.kind === 'phantom') await this.complete(d, 'completed', null); // folded into a turn we already answered
       this.schedule();

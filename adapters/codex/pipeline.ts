@@ -69,8 +69,11 @@ export type PipelineEvent =
   | { type: 'sendEnded' }
   /** turn/start was sent (or a steer adopted a running turn): this is the turn in flight. */
   | { type: 'inFlight'; delivery: Delivery }
-  /** turn/start answered: the thread is busy with it unless it already ended. */
-  | { type: 'started'; delivery: Delivery }
+  /**
+   * turn/start answered with this turn id: the thread is busy with it unless it already ended.
+   * Its turn/started may have come first (while the id was unknown): then it has started.
+   */
+  | { type: 'started'; delivery: Delivery; turnId: string }
   /** The delivery never reached the thread (refused, or recovery did not find it). */
   | { type: 'dropped' }
   /** The delivery's turn ended and its answer is on the way. */
@@ -132,8 +135,13 @@ export function step(s: Pipeline, e: PipelineEvent): { state: Pipeline; effects:
       return done({ ...s, gate: s.gate === 'sending' ? 'open' : s.gate });
     case 'inFlight':
       return done({ ...s, delivery: e.delivery });
-    case 'started':
-      return done(e.delivery.done ? s : { ...s, thread: withActivity(s.thread, true) });
+    case 'started': {
+      e.delivery.turnId = e.turnId;
+      const seen = (s.thread.kind === 'busy' && s.thread.turnId === e.turnId) || s.ended === e.turnId;
+      if (seen) e.delivery.started = true;
+      if (e.delivery.done || s.thread.kind === 'detached') return done(s);
+      return done({ ...s, thread: { kind: 'busy', turnId: e.turnId } });
+    }
     case 'dropped':
       return done({ ...s, delivery: null });
     case 'settled':
@@ -181,10 +189,25 @@ export function recoveryVerdict(turn: CodexTurn, hasAnswer: boolean, redelivered
 }
 
 /**
- * What a reconcile read says about the delivery: its turn ended (answer it with that turn), or
+ * The delivery as a read began. A read that began before a turn/start was answered cannot tell
+ * that turn apart from a phantom (it is simply not in the list yet) nor its thread from an idle one.
+ */
+export interface ReadSnapshot {
+  delivery: Delivery | null;
+  turnId: string | null;
+}
+
+export function snapshot(s: Pipeline): ReadSnapshot {
+  return { delivery: s.delivery, turnId: s.delivery?.turnId ?? null };
+}
+
+/**
+ * What a reconcile read says about the delivery (`stale`: the delivery changed while it was read,
+ * so the read says nothing): its turn ended (answer it with that turn), or
  * its id is a phantom that never ran (it folded into a turn already answered), or nothing yet.
  */
-export function reconcileVerdict(d: Delivery | null, active: boolean, turns: CodexTurn[]): { kind: 'ended'; turn: CodexTurn } | { kind: 'phantom' } | null {
+export function reconcileVerdict(d: Delivery | null, active: boolean, turns: CodexTurn[], asOf: ReadSnapshot): { kind: 'ended'; turn: CodexTurn } | { kind: 'phantom' } | { kind: 'stale' } | null {
+  if (d !== asOf.delivery || (d && d.turnId !== asOf.turnId)) return { kind: 'stale' };
   if (active || !d?.turnId) return null;
   const turn = turns.find((t) => t.id === d.turnId);
   if (turn && turn.status !== 'inProgress') return { kind: 'ended', turn };

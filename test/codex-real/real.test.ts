@@ -136,6 +136,8 @@ for (const kind of ['http500', 'sseFailed'] as const) {
     const m = (await alice.rpc.call('message/send', { to: s.agentId, body: 'please fail' })).message;
     await waitFor(() => repliesTo(alice.rpc, m.id).length >= 1, 'a reply to the failed turn', REPLY_WAIT);
     const reply = repliesTo(alice.rpc, m.id)[0]!;
+    // The idle status comes first on 0.171 and its reconcile may answer before turn/completed arrives.
+    await waitFor(() => s.app.notifications('turn/completed').length >= 1, 'turn/completed', REPLY_WAIT);
     const completed = s.app.notifications('turn/completed')[0];
     t.comment(`model requests: ${s.model.responses().length} (request_max_retries = 0)`);
     t.comment(`turn/completed params: ${JSON.stringify(completed?.params)}`);

@@ -220,12 +220,17 @@ t.test('0.171 order with a gap: a late turn/completed of an answered turn does n
 for (const completedBeforeIdle of [false, true]) {
   t.test(`turn end order ${completedBeforeIdle ? 'turn/completed, then idle (1 in 11 on 0.171)' : 'idle, then turn/completed (0.171, usually)'}: three messages in a row, one reply each`, async (t) => {
     const s = await setup(t, { fake: { completedBeforeIdle, reply: (text) => `answer to ${/Message #(\d+)/.exec(text)?.[1]}` } });
-    s.startBridge();
+    const h = s.startBridge();
     const threadId = await s.ready();
     const alice = await s.sender();
     for (let i = 0; i < 3; i++) {
       const m = (await alice.rpc.call('message/send', { to: s.agentId, body: `q${i}` })).message;
-      await waitFor(() => repliesTo(alice.rpc, m.id).length === 1, `reply ${i}`);
+      await waitFor(() => repliesTo(alice.rpc, m.id).length === 1, `reply ${i}`).catch((err: Error) => {
+        t.comment(`adapter log:\n${h.logs.join('\n')}`);
+        t.comment(`sent:\n${s.fake.sent.map((f) => JSON.stringify(f.msg).slice(0, 160)).join('\n')}`);
+        t.comment(`received:\n${s.fake.received.map((f) => JSON.stringify((f as { msg?: unknown }).msg ?? f).slice(0, 160)).join('\n')}`);
+        throw err;
+      });
       t.equal(repliesTo(alice.rpc, m.id)[0]!.body, `answer to ${m.id}`);
       t.equal(occurrences(s.fake, threadId, m.id), 1);
     }

@@ -7,6 +7,8 @@ function run(events: PipelineEvent[], from: Pipeline = initialPipeline()): Pipel
   return events.reduce((s, e) => step(s, e).state, from);
 }
 const delivery = (turnId: string | null = null): Delivery => ({ messages: [], marker: 'relay#1', turnId, started: false });
+/** A read that began with this delivery already in flight (not stale). */
+const asOf = (d: Delivery | null) => ({ delivery: d, turnId: d?.turnId ?? null });
 
 t.test('nothing is armed while detached, sending or recovering; an idle thread arms', async (t) => {
   t.notOk(mayArm(initialPipeline(), 1, false), 'detached');
@@ -63,12 +65,40 @@ t.test('a status idle asks for a reconcile; the delivery survives a socket drop'
 
 t.test('reconcileVerdict: an ended turn, a phantom that never ran, or nothing yet', async (t) => {
   const d = delivery('T1');
-  t.same(reconcileVerdict(d, false, [{ id: 'T1', status: 'failed' }]), { kind: 'ended', turn: { id: 'T1', status: 'failed' } });
-  t.equal(reconcileVerdict(d, false, [{ id: 'T1', status: 'inProgress' }]), null);
-  t.equal(reconcileVerdict(d, true, [{ id: 'T1', status: 'completed' }]), null, 'an active thread is not reconciled');
-  t.same(reconcileVerdict(d, false, []), { kind: 'phantom' });
-  t.equal(reconcileVerdict({ ...d, started: true }, false, []), null, 'a started turn missing from the read is not a phantom');
-  t.equal(reconcileVerdict(delivery(null), false, []), null, 'turn/start not answered yet');
+  t.same(reconcileVerdict(d, false, [{ id: 'T1', status: 'failed' }], asOf(d)), { kind: 'ended', turn: { id: 'T1', status: 'failed' } });
+  t.equal(reconcileVerdict(d, false, [{ id: 'T1', status: 'inProgress' }], asOf(d)), null);
+  t.equal(reconcileVerdict(d, true, [{ id: 'T1', status: 'completed' }], asOf(d)), null, 'an active thread is not reconciled');
+  t.same(reconcileVerdict(d, false, [], asOf(d)), { kind: 'phantom' });
+  const running = { ...d, started: true };
+  t.equal(reconcileVerdict(running, false, [], asOf(running)), null, 'a started turn missing from the read is not a phantom');
+  const unanswered = delivery(null);
+  t.equal(reconcileVerdict(unanswered, false, [], asOf(unanswered)), null, 'turn/start not answered yet');
+});
+
+t.test('a reconcile read that began before turn/start was answered is stale: no phantom, no idle', async (t) => {
+  // The read of turn 1's idle status left before turn 2's turn/start was answered; the answer (and
+  // turn 2's turn/started) came in the same chunk as the read's turns, so turn 2 is missing from
+  // them. Taken as truth, turn 2 was a phantom: settled without a reply, its real end answered no one.
+  const d = delivery(null);
+  const idle = run([{ type: 'attached', active: false }, { type: 'recovered' }, { type: 'inFlight', delivery: d }]);
+  const readBegan = asOf(d);
+  const started = run([{ type: 'turnStarted', turnId: 'T2' }, { type: 'started', delivery: d, turnId: 'T2' }], idle);
+  t.equal(d.turnId, 'T2');
+  t.same(reconcileVerdict(started.delivery, false, [{ id: 'T1', status: 'completed' }], readBegan), { kind: 'stale' });
+  t.same(reconcileVerdict(null, false, [], readBegan), { kind: 'stale' }, 'the delivery settled meanwhile');
+});
+
+t.test('turn/started before the turn/start answer: the delivery has started (not a phantom candidate)', async (t) => {
+  const d = delivery(null);
+  const s = run([{ type: 'attached', active: false }, { type: 'recovered' }, { type: 'inFlight', delivery: d }, { type: 'turnStarted', turnId: 'T1' }]);
+  t.notOk(d.started, 'the id was not known when turn/started came');
+  const started = run([{ type: 'started', delivery: d, turnId: 'T1' }], s);
+  t.ok(d.started, 'the answer names the turn that started');
+  t.same(started.thread, { kind: 'busy', turnId: 'T1' });
+  t.equal(reconcileVerdict(d, false, [], asOf(d)), null, 'a read missing it is not proof of a phantom');
+  const late = delivery(null);
+  run([{ type: 'inFlight', delivery: late }, { type: 'started', delivery: late, turnId: 'T9' }], s);
+  t.notOk(late.started, 'an id no turn/started named stays unstarted');
 });
 
 t.test('steer: no coalesce window while busy with no known turn id (it re-armed in a loop)', async (t) => {
@@ -100,12 +130,12 @@ t.test('0.171 order: status idle before turn/completed answers once, with the tu
   const idle = step(s, { type: 'statusChanged', active: false });
   t.same(idle.effects, [{ kind: 'reconcile' }], 'a reconcile, in case turn/completed is missing');
   t.equal(idle.state.thread.kind, 'idle');
-  t.equal(reconcileVerdict(d, false, [{ id: 'T1', status: 'inProgress' }]), null, 'a read still showing the turn running answers nothing');
+  t.equal(reconcileVerdict(d, false, [{ id: 'T1', status: 'inProgress' }], asOf(d)), null, 'a read still showing the turn running answers nothing');
   const ended = step(idle.state, { type: 'turnEnded', turn: { id: 'T1', status: 'completed' } });
   t.same(ended.effects.map((e) => e.kind), ['answer']);
   const after = run([{ type: 'settled', delivery: d }], ended.state);
   t.same(step(after, { type: 'turnEnded', turn: { id: 'T1', status: 'completed' } }).effects, [], 'a second look at the same end answers nothing');
-  t.equal(reconcileVerdict(after.delivery, false, [{ id: 'T1', status: 'completed' }]), null, 'nor does the reconcile');
+  t.equal(reconcileVerdict(after.delivery, false, [{ id: 'T1', status: 'completed' }], asOf(after.delivery)), null, 'nor does the reconcile');
 });
 
 t.test('0.171 busy turn/start: the answer is the running turn id; its end answers the delivery once', async (t) => {
@@ -113,12 +143,11 @@ t.test('0.171 busy turn/start: the answer is the running turn id; its end answer
   // A person's turn started between our look and our turn/start; the answer names it.
   const d = delivery(null);
   const s = run([{ type: 'inFlight', delivery: d }, { type: 'turnStarted', turnId: 'RUNNING' }], idle);
-  d.turnId = 'RUNNING';
-  const started = run([{ type: 'started', delivery: d }], s);
+  const started = run([{ type: 'started', delivery: d, turnId: 'RUNNING' }], s);
   t.same(started.thread, { kind: 'busy', turnId: 'RUNNING' });
   const ended = step(started, { type: 'turnEnded', turn: { id: 'RUNNING', status: 'completed' } });
   t.same(ended.effects.map((e) => e.kind), ['answer'], 'the running turn carried our text: its end is our answer');
-  t.same(reconcileVerdict(d, false, [{ id: 'RUNNING', status: 'completed' }]), { kind: 'ended', turn: { id: 'RUNNING', status: 'completed' } }, 'a reconcile finds it too (complete() answers once)');
+  t.same(reconcileVerdict(d, false, [{ id: 'RUNNING', status: 'completed' }], asOf(d)), { kind: 'ended', turn: { id: 'RUNNING', status: 'completed' } }, 'a reconcile finds it too (complete() answers once)');
 });
 
 t.test('a late turn/completed of a turn a reconcile already answered answers nothing and idles nothing', async (t) => {
@@ -126,7 +155,7 @@ t.test('a late turn/completed of a turn a reconcile already answered answers not
   const s = run([{ type: 'attached', active: false }, { type: 'recovered' }, { type: 'inFlight', delivery: d1 }, { type: 'turnStarted', turnId: 'T1' }, { type: 'statusChanged', active: false }]);
   const answered = run([{ type: 'settled', delivery: d1 }], s); // the reconcile found T1 ended
   const d2 = delivery(null);
-  const next = run([{ type: 'inFlight', delivery: d2 }, { type: 'started', delivery: d2 }], answered);
+  const next = run([{ type: 'inFlight', delivery: d2 }, { type: 'started', delivery: d2, turnId: 'T2' }], answered);
   const late = step(next, { type: 'turnEnded', turn: { id: 'T1', status: 'completed' } });
   t.same(late.effects, [], 'the next delivery (not started yet) is not answered with turn 1');
   t.equal(late.state.thread.kind, 'busy', 'and its thread stays busy');
