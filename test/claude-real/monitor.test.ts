@@ -90,6 +90,9 @@ function hookRunning(pid: number): boolean {
 /** Type a prompt and submit it. */
 async function prompt(s: TmuxSession, text: string): Promise<void> {
   await s.keys([text], true);
+  // Enter only once the input box shows the text: on a loaded machine an Enter typed while the
+  // TUI is still drawing can submit a partial prompt, or none, and the turn never comes.
+  await s.waitScreen(new RegExp(text.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')), `"${text}" in the input box`);
   await s.keys(['Enter']);
 }
 
