@@ -87,7 +87,12 @@ t.test(`codex app-server ${CODEX_VERSION}: handshake, Origin, thread/read and th
   t.equal(second.result?.turn?.id, heldId, 'turn/start while a turn runs answers the running turn id (the text is folded in)');
   const steer = await c.call('turn/steer', { threadId, expectedTurnId: heldId, input: [{ type: 'text', text: 'steered in', text_elements: [] }] });
   t.comment(`turn/steer on the running turn → ${JSON.stringify(steer.error ?? steer.result)}`);
-  t.equal(steer.result?.turnId, heldId, 'turn/steer on the running turn answers its id');
+  // Measured: answered with the running turn's id, or now and then (1 in ~6 runs, right after the
+  // busy turn/start folded its text in) -32600 "no active turn to steer". The adapter takes a
+  // refused steer as "wait for the next turn" (deliverer.ts steer), so both are fine for it.
+  const steered = steer.result?.turnId === heldId;
+  if (!steered) t.match(steer.error, { code: -32600, message: /no active turn to steer/ }, 'or refuses it as not steerable just then');
+  else t.pass('turn/steer on the running turn answers its id');
   const wrong = await c.call('turn/steer', { threadId, expectedTurnId: 'not-the-turn', input: [{ type: 'text', text: 'x', text_elements: [] }] });
   t.comment(`turn/steer with a wrong expectedTurnId → ${JSON.stringify(wrong.error ?? wrong.result)}`);
   release();
@@ -99,7 +104,8 @@ t.test(`codex app-server ${CODEX_VERSION}: handshake, Origin, thread/read and th
   t.comment(`model requests in the held turn: ${model.responses().length - requestsBefore + 1}; user texts of the last: ${JSON.stringify(model.responses().at(-1)!.userTexts.slice(-3))}`);
   // How many follow-up requests the folded and steered texts take varies with timing (1 to 3 seen).
   t.ok(model.responses().length > requestsBefore, 'the folded and steered texts went to the model in follow-up requests of the same turn');
-  t.same(model.responses().at(-1)!.userTexts.slice(-3), ['hold this', 'busy start', 'steered in'], 'the last request carries all three user texts');
+  const expected = steered ? ['hold this', 'busy start', 'steered in'] : ['hold this', 'busy start'];
+  t.same(model.responses().at(-1)!.userTexts.slice(-expected.length), expected, `the last request carries the ${steered ? 'three' : 'two'} user texts`);
   t.notOk(after.some((e) => !e.includes('(held)')), 'no other turn started or completed');
   t.comment(`held turn's final items: ${JSON.stringify(heldDone.params.turn.items.map((i: any) => [i.type, i.text]))}`);
 });
