@@ -52,6 +52,12 @@ export function choicesOf(req: ServerRequest): string[] {
   return names.length ? [...new Set(names)] : [...DECISIONS];
 }
 
+/** The request's own `availableDecisions` entry for a choice (an object entry goes back as listed). */
+export function listedEntry(req: ServerRequest, choice: string): unknown {
+  const listed: unknown[] = Array.isArray(req.params.availableDecisions) ? req.params.availableDecisions : [];
+  return listed.find((d) => choiceName(d) === choice);
+}
+
 /** The choices an approval task offers (its `meta.choices`; DECISIONS for a task without them). */
 export function taskChoices(task: Pick<Task, 'meta'>): string[] {
   const c = task.meta.choices;
@@ -110,8 +116,7 @@ export function answerLine(choices: readonly string[]): string {
 
 /** The exec-policy rule `acceptWithExecpolicyAmendment` would add (the argv prefix), if offered. */
 function amendmentOf(req: ServerRequest): string[] | null {
-  const listed = Array.isArray(req.params.availableDecisions) ? req.params.availableDecisions : [];
-  const entry = listed.find((d: unknown) => choiceName(d) === 'acceptWithExecpolicyAmendment');
+  const entry = listedEntry(req, 'acceptWithExecpolicyAmendment') as { acceptWithExecpolicyAmendment?: { execpolicy_amendment?: unknown } } | undefined;
   const argv = entry?.acceptWithExecpolicyAmendment?.execpolicy_amendment;
   return Array.isArray(argv) && argv.every((a: unknown) => typeof a === 'string') ? argv : null;
 }

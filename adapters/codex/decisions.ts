@@ -1,7 +1,7 @@
 // The dashboard test imports this file: type-only imports here, nothing from Node.
 import type { RelayEvent, Task } from '../../protocol/common.js';
 import type { ServerRequest } from './app-server.js';
-import { choiceName, choicesOf, DECISIONS, taskChoices } from './approvals.js';
+import { choicesOf, DECISIONS, listedEntry, taskChoices } from './approvals.js';
 
 /**
  * The decision a closed approval task carries: the note of its closing update when it names one
@@ -57,8 +57,7 @@ export function answerFor(req: ServerRequest, choice: string): Record<string, un
     const granted = choice === 'accept' || choice === 'acceptForSession';
     return granted ? { permissions: req.params.permissions ?? {}, scope: choice === 'acceptForSession' ? 'session' : 'turn' } : { permissions: {} };
   }
-  const listed: unknown[] = Array.isArray(req.params.availableDecisions) ? req.params.availableDecisions : [];
-  return { decision: listed.find((d) => choiceName(d) === choice) ?? choice };
+  return { decision: listedEntry(req, choice) ?? choice };
 }
 
 /** The choice to send for a request, mapped to what it offers. */

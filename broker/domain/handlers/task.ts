@@ -202,7 +202,11 @@ export function get(core: RelayCore, _ctx: CallContext, p: TaskGetParams): TaskG
   const rows = core.store.events.ofTask(p.id, p.since ?? 0, LIMITS.maxListLimit);
   const callbacks = rows.length ? core.store.outbox.ofTask(p.id, rows[0]!.id, rows.at(-1)!.id).map(callbackView) : [];
   const byEvent = new Map<number, typeof callbacks>();
-  for (const c of callbacks) byEvent.set(c.eventId, [...(byEvent.get(c.eventId) ?? []), c]);
+  for (const c of callbacks) {
+    const list = byEvent.get(c.eventId);
+    if (list) list.push(c);
+    else byEvent.set(c.eventId, [c]);
+  }
   const budget = LIMITS.maxResultBytes - Buffer.byteLength(JSON.stringify(task));
   const page = withinBudget(rows, budget, (event) => ({ event, callbacks: byEvent.get(event.id) ?? [] }));
   const events = page.records.map((r) => r.event);
