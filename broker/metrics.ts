@@ -1,14 +1,36 @@
 import { collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
-import type { RelayCore } from './domain/core.js';
+import type { Domain } from './domain/domain.js';
 
 /**
- * Prometheus metrics. Gauges are read at scrape time from live state and cheap grouped counts;
- * commit latency is observed by the write queue. One registry per relay (tests run several).
+ * Prometheus metrics: one registry per relay (tests run several). Commit latency is observed by
+ * the group commit, which exists before the state it measures: `createMetrics` gives the
+ * observer first, `watchState` adds the gauges read at scrape time once the domain exists.
  */
-export function createMetrics(core: RelayCore, extra: { longPolls: () => number }): Registry {
+export function createMetrics(): { register: Registry; observeCommit: (ms: number, ops: number) => void } {
   const register = new Registry();
   // prom-client's default names already start with process_ or nodejs_: the prefix is only ours.
   collectDefaultMetrics({ register, prefix: 'agent_relay_', eventLoopMonitoringPrecision: 20 });
+  const commits = new Histogram({
+    name: 'agent_relay_commit_seconds',
+    help: 'Group commit duration (BEGIN IMMEDIATE to COMMIT).',
+    buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1],
+    registers: [register],
+  });
+  const batch = new Histogram({
+    name: 'agent_relay_commit_batch_size',
+    help: 'Writes sharing one commit.',
+    buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000],
+    registers: [register],
+  });
+  const observeCommit = (ms: number, ops: number) => {
+    commits.observe(ms / 1000);
+    if (ops > 0) batch.observe(ops);
+  };
+  return { register, observeCommit };
+}
+
+/** Gauges read at scrape time from live state and cheap grouped counts. */
+export function watchState(register: Registry, core: Domain, extra: { longPolls: () => number }): void {
 
   new Gauge({
     name: 'agent_relay_connections',
@@ -80,21 +102,4 @@ export function createMetrics(core: RelayCore, extra: { longPolls: () => number 
       },
     });
   }
-  const commits = new Histogram({
-    name: 'agent_relay_commit_seconds',
-    help: 'Group commit duration (BEGIN IMMEDIATE to COMMIT).',
-    buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1],
-    registers: [register],
-  });
-  const batch = new Histogram({
-    name: 'agent_relay_commit_batch_size',
-    help: 'Writes sharing one commit.',
-    buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000],
-    registers: [register],
-  });
-  core.queue.commitObserver.observe = (ms, ops) => {
-    commits.observe(ms / 1000);
-    if (ops > 0) batch.observe(ops);
-  };
-  return register;
 }

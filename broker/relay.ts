@@ -3,9 +3,9 @@ import { CLOSE_CODES } from '../protocol/index.js';
 import { createHttpHandler } from '../adapters/http/router.js';
 import type { RelayConfig } from './config.js';
 import { CallbackDispatcher, DEFAULT_CALLBACK_POLICY, type CallbackPolicy } from './domain/callbacks.js';
-import { RelayCore } from './domain/core.js';
+import { callbackSigner, Domain } from './domain/domain.js';
 import { loadIntegrations } from './integrations.js';
-import { createMetrics } from './metrics.js';
+import { createMetrics, watchState } from './metrics.js';
 import { InboxWaiters } from '../adapters/http/inbox.js';
 import { systemClock, type Clock } from './domain/ports.js';
 import { Scheduler } from './domain/scheduler.js';
@@ -13,13 +13,16 @@ import type { Logger } from './logger.js';
 import { PACKAGE_ROOT, RELAY_VERSION } from './package-root.js';
 import { SqliteStore } from './store/store.js';
 import { RpcDispatcher } from './transport/rpc-dispatch.js';
-import { startTransport } from './transport/index.js';
+import { startTransport, type RunningTransport } from './transport/index.js';
 
 
 export interface Relay {
   readonly port: number;
   readonly url: string;
-  readonly core: RelayCore;
+  /** The domain every entry acts on. */
+  readonly core: Domain;
+  /** The store behind it (tests read it directly). */
+  readonly store: SqliteStore;
   readonly callbacks: CallbackDispatcher;
   /** Graceful stop: stop accepting, answer what is in flight, close sockets, close the database. */
   close(): Promise<void>;
@@ -30,44 +33,60 @@ export interface RelayOptions {
   callbackPolicy?: Partial<CallbackPolicy>;
   /** Interval of SSE keep-alive comments (default 15 s). */
   sseKeepAliveMs?: number;
+  /** Also hold each group commit open while this says so (tests widen the window a commit waits in). */
+  holdCommitWhile?: () => boolean;
+  /** Also told each commit's duration and size (beside the metrics). */
+  observeCommit?: (ms: number, ops: number) => void;
 }
 
 export async function createRelay(config: RelayConfig, log: Logger, options: RelayOptions = {}): Promise<Relay> {
   const integrations = loadIntegrations(config.integrationsPath);
-  const store = SqliteStore.open({ path: config.dbPath, synchronous: config.sync, busyTimeoutMs: config.busyTimeoutMs });
-  const core = new RelayCore(store, config, log, options.clock ?? systemClock, integrations);
-  const callbacks = new CallbackDispatcher(core, (signer) => core.secretFor(signer), { ...DEFAULT_CALLBACK_POLICY, ...options.callbackPolicy });
-  core.onCallbackEnqueued = () => callbacks.kick();
+  const store = SqliteStore.open({ path: config.dbPath, synchronous: config.sync, busyTimeoutMs: config.busyTimeoutMs, callbackSigner: callbackSigner(integrations) });
+  const metrics = createMetrics();
+  // Hooks that reach parts built later (the dispatcher, the transport) go through these closures.
+  let callbacks: CallbackDispatcher | undefined;
+  let transport: RunningTransport | undefined;
+  const core = new Domain(store, config, log, options.clock ?? systemClock, integrations, {
+    onCallbackEnqueued: () => callbacks?.kick(),
+    holdCommitWhile: () => (transport?.framesWaiting() ?? 0) > 0 || (options.holdCommitWhile?.() ?? false),
+    observeCommit: (ms, ops) => {
+      metrics.observeCommit(ms, ops);
+      options.observeCommit?.(ms, ops);
+    },
+  });
+  callbacks = new CallbackDispatcher(core, (signer) => core.secretFor(signer), { ...DEFAULT_CALLBACK_POLICY, ...options.callbackPolicy });
   const dispatcher = new RpcDispatcher(core, log.child({ component: 'rpc' }), RELAY_VERSION);
   const scheduler = new Scheduler(core);
-  let transport;
   try {
     const waiters = new InboxWaiters(core.notifier);
-    const metrics = createMetrics(core, { longPolls: () => waiters.size });
-    const http = createHttpHandler({ core, dispatcher, waiters, metrics, sseKeepAliveMs: options.sseKeepAliveMs ?? 15_000, dashboardDir: join(PACKAGE_ROOT, 'dist', 'dashboard') });
-    transport = await startTransport({ core, dispatcher, config, log, http });
+    watchState(metrics.register, core, { longPolls: () => waiters.size });
+    const http = createHttpHandler({ domain: core, dispatcher, waiters, metrics: metrics.register, sseKeepAliveMs: options.sseKeepAliveMs ?? 15_000, dashboardDir: join(PACKAGE_ROOT, 'dist', 'dashboard') });
+    transport = await startTransport({ domain: core, dispatcher, config, log, http });
   } catch (err) {
     store.close();
     throw err;
   }
+  const running = transport;
+  const dispatch = callbacks;
   scheduler.start();
-  callbacks.kick();
+  dispatch.kick();
   const host = config.host.includes(':') ? `[${config.host}]` : config.host;
   let closing: Promise<void> | null = null;
   return {
-    port: transport.port,
-    url: `http://${host}:${transport.port}`,
+    port: running.port,
+    url: `http://${host}:${running.port}`,
     core,
-    callbacks,
+    store,
+    callbacks: dispatch,
     close: () =>
       (closing ??= (async () => {
-        transport.stopListening();
+        running.stopListening();
         scheduler.stop();
-        callbacks.stop();
-        core.queue.close();
+        dispatch.stop();
+        await core.queue.close();
         // Let answers to the flushed calls reach their sockets before the sockets close.
         await new Promise((r) => setImmediate(r));
-        transport.closeAll(CLOSE_CODES.shutdown, 'relay shutting down: reconnect and resume');
+        running.closeAll(CLOSE_CODES.shutdown, 'relay shutting down: reconnect and resume');
         // SSE streams are live sessions too: end them, or their clients never learn to reconnect.
         for (const s of [...core.sessions.sessions()]) if (s.kind === 'sse') s.close(CLOSE_CODES.shutdown, 'relay shutting down');
         await new Promise((r) => setImmediate(r));

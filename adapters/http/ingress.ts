@@ -1,8 +1,8 @@
 import { z } from 'zod';
 import { ChannelSchema, MetaSchema, RelayError, TargetSchema, type TaskCreateParams } from '../../protocol/index.js';
 import { illFormedMessage, illFormedStringPath } from '../../protocol/well-formed.js';
-import type { RelayCore } from '../../broker/domain/core.js';
-import { checkCreate, createInTx } from '../../broker/domain/handlers/task.js';
+import type { Domain } from '../../broker/domain/domain.js';
+import { checkCreate, createTask } from '../../broker/domain/handlers/task.js';
 import type { HttpExchange } from '../../broker/domain/ports.js';
 import { safeEqual } from '../../broker/domain/tokens.js';
 import { verifyGithubSignature, verifyStandardWebhook, type VerifyResult } from '../../broker/domain/webhooks.js';
@@ -47,7 +47,7 @@ export function authenticateDelivery(integration: Integration, ex: HttpExchange,
 }
 
 /** POST /api/integrations/:name/events → task/create with source = name, deduplicated and replay-safe. */
-export async function handleIngress(ex: HttpExchange, rawName: string, core: RelayCore): Promise<void> {
+export async function handleIngress(ex: HttpExchange, rawName: string, core: Domain): Promise<void> {
   try {
     // A malformed percent-escape (decodeURIComponent throws URIError) names no integration: 404, not 500.
     const name = decodeSegment(rawName);
@@ -88,14 +88,8 @@ export async function handleIngress(ex: HttpExchange, rawName: string, core: Rel
     };
     const from = `ext:${name}`;
     checkCreate(core, name, params);
-    const result = await core.queue.submit((onCommit) => {
-      // The receipt and the task commit together: a replay racing the first delivery is a duplicate.
-      if (replayKey && !core.store.receipts.record(name, replayKey, core.now(), null)) return { duplicate: true as const };
-      const r = createInTx(core, onCommit, from, name, params);
-      if (replayKey) core.store.receipts.setTask(name, replayKey, r.task.id);
-      return { duplicate: false as const, ...r };
-    });
-    if (result.duplicate) return sendJson(ex, 200, { duplicate: true, taskId: core.store.receipts.seen(name, replayKey!)?.taskId ?? null });
+    const result = await createTask(core, from, name, params, replayKey ? { integration: name, deliveryId: replayKey } : null);
+    if ('duplicate' in result) return sendJson(ex, 200, { duplicate: true, taskId: result.taskId });
     sendJson(ex, result.created ? 201 : 200, { duplicate: false, task: result.task, created: result.created });
   } catch (err) {
     sendError(ex, err);

@@ -1,5 +1,5 @@
 import { ERRORS, INGRESS_PATH, METHODS, RelayError } from '../../protocol/index.js';
-import type { RelayCore } from '../../broker/domain/core.js';
+import type { Domain } from '../../broker/domain/domain.js';
 import type { HttpExchange, HttpHandler } from '../../broker/domain/ports.js';
 import type { RpcDispatcher } from '../../broker/transport/rpc-dispatch.js';
 import type { Registry } from 'prom-client';
@@ -11,7 +11,7 @@ import { identityFrom, matchRoute, REST_ROUTES } from './rest.js';
 import { handleStream } from './sse.js';
 
 export interface HttpDeps {
-  core: RelayCore;
+  domain: Domain;
   dispatcher: RpcDispatcher;
   waiters: InboxWaiters;
   metrics: Registry;
@@ -27,11 +27,11 @@ const HTTP_CTX = { session: null, agentId: null, transport: 'http' as const };
  * the same method calls; inbox, stream and ingress are the HTTP-only shapes of the same logic.
  */
 export function createHttpHandler(deps: HttpDeps): HttpHandler {
-  const { core, dispatcher } = deps;
+  const { domain, dispatcher } = deps;
   const dashboard = new DashboardFiles(deps.dashboardDir);
   return async (ex) => {
     const path = ex.path;
-    if (!presentedAgentTokenHolds(ex, core)) return;
+    if (!presentedAgentTokenHolds(ex, domain)) return;
     if (dashboard.serve(ex)) return;
     if (path === '/rpc') {
       if (ex.method !== 'POST') return sendJson(ex, 405, { error: { code: ERRORS.invalidRequest.code, message: 'use POST /rpc with a JSON-RPC body' } });
@@ -39,12 +39,12 @@ export function createHttpHandler(deps: HttpDeps): HttpHandler {
       if (response === null) return ex.reply(204, { 'cache-control': 'no-store' }, '');
       return ex.reply(200, JSON_HEADERS, response);
     }
-    if (path === '/healthz' && ex.method === 'GET') return health(ex, core);
+    if (path === '/healthz' && ex.method === 'GET') return health(ex, domain);
     if (path === '/metrics' && ex.method === 'GET') {
       const text = await deps.metrics.metrics();
       return ex.reply(200, { 'content-type': deps.metrics.contentType, 'cache-control': 'no-store' }, text);
     }
-    if (path === '/api/stream' && ex.method === 'GET') return handleStream(ex, core, { keepAliveMs: deps.sseKeepAliveMs });
+    if (path === '/api/stream' && ex.method === 'GET') return handleStream(ex, domain, { keepAliveMs: deps.sseKeepAliveMs });
     const inbox = /^\/api\/agents\/([^/]+)\/inbox$/.exec(path);
     if (inbox && ex.method === 'GET') {
       const agentId = decodeSegment(inbox[1]!);
@@ -52,7 +52,7 @@ export function createHttpHandler(deps: HttpDeps): HttpHandler {
       return handleInbox(ex, agentId, dispatcher, deps.waiters);
     }
     const ingress = INGRESS_PATH.exec(path);
-    if (ingress && ex.method === 'POST') return handleIngress(ex, ingress[1]!, core);
+    if (ingress && ex.method === 'POST') return handleIngress(ex, ingress[1]!, domain);
 
     const match = matchRoute(REST_ROUTES, ex);
     if (match === 'method') return sendJson(ex, 405, { error: { code: ERRORS.invalidRequest.code, message: `${ex.method} is not supported on ${path}` } });
@@ -89,7 +89,7 @@ const AGENT_PATH = /^\/api\/agents\/([^/]+)/;
  * Found by the reliability suite's auth matrix. X-Agent-Id without X-Agent-Token, and a token that
  * names no agent, are 401 too. Returns false when it answered the refusal.
  */
-function presentedAgentTokenHolds(ex: HttpExchange, core: RelayCore): boolean {
+function presentedAgentTokenHolds(ex: HttpExchange, domain: Domain): boolean {
   if (INGRESS_PATH.test(ex.path)) return true;
   const token = ex.headers['x-agent-token'];
   const headerId = ex.headers['x-agent-id'];
@@ -104,7 +104,7 @@ function presentedAgentTokenHolds(ex: HttpExchange, core: RelayCore): boolean {
     if (named === undefined) {
       throw new RelayError('unauthorized', `unauthorized: X-Agent-Token is given but X-Agent-Id is missing: ${ex.method} ${ex.path} does not name the agent, so add X-Agent-Id`);
     }
-    core.authenticate(named, token);
+    domain.agents.authenticate(named, token);
     return true;
   } catch (err) {
     sendError(ex, err);
@@ -116,22 +116,20 @@ function notFound(ex: HttpExchange): void {
   sendJson(ex, 404, { error: { code: ERRORS.notFound.code, message: `not found: ${ex.method} ${ex.path}` } });
 }
 
-function health(ex: HttpExchange, core: RelayCore): void {
+function health(ex: HttpExchange, d: Domain): void {
   // A full disk still takes the write lock: the last commit's outcome says whether writes land.
-  const lastCommitFailure = core.queue.lastFailure;
-  const writable = lastCommitFailure === null && core.store.isWritable();
+  const lastCommitFailure = d.store.health.lastFailure;
+  const writable = lastCommitFailure === null && d.store.health.isWritable();
   sendJson(ex, writable ? 200 : 503, {
     ok: writable,
     ready: true,
     dbWritable: writable,
     lastCommitFailure,
-    agents: core.agents.size,
-    connections: core.sessions.size,
-    cursor: core.store.messages.maxId(),
+    agents: d.agents.size,
+    connections: d.sessions.size,
+    cursor: d.store.messages.maxId(),
     // What the relay's own connection runs with (PRAGMAs are per connection): the durability
     // setting as the store applied it, checked by the reliability suite after fresh opens and crashes.
-    storage: { synchronous: SYNC_NAMES[Number(core.store.pragma('synchronous'))] ?? 'unknown', journalMode: String(core.store.pragma('journal_mode')) },
+    storage: d.store.health.settings(),
   });
 }
-
-const SYNC_NAMES = ['OFF', 'NORMAL', 'FULL', 'EXTRA'];

@@ -1,5 +1,6 @@
 import { RelayError, StreamTopicSchema, type StreamTopic } from '../../protocol/index.js';
-import type { RelayCore } from '../../broker/domain/core.js';
+import { checkCursor, replayBacklog } from '../../broker/domain/delivery.js';
+import type { Domain } from '../../broker/domain/domain.js';
 import type { FrameMeta, HttpExchange, HttpStream, SendResult, Session } from '../../broker/domain/ports.js';
 import { noteDisconnected } from '../../broker/domain/presence.js';
 import { inboxReader } from '../../broker/domain/read-rule.js';
@@ -48,7 +49,7 @@ export interface SseOptions {
  * With agentId (and X-Agent-Token) it is that agent's live connection: its messages, resumed from
  * `since` or Last-Event-ID. Without, an observer feed of the chosen topics (default all).
  */
-export function handleStream(ex: HttpExchange, core: RelayCore, opts: SseOptions): void {
+export function handleStream(ex: HttpExchange, core: Domain, opts: SseOptions): void {
   let session: SseSession | null = null;
   let keepAlive: NodeJS.Timeout | undefined;
   let cleaned = false;
@@ -63,13 +64,13 @@ export function handleStream(ex: HttpExchange, core: RelayCore, opts: SseOptions
   try {
     const agentParam = ex.query.get('agentId');
     const token = ex.headers['x-agent-token'];
-    const caller = { session: null, agentId: token && agentParam ? core.authenticate(agentParam, token) : null, transport: 'http' as const };
+    const caller = { session: null, agentId: token && agentParam ? core.agents.authenticate(agentParam, token) : null, transport: 'http' as const };
     const agentId = agentParam ? inboxReader(caller, agentParam) : null;
     // Last-Event-ID first: an EventSource reconnects with its original URL (and its since=) plus the header.
     const sinceRaw = num(ex.headers['last-event-id'] ?? null) ?? num(ex.query.get('since'));
     if (sinceRaw !== undefined && (typeof sinceRaw !== 'number' || sinceRaw < 0)) throw new RelayError('invalidParams', 'invalid params: since: must be a message id');
     const since = sinceRaw as number | undefined;
-    core.checkCursor(since);
+    checkCursor(core, since);
     const topicsRaw = ex.query.get('topics');
     const topics = topicsRaw
       ? topicsRaw.split(',').map((t) => {
@@ -93,9 +94,9 @@ export function handleStream(ex: HttpExchange, core: RelayCore, opts: SseOptions
     if (agentId) {
       core.sessions.attach(session, agentId);
       core.notifier.pushes.attached(agentId, session, since ?? newest);
-      if (since !== undefined) core.replayBacklog(session, agentId, since, newest);
+      if (since !== undefined) replayBacklog(core, session, agentId, since, newest);
     } else if (since !== undefined && topics.includes('messages')) {
-      core.replayBacklog(session, null, since, newest);
+      replayBacklog(core, session, null, since, newest);
     }
     core.sessions.subscribe(session, topics);
     const s = session;

@@ -1,9 +1,9 @@
 import http from 'node:http';
 import https from 'node:https';
 import { isIP } from 'node:net';
-import type { OutboxEntry } from '../store/outbox.js';
-import type { RelayCore } from './core.js';
+import type { Domain } from './domain.js';
 import { guardedLookup, isPrivateAddress } from './ssrf.js';
+import type { OutboxEntry } from './store-port.js';
 import { signStandardWebhook } from './webhooks.js';
 
 export interface CallbackPolicy {
@@ -57,7 +57,7 @@ export class CallbackDispatcher {
   private readonly inFlight = new Set<number>();
 
   constructor(
-    private readonly core: RelayCore,
+    private readonly core: Domain,
     private readonly secretFor: (signer: string) => string | undefined,
     private readonly policy: CallbackPolicy = DEFAULT_CALLBACK_POLICY,
   ) {}
@@ -109,9 +109,7 @@ export class CallbackDispatcher {
           nextAt = now + Math.min(this.policy.maxDelayMs, retryAfter ?? backoffDelay(attempts - 1, this.policy));
         }
       }
-      await this.core.queue.submit(() => {
-        this.core.store.outbox.recordAttempt(entry.id, { state, nextAt, status: result.status, error: result.error, now });
-      });
+      await this.core.queue.apply({ op: 'callback.attempt', at: now, id: entry.id, state, nextAt, status: result.status, error: result.error }, () => undefined);
       if (state === 'dead') this.core.log.warn({ outbox: entry.id, taskId: entry.taskId, status: result.status, error: result.error }, 'callback dead-lettered');
     } catch (err) {
       this.core.log.warn({ err, outbox: entry.id }, 'recording a callback attempt failed');

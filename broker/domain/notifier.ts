@@ -1,8 +1,8 @@
 import { CLOSE_CODES, type AgentSummary, type Message, type RelayEvent, type Task } from '../../protocol/index.js';
 import type { Logger } from '../logger.js';
-import type { WriteQueue } from '../store/write-queue.js';
-import type { SqliteStore } from '../store/store.js';
+import type { CommitQueue } from './commit-queue.js';
 import type { FrameMeta, Session } from './ports.js';
+import type { RelayStore } from './store-port.js';
 import { PushRecorder } from './push-spans.js';
 import type { SessionRegistry } from './sessions.js';
 
@@ -23,12 +23,12 @@ export class Notifier {
 
   constructor(
     private readonly sessions: SessionRegistry,
-    store: SqliteStore,
-    queue: WriteQueue,
+    store: RelayStore,
+    queue: CommitQueue,
     private readonly log: Logger,
     now: () => number,
   ) {
-    this.pushes = new PushRecorder(store, queue, now);
+    this.pushes = new PushRecorder(store.deliveries, queue, now);
   }
 
   /** Adapters without a Session (long-polls) hear of committed messages here. */

@@ -1,4 +1,5 @@
-import type { RelayCore } from './core.js';
+import type { Domain } from './domain.js';
+import { takeOffline } from './offline.js';
 
 /**
  * Find agents with neither a live socket nor a heartbeat within STALE_TTL_MS and take them
@@ -7,52 +8,35 @@ import type { RelayCore } from './core.js';
  * latest stop of the relay's loop, see LoopWatch), so a restart or a pause shorter than the TTL
  * releases nothing.
  */
-export async function sweepStaleAgents(core: RelayCore, resumedAt = -Infinity): Promise<string[]> {
-  const now = core.now();
-  const ttl = core.config.staleTtlMs;
-  const since = Math.max(core.startedAt, resumedAt);
+export async function sweepStaleAgents(d: Domain, resumedAt = -Infinity): Promise<string[]> {
+  const now = d.now();
+  const ttl = d.config.staleTtlMs;
+  const since = Math.max(d.startedAt, resumedAt);
+  const isStale = (a: { id: string; lastSeenAt: number }) => !d.sessions.isConnected(a.id) && now - Math.max(a.lastSeenAt, since) > ttl;
   const stale: string[] = [];
   const connected: string[] = [];
-  for (const a of core.agents.values()) {
+  for (const a of d.agents.values()) {
     if (a.status === 'offline') continue;
-    if (core.sessions.isConnected(a.id)) {
-      connected.push(a.id);
-      continue;
-    }
-    if (now - Math.max(a.lastSeenAt, since) > ttl) stale.push(a.id);
+    if (d.sessions.isConnected(a.id)) connected.push(a.id);
+    else if (isStale(a)) stale.push(a.id);
   }
   // A live, ping-answering socket is presence: keep last-seen fresh for it.
   if (connected.length > 0) {
-    core.queue.defer(() => {
-      for (const id of connected) core.store.agents.touchLastSeen(id, now);
-    });
-    for (const id of connected) {
-      const a = core.agents.get(id);
-      if (a) a.lastSeenAt = now;
-    }
+    d.queue.defer({ op: 'agent.touch', at: now, ids: connected });
+    for (const id of connected) d.agents.seen(id, now);
   }
-  if (stale.length === 0) return [];
-  return core.queue.submit((onCommit) => {
-    const marked: string[] = [];
-    for (const id of stale) {
-      const a = core.agentInTx(id);
-      // Re-check inside the transaction: a heartbeat may have landed since the scan.
-      if (!a || a.status === 'offline' || core.sessions.isConnected(id)) continue;
-      if (now - Math.max(a.lastSeenAt, since) <= ttl) continue;
-      core.markOffline(onCommit, a, 'stale: no heartbeat within STALE_TTL_MS');
-      marked.push(id);
-    }
-    return marked;
-  });
+  // Checked again when planned: a heartbeat or a socket may have come since the scan. Planned
+  // together, they share one group commit.
+  const offline = await Promise.all(stale.map((id) => takeOffline(d, id, {}, 'stale: no heartbeat within STALE_TTL_MS', isStale)));
+  return stale.filter((_, i) => offline[i] !== null);
 }
 
 /** Remember when a socket went away: the TTL counts from here. */
-export function noteDisconnected(core: RelayCore, agentId: string): void {
-  const now = core.now();
-  core.notifier.pushes.disconnected(agentId);
-  const a = core.agents.get(agentId);
+export function noteDisconnected(d: Domain, agentId: string): void {
+  const now = d.now();
+  d.notifier.pushes.disconnected(agentId);
+  const a = d.agents.seen(agentId, now);
   if (!a) return;
-  a.lastSeenAt = now;
-  core.queue.defer(() => core.store.agents.touchLastSeen(agentId, now));
-  core.notifier.agentUpdated(core.agentSummary(a));
+  d.queue.defer({ op: 'agent.touch', at: now, ids: [agentId] });
+  d.notifier.agentUpdated(d.agents.summary(a));
 }

@@ -1,6 +1,6 @@
-import type { SqliteStore } from '../store/store.js';
-import type { WriteQueue } from '../store/write-queue.js';
+import type { CommitQueue } from './commit-queue.js';
 import type { Session } from './ports.js';
+import type { DeliveryReads } from './store-port.js';
 
 /** How long the pushed state may lag the pushes (it reads `queued` meanwhile). */
 const FLUSH_EVERY_MS = 50;
@@ -11,6 +11,8 @@ interface OpenSpan {
   session: Session | null;
   /** The stored row, once the span holds a message. */
   rowId: number | null;
+  /** True while the row's insert is being committed (its id is not known yet). */
+  inserting: boolean;
   first: number;
   last: number;
   at: number;
@@ -31,15 +33,15 @@ export class PushRecorder {
   private dirty = new Set<OpenSpan>();
 
   constructor(
-    private readonly store: SqliteStore,
-    private readonly queue: WriteQueue,
+    private readonly deliveries: DeliveryReads,
+    private readonly queue: CommitQueue,
     private readonly now: () => number,
   ) {}
 
   /** `session` now speaks for the agent and will be written every message to it after `cursor`. */
   attached(agentId: string, session: Session, cursor: number): void {
     const from = Math.max(cursor, this.recordedThrough(agentId));
-    this.latest.set(agentId, { agentId, session, rowId: null, first: from + 1, last: from, at: this.now() });
+    this.latest.set(agentId, { agentId, session, rowId: null, inserting: false, first: from + 1, last: from, at: this.now() });
   }
 
   /** A message was written to the session speaking for the agent. */
@@ -77,7 +79,7 @@ export class PushRecorder {
     if (open?.session) return false;
     const from = Math.max(since, this.recordedThrough(agentId));
     if (last <= from) return true;
-    const span: OpenSpan = { agentId, session: null, rowId: null, first: from + 1, last, at: this.now() };
+    const span: OpenSpan = { agentId, session: null, rowId: null, inserting: false, first: from + 1, last, at: this.now() };
     this.latest.set(agentId, span);
     this.markDirty(span);
     return true;
@@ -86,13 +88,13 @@ export class PushRecorder {
   private recordedThrough(agentId: string): number {
     const open = this.latest.get(agentId);
     if (open) return open.last;
-    return this.store.deliveries.latestSpan(agentId, 'pushed')?.last ?? 0;
+    return this.deliveries.latestSpan(agentId, 'pushed')?.last ?? 0;
   }
 
   private markDirty(span: OpenSpan): void {
     if (this.dirty.size === 0) {
       // One write per span per interval, not per commit: under a fan-out every commit moves every span.
-      setTimeout(() => this.queue.defer(() => this.flush()), FLUSH_EVERY_MS).unref();
+      setTimeout(() => this.flush(), FLUSH_EVERY_MS).unref();
     }
     this.dirty.add(span);
   }
@@ -101,10 +103,28 @@ export class PushRecorder {
     const spans = this.dirty;
     this.dirty = new Set();
     for (const span of spans) {
-      if (span.rowId === null) span.rowId = this.store.deliveries.insertSpan(span.agentId, 'pushed', span.first, span.last, span.at);
-      else this.store.deliveries.extendSpan(span.agentId, { id: span.rowId, first: span.first }, span.last);
-      // A finished span is on disk now: the next one starts after it, read back from the store.
-      if (span.session === null && this.latest.get(span.agentId) === span) this.latest.delete(span.agentId);
+      const op = { op: 'delivery.span' as const, at: span.at, agentId: span.agentId, rowId: span.rowId, first: span.first, last: span.last };
+      if (span.inserting) {
+        this.markDirty(span); // its row id is on its way: extend the row next time
+      } else if (span.rowId === null) {
+        span.inserting = true;
+        this.queue
+          .apply(op, (outcome) => {
+            if (outcome.ok) span.rowId = outcome.value.rowId;
+            if (!outcome.ok || span.last > op.last) this.markDirty(span);
+            else this.forgetIfDone(span);
+          })
+          .catch(() => this.markDirty(span))
+          .finally(() => (span.inserting = false));
+      } else {
+        this.queue.defer(op);
+        this.forgetIfDone(span);
+      }
     }
+  }
+
+  /** A finished span is on disk: the next one starts after it, read back from the store. */
+  private forgetIfDone(span: OpenSpan): void {
+    if (span.session === null && this.latest.get(span.agentId) === span) this.latest.delete(span.agentId);
   }
 }

@@ -1,5 +1,5 @@
 import { RelayError } from '../../protocol/index.js';
-import type { CallContext } from './context.js';
+import type { Caller } from './context.js';
 
 /**
  * THE read rule (PROTOCOL.md "Who reads what"), for message/list, GET /api/messages, the HTTP inbox
@@ -7,7 +7,7 @@ import type { CallContext } from './context.js';
  * as hand-over) is read only by that agent, proven by its registered connection or its agentToken.
  * The global feed (no agentId) is open to every admitted caller. Returns the inbox's agent id.
  */
-export function inboxReader(ctx: CallContext, agentId: string): string {
+export function inboxReader(ctx: Caller, agentId: string): string {
   if (ctx.agentId === agentId) return agentId;
   // Unknown ids get the same answer as foreign ones: the refusal is no hint of which ids exist.
   throw new RelayError(

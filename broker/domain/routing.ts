@@ -1,5 +1,5 @@
 import type { Warning } from '../../protocol/index.js';
-import type { CachedAgent } from '../store/agents.js';
+import type { CachedAgent } from './store-port.js';
 
 export interface Route {
   recipients: string[];

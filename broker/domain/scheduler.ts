@@ -1,4 +1,4 @@
-import type { RelayCore } from './core.js';
+import type { Domain } from './domain.js';
 import { LoopWatch } from './loop-watch.js';
 import { sweepStaleAgents } from './presence.js';
 import { prune } from './prune.js';
@@ -8,7 +8,7 @@ export class Scheduler {
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly loop: LoopWatch;
 
-  constructor(private readonly core: RelayCore) {
+  constructor(private readonly core: Domain) {
     this.loop = new LoopWatch(
       () => core.now(),
       (ms) => core.log.warn({ stoppedMs: Math.round(ms) }, 'the relay was not running (event loop stopped): agents get a full STALE_TTL_MS from now to be heard'),

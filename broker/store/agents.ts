@@ -1,4 +1,5 @@
-import type { Agent, AgentStatus } from '../../protocol/index.js';
+import type { AgentStatus } from '../../protocol/index.js';
+import type { StoredAgent } from '../domain/store-port.js';
 import type { Db } from './db.js';
 import { parseList, parseObject, toJson } from './json.js';
 
@@ -21,20 +22,6 @@ interface AgentRow {
   offline_at: number | null;
   meta: string;
   inbox_floor: number;
-}
-
-/**
- * An agent as stored: the wire shape (less `connected`, which is live state) plus its token hash
- * and its inbox floor (the newest message id when it was first registered: nothing before it can
- * be addressed to it).
- */
-export type StoredAgent = Omit<Agent, 'connected'> & { tokenHash: string; offlineAt: number | null; inboxFloor: number };
-/** An agent as the relay's memory holds it, for routing and listing: everything but its `meta`. */
-export type CachedAgent = Omit<StoredAgent, 'meta'>;
-
-export function withoutMeta(a: StoredAgent): CachedAgent {
-  const { meta: _m, ...rest } = a;
-  return rest;
 }
 
 const UPSERT = `

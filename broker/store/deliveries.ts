@@ -1,15 +1,7 @@
 import { DELIVERY_ORDER, type Delivery, type DeliveryState } from '../../protocol/index.js';
+import type { DeliverySpan, SpanState } from '../domain/store-port.js';
 import type { Db } from './db.js';
 
-/** The states a span can record: a range of an agent's messages handed over together, or read together. */
-export type SpanState = 'pushed' | 'read';
-
-export interface DeliverySpan {
-  id: number;
-  first: number;
-  last: number;
-  at: number;
-}
 
 interface SpanRow {
   id: number;

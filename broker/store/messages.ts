@@ -1,4 +1,5 @@
 import type { Message } from '../../protocol/index.js';
+import type { ListFilter, NewMessage } from '../domain/store-port.js';
 import type { Db } from './db.js';
 import { encodeRecipients, NOT_MARKED_READ, recipientNeedle } from './deliveries.js';
 import { parseObject, toJson } from './json.js';
@@ -18,14 +19,6 @@ interface MessageRow {
   meta: string;
 }
 
-export type NewMessage = Omit<Message, 'id' | 'threadId'> & { threadId: number | null };
-
-export interface ListFilter {
-  since: number;
-  limit: number;
-  channel: string | null;
-  threadId: number | null;
-}
 
 const INSERT = `
   INSERT INTO messages (from_id, to_target, channel, subject, body, reply_to, thread_id, claimable, task_id, created_at, meta, recipients)

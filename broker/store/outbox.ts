@@ -1,24 +1,6 @@
+import type { OutboxEntry, OutboxState } from '../domain/store-port.js';
 import type { Db } from './db.js';
 
-export type OutboxState = 'pending' | 'delivered' | 'dead';
-
-export interface OutboxEntry {
-  id: number;
-  webhookId: string;
-  taskId: number;
-  eventId: number;
-  url: string;
-  /** Which secret signs it: `integration:NAME` or `relay`. */
-  signer: string;
-  payload: string;
-  state: OutboxState;
-  attempts: number;
-  nextAt: number;
-  lastStatus: number | null;
-  lastError: string | null;
-  createdAt: number;
-  updatedAt: number;
-}
 
 interface OutboxRow {
   id: number;

@@ -2,7 +2,6 @@ import type { Db } from './db.js';
 
 const INSERT = `INSERT OR IGNORE INTO webhook_receipts (integration, delivery_id, received_at, task_id) VALUES (?, ?, ?, ?)`;
 const GET = `SELECT task_id FROM webhook_receipts WHERE integration = ? AND delivery_id = ?`;
-const SET_TASK = `UPDATE webhook_receipts SET task_id = ? WHERE integration = ? AND delivery_id = ?`;
 const PRUNE = `DELETE FROM webhook_receipts WHERE received_at < ?`;
 
 /** Webhook delivery ids already accepted, for replay refusal. */
@@ -13,7 +12,6 @@ export class ReceiptTable {
     this.s = {
       insert: db.prepare(INSERT),
       get: db.prepare<[string, string], { task_id: number | null }>(GET),
-      setTask: db.prepare(SET_TASK),
       prune: db.prepare(PRUNE),
     };
   }
@@ -21,10 +19,6 @@ export class ReceiptTable {
   /** Record a delivery id; false when it was already recorded (a replay). */
   record(integration: string, deliveryId: string, at: number, taskId: number | null): boolean {
     return this.s.insert.run(integration, deliveryId, at, taskId).changes === 1;
-  }
-
-  setTask(integration: string, deliveryId: string, taskId: number): void {
-    this.s.setTask.run(taskId, integration, deliveryId);
   }
 
   seen(integration: string, deliveryId: string): { taskId: number | null } | undefined {

@@ -1,4 +1,5 @@
 import type { Task, TaskStatus } from '../../protocol/index.js';
+import type { NewTask, TaskFilter } from '../domain/store-port.js';
 import type { Db } from './db.js';
 import { parseObject, toJson } from './json.js';
 
@@ -24,16 +25,6 @@ interface TaskRow {
   meta: string;
 }
 
-export type NewTask = Pick<Task, 'title' | 'body' | 'target' | 'channel' | 'dedupeKey' | 'source' | 'callbackUrl' | 'meta' | 'createdAt'>;
-
-export interface TaskFilter {
-  status: TaskStatus | null;
-  target: string | null;
-  channel: string | null;
-  claimedBy: string | null;
-  since: number;
-  limit: number;
-}
 
 const TERMINAL = `('done', 'failed', 'canceled')`;
 const INSERT = `

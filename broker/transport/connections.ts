@@ -1,5 +1,5 @@
 import { CLOSE_CODES, ERRORS, WS_SUBPROTOCOL } from '../../protocol/index.js';
-import type { CallContext } from '../domain/context.js';
+import type { Caller } from '../domain/context.js';
 import { noteDisconnected } from '../domain/presence.js';
 import { checkRequest, type Refusal, type RequestHeaders } from './auth.js';
 import { FairDispatch } from './fair-dispatch.js';
@@ -49,7 +49,7 @@ export class Connections<S extends LiveSession> {
     const { config, dispatcher, log } = deps;
     this.buckets = new ConnectionBuckets(config.rateLimitPerSec, config.rateBurst);
     const handle = (session: S, text: string) => {
-      const ctx: CallContext = { session, agentId: null, transport: 'ws' };
+      const ctx: Caller = { session, agentId: null, transport: 'ws' };
       dispatcher.handleFrame(text, ctx, config.maxBackpressureBytes).then(
         (response) => {
           // A reply too big for the buffer on its own was already turned into -32005; one that does
@@ -67,8 +67,11 @@ export class Connections<S extends LiveSession> {
     this.fair = new FairDispatch<S>(handle, FRAMES_PER_TURN, config.maxBackpressureBytes, (session) =>
       this.closeFlooder(session, 'rate limited: too many frames waiting; slow down and reconnect'),
     );
-    // A burst spread over several turns still shares one group commit (see WriteQueue.holdWhile).
-    deps.core.queue.holdWhile = () => this.fair.backlog > 0;
+  }
+
+  /** Frames read but still waiting their turn: the group commit is held open for them (CommitQueue holdWhile). */
+  framesWaiting(): number {
+    return this.fair.backlog;
   }
 
   /** The rate limit a new connection from `remote` starts with. */
@@ -78,7 +81,7 @@ export class Connections<S extends LiveSession> {
 
   opened(session: S): void {
     this.live.add(session);
-    this.deps.core.sessions.add(session);
+    this.deps.domain.sessions.add(session);
   }
 
   /**
@@ -117,8 +120,8 @@ export class Connections<S extends LiveSession> {
   closed(session: S, code: number): void {
     session.closed = true;
     if (!this.live.delete(session)) return;
-    const agentId = this.deps.core.sessions.remove(session);
-    if (agentId) noteDisconnected(this.deps.core, agentId);
+    const agentId = this.deps.domain.sessions.remove(session);
+    if (agentId) noteDisconnected(this.deps.domain, agentId);
     this.deps.log.debug({ session: session.id, agentId, code }, 'socket closed');
   }
 

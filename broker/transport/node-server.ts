@@ -139,6 +139,7 @@ export function startNodeTransport(deps: TransportDeps): Promise<RunningTranspor
         clearInterval(sweep);
         server.close();
       },
+      framesWaiting: () => connections.framesWaiting(),
       closeAll: (code, reason) => {
         connections.closeAll(code, reason);
         server.closeIdleConnections();

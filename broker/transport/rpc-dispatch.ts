@@ -15,8 +15,8 @@ import {
   RelayError,
   type MethodName,
 } from '../../protocol/index.js';
-import type { CallContext } from '../domain/context.js';
-import type { RelayCore } from '../domain/core.js';
+import { requireAgent, type Caller, type CallContext } from '../domain/context.js';
+import type { Domain } from '../domain/domain.js';
 import { HANDLERS } from '../domain/handlers/index.js';
 import type { Logger } from '../logger.js';
 
@@ -68,23 +68,23 @@ export function describeZodError(err: ZodError): ErrorBody {
 export class RpcDispatcher {
   // The library's default errorListener is console.warn: every caller error (bad params, not found)
   // would print a stack trace to stderr, bypassing the logger. Internal errors are logged in toWireError.
-  private readonly server = new JSONRPCServer<CallContext>({ errorListener: () => undefined });
+  private readonly server = new JSONRPCServer<Caller>({ errorListener: () => undefined });
   private discoverDoc: Record<string, unknown> | undefined;
 
   constructor(
-    private readonly core: RelayCore,
+    private readonly domain: Domain,
     private readonly log: Logger,
     private readonly version: string,
   ) {
     for (const name of Object.keys(METHODS) as MethodName[]) {
-      this.server.addMethod(name, (params: unknown, ctx: CallContext) => this.call(name, params, ctx));
+      this.server.addMethod(name, (params: unknown, ctx: Caller) => this.call(name, params, ctx));
     }
     this.server.addMethod(DISCOVER_METHOD, (params: unknown) => {
       // The document is public, but a presented agent credential is still checked, as on every
       // other method: a wrong or foreign agentToken is refused, never silently ignored (auth matrix).
       const p = params as { agentId?: unknown; agentToken?: unknown } | undefined;
       if (p && typeof p === 'object' && typeof p.agentToken === 'string') {
-        this.core.authenticate(typeof p.agentId === 'string' ? p.agentId : undefined, p.agentToken);
+        this.domain.agents.authenticate(typeof p.agentId === 'string' ? p.agentId : undefined, p.agentToken);
       }
       return (this.discoverDoc ??= buildOpenRpcDocument(this.version));
     });
@@ -92,7 +92,7 @@ export class RpcDispatcher {
   }
 
   /** Run one method call (used by REST routes as well): validate, authenticate, handle. */
-  async call(name: MethodName, rawParams: unknown, ctx: CallContext): Promise<unknown> {
+  async call(name: MethodName, rawParams: unknown, ctx: Caller): Promise<unknown> {
     const spec = METHODS[name];
     if (spec.auth === 'session' && !ctx.session) {
       throw new RelayError('invalidRequest', `${name} needs a live connection: use the WebSocket, or GET /api/stream over HTTP`);
@@ -103,12 +103,13 @@ export class RpcDispatcher {
     const illFormed = illFormedStringPath(rawParams);
     if (illFormed !== null) throw new RelayError('invalidParams', illFormedMessage(illFormed));
     const params = spec.params.parse(rawParams ?? {}) as Record<string, unknown>;
-    const call: CallContext = { ...ctx, agentId: ctx.session?.agentId ?? ctx.agentId };
+    let agentId = ctx.session?.agentId ?? ctx.agentId;
     if (typeof params.agentToken === 'string' && name !== 'agent/register') {
-      call.agentId = this.core.authenticate(params.agentId as string | undefined, params.agentToken);
+      agentId = this.domain.agents.authenticate(params.agentId as string | undefined, params.agentToken);
     }
-    if (spec.auth === 'agent') this.core.requireAgent(call);
-    return (HANDLERS[name] as (c: RelayCore, x: CallContext, p: unknown) => unknown)(this.core, call, params);
+    const call: CallContext = { session: ctx.session, agentId, transport: ctx.transport, domain: this.domain };
+    if (spec.auth === 'agent') requireAgent(call);
+    return (HANDLERS[name] as (x: CallContext, p: unknown) => unknown)(call, params);
   }
 
   /**
@@ -116,7 +117,7 @@ export class RpcDispatcher {
    * null. A result whose UTF-8 is longer than `maxReplyBytes` (the WebSocket send buffer) could never be sent: it
    * is answered with -32005 instead, so the caller hears why rather than waiting forever.
    */
-  async handleFrame(text: string, ctx: CallContext, maxReplyBytes = Infinity): Promise<string | null> {
+  async handleFrame(text: string, ctx: Caller, maxReplyBytes = Infinity): Promise<string | null> {
     const shape = frameShapeProblem(text, LIMITS.maxDepth, LIMITS.maxFrameKeys);
     if (shape === 'depth') {
       return JSON.stringify(errorResponse(null, { code: ERRORS.invalidRequest.code, message: frameShapeRefusal(shape, 'frame').message }));
@@ -158,7 +159,7 @@ export class RpcDispatcher {
     return response ? fitReply(response, maxReplyBytes) : null;
   }
 
-  private async handleEntry(entry: unknown, ctx: CallContext): Promise<JSONRPCResponse | null> {
+  private async handleEntry(entry: unknown, ctx: Caller): Promise<JSONRPCResponse | null> {
     const invalid = this.checkEnvelope(entry);
     if (invalid) return invalid;
     const request = entry as JSONRPCRequest;

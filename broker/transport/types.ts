@@ -1,12 +1,12 @@
 import type { RelayConfig } from '../config.js';
-import type { RelayCore } from '../domain/core.js';
+import type { Domain } from '../domain/domain.js';
 import type { HttpHandler } from '../domain/ports.js';
 import type { Logger } from '../logger.js';
 import type { RpcDispatcher } from './rpc-dispatch.js';
 
 /** What a transport needs from the relay: the same for every implementation. */
 export interface TransportDeps {
-  core: RelayCore;
+  domain: Domain;
   dispatcher: RpcDispatcher;
   config: RelayConfig;
   log: Logger;
@@ -23,6 +23,8 @@ export interface RunningTransport {
   stopListening(): void;
   /** Close every live WebSocket with the given code. */
   closeAll(code: number, reason: string): void;
+  /** Frames read but still waiting their turn (fair dispatch): the group commit waits for them. */
+  framesWaiting(): number;
 }
 
 /** One implementation of the port: starts listening on config.host:config.port. */

@@ -102,6 +102,7 @@ export function startUwsTransport(uWS: UwsModule, deps: TransportDeps): Promise<
         if (listenSocket) uWS.us_listen_socket_close(listenSocket);
         listenSocket = null;
       },
+      framesWaiting: () => connections.framesWaiting(),
       closeAll: (code, reason) => connections.closeAll(code, reason),
     };
   });

@@ -183,13 +183,13 @@ t.test('an agent’s inbox starts at its floor: the newest message when it was f
   let last = 0;
   for (let i = 0; i < 5; i++) last = (await alice.rpc.call('message/send', { to: 'broadcast', body: `before ${i}` })).message.id;
   const carol = await connectAgent(t, relay.wsUrl, { id: 'carol', tags: ['crew'] });
-  t.equal(relay.core.inboxFloor('carol'), last, 'the floor is the newest message id at registration');
+  t.equal(relay.core.agents.inboxFloor('carol'), last, 'the floor is the newest message id at registration');
   const mine = (await alice.rpc.call('message/send', { to: 'tag:crew', body: 'after' })).message.id as number;
   t.same((await carol.rpc.call('message/list', {})).messages.map((m: { id: number }) => m.id), [mine], 'the inbox holds what came after');
   t.same((await carol.rpc.call('message/list', { unread: true })).messages.map((m: { id: number }) => m.id), [mine]);
   await carol.rpc.close();
   const again = await WsRpc.connect(t, relay.wsUrl);
   await again.call('agent/register', { id: 'carol', agentToken: carol.token });
-  t.equal(relay.core.inboxFloor('carol'), last, 're-registering keeps the floor');
-  t.equal(relay.core.inboxFloor('alice'), 0, 'the first agent on an empty store has floor 0');
+  t.equal(relay.core.agents.inboxFloor('carol'), last, 're-registering keeps the floor');
+  t.equal(relay.core.agents.inboxFloor('alice'), 0, 'the first agent on an empty store has floor 0');
 });

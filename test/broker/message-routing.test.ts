@@ -1,5 +1,6 @@
 import t from 'tap';
 import type { Test } from 'tap';
+import { inbox } from '../../broker/domain/delivery.js';
 import { startRelay, type TestRelay } from '../helpers/relay.js';
 import { connectAgent, RpcError, WsRpc, untilDisconnected } from '../helpers/ws-client.js';
 
@@ -180,7 +181,7 @@ for (const form of FORMS) {
 
     // The offline member is not a recipient of any of them.
     // Only gone itself may list its inbox over the wire (read rule): look at it in the relay.
-    const gone = relay.core.inbox('gone', { since: 0, limit: 100, channel: null, threadId: null, unread: false });
+    const gone = inbox(relay.core, 'gone', { since: 0, limit: 100, channel: null, threadId: null, unread: false });
     t.same(gone.map((m) => m.id), [], 'the offline agent got none of the fan-out');
   });
 }

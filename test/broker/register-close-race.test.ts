@@ -9,11 +9,10 @@ import { WsRpc } from '../helpers/ws-client.js';
  * swallow every push to the agent, recorded as pushed).
  */
 t.test('a socket closed before its registration commits is not bound to the agent', async (t) => {
-  const relay = await startRelay(t);
   // Hold each group commit open for its full 10 ms (the knob the transport uses while frames wait
   // their turn), so the socket's close is processed before the registration commits.
-  const holdWhile = relay.core.queue.holdWhile;
-  relay.core.queue.holdWhile = () => true;
+  let hold = true;
+  const relay = await startRelay(t, {}, { holdCommitWhile: () => hold });
   const ids: string[] = [];
   for (let i = 0; i < 20; i++) {
     const id = `gone-${i}`;
@@ -26,7 +25,7 @@ t.test('a socket closed before its registration commits is not bound to the agen
     ws.send(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'agent/register', params: { id } }));
     ws.terminate();
   }
-  relay.core.queue.holdWhile = holdWhile;
+  hold = false;
   const observer = await WsRpc.connect(t, relay.wsUrl);
   const deadline = Date.now() + 3000;
   let connected: string[] = [];

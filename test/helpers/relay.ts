@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { Test } from 'tap';
 import { loadConfig, type RelayConfig } from '../../broker/config.js';
 import { createLogger } from '../../broker/logger.js';
-import { createRelay, type Relay } from '../../broker/relay.js';
+import { createRelay, type Relay, type RelayOptions } from '../../broker/relay.js';
 import type { Clock } from '../../broker/domain/ports.js';
 import type { CallbackPolicy } from '../../broker/domain/callbacks.js';
 import { testTransportEnv } from './child.js';
@@ -21,7 +21,7 @@ export interface TestRelay extends Relay {
  * Start a real relay in-process (on the transport AGENT_RELAY_TEST_TRANSPORT names, default auto) on an ephemeral loopback port with its database in the test's
  * own directory; it is closed when the test ends.
  */
-export async function startRelay(t: Test, overrides: Partial<RelayConfig> = {}, opts: { dir?: string; logs?: Array<Record<string, unknown>>; clock?: Clock; callbackPolicy?: Partial<CallbackPolicy>; sseKeepAliveMs?: number } = {}): Promise<TestRelay> {
+export async function startRelay(t: Test, overrides: Partial<RelayConfig> = {}, opts: { dir?: string; logs?: Array<Record<string, unknown>>; clock?: Clock; callbackPolicy?: Partial<CallbackPolicy>; sseKeepAliveMs?: number } & Pick<RelayOptions, 'holdCommitWhile' | 'observeCommit'> = {}): Promise<TestRelay> {
   const dir = opts.dir ?? t.testdir();
   const config = loadConfig(testTransportEnv(), { port: 0, dbPath: join(dir, 'relay.db'), logLevel: 'info', ...overrides });
   // Pass `logs` to read them even when start-up fails.
@@ -39,6 +39,8 @@ export async function startRelay(t: Test, overrides: Partial<RelayConfig> = {}, 
     ...(opts.clock ? { clock: opts.clock } : {}),
     ...(opts.callbackPolicy ? { callbackPolicy: opts.callbackPolicy } : {}),
     ...(opts.sseKeepAliveMs !== undefined ? { sseKeepAliveMs: opts.sseKeepAliveMs } : {}),
+    ...(opts.holdCommitWhile ? { holdCommitWhile: opts.holdCommitWhile } : {}),
+    ...(opts.observeCommit ? { observeCommit: opts.observeCommit } : {}),
   });
   t.teardown(() => relay.close());
   return Object.assign(relay, {

@@ -176,14 +176,14 @@ t.test('frames waiting their turn are bounded: past the backpressure limit the c
 });
 
 t.test('a burst spread over turns for fairness still shares group commits', async (t) => {
-  const relay = await startRelay(t, { rateLimitPerSec: 1_000_000, rateBurst: 1_000_000 }, { dir: uniqueDir(t) });
-  const a = await connectAgent(t, relay.wsUrl, { id: 'pipeliner' });
   const batches: number[] = [];
-  const observe = relay.core.queue.commitObserver.observe;
-  relay.core.queue.commitObserver.observe = (ms, ops) => {
-    if (ops > 0) batches.push(ops);
-    observe(ms, ops);
+  let counting = false;
+  const observeCommit = (_ms: number, ops: number) => {
+    if (counting && ops > 0) batches.push(ops);
   };
+  const relay = await startRelay(t, { rateLimitPerSec: 1_000_000, rateBurst: 1_000_000 }, { dir: uniqueDir(t), observeCommit });
+  const a = await connectAgent(t, relay.wsUrl, { id: 'pipeliner' });
+  counting = true;
   const N = 320;
   // All written in one go: they arrive together, and start 32 per turn.
   await Promise.all(Array.from({ length: N }, (_, i) => a.rpc.call('message/send', { to: 'pipeliner', body: `b${i}` })));

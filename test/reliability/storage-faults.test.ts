@@ -142,9 +142,9 @@ t.test('a full disk (max_page_count lowered mid-load): errors, no acknowledged-b
   });
 
   await sleep(300);
-  const pages = Number(relay.core.store.pragma('page_count'));
+  const pages = Number(relay.store.pragma('page_count'));
   // The relay's own connection may not grow the file any more: the disk is "full".
-  relay.core.store.pragma(`max_page_count = ${pages + 2}`);
+  relay.store.pragma(`max_page_count = ${pages + 2}`);
   phase = 'full';
   const fullFrom = seq;
   await sleep(800);
@@ -160,7 +160,7 @@ t.test('a full disk (max_page_count lowered mid-load): errors, no acknowledged-b
     (e: unknown) => e as RpcError,
   );
 
-  relay.core.store.pragma('max_page_count = 1073741823');
+  relay.store.pragma('max_page_count = 1073741823');
   phase = 'after';
   await sleep(300);
   running = false;
@@ -230,7 +230,7 @@ t.test('/healthz reports a full disk (dbWritable false, the last commit failure)
   };
   t.match(await health(), { status: 200, body: { dbWritable: true, lastCommitFailure: null } }, 'writable before');
 
-  relay.core.store.pragma(`max_page_count = ${Number(relay.core.store.pragma('page_count'))}`);
+  relay.store.pragma(`max_page_count = ${Number(relay.store.pragma('page_count'))}`);
   const refused = await alice.rpc.call('message/send', { to: 'bob', body: 'y'.repeat(100_000) }).then(
     () => null,
     (e: unknown) => e as RpcError,
@@ -248,38 +248,32 @@ t.test('/healthz reports a full disk (dbWritable false, the last commit failure)
   t.equal(code, EXIT.refused, 'agent-relay status exits 1 while the database cannot be written');
   t.match(out.join('\n'), /NOT OK, database not writable\nlast commit failed at \S+: SQLITE_FULL: /, `it prints why (${out[0]})`);
 
-  relay.core.store.pragma('max_page_count = 1073741823');
+  relay.store.pragma('max_page_count = 1073741823');
   await alice.rpc.call('message/send', { to: 'bob', body: 'room again' });
   t.match(await health(), { status: 200, body: { dbWritable: true, lastCommitFailure: null } }, 'writable again once a commit succeeded');
 });
 
-t.test('when SQLite rolls back a whole group commit (as it may on SQLITE_FULL), every write of it is refused and none is written', async (t) => {
+t.test('when a write of a group commit meets a full disk, every write of it is refused and none is written', async (t) => {
   const relay = await startRelay(t, {}, { dir: uniqueDir(t) });
-  const store = relay.core.store;
-  const db = (store as unknown as { db: Database.Database }).db;
-  const ids: number[] = [];
+  const store = relay.store;
   const write = (body: string) =>
-    relay.core.queue.submit(() => {
-      ids.push(store.messages.insert({ from: 'ext:test', to: 'broadcast', channel: null, subject: null, body, replyTo: null, threadId: null, claimable: false, taskId: null, createdAt: Date.now(), meta: {} }, []).id);
-      return body;
-    });
-  // Three writes in one turn share one commit; the second behaves like a statement that hit a full
-  // disk after which SQLite rolled back the whole transaction, not just the statement.
-  const outcomes = await Promise.allSettled([
-    write('first'),
-    relay.core.queue.submit(() => {
-      db.exec('ROLLBACK');
-      throw Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' });
-    }),
-    write('third'),
-  ]);
+    relay.core.queue.apply(
+      { op: 'message.send', at: Date.now(), message: { from: 'ext:test', to: 'broadcast', channel: null, subject: null, body, replyTo: null, threadId: null, claimable: false, taskId: null, createdAt: Date.now(), meta: {} }, recipients: [], task: null },
+      () => body,
+    );
+  // Three writes in one turn share one commit; the second cannot fit in what the file may still
+  // grow by (a real SQLITE_FULL in the middle of the batch).
+  store.pragma(`max_page_count = ${Number(store.pragma('page_count')) + 2}`);
+  const outcomes = await Promise.allSettled([write('first'), write('x'.repeat(200_000)), write('third')]);
+  store.pragma('max_page_count = 1073741823');
   const codes = outcomes.map((o) => (o.status === 'rejected' ? (o.reason as { code?: number }).code : 'acknowledged'));
   t.same(codes, [ERRORS.storageBusy.code, ERRORS.storageBusy.code, ERRORS.storageBusy.code], 'all three are refused with -32008 (none as an internal error)');
   t.match((outcomes[0] as PromiseRejectedResult).reason.message, /storage full/, 'saying storage full');
-  t.equal(store.messages.maxId(), 0, 'none was written: the third did not run and commit on its own');
+  t.equal(store.messages.maxId(), 0, 'none was written: the first and third did not commit without the second');
   t.notOk(store.inTransaction, 'no transaction was left open');
   const after = await write('after');
   t.equal(after, 'after', 'the next write goes through');
   t.equal(store.messages.all({ since: 0, limit: 10, channel: null, threadId: null }).map((m) => m.body).join(','), 'after', 'and only it is stored');
   figure(t, 'storage-rolled-back-batch', { refused_32008: codes.filter((c) => c === ERRORS.storageBusy.code).length, written: store.messages.maxId() - 1 });
 });
+

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { listMigrations } from '../../broker/store/migrate.js';
 import { SqliteStore } from '../../broker/store/store.js';
-import type { StoredAgent } from '../../broker/store/agents.js';
+import type { StoredAgent } from '../../broker/domain/store-port.js';
 import { RelayStartError, spawnRelay } from '../helpers/relay-process.js';
 import { startRelay } from '../helpers/relay.js';
 import { connectAgent, RpcError } from '../helpers/ws-client.js';
@@ -31,7 +31,7 @@ t.test('PRAGMA synchronous is the configured value on a fresh and on a reopened 
     t.teardown(() => first.close());
     t.equal(first.pragma('journal_mode'), 'wal', `${sync}: journal_mode is wal`);
     t.equal(first.pragma('synchronous'), SYNC_VALUE[sync], `${sync}: fresh database has synchronous=${SYNC_VALUE[sync]}`);
-    first.writeTransaction(() => first.agents.save(agent('a1')));
+    first.agents.save(agent('a1'));
     t.ok(existsSync(`${path}-wal`), `${sync}: the database is in WAL mode on disk`);
 
     // A second connection while the first holds the WAL open: the file is already WAL.
@@ -68,17 +68,17 @@ t.test('PRAGMA synchronous is the configured value on a fresh and on a reopened 
 t.test('the relay opens its database with the configured sync mode', async (t) => {
   const full = await startRelay(t, {});
   t.equal(full.config.sync, 'FULL', 'FULL is the default');
-  t.equal(full.core.store.pragma('synchronous'), 2, 'default relay: synchronous=FULL');
-  t.equal(full.core.store.pragma('journal_mode'), 'wal', 'default relay: wal');
+  t.equal(full.store.pragma('synchronous'), 2, 'default relay: synchronous=FULL');
+  t.equal(full.store.pragma('journal_mode'), 'wal', 'default relay: wal');
   const normal = await startRelay(t, { sync: 'NORMAL' });
-  t.equal(normal.core.store.pragma('synchronous'), 1, 'AGENT_RELAY_SYNC=NORMAL relay: synchronous=NORMAL');
-  t.equal(normal.core.store.pragma('journal_mode'), 'wal', 'NORMAL relay: wal');
+  t.equal(normal.store.pragma('synchronous'), 1, 'AGENT_RELAY_SYNC=NORMAL relay: synchronous=NORMAL');
+  t.equal(normal.store.pragma('journal_mode'), 'wal', 'NORMAL relay: wal');
   // Restart the NORMAL relay on its (now WAL) database: the mode is set again on reopen.
   const dir = t.testdir();
   const first = await startRelay(t, { sync: 'NORMAL' }, { dir });
   await first.close();
   const second = await startRelay(t, { sync: 'NORMAL' }, { dir });
-  t.equal(second.core.store.pragma('synchronous'), 1, 'restarted NORMAL relay: synchronous=NORMAL');
+  t.equal(second.store.pragma('synchronous'), 1, 'restarted NORMAL relay: synchronous=NORMAL');
 });
 
 t.test('migrations set user_version to the latest; a newer database is refused', async (t) => {
@@ -87,7 +87,7 @@ t.test('migrations set user_version to the latest; a newer database is refused',
   const store = open(path);
   t.teardown(() => store.close());
   t.equal(store.pragma('user_version'), LATEST, 'a fresh database is migrated to the latest version');
-  store.writeTransaction(() => store.agents.save(agent('keeper')));
+  store.agents.save(agent('keeper'));
   store.close();
 
   const raw = new Database(path);

@@ -13,11 +13,16 @@ import {
   type AgentUpdateParams,
   type AgentUpdateResult,
 } from '../../../protocol/index.js';
-import type { CachedAgent, StoredAgent } from '../../store/agents.js';
-import type { CallContext } from '../context.js';
-import type { RelayCore } from '../core.js';
+import { requireAgent, type CallContext } from '../context.js';
+import { checkCursor, replayBacklog } from '../delivery.js';
+import type { Domain } from '../domain.js';
+import { takeOffline } from '../offline.js';
 import { withinBudget } from '../result-budget.js';
+import type { AgentPatch, CachedAgent, EventSpec } from '../store-port.js';
 import { hashToken, newToken, verifyToken } from '../tokens.js';
+
+/** How often a registration planned against an agent that changed meanwhile is planned again. */
+const REPLANS = 5;
 
 /** `host-client-rig-basename(cwd)-8hex`, lowercase [a-z0-9-]. */
 export function generateAgentId(p: { host?: string | undefined; client?: string | undefined; rig?: string | undefined; cwd?: string | undefined }): string {
@@ -25,69 +30,76 @@ export function generateAgentId(p: { host?: string | undefined; client?: string 
   return `${prefix}-${randomBytes(4).toString('hex')}`;
 }
 
-export async function register(core: RelayCore, ctx: CallContext, p: AgentRegisterParams): Promise<AgentRegisterResult> {
-  core.checkCursor(p.since);
+export async function register(ctx: CallContext, p: AgentRegisterParams): Promise<AgentRegisterResult> {
+  const d = ctx.domain;
+  checkCursor(d, p.since);
   const id = p.id ?? generateAgentId(p);
-  const { agent, token, cursor, created } = await core.queue.submit((onCommit) => {
-    const now = core.now();
-    const existing = core.agentInTx(id);
+  for (let round = 0; ; round++) {
+    const existing = d.agents.get(id);
+    const now = d.now();
     let token: string;
+    let op;
     if (existing) {
       if (!p.agentToken || !verifyToken(p.agentToken, existing.tokenHash)) {
         throw new RelayError('unauthorized', `unauthorized: agent ${id} exists; re-registering it needs its agentToken`);
       }
       token = p.agentToken;
+      const patch: AgentPatch = {
+        label: p.label, tags: p.tags, capabilities: p.capabilities, channels: p.channels, client: p.client, host: p.host, cwd: p.cwd, rig: p.rig,
+        status: 'online', ready: p.ready, system: systemFlag(d, id, existing, p.system), meta: p.meta, lastSeenAt: now, offlineAt: null,
+      };
+      const events: EventSpec[] = existing.status === 'offline' ? [{ kind: 'agent.online', agentId: id, data: { client: p.client ?? existing.client, resumed: true } }] : [];
+      op = { op: 'agent.patch' as const, at: now, id, expect: { tokenHash: existing.tokenHash, status: existing.status }, patch, events };
     } else {
-      const count = core.store.agents.count();
-      if (count >= core.config.maxAgents) {
-        throw new RelayError('tooLarge', `too large: the registry holds ${count} agents, its limit (AGENT_RELAY_MAX_AGENTS=${core.config.maxAgents}); re-register an existing id with its agentToken, or wait for offline agents to be pruned`);
-      }
       token = newToken();
+      const agent = {
+        id,
+        label: p.label ?? id,
+        tags: p.tags ?? [],
+        capabilities: p.capabilities ?? [],
+        channels: p.channels ?? [],
+        client: p.client ?? null,
+        host: p.host ?? null,
+        cwd: p.cwd ?? null,
+        rig: p.rig ?? null,
+        status: 'online' as const,
+        ready: p.ready ?? true,
+        system: systemFlag(d, id, undefined, p.system),
+        tokenHash: hashToken(token),
+        registeredAt: now,
+        lastSeenAt: now,
+        offlineAt: null,
+        meta: p.meta ?? {},
+      };
+      op = { op: 'agent.insert' as const, at: now, agent, maxAgents: d.config.maxAgents, events: [{ kind: 'agent.online' as const, agentId: id, data: { client: agent.client, resumed: false } }] };
     }
-    const agent: StoredAgent = {
-      id,
-      label: p.label ?? existing?.label ?? id,
-      tags: p.tags ?? existing?.tags ?? [],
-      capabilities: p.capabilities ?? existing?.capabilities ?? [],
-      channels: p.channels ?? existing?.channels ?? [],
-      client: p.client ?? existing?.client ?? null,
-      host: p.host ?? existing?.host ?? null,
-      cwd: p.cwd ?? existing?.cwd ?? null,
-      rig: p.rig ?? existing?.rig ?? null,
-      status: 'online',
-      ready: p.ready ?? existing?.ready ?? true,
-      system: systemFlag(core, id, existing, p.system),
-      tokenHash: existing?.tokenHash ?? hashToken(token),
-      registeredAt: existing?.registeredAt ?? now,
-      lastSeenAt: now,
-      offlineAt: null,
-      meta: p.meta ?? existing?.meta ?? {},
-      inboxFloor: existing?.inboxFloor ?? core.store.messages.maxId(),
-    };
-    core.saveAgent(onCommit, agent);
-    if (!existing || existing.status === 'offline') {
-      const event = core.appendEvent('agent.online', null, id, { client: agent.client, resumed: Boolean(existing) });
-      onCommit(() => core.notifier.eventNew(event));
-    }
-    // Messages committed after this point are pushed live by their own hooks; the backlog stops here.
-    const cursor = core.store.messages.maxId();
-    onCommit(() => {
+    const done = await d.queue.apply(op, (o) => {
+      if (!o.ok) {
+        if (o.refused === 'full') {
+          throw new RelayError('tooLarge', `too large: the registry holds ${o.count} agents, its limit (AGENT_RELAY_MAX_AGENTS=${d.config.maxAgents}); re-register an existing id with its agentToken, or wait for offline agents to be pruned`);
+        }
+        return null; // the agent changed (or appeared) meanwhile: plan again
+      }
+      const { agent, newestMessageId: cursor } = o.value;
+      // Messages committed after this point are pushed live by their own commits; the backlog stops here.
       const session = ctx.session;
-      if (!session || !core.sessions.attach(session, id)) return;
-      core.notifier.pushes.attached(id, session, p.since ?? cursor);
-      if (p.since !== undefined) core.replayBacklog(session, id, p.since, cursor);
+      if (session && d.sessions.attach(session, id)) {
+        d.notifier.pushes.attached(id, session, p.since ?? cursor);
+        if (p.since !== undefined) replayBacklog(d, session, id, p.since, cursor);
+      }
+      return { agent: d.agents.wire(agent), agentToken: token, cursor, created: !existing };
     });
-    return { agent, token, cursor, created: !existing };
-  });
-  return { agent: core.wireAgent(agent), agentToken: token, cursor, created };
+    if (done) return done;
+    if (round >= REPLANS) throw new RelayError('conflict', `agent ${id} kept changing while it registered; retry`);
+  }
 }
 
 /**
  * System agents are never pruned, so the flag is the operator's: an id listed in
  * AGENT_RELAY_SYSTEM_AGENTS, or a row already stored as system (kept, never demoted over the wire).
  */
-function systemFlag(core: RelayCore, id: string, existing: StoredAgent | undefined, asked: boolean | undefined): boolean {
-  const system = Boolean(existing?.system) || core.config.systemAgents.includes(id);
+function systemFlag(d: Domain, id: string, existing: CachedAgent | undefined, asked: boolean | undefined): boolean {
+  const system = Boolean(existing?.system) || d.config.systemAgents.includes(id);
   if (asked === true && !system) {
     throw new RelayError('unauthorized', `unauthorized: system: agent ${id} is not a system agent; the operator lists system agents in AGENT_RELAY_SYSTEM_AGENTS (register without system)`);
   }
@@ -97,7 +109,8 @@ function systemFlag(core: RelayCore, id: string, existing: StoredAgent | undefin
 /** What a caller other than the agent itself may change: the label (the dashboard edits it). */
 const OBSERVER_FIELDS = new Set(['id', 'label', 'agentId', 'agentToken']);
 
-export async function update(core: RelayCore, ctx: CallContext, p: AgentUpdateParams): Promise<AgentUpdateResult> {
+export async function update(ctx: CallContext, p: AgentUpdateParams): Promise<AgentUpdateResult> {
+  const d = ctx.domain;
   const id = p.id ?? ctx.agentId;
   if (!id) throw new RelayError('notRegistered', 'not registered: pass id to update another agent, or register first');
   const self = ctx.agentId === id;
@@ -108,47 +121,45 @@ export async function update(core: RelayCore, ctx: CallContext, p: AgentUpdatePa
   if (!self && reserved.length > 0) {
     throw new RelayError('unauthorized', `unauthorized: ${reserved.join(', ')} of agent ${id} change only with its own agentToken (X-Agent-Token over HTTP); an observer may change only its label`);
   }
-  const agent = await core.queue.submit((onCommit) => {
-    const existing = core.agentInTx(id);
+  for (let round = 0; ; round++) {
+    const existing = d.agents.get(id);
     if (!existing) throw new RelayError('notFound', `id: no agent ${id}`);
-    const goingOffline = p.status === 'offline' && existing.status !== 'offline';
-    const next: StoredAgent = {
-      ...existing,
-      label: p.label ?? existing.label,
-      tags: p.tags ?? existing.tags,
-      capabilities: p.capabilities ?? existing.capabilities,
-      channels: p.channels ?? existing.channels,
-      status: p.status ?? existing.status,
-      ready: p.ready ?? existing.ready,
-      meta: p.meta ?? existing.meta,
-      lastSeenAt: self ? core.now() : existing.lastSeenAt,
+    const now = d.now();
+    const patch: AgentPatch = {
+      label: p.label, tags: p.tags, capabilities: p.capabilities, channels: p.channels, status: p.status, ready: p.ready, meta: p.meta,
+      ...(self ? { lastSeenAt: now } : {}),
     };
-    if (goingOffline) return core.markOffline(onCommit, next, 'left');
-    if (existing.status === 'offline' && next.status !== 'offline') {
-      next.offlineAt = null;
-      const event = core.appendEvent('agent.online', null, id, { client: next.client, resumed: true });
-      onCommit(() => core.notifier.eventNew(event));
+    let agent;
+    if (p.status === 'offline' && existing.status !== 'offline') {
+      agent = await takeOffline(d, id, patch, 'left');
+    } else {
+      const events: EventSpec[] = [];
+      if (existing.status === 'offline' && (p.status ?? existing.status) !== 'offline') {
+        patch.offlineAt = null;
+        events.push({ kind: 'agent.online', agentId: id, data: { client: existing.client, resumed: true } });
+      }
+      const op = { op: 'agent.patch' as const, at: now, id, expect: { tokenHash: existing.tokenHash, status: existing.status }, patch, events };
+      agent = await d.queue.apply(op, (o) => (o.ok ? o.value.agent : null));
     }
-    core.saveAgent(onCommit, next);
-    return next;
-  });
-  return { agent: core.wireAgent(agent) };
+    if (agent) return { agent: d.agents.wire(agent) };
+    if (round >= REPLANS) throw new RelayError('conflict', `agent ${id} kept changing while it was updated; retry`);
+  }
 }
 
-export async function heartbeat(core: RelayCore, ctx: CallContext, p: AgentHeartbeatParams): Promise<AgentHeartbeatResult> {
-  const id = core.requireAgent(ctx);
-  return update(core, { ...ctx, agentId: id }, { id, status: p.status ?? onlineIfOffline(core, id), ready: p.ready });
+export async function heartbeat(ctx: CallContext, p: AgentHeartbeatParams): Promise<AgentHeartbeatResult> {
+  const id = requireAgent(ctx);
+  return update({ ...ctx, agentId: id }, { id, status: p.status ?? onlineIfOffline(ctx.domain, id), ready: p.ready });
 }
 
-function onlineIfOffline(core: RelayCore, id: string): 'online' | undefined {
+function onlineIfOffline(d: Domain, id: string): 'online' | undefined {
   // A heartbeat from an agent the sweep marked offline brings it back.
-  return core.agents.get(id)?.status === 'offline' ? 'online' : undefined;
+  return d.agents.get(id)?.status === 'offline' ? 'online' : undefined;
 }
 
 /** One page of agents in id order (code-point order, so `after` is exact), bounded by count and size. */
-export function list(core: RelayCore, _ctx: CallContext, p: AgentListParams): AgentListResult {
+export function list({ domain: d }: CallContext, p: AgentListParams): AgentListResult {
   const matching: CachedAgent[] = [];
-  for (const a of core.agents.values()) {
+  for (const a of d.agents.values()) {
     if (p.after !== undefined && a.id <= p.after) continue;
     if (p.status && a.status !== p.status) continue;
     if (p.tag && !a.tags.includes(p.tag)) continue;
@@ -158,7 +169,7 @@ export function list(core: RelayCore, _ctx: CallContext, p: AgentListParams): Ag
   matching.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   const limit = p.limit ?? LIMITS.defaultListLimit;
   // Meta comes from the store, for the page only: the cache does not hold it.
-  const page = withinBudget(matching.slice(0, limit), LIMITS.maxResultBytes, (a) => core.wireAgent({ ...a, meta: core.store.agents.metaOf(a.id) }));
+  const page = withinBudget(matching.slice(0, limit), LIMITS.maxResultBytes, (a) => d.agents.wire(d.agents.withMeta(a)));
   const more = page.cut || matching.length > limit;
   return more ? { agents: page.records, nextCursor: page.records.at(-1)!.id } : { agents: page.records };
 }

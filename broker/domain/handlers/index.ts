@@ -1,16 +1,11 @@
 import type { MethodName, MethodParams, MethodResult } from '../../../protocol/index.js';
 import type { CallContext } from '../context.js';
-import type { RelayCore } from '../core.js';
 import * as agent from './agent.js';
 import * as event from './event.js';
 import * as message from './message.js';
 import * as task from './task.js';
 
-export type Handler<M extends MethodName> = (
-  core: RelayCore,
-  ctx: CallContext,
-  params: MethodParams<M>,
-) => MethodResult<M> | Promise<MethodResult<M>>;
+export type Handler<M extends MethodName> = (ctx: CallContext, params: MethodParams<M>) => MethodResult<M> | Promise<MethodResult<M>>;
 
 /** One handler per method of the contract; the compiler checks none is missing. */
 export const HANDLERS: { [M in MethodName]: Handler<M> } = {

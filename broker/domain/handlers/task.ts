@@ -16,42 +16,29 @@ import {
   type TaskUpdateParams,
   type TaskUpdateResult,
 } from '../../../protocol/index.js';
-import type { OutboxEntry } from '../../store/outbox.js';
-import type { OnCommit } from '../../store/write-queue.js';
+import { requireAgent, type CallContext } from '../context.js';
+import type { Domain } from '../domain.js';
 import { withinBudget } from '../result-budget.js';
-import type { CallContext } from '../context.js';
-import type { RelayCore } from '../core.js';
-import { senderOf } from './message.js';
+import { senderOf } from '../sender.js';
+import { plannedRelease } from '../offline.js';
+import type { Announcement, OutboxEntry, Outcome, TaskGuard } from '../store-port.js';
 
 export function isTerminal(status: TaskStatus): boolean {
   return (TERMINAL_TASK_STATUSES as readonly string[]).includes(status);
 }
 
-interface NewTaskInput {
-  title: string;
-  target: string;
-  body: string | null;
-  channel: string | null;
-  source: string;
-  dedupeKey: string | null;
-  callbackUrl: string | null;
-  meta: Record<string, unknown>;
-}
+/** How often a write planned against a task that changed meanwhile is planned again before giving up. */
+const REPLANS = 5;
 
-/** Insert an open task and its task.created event (the caller announces it). */
-export function createTaskInTx(core: RelayCore, onCommit: OnCommit, t: NewTaskInput): Task {
-  const task = core.store.tasks.insert({ ...t, createdAt: core.now() });
-  const event = core.appendEvent('task.created', task.id, null, { source: t.source, target: t.target });
-  core.taskChanged(onCommit, task, event);
-  return task;
-}
-
-export async function create(core: RelayCore, ctx: CallContext, p: TaskCreateParams): Promise<TaskCreateResult> {
-  const from = senderOf(core, ctx, p.from);
+export async function create(ctx: CallContext, p: TaskCreateParams): Promise<TaskCreateResult> {
+  const from = senderOf(ctx, p.from);
   const source = p.source ?? from;
-  checkSourceFree(core, source);
-  checkCreate(core, source, p);
-  return core.queue.submit((onCommit) => createInTx(core, onCommit, from, source, p));
+  checkSourceFree(ctx.domain, source);
+  checkCreate(ctx.domain, source, p);
+  return createTask(ctx.domain, from, source, p, null).then((r) => {
+    if ('duplicate' in r) throw new Error('a task/create without a receipt cannot be a duplicate');
+    return r;
+  });
 }
 
 /**
@@ -59,8 +46,8 @@ export async function create(core: RelayCore, ctx: CallContext, p: TaskCreatePar
  * anyone could resolve or dedupe that integration's tasks, and get callbacks signed with its secret.
  * Any other source name is free (a script's `grafana`, the default agent id or `ext:NAME`).
  */
-function checkSourceFree(core: RelayCore, source: string): void {
-  if (!core.integrations.has(source)) return;
+function checkSourceFree(d: Domain, source: string): void {
+  if (!d.integrations.has(source)) return;
   throw new RelayError(
     'unauthorized',
     `unauthorized: source: "${source}" is the integration ${source}; its tasks are created and resolved only through POST /api/integrations/${source}/events with its secret; pass another source`,
@@ -68,60 +55,59 @@ function checkSourceFree(core: RelayCore, source: string): void {
 }
 
 /** Refusals that need no transaction: resolve without a key, callbacks nobody can sign. */
-export function checkCreate(core: RelayCore, source: string, p: TaskCreateParams): void {
+export function checkCreate(d: Domain, source: string, p: TaskCreateParams): void {
   if (p.action === 'resolve' && !p.dedupeKey) throw new RelayError('invalidParams', 'dedupeKey: required with action "resolve"');
-  if (p.callbackUrl && !core.secretFor(core.callbackSigner(source))) {
+  if (p.callbackUrl && !d.secretFor(d.integrations.has(source) ? `integration:${source}` : 'relay')) {
     throw new RelayError('invalidParams', 'callbackUrl: callbacks are signed; set AGENT_RELAY_CALLBACK_SECRET on the relay (or create the task through an integration)');
   }
 }
 
-/** task/create inside a write: resolve, dedupe, or create and announce. Shared with webhook ingress. */
-export function createInTx(core: RelayCore, onCommit: OnCommit, from: string, source: string, p: TaskCreateParams): TaskCreateResult {
-  const live = p.dedupeKey ? core.store.tasks.findLive(source, p.dedupeKey) : undefined;
-  if (p.action === 'resolve') {
-    if (!live) throw new RelayError('notFound', `dedupeKey: no open task "${p.dedupeKey}" from source ${source}`);
-    return { task: closeTask(core, onCommit, live, 'done', 100, { resolvedBy: from, note: 'resolved by source' }), created: false };
+/**
+ * task/create as one op: resolve, dedupe, or create and announce. Shared with webhook ingress,
+ * whose receipt commits with the task (a replay racing the first delivery is a duplicate).
+ */
+export function createTask(
+  d: Domain,
+  from: string,
+  source: string,
+  p: TaskCreateParams,
+  receipt: { integration: string; deliveryId: string } | null,
+): Promise<TaskCreateResult | { duplicate: true; taskId: number | null }> {
+  const channel = p.channel ?? null;
+  let announce: Announcement | { unroutable: string };
+  try {
+    announce = { from, recipients: d.agents.route(p.target, channel, from).recipients };
+  } catch (err) {
+    if (!(err instanceof RelayError)) throw err;
+    announce = { unroutable: err.message };
   }
-  if (live) {
-    const task = core.store.tasks.bumpOccurrences(live.id, core.now());
-    const event = core.appendEvent('task.deduped', task.id, null, { occurrences: task.occurrences, from });
-    core.taskChanged(onCommit, task, event);
-    return { task, created: false };
-  }
-  const task = createTaskInTx(core, onCommit, {
-    title: p.title,
-    target: p.target,
-    body: p.body ?? null,
-    channel: p.channel ?? null,
-    source,
-    dedupeKey: p.dedupeKey ?? null,
-    callbackUrl: p.callbackUrl ?? null,
-    meta: p.meta ?? {},
+  const input = { title: p.title, target: p.target, body: p.body ?? null, channel, dedupeKey: p.dedupeKey ?? null, callbackUrl: p.callbackUrl ?? null, meta: p.meta ?? {} };
+  return d.queue.apply({ op: 'task.create', at: d.now(), from, source, input, action: p.action ?? 'trigger', announce, receipt }, (o) => {
+    if (o.ok) return o.value;
+    if (o.refused === 'duplicate') return { duplicate: true as const, taskId: o.taskId };
+    if (o.refused === 'noLiveTask') throw new RelayError('notFound', `dedupeKey: no open task "${p.dedupeKey}" from source ${source}`);
+    if (o.refused === 'unroutable') throw new RelayError('notFound', o.message);
+    throw unexpected(o);
   });
-  const { message } = core.announceTask(onCommit, task, from);
-  return { task: core.store.tasks.setMessage(task.id, message.id), created: true };
 }
 
-export function claimTask(core: RelayCore, ctx: CallContext, id: number): Promise<TaskClaimResult> {
-  const agentId = core.requireAgent(ctx);
-  return core.queue.submit((onCommit) => {
-    const task = core.store.tasks.claim(id, agentId, core.now());
-    if (!task) {
-      const current = core.store.tasks.get(id);
-      if (!current) throw new RelayError('notFound', `id: no task ${id}`);
-      if (current.claimedBy) {
-        throw new RelayError('conflict', `task ${id} is already claimed by ${current.claimedBy}`, { owner: current.claimedBy, status: current.status });
-      }
-      throw new RelayError('conflict', `task ${id} is ${current.status}: it can no longer be claimed`, { status: current.status });
+export function claimTask(ctx: CallContext, id: number): Promise<TaskClaimResult> {
+  const agentId = requireAgent(ctx);
+  const d = ctx.domain;
+  return d.queue.apply({ op: 'task.claim', at: d.now(), taskId: id, agentId }, (o) => {
+    if (o.ok) return { task: o.value.task, claimToken: o.value.task.attempts };
+    if (o.refused === 'notFound') throw new RelayError('notFound', `id: no task ${id}`);
+    if (o.refused !== 'notOpen') throw unexpected(o);
+    const current = o.task;
+    if (current.claimedBy) {
+      throw new RelayError('conflict', `task ${id} is already claimed by ${current.claimedBy}`, { owner: current.claimedBy, status: current.status });
     }
-    const event = core.appendEvent('task.claimed', id, agentId, { attempt: task.attempts });
-    core.taskChanged(onCommit, task, event);
-    return { task, claimToken: task.attempts };
+    throw new RelayError('conflict', `task ${id} is ${current.status}: it can no longer be claimed`, { status: current.status });
   });
 }
 
-export function claim(core: RelayCore, ctx: CallContext, p: { id: number }): Promise<TaskClaimResult> {
-  return claimTask(core, ctx, p.id);
+export function claim(ctx: CallContext, p: { id: number }): Promise<TaskClaimResult> {
+  return claimTask(ctx, p.id);
 }
 
 /**
@@ -140,18 +126,38 @@ function checkOwnership(ctx: CallContext, task: Task, claimToken: number | undef
   if (claimToken === undefined) throw new RelayError('invalidParams', `claimToken: required to change task ${task.id} while it is claimed`);
 }
 
-function closeTask(core: RelayCore, onCommit: OnCommit, task: Task, status: TaskStatus, progress: number, data: Record<string, unknown>): Task {
-  const closed = core.store.tasks.setState(task.id, status, progress, core.now());
-  const event = core.appendEvent('task.closed', task.id, task.claimedBy, { status, ...data });
-  core.taskChanged(onCommit, closed, event);
-  return closed;
+/** The task as it is now, refused when it is unknown or already closed. */
+function openTask(d: Domain, id: number): Task {
+  const task = d.store.tasks.get(id);
+  if (!task) throw new RelayError('notFound', `id: no task ${id}`);
+  if (isTerminal(task.status)) throw new RelayError('conflict', `task ${id} is already ${task.status}`, { status: task.status });
+  return task;
 }
 
-export async function update(core: RelayCore, ctx: CallContext, p: TaskUpdateParams): Promise<TaskUpdateResult> {
-  const task = await core.queue.submit((onCommit) => {
-    const task = core.store.tasks.get(p.id);
-    if (!task) throw new RelayError('notFound', `id: no task ${p.id}`);
-    if (isTerminal(task.status)) throw new RelayError('conflict', `task ${p.id} is already ${task.status}`, { status: task.status });
+function guardOf(task: Task): TaskGuard {
+  return { status: task.status, claimedBy: task.claimedBy, attempts: task.attempts };
+}
+
+/**
+ * Plan a change against the task as read now and apply it; when the task moved on before the
+ * commit (a claim, a release, another update), read it again and plan again: the checks then
+ * answer for the state the change would really meet.
+ */
+async function changeTask(ctx: CallContext, id: number, plan: (task: Task) => Parameters<Domain['queue']['apply']>[0]): Promise<Task> {
+  for (let round = 0; ; round++) {
+    const op = plan(openTask(ctx.domain, id));
+    const task = await ctx.domain.queue.apply(op, (o: Outcome) => {
+      if (o.ok) return (o.value as { task: Task }).task;
+      if (o.refused === 'changed' || o.refused === 'notFound') return null;
+      throw unexpected(o);
+    });
+    if (task) return task;
+    if (round >= REPLANS) throw new RelayError('conflict', `task ${id} kept changing while this change was planned; retry`);
+  }
+}
+
+export async function update(ctx: CallContext, p: TaskUpdateParams): Promise<TaskUpdateResult> {
+  const task = await changeTask(ctx, p.id, (task) => {
     const by = ctx.agentId ?? 'observer';
     // Cancelling is administrative: anyone may cancel work that is not finished.
     const adminCancel = p.status === 'canceled' && p.claimToken === undefined && (!task.claimedBy || ctx.agentId !== task.claimedBy);
@@ -159,29 +165,30 @@ export async function update(core: RelayCore, ctx: CallContext, p: TaskUpdatePar
     const status = p.status ?? task.status;
     const progress = p.progress ?? (status === 'done' ? 100 : task.progress);
     const data = { by, ...(p.note !== undefined ? { note: p.note } : {}), progress };
-    if (isTerminal(status)) return closeTask(core, onCommit, task, status, progress, data);
-    const next = core.store.tasks.setState(task.id, status, progress, core.now());
-    const event = core.appendEvent('task.updated', task.id, task.claimedBy, { status, ...data });
-    core.taskChanged(onCommit, next, event);
-    return next;
+    const event = isTerminal(status)
+      ? { kind: 'task.closed' as const, agentId: task.claimedBy, data: { status, ...data } }
+      : { kind: 'task.updated' as const, agentId: task.claimedBy, data: { status, ...data } };
+    return { op: 'task.transition', at: ctx.domain.now(), taskId: task.id, guard: guardOf(task), status, progress, event };
   });
   return { task };
 }
 
-export async function release(core: RelayCore, ctx: CallContext, p: TaskReleaseParams): Promise<TaskReleaseResult> {
-  const task = await core.queue.submit((onCommit) => {
-    const task = core.store.tasks.get(p.id);
-    if (!task) throw new RelayError('notFound', `id: no task ${p.id}`);
-    if (isTerminal(task.status)) throw new RelayError('conflict', `task ${p.id} is already ${task.status}`, { status: task.status });
+export async function release(ctx: CallContext, p: TaskReleaseParams): Promise<TaskReleaseResult> {
+  const task = await changeTask(ctx, p.id, (task) => {
     checkOwnership(ctx, task, p.claimToken);
-    return core.releaseTask(onCommit, task, p.note ?? 'released by owner', ctx.agentId);
+    return { op: 'task.release', at: ctx.domain.now(), guard: guardOf(task), release: plannedRelease(ctx.domain, task, p.note ?? 'released by owner', ctx.agentId) };
   });
   return { task };
 }
 
-export function list(core: RelayCore, _ctx: CallContext, p: TaskListParams): TaskListResult {
+/** An outcome the op cannot answer: a bug in the plan or the store. */
+export function unexpected(o: { refused?: string }): Error {
+  return new Error(`unexpected store outcome: ${o.refused ?? 'ok'}`);
+}
+
+export function list({ domain: d }: CallContext, p: TaskListParams): TaskListResult {
   const page = withinBudget(
-    core.store.tasks.list({
+    d.store.tasks.list({
       status: p.status ?? null,
       target: p.target ?? null,
       channel: p.channel ?? null,
@@ -194,13 +201,13 @@ export function list(core: RelayCore, _ctx: CallContext, p: TaskListParams): Tas
   return page.cut ? { tasks: page.records, more: true } : { tasks: page.records };
 }
 
-export function get(core: RelayCore, _ctx: CallContext, p: TaskGetParams): TaskGetResult {
-  const task = core.store.tasks.get(p.id);
+export function get({ domain: d }: CallContext, p: TaskGetParams): TaskGetResult {
+  const task = d.store.tasks.get(p.id);
   if (!task) throw new RelayError('notFound', `id: no task ${p.id}`);
   // A long-lived task collects events (every progress update) and their callbacks: page them, so
   // one answer stays under the result budget. An event is counted with its callbacks.
-  const rows = core.store.events.ofTask(p.id, p.since ?? 0, LIMITS.maxListLimit);
-  const callbacks = rows.length ? core.store.outbox.ofTask(p.id, rows[0]!.id, rows.at(-1)!.id).map(callbackView) : [];
+  const rows = d.store.events.ofTask(p.id, p.since ?? 0, LIMITS.maxListLimit);
+  const callbacks = rows.length ? d.store.outbox.ofTask(p.id, rows[0]!.id, rows.at(-1)!.id).map(callbackView) : [];
   const byEvent = new Map<number, typeof callbacks>();
   for (const c of callbacks) {
     const list = byEvent.get(c.eventId);

@@ -1,0 +1,104 @@
+import { RelayError, type Agent, type AgentSummary } from '../../protocol/index.js';
+import { resolveTarget, UnknownAgentError, type Route } from './routing.js';
+import type { SessionRegistry } from './sessions.js';
+import { withoutMeta, type AgentReads, type CachedAgent, type StoredAgent } from './store-port.js';
+import { verifyToken } from './tokens.js';
+
+/**
+ * The committed agents, in memory, without their meta: routing and listing read this, never the
+ * database. The only owner of the cache: it changes when a commit that wrote an agent is
+ * published (CommitQueue), and nowhere else.
+ */
+export class AgentDirectory {
+  private readonly byId = new Map<string, CachedAgent>();
+
+  constructor(
+    private readonly reads: AgentReads,
+    private readonly sessions: SessionRegistry,
+  ) {
+    for (const a of reads.all()) this.byId.set(a.id, withoutMeta(a));
+  }
+
+  get(id: string): CachedAgent | undefined {
+    return this.byId.get(id);
+  }
+
+  has(id: string): boolean {
+    return this.byId.has(id);
+  }
+
+  get size(): number {
+    return this.byId.size;
+  }
+
+  values(): IterableIterator<CachedAgent> {
+    return this.byId.values();
+  }
+
+  /** A commit wrote the agent. */
+  committed(agent: StoredAgent): void {
+    this.byId.set(agent.id, withoutMeta(agent));
+  }
+
+  /** A commit pruned the agent. */
+  removed(id: string): void {
+    this.byId.delete(id);
+  }
+
+  /**
+   * Last-seen is bookkeeping written with a later commit; the cache takes it at once, so the
+   * presence sweep sees a heartbeat the moment it arrives.
+   */
+  seen(id: string, at: number): CachedAgent | undefined {
+    const a = this.byId.get(id);
+    if (a && a.lastSeenAt < at) a.lastSeenAt = at;
+    return a;
+  }
+
+  /** The agent on the wire, meta included. */
+  wire(a: StoredAgent): Agent {
+    return { ...this.summary(a), meta: a.meta };
+  }
+
+  /** The agent on the wire without its meta (agent/updated). */
+  summary(a: CachedAgent): AgentSummary {
+    const { tokenHash: _t, offlineAt: _o, inboxFloor: _f, meta: _m, ...rest } = a as CachedAgent & Partial<StoredAgent>;
+    return { ...rest, connected: this.sessions.isConnected(a.id) };
+  }
+
+  /** With its meta, read from the store (the cache does not hold it). */
+  withMeta(a: CachedAgent): StoredAgent {
+    return { ...a, meta: this.reads.metaOf(a.id) };
+  }
+
+  /** No message below this id can be addressed to the agent: inbox scans start here. */
+  inboxFloor(agentId: string): number {
+    return this.byId.get(agentId)?.inboxFloor ?? 0;
+  }
+
+  /**
+   * Recipients of a message to `target` from `senderId`. `asOffline` routes as if that agent had
+   * gone offline already (work it drops is not offered back to it).
+   */
+  route(target: string, channel: string | null, senderId: string, asOffline?: string): Route {
+    let agents: ReadonlyMap<string, CachedAgent> = this.byId;
+    const dropping = asOffline === undefined ? undefined : this.byId.get(asOffline);
+    if (dropping && dropping.status !== 'offline') agents = new Map(this.byId).set(dropping.id, { ...dropping, status: 'offline' });
+    try {
+      return resolveTarget(target, channel, senderId, agents);
+    } catch (err) {
+      if (err instanceof UnknownAgentError) throw new RelayError('notFound', err.message);
+      throw err;
+    }
+  }
+
+  /** Verify an agent credential; returns the agent id or throws -32001. */
+  authenticate(agentId: string | undefined, agentToken: string): string {
+    const agent = agentId ? this.byId.get(agentId) : undefined;
+    // Compare even when the agent is unknown, so timing does not reveal which ids exist.
+    const ok = verifyToken(agentToken, agent?.tokenHash ?? '0'.repeat(64));
+    if (!agentId) throw new RelayError('invalidParams', 'agentId: required with agentToken');
+    if (!agent || !ok) throw new RelayError('unauthorized', `unauthorized: agentToken does not match agent ${agentId}`);
+    return agentId;
+  }
+}

@@ -1,0 +1,157 @@
+import { RelayError } from '../../protocol/index.js';
+import type { Logger } from '../logger.js';
+import type { Change, OpName, OpOf, Outcome, RelayStore, WriteOp } from './store-port.js';
+
+interface Pending {
+  op: WriteOp;
+  then: (outcome: Outcome) => unknown;
+  resolve: (value: unknown) => void;
+  reject: (err: unknown) => void;
+}
+
+export interface CommitQueueOptions {
+  /** Publishes what a commit changed (pushes, the agent directory), in commit order. */
+  publish: (changes: readonly Change[]) => void;
+  /**
+   * True while frames that arrived with the pending writes still wait their turn (the transport
+   * spreads a burst over several event-loop turns). Meanwhile the commit is held open, at most
+   * MAX_HOLD_MS and MAX_BATCH writes, so the burst still shares one group commit.
+   */
+  holdWhile?: () => boolean;
+  /** Each commit's duration and size, for metrics. */
+  observeCommit?: (ms: number, ops: number) => void;
+}
+
+const MAX_BATCH = 1000;
+/** Longest a commit is held open for frames still waiting their turn. */
+const MAX_HOLD_MS = 10;
+
+/**
+ * Group commit. Ops submitted while the previous batch is being applied, or in the same
+ * event-loop turn, go to the store as one batch: one transaction. Nothing is resolved
+ * (acknowledged) and nothing is published (pushed) until the store answered that the batch is
+ * durable; then each op's changes are published and its `then` runs, in submission order, so
+ * pushes follow commit order.
+ */
+export class CommitQueue {
+  private pending: Pending[] = [];
+  private deferred: WriteOp[] = [];
+  private scheduled = false;
+  private inFlight: Promise<void> | null = null;
+  private closed = false;
+  private oldestPendingAt = 0;
+  private readonly publish: CommitQueueOptions['publish'];
+  private readonly holdWhile: () => boolean;
+  private readonly observeCommit: (ms: number, ops: number) => void;
+
+  constructor(
+    private readonly store: RelayStore,
+    private readonly log: Logger,
+    options: CommitQueueOptions,
+  ) {
+    this.publish = options.publish;
+    this.holdWhile = options.holdWhile ?? (() => false);
+    this.observeCommit = options.observeCommit ?? (() => {});
+  }
+
+  /**
+   * Apply one op; once its batch is durable, `then` turns its outcome into the caller's answer (a
+   * refusal it throws rejects the call). Runs in commit order, right after the op's changes are published.
+   */
+  apply<N extends OpName, R>(op: OpOf<N>, then: (outcome: Outcome<N>) => R): Promise<R> {
+    if (this.closed) return Promise.reject(new RelayError('storageBusy', 'relay is shutting down: nothing was written'));
+    return new Promise<R>((resolve, reject) => {
+      if (this.pending.length === 0) this.oldestPendingAt = performance.now();
+      this.pending.push({ op, then: then as (o: Outcome) => unknown, resolve: resolve as (v: unknown) => void, reject });
+      this.schedule();
+    });
+  }
+
+  /** Bookkeeping (delivery states, last-seen, push spans) written with the next commit; nobody waits on it. */
+  defer(op: WriteOp): void {
+    if (this.closed) return;
+    this.deferred.push(op);
+    this.schedule();
+  }
+
+  /** Write everything still queued, then refuse new work. */
+  async close(): Promise<void> {
+    while (this.inFlight || this.pending.length > 0 || this.deferred.length > 0) {
+      if (this.inFlight) await this.inFlight;
+      else await this.flush();
+    }
+    this.closed = true;
+  }
+
+  private schedule(): void {
+    if (this.scheduled || this.inFlight) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      if (this.inFlight) return;
+      if (this.holding()) {
+        this.schedule();
+        return;
+      }
+      void this.flush();
+    });
+  }
+
+  private holding(): boolean {
+    return this.pending.length > 0 && this.pending.length < MAX_BATCH && performance.now() - this.oldestPendingAt < MAX_HOLD_MS && this.holdWhile();
+  }
+
+  private flush(): Promise<void> {
+    const batch = this.pending.splice(0, MAX_BATCH);
+    this.oldestPendingAt = performance.now();
+    const deferred = this.deferred.splice(0);
+    if (batch.length === 0 && deferred.length === 0) return Promise.resolve();
+    const started = performance.now();
+    const ops = deferred.length === 0 ? batch.map((p) => p.op) : [...batch.map((p) => p.op), ...deferred];
+    this.inFlight = this.store.apply(ops).then(
+      (outcomes) => {
+        this.observeCommit(performance.now() - started, batch.length);
+        this.settle(batch, outcomes, deferred);
+      },
+      (err: unknown) => {
+        this.log.error({ err }, 'group commit failed: nothing in it was acknowledged');
+        for (const p of batch) p.reject(err);
+      },
+    ).finally(() => {
+      this.inFlight = null;
+      if (this.pending.length > 0 || this.deferred.length > 0) this.schedule();
+    });
+    return this.inFlight;
+  }
+
+  private settle(batch: Pending[], outcomes: Outcome[], deferred: WriteOp[]): void {
+    batch.forEach((p, i) => {
+      const outcome = outcomes[i]!;
+      this.publishSafely(outcome.changes);
+      if (!outcome.ok && outcome.refused === 'error') {
+        this.log.error({ err: outcome.error, op: p.op.op }, 'a write failed');
+        p.reject(outcome.error instanceof RelayError ? outcome.error : new RelayError('internal', 'internal error'));
+        return;
+      }
+      try {
+        p.resolve(p.then(outcome));
+      } catch (err) {
+        p.reject(err);
+      }
+    });
+    deferred.forEach((op, i) => {
+      const outcome = outcomes[batch.length + i]!;
+      this.publishSafely(outcome.changes);
+      if (!outcome.ok && outcome.refused === 'error') this.log.warn({ err: outcome.error, op: op.op }, 'deferred write failed');
+    });
+  }
+
+  private publishSafely(changes: readonly Change[]): void {
+    if (changes.length === 0) return;
+    try {
+      this.publish(changes);
+    } catch (err) {
+      this.log.error({ err }, 'publishing a commit failed');
+    }
+  }
+}

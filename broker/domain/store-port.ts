@@ -1,0 +1,320 @@
+import type { Agent, Delivery, DeliveryState, EventKind, Message, RelayEvent, Task, TaskStatus } from '../../protocol/index.js';
+
+/*
+ * The store the domain needs. The domain plans every write as an op with its preconditions; the
+ * store applies a batch of ops in one transaction, assigns ids, and answers one outcome per op
+ * (a failed precondition is an outcome, not an exception) together with the changes it made, in
+ * the order it made them. `apply` returns a Promise: a store may commit off the event loop or
+ * over the network. SQLite (broker/store) is one implementation; the store contract suite
+ * (test/unit/store-contract.ts) is what a second one must pass.
+ *
+ * Reads are synchronous today: the one store is embedded and the read connection answers at once.
+ * A networked store needs them asynchronous; that change belongs to that store's step.
+ */
+
+// ---- records -------------------------------------------------------------------------------
+
+/**
+ * An agent as stored: the wire shape (less `connected`, which is live state) plus its token hash
+ * and its inbox floor (the newest message id when it was first registered: nothing before it can
+ * be addressed to it).
+ */
+export type StoredAgent = Omit<Agent, 'connected'> & { tokenHash: string; offlineAt: number | null; inboxFloor: number };
+/** An agent as the relay's memory holds it, for routing and listing: everything but its `meta`. */
+export type CachedAgent = Omit<StoredAgent, 'meta'>;
+
+export function withoutMeta(a: StoredAgent): CachedAgent {
+  const { meta: _m, ...rest } = a;
+  return rest;
+}
+
+export type NewMessage = Omit<Message, 'id' | 'threadId'> & { threadId: number | null };
+export type NewTask = Pick<Task, 'title' | 'body' | 'target' | 'channel' | 'dedupeKey' | 'source' | 'callbackUrl' | 'meta' | 'createdAt'>;
+
+export interface ListFilter {
+  since: number;
+  limit: number;
+  channel: string | null;
+  threadId: number | null;
+}
+
+export interface TaskFilter {
+  status: TaskStatus | null;
+  target: string | null;
+  channel: string | null;
+  claimedBy: string | null;
+  since: number;
+  limit: number;
+}
+
+export type OutboxState = 'pending' | 'delivered' | 'dead';
+
+export interface OutboxEntry {
+  id: number;
+  webhookId: string;
+  taskId: number;
+  eventId: number;
+  url: string;
+  /** Which secret signs it: `integration:NAME` or `relay`. */
+  signer: string;
+  payload: string;
+  state: OutboxState;
+  attempts: number;
+  nextAt: number;
+  lastStatus: number | null;
+  lastError: string | null;
+  createdAt: number;
+  updatedAt: number;
+}
+
+/** The states a span can record: a range of an agent's messages handed over together, or read together. */
+export type SpanState = 'pushed' | 'read';
+
+export interface DeliverySpan {
+  id: number;
+  first: number;
+  last: number;
+  at: number;
+}
+
+// ---- write ops -----------------------------------------------------------------------------
+
+/** An event the op appends when it succeeds; its id and time are the store's. */
+export interface EventSpec {
+  kind: EventKind;
+  agentId: string | null;
+  data: Record<string, unknown>;
+}
+
+/** A claimable message offering a task to its target, routed by the domain when it planned the op. */
+export interface Announcement {
+  from: string;
+  recipients: string[];
+}
+
+/** The owner-visible state a task change was planned against; the store refuses the op if it moved. */
+export interface TaskGuard {
+  status: TaskStatus;
+  claimedBy: string | null;
+  attempts: number;
+}
+
+/** A claimed task the domain plans to release, with the announcement routed for it. */
+export interface PlannedRelease {
+  taskId: number;
+  attempts: number;
+  reason: string;
+  by: string | null;
+  announce: Announcement;
+}
+
+export type AgentPatch = Partial<Pick<StoredAgent, 'label' | 'tags' | 'capabilities' | 'channels' | 'client' | 'host' | 'cwd' | 'rig' | 'status' | 'ready' | 'system' | 'meta' | 'offlineAt' | 'lastSeenAt'>>;
+
+export interface TaskCreateInput {
+  title: string;
+  target: string;
+  body: string | null;
+  channel: string | null;
+  dedupeKey: string | null;
+  callbackUrl: string | null;
+  meta: Record<string, unknown>;
+}
+
+export type WriteOp =
+  /** Insert a message (and, when claimable, its task first). Precondition: `replyTo` exists. */
+  | { op: 'message.send'; at: number; message: NewMessage; recipients: string[]; task: (TaskCreateInput & { source: string }) | null }
+  /**
+   * task/create: resolve (close the live task of source + dedupeKey), dedupe (bump it), or create
+   * and announce. With a receipt, a webhook delivery id already recorded is a duplicate.
+   */
+  | {
+      op: 'task.create';
+      at: number;
+      from: string;
+      source: string;
+      input: TaskCreateInput;
+      action: 'trigger' | 'resolve';
+      /** The route of the announcement, or why there is none (used only if a task is created). */
+      announce: Announcement | { unroutable: string };
+      receipt: { integration: string; deliveryId: string } | null;
+    }
+  /** Claim an open, unclaimed task. */
+  | { op: 'task.claim'; at: number; taskId: number; agentId: string }
+  /** Set status and progress of a task still as `guard` says. */
+  | { op: 'task.transition'; at: number; taskId: number; guard: TaskGuard; status: TaskStatus; progress: number; event: EventSpec }
+  /** Return a claimed task to open, record why, and announce it again. */
+  | { op: 'task.release'; at: number; guard: TaskGuard; release: PlannedRelease }
+  /** A new agent. Preconditions: the id is free and the registry below `maxAgents`. */
+  | { op: 'agent.insert'; at: number; agent: Omit<StoredAgent, 'inboxFloor'>; maxAgents: number; events: EventSpec[] }
+  /** Change fields of an agent whose token hash and status are still `expect`. */
+  | { op: 'agent.patch'; at: number; id: string; expect: { tokenHash: string; status: Agent['status'] }; patch: AgentPatch; events: EventSpec[] }
+  /**
+   * Take an agent offline and release its claimed work. Preconditions: it is not offline, and its
+   * unfinished claimed tasks are exactly `releases` (same attempts).
+   */
+  | { op: 'agent.offline'; at: number; id: string; patch: AgentPatch; reason: string; releases: PlannedRelease[] }
+  /** Keep last-seen fresh (bookkeeping). */
+  | { op: 'agent.touch'; at: number; ids: string[] }
+  | { op: 'delivery.read'; at: number; agentId: string; ids: number[] | null; upTo: number | null }
+  /** Precondition: the message was addressed to the agent. */
+  | { op: 'delivery.ack'; at: number; agentId: string; messageId: number; state: DeliveryState }
+  /** Record single deliveries' states (bookkeeping: a poll handed them over). */
+  | { op: 'delivery.mark'; at: number; agentId: string; messageIds: number[]; state: DeliveryState }
+  /** Record a span of pushed messages: a new row, or extend the row `rowId`. */
+  | { op: 'delivery.span'; at: number; agentId: string; rowId: number | null; first: number; last: number }
+  | { op: 'callback.attempt'; at: number; id: number; state: OutboxState; nextAt: number; status: number | null; error: string | null }
+  /** Retention. */
+  | { op: 'prune'; at: number; cutoff: number; offlineCutoff: number };
+
+export type OpName = WriteOp['op'];
+
+// ---- outcomes ------------------------------------------------------------------------------
+
+/** One change a commit made, for the domain to publish after it (in this order). */
+export type Change =
+  | { kind: 'message'; message: Message; recipients: string[] }
+  /** A task event: the task as it was right after the event. */
+  | { kind: 'task'; task: Task; event: RelayEvent; alsoAgents: (string | null)[] }
+  | { kind: 'event'; event: RelayEvent }
+  | { kind: 'agent'; agent: StoredAgent }
+  | { kind: 'agentRemoved'; id: string }
+  /** An outbox entry was written: the dispatcher should look. */
+  | { kind: 'callback' };
+
+export interface PruneCounts {
+  messages: number;
+  prunedThrough: number;
+  events: number;
+  tasks: number;
+  callbacks: number;
+  receipts: number;
+  agents: string[];
+}
+
+/** What each op answers when it was applied; `refused` names the precondition that failed. */
+export interface Results {
+  'message.send': { message: Message; task: Task | null };
+  'task.create': { task: Task; created: boolean };
+  'task.claim': { task: Task };
+  'task.transition': { task: Task };
+  'task.release': { task: Task };
+  'agent.insert': { agent: StoredAgent; newestMessageId: number };
+  'agent.patch': { agent: StoredAgent; newestMessageId: number };
+  'agent.offline': { agent: StoredAgent };
+  'agent.touch': null;
+  'delivery.read': { marked: number };
+  'delivery.ack': { delivery: Delivery };
+  'delivery.mark': null;
+  'delivery.span': { rowId: number };
+  'callback.attempt': null;
+  prune: PruneCounts;
+}
+
+export type Refusal =
+  | { refused: 'replyToMissing' }
+  | { refused: 'notFound' }
+  /** The task is claimed (by `owner`) or closed: it can no longer be claimed. */
+  | { refused: 'notOpen'; task: Task }
+  /** Planned against a state that has moved on: read again and re-plan. */
+  | { refused: 'changed' }
+  | { refused: 'noLiveTask' }
+  | { refused: 'duplicate'; taskId: number | null }
+  | { refused: 'unroutable'; message: string }
+  | { refused: 'full'; count: number }
+  | { refused: 'notDelivered' }
+  /** The op threw (a bug or a constraint the plan missed); only its own writes were undone. */
+  | { refused: 'error'; error: unknown };
+
+export type Outcome<N extends OpName = OpName> = ({ ok: true; value: Results[N] } | ({ ok: false } & Refusal)) & { changes: Change[] };
+
+/** The op of kind N. */
+export type OpOf<N extends OpName> = Extract<WriteOp, { op: N }>;
+
+// ---- reads ---------------------------------------------------------------------------------
+
+export interface MessageReads {
+  get(id: number): Message | undefined;
+  maxId(): number;
+  /**
+   * Messages addressed to the agent after `since`, from no lower than its inbox `floor`; with
+   * `unread`, from past its read-through cursor, leaving out single messages it marked read.
+   */
+  inbox(agentId: string, f: ListFilter & { floor: number } & ({ unread: false } | { unread: true; readThrough: number })): Message[];
+  all(f: ListFilter): Message[];
+  thread(threadId: number, since: number, limit: number): Message[];
+}
+
+export interface DeliveryReads {
+  forMessage(messageId: number): Delivery[];
+  get(agentId: string, messageId: number): Delivery | undefined;
+  readThrough(agentId: string): number;
+  latestSpan(agentId: string, state: SpanState): DeliverySpan | undefined;
+}
+
+export interface TaskReads {
+  get(id: number): Task | undefined;
+  list(f: TaskFilter): Task[];
+  liveClaimedBy(agentId: string): Task[];
+  countByStatus(): Record<string, number>;
+}
+
+export interface EventReads {
+  list(f: { since: number; kind: EventKind | null; taskId: number | null; limit: number }): RelayEvent[];
+  ofTask(taskId: number, since?: number, limit?: number): RelayEvent[];
+  maxId(): number;
+}
+
+export interface OutboxReads {
+  due(now: number, limit: number): OutboxEntry[];
+  nextDueAt(): number | null;
+  ofTask(taskId: number, firstEventId?: number, lastEventId?: number): OutboxEntry[];
+  depthByState(): Record<OutboxState, number>;
+}
+
+export interface AgentReads {
+  all(): StoredAgent[];
+  get(id: string): StoredAgent | undefined;
+  metaOf(id: string): Record<string, unknown>;
+}
+
+export interface ReceiptReads {
+  seen(integration: string, deliveryId: string): { taskId: number | null } | undefined;
+}
+
+export interface StoreHealth {
+  /** The newest storage fault a commit met, cleared by the next commit that wrote without one. */
+  readonly lastFailure: { at: number; error: string } | null;
+  /** True when a write could be taken now; never waits past the busy timeout. */
+  isWritable(): boolean;
+  /** Durability settings as the store reports them (synchronous, journal mode). */
+  settings(): { synchronous: string; journalMode: string };
+}
+
+export interface RelayStore {
+  readonly messages: MessageReads;
+  readonly deliveries: DeliveryReads;
+  readonly tasks: TaskReads;
+  readonly events: EventReads;
+  readonly outbox: OutboxReads;
+  readonly agents: AgentReads;
+  readonly receipts: ReceiptReads;
+  readonly health: StoreHealth;
+  /** Messages with ids up to this were pruned: a cursor below it cannot be resumed. */
+  prunedThrough(): number;
+  /**
+   * Apply the ops in one transaction, in order; each answers its outcome. Rejects (with a
+   * RelayError) only when the batch as a whole was not written: nothing of it is then durable.
+   */
+  apply(ops: readonly WriteOp[]): Promise<Outcome[]>;
+  close(): void;
+}
+
+/** The body of a task callback (Standard Webhooks payload), written to the outbox with the event. */
+export function callbackPayload(task: Task, event: RelayEvent): string {
+  return JSON.stringify({ type: event.kind, timestamp: new Date(event.at).toISOString(), data: { event, task } });
+}
+
+/** The webhook id of a task event's callback: the same on every retry. */
+export function callbackWebhookId(event: RelayEvent): string {
+  return `msg_${event.id}`;
+}

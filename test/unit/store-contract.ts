@@ -1,0 +1,203 @@
+import type { Test } from 'tap';
+import type { NewMessage, Outcome, RelayStore, StoredAgent, TaskCreateInput, WriteOp } from '../../broker/domain/store-port.js';
+
+/**
+ * The store contract: what the domain relies on from any store behind the port (broker/domain/
+ * store-port.ts). A store passes when every case here holds on a fresh, empty store from `open`.
+ * Run on SQLite by sqlite-store.test.ts; a second store runs the same function.
+ */
+export function storeContract(t: Test, open: (t: Test) => RelayStore): void {
+  const at = 1_000_000;
+  const msg = (over: Partial<NewMessage> = {}): NewMessage => ({
+    from: 'alice', to: 'bob', channel: null, subject: null, body: 'hi', replyTo: null, threadId: null, claimable: false, taskId: null, createdAt: at, meta: {}, ...over,
+  });
+  const send = (over: Partial<NewMessage> = {}, recipients = ['bob']): WriteOp => ({ op: 'message.send', at, message: msg(over), recipients, task: null });
+  const input = (over: Partial<TaskCreateInput> = {}): TaskCreateInput => ({ title: 'build', target: 'tag:ci', body: null, channel: null, dedupeKey: null, callbackUrl: null, meta: {}, ...over });
+  const create = (over: Partial<TaskCreateInput> = {}, action: 'trigger' | 'resolve' = 'trigger', receipt: { integration: string; deliveryId: string } | null = null): WriteOp => ({
+    op: 'task.create', at, from: 'ext:ci', source: 'ci', input: input(over), action, announce: { from: 'ext:ci', recipients: ['bob'] }, receipt,
+  });
+  const agent = (id: string, over: Partial<StoredAgent> = {}): Omit<StoredAgent, 'inboxFloor'> => ({
+    id, label: id, tags: [], capabilities: [], channels: [], client: null, host: null, cwd: null, rig: null, status: 'online', ready: true, system: false,
+    tokenHash: 'h'.repeat(64), registeredAt: at, lastSeenAt: at, offlineAt: null, meta: {}, ...over,
+  });
+  const one = async (store: RelayStore, op: WriteOp): Promise<Outcome> => (await store.apply([op]))[0]!;
+  const value = <T>(o: Outcome): T => {
+    if (!o.ok) throw new Error(`expected ok, got ${o.refused}`);
+    return o.value as T;
+  };
+
+  t.test('message.send: ids ascend within and across batches; a reply joins its thread', async (t) => {
+    const store = open(t);
+    const [a, b] = await store.apply([send(), send({ body: 'two' })]);
+    const first = value<{ message: { id: number; threadId: number } }>(a!).message;
+    const second = value<{ message: { id: number } }>(b!).message;
+    t.ok(second.id > first.id, 'ids ascend in a batch');
+    t.equal(first.threadId, first.id, 'a message starts its own thread');
+    const reply = value<{ message: { id: number; threadId: number } }>(await one(store, send({ replyTo: first.id }))).message;
+    t.ok(reply.id > second.id, 'and across batches');
+    t.equal(reply.threadId, first.id, 'a reply joins its parent’s thread');
+    t.equal(store.messages.maxId(), reply.id);
+    t.same(store.messages.thread(first.id, 0, 10).map((m) => m.id), [first.id, reply.id]);
+    t.same(store.messages.inbox('bob', { since: 0, limit: 10, channel: null, threadId: null, floor: 0, unread: false }).map((m) => m.id), [first.id, second.id, reply.id], 'the inbox holds what named bob');
+    t.same(store.messages.inbox('carol', { since: 0, limit: 10, channel: null, threadId: null, floor: 0, unread: false }), [], 'and no one else');
+  });
+
+  t.test('message.send: a missing replyTo is refused and writes nothing; its neighbours commit', async (t) => {
+    const store = open(t);
+    const [bad, good] = await store.apply([send({ replyTo: 999 }), send()]);
+    t.match(bad, { ok: false, refused: 'replyToMissing', changes: [] });
+    t.equal(good!.ok, true, 'the next op of the batch still commits');
+    t.equal(store.messages.all({ since: 0, limit: 10, channel: null, threadId: null }).length, 1);
+  });
+
+  t.test('message.send with a task: the task first, then its message, linked both ways', async (t) => {
+    const store = open(t);
+    const o = await one(store, { ...(send({ claimable: true }) as Extract<WriteOp, { op: 'message.send' }>), task: { ...input({ target: 'bob' }), source: 'alice' } });
+    const { message, task } = value<{ message: { id: number; taskId: number }; task: { id: number; messageId: number } }>(o);
+    t.equal(message.taskId, task.id);
+    t.equal(task.messageId, message.id);
+    t.same(o.changes.map((c) => c.kind), ['task', 'message'], 'task.created, then the message');
+  });
+
+  t.test('task.create: created and announced, deduped by source + key, resolved', async (t) => {
+    const store = open(t);
+    const o = await one(store, create({ dedupeKey: 'k' }));
+    const created = value<{ task: { id: number; messageId: number; status: string }; created: boolean }>(o);
+    t.equal(created.created, true);
+    t.equal(created.task.status, 'open');
+    t.same(o.changes.map((c) => c.kind), ['task', 'message'], 'the task event, then the announcement');
+    const announced = store.messages.get(created.task.messageId)!;
+    t.match(announced, { claimable: true, taskId: created.task.id, from: 'ext:ci' });
+    const again = value<{ task: { id: number; occurrences: number }; created: boolean }>(await one(store, create({ dedupeKey: 'k' })));
+    t.match(again, { created: false, task: { id: created.task.id, occurrences: 2 } }, 'the same key dedupes');
+    const resolved = value<{ task: { status: string; progress: number } }>(await one(store, create({ dedupeKey: 'k' }, 'resolve')));
+    t.match(resolved.task, { status: 'done', progress: 100 });
+    t.match(await one(store, create({ dedupeKey: 'k' }, 'resolve')), { ok: false, refused: 'noLiveTask' }, 'nothing live to resolve any more');
+    t.same(store.events.ofTask(created.task.id).map((e) => e.kind), ['task.created', 'task.deduped', 'task.closed']);
+  });
+
+  t.test('task.create: an unroutable announcement creates nothing; a dedupe needs no route', async (t) => {
+    const store = open(t);
+    value(await one(store, create({ dedupeKey: 'k' })));
+    const unroutable = { ...(create({ dedupeKey: 'other' }) as Extract<WriteOp, { op: 'task.create' }>), announce: { unroutable: 'to: no agent with id x' } };
+    t.match(await one(store, unroutable), { ok: false, refused: 'unroutable', message: /no agent/ });
+    t.equal(store.tasks.list({ status: null, target: null, channel: null, claimedBy: null, since: 0, limit: 10 }).length, 1, 'no task was created');
+    t.equal(value<{ created: boolean }>(await one(store, { ...unroutable, input: input({ dedupeKey: 'k' }) })).created, false, 'the live task is deduped');
+  });
+
+  t.test('task.create with a receipt: a delivery id is applied once; a refused one may be retried', async (t) => {
+    const store = open(t);
+    const receipt = { integration: 'ci', deliveryId: 'd1' };
+    t.match(await one(store, create({ dedupeKey: 'k' }, 'resolve', receipt)), { ok: false, refused: 'noLiveTask' });
+    t.equal(store.receipts.seen('ci', 'd1'), undefined, 'the refused delivery was not recorded');
+    const first = value<{ task: { id: number } }>(await one(store, create({ dedupeKey: 'k' }, 'trigger', receipt)));
+    const [again, other] = await store.apply([create({ dedupeKey: 'k' }, 'trigger', receipt), create({ dedupeKey: 'k' }, 'trigger', { integration: 'ci', deliveryId: 'd2' })]);
+    t.match(again, { ok: false, refused: 'duplicate', taskId: first.task.id });
+    t.match(value<{ task: { occurrences: number } }>(other!).task, { occurrences: 2 }, 'another delivery id dedupes as usual');
+  });
+
+  t.test('task.claim: one winner; the loser hears who holds it; fencing tokens count attempts', async (t) => {
+    const store = open(t);
+    const { task } = value<{ task: { id: number } }>(await one(store, create()));
+    const [win, lose] = await store.apply([
+      { op: 'task.claim', at, taskId: task.id, agentId: 'bob' },
+      { op: 'task.claim', at, taskId: task.id, agentId: 'carol' },
+    ]);
+    t.match(value<{ task: { claimedBy: string; attempts: number; status: string } }>(win!).task, { claimedBy: 'bob', attempts: 1, status: 'claimed' });
+    t.match(lose, { ok: false, refused: 'notOpen', task: { claimedBy: 'bob' } });
+    t.match(await one(store, { op: 'task.claim', at, taskId: 999, agentId: 'bob' }), { ok: false, refused: 'notFound' });
+  });
+
+  t.test('task.transition and task.release apply only against the state they were planned on', async (t) => {
+    const store = open(t);
+    const { task } = value<{ task: { id: number } }>(await one(store, create()));
+    value(await one(store, { op: 'task.claim', at, taskId: task.id, agentId: 'bob' }));
+    const guard = { status: 'claimed' as const, claimedBy: 'bob', attempts: 1 };
+    const event = { kind: 'task.updated' as const, agentId: 'bob', data: { progress: 50 } };
+    t.match(await one(store, { op: 'task.transition', at, taskId: task.id, guard: { ...guard, attempts: 2 }, status: 'in_progress', progress: 50, event }), { ok: false, refused: 'changed' }, 'a stale attempt is refused');
+    t.match(value<{ task: { status: string; progress: number } }>(await one(store, { op: 'task.transition', at, taskId: task.id, guard, status: 'in_progress', progress: 50, event })).task, { status: 'in_progress', progress: 50 });
+    const release = { taskId: task.id, attempts: 1, reason: 'done for today', by: 'bob', announce: { from: 'ext:relay', recipients: ['carol'] } };
+    t.match(await one(store, { op: 'task.release', at, guard, release }), { ok: false, refused: 'changed' }, 'planned on claimed, but it is in_progress now');
+    const released = await one(store, { op: 'task.release', at, guard: { ...guard, status: 'in_progress' }, release });
+    t.match(value<{ task: { status: string; claimedBy: null } }>(released).task, { status: 'open', claimedBy: null });
+    t.same(released.changes.map((c) => c.kind), ['task', 'message'], 'task.released, then the new offer');
+    t.match(released.changes[0], { kind: 'task', event: { kind: 'task.released', data: { previousOwner: 'bob' } }, alsoAgents: ['bob'] });
+    t.match(released.changes[1], { kind: 'message', recipients: ['carol'] });
+  });
+
+  t.test('a task with a callback URL writes each event to the outbox, in the same commit', async (t) => {
+    const store = open(t);
+    const o = await one(store, create({ callbackUrl: 'https://example.test/hook' }));
+    const { task } = value<{ task: { id: number } }>(o);
+    t.ok(o.changes.some((c) => c.kind === 'callback'), 'the change says an outbox entry was written');
+    value(await one(store, { op: 'task.claim', at, taskId: task.id, agentId: 'bob' }));
+    const entries = store.outbox.ofTask(task.id);
+    t.equal(entries.length, 2, 'task.created and task.claimed');
+    t.same(entries.map((e) => JSON.parse(e.payload).type), ['task.created', 'task.claimed']);
+    t.same(store.outbox.due(at, 10).map((e) => e.webhookId), [entries[0]!.webhookId], 'one due per task, oldest first');
+    await store.apply([{ op: 'callback.attempt', at, id: entries[0]!.id, state: 'delivered', nextAt: at, status: 200, error: null }]);
+    t.same(store.outbox.due(at, 10).map((e) => e.webhookId), [entries[1]!.webhookId], 'then the next');
+  });
+
+  t.test('agent.insert: a free id below the limit; its inbox floor is the newest message', async (t) => {
+    const store = open(t);
+    value(await one(store, send()));
+    const inserted = value<{ agent: StoredAgent; newestMessageId: number }>(await one(store, { op: 'agent.insert', at, agent: agent('bob'), maxAgents: 2, events: [{ kind: 'agent.online', agentId: 'bob', data: {} }] }));
+    t.equal(inserted.agent.inboxFloor, 1);
+    t.equal(inserted.newestMessageId, 1);
+    t.match(await one(store, { op: 'agent.insert', at, agent: agent('bob'), maxAgents: 5, events: [] }), { ok: false, refused: 'changed' }, 'the id is taken');
+    value(await one(store, { op: 'agent.insert', at, agent: agent('carol'), maxAgents: 2, events: [] }));
+    t.match(await one(store, { op: 'agent.insert', at, agent: agent('dave'), maxAgents: 2, events: [] }), { ok: false, refused: 'full', count: 2 });
+    t.same(store.agents.all().map((a) => a.id).sort(), ['bob', 'carol']);
+  });
+
+  t.test('agent.patch: only while token and status are as planned; last-seen never goes back', async (t) => {
+    const store = open(t);
+    value(await one(store, { op: 'agent.insert', at, agent: agent('bob'), maxAgents: 10, events: [] }));
+    const expect = { tokenHash: 'h'.repeat(64), status: 'online' as const };
+    t.match(await one(store, { op: 'agent.patch', at, id: 'bob', expect: { ...expect, tokenHash: 'x'.repeat(64) }, patch: { label: 'B' }, events: [] }), { ok: false, refused: 'changed' });
+    t.match(await one(store, { op: 'agent.patch', at, id: 'nobody', expect, patch: {}, events: [] }), { ok: false, refused: 'notFound' });
+    await store.apply([{ op: 'agent.touch', at: at + 500, ids: ['bob'] }]);
+    const patched = value<{ agent: StoredAgent }>(await one(store, { op: 'agent.patch', at, id: 'bob', expect, patch: { label: 'B', tags: ['x'], lastSeenAt: at + 100 }, events: [] })).agent;
+    t.match(patched, { label: 'B', tags: ['x'], lastSeenAt: at + 500, capabilities: [] }, 'patched fields only; last-seen kept the newer touch');
+    t.same(store.agents.get('bob'), patched, 'as stored');
+  });
+
+  t.test('agent.offline: releases exactly the claims it was planned with, else is refused', async (t) => {
+    const store = open(t);
+    value(await one(store, { op: 'agent.insert', at, agent: agent('bob'), maxAgents: 10, events: [] }));
+    const { task } = value<{ task: { id: number } }>(await one(store, create()));
+    value(await one(store, { op: 'task.claim', at, taskId: task.id, agentId: 'bob' }));
+    const release = { taskId: task.id, attempts: 1, reason: 'owner bob went offline', by: null, announce: { from: 'ext:relay', recipients: [] } };
+    t.match(await one(store, { op: 'agent.offline', at, id: 'bob', patch: {}, reason: 'left', releases: [] }), { ok: false, refused: 'changed' }, 'planned without the claim');
+    const o = await one(store, { op: 'agent.offline', at, id: 'bob', patch: {}, reason: 'left', releases: [release] });
+    t.match(value<{ agent: StoredAgent }>(o).agent, { status: 'offline', offlineAt: at });
+    t.same(o.changes.map((c) => c.kind), ['agent', 'event', 'task', 'message']);
+    t.match(store.tasks.get(task.id), { status: 'open', claimedBy: null });
+    t.match(await one(store, { op: 'agent.offline', at, id: 'bob', patch: {}, reason: 'left', releases: [] }), { ok: false, refused: 'changed' }, 'already offline');
+  });
+
+  t.test('delivery states: ack needs a delivery; read marks count what changed', async (t) => {
+    const store = open(t);
+    const id = value<{ message: { id: number } }>(await one(store, send())).message.id;
+    t.match(await one(store, { op: 'delivery.ack', at, agentId: 'carol', messageId: id, state: 'injected' }), { ok: false, refused: 'notDelivered' });
+    t.match(value(await one(store, { op: 'delivery.ack', at, agentId: 'bob', messageId: id, state: 'injected' })), { delivery: { state: 'injected', agentId: 'bob' } });
+    t.same(value(await one(store, { op: 'delivery.read', at, agentId: 'bob', ids: [id, id], upTo: null })), { marked: 1 });
+    t.same(value(await one(store, { op: 'delivery.read', at, agentId: 'bob', ids: [id], upTo: null })), { marked: 0 }, 'already read');
+    t.equal(store.deliveries.get('bob', id)?.state, 'read');
+    const span = value<{ rowId: number }>(await one(store, { op: 'delivery.span', at, agentId: 'bob', rowId: null, first: 1, last: 1 }));
+    t.ok(span.rowId > 0, 'a pushed span gets a row');
+  });
+
+  t.test('prune: old rows go, the cursor floor rises, pruned agents are announced', async (t) => {
+    const store = open(t);
+    value(await one(store, send()));
+    value(await one(store, { op: 'agent.insert', at, agent: agent('gone', { status: 'offline', offlineAt: at }), maxAgents: 10, events: [] }));
+    const o = await one(store, { op: 'prune', at: at + 10, cutoff: at + 1, offlineCutoff: at + 1 });
+    t.match(value(o), { messages: 1, prunedThrough: 1, agents: ['gone'] });
+    t.same(o.changes, [{ kind: 'agentRemoved', id: 'gone' }]);
+    t.equal(store.prunedThrough(), 1);
+    const next = value<{ message: { id: number } }>(await one(store, send())).message.id;
+    t.ok(next > 1, 'ids are never reused after a prune');
+  });
+}
