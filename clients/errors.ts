@@ -1,6 +1,4 @@
-import { ERRORS, type ErrorName } from '../protocol/errors.js';
-
-const NAME_BY_CODE = new Map<number, ErrorName>(Object.entries(ERRORS).map(([name, e]) => [e.code, name as ErrorName]));
+import { ERRORS, errorKind, type ErrorName } from '../protocol/errors.js';
 
 /** The relay answered with a JSON-RPC error from the contract's catalogue. */
 export class RelayRpcError extends Error {
@@ -15,10 +13,10 @@ export class RelayRpcError extends Error {
   ) {
     super(message);
     this.name = 'RelayRpcError';
-    this.kind = NAME_BY_CODE.get(code);
+    this.kind = errorKind(code, data);
   }
 
-  /** Whether the same call may succeed later (storage busy, rate limited, internal). */
+  /** Whether the same call may succeed later (storage busy, rate limited, internal); never for too large. */
   get retryable(): boolean {
     return this.kind ? ERRORS[this.kind].retryable : false;
   }

@@ -5,6 +5,7 @@ export * from './limits.js';
 export * from './well-formed.js';
 export * from './frame-guard.js';
 export * from './errors.js';
+export * from './error-reply.js';
 export * from './close-codes.js';
 export * from './websocket.js';
 export * from './http-paths.js';

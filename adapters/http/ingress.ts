@@ -7,7 +7,6 @@ import type { HttpExchange } from '../../broker/domain/ports.js';
 import { safeEqual } from '../../broker/domain/tokens.js';
 import { verifyGithubSignature, verifyStandardWebhook, type VerifyResult } from '../../broker/domain/webhooks.js';
 import type { Integration } from '../../broker/integrations.js';
-import { describeZodError } from '../../broker/transport/rpc-dispatch.js';
 import { decodeSegment, sendError, sendJson } from './respond.js';
 
 /** What an integration may send; fields map onto task/create. Unknown fields are ignored. */
@@ -56,7 +55,7 @@ export async function handleIngress(ex: HttpExchange, rawName: string, core: Dom
     const auth = authenticateDelivery(integration, ex, Math.floor(core.now() / 1000));
     if (!auth.ok) {
       core.log.info({ integration: name, reason: auth.reason }, 'webhook refused');
-      return sendJson(ex, 401, { error: { code: -32001, message: `unauthorized: ${auth.reason}` } });
+      throw new RelayError('unauthorized', `unauthorized: ${auth.reason}`);
     }
     const replayKey = auth.replayKey;
     if (replayKey) {
@@ -72,7 +71,7 @@ export async function handleIngress(ex: HttpExchange, rawName: string, core: Dom
     const illFormed = illFormedStringPath(raw);
     if (illFormed !== null) throw new RelayError('invalidParams', illFormedMessage(illFormed));
     const parsed = IngressBodySchema.safeParse(raw);
-    if (!parsed.success) return sendJson(ex, 400, { error: describeZodError(parsed.error) });
+    if (!parsed.success) throw parsed.error;
     const b = parsed.data;
     const target = b.target ?? integration.target;
     if (!target) throw new RelayError('invalidParams', `invalid params: target: required (integration ${name} has no default target)`);

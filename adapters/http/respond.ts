@@ -1,27 +1,16 @@
-import { ZodError } from 'zod';
-import { ERRORS, frameShapeProblem, frameShapeRefusal, httpStatusFor, LIMITS, RelayError } from '../../protocol/index.js';
+import { frameShapeProblem, frameShapeRefusal, httpErrorReply, JSON_HEADERS, LIMITS, RelayError } from '../../protocol/index.js';
 import type { HttpExchange } from '../../broker/domain/ports.js';
-import { describeZodError } from '../../broker/transport/rpc-dispatch.js';
 
-export const JSON_HEADERS = { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' };
+export { JSON_HEADERS };
 
 export function sendJson(ex: HttpExchange, status: number, value: unknown): void {
   ex.reply(status, JSON_HEADERS, JSON.stringify(value));
 }
 
-/** The error body and HTTP status for anything a handler threw; internals never reach the client. */
-export function errorReply(err: unknown): { status: number; body: { error: { code: number; message: string; data?: unknown } } } {
-  if (err instanceof RelayError) {
-    const status = err.code === ERRORS.tooLarge.code && err.message.startsWith('rate limited') ? 429 : httpStatusFor(err.code);
-    return { status, body: { error: { code: err.code, message: err.message, ...(err.data ? { data: err.data } : {}) } } };
-  }
-  if (err instanceof ZodError) return { status: 400, body: { error: describeZodError(err) } };
-  return { status: 500, body: { error: { code: ERRORS.internal.code, message: 'internal error' } } };
-}
-
+/** Anything a handler threw, as the contract's error answer (protocol/error-reply.ts); internals never reach the client. */
 export function sendError(ex: HttpExchange, err: unknown): void {
-  const { status, body } = errorReply(err);
-  sendJson(ex, status, body);
+  const { status, headers, body } = httpErrorReply(err);
+  ex.reply(status, headers, body);
 }
 
 /** A JSON object body, or a RelayError naming what is wrong with it. */

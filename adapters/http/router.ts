@@ -1,4 +1,4 @@
-import { ERRORS, INGRESS_PATH, METHODS, RelayError } from '../../protocol/index.js';
+import { INGRESS_PATH, METHODS, RelayError } from '../../protocol/index.js';
 import type { Domain } from '../../broker/domain/domain.js';
 import type { HttpExchange, HttpHandler } from '../../broker/domain/ports.js';
 import type { RpcDispatcher } from '../../broker/transport/rpc-dispatch.js';
@@ -34,7 +34,7 @@ export function createHttpHandler(deps: HttpDeps): HttpHandler {
     if (!presentedAgentTokenHolds(ex, domain)) return;
     if (dashboard.serve(ex)) return;
     if (path === '/rpc') {
-      if (ex.method !== 'POST') return sendJson(ex, 405, { error: { code: ERRORS.invalidRequest.code, message: 'use POST /rpc with a JSON-RPC body' } });
+      if (ex.method !== 'POST') return sendError(ex, new RelayError('methodNotAllowed', 'use POST /rpc with a JSON-RPC body'));
       const response = await dispatcher.handleFrame(ex.body.toString('utf8'), HTTP_CTX);
       if (response === null) return ex.reply(204, { 'cache-control': 'no-store' }, '');
       return ex.reply(200, JSON_HEADERS, response);
@@ -55,7 +55,7 @@ export function createHttpHandler(deps: HttpDeps): HttpHandler {
     if (ingress && ex.method === 'POST') return handleIngress(ex, ingress[1]!, domain);
 
     const match = matchRoute(REST_ROUTES, ex);
-    if (match === 'method') return sendJson(ex, 405, { error: { code: ERRORS.invalidRequest.code, message: `${ex.method} is not supported on ${path}` } });
+    if (match === 'method') return sendError(ex, new RelayError('methodNotAllowed', `${ex.method} is not supported on ${path}`));
     if (!match) return notFound(ex);
     const pathParams: Record<string, string> = {};
     for (const [k, v] of Object.entries(match.path)) {
@@ -113,7 +113,7 @@ function presentedAgentTokenHolds(ex: HttpExchange, domain: Domain): boolean {
 }
 
 function notFound(ex: HttpExchange): void {
-  sendJson(ex, 404, { error: { code: ERRORS.notFound.code, message: `not found: ${ex.method} ${ex.path}` } });
+  sendError(ex, new RelayError('notFound', `not found: ${ex.method} ${ex.path}`));
 }
 
 function health(ex: HttpExchange, d: Domain): void {

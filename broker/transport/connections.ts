@@ -1,4 +1,4 @@
-import { CLOSE_CODES, ERRORS, WS_SUBPROTOCOL } from '../../protocol/index.js';
+import { CLOSE_CODES, errorReply, RelayError, WS_SUBPROTOCOL } from '../../protocol/index.js';
 import type { Caller } from '../domain/context.js';
 import { noteDisconnected } from '../domain/presence.js';
 import { checkRequest, type Refusal, type RequestHeaders } from './auth.js';
@@ -12,8 +12,8 @@ import type { TransportDeps } from './types.js';
 const FRAMES_PER_TURN = 32;
 
 /** A JSON-RPC error frame with no id (the frame it answers was not read as a request). */
-export function errorFrame(code: number, message: string): string {
-  return JSON.stringify({ jsonrpc: '2.0', id: null, error: { code, message } });
+export function errorFrame(err: RelayError): string {
+  return JSON.stringify({ jsonrpc: '2.0', id: null, error: errorReply(err).error });
 }
 
 /** The subprotocol the relay answers: its own when offered, else none. */
@@ -97,7 +97,7 @@ export class Connections<S extends LiveSession> {
         this.fair.closeWhenDrained(session, () => this.closeFlooder(session, 'rate limited: slow down and reconnect'));
         return;
       }
-      session.send(errorFrame(ERRORS.tooLarge.code, `rate limited: more than ${config.rateLimitPerSec} frames/s; slow down`));
+      session.send(errorFrame(new RelayError('rateLimited', `rate limited: more than ${config.rateLimitPerSec} frames/s; slow down`, { retryAfterMs: session.limit.bucket.msUntilNext() })));
       return;
     }
     // An admitted frame pays down one refusal instead of forgiving them all: a flood that goes on
@@ -106,11 +106,11 @@ export class Connections<S extends LiveSession> {
     // under its rate works its count back to zero.
     if (session.overLimit > 0) session.overLimit--;
     if (isBinary) {
-      session.send(errorFrame(ERRORS.invalidRequest.code, 'invalid request: binary frames are not accepted; send JSON text'));
+      session.send(errorFrame(new RelayError('invalidRequest', 'invalid request: binary frames are not accepted; send JSON text')));
       return;
     }
     if (byteLength > config.maxFrameBytes) {
-      session.send(errorFrame(ERRORS.tooLarge.code, `too large: frame of ${byteLength} bytes exceeds ${config.maxFrameBytes}`));
+      session.send(errorFrame(new RelayError('tooLarge', `too large: frame of ${byteLength} bytes exceeds ${config.maxFrameBytes}`)));
       return;
     }
     this.fair.submit(session, text(), byteLength);

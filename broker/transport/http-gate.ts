@@ -1,4 +1,4 @@
-import { ERRORS, INGRESS_PATH } from '../../protocol/index.js';
+import { httpErrorReply, INGRESS_PATH, RelayError } from '../../protocol/index.js';
 import type { HttpExchange } from '../domain/ports.js';
 import { checkRequest } from './auth.js';
 import { ClientRateLimiter } from './rate-limit.js';
@@ -52,8 +52,10 @@ export class BodyCollector {
   }
 }
 
-function replyError(exchange: HttpExchange, status: number, code: number, message: string, headers: Record<string, string> = {}): void {
-  exchange.reply(status, { 'content-type': 'application/json', ...headers }, JSON.stringify({ error: { code, message } }));
+/** A refusal (or failure) as the contract's HTTP error answer (protocol/error-reply.ts). */
+function replyError(exchange: HttpExchange, err: unknown, headers: Record<string, string> = {}): void {
+  const reply = httpErrorReply(err);
+  exchange.reply(reply.status, { ...reply.headers, ...headers }, reply.body);
 }
 
 /** An exchange whose body the gate fills in once it is read. */
@@ -73,13 +75,13 @@ export function createHttpGate(deps: TransportDeps, port: () => number): (exchan
   const dispatch = (exchange: GateExchange) => {
     Promise.resolve(deps.http(exchange)).catch((err: unknown) => {
       log.error({ err, path: exchange.path }, 'http handler failed');
-      replyError(exchange, 500, ERRORS.internal.code, 'internal error');
+      replyError(exchange, err);
     });
   };
   return (exchange, remote, readBody) => {
     const retryAfter = limiter.check(remote);
     if (retryAfter !== null) {
-      replyError(exchange, 429, ERRORS.tooLarge.code, `rate limited: more than ${config.httpRateLimitPerSec} requests/s from this address; retry after ${retryAfter} s`, { 'retry-after': String(retryAfter) });
+      replyError(exchange, new RelayError('rateLimited', `rate limited: more than ${config.httpRateLimitPerSec} requests/s from this address; retry after ${retryAfter} s`, { retryAfterMs: retryAfter * 1000 }));
       return;
     }
     const { headers, method, path } = exchange;
@@ -90,7 +92,7 @@ export function createHttpGate(deps: TransportDeps, port: () => number): (exchan
       { ownAuth: INGRESS_PATH.test(path) || ((method === 'GET' || method === 'HEAD') && DASHBOARD_PATH.test(path)) },
     );
     if (refusal) {
-      replyError(exchange, refusal.status.startsWith('401') ? 401 : 403, ERRORS.unauthorized.code, refusal.reason);
+      replyError(exchange, new RelayError(refusal.status.startsWith('401') ? 'unauthorized' : 'forbidden', refusal.reason));
       return;
     }
     if (method === 'GET' || method === 'HEAD' || method === 'DELETE' || method === 'OPTIONS') {
@@ -99,7 +101,7 @@ export function createHttpGate(deps: TransportDeps, port: () => number): (exchan
     }
     readBody(config.maxFrameBytes, (body) => {
       if (body instanceof BodyTooLarge) {
-        replyError(exchange, 413, ERRORS.tooLarge.code, `too large: body exceeds ${config.maxFrameBytes} bytes`, { connection: 'close' });
+        replyError(exchange, new RelayError('tooLarge', `too large: body exceeds ${config.maxFrameBytes} bytes`), { connection: 'close' });
         return;
       }
       exchange.body = body;

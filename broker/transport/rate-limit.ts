@@ -21,6 +21,11 @@ export class TokenBucket {
     return true;
   }
 
+  /** Milliseconds until one token is back (a WebSocket refusal's data.retryAfterMs). */
+  msUntilNext(): number {
+    return Math.max(1, Math.ceil(((1 - this.tokens) / this.ratePerSec) * 1000));
+  }
+
   /** Seconds until one token is back (for Retry-After). */
   secondsUntilNext(): number {
     return Math.max(1, Math.ceil((1 - this.tokens) / this.ratePerSec));

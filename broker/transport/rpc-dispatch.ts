@@ -1,9 +1,9 @@
 import { JSONRPCServer, type JSONRPCErrorResponse, type JSONRPCID, type JSONRPCRequest, type JSONRPCResponse } from 'json-rpc-2.0';
-import { ZodError } from 'zod';
 import {
   buildOpenRpcDocument,
   DISCOVER_METHOD,
   ERRORS,
+  errorReply,
   frameShapeProblem,
   frameShapeRefusal,
   illFormedMessage,
@@ -14,15 +14,14 @@ import {
   METHODS,
   RelayError,
   type MethodName,
+  type WireError,
 } from '../../protocol/index.js';
 import { requireAgent, type Caller, type CallContext } from '../domain/context.js';
 import type { Domain } from '../domain/domain.js';
 import { HANDLERS } from '../domain/handlers/index.js';
 import type { Logger } from '../logger.js';
 
-type ErrorBody = { code: number; message: string; data?: unknown };
-
-function errorResponse(id: JSONRPCID, error: ErrorBody): JSONRPCErrorResponse {
+function errorResponse(id: JSONRPCID, error: WireError): JSONRPCErrorResponse {
   return { jsonrpc: '2.0', id, error };
 }
 
@@ -50,14 +49,6 @@ function tooManyKeys(payload: unknown): string {
     return errorResponse(id, { code: ERRORS.tooLarge.code, message });
   };
   return JSON.stringify(Array.isArray(payload) && payload.length > 0 ? payload.slice(0, LIMITS.maxBatch).map(refuse) : refuse(payload));
-}
-
-/** A zod failure as -32602 naming the field: "invalid params: to: must be ...". */
-export function describeZodError(err: ZodError): ErrorBody {
-  const issues = err.issues.map((i) => ({ path: i.path.map(String).join('.') || '(params)', message: i.message }));
-  const first = issues[0]!;
-  const more = issues.length > 1 ? ` (and ${issues.length - 1} more)` : '';
-  return { code: ERRORS.invalidParams.code, message: `invalid params: ${first.path}: ${first.message}${more}`, data: { issues } };
 }
 
 /**
@@ -187,12 +178,9 @@ export class RpcDispatcher {
     return null;
   }
 
-  private toWireError(error: unknown, id: JSONRPCID): ErrorBody {
-    if (error instanceof RelayError) {
-      return error.data === undefined ? { code: error.code, message: error.message } : { code: error.code, message: error.message, data: error.data };
-    }
-    if (error instanceof ZodError) return describeZodError(error);
-    this.log.error({ err: error, rpcId: id }, 'internal error in method call');
-    return { code: ERRORS.internal.code, message: 'internal error' };
+  private toWireError(error: unknown, id: JSONRPCID): WireError {
+    const reply = errorReply(error);
+    if (reply.kind === 'internal') this.log.error({ err: error, rpcId: id }, 'internal error in method call');
+    return reply.error;
   }
 }

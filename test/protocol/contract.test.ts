@@ -6,7 +6,8 @@ import { ConfigError, loadConfig } from '../../broker/config.js';
 import { generateAgentId } from '../../broker/domain/handlers/agent.js';
 import { AgentIdSchema } from '../../protocol/common.js';
 import { CLOSE_CODES, shouldReconnect } from '../../protocol/close-codes.js';
-import { ERRORS, httpStatusFor } from '../../protocol/errors.js';
+import { errorReply } from '../../protocol/error-reply.js';
+import { errorKind, ERRORS, httpStatusFor, RelayError, type ErrorName } from '../../protocol/errors.js';
 import { DISCOVER_METHOD, METHODS } from '../../protocol/method-table.js';
 
 /**
@@ -46,16 +47,31 @@ t.test('every documented error code is in the catalogue', async (t) => {
 
 t.test('every error code has an HTTP status and the catalogue holds exactly 13 codes', async (t) => {
   const entries = Object.entries(ERRORS);
-  t.equal(entries.length, 13, 'the catalogue size is pinned at 13');
-  t.equal(new Set(entries.map(([, e]) => e.code)).size, 13, 'codes are distinct');
+  // 16 meanings on 13 wire codes: 405 beside -32600's 400, 403 beside -32001's 401, rate limited (429) beside too large (413).
+  t.equal(entries.length, 16, 'the catalogue size is pinned at 16 entries');
+  t.equal(new Set(entries.map(([, e]) => e.code)).size, 13, 'on 13 distinct codes');
   for (const [name, e] of entries) {
     t.ok(Number.isInteger(e.httpStatus) && e.httpStatus >= 400 && e.httpStatus <= 599, `${name} has an HTTP error status (${e.httpStatus})`);
-    t.equal(httpStatusFor(e.code), e.httpStatus, `httpStatusFor(${e.code}) agrees`);
+    const reply = errorReply(new RelayError(name as ErrorName));
+    t.equal(reply.status, e.httpStatus, `errorReply answers ${name} with ${e.httpStatus}`);
+    // A client tells apart what it must act on differently: whether to retry (403 and 401 need not be).
+    const read = errorKind(reply.error.code, reply.error.data)!;
+    t.equal(ERRORS[read].retryable, e.retryable, `a client reads ${name} back from the wire as ${e.retryable ? '' : 'not '}retryable`);
     t.ok(e.message.length > 0, `${name} has a message`);
+  }
+  for (const e of new Set(entries.map(([, e]) => e.code))) {
+    t.equal(httpStatusFor(e), entries.find(([, x]) => x.code === e)![1].httpStatus, `httpStatusFor(${e}) is its first entry's`);
   }
   t.equal(httpStatusFor(-1), 500, 'an unknown code maps to 500');
   t.equal(ERRORS.unauthorized.httpStatus, 401, 'unauthorized is 401');
   t.equal(ERRORS.tooLarge.httpStatus, 413, 'too large is 413');
+  t.equal(ERRORS.tooLarge.retryable, false, 'too large is not retryable');
+  t.equal(ERRORS.rateLimited.code, ERRORS.tooLarge.code, 'rate limited keeps -32005 on the wire');
+  t.equal(ERRORS.rateLimited.httpStatus, 429, 'rate limited is 429');
+  t.equal(ERRORS.rateLimited.retryable, true, 'rate limited is retryable');
+  const limited = errorReply(new RelayError('rateLimited', 'rate limited: slow down', { retryAfterMs: 1500 }));
+  t.same(limited.error.data, { retryAfterMs: 1500, retryable: true }, 'a rate-limit refusal says it is retryable, and when');
+  t.same(limited.headers, { 'retry-after': '2' }, 'Retry-After in whole seconds, rounded up');
 });
 
 t.test('every method in the PROTOCOL.md methods table exists in METHODS', async (t) => {
