@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { LIMITS } from './limits.js';
+import { EXTERNAL_SENDER_PATTERN, EXTERNAL_SENDER_RULE } from './senders.js';
 import { utf8Length } from './well-formed.js';
 
 /** An agent id: lowercase letters, digits, dashes, dots, underscores and colons; 1–128 chars. */
@@ -13,7 +14,7 @@ export const AgentIdSchema = z
 export const ExternalSenderSchema = z
   .string()
   .max(128)
-  .regex(/^ext:[A-Za-z0-9._:@/-]+$/, 'must be ext:NAME');
+  .regex(EXTERNAL_SENDER_PATTERN, EXTERNAL_SENDER_RULE);
 
 /** A target: an agent id, `tag:NAME`, `cap:NAME`, `label:NAME` or `broadcast`. */
 export const TargetSchema = z

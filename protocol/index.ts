@@ -1,5 +1,7 @@
 /** The wire contract. Pure: no I/O. The only import path for the broker, clients and adapters. */
 export * from './common.js';
+export * from './senders.js';
+export * from './approvals.js';
 export * from './agent-id.js';
 export * from './limits.js';
 export * from './well-formed.js';

@@ -3,12 +3,15 @@
 # (scripts/transport-suites.sh) again on the portable transport, then the *.serial.ts files one at
 # a time. The serial ones compare latency with and without a disturbance (a fuzzer, a flood, a
 # slow consumer) or run minutes of load (the soak); on a 2-core machine another test file beside
-# them measures that file, not the relay. All three runs always happen; the exit status fails if any did.
+# them measures that file, not the relay. First the import-layer check (npm run lint:layers, about
+# 2 s: .dependency-cruiser.cjs). All runs always happen; the exit status fails if any did.
 # With arguments (`npm test -- test/store/`), it is plain tap over what you named.
 set -u
 cd "$(dirname "$0")/.."
 if [ "$#" -gt 0 ]; then exec npx tap "$@"; fi
 
+npm run --silent lint:layers
+layers=$?
 npx tap
 parallel=$?
 # The WebSocket and HTTP suites again on the portable transport (node:http + ws), which runs where
@@ -18,4 +21,4 @@ portable=$?
 mapfile -t serial < <(find test -name '*.serial.ts' | sort)
 npx tap --jobs=1 "${serial[@]}"
 alone=$?
-[ "$parallel" -eq 0 ] && [ "$portable" -eq 0 ] && [ "$alone" -eq 0 ]
+[ "$layers" -eq 0 ] && [ "$parallel" -eq 0 ] && [ "$portable" -eq 0 ] && [ "$alone" -eq 0 ]

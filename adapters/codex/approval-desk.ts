@@ -1,7 +1,8 @@
 import type { RelayEvent, Task } from '../../protocol/common.js';
 import type { RelayClient } from '../../clients/relay-client.js';
 import type { AppServerConnection, ServerRequest } from './app-server.js';
-import { answerLine, APPROVAL_TASK_KIND, choicesOf, describeApproval, isApprovalRequest, plainCommand, UNATTENDED_ANSWERS } from './approvals.js';
+import { APPROVAL_TASK_KIND } from '../../protocol/approvals.js';
+import { answerLine, choicesOf, describeApproval, isApprovalRequest, plainCommand, UNATTENDED_ANSWERS } from './approvals.js';
 import { answerFor, decide, decisionOf } from './decisions.js';
 import type { CodexAdapterConfig } from './config.js';
 import type { AdapterState } from './state.js';

@@ -1,13 +1,8 @@
-// The dashboard bundles this file for the browser: type-only imports here, nothing from Node.
-import type { Task } from '../../protocol/common.js';
+// What the adapter reads of Codex's approval requests. The shared vocabulary (APPROVAL_TASK_KIND,
+// DECISIONS, taskChoices, CHOICE_LABELS: the CLI and the dashboard use it too) is the protocol's,
+// protocol/approvals.ts. The dashboard test imports this file: type-only imports here, nothing from Node.
+import { DECISIONS } from '../../protocol/approvals.js';
 import type { ServerRequest } from './app-server.js';
-
-/**
- * The choices an approval task offers when the request lists none (Codex before
- * `availableDecisions`, file-change and permission requests): the four v2 words.
- */
-export const DECISIONS = ['accept', 'acceptForSession', 'decline', 'cancel'] as const;
-export type Decision = (typeof DECISIONS)[number];
 
 /** Server requests forwarded to the relay as approval tasks. */
 export const APPROVAL_METHODS = ['item/commandExecution/requestApproval', 'item/fileChange/requestApproval', 'item/permissions/requestApproval'] as const;
@@ -27,9 +22,6 @@ export const UNATTENDED_ANSWERS: Record<string, Record<string, unknown>> = {
   // McpServerElicitationRequestResponse: the user declined to provide the value.
   'mcpServer/elicitation/request': { action: 'decline', content: null },
 };
-
-/** The `meta.kind` of approval tasks: the dashboard and CLI look for it. */
-export const APPROVAL_TASK_KIND = 'codex.approval';
 
 /**
  * The name of one `availableDecisions` entry: a string as-is, an object by its single key
@@ -57,22 +49,6 @@ export function listedEntry(req: ServerRequest, choice: string): unknown {
   const listed: unknown[] = Array.isArray(req.params.availableDecisions) ? req.params.availableDecisions : [];
   return listed.find((d) => choiceName(d) === choice);
 }
-
-/** The choices an approval task offers (its `meta.choices`; DECISIONS for a task without them). */
-export function taskChoices(task: Pick<Task, 'meta'>): string[] {
-  const c = task.meta.choices;
-  return Array.isArray(c) && c.length && c.every((x) => typeof x === 'string') ? (c as string[]) : [...DECISIONS];
-}
-
-/** Button labels; a choice not named here shows its own word. */
-export const CHOICE_LABELS: Record<string, string> = {
-  accept: 'Accept',
-  acceptForSession: 'Accept for session',
-  acceptWithExecpolicyAmendment: 'Accept and always allow',
-  applyNetworkPolicyAmendment: 'Accept and change network policy',
-  decline: 'Decline',
-  cancel: 'Cancel turn',
-};
 
 /**
  * The command a person should read: 0.171.0 sends `command` as the shell string it will run

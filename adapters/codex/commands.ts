@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import type { CommandGroup } from '../../clients/cli/main.js';
 import { CliContext, UsageError, wholeNumber } from '../../clients/cli/context.js';
-import { APPROVAL_TASK_KIND, taskChoices } from './approvals.js';
+import { APPROVAL_TASK_KIND, taskChoices } from '../../protocol/approvals.js';
 
 /**
  * `agent-relay codex` (also the `codex-relay` bin): the Codex adapter daemon. And

@@ -1,7 +1,8 @@
 // The dashboard test imports this file: type-only imports here, nothing from Node.
 import type { RelayEvent, Task } from '../../protocol/common.js';
 import type { ServerRequest } from './app-server.js';
-import { choicesOf, DECISIONS, listedEntry, taskChoices } from './approvals.js';
+import { DECISIONS, taskChoices } from '../../protocol/approvals.js';
+import { choicesOf, listedEntry } from './approvals.js';
 
 /**
  * The decision a closed approval task carries: the note of its closing update when it names one

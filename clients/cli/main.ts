@@ -11,6 +11,13 @@ import { relayHome } from './identity-store.js';
 
 const DEFAULT_URL = 'http://127.0.0.1:4850';
 
+/**
+ * `agent-relay serve`: runs the relay with its own flags and resolves with the exit code. The CLI
+ * is a client and never imports the broker: the command's entry point (bin/entries/agent-relay.ts,
+ * a composition root like broker/main.ts) hands it in, loading the relay only when it is run.
+ */
+export type ServeCommand = (argv: string[], err: (line: string) => void) => Promise<number>;
+
 /** Extra command groups (the Claude Code hooks) plug in here without the CLI knowing them. */
 export type CommandGroup = (program: Command, run: (action: (ctx: CliContext, ...args: any[]) => Promise<void>) => (...args: any[]) => Promise<void>, io: Io) => void;
 
@@ -107,14 +114,20 @@ function withIoEnv(opts: GlobalOptions, program: Command, env: NodeJS.ProcessEnv
   return out;
 }
 
-/** Run the CLI with `argv` (without node and script); resolves with the exit code. */
-export async function runCli(argv: string[], io: Io, groups: CommandGroup[] = []): Promise<number> {
+/**
+ * Run the CLI with `argv` (without node and script); resolves with the exit code. `serve` runs
+ * the relay for `agent-relay serve` (a program without it refuses that command).
+ */
+export async function runCli(argv: string[], io: Io, groups: CommandGroup[] = [], serve?: ServeCommand): Promise<number> {
   if (argv[0] === 'serve') {
+    if (!serve) {
+      io.err('agent-relay serve: this program does not run the relay (use agent-relay serve or npm start)');
+      return EXIT.usage;
+    }
     // The relay parses its own flags (the same as npm start); commander only lists it in --help.
     // Its stacks point into the TypeScript sources, as under npm start (--enable-source-maps);
     // short commands skip that: reading the maps would cost their start-up.
     process.setSourceMapsEnabled(true);
-    const { serve } = await import('../../broker/main.js');
     return serve(argv.slice(1), io.err);
   }
   const exit = { code: EXIT.ok as number };

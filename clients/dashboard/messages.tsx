@@ -1,12 +1,13 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import type { Message } from '../../protocol/common.js';
+import { externalSender } from '../../protocol/senders.js';
 import { getWholeThread } from '../pages.js';
 import { clock, useAction } from './hooks.js';
 import type { DashboardStore } from './store.js';
 
 const ROW_HEIGHT = 56;
 const OVERSCAN = 10;
-export const SENDER = 'ext:dashboard';
+export const SENDER = externalSender('dashboard');
 
 /** Only the rows in view (plus a margin) are in the DOM: thousands of messages stay fast. */
 function MessageList({ messages, onOpen }: { messages: Message[]; onOpen: (m: Message) => void }) {

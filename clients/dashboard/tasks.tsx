@@ -1,5 +1,5 @@
 import { useEffect, useState } from 'preact/hooks';
-import { APPROVAL_TASK_KIND, CHOICE_LABELS, taskChoices } from '../../adapters/codex/approvals.js';
+import { APPROVAL_TASK_KIND, CHOICE_LABELS, taskChoices } from '../../protocol/approvals.js';
 import type { CallbackDelivery, RelayEvent, Task, TaskStatus } from '../../protocol/common.js';
 import { ago, clock, useAction } from './hooks.js';
 import type { DashboardStore } from './store.js';

@@ -12,6 +12,7 @@ import {
   TaskStatusSchema,
 } from '../common.js';
 import { LIMITS } from '../limits.js';
+import { EXTERNAL_SENDER_PATTERN, EXTERNAL_SENDER_RULE } from '../senders.js';
 import { IdentityFields } from './identity.js';
 
 export const TaskCreateParamsSchema = z.strictObject({
@@ -29,7 +30,7 @@ export const TaskCreateParamsSchema = z.strictObject({
   /** `resolve` closes the open task with this dedupeKey as done instead of creating one. */
   action: z.enum(['trigger', 'resolve']).optional(),
   /** Creator name for observers, as in message/send. */
-  from: z.string().regex(/^ext:[A-Za-z0-9._:@/-]+$/, 'must be ext:NAME').max(128).optional(),
+  from: z.string().regex(EXTERNAL_SENDER_PATTERN, EXTERNAL_SENDER_RULE).max(128).optional(),
   ...IdentityFields,
 });
 export const TaskCreateResultSchema = z.object({ task: TaskSchema, created: z.boolean() });

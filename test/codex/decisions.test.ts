@@ -1,5 +1,6 @@
 import t from 'tap';
-import { choicesOf, DECISIONS, describeApproval } from '../../adapters/codex/approvals.js';
+import { choicesOf, describeApproval } from '../../adapters/codex/approvals.js';
+import { DECISIONS } from '../../protocol/approvals.js';
 import { answerFor, decisionOf, offeredDecision } from '../../adapters/codex/decisions.js';
 
 /** The pure half of approvals: what a request offers, and what a person's decision becomes. */

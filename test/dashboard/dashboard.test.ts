@@ -1,6 +1,7 @@
 import t, { type Test } from 'tap';
 import { chromium, type Browser, type BrowserContext, type Locator, type Page } from 'playwright-core';
-import { answerLine, APPROVAL_TASK_KIND, choicesOf, DECISIONS, describeApproval } from '../../adapters/codex/approvals.js';
+import { answerLine, choicesOf, describeApproval } from '../../adapters/codex/approvals.js';
+import { APPROVAL_TASK_KIND, DECISIONS } from '../../protocol/approvals.js';
 import { decisionOf } from '../../adapters/codex/decisions.js';
 import type { RelayEvent, Task } from '../../protocol/index.js';
 import { startRelay, type TestRelay } from '../helpers/relay.js';

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { Message } from '../../../protocol/common.js';
 import type { Warning } from '../../../protocol/methods/message.js';
+import { externalSender } from '../../../protocol/senders.js';
 import { getWholeThread } from '../../pages.js';
 import { type CliContext, wholeNumber } from '../context.js';
 import { followForever } from '../follow.js';
@@ -38,7 +39,7 @@ export function messageCommands(program: Command, run: Run): void {
             ...(o.replyTo !== undefined ? { replyTo: o.replyTo } : {}),
             ...(o.claimable ? { claimable: true } : {}),
             ...(o.subject ? { subject: o.subject } : {}),
-            ...(identity ? {} : { from: 'ext:cli' }),
+            ...(identity ? {} : { from: externalSender('cli') }),
           },
           identity ?? undefined,
         );
