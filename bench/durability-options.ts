@@ -431,7 +431,7 @@ async function main(): Promise<void> {
     }
   }
   if (results.length > 0) {
-    console.log('| design | rows/batch | rows/s | ack p50 ms | ack p99 ms | loop delay p99 ms | loop delay max ms | main thread busy | notes |');
+    console.log('| design | rows/op | rows/s | ack p50 ms | ack p99 ms | loop delay p99 ms | loop delay max ms | main thread busy | notes |');
     console.log('|---|---:|---:|---:|---:|---:|---:|---:|---|');
     for (const r of results) {
       console.log(
