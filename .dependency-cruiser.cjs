@@ -3,7 +3,8 @@
 // are not checked against the layers (they may reach anything they test or measure).
 //
 //   protocol/                  the wire contract: pure, imports only protocol/ and npm packages (zod)
-//   broker/domain/             protocol + broker/domain (+ node: built-ins: callbacks, ssrf)
+//   broker/domain/             protocol + broker/domain (+ node: built-ins: callbacks, ssrf), and
+//                              the types of its settings (config, logger, integrations)
 //   broker/ support files      config, logger, metrics, integrations, package-root, startup-error,
 //                              serve-args, npm-parent, config-doc: protocol + domain + each other
 //   broker/store/              protocol + domain + support + its own folder (never transport)
@@ -31,6 +32,8 @@
 // `npm run lint:layers -- --shrink` drops those).
 
 const SUPPORT = '^broker/(config|config-doc|logger|metrics|integrations|package-root|startup-error|serve-args|npm-parent)\\.ts$';
+/** What the domain is built with (their types only: see domain-takes-settings-as-types). */
+const SETTINGS = '^broker/(config|logger|integrations)\\.ts$';
 const COMPOSITION = '^broker/(main|relay)\\.ts$';
 const NPM = 'node_modules';
 
@@ -62,7 +65,14 @@ module.exports = {
       to: { couldNotResolve: true },
     },
     onlyTo('protocol-is-pure', 'protocol/ imports only protocol/ and npm packages: no node: built-ins, nothing of the broker, adapters or clients.', '^protocol/', ['^protocol/'], false),
-    onlyTo('domain-imports-protocol-and-domain', 'broker/domain/ imports only protocol/ and broker/domain/ (no store, transport, adapters, support files).', '^broker/domain/', ['^protocol/', '^broker/domain/']),
+    onlyTo('domain-imports-protocol-and-domain', 'broker/domain/ imports only protocol/ and broker/domain/ (no store, transport, adapters, support files), and the types of the settings it is built with.', '^broker/domain/', ['^protocol/', '^broker/domain/', SETTINGS]),
+    {
+      name: 'domain-takes-settings-as-types',
+      comment: 'The domain is handed its config, logger and integrations by the composition root: it imports their types only, never the modules that load them.',
+      severity: 'error',
+      from: { path: '^broker/domain/' },
+      to: { path: SETTINGS, dependencyTypesNot: ['type-only'] },
+    },
     onlyTo('support-below-store-and-transport', 'The broker\'s support files (config, logger, metrics...) import only protocol/, broker/domain/ and each other.', SUPPORT, ['^protocol/', '^broker/domain/', SUPPORT]),
     onlyTo('store-imports-protocol-domain-support', 'broker/store/ imports only protocol/, broker/domain/, the support files and broker/store/ (never transport).', '^broker/store/', ['^protocol/', '^broker/domain/', SUPPORT, '^broker/store/']),
     onlyTo('transport-imports-protocol-domain-support', 'broker/transport/ imports only protocol/, broker/domain/, the support files and broker/transport/ (never store).', '^broker/transport/', ['^protocol/', '^broker/domain/', SUPPORT, '^broker/transport/']),
