@@ -7,7 +7,8 @@ import { callbackSigner, Domain } from './domain/domain.js';
 import { loadIntegrations } from './integrations.js';
 import { createMetrics, watchState } from './metrics.js';
 import { InboxWaiters } from '../adapters/http/inbox.js';
-import { systemClock, type Clock } from './domain/ports.js';
+import { domainEdge } from './domain/edge.js';
+import { systemClock, type Clock, type RelayEdge } from './domain/ports.js';
 import { Scheduler } from './domain/scheduler.js';
 import type { Logger } from './logger.js';
 import { PACKAGE_ROOT, RELAY_VERSION } from './package-root.js';
@@ -58,9 +59,15 @@ export async function createRelay(config: RelayConfig, log: Logger, options: Rel
   const dispatcher = new RpcDispatcher(core, log.child({ component: 'rpc' }), RELAY_VERSION);
   const scheduler = new Scheduler(core);
   try {
-    const waiters = new InboxWaiters(core.notifier);
+    // The edge adapters reach the relay only through this port: the method table and the domain's own functions.
+    const edge: RelayEdge = {
+      call: (method, params, caller) => dispatcher.call(method, params, caller),
+      handleFrame: (text, caller) => dispatcher.handleFrame(text, caller),
+      ...domainEdge(core),
+    };
+    const waiters = new InboxWaiters(edge);
     watchState(metrics.register, core, { longPolls: () => waiters.size });
-    const http = createHttpHandler({ domain: core, dispatcher, waiters, metrics: metrics.register, sseKeepAliveMs: options.sseKeepAliveMs ?? 15_000, dashboardDir: join(PACKAGE_ROOT, 'dist', 'dashboard') });
+    const http = createHttpHandler({ relay: edge, waiters, metrics: metrics.register, sseKeepAliveMs: options.sseKeepAliveMs ?? 15_000, dashboardDir: join(PACKAGE_ROOT, 'dist', 'dashboard') });
     transport = await startTransport({ domain: core, dispatcher, config, log, http });
   } catch (err) {
     store.close();

@@ -1,7 +1,5 @@
 import { RelayError, type MessageListResult } from '../../protocol/index.js';
-import type { HttpExchange } from '../../broker/domain/ports.js';
-import type { Notifier } from '../../broker/domain/notifier.js';
-import type { RpcDispatcher } from '../../broker/transport/rpc-dispatch.js';
+import type { Caller, HttpExchange, RelayEdge } from '../../broker/domain/ports.js';
 import { sendError, sendJson } from './respond.js';
 import { bool, num } from './rest.js';
 
@@ -14,8 +12,8 @@ export const MAX_WAIT_SECONDS = 60;
 export class InboxWaiters {
   private readonly byAgent = new Map<string, Set<() => void>>();
 
-  constructor(notifier: Notifier) {
-    notifier.onMessage((_message, recipients) => {
+  constructor(relay: Pick<RelayEdge, 'onMessage'>) {
+    relay.onMessage((_message, recipients) => {
       for (const agentId of recipients) this.wake(agentId);
     });
   }
@@ -46,20 +44,18 @@ export class InboxWaiters {
 }
 
 /** GET /api/agents/:id/inbox?since=&unread=&limit=&wait= — message/list, optionally long-polled. */
-export async function handleInbox(ex: HttpExchange, agentId: string, dispatcher: RpcDispatcher, waiters: InboxWaiters): Promise<void> {
+export async function handleInbox(ex: HttpExchange, caller: Caller, agentId: string, relay: RelayEdge, waiters: InboxWaiters): Promise<void> {
   try {
     // Who may read it is message/list's rule (broker/domain/read-rule.ts), checked by the first poll.
-    const token = ex.headers['x-agent-token'];
     const wait = num(ex.query.get('wait')) ?? 0;
     if (typeof wait !== 'number' || wait < 0 || wait > MAX_WAIT_SECONDS) {
       throw new RelayError('invalidParams', `invalid params: wait: must be whole seconds from 0 to ${MAX_WAIT_SECONDS}`);
     }
-    const params: Record<string, unknown> = token ? { agentId, agentToken: token } : { agentId };
+    const params: Record<string, unknown> = { agentId };
     for (const [key, value] of [['since', num(ex.query.get('since'))], ['limit', num(ex.query.get('limit'))], ['unread', bool(ex.query.get('unread'))], ['channel', ex.query.get('channel') ?? undefined]] as const) {
       if (value !== undefined) params[key] = value;
     }
-    const ctx = { session: null, agentId: null, transport: 'http' as const };
-    const poll = () => dispatcher.call('message/list', params, ctx) as Promise<MessageListResult>;
+    const poll = () => relay.call('message/list', params, caller) as Promise<MessageListResult>;
     const first = await poll();
     if (first.messages.length > 0 || wait === 0) return sendJson(ex, 200, first);
 

@@ -33,11 +33,4 @@ export function parseJsonBody(ex: HttpExchange): Record<string, unknown> {
   return value as Record<string, unknown>;
 }
 
-/** A decoded path segment, or null for a malformed percent-escape (answered 404, never 500). */
-export function decodeSegment(raw: string): string | null {
-  try {
-    return decodeURIComponent(raw);
-  } catch {
-    return null;
-  }
-}
+export { decodeSegment } from '../../protocol/index.js';

@@ -1,13 +1,13 @@
-import type { MethodName } from '../../protocol/index.js';
-import type { HttpExchange } from '../../broker/domain/ports.js';
+import { RelayError, type MethodName } from '../../protocol/index.js';
+import type { Caller, HttpExchange } from '../../broker/domain/ports.js';
 
 export interface RouteInput {
   /** Named path segments. */
   path: Record<string, string>;
   query: URLSearchParams;
   body: Record<string, unknown>;
-  /** Identity from X-Agent-Id / X-Agent-Token (path id for agent routes). */
-  identity: { agentId?: string; agentToken?: string };
+  /** Who calls: the transport resolved X-Agent-Id / X-Agent-Token (the path id for agent routes). */
+  caller: Caller;
 }
 
 export interface RestRoute {
@@ -37,7 +37,15 @@ function str(v: string | null): string | undefined {
 }
 
 const id = (r: RouteInput) => num(r.path.id!);
-const withIdentity = (r: RouteInput, extra: Record<string, unknown>) => ({ ...r.body, ...clean(r.identity), ...extra });
+const withBody = (r: RouteInput, extra: Record<string, unknown>) => ({ ...r.body, ...extra });
+
+/** A heartbeat is the path agent's own: a token of another agent (named by X-Agent-Id) does not beat for it. */
+function asPathAgent(r: RouteInput): Record<string, never> {
+  if (r.caller.agentId !== null && r.caller.agentId !== r.path.id) {
+    throw new RelayError('unauthorized', `unauthorized: agentToken does not match agent ${r.path.id}`);
+  }
+  return {};
+}
 
 function clean(o: Record<string, unknown>): Record<string, unknown> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined));
@@ -50,22 +58,22 @@ function clean(o: Record<string, unknown>): Record<string, unknown> {
 export const REST_ROUTES: RestRoute[] = [
   { verb: 'POST', pattern: /^\/api\/agents$/, method: 'agent/register', params: (r) => r.body, status: (res) => (res.created ? 201 : 200) },
   { verb: 'GET', pattern: /^\/api\/agents$/, method: 'agent/list', params: (r) => clean({ status: str(r.query.get('status')), tag: str(r.query.get('tag')), capability: str(r.query.get('capability')), after: str(r.query.get('after')), limit: num(r.query.get('limit')) }) },
-  // The path names the agent: X-Agent-Token alone proves the caller is it (X-Agent-Id may still name another caller).
-  { verb: 'PATCH', pattern: /^\/api\/agents\/(?<id>[^/]+)$/, method: 'agent/update', params: (r) => withIdentity(r, { id: r.path.id, agentId: r.identity.agentId ?? r.path.id }) },
-  { verb: 'POST', pattern: /^\/api\/agents\/(?<id>[^/]+)\/heartbeat$/, method: 'agent/heartbeat', params: (r) => withIdentity(r, { agentId: r.path.id }) },
-  { verb: 'POST', pattern: /^\/api\/messages$/, method: 'message/send', params: (r) => withIdentity(r, {}), status: () => 201 },
-  { verb: 'GET', pattern: /^\/api\/messages$/, method: 'message/list', params: (r) => clean({ ...r.identity, agentId: str(r.query.get('agentId')) ?? r.identity.agentId, since: num(r.query.get('since')), limit: num(r.query.get('limit')), channel: str(r.query.get('channel')), threadId: num(r.query.get('threadId')), unread: bool(r.query.get('unread')) }) },
-  { verb: 'POST', pattern: /^\/api\/messages\/read$/, method: 'message/read', params: (r) => withIdentity(r, {}) },
+  // The path names the agent: X-Agent-Token alone proves the caller is it (X-Agent-Id may still name another caller: see Credentials).
+  { verb: 'PATCH', pattern: /^\/api\/agents\/(?<id>[^/]+)$/, method: 'agent/update', params: (r) => withBody(r, { id: r.path.id }) },
+  { verb: 'POST', pattern: /^\/api\/agents\/(?<id>[^/]+)\/heartbeat$/, method: 'agent/heartbeat', params: (r) => withBody(r, asPathAgent(r)) },
+  { verb: 'POST', pattern: /^\/api\/messages$/, method: 'message/send', params: (r) => withBody(r, {}), status: () => 201 },
+  { verb: 'GET', pattern: /^\/api\/messages$/, method: 'message/list', params: (r) => clean({ agentId: str(r.query.get('agentId')) ?? r.caller.agentId ?? undefined, since: num(r.query.get('since')), limit: num(r.query.get('limit')), channel: str(r.query.get('channel')), threadId: num(r.query.get('threadId')), unread: bool(r.query.get('unread')) }) },
+  { verb: 'POST', pattern: /^\/api\/messages\/read$/, method: 'message/read', params: (r) => withBody(r, {}) },
   { verb: 'GET', pattern: /^\/api\/messages\/(?<id>\d+)$/, method: 'message/get', params: (r) => ({ id: id(r) }) },
-  { verb: 'POST', pattern: /^\/api\/messages\/(?<id>\d+)\/claim$/, method: 'message/claim', params: (r) => withIdentity(r, { id: id(r) }) },
-  { verb: 'POST', pattern: /^\/api\/messages\/(?<id>\d+)\/ack$/, method: 'message/ack', params: (r) => withIdentity(r, { id: id(r) }) },
+  { verb: 'POST', pattern: /^\/api\/messages\/(?<id>\d+)\/claim$/, method: 'message/claim', params: (r) => withBody(r, { id: id(r) }) },
+  { verb: 'POST', pattern: /^\/api\/messages\/(?<id>\d+)\/ack$/, method: 'message/ack', params: (r) => withBody(r, { id: id(r) }) },
   { verb: 'GET', pattern: /^\/api\/threads\/(?<id>\d+)$/, method: 'thread/get', params: (r) => clean({ id: id(r), since: num(r.query.get('since')) }) },
-  { verb: 'POST', pattern: /^\/api\/tasks$/, method: 'task/create', params: (r) => withIdentity(r, {}), status: (res) => (res.created ? 201 : 200) },
+  { verb: 'POST', pattern: /^\/api\/tasks$/, method: 'task/create', params: (r) => withBody(r, {}), status: (res) => (res.created ? 201 : 200) },
   { verb: 'GET', pattern: /^\/api\/tasks$/, method: 'task/list', params: (r) => clean({ status: str(r.query.get('status')), target: str(r.query.get('target')), channel: str(r.query.get('channel')), claimedBy: str(r.query.get('claimedBy')), limit: num(r.query.get('limit')), since: num(r.query.get('since')) }) },
   { verb: 'GET', pattern: /^\/api\/tasks\/(?<id>\d+)$/, method: 'task/get', params: (r) => clean({ id: id(r), since: num(r.query.get('since')) }) },
-  { verb: 'POST', pattern: /^\/api\/tasks\/(?<id>\d+)\/claim$/, method: 'task/claim', params: (r) => withIdentity(r, { id: id(r) }) },
-  { verb: 'PATCH', pattern: /^\/api\/tasks\/(?<id>\d+)$/, method: 'task/update', params: (r) => withIdentity(r, { id: id(r) }) },
-  { verb: 'POST', pattern: /^\/api\/tasks\/(?<id>\d+)\/release$/, method: 'task/release', params: (r) => withIdentity(r, { id: id(r) }) },
+  { verb: 'POST', pattern: /^\/api\/tasks\/(?<id>\d+)\/claim$/, method: 'task/claim', params: (r) => withBody(r, { id: id(r) }) },
+  { verb: 'PATCH', pattern: /^\/api\/tasks\/(?<id>\d+)$/, method: 'task/update', params: (r) => withBody(r, { id: id(r) }) },
+  { verb: 'POST', pattern: /^\/api\/tasks\/(?<id>\d+)\/release$/, method: 'task/release', params: (r) => withBody(r, { id: id(r) }) },
   { verb: 'GET', pattern: /^\/api\/events$/, method: 'event/list', params: (r) => clean({ since: num(r.query.get('since')), kind: str(r.query.get('kind')), taskId: num(r.query.get('taskId')), limit: num(r.query.get('limit')) }) },
 ];
 
@@ -78,12 +86,4 @@ export function matchRoute(routes: readonly RestRoute[], ex: HttpExchange): { ro
     if (route.verb === ex.method) return { route, path: { ...(m.groups ?? {}) } };
   }
   return pathMatched ? 'method' : null;
-}
-
-/** Agent identity headers (`X-Agent-Token`, and `X-Agent-Id` where the path does not name the agent). */
-export function identityFrom(ex: HttpExchange): RouteInput['identity'] {
-  const out: RouteInput['identity'] = {};
-  if (ex.headers['x-agent-id']) out.agentId = ex.headers['x-agent-id'];
-  if (ex.headers['x-agent-token']) out.agentToken = ex.headers['x-agent-token'];
-  return out;
 }

@@ -1,18 +1,16 @@
-import { INGRESS_PATH, METHODS, RelayError } from '../../protocol/index.js';
-import type { Domain } from '../../broker/domain/domain.js';
-import type { HttpExchange, HttpHandler } from '../../broker/domain/ports.js';
-import type { RpcDispatcher } from '../../broker/transport/rpc-dispatch.js';
+import { METHODS, RelayError } from '../../protocol/index.js';
+import type { Caller, HttpExchange, HttpHandler, RelayEdge } from '../../broker/domain/ports.js';
 import type { Registry } from 'prom-client';
 import { DashboardFiles } from './dashboard.js';
 import { handleInbox, InboxWaiters } from './inbox.js';
 import { handleIngress } from './ingress.js';
 import { decodeSegment, JSON_HEADERS, parseJsonBody, sendError, sendJson } from './respond.js';
-import { identityFrom, matchRoute, REST_ROUTES } from './rest.js';
+import { matchRoute, REST_ROUTES } from './rest.js';
 import { handleStream } from './sse.js';
+import { INGRESS_PATH } from '../../protocol/index.js';
 
 export interface HttpDeps {
-  domain: Domain;
-  dispatcher: RpcDispatcher;
+  relay: RelayEdge;
   waiters: InboxWaiters;
   metrics: Registry;
   sseKeepAliveMs: number;
@@ -20,39 +18,36 @@ export interface HttpDeps {
   dashboardDir: string;
 }
 
-const HTTP_CTX = { session: null, agentId: null, transport: 'http' as const };
-
 /**
  * Every HTTP route. POST /rpc runs the WebSocket's dispatcher; REST routes are translations onto
- * the same method calls; inbox, stream and ingress are the HTTP-only shapes of the same logic.
+ * the same method calls; inbox, stream and ingress are the HTTP-only shapes of the same logic. The
+ * caller's credentials were resolved by the transport before any route runs.
  */
 export function createHttpHandler(deps: HttpDeps): HttpHandler {
-  const { domain, dispatcher } = deps;
+  const { relay } = deps;
   const dashboard = new DashboardFiles(deps.dashboardDir);
-  return async (ex) => {
+  return async (ex, caller) => {
     const path = ex.path;
-    if (!presentedAgentTokenHolds(ex, domain)) return;
     if (dashboard.serve(ex)) return;
     if (path === '/rpc') {
       if (ex.method !== 'POST') return sendError(ex, new RelayError('methodNotAllowed', 'use POST /rpc with a JSON-RPC body'));
-      const response = await dispatcher.handleFrame(ex.body.toString('utf8'), HTTP_CTX);
+      const response = await relay.handleFrame(ex.body.toString('utf8'), caller);
       if (response === null) return ex.reply(204, { 'cache-control': 'no-store' }, '');
       return ex.reply(200, JSON_HEADERS, response);
     }
-    if (path === '/healthz' && ex.method === 'GET') return health(ex, domain);
+    if (path === '/healthz' && ex.method === 'GET') return health(ex, relay);
     if (path === '/metrics' && ex.method === 'GET') {
       const text = await deps.metrics.metrics();
       return ex.reply(200, { 'content-type': deps.metrics.contentType, 'cache-control': 'no-store' }, text);
     }
-    if (path === '/api/stream' && ex.method === 'GET') return handleStream(ex, domain, { keepAliveMs: deps.sseKeepAliveMs });
+    if (path === '/api/stream' && ex.method === 'GET') return handleStream(ex, caller, relay, { keepAliveMs: deps.sseKeepAliveMs });
     const inbox = /^\/api\/agents\/([^/]+)\/inbox$/.exec(path);
     if (inbox && ex.method === 'GET') {
       const agentId = decodeSegment(inbox[1]!);
       if (agentId === null) return notFound(ex);
-      return handleInbox(ex, agentId, dispatcher, deps.waiters);
+      return handleInbox(ex, caller, agentId, relay, deps.waiters);
     }
-    const ingress = INGRESS_PATH.exec(path);
-    if (ingress && ex.method === 'POST') return handleIngress(ex, ingress[1]!, domain);
+    if (INGRESS_PATH.test(path) && ex.method === 'POST') return handleIngress(ex, caller, relay);
 
     const match = matchRoute(REST_ROUTES, ex);
     if (match === 'method') return sendError(ex, new RelayError('methodNotAllowed', `${ex.method} is not supported on ${path}`));
@@ -65,12 +60,12 @@ export function createHttpHandler(deps: HttpDeps): HttpHandler {
     }
     try {
       const body = ex.method === 'GET' ? {} : parseJsonBody(ex);
-      const params = match.route.params({ path: pathParams, query: ex.query, body, identity: identityFrom(ex) });
+      const params = match.route.params({ path: pathParams, query: ex.query, body, caller });
       // Over HTTP the only identity is a presented token: a call that needs one and carries none is 401, as for the inbox.
-      if (METHODS[match.route.method].auth === 'agent' && typeof params.agentToken !== 'string') {
+      if (METHODS[match.route.method].auth === 'agent' && caller.agentId === null && typeof params.agentToken !== 'string') {
         throw new RelayError('unauthorized', `unauthorized: ${ex.method} ${ex.path} needs X-Agent-Token (and X-Agent-Id where the path does not name the agent)`);
       }
-      const result = (await dispatcher.call(match.route.method, params, HTTP_CTX)) as Record<string, unknown>;
+      const result = (await relay.call(match.route.method, params, caller)) as Record<string, unknown>;
       sendJson(ex, match.route.status?.(result) ?? 200, result);
     } catch (err) {
       sendError(ex, err);
@@ -78,58 +73,24 @@ export function createHttpHandler(deps: HttpDeps): HttpHandler {
   };
 }
 
-const AGENT_PATH = /^\/api\/agents\/([^/]+)/;
-
-/**
- * A presented agent credential is always checked, on every route (webhook ingress aside: it
- * authenticates with its integration's secret): a request carrying a wrong or another agent's
- * X-Agent-Token is refused with 401 even where the route needs no identity (public reads, health,
- * metrics, the dashboard), instead of being served as if the header were not there. The agent is
- * the one X-Agent-Id names, else the /api/agents/:id path, else the agentId query parameter.
- * Found by the reliability suite's auth matrix. X-Agent-Id without X-Agent-Token, and a token that
- * names no agent, are 401 too. Returns false when it answered the refusal.
- */
-function presentedAgentTokenHolds(ex: HttpExchange, domain: Domain): boolean {
-  if (INGRESS_PATH.test(ex.path)) return true;
-  const token = ex.headers['x-agent-token'];
-  const headerId = ex.headers['x-agent-id'];
-  try {
-    // An id without its token used to be served as ext:observer: a half identity is refused, never dropped.
-    if (headerId !== undefined && token === undefined) {
-      throw new RelayError('unauthorized', `unauthorized: X-Agent-Id names agent ${headerId.slice(0, 128)} but X-Agent-Token is missing: send both to act as the agent, or neither to act as an observer`);
-    }
-    if (token === undefined) return true;
-    const fromPath = AGENT_PATH.exec(ex.path)?.[1];
-    const named = headerId ?? (fromPath !== undefined ? (decodeSegment(fromPath) ?? undefined) : undefined) ?? ex.query.get('agentId') ?? undefined;
-    if (named === undefined) {
-      throw new RelayError('unauthorized', `unauthorized: X-Agent-Token is given but X-Agent-Id is missing: ${ex.method} ${ex.path} does not name the agent, so add X-Agent-Id`);
-    }
-    domain.agents.authenticate(named, token);
-    return true;
-  } catch (err) {
-    sendError(ex, err);
-    return false;
-  }
-}
-
 function notFound(ex: HttpExchange): void {
   sendError(ex, new RelayError('notFound', `not found: ${ex.method} ${ex.path}`));
 }
 
-function health(ex: HttpExchange, d: Domain): void {
-  // A full disk still takes the write lock: the last commit's outcome says whether writes land.
-  const lastCommitFailure = d.store.health.lastFailure;
-  const writable = lastCommitFailure === null && d.store.health.isWritable();
-  sendJson(ex, writable ? 200 : 503, {
-    ok: writable,
+function health(ex: HttpExchange, relay: RelayEdge): void {
+  const h = relay.health();
+  sendJson(ex, h.writable ? 200 : 503, {
+    ok: h.writable,
     ready: true,
-    dbWritable: writable,
-    lastCommitFailure,
-    agents: d.agents.size,
-    connections: d.sessions.size,
-    cursor: d.store.messages.maxId(),
+    dbWritable: h.writable,
+    lastCommitFailure: h.lastCommitFailure,
+    agents: h.agents,
+    connections: h.connections,
+    cursor: h.cursor,
     // What the relay's own connection runs with (PRAGMAs are per connection): the durability
     // setting as the store applied it, checked by the reliability suite after fresh opens and crashes.
-    storage: d.store.health.settings(),
+    storage: h.storage,
   });
 }
+
+export type { Caller };

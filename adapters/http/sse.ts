@@ -1,9 +1,5 @@
 import { RelayError, StreamTopicSchema, type StreamTopic } from '../../protocol/index.js';
-import { checkCursor, replayBacklog } from '../../broker/domain/delivery.js';
-import type { Domain } from '../../broker/domain/domain.js';
-import type { FrameMeta, HttpExchange, HttpStream, SendResult, Session } from '../../broker/domain/ports.js';
-import { noteDisconnected } from '../../broker/domain/presence.js';
-import { inboxReader } from '../../broker/domain/read-rule.js';
+import type { Caller, FrameMeta, HttpExchange, HttpStream, RelayEdge, SendResult, Session } from '../../broker/domain/ports.js';
 import { sendError } from './respond.js';
 import { num } from './rest.js';
 
@@ -49,7 +45,7 @@ export interface SseOptions {
  * With agentId (and X-Agent-Token) it is that agent's live connection: its messages, resumed from
  * `since` or Last-Event-ID. Without, an observer feed of the chosen topics (default all).
  */
-export function handleStream(ex: HttpExchange, core: Domain, opts: SseOptions): void {
+export function handleStream(ex: HttpExchange, caller: Caller, relay: RelayEdge, opts: SseOptions): void {
   let session: SseSession | null = null;
   let keepAlive: NodeJS.Timeout | undefined;
   let cleaned = false;
@@ -57,20 +53,15 @@ export function handleStream(ex: HttpExchange, core: Domain, opts: SseOptions): 
     if (cleaned || !session) return;
     cleaned = true;
     clearInterval(keepAlive);
-    const agentId = core.sessions.remove(session);
-    if (agentId) noteDisconnected(core, agentId);
+    relay.detach(session);
   };
   ex.onAbort(cleanup);
   try {
-    const agentParam = ex.query.get('agentId');
-    const token = ex.headers['x-agent-token'];
-    const caller = { session: null, agentId: token && agentParam ? core.agents.authenticate(agentParam, token) : null, transport: 'http' as const };
-    const agentId = agentParam ? inboxReader(caller, agentParam) : null;
+    const agentId = ex.query.get('agentId');
     // Last-Event-ID first: an EventSource reconnects with its original URL (and its since=) plus the header.
     const sinceRaw = num(ex.headers['last-event-id'] ?? null) ?? num(ex.query.get('since'));
     if (sinceRaw !== undefined && (typeof sinceRaw !== 'number' || sinceRaw < 0)) throw new RelayError('invalidParams', 'invalid params: since: must be a message id');
     const since = sinceRaw as number | undefined;
-    checkCursor(core, since);
     const topicsRaw = ex.query.get('topics');
     const topics = topicsRaw
       ? topicsRaw.split(',').map((t) => {
@@ -79,7 +70,9 @@ export function handleStream(ex: HttpExchange, core: Domain, opts: SseOptions): 
           return parsed.data;
         })
       : agentId ? [] : (['messages', 'tasks', 'agents', 'events'] as StreamTopic[]);
-
+    const request = { agentId, ...(since !== undefined ? { since } : {}), topics };
+    // The cursor and the read rule are checked before the stream starts: a refusal is an HTTP error.
+    relay.checkAttach(request, caller);
     const stream = ex.stream(200, {
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-store',
@@ -88,17 +81,7 @@ export function handleStream(ex: HttpExchange, core: Domain, opts: SseOptions): 
     });
     session = new SseSession(stream, cleanup);
     stream.write('retry: 2000\n\n');
-    // Backlog, attach and subscribe in one synchronous step: nothing committed meanwhile slips between.
-    core.sessions.add(session);
-    const newest = core.store.messages.maxId();
-    if (agentId) {
-      core.sessions.attach(session, agentId);
-      core.notifier.pushes.attached(agentId, session, since ?? newest);
-      if (since !== undefined) replayBacklog(core, session, agentId, since, newest);
-    } else if (since !== undefined && topics.includes('messages')) {
-      replayBacklog(core, session, null, since, newest);
-    }
-    core.sessions.subscribe(session, topics);
+    relay.attach(session, request, caller);
     const s = session;
     keepAlive = setInterval(() => s.comment('keep-alive'), opts.keepAliveMs);
     keepAlive.unref();

@@ -1,15 +1,8 @@
 import { RelayError } from '../../protocol/index.js';
 import type { Domain } from './domain.js';
-import type { Session } from './ports.js';
+import type { Caller } from './ports.js';
 
-/** Who is calling and over what. Built by the transport; handlers never look at sockets or headers. */
-export interface Caller {
-  /** The live connection, for WebSocket calls; null over HTTP. */
-  session: Session | null;
-  /** The verified calling agent (session registration, or agentId + agentToken over HTTP). */
-  agentId: string | null;
-  transport: 'ws' | 'http';
-}
+export type { Caller } from './ports.js';
 
 /** A method call as handlers see it: the caller, and the domain it acts on. */
 export interface CallContext extends Caller {

@@ -1,4 +1,4 @@
-import type { StreamTopic } from '../../protocol/index.js';
+import type { Message, MethodName, StreamTopic, TaskCreateParams, TaskCreateResult } from '../../protocol/index.js';
 
 export interface FrameMeta {
   method: string;
@@ -60,4 +60,74 @@ export interface HttpStream {
   readonly closed: boolean;
 }
 
-export type HttpHandler = (exchange: HttpExchange) => void | Promise<void>;
+/** An HTTP route handler: the transport resolved the caller's credentials before it runs. */
+export type HttpHandler = (exchange: HttpExchange, caller: Caller) => void | Promise<void>;
+
+/** Who is calling and over what. Built by the transport from what the request carried; nothing after it authenticates. */
+export interface Caller {
+  /** The live connection, for WebSocket calls; null over HTTP. */
+  session: Session | null;
+  /** The verified calling agent (session registration, or agentId + agentToken over HTTP). */
+  agentId: string | null;
+  transport: 'ws' | 'http';
+  /** A webhook delivery the transport verified with this integration's secret (ingress only). */
+  integration?: { name: string; replayKey: string | null };
+}
+
+/** What a stream asks for when it attaches (agent/register, stream/subscribe, SSE). */
+export interface AttachRequest {
+  /** Bind the session as this agent (its inbox is pushed), or null to only follow topics. */
+  agentId: string | null;
+  /** Replay messages after this id first (the agent's inbox, or the whole feed when following `messages`). */
+  since?: number;
+  /** Replay events after this id first (when following `events`). */
+  eventsSince?: number;
+  topics: readonly StreamTopic[];
+}
+
+export interface HealthReport {
+  writable: boolean;
+  lastCommitFailure: { at: number; error: string } | null;
+  agents: number;
+  connections: number;
+  cursor: number;
+  storage: { synchronous: string; journalMode: string };
+}
+
+/** What an integration's configuration gives its deliveries. */
+export interface IntegrationDefaults {
+  target: string | undefined;
+  channel: string | undefined;
+  callbackUrl: string | undefined;
+}
+
+/**
+ * What the edge adapters (adapters/http) may ask of the relay: the one method table, the one
+ * attach, webhook ingress onto task/create's own domain function, health. Nothing else of the
+ * broker is theirs to reach; the composition root (broker/relay.ts) builds it.
+ */
+export interface RelayEdge {
+  /** One method call through the method table (params validated, caller authorized), as `caller`. */
+  call(method: MethodName, params: unknown, caller: Caller): Promise<unknown>;
+  /** One JSON-RPC frame or batch (POST /rpc): the response text, or null for notifications only. */
+  handleFrame(text: string, caller: Caller): Promise<string | null>;
+  /**
+   * Start a live stream on `session`: checks the cursor and the read rule, binds the agent, replays
+   * the backlog (bounded by the session's backpressure), subscribes the topics; nothing committed
+   * meanwhile slips between. Throws a RelayError when refused.
+   */
+  attach(session: Session, request: AttachRequest, caller: Caller): void;
+  /** The refusals `attach` would meet (cursor expired, another agent's inbox), before a stream starts. */
+  checkAttach(request: AttachRequest, caller: Caller): void;
+  /** The session is gone (an agent's presence TTL counts from now). */
+  detach(session: Session): string | null;
+  /** The integration named so, if configured. */
+  integration(name: string): IntegrationDefaults | undefined;
+  /** A verified webhook delivery as task/create (source = the integration); a replayed delivery id answers its task. */
+  ingest(caller: Caller, params: TaskCreateParams): Promise<TaskCreateResult | { duplicate: true; taskId: number | null }>;
+  /** A delivery id the integration already delivered (replay), with its task. */
+  receiptSeen(integration: string, deliveryId: string): { taskId: number | null } | undefined;
+  health(): HealthReport;
+  /** Hear of every committed message (long-polls wake on it). */
+  onMessage(listener: (message: Message, recipients: readonly string[]) => void): void;
+}

@@ -1,6 +1,6 @@
 import { CLOSE_CODES, errorReply, RelayError, WS_SUBPROTOCOL } from '../../protocol/index.js';
 import type { Caller } from '../domain/context.js';
-import { noteDisconnected } from '../domain/presence.js';
+import { detach } from '../domain/attach.js';
 import { checkRequest, type Refusal, type RequestHeaders } from './auth.js';
 import { FairDispatch } from './fair-dispatch.js';
 import { ConnectionBuckets, type ConnectionLimit } from './rate-limit.js';
@@ -120,8 +120,7 @@ export class Connections<S extends LiveSession> {
   closed(session: S, code: number): void {
     session.closed = true;
     if (!this.live.delete(session)) return;
-    const agentId = this.deps.domain.sessions.remove(session);
-    if (agentId) noteDisconnected(this.deps.domain, agentId);
+    const agentId = detach(this.deps.domain, session);
     this.deps.log.debug({ session: session.id, agentId, code }, 'socket closed');
   }
 

@@ -1,6 +1,7 @@
 import { httpErrorReply, INGRESS_PATH, RelayError } from '../../protocol/index.js';
 import type { HttpExchange } from '../domain/ports.js';
 import { checkRequest } from './auth.js';
+import { Credentials } from './credentials.js';
 import { ClientRateLimiter } from './rate-limit.js';
 import type { TransportDeps } from './types.js';
 
@@ -65,15 +66,24 @@ export interface GateExchange extends HttpExchange {
 
 /**
  * The transport-neutral half of every HTTP route: per-address rate limit (429 + Retry-After),
- * admission (token, Host, Origin), the body limit (413), then the relay's HttpHandler, whose
+ * admission (token, Host, Origin), the body limit (413), the caller's credentials (Credentials:
+ * once, for every route), then the relay's HttpHandler, whose
  * failure becomes a 500 that leaks nothing. `port` is read per request (it is known only once
  * listening).
  */
 export function createHttpGate(deps: TransportDeps, port: () => number): (exchange: GateExchange, remote: string, readBody: BodyReader) => void {
   const { config, log } = deps;
   const limiter = new ClientRateLimiter(config.httpRateLimitPerSec, config.httpRateBurst);
+  const credentials = new Credentials(deps.domain.agents, deps.domain.integrations, log, () => deps.domain.now());
   const dispatch = (exchange: GateExchange) => {
-    Promise.resolve(deps.http(exchange)).catch((err: unknown) => {
+    let caller;
+    try {
+      caller = credentials.http(exchange);
+    } catch (err) {
+      replyError(exchange, err);
+      return;
+    }
+    Promise.resolve(deps.http(exchange, caller)).catch((err: unknown) => {
       log.error({ err, path: exchange.path }, 'http handler failed');
       replyError(exchange, err);
     });

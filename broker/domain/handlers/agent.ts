@@ -14,7 +14,8 @@ import {
   type AgentUpdateResult,
 } from '../../../protocol/index.js';
 import { requireAgent, type CallContext } from '../context.js';
-import { checkCursor, replayBacklog } from '../delivery.js';
+import { attach } from '../attach.js';
+import { checkCursor } from '../delivery.js';
 import type { Domain } from '../domain.js';
 import { takeOffline } from '../offline.js';
 import { withinBudget } from '../result-budget.js';
@@ -82,11 +83,7 @@ export async function register(ctx: CallContext, p: AgentRegisterParams): Promis
       }
       const { agent, newestMessageId: cursor } = o.value;
       // Messages committed after this point are pushed live by their own commits; the backlog stops here.
-      const session = ctx.session;
-      if (session && d.sessions.attach(session, id)) {
-        d.notifier.pushes.attached(id, session, p.since ?? cursor);
-        if (p.since !== undefined) replayBacklog(d, session, id, p.since, cursor);
-      }
+      if (ctx.session) attach(d, ctx.session, { agentId: id, ...(p.since !== undefined ? { since: p.since } : {}), topics: [] }, cursor);
       return { agent: d.agents.wire(agent), agentToken: token, cursor, created: !existing };
     });
     if (done) return done;
