@@ -74,6 +74,11 @@ export class CommitQueue {
     this.schedule();
   }
 
+  /** True once closed: new work is refused. */
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
   /** Write everything still queued, then refuse new work. */
   async close(): Promise<void> {
     while (this.inFlight || this.pending.length > 0 || this.deferred.length > 0) {

@@ -114,7 +114,8 @@ export class PushRecorder {
             if (!outcome.ok || span.last > op.last) this.markDirty(span);
             else this.forgetIfDone(span);
           })
-          .catch(() => this.markDirty(span))
+          // Refused (a storage fault): tried again with the next flush, unless the relay is stopping.
+          .catch(() => this.queue.isClosed || this.markDirty(span))
           .finally(() => (span.inserting = false));
       } else {
         this.queue.defer(op);
