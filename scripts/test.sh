@@ -14,6 +14,8 @@ if [ "$#" -gt 0 ]; then exec npx tap "$@"; fi
 # instrumentation would skew).
 npx tap
 parallel=$?
+# Its per-file table, kept before the next run clears the data (coverage/ is not committed).
+mkdir -p coverage && npx tap report text > coverage/npm-test.txt 2>&1
 # The WebSocket and HTTP suites again on the portable transport (node:http + ws), which runs where
 # no native uWebSockets.js build loads (Node 24 on glibc < 2.38): about 3 minutes on 2 cores.
 AGENT_RELAY_TEST_TRANSPORT=node npx tap --disable-coverage $(bash scripts/transport-suites.sh)
