@@ -55,7 +55,11 @@ async function main(): Promise<void> {
   const nodeVersion = execFileSync(node, ['--version'], { encoding: 'utf8' }).trim();
   const command = `npm run bench:cli${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
   const log = (line: string) => process.stdout.write(`${line}\n`);
-  log(`agent-relay CLI bench: ${runs} runs of each command, node ${nodeVersion}; load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+  log(
+    `agent-relay CLI bench: ${runs} runs of each command, node ${nodeVersion}; load average ${loadavg()
+      .map((x) => x.toFixed(2))
+      .join(' ')}`,
+  );
 
   const home = mkdtempSync(join(tmpdir(), 'agent-relay-cli-bench-'));
   const relay = await startRelay({ name: 'cli-bench' });

@@ -52,7 +52,11 @@ async function main(): Promise<void> {
   const log = (line: string) => process.stdout.write(`${line}\n`);
   const command = `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
   log(`agent-relay bench: ${profile} profile, scenarios ${only.join(', ')}`);
-  log(`load average at start: ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+  log(
+    `load average at start: ${loadavg()
+      .map((x) => x.toFixed(2))
+      .join(' ')}`,
+  );
   if (loadavg()[0]! >= 1.5) log('warning: the machine is busy (load average ≥ 1.5); figures taken now understate every system, unevenly');
 
   const peers: Peers = {};
@@ -68,7 +72,11 @@ async function main(): Promise<void> {
   if (!peers.redis) systems = systems.filter((s) => s !== 'redis-pubsub' && s !== 'redis-streams');
 
   const cfg = structuredClone(PROFILES[profile]);
-  const nums = (v: string) => v.split(',').map((x) => Number(x.trim())).filter((x) => x > 0);
+  const nums = (v: string) =>
+    v
+      .split(',')
+      .map((x) => Number(x.trim()))
+      .filter((x) => x > 0);
   if (values.subscribers) cfg.fanout.subscriberCounts = cfg.fanout.peerSubscriberCounts = cfg.fanout.searchAt = nums(values.subscribers);
   if (values.rates) cfg.fanout.rates = nums(values.rates);
   const ctx: BenchContext = { profile, cfg, peers, cpuProf: Boolean(values['cpu-prof']), log, systems };
@@ -124,7 +132,11 @@ async function main(): Promise<void> {
   }
   if (!partial && !values['no-results-md']) updateResultsMd(join(BENCH, 'RESULTS.md'), profile, report.markdown, `results/fanout-latency-${base}.svg`);
   log(`\nwrote bench/results/latest-${base}.json${results.fanout ? `, bench/results/fanout-latency-${base}.svg` : ''}${!partial && !values['no-results-md'] ? ', bench/RESULTS.md' : ''}`);
-  log(`total ${results.meta.durationSec} s; load average at end: ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+  log(
+    `total ${results.meta.durationSec} s; load average at end: ${loadavg()
+      .map((x) => x.toFixed(2))
+      .join(' ')}`,
+  );
 }
 
 runMain(main);

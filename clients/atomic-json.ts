@@ -23,7 +23,7 @@ export function writeJsonAtomic(path: string, value: unknown, opts: WriteJsonOpt
   // away) one temp file. Not random bytes: node:crypto costs a short command ~5 ms to load.
   const tmp = `${path}.${process.pid}.${threadId}.${++writes}.tmp`;
   try {
-    writeFileSync(tmp, JSON.stringify(value, null, opts.indent) + '\n', { mode: opts.mode });
+    writeFileSync(tmp, `${JSON.stringify(value, null, opts.indent)}\n`, { mode: opts.mode });
     chmodSync(tmp, opts.mode);
     renameSync(tmp, path);
   } catch (err) {

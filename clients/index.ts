@@ -10,8 +10,7 @@ export type { MethodName, MethodParams, MethodResult } from '../protocol/method-
 export type { TaskUpdatedParams } from '../protocol/notifications.js';
 
 /** Node sockets via `ws`: the token goes in an Authorization header, and no Origin is sent. */
-export const nodeSocket: SocketFactory = (url, protocols, token) =>
-  new WebSocket(url, protocols, { headers: token ? { authorization: `Bearer ${token}` } : {} }) as unknown as WebSocketLike;
+export const nodeSocket: SocketFactory = (url, protocols, token) => new WebSocket(url, protocols, { headers: token ? { authorization: `Bearer ${token}` } : {} }) as unknown as WebSocketLike;
 
 /** A RelayClient for Node (uses `ws` unless a socket factory is given). */
 export function createRelayClient(opts: RelayClientOptions): RelayClient {

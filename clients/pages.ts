@@ -4,10 +4,7 @@ import type { TaskGetParams, TaskGetResult } from '../protocol/methods/task.js';
 import type { Agent } from '../protocol/common.js';
 
 /** Every agent matching `filter`, following agent/list's `nextCursor` page by page. */
-export async function listAllAgents(
-  call: (params: AgentListParams) => Promise<AgentListResult>,
-  filter: Omit<AgentListParams, 'after' | 'limit'> = {},
-): Promise<Agent[]> {
+export async function listAllAgents(call: (params: AgentListParams) => Promise<AgentListResult>, filter: Omit<AgentListParams, 'after' | 'limit'> = {}): Promise<Agent[]> {
   const agents: Agent[] = [];
   let after: string | undefined;
   do {

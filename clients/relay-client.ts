@@ -387,10 +387,13 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
           reject(e);
         },
       };
-      const timer = setTimeout(() => {
-        this.readyWaiters.delete(waiter);
-        reject(new RelayTimeoutError(`${method}: still not connected to the relay at ${this.url}`));
-      }, Math.max(0, deadline - Date.now()));
+      const timer = setTimeout(
+        () => {
+          this.readyWaiters.delete(waiter);
+          reject(new RelayTimeoutError(`${method}: still not connected to the relay at ${this.url}`));
+        },
+        Math.max(0, deadline - Date.now()),
+      );
       this.readyWaiters.add(waiter);
     });
   }

@@ -53,7 +53,13 @@ async function post(path: string, body: unknown): Promise<any> {
   if (!res.ok) throw new Error(`${path}: ${res.status} ${await res.text()}`);
   return res.json();
 }
-async function progress(c: RelayClient, title: string, target: string, steps: Array<{ status?: 'in_progress' | 'blocked' | 'done' | 'failed'; progress?: number; note?: string }>, extra: Record<string, unknown> = {}): Promise<number> {
+async function progress(
+  c: RelayClient,
+  title: string,
+  target: string,
+  steps: Array<{ status?: 'in_progress' | 'blocked' | 'done' | 'failed'; progress?: number; note?: string }>,
+  extra: Record<string, unknown> = {},
+): Promise<number> {
   const { task } = await post('/api/tasks', { title, target, from: 'ext:ci', ...extra });
   const { claimToken } = await c.call('task/claim', { id: task.id });
   for (const s of steps) await c.call('task/update', { id: task.id, claimToken, ...s });
@@ -72,13 +78,28 @@ await docs.close({ leave: true });
 await progress(ci, 'Deploy v2.3 to staging', 'cap:deploy', [{ status: 'in_progress', progress: 60, note: 'api and web rolled out, running smoke tests' }]);
 await progress(api, 'Add GET /v2/orders with cursor pagination', 'codex-api', [{ status: 'in_progress', progress: 35 }]);
 await progress(web, 'Orders table on the new endpoint', 'claude-web', []);
-await progress(api, 'Rotate staging DB credentials', 'tag:backend', [{ status: 'in_progress', progress: 50 }, { status: 'blocked', note: 'waiting for vault access' }]);
+await progress(api, 'Rotate staging DB credentials', 'tag:backend', [
+  { status: 'in_progress', progress: 50 },
+  { status: 'blocked', note: 'waiting for vault access' },
+]);
 await progress(ci, 'Bump pino to 10.4', 'tag:backend', [{ status: 'done' }]);
-await progress(ci, 'Nightly e2e on WebKit', 'cap:test', [{ status: 'in_progress', progress: 80 }, { status: 'failed', note: 'checkout.spec.ts timed out' }]);
+await progress(ci, 'Nightly e2e on WebKit', 'cap:test', [
+  { status: 'in_progress', progress: 80 },
+  { status: 'failed', note: 'checkout.spec.ts timed out' },
+]);
 await post('/api/tasks', { title: 'Review PR #482: orders pagination', target: 'tag:frontend', from: 'ext:github' });
 for (let i = 0; i < 3; i++) await post('/api/tasks', { title: 'Alert: p95 latency above 800 ms on /orders', target: 'tag:backend', from: 'ext:alertmanager', dedupeKey: 'p95-orders' });
 // Release notes: callbacks to the release pipeline; the receiver gives up after three, so the last is a dead letter.
-const notes = await progress(web, 'Publish release notes for v2.3', 'claude-web', [{ status: 'in_progress', progress: 50 }, { status: 'done', note: 'published to the changelog' }], { callbackUrl: hookUrl, body: 'Collect merged PRs since v2.2, group by area, publish to the changelog.' });
+const notes = await progress(
+  web,
+  'Publish release notes for v2.3',
+  'claude-web',
+  [
+    { status: 'in_progress', progress: 50 },
+    { status: 'done', note: 'published to the changelog' },
+  ],
+  { callbackUrl: hookUrl, body: 'Collect merged PRs since v2.2, group by area, publish to the changelog.' },
+);
 
 // A pending approval, as the Codex adapter forwards it.
 const params = { threadId: 'thr_8f2', turnId: 'turn_3', itemId: 'item_12', command: ['pnpm', 'prisma', 'migrate', 'deploy'], cwd: '/src/api', reason: 'apply the orders cursor index migration' };
@@ -88,7 +109,18 @@ await api.call('task/create', {
   body: `${body}\n\n${answerLine(DECISIONS)}`,
   target: 'broadcast',
   dedupeKey: 'codex-approval:thr_8f2:12',
-  meta: { kind: APPROVAL_TASK_KIND, method: 'item/commandExecution/requestApproval', requestId: '12', threadId: params.threadId, turnId: params.turnId, command: params.command.join(' '), cwd: params.cwd, reason: params.reason, choices: [...DECISIONS], agentId: 'codex-api' },
+  meta: {
+    kind: APPROVAL_TASK_KIND,
+    method: 'item/commandExecution/requestApproval',
+    requestId: '12',
+    threadId: params.threadId,
+    turnId: params.turnId,
+    command: params.command.join(' '),
+    cwd: params.cwd,
+    reason: params.reason,
+    choices: [...DECISIONS],
+    agentId: 'codex-api',
+  },
 });
 
 // Messages: a build channel, a conversation with a thread, a note from the dashboard, a claimable report.

@@ -50,7 +50,11 @@ function printer(io: Io): (text: string) => Promise<boolean> {
 export const claudeCommands: CommandGroup = (program: Command, _run, io) => {
   const hook = program.command('hook').description('Claude Code plugin hooks (read hook JSON on stdin)');
   const events = {
-    'session-start': async (input: HookInput, deps: HookDeps): Promise<HookResult> => ({ stdout: await (await hooks()).sessionStart(input, deps), commit: async () => undefined, release: () => undefined }),
+    'session-start': async (input: HookInput, deps: HookDeps): Promise<HookResult> => ({
+      stdout: await (await hooks()).sessionStart(input, deps),
+      commit: async () => undefined,
+      release: () => undefined,
+    }),
     'user-prompt-submit': async (input: HookInput, deps: HookDeps) => (await hooks()).userPromptSubmit(input, deps),
     stop: async (input: HookInput, deps: HookDeps) => (await hooks()).stop(input, deps),
     'session-end': async (input: HookInput, deps: HookDeps): Promise<HookResult> => {

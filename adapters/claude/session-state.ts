@@ -116,7 +116,9 @@ export function wasDelivered(home: string, agentId: string, messageId: number): 
 /** The message ids `agentId` holds claims for. */
 export function claimedIds(home: string, agentId: string): number[] {
   try {
-    return readdirSync(claimsDir(home, agentId)).map(Number).filter((id) => Number.isSafeInteger(id) && id > 0);
+    return readdirSync(claimsDir(home, agentId))
+      .map(Number)
+      .filter((id) => Number.isSafeInteger(id) && id > 0);
   } catch {
     return [];
   }

@@ -200,7 +200,10 @@ export class ApprovalDesk {
   }
 
   private closeTask(taskId: number, note: string): void {
-    void this.ctx.relay()?.call('task/update', { id: taskId, status: 'canceled', note }).catch(() => undefined);
+    void this.ctx
+      .relay()
+      ?.call('task/update', { id: taskId, status: 'canceled', note })
+      .catch(() => undefined);
   }
 
   private timeOut(key: string): void {

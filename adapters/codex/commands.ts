@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import type { CommandGroup } from '../../clients/cli/main.js';
-import { CliContext, UsageError, wholeNumber } from '../../clients/cli/context.js';
+import { type CliContext, UsageError, wholeNumber } from '../../clients/cli/context.js';
 import { APPROVAL_TASK_KIND, taskChoices } from '../../protocol/approvals.js';
 
 /**
@@ -48,7 +48,7 @@ export const codexCommands: CommandGroup = (program: Command, run) => {
     .command('approve')
     .description('answer a Codex approval task with one of the choices it offers (its meta.choices, listed in its body)')
     .argument('<task-id>', 'the approval task', wholeNumber)
-    .argument('<decision>', 'one of the task\'s choices, e.g. accept | cancel')
+    .argument('<decision>', "one of the task's choices, e.g. accept | cancel")
     .action(
       run(async (ctx: CliContext, id: number, decision: string) => {
         // Only what the request offers: the adapter would have to map anything else.

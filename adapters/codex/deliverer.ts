@@ -88,9 +88,15 @@ export class Deliverer {
       return;
     }
     const ids = current?.messages.map((m) => m.id) ?? saved!.messageIds;
-    const verdict = recoveryVerdict(turn, finalAgentText(turn) !== null, ids.some((id) => this.host.state.redelivered.includes(id)));
+    const verdict = recoveryVerdict(
+      turn,
+      finalAgentText(turn) !== null,
+      ids.some((id) => this.host.state.redelivered.includes(id)),
+    );
     if (verdict === 'redeliver') {
-      this.host.log.warn(`Codex turn ${turn.id} was cut off (interrupted, never completed, no answer: the app-server went away); delivering ${ids.map((id) => `#${id}`).join(', ')} again in a new turn (once)`);
+      this.host.log.warn(
+        `Codex turn ${turn.id} was cut off (interrupted, never completed, no answer: the app-server went away); delivering ${ids.map((id) => `#${id}`).join(', ')} again in a new turn (once)`,
+      );
       this.host.state.redelivered.push(...ids);
       this.requeue(current?.messages ?? (await this.fetchMessages(ids)));
       return;
@@ -116,7 +122,10 @@ export class Deliverer {
   private async fetchMessages(ids: number[]): Promise<Message[]> {
     const out: Message[] = [];
     for (const id of ids) {
-      const r = await this.host.relay()!.call('message/get', { id }).catch(() => null);
+      const r = await this.host
+        .relay()!
+        .call('message/get', { id })
+        .catch(() => null);
       if (r) out.push(r.message);
     }
     return out;
@@ -321,7 +330,8 @@ export class Deliverer {
       // change reconciles again). Taken as truth it called that turn a phantom and lost its reply.
       if (verdict?.kind === 'stale') return;
       this.apply({ type: 'statusRead', active });
-      if (d && verdict?.kind === 'ended') await this.complete(d, verdict.turn.status ?? 'completed', this.agentTextByTurn.get(verdict.turn.id) ?? finalAgentText(verdict.turn), verdict.turn.error?.message);
+      if (d && verdict?.kind === 'ended')
+        await this.complete(d, verdict.turn.status ?? 'completed', this.agentTextByTurn.get(verdict.turn.id) ?? finalAgentText(verdict.turn), verdict.turn.error?.message);
       else if (d && verdict?.kind === 'phantom') await this.complete(d, 'completed', null); // folded into a turn we already answered
       this.schedule();
       this.reconcileError = null;

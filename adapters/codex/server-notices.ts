@@ -49,7 +49,8 @@ export class ServerNotices {
     this.lastVersion = version;
     if (!version) return this.log.warn(`Codex app-server version unknown (userAgent ${JSON.stringify(userAgent ?? null)}); tested with ${TESTED_CODEX_VERSION}`);
     this.log.info(`Codex app-server ${version} (userAgent ${userAgent})`);
-    if (olderThan(version, TESTED_CODEX_VERSION)) this.log.warn(`Codex app-server ${version} is older than ${TESTED_CODEX_VERSION}, the version this adapter is tested with; update Codex if turns or reads misbehave`);
+    if (olderThan(version, TESTED_CODEX_VERSION))
+      this.log.warn(`Codex app-server ${version} is older than ${TESTED_CODEX_VERSION}, the version this adapter is tested with; update Codex if turns or reads misbehave`);
   }
 
   /** True when the notification was one of these (logged or quiet); the rest goes to delivery. */

@@ -116,12 +116,7 @@ async function attachTo(conn: AppServerConnection, id: string, log: (msg: string
  * Attach to a thread by mode. `known` is the thread this adapter used before (its state file):
  * on a reconnect or restart it is resumed first, so the adapter keeps its conversation.
  */
-export async function attachThread(
-  conn: AppServerConnection,
-  config: CodexAdapterConfig,
-  known: string | null,
-  log: (msg: string) => void,
-): Promise<{ thread: CodexThread; how: AttachHow }> {
+export async function attachThread(conn: AppServerConnection, config: CodexAdapterConfig, known: string | null, log: (msg: string) => void): Promise<{ thread: CodexThread; how: AttachHow }> {
   if (known) {
     const r = await attachTo(conn, known, log, 'the thread this adapter used before');
     if ('thread' in r) return r;

@@ -52,7 +52,10 @@ export function measure(a: SqliteCeilingArgs): SqliteCeiling {
       last = (insertMessage.get('ext:bench', 'tag:bench', makeBody('T', now), now, recipients) as { id: number }).id;
       setThread.run(last);
     }
-    if (a.pushed) agents.forEach((agent, i) => extendSpan.run(last, spans[i], agent, last));
+    if (a.pushed)
+      agents.forEach((agent, i) => {
+        extendSpan.run(last, spans[i], agent, last);
+      });
   });
   let msgs = 0;
   let commits = 0;

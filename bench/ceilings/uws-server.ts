@@ -25,7 +25,20 @@ app.ws<{ n: number }>(WS_PATH, {
     if (req.method === 'message/send') {
       const p = req.params;
       const id = nextId++;
-      const message = { id, from: p.from ?? 'ext:bench', to: p.to, channel: null, subject: null, body: p.body, replyTo: null, threadId: id, claimable: false, taskId: null, createdAt: Date.now(), meta: {} };
+      const message = {
+        id,
+        from: p.from ?? 'ext:bench',
+        to: p.to,
+        channel: null,
+        subject: null,
+        body: p.body,
+        replyTo: null,
+        threadId: id,
+        claimable: false,
+        taskId: null,
+        createdAt: Date.now(),
+        meta: {},
+      };
       const topic = String(p.to).replace(/^tag:/, '');
       app.publish(topic, JSON.stringify({ jsonrpc: '2.0', method: 'message/new', params: { message } }), false);
       ws.send(JSON.stringify({ jsonrpc: '2.0', id: req.id, result: { message, recipients: [], warnings: [] } }));

@@ -34,7 +34,16 @@ export const PROFILES: Record<Profile, ProfileConfig> = {
     recovery: { messages: 100_000, tasks: 10_000, agents: 100, missedEach: 1000 },
   },
   full: {
-    fanout: { subscriberCounts: [1, 10, 100, 1000], peerSubscriberCounts: [1, 10, 100, 1000], rates: [1000, 5000, 20000], searchAt: [1, 10, 100, 1000], searchSteps: 3, warmupMs: 1000, durationMs: 5000, drainMs: 5000 },
+    fanout: {
+      subscriberCounts: [1, 10, 100, 1000],
+      peerSubscriberCounts: [1, 10, 100, 1000],
+      rates: [1000, 5000, 20000],
+      searchAt: [1, 10, 100, 1000],
+      searchSteps: 3,
+      warmupMs: 1000,
+      durationMs: 5000,
+      drainMs: 5000,
+    },
     durable: { publishers: 100, window: 4, durationMs: 10_000 },
     claims: { claimers: 50, tasks: 10_000, contention: 3, window: 4 },
     http: { ingressEvents: 30_000, ingressConcurrency: 64, longPolls: 500, longPollRounds: 20, sseStreams: 500, sseRate: 50, sseMs: 10_000, compareMs: 30_000, compareRate: 10 },

@@ -33,6 +33,7 @@ export interface SubHandle {
 
 export interface Publisher {
   /** A promise when the system acknowledges the publish. */
+  // biome-ignore lint/suspicious/noConfusingVoidType: a driver's send is synchronous or returns a promise
   send(body: string): Promise<unknown> | void;
   batch?(fn: () => void): void;
   close(): Promise<void>;

@@ -10,7 +10,7 @@ export function newHist(): Hist {
 /** Record a latency in milliseconds (clamped to ≥ 1 µs: clocks of two processes may disagree by a hair). */
 export function recordMs(h: Hist, ms: number): void {
   const us = Math.round(ms * 1000);
-  h.recordValue(us < 1 ? 1 : us > 3_600_000_000 ? 3_600_000_000 : us);
+  h.recordValue(us < 1 ? 1 : Math.min(us, 3_600_000_000));
 }
 
 export function encodeHist(h: Hist): string {

@@ -9,6 +9,7 @@ export interface PaceOptions {
   /** Acknowledged systems: at most this many sends awaiting their ack (bounds the backlog of an overloaded system). */
   maxInflight: number;
   /** Send one body; a promise when the system acknowledges. */
+  // biome-ignore lint/suspicious/noConfusingVoidType: a driver's send is synchronous or returns a promise
   send: (body: string) => Promise<unknown> | void;
   /** Wrap a burst of sends (e.g. cork a socket). */
   batch?: (fn: () => void) => void;

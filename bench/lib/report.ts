@@ -76,7 +76,18 @@ export function buildReport(r: BenchResults): Report {
           const s = f.steps.find((st) => st.system === system && st.n === n && st.rate === rate);
           if (!s) continue;
           if (s.skipped) rows.push([`N=${n}`, rate, SYSTEM_LABELS[system], 'skipped', '-', '-', '-', '-', 'no']);
-          else rows.push([`N=${n}`, rate, SYSTEM_LABELS[system], s.deliveredPerSec, `${(s.deliveredFraction * 100).toFixed(1)}%`, fmtNum(s.latency.p50), fmtNum(s.latency.p99), fmtNum(s.latency.p999), s.held ? 'yes' : 'no']);
+          else
+            rows.push([
+              `N=${n}`,
+              rate,
+              SYSTEM_LABELS[system],
+              s.deliveredPerSec,
+              `${(s.deliveredFraction * 100).toFixed(1)}%`,
+              fmtNum(s.latency.p50),
+              fmtNum(s.latency.p99),
+              fmtNum(s.latency.p999),
+              s.held ? 'yes' : 'no',
+            ]);
         }
       }
     }
@@ -128,15 +139,28 @@ export function buildReport(r: BenchResults): Report {
         ratioRows.push([`N=${n}`, 'relay / raw SQLite rows (disk ceiling)', x(rd), '-', '-']);
       }
     }
-    tables.push({ title: '1c. Fan-out ratios (relay ÷ other, same run)', headers: ['N', 'ratio', 'best delivered/s', 'max rate held', 'p99 at 5k/s'], rows: ratioRows, note: 'Above 1× the relay is higher (for p99: slower). The disk ceiling is raw better-sqlite3 writing the same rows, batched: the message with its recipients, and the push span of each recipient extended once per commit.' });
+    tables.push({
+      title: '1c. Fan-out ratios (relay ÷ other, same run)',
+      headers: ['N', 'ratio', 'best delivered/s', 'max rate held', 'p99 at 5k/s'],
+      rows: ratioRows,
+      note: 'Above 1× the relay is higher (for p99: slower). The disk ceiling is raw better-sqlite3 writing the same rows, batched: the message with its recipients, and the push span of each recipient extended once per commit.',
+    });
 
     const uwsN100 = mh.find((m) => m.system === 'uws' && m.n === 100)?.rate ?? null;
     const relayN100 = mh.find((m) => m.system === 'relay' && m.n === 100)?.rate ?? null;
     const t1 = ratio(relayN100, uwsN100);
-    targets.push({ target: 'durable fan-out at N=100 ≥ ½ of bare uWS (highest rate held, p99 < 50 ms)', measured: `${relayN100 ?? 'none'} vs ${uwsN100 ?? 'none'} msgs/s = ${pct(t1)} (best delivered/s ${pct(ratio(bestDelivered(f.steps, 'relay', 100), bestDelivered(f.steps, 'uws', 100)))})`, met: t1 === null ? (relayN100 === null && uwsN100 !== null ? false : null) : t1 >= 0.5 });
+    targets.push({
+      target: 'durable fan-out at N=100 ≥ ½ of bare uWS (highest rate held, p99 < 50 ms)',
+      measured: `${relayN100 ?? 'none'} vs ${uwsN100 ?? 'none'} msgs/s = ${pct(t1)} (best delivered/s ${pct(ratio(bestDelivered(f.steps, 'relay', 100), bestDelivered(f.steps, 'uws', 100)))})`,
+      met: t1 === null ? (relayN100 === null && uwsN100 !== null ? false : null) : t1 >= 0.5,
+    });
     const p99s = ns.map((n) => ({ n, s: at(f.steps, 'relay', n, 5000) })).filter((e) => e.s);
     const n1 = p99s.find((e) => e.n === 1)?.s;
-    targets.push({ target: 'p99 publish-to-delivery < 10 ms at 5k msgs/s (N=1; other N shown)', measured: p99s.map((e) => `N=${e.n}: ${e.s!.skipped ? 'saturated' : `${fmtNum(e.s!.latency.p99)} ms`}`).join(', '), met: n1 && !n1.skipped ? n1.latency.p99 < 10 && n1.held : n1 ? false : null });
+    targets.push({
+      target: 'p99 publish-to-delivery < 10 ms at 5k msgs/s (N=1; other N shown)',
+      measured: p99s.map((e) => `N=${e.n}: ${e.s!.skipped ? 'saturated' : `${fmtNum(e.s!.latency.p99)} ms`}`).join(', '),
+      met: n1 && !n1.skipped ? n1.latency.p99 < 10 && n1.held : n1 ? false : null,
+    });
   }
 
   if (r.durable) {
@@ -148,7 +172,7 @@ export function buildReport(r: BenchResults): Report {
         ...d.runs.map((run) => [run.name, run.durability, run.ackedPerSec, fmtNum(run.latency.p50), fmtNum(run.latency.p99), run.errors]),
         ...d.sqlite.map((c) => [`raw better-sqlite3, ${c.msgsPerCommit} msg/commit`, `synchronous=${c.sync}`, c.msgsPerSec, '-', '-', 0]),
       ],
-      note: 'Relay sends go to one registered agent: one message row each, its recipient in the row. Raw better-sqlite3 writes the same rows with nothing else in the process (1 msg/commit: no group commit; 250: the disk\'s batched limit).',
+      note: "Relay sends go to one registered agent: one message row each, its recipient in the row. Raw better-sqlite3 writes the same rows with nothing else in the process (1 msg/commit: no group commit; 250: the disk's batched limit).",
     });
     const full = d.runs.find((x) => x.system === 'relay' && x.durability.includes('FULL'))?.ackedPerSec;
     const normal = d.runs.find((x) => x.system === 'relay' && x.durability.includes('NORMAL'))?.ackedPerSec;
@@ -177,7 +201,11 @@ export function buildReport(r: BenchResults): Report {
         ['relay NORMAL ÷ relay FULL', x(ratio(normal, full))],
       ],
     });
-    targets.push({ target: 'durable publishes/s (FULL) ≥ NATS JetStream acknowledged publishes/s', measured: `${full ?? '-'} vs ${js ?? '-'} /s (${x(ratio(full, js))})`, met: full && js ? full >= js : null });
+    targets.push({
+      target: 'durable publishes/s (FULL) ≥ NATS JetStream acknowledged publishes/s',
+      measured: `${full ?? '-'} vs ${js ?? '-'} /s (${x(ratio(full, js))})`,
+      met: full && js ? full >= js : null,
+    });
   }
 
   if (r.claims) {
@@ -188,7 +216,11 @@ export function buildReport(r: BenchResults): Report {
       rows: [[c.claimsPerSec, c.attemptsPerSec, c.conflicts, fmtNum(c.latency.p50), fmtNum(c.latency.p99), c.doubleClaims, c.doubleClaimsInDb, c.unclaimed, c.errors]],
       note: `Tasks created through task/create in JSON-RPC batches of 100: ${c.createPerSec}/s.`,
     });
-    targets.push({ target: 'claims ≥ 10,000/s with zero double claims', measured: `${c.claimsPerSec}/s, ${c.doubleClaims + c.doubleClaimsInDb} double`, met: c.claimsPerSec >= 10_000 && c.doubleClaims === 0 && c.doubleClaimsInDb === 0 });
+    targets.push({
+      target: 'claims ≥ 10,000/s with zero double claims',
+      measured: `${c.claimsPerSec}/s, ${c.doubleClaims + c.doubleClaimsInDb} double`,
+      met: c.claimsPerSec >= 10_000 && c.doubleClaims === 0 && c.doubleClaimsInDb === 0,
+    });
   }
 
   if (r.http) {
@@ -197,9 +229,32 @@ export function buildReport(r: BenchResults): Report {
       title: '4. HTTP',
       headers: ['what', 'rate', 'p50 ms', 'p99 ms', 'p99.9 ms', 'detail'],
       rows: [
-        ['webhook ingress (Standard Webhooks signed, dedupe, 1/10 replays)', `${fmtNum(h.ingress.eventsPerSec)} events/s`, fmtNum(h.ingress.latency.p50), fmtNum(h.ingress.latency.p99), fmtNum(h.ingress.latency.p999), `${h.ingress.concurrency} concurrent; ${Object.entries(h.ingress.outcomes).map(([k, v]) => `${k} ${v}`).join(', ')}`],
-        [`${h.longPoll.waiters} long-polls woken by a send (wake latency)`, `${h.longPoll.wakes} wakes`, fmtNum(h.longPoll.latency.p50), fmtNum(h.longPoll.latency.p99), fmtNum(h.longPoll.latency.p999), `${h.longPoll.rounds} rounds, broadcast to all`],
-        [`SSE fan-out, ${h.sse.streams} streams at ${h.sse.rate} msgs/s`, `${fmtNum(h.sse.deliveredPerSec)} events/s`, fmtNum(h.sse.latency.p50), fmtNum(h.sse.latency.p99), fmtNum(h.sse.latency.p999), `${(h.sse.deliveredFraction * 100).toFixed(1)}% arrived`],
+        [
+          'webhook ingress (Standard Webhooks signed, dedupe, 1/10 replays)',
+          `${fmtNum(h.ingress.eventsPerSec)} events/s`,
+          fmtNum(h.ingress.latency.p50),
+          fmtNum(h.ingress.latency.p99),
+          fmtNum(h.ingress.latency.p999),
+          `${h.ingress.concurrency} concurrent; ${Object.entries(h.ingress.outcomes)
+            .map(([k, v]) => `${k} ${v}`)
+            .join(', ')}`,
+        ],
+        [
+          `${h.longPoll.waiters} long-polls woken by a send (wake latency)`,
+          `${h.longPoll.wakes} wakes`,
+          fmtNum(h.longPoll.latency.p50),
+          fmtNum(h.longPoll.latency.p99),
+          fmtNum(h.longPoll.latency.p999),
+          `${h.longPoll.rounds} rounds, broadcast to all`,
+        ],
+        [
+          `SSE fan-out, ${h.sse.streams} streams at ${h.sse.rate} msgs/s`,
+          `${fmtNum(h.sse.deliveredPerSec)} events/s`,
+          fmtNum(h.sse.latency.p50),
+          fmtNum(h.sse.latency.p99),
+          fmtNum(h.sse.latency.p999),
+          `${(h.sse.deliveredFraction * 100).toFixed(1)}% arrived`,
+        ],
         [`same ${h.compare.sends} sends (${h.compare.rate}/s): 2 s poll`, '-', fmtNum(h.compare.poll.p50), fmtNum(h.compare.poll.p99), fmtNum(h.compare.poll.p999), `${h.compare.poll.count} seen`],
         ['  … long-poll', '-', fmtNum(h.compare.longPoll.p50), fmtNum(h.compare.longPoll.p99), fmtNum(h.compare.longPoll.p999), `${h.compare.longPoll.count} seen`],
         ['  … WebSocket push', '-', fmtNum(h.compare.push.p50), fmtNum(h.compare.push.p99), fmtNum(h.compare.push.p999), `${h.compare.push.count} seen`],
@@ -213,8 +268,36 @@ export function buildReport(r: BenchResults): Report {
     const c = r.connections;
     tables.push({
       title: `5. Connections: ${c.connections} idle WebSocket agents, registered and heartbeating`,
-      headers: ['relay RSS before', 'after', 'per connection', 'of which JS heap', 'before GC', 'idle CPU', 'heartbeats/s', 'heartbeat CPU', 'CPU/heartbeat', 'hb p50 ms', 'hb p99 ms', '10k agents @30 s'],
-      rows: [[`${c.rssBaselineMiB} MiB`, `${c.rssConnectedMiB} MiB`, `${(c.bytesPerConnection / 1024).toFixed(1)} KiB`, `${(c.heapBytesPerConnection / 1024).toFixed(1)} KiB`, `${(c.bytesPerConnectionBeforeGc / 1024).toFixed(1)} KiB`, `${c.idleCpuPct}%`, c.heartbeatsPerSec, `${c.heartbeatCpuPct}%`, `${c.cpuUsPerHeartbeat} µs`, fmtNum(c.heartbeatLatency.p50), fmtNum(c.heartbeatLatency.p99), `${c.projected10kAt30sPct}% of a core`]],
+      headers: [
+        'relay RSS before',
+        'after',
+        'per connection',
+        'of which JS heap',
+        'before GC',
+        'idle CPU',
+        'heartbeats/s',
+        'heartbeat CPU',
+        'CPU/heartbeat',
+        'hb p50 ms',
+        'hb p99 ms',
+        '10k agents @30 s',
+      ],
+      rows: [
+        [
+          `${c.rssBaselineMiB} MiB`,
+          `${c.rssConnectedMiB} MiB`,
+          `${(c.bytesPerConnection / 1024).toFixed(1)} KiB`,
+          `${(c.heapBytesPerConnection / 1024).toFixed(1)} KiB`,
+          `${(c.bytesPerConnectionBeforeGc / 1024).toFixed(1)} KiB`,
+          `${c.idleCpuPct}%`,
+          c.heartbeatsPerSec,
+          `${c.heartbeatCpuPct}%`,
+          `${c.cpuUsPerHeartbeat} µs`,
+          fmtNum(c.heartbeatLatency.p50),
+          fmtNum(c.heartbeatLatency.p99),
+          `${c.projected10kAt30sPct}% of a core`,
+        ],
+      ],
       note: `Memory is the relay's RSS growth from ${WARM_CONNECTIONS} warm connections to ${c.connections}, divided by the connections added, each measured after a full GC forced through the inspector (before GC: the same without it). CPU is % of one core. Heartbeat every ${c.heartbeatEveryMs / 1000} s per agent.`,
     });
     targets.push({ target: '< 10 KiB relay memory per idle connection', measured: `${(c.bytesPerConnection / 1024).toFixed(1)} KiB`, met: c.bytesPerConnection < 10 * 1024 });
@@ -235,11 +318,17 @@ export function buildReport(r: BenchResults): Report {
     `Agent Relay bench — ${m.profile} profile`,
     `date: ${m.date}   command: ${m.command}   duration: ${m.durationSec} s`,
     `machine: ${m.machine.cpu}, ${m.machine.cores} cores, ${m.machine.memGiB} GiB, Linux ${m.machine.kernel}, Node ${m.machine.node}; load average start ${m.loadavgStart.map((v) => v.toFixed(2)).join(' ')}, end ${m.loadavgEnd.map((v) => v.toFixed(2)).join(' ')}`,
-    `peers: ${Object.entries(m.peers).map(([k, v]) => `${k} ${v}`).join('; ') || 'none'}`,
+    `peers: ${
+      Object.entries(m.peers)
+        .map(([k, v]) => `${k} ${v}`)
+        .join('; ') || 'none'
+    }`,
   ];
   // The bench uses both cores itself (about 2-3 of load); more than that at the end means something else ran too.
   const busy = m.loadavgStart[0]! >= 1.5 || m.loadavgEnd[0]! > m.machine.cores + 1.5;
-  const busyNote = busy ? `WARNING: the machine was busy (load average ${m.loadavgStart[0]!.toFixed(2)} at start, ${m.loadavgEnd[0]!.toFixed(2)} at end, ${m.machine.cores} cores): other work shared the cores, so these figures understate the relay and its peers unevenly.` : '';
+  const busyNote = busy
+    ? `WARNING: the machine was busy (load average ${m.loadavgStart[0]!.toFixed(2)} at start, ${m.loadavgEnd[0]!.toFixed(2)} at end, ${m.machine.cores} cores): other work shared the cores, so these figures understate the relay and its peers unevenly.`
+    : '';
   const targetTable: Table = { title: 'Targets', headers: ['target', 'measured', 'met'], rows: targets.map((t) => [t.target, t.measured, t.met === null ? 'n/a' : t.met ? 'MET' : 'MISSED']) };
   const errors = Object.entries(r.errors).map(([k, v]) => `scenario ${k} failed: ${v.split('\n')[0]}`);
   if (busyNote) head.push(busyNote);
@@ -248,7 +337,11 @@ export function buildReport(r: BenchResults): Report {
     `**Date:** ${m.date}  `,
     `**Command:** \`${m.command}\` (${m.durationSec} s)  `,
     `**Machine:** ${m.machine.cpu}, ${m.machine.cores} cores, ${m.machine.memGiB} GiB, Linux ${m.machine.kernel}, Node ${m.machine.node}; load average ${m.loadavgStart.map((v) => v.toFixed(2)).join(' ')} at start, ${m.loadavgEnd.map((v) => v.toFixed(2)).join(' ')} at end  `,
-    `**Peers:** ${Object.entries(m.peers).map(([k, v]) => `${k} ${v}`).join('; ') || 'none'}`,
+    `**Peers:** ${
+      Object.entries(m.peers)
+        .map(([k, v]) => `${k} ${v}`)
+        .join('; ') || 'none'
+    }`,
     ...(busyNote ? ['', `**${busyNote}**`] : []),
     '',
     mdTable(targetTable),

@@ -61,7 +61,10 @@ export function renderFanoutSvg(f: FanoutResult, meta: { date: string; profile: 
       if (!pts.length) continue;
       const c = COLORS[s]!;
       out.push(`<polyline fill="none" stroke="${c}" stroke-width="2" points="${pts.map((p) => `${X(p.rate).toFixed(1)},${Y(p.latency.p99).toFixed(1)}`).join(' ')}"/>`);
-      for (const p of pts) out.push(`<circle cx="${X(p.rate).toFixed(1)}" cy="${Y(p.latency.p99).toFixed(1)}" r="3.5" fill="${p.held ? c : 'white'}" stroke="${c}" stroke-width="1.5"><title>${esc(SYSTEM_LABELS[s])} N=${n} ${p.rate}/s: p99 ${p.latency.p99} ms, ${p.deliveredPerSec} deliveries/s</title></circle>`);
+      for (const p of pts)
+        out.push(
+          `<circle cx="${X(p.rate).toFixed(1)}" cy="${Y(p.latency.p99).toFixed(1)}" r="3.5" fill="${p.held ? c : 'white'}" stroke="${c}" stroke-width="1.5"><title>${esc(SYSTEM_LABELS[s])} N=${n} ${p.rate}/s: p99 ${p.latency.p99} ms, ${p.deliveredPerSec} deliveries/s</title></circle>`,
+        );
     }
   });
   const ly0 = 30 + m.t + ph + m.b + 10;

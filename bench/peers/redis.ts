@@ -7,10 +7,11 @@ function client(ep: Endpoint, autoPipeline = false): Redis {
 }
 
 async function ready(r: Redis): Promise<Redis> {
-  if (r.status !== 'ready') await new Promise<void>((resolve, reject) => {
-    r.once('ready', () => resolve());
-    r.once('error', reject);
-  });
+  if (r.status !== 'ready')
+    await new Promise<void>((resolve, reject) => {
+      r.once('ready', () => resolve());
+      r.once('error', reject);
+    });
   return r;
 }
 

@@ -93,8 +93,29 @@ export async function startRedis(): Promise<PeerProc> {
   const port = await freePort();
   const dir = dataDir('redis');
   const child = spawnTracked('redis-server', 'redis-server', [
-    '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'yes', '--appendfsync', 'everysec',
-    '--daemonize', 'no', '--protected-mode', 'yes', '--maxclients', '20000', '--client-output-buffer-limit', 'pubsub', '64mb', '32mb', '60',
+    '--port',
+    String(port),
+    '--bind',
+    '127.0.0.1',
+    '--dir',
+    dir,
+    '--save',
+    '',
+    '--appendonly',
+    'yes',
+    '--appendfsync',
+    'everysec',
+    '--daemonize',
+    'no',
+    '--protected-mode',
+    'yes',
+    '--maxclients',
+    '20000',
+    '--client-output-buffer-limit',
+    'pubsub',
+    '64mb',
+    '32mb',
+    '60',
   ]);
   await waitTcp(port, 15_000, child);
   return { name: 'redis-server', pid: child.pid!, port, version: version('redis-server'), stop: () => stopPid(child.pid!) };

@@ -41,7 +41,7 @@ serveWorker({
     const start = nowMs();
     await Promise.all(
       claimers.map(async ({ index, rpc }) => {
-        const mine = a.taskIds.filter((_, pos) => (pos % a.claimers - index + a.claimers) % a.claimers < a.contention);
+        const mine = a.taskIds.filter((_, pos) => ((pos % a.claimers) - index + a.claimers) % a.claimers < a.contention);
         shuffle(mine, index * 7919 + 17);
         let next = 0;
         const lane = async () => {

@@ -51,7 +51,13 @@ export async function runClaims(ctx: BenchContext): Promise<ClaimsResult> {
     await Promise.all(workers.map((w, i) => w.call('open', { url: relay.wsUrl, indices: indices[i] })));
     const startAt = nowMs() + 300;
     const outs = await Promise.all(
-      workers.map((w) => w.call<{ wins: number[]; attempts: number; conflicts: number; errors: number; firstError?: string; startMs: number; endMs: number; hist: string }>('run', { taskIds, claimers: c.claimers, contention: c.contention, window: c.window, startAt }, 600_000)),
+      workers.map((w) =>
+        w.call<{ wins: number[]; attempts: number; conflicts: number; errors: number; firstError?: string; startMs: number; endMs: number; hist: string }>(
+          'run',
+          { taskIds, claimers: c.claimers, contention: c.contention, window: c.window, startAt },
+          600_000,
+        ),
+      ),
     );
     await Promise.all(workers.map((w) => w.call('close')));
     const seen = new Map<number, number>();
@@ -83,6 +89,8 @@ export async function runClaims(ctx: BenchContext): Promise<ClaimsResult> {
   const claimedInDb = (db.prepare(`SELECT COUNT(*) AS n FROM tasks WHERE status = 'claimed'`).get() as { n: number }).n;
   db.close();
   const r: ClaimsResult = { ...result, doubleClaimsInDb, claimedInDb };
-  ctx.log(`  ${r.claimers} claimers, ${r.tasks} tasks, each raced by ${r.contention}: ${r.claimsPerSec} claims/s (${r.attemptsPerSec} attempts/s, ${r.conflicts} conflicts), claim p50 ${r.latency.p50} ms p99 ${r.latency.p99} ms; double claims ${r.doubleClaims} (db ${r.doubleClaimsInDb}), claimed in db ${r.claimedInDb}, unclaimed ${r.unclaimed}${r.errors ? `, errors ${r.errors}: ${r.firstError}` : ''}`);
+  ctx.log(
+    `  ${r.claimers} claimers, ${r.tasks} tasks, each raced by ${r.contention}: ${r.claimsPerSec} claims/s (${r.attemptsPerSec} attempts/s, ${r.conflicts} conflicts), claim p50 ${r.latency.p50} ms p99 ${r.latency.p99} ms; double claims ${r.doubleClaims} (db ${r.doubleClaimsInDb}), claimed in db ${r.claimedInDb}, unclaimed ${r.unclaimed}${r.errors ? `, errors ${r.errors}: ${r.firstError}` : ''}`,
+  );
   return r;
 }

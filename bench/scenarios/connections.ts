@@ -60,7 +60,9 @@ export async function runConnections(ctx: BenchContext): Promise<ConnectionsResu
     const bytesPerConnection = Math.round((connected.rssBytes - base.rssBytes) / added);
     const heapBytesPerConnection = Math.round((connected.heap - base.heap) / added);
     const bytesPerConnectionBeforeGc = Math.round((beforeGc.rssBytes - base.rssBytes) / added);
-    ctx.log(`  ${c.count} agents connected and registered (${connectPerSec}/s); relay RSS after GC ${(base.rssBytes / 2 ** 20).toFixed(0)} → ${(connected.rssBytes / 2 ** 20).toFixed(0)} MiB: ${(bytesPerConnection / 1024).toFixed(1)} KiB per connection (JS heap ${(heapBytesPerConnection / 1024).toFixed(1)} KiB; before GC ${(bytesPerConnectionBeforeGc / 1024).toFixed(1)} KiB)`);
+    ctx.log(
+      `  ${c.count} agents connected and registered (${connectPerSec}/s); relay RSS after GC ${(base.rssBytes / 2 ** 20).toFixed(0)} → ${(connected.rssBytes / 2 ** 20).toFixed(0)} MiB: ${(bytesPerConnection / 1024).toFixed(1)} KiB per connection (JS heap ${(heapBytesPerConnection / 1024).toFixed(1)} KiB; before GC ${(bytesPerConnectionBeforeGc / 1024).toFixed(1)} KiB)`,
+    );
 
     const i0 = procStats(relay.pid);
     await sleep(c.measureMs);
@@ -94,9 +96,11 @@ export async function runConnections(ctx: BenchContext): Promise<ConnectionsResu
       heartbeatLatency: summarize(mergeHists(outs.map((o) => o.hist))),
       heartbeatErrors: outs.reduce((n, o) => n + o.errors, 0),
       closedByRelay: outs.reduce((n, o) => n + o.closedByRelay, 0),
-      projected10kAt30sPct: Math.round(((10_000 / 30) * cpuUsPerHeartbeat) / 1e4 * 10) / 10,
+      projected10kAt30sPct: Math.round((((10_000 / 30) * cpuUsPerHeartbeat) / 1e4) * 10) / 10,
     };
-    ctx.log(`  idle CPU ${r.idleCpuPct}% of a core; heartbeats ${r.heartbeatsPerSec}/s cost ${r.heartbeatCpuPct}% (${r.cpuUsPerHeartbeat} µs each, p50 ${r.heartbeatLatency.p50} ms p99 ${r.heartbeatLatency.p99} ms); 10,000 agents every 30 s ≈ ${r.projected10kAt30sPct}% of a core${r.closedByRelay ? `; ${r.closedByRelay} closed by the relay` : ''}`);
+    ctx.log(
+      `  idle CPU ${r.idleCpuPct}% of a core; heartbeats ${r.heartbeatsPerSec}/s cost ${r.heartbeatCpuPct}% (${r.cpuUsPerHeartbeat} µs each, p50 ${r.heartbeatLatency.p50} ms p99 ${r.heartbeatLatency.p99} ms); 10,000 agents every 30 s ≈ ${r.projected10kAt30sPct}% of a core${r.closedByRelay ? `; ${r.closedByRelay} closed by the relay` : ''}`,
+    );
     return r;
   } finally {
     await Promise.all(workers.map((w) => w.call('close').catch(() => {})));

@@ -32,7 +32,9 @@ async function drive(ctx: BenchContext, workers: Worker[], ep: Endpoint, name: s
   const shares = split(d.publishers, workers.length);
   await Promise.all(workers.map((w, i) => w.call('open', { endpoint: ep, count: shares[i] })));
   const startAt = nowMs() + 300;
-  const outs = await Promise.all(workers.map((w) => w.call<{ acked: number; errors: number; firstError?: string; hist: string }>('run', { window: d.window, durationMs: d.durationMs, startAt }, d.durationMs + 60_000)));
+  const outs = await Promise.all(
+    workers.map((w) => w.call<{ acked: number; errors: number; firstError?: string; hist: string }>('run', { window: d.window, durationMs: d.durationMs, startAt }, d.durationMs + 60_000)),
+  );
   await Promise.all(workers.map((w) => w.call('close')));
   const acked = outs.reduce((n, o) => n + o.acked, 0);
   const errors = outs.reduce((n, o) => n + o.errors, 0);
@@ -93,7 +95,9 @@ export async function runDurable(ctx: BenchContext): Promise<DurableResult> {
       for (const msgsPerCommit of [1, 250]) {
         const r = await sq.call<SqliteCeiling>('measure', { sync, recipients: 1, msgsPerCommit, pushed: false, durationMs: ms } satisfies SqliteCeilingArgs);
         sqlite.push(r);
-        ctx.log(`  raw better-sqlite3 ${sync.padEnd(6)} ${String(msgsPerCommit).padStart(4)} msg/commit  ${String(r.msgsPerSec).padStart(7)} msgs/s  ${r.rowsPerSec} rows/s  ${r.commitsPerSec} commits/s`);
+        ctx.log(
+          `  raw better-sqlite3 ${sync.padEnd(6)} ${String(msgsPerCommit).padStart(4)} msg/commit  ${String(r.msgsPerSec).padStart(7)} msgs/s  ${r.rowsPerSec} rows/s  ${r.commitsPerSec} commits/s`,
+        );
       }
     }
     for (const n of ctx.cfg.fanout.subscriberCounts) {

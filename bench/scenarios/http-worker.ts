@@ -123,7 +123,7 @@ async function pushAgent(wsUrl: string, c: Creds, name: string): Promise<void> {
         return;
       }
       const j = JSON.parse(buf.toString('utf8', start, end)) as { id?: number; error?: { message: string } };
-      if (j.id === 1) (j.error ? reject(new Error(j.error.message)) : resolve());
+      if (j.id === 1) j.error ? reject(new Error(j.error.message)) : resolve();
     };
     ws.sendText(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'agent/register', params: { id: c.id, agentToken: c.token } }));
   });
@@ -147,10 +147,16 @@ serveWorker({
         const ts = Math.floor(Date.now() / 1000);
         const t = nowMs();
         try {
-          const r = await httpCall(http, 'POST', `${a.url}/api/integrations/${a.name}/events`, { 'webhook-id': id, 'webhook-timestamp': String(ts), 'webhook-signature': signStandardWebhook(a.secret, id, ts, body) }, body);
+          const r = await httpCall(
+            http,
+            'POST',
+            `${a.url}/api/integrations/${a.name}/events`,
+            { 'webhook-id': id, 'webhook-timestamp': String(ts), 'webhook-signature': signStandardWebhook(a.secret, id, ts, body) },
+            body,
+          );
           const kind = r.status === 201 ? 'created' : r.status === 200 ? (r.body.includes('"duplicate":true') ? 'replay' : 'deduped') : `http${r.status}`;
           status[kind] = (status[kind] ?? 0) + 1;
-        } catch (err) {
+        } catch {
           status.error = (status.error ?? 0) + 1;
         }
         recordMs(hist, nowMs() - t);

@@ -4,7 +4,7 @@ import { dirname, join } from 'node:path';
 import { nowMs, sleep } from '../lib/clock.js';
 import type { BenchContext } from '../lib/context.js';
 import { mergeHists, summarize, type Latency } from '../lib/hist.js';
-import { httpCall, keepAliveAgent, registerHttp } from '../lib/http-client.js';
+import { keepAliveAgent, registerHttp } from '../lib/http-client.js';
 import { makeBody } from '../lib/payload.js';
 import type { PaceResult } from '../lib/pacer.js';
 import { forkWorker, split, type Worker } from '../lib/proc.js';
@@ -57,7 +57,17 @@ export async function runHttp(ctx: BenchContext): Promise<HttpResult> {
       workers.map((w, i) =>
         w.call<{ status: Record<string, number>; startMs: number; endMs: number; hist: string }>(
           'ingress',
-          { url: relay.url, name: 'bench', secret, from: i * shares[0]!, count: shares[i], concurrency: Math.ceil(h.ingressConcurrency / workers.length), distinctKeys: 500, replayEvery: 10, tag: `w${i}` },
+          {
+            url: relay.url,
+            name: 'bench',
+            secret,
+            from: i * shares[0]!,
+            count: shares[i],
+            concurrency: Math.ceil(h.ingressConcurrency / workers.length),
+            distinctKeys: 500,
+            replayEvery: 10,
+            tag: `w${i}`,
+          },
           600_000,
         ),
       ),
@@ -65,7 +75,13 @@ export async function runHttp(ctx: BenchContext): Promise<HttpResult> {
     const outcomes: Record<string, number> = {};
     for (const o of outs) for (const [k, v] of Object.entries(o.status)) outcomes[k] = (outcomes[k] ?? 0) + v;
     const ingressSec = (Math.max(...outs.map((o) => o.endMs)) - Math.min(...outs.map((o) => o.startMs))) / 1000;
-    const ingress = { events: h.ingressEvents, concurrency: h.ingressConcurrency, eventsPerSec: Math.round(h.ingressEvents / ingressSec), outcomes, latency: summarize(mergeHists(outs.map((o) => o.hist))) };
+    const ingress = {
+      events: h.ingressEvents,
+      concurrency: h.ingressConcurrency,
+      eventsPerSec: Math.round(h.ingressEvents / ingressSec),
+      outcomes,
+      latency: summarize(mergeHists(outs.map((o) => o.hist))),
+    };
     ctx.log(`  webhook ingress: ${ingress.eventsPerSec} events/s (${JSON.stringify(outcomes)}), p50 ${ingress.latency.p50} ms p99 ${ingress.latency.p99} ms`);
 
     // ---- long-polls woken by sends
@@ -101,7 +117,9 @@ export async function runHttp(ctx: BenchContext): Promise<HttpResult> {
       deliveredFraction: Math.round((sseOut.received / Math.max(1, sseExpected)) * 10000) / 10000,
       latency: sseOut.latency,
     };
-    ctx.log(`  SSE fan-out ${h.sseStreams} streams at ${h.sseRate} msgs/s: ${sse.deliveredPerSec} events/s delivered (${(sse.deliveredFraction * 100).toFixed(1)}%), p50 ${sse.latency.p50} ms p99 ${sse.latency.p99} ms p99.9 ${sse.latency.p999} ms`);
+    ctx.log(
+      `  SSE fan-out ${h.sseStreams} streams at ${h.sseRate} msgs/s: ${sse.deliveredPerSec} events/s delivered (${(sse.deliveredFraction * 100).toFixed(1)}%), p50 ${sse.latency.p50} ms p99 ${sse.latency.p99} ms p99.9 ${sse.latency.p999} ms`,
+    );
     await Promise.all(workers.map((w) => w.call('stopAll')));
 
     // ---- 2 s poll vs long-poll vs push, same sends
@@ -113,7 +131,9 @@ export async function runHttp(ctx: BenchContext): Promise<HttpResult> {
     await sleep(2500);
     const [p, l, s] = await Promise.all(['poll', 'long', 'push'].map((m) => collect(workers.slice(0, 1), m)));
     const compare = { rate: h.compareRate, sends: cr.measuredSent, poll: p!.latency, longPoll: l!.latency, push: s!.latency };
-    ctx.log(`  ${cr.measuredSent} sends seen by: 2 s poll p50 ${compare.poll.p50} ms p99 ${compare.poll.p99} ms (${p!.received}); long-poll p50 ${compare.longPoll.p50} ms p99 ${compare.longPoll.p99} ms (${l!.received}); push p50 ${compare.push.p50} ms p99 ${compare.push.p99} ms (${s!.received})`);
+    ctx.log(
+      `  ${cr.measuredSent} sends seen by: 2 s poll p50 ${compare.poll.p50} ms p99 ${compare.poll.p99} ms (${p!.received}); long-poll p50 ${compare.longPoll.p50} ms p99 ${compare.longPoll.p99} ms (${l!.received}); push p50 ${compare.push.p50} ms p99 ${compare.push.p99} ms (${s!.received})`,
+    );
     await Promise.all(workers.map((w) => w.call('stopAll')));
     await sender.close();
     return { ingress, longPoll, sse, compare };

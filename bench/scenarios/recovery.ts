@@ -52,7 +52,9 @@ export async function runRecovery(ctx: BenchContext): Promise<RecoveryResult> {
       caughtUp: out.done,
       catchUpMsgsPerSec: Math.round(out.messages / (out.ms / 1000)),
     };
-    ctx.log(`  restart: ${res.restartMs} ms to healthy (empty database: ${res.emptyStartMs} ms); ${out.done}/${r.agents} agents caught up ${r.missedEach} missed messages each in ${res.catchUpMs} ms (${res.catchUpMsgsPerSec} msgs/s)`);
+    ctx.log(
+      `  restart: ${res.restartMs} ms to healthy (empty database: ${res.emptyStartMs} ms); ${out.done}/${r.agents} agents caught up ${r.missedEach} missed messages each in ${res.catchUpMs} ms (${res.catchUpMsgsPerSec} msgs/s)`,
+    );
     return res;
   } finally {
     await worker.call('close').catch(() => {});

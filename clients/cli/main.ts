@@ -54,10 +54,7 @@ export function buildProgram(io: Io, exit: { code: number }, groups: CommandGrou
       }
     };
 
-  program
-    .command('serve')
-    .description('start the relay (same as npm start)')
-    .argument('[options...]', '--port N --db PATH --host ADDR --insecure --help');
+  program.command('serve').description('start the relay (same as npm start)').argument('[options...]', '--port N --db PATH --host ADDR --insecure --help');
 
   agentCommands(program, run);
   messageCommands(program, run);

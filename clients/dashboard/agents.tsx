@@ -9,7 +9,7 @@ function LabelEditor({ store, agent }: { store: DashboardStore; agent: Agent }) 
   const [error, run] = useAction();
   if (!editing) {
     return (
-      <button class="label" title="Edit label" aria-label={`Edit label of ${agent.id}`} onClick={() => (setValue(agent.label), setEditing(true))}>
+      <button type="button" class="label" title="Edit label" aria-label={`Edit label of ${agent.id}`} onClick={() => (setValue(agent.label), setEditing(true))}>
         {agent.label} <span aria-hidden="true">✎</span>
       </button>
     );
@@ -21,6 +21,7 @@ function LabelEditor({ store, agent }: { store: DashboardStore; agent: Agent }) 
     });
   return (
     <form class="inline" onSubmit={(e) => (e.preventDefault(), void save())}>
+      {/* biome-ignore lint/a11y/noAutofocus: the editor opens on a click on the label, to type into at once */}
       <input aria-label={`Label of ${agent.id}`} value={value} maxLength={128} autoFocus onInput={(e) => setValue(e.currentTarget.value)} onKeyDown={(e) => e.key === 'Escape' && setEditing(false)} />
       <button type="submit">Save</button>
       {error && <span class="error">{error}</span>}
@@ -38,7 +39,9 @@ export function AgentsPanel({ store }: { store: DashboardStore }) {
   return (
     <section class="panel agents-panel" aria-labelledby="agents-h">
       <header>
-        <h2 id="agents-h">Agents <span class="count">{agents.length}</span></h2>
+        <h2 id="agents-h">
+          Agents <span class="count">{agents.length}</span>
+        </h2>
         <div class="filters">
           <select aria-label="Filter agents by status" value={filter.status} onChange={(e) => setFilter({ ...filter, status: e.currentTarget.value })}>
             <option value="">any status</option>

@@ -53,6 +53,7 @@ function TokenGate({ onToken, failed }: { onToken: (t: string) => void; failed: 
     <form class="gate" onSubmit={(e) => (e.preventDefault(), onToken(value.trim()))}>
       <h1>Agent Relay</h1>
       <p>{failed ? 'That token was refused.' : 'This relay needs its token (AGENT_RELAY_TOKEN).'}</p>
+      {/* biome-ignore lint/a11y/noAutofocus: the token box is all the page shows until a token is given */}
       <input type="password" aria-label="Relay token" autoFocus value={value} onInput={(e) => setValue(e.currentTarget.value)} />
       <button type="submit">Connect</button>
     </form>

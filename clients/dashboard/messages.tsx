@@ -33,7 +33,7 @@ function MessageList({ messages, onOpen }: { messages: Message[]; onOpen: (m: Me
       <ol class="messages" style={{ height: `${messages.length * ROW_HEIGHT}px` }} aria-label="Messages">
         {messages.slice(first, last).map((m, i) => (
           <li key={m.id} class="message" style={{ top: `${(first + i) * ROW_HEIGHT}px`, height: `${ROW_HEIGHT}px` }} data-message-id={m.id}>
-            <button class="row" onClick={() => onOpen(m)} aria-label={`Message ${m.id} from ${m.from} to ${m.to}: open its thread`}>
+            <button type="button" class="row" onClick={() => onOpen(m)} aria-label={`Message ${m.id} from ${m.from} to ${m.to}: open its thread`}>
               <span class="meta">
                 <span class="mid">#{m.id}</span> <strong>{m.from}</strong> → {m.to}
                 {m.channel && <span class="chip">{m.channel}</span>}
@@ -41,7 +41,10 @@ function MessageList({ messages, onOpen }: { messages: Message[]; onOpen: (m: Me
                 {m.replyTo && <span class="dim"> ↳ #{m.replyTo}</span>}
                 <span class="time">{clock(m.createdAt)}</span>
               </span>
-              <span class="body">{m.subject && m.subject !== m.body ? `${m.subject}: ` : ''}{m.body}</span>
+              <span class="body">
+                {m.subject && m.subject !== m.body ? `${m.subject}: ` : ''}
+                {m.body}
+              </span>
             </button>
           </li>
         ))}
@@ -73,14 +76,26 @@ function Composer({ store, replyTo, defaultTo, onSent }: { store: DashboardStore
     <form class="composer" onSubmit={(e) => (e.preventDefault(), void send())} aria-label={replyTo ? 'Reply in thread' : 'Send a message'}>
       <input aria-label="To" placeholder="to: agent id, tag:x, cap:x, label:x, broadcast" value={to} onInput={(e) => setTo(e.currentTarget.value)} required />
       {!replyTo && <input aria-label="Channel" placeholder="channel (optional)" value={channel} onInput={(e) => setChannel(e.currentTarget.value)} />}
-      <textarea aria-label="Message" placeholder={replyTo ? 'Reply…' : 'Message…'} value={body} rows={2} onInput={(e) => setBody(e.currentTarget.value)} onKeyDown={(e) => e.key === 'Enter' && (e.ctrlKey || e.metaKey) && void send()} required />
+      <textarea
+        aria-label="Message"
+        placeholder={replyTo ? 'Reply…' : 'Message…'}
+        value={body}
+        rows={2}
+        onInput={(e) => setBody(e.currentTarget.value)}
+        onKeyDown={(e) => e.key === 'Enter' && (e.ctrlKey || e.metaKey) && void send()}
+        required
+      />
       {!replyTo && (
         <label class="check">
           <input type="checkbox" checked={claimable} onChange={(e) => setClaimable(e.currentTarget.checked)} /> claimable
         </label>
       )}
       <button type="submit">{replyTo ? 'Reply' : 'Send'}</button>
-      {error && <p class="error" role="alert">{error}</p>}
+      {error && (
+        <p class="error" role="alert">
+          {error}
+        </p>
+      )}
     </form>
   );
 }
@@ -94,10 +109,12 @@ export function ThreadView({ store, root, onClose }: { store: DashboardStore; ro
   useEffect(() => void load(), [root.id, count]);
   const last = thread.at(-1) ?? root;
   return (
-    <aside class="drawer" role="complementary" aria-label={`Thread of message ${root.threadId}`} onKeyDown={(e) => e.key === 'Escape' && onClose()}>
+    <aside class="drawer" aria-label={`Thread of message ${root.threadId}`} onKeyDown={(e) => e.key === 'Escape' && onClose()}>
       <header>
         <h3>Thread #{root.threadId}</h3>
-        <button onClick={onClose} aria-label="Close thread">✕</button>
+        <button type="button" onClick={onClose} aria-label="Close thread">
+          ✕
+        </button>
       </header>
       {error && <p class="error">{error}</p>}
       <ol class="thread">
@@ -123,7 +140,9 @@ export function MessagesPanel({ store, onOpen }: { store: DashboardStore; onOpen
   return (
     <section class="panel messages-panel" aria-labelledby="messages-h">
       <header>
-        <h2 id="messages-h">Messages <span class="count">{shown.length}</span></h2>
+        <h2 id="messages-h">
+          Messages <span class="count">{shown.length}</span>
+        </h2>
         <div class="filters">
           <select aria-label="Filter messages by channel" value={channel} onChange={(e) => setChannel(e.currentTarget.value)}>
             <option value="">all channels</option>

@@ -34,23 +34,39 @@ function TaskActions({ store, task }: { store: DashboardStore; task: Task }) {
   if (closed) return null;
   return (
     <div class="actions">
-      {task.status === 'open' && <button onClick={() => run('claim', async () => (await store.asOperator()).call('task/claim', { id: task.id }))}>Claim</button>}
+      {task.status === 'open' && (
+        <button type="button" onClick={() => run('claim', async () => (await store.asOperator()).call('task/claim', { id: task.id }))}>
+          Claim
+        </button>
+      )}
       {mine(task.claimedBy) && (
         <>
-          <button onClick={() => run('release', async () => (await store.asOperator()).call('task/release', { id: task.id, claimToken: task.attempts }))}>Release</button>
+          <button type="button" onClick={() => run('release', async () => (await store.asOperator()).call('task/release', { id: task.id, claimToken: task.attempts }))}>
+            Release
+          </button>
           <label class="inline">
             progress
             <input type="number" min={0} max={100} value={progress} aria-label="Progress percent" onInput={(e) => setProgress(Number(e.currentTarget.value))} />
           </label>
-          <button onClick={() => run('progress', () => claimAndUpdate(store, task, { status: 'in_progress', progress }))}>Update</button>
-          <button onClick={() => run('blocked', () => claimAndUpdate(store, task, { status: 'blocked' }))}>Blocked</button>
-          <button onClick={() => run('done', () => claimAndUpdate(store, task, { status: 'done' }))}>Done</button>
+          <button type="button" onClick={() => run('progress', () => claimAndUpdate(store, task, { status: 'in_progress', progress }))}>
+            Update
+          </button>
+          <button type="button" onClick={() => run('blocked', () => claimAndUpdate(store, task, { status: 'blocked' }))}>
+            Blocked
+          </button>
+          <button type="button" onClick={() => run('done', () => claimAndUpdate(store, task, { status: 'done' }))}>
+            Done
+          </button>
         </>
       )}
-      <button class="danger" onClick={() => run('cancel', () => store.call('task/update', { id: task.id, status: 'canceled', note: 'canceled from the dashboard' }))}>
+      <button type="button" class="danger" onClick={() => run('cancel', () => store.call('task/update', { id: task.id, status: 'canceled', note: 'canceled from the dashboard' }))}>
         Cancel
       </button>
-      {error && <p class="error" role="alert">{error}</p>}
+      {error && (
+        <p class="error" role="alert">
+          {error}
+        </p>
+      )}
     </div>
   );
 }
@@ -62,12 +78,14 @@ export function TaskDetails({ store, id, onClose }: { store: DashboardStore; id:
   useEffect(() => void run('task', async () => setDetail(await store.call('task/get', { id }))), [id, task?.updatedAt]);
   if (!task) return null;
   return (
-    <aside class="drawer" role="complementary" aria-label={`Task ${id}`} onKeyDown={(e) => e.key === 'Escape' && onClose()}>
+    <aside class="drawer" aria-label={`Task ${id}`} onKeyDown={(e) => e.key === 'Escape' && onClose()}>
       <header>
         <h3>
           Task #{task.id}: {task.title}
         </h3>
-        <button onClick={onClose} aria-label="Close task">✕</button>
+        <button type="button" onClick={onClose} aria-label="Close task">
+          ✕
+        </button>
       </header>
       <p>
         <span class={`chip status ${task.status}`}>{task.status}</span> {task.claimedBy ? `owner ${task.claimedBy}` : 'unclaimed'} · source {task.source} · target {task.target}
@@ -108,7 +126,9 @@ export function TaskBoard({ store, onOpen }: { store: DashboardStore; onOpen: (i
   return (
     <section class="panel tasks-panel" aria-labelledby="tasks-h">
       <header>
-        <h2 id="tasks-h">Tasks <span class="count">{tasks.length}</span></h2>
+        <h2 id="tasks-h">
+          Tasks <span class="count">{tasks.length}</span>
+        </h2>
       </header>
       <div class="board">
         {COLUMNS.map((status) => {
@@ -121,7 +141,7 @@ export function TaskBoard({ store, onOpen }: { store: DashboardStore; onOpen: (i
               <ul>
                 {col.slice(0, 100).map((t) => (
                   <li key={t.id} class="task" data-task-id={t.id}>
-                    <button class="row" onClick={() => onOpen(t.id)} aria-label={`Task ${t.id}: ${t.title}, ${t.status}, ${t.progress}%`}>
+                    <button type="button" class="row" onClick={() => onOpen(t.id)} aria-label={`Task ${t.id}: ${t.title}, ${t.status}, ${t.progress}%`}>
                       <span class="title">
                         #{t.id} {t.title}
                       </span>
@@ -155,7 +175,9 @@ export function Approvals({ store }: { store: DashboardStore }) {
   return (
     <section class="panel approvals" aria-labelledby="approvals-h">
       <header>
-        <h2 id="approvals-h">Pending approvals <span class="count">{pending.length}</span></h2>
+        <h2 id="approvals-h">
+          Pending approvals <span class="count">{pending.length}</span>
+        </h2>
       </header>
       <ul>
         {pending.map((t) => (
@@ -168,7 +190,7 @@ export function Approvals({ store }: { store: DashboardStore }) {
             {/* Only the task's choices: the adapter would have to map any other. */}
             <div class="actions">
               {taskChoices(t).map((c) => (
-                <button key={c} class={c === 'accept' ? 'primary' : c === 'cancel' ? 'danger' : undefined} onClick={() => answer(t, c)}>
+                <button type="button" key={c} class={c === 'accept' ? 'primary' : c === 'cancel' ? 'danger' : undefined} onClick={() => answer(t, c)}>
                   {CHOICE_LABELS[c] ?? c}
                 </button>
               ))}
@@ -176,7 +198,11 @@ export function Approvals({ store }: { store: DashboardStore }) {
           </li>
         ))}
       </ul>
-      {error && <p class="error" role="alert">{error}</p>}
+      {error && (
+        <p class="error" role="alert">
+          {error}
+        </p>
+      )}
     </section>
   );
 }

@@ -157,12 +157,7 @@ t.test('neither the relay token nor an agentToken ever reaches the log', async (
   await again.call('agent/register', { id: 'alice', agentToken });
   const refused = await again.call('agent/register', { id: 'alice', agentToken: `${agentToken}x` }).catch((e) => e);
   t.equal(refused.code, ERRORS.unauthorized.code, 'a wrong agentToken is refused with -32001');
-  const viaHttp = await httpPost(
-    relay.port,
-    '/rpc',
-    BEARER,
-    JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'message/send', params: { to: 'alice', body: 'hi', agentId: 'alice', agentToken } }),
-  );
+  const viaHttp = await httpPost(relay.port, '/rpc', BEARER, JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'message/send', params: { to: 'alice', body: 'hi', agentId: 'alice', agentToken } }));
   t.equal(viaHttp.status, 200, 'an agent call over HTTP with agentToken is served');
   t.notOk(JSON.parse(viaHttp.text).error, 'without error');
   await httpPost(relay.port, '/rpc', BEARER, JSON.stringify({ jsonrpc: '2.0', id: 3, method: 'message/list', params: { agentId: 'alice', agentToken: 'not-the-token-at-all' } }));
@@ -190,7 +185,10 @@ t.test('a flood of frames gets -32005 and then close 4003, while another connect
   const limited = frames.filter((f) => f.error?.code === ERRORS.tooLarge.code);
   t.ok(served.length >= 50 && served.length < 500, `the burst was served (${served.length} answers), not the whole flood`);
   t.ok(limited.length >= 1, `over-limit frames got -32005 (${limited.length})`);
-  t.ok(limited.every((f) => f.id === null), 'rate-limit errors carry id null');
+  t.ok(
+    limited.every((f) => f.id === null),
+    'rate-limit errors carry id null',
+  );
   t.match(limited[0]?.error?.message, /rate/, 'the message says rate limited');
   t.equal(served.length + limited.length, frames.length, 'every frame received was an answer or a rate-limit error');
   t.ok(frames.length < 500, 'the relay stopped answering before the flood ended');

@@ -15,20 +15,26 @@ t.test('[agent/register, message/send] in one frame sends as the agent just regi
   const bob = await connectAgent(t, relay.wsUrl, { id: 'bob' });
   const rpc = await WsRpc.connect(t, relay.wsUrl);
   const replies = (await rpc.sendRaw(JSON.stringify([entry(1, 'agent/register', { id: 'alice' }), entry(2, 'message/send', { to: 'bob', body: 'hi from alice' })]))) as any[];
-  t.same(replies.map((r) => r.id), [1, 2], 'answers come in request order');
+  t.same(
+    replies.map((r) => r.id),
+    [1, 2],
+    'answers come in request order',
+  );
   t.equal(replies[0].result.agent.id, 'alice', 'the register entry registered alice');
   t.equal(replies[1].result.message.from, 'alice', 'the send entry went out as alice, not ext:observer');
   await bob.rpc.until(() => bob.rpc.messages().length === 1, 3000, 'the message at bob');
   t.equal(bob.rpc.messages()[0]!.from, 'alice');
 });
 
-t.test('a later entry sees an earlier entry\'s write', async (t) => {
+t.test("a later entry sees an earlier entry's write", async (t) => {
   const relay = await startRelay(t);
   const rpc = await WsRpc.connect(t, relay.wsUrl);
-  const replies = (await rpc.sendRaw(JSON.stringify([
-    entry(1, 'agent/register', { id: 'carol' }),
-    entry(2, 'message/send', { to: 'carol', body: 'note to self' }),
-    entry(3, 'message/list', { unread: true }),
-  ]))) as any[];
-  t.same(replies[2].result.messages.map((m: any) => m.body), ['note to self'], 'the list after the send, as carol, holds it');
+  const replies = (await rpc.sendRaw(
+    JSON.stringify([entry(1, 'agent/register', { id: 'carol' }), entry(2, 'message/send', { to: 'carol', body: 'note to self' }), entry(3, 'message/list', { unread: true })]),
+  )) as any[];
+  t.same(
+    replies[2].result.messages.map((m: any) => m.body),
+    ['note to self'],
+    'the list after the send, as carol, holds it',
+  );
 });

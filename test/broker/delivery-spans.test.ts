@@ -90,18 +90,27 @@ t.test('an unfiltered poll records its page as pushed; a filtered poll only what
   const relay = await startRelay(t);
   const observer = await WsRpc.connect(t, relay.wsUrl);
   const alice = await connectAgent(t, relay.wsUrl, { id: 'alice' });
-  const reg = await (await fetch(`${relay.url}/api/agents`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ id: 'hook' }) })).json() as { agentToken: string };
+  const reg = (await (await fetch(`${relay.url}/api/agents`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ id: 'hook' }) })).json()) as {
+    agentToken: string;
+  };
   const hook = { id: 'hook', token: reg.agentToken };
 
   const ids: number[] = [];
   for (const channel of ['ci', 'ops', 'ci', 'ops']) ids.push((await alice.rpc.call('message/send', { to: 'hook', body: channel, channel })).message.id);
   const page = await poll(relay, hook, 'channel=ci');
-  t.same(page.map((m) => m.id), [ids[0], ids[2]], 'the filtered poll returns the ci messages');
+  t.same(
+    page.map((m) => m.id),
+    [ids[0], ids[2]],
+    'the filtered poll returns the ci messages',
+  );
   await waitFor(async () => (await states(observer, ids[2]!)).hook === 'pushed', 'ci messages pushed');
   t.same(await Promise.all(ids.map(async (id) => (await states(observer, id)).hook)), ['pushed', 'queued', 'pushed', 'queued'], 'only what the filtered poll returned counts as pushed');
 
   const all = await poll(relay, hook, 'since=0&limit=3');
-  t.same(all.map((m) => m.id), ids.slice(0, 3));
+  t.same(
+    all.map((m) => m.id),
+    ids.slice(0, 3),
+  );
   await waitFor(async () => (await states(observer, ids[1]!)).hook === 'pushed', 'page pushed');
   t.same(await Promise.all(ids.map(async (id) => (await states(observer, id)).hook)), ['pushed', 'pushed', 'pushed', 'queued'], 'an unfiltered page counts as pushed up to its last id, no further');
 });
@@ -119,7 +128,11 @@ t.test('read upTo covers only messages that exist; single reads and the unread f
   const later = (await alice.rpc.call('message/send', { to: 'bob', body: 'later' })).message.id as number;
   t.ok(later <= ids[3]! + 1000, 'the new message id is inside the earlier upTo');
   const unread = await bob.rpc.call('message/list', { unread: true });
-  t.same(unread.messages.map((m: { id: number }) => m.id), [later], 'a message sent after read upTo arrives unread');
+  t.same(
+    unread.messages.map((m: { id: number }) => m.id),
+    [later],
+    'a message sent after read upTo arrives unread',
+  );
   t.same(await bob.rpc.call('message/read', { ids: [later] }), { marked: 1 });
   t.same((await bob.rpc.call('message/list', { unread: true })).messages, [], 'nothing unread');
   t.same((await alice.rpc.call('message/list', { agentId: 'alice', unread: true })).messages, [], 'alice has no inbox of bob’s');
@@ -140,7 +153,10 @@ t.test('a fan-out to 40 agents writes no row per recipient, and every recipient 
   await waitFor(async () => Object.values(await states(observer, last)).every((s) => s === 'pushed'), 'last message pushed to all');
   const s = await states(observer, last - 25);
   t.equal(Object.keys(s).length, 40, 'forty recipients');
-  t.ok(Object.values(s).every((x) => x === 'pushed'), 'every recipient: pushed');
+  t.ok(
+    Object.values(s).every((x) => x === 'pushed'),
+    'every recipient: pushed',
+  );
   t.equal(count(relay, 'delivery_marks'), 0, 'no exact marks were needed');
   const spans = count(relay, 'delivery_spans') - spansBefore;
   t.ok(spans <= 40, `at most one span row per recipient for 50 messages (${spans}), not 2,000 rows`);
@@ -185,8 +201,15 @@ t.test('an agent’s inbox starts at its floor: the newest message when it was f
   const carol = await connectAgent(t, relay.wsUrl, { id: 'carol', tags: ['crew'] });
   t.equal(relay.core.agents.inboxFloor('carol'), last, 'the floor is the newest message id at registration');
   const mine = (await alice.rpc.call('message/send', { to: 'tag:crew', body: 'after' })).message.id as number;
-  t.same((await carol.rpc.call('message/list', {})).messages.map((m: { id: number }) => m.id), [mine], 'the inbox holds what came after');
-  t.same((await carol.rpc.call('message/list', { unread: true })).messages.map((m: { id: number }) => m.id), [mine]);
+  t.same(
+    (await carol.rpc.call('message/list', {})).messages.map((m: { id: number }) => m.id),
+    [mine],
+    'the inbox holds what came after',
+  );
+  t.same(
+    (await carol.rpc.call('message/list', { unread: true })).messages.map((m: { id: number }) => m.id),
+    [mine],
+  );
   await carol.rpc.close();
   const again = await WsRpc.connect(t, relay.wsUrl);
   await again.call('agent/register', { id: 'carol', agentToken: carol.token });

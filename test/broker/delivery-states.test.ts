@@ -93,7 +93,11 @@ t.test('one fan-out message keeps a separate state for each recipient', async (t
   const s = await pollStates(observer, sent.message.id, (x) => x.bob === 'pushed', 'bob pushed');
   t.same(s, { bob: 'pushed', dan: 'queued' });
   const ds = await deliveries(observer, sent.message.id);
-  t.same(ds.map((d) => d.agentId), ['bob', 'dan'], 'one delivery per recipient');
+  t.same(
+    ds.map((d) => d.agentId),
+    ['bob', 'dan'],
+    'one delivery per recipient',
+  );
   t.ok(ds.every((d) => d.messageId === sent.message.id));
 });
 

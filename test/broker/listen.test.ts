@@ -30,5 +30,8 @@ t.test('a port held only by TIME_WAIT leftovers of the previous run is retried, 
     return;
   }
   t.match(second.message, `cannot listen on 127.0.0.1:${port}`);
-  t.ok(logs.some((l) => String(l.msg).includes('TIME_WAIT')), 'start-up logged that it was waiting for TIME_WAIT');
+  t.ok(
+    logs.some((l) => String(l.msg).includes('TIME_WAIT')),
+    'start-up logged that it was waiting for TIME_WAIT',
+  );
 });

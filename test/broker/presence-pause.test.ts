@@ -63,7 +63,11 @@ t.test('a 5 s SIGSTOP of the relay does not release the claim of an HTTP agent h
   const status = (id: string) => agents.find((a: { id: string }) => a.id === id)?.status;
   t.not(status('worker'), 'offline', 'the heartbeating agent never looked stale');
   const offline = (await rpc('event/list', { kind: 'agent.offline' })).events as Array<{ agentId: string; at: number }>;
-  t.same(offline.map((e) => e.agentId), ['quiet'], 'only the silent agent went offline');
+  t.same(
+    offline.map((e) => e.agentId),
+    ['quiet'],
+    'only the silent agent went offline',
+  );
   t.ok(offline[0] && offline[0].at >= resumed + TTL_MS - 1000, 'and not before a full TTL after the relay resumed');
   t.equal((await rpc('task/get', { id: quietTask.id })).task.claimedBy, null, "the silent agent's claim is released");
   t.match(relay.stdout(), /"stoppedMs":\d+.*the relay was not running/, 'the relay logged that it had been stopped');

@@ -54,7 +54,11 @@ t.test('a dropped agent goes offline after the TTL and its unfinished tasks are 
   const fanAgain = again.find((m) => m.taskId === fanout.id)!;
   t.equal(fanAgain.to, 'tag:workers');
   const deliveries = (await observer.call('message/get', { id: fanAgain.id })).deliveries;
-  t.same(deliveries.map((d: any) => d.agentId), ['w2'], 'the re-announcement does not fan out to the agent that just went offline');
+  t.same(
+    deliveries.map((d: any) => d.agentId),
+    ['w2'],
+    'the re-announcement does not fan out to the agent that just went offline',
+  );
 
   const offline = (await observer.call('event/list', { kind: 'agent.offline' })).events;
   t.equal(offline.length, 1);
@@ -66,7 +70,10 @@ t.test('a dropped agent goes offline after the TTL and its unfinished tasks are 
     t.equal(e.agentId, 'w1');
     t.equal(e.data.previousOwner, 'w1');
   }
-  t.ok(released.every((e: any) => e.id > offline[0].id), 'the releases follow the offline event');
+  t.ok(
+    released.every((e: any) => e.id > offline[0].id),
+    'the releases follow the offline event',
+  );
 
   const reclaim = await w2.rpc.call('task/claim', { id: fanout.id });
   t.equal(reclaim.claimToken, 2, 'another agent can claim it, as attempt 2');
@@ -91,7 +98,10 @@ t.test('an agent with an open WebSocket stays online past the TTL without heartb
   const got = await observer.call('task/get', { id: task.id });
   t.equal(got.task.status, 'claimed', 'its claim is kept');
   t.equal(got.task.claimedBy, 'quiet');
-  t.same((await observer.call('event/list', { kind: 'agent.offline' })).events.map((e: any) => e.agentId), ['control']);
+  t.same(
+    (await observer.call('event/list', { kind: 'agent.offline' })).events.map((e: any) => e.agentId),
+    ['control'],
+  );
 });
 
 t.test('heartbeats over a connection the agent does not hold keep it online', async (t) => {
@@ -128,7 +138,10 @@ t.test('heartbeats over a connection the agent does not hold keep it online', as
 
   // Without them it goes the way of the control.
   await waitFor(async () => (await statusOf(observer, 'hb')) === 'offline', 'hb offline after heartbeats stop', 5000);
-  t.same((await observer.call('event/list', { kind: 'agent.offline' })).events.map((e: any) => e.agentId), ['control', 'hb']);
+  t.same(
+    (await observer.call('event/list', { kind: 'agent.offline' })).events.map((e: any) => e.agentId),
+    ['control', 'hb'],
+  );
 });
 
 t.test('agent/update to offline releases claimed work at once and a heartbeat brings the agent back', async (t) => {
@@ -144,7 +157,10 @@ t.test('agent/update to offline releases claimed work at once and a heartbeat br
   const got = await observer.call('task/get', { id: task.id });
   t.equal(got.task.status, 'open', 'released at once');
   t.equal(got.task.claimedBy, null);
-  t.same(got.events.map((e: any) => e.kind), ['task.created', 'task.claimed', 'task.released']);
+  t.same(
+    got.events.map((e: any) => e.kind),
+    ['task.created', 'task.claimed', 'task.released'],
+  );
   t.equal(got.events[2].data.previousOwner, 'leaver');
   const off = (await observer.call('event/list', { kind: 'agent.offline' })).events;
   t.equal(off.length, 1);

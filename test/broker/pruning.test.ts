@@ -55,7 +55,10 @@ t.test('prune(core): retention of messages, events, tasks and agents, and the cu
   }
   const oldAll = (await obs.call('message/list', { limit: 1000 })).messages as Array<Record<string, any>>;
   const oldMax = oldAll.at(-1)!.id as number;
-  t.ok(oldAll.every((m) => m.createdAt === T0), 'all T0 messages carry the manual clock’s time');
+  t.ok(
+    oldAll.every((m) => m.createdAt === T0),
+    'all T0 messages carry the manual clock’s time',
+  );
   const oldEvents = (await obs.call('event/list', { limit: 1000 })).events as Array<Record<string, any>>;
   t.ok(oldEvents.length > 10, `events were recorded at T0 (${oldEvents.length})`);
 
@@ -89,7 +92,10 @@ t.test('prune(core): retention of messages, events, tasks and agents, and the cu
   t.equal((await obs.call('message/get', { id: edge })).message.body, 'edge', 'a message exactly RETENTION_DAYS old is kept');
   const remaining = (await obs.call('message/list', { limit: 1000 })).messages.map((m: any) => m.id);
   t.ok(remaining.length > 0 && remaining.every((id: number) => id > oldMax), 'message/list without since starts above the floor');
-  t.ok([edge, ...newer].every((id) => remaining.includes(id)), 'newer messages are kept');
+  t.ok(
+    [edge, ...newer].every((id) => remaining.includes(id)),
+    'newer messages are kept',
+  );
 
   // The cursor floor.
   const below = obs.call('message/list', { since: oldMax - 1 });
@@ -99,8 +105,16 @@ t.test('prune(core): retention of messages, events, tasks and agents, and the cu
   t.equal(await rpcCode(obs.call('message/list', { since: 0 })), -32007, 'since 0 is below the floor too');
   t.equal(await rpcCode(bob.rpc.call('message/list', { since: oldMax - 1 })), -32007, 'an inbox since below the floor: -32007');
   const atFloor = await obs.call('message/list', { since: oldMax, limit: 1000 });
-  t.same(atFloor.messages.map((m: any) => m.id), remaining, 'since at the floor works and loses nothing');
-  t.same((await obs.call('message/list', { since: oldMax + 1, limit: 1000 })).messages.map((m: any) => m.id), remaining.filter((id: number) => id > oldMax + 1), 'since above the floor works');
+  t.same(
+    atFloor.messages.map((m: any) => m.id),
+    remaining,
+    'since at the floor works and loses nothing',
+  );
+  t.same(
+    (await obs.call('message/list', { since: oldMax + 1, limit: 1000 })).messages.map((m: any) => m.id),
+    remaining.filter((id: number) => id > oldMax + 1),
+    'since above the floor works',
+  );
 
   const tooOld = await WsRpc.connect(t, relay.wsUrl);
   t.equal(await rpcCode(tooOld.call('agent/register', { id: 'bob', agentToken: bob.token, since: oldMax - 1 })), -32007, 'agent/register since below the floor: -32007');
@@ -110,7 +124,11 @@ t.test('prune(core): retention of messages, events, tasks and agents, and the cu
   const bobInbox = (await resumed.call('message/list', { limit: 1000 })).messages.map((m: any) => m.id);
   t.ok(bobInbox.includes(edge) && newer.every((id) => bobInbox.includes(id)), 'bob’s inbox keeps what is newer than retention');
   await resumed.until(() => resumed.messages().length >= bobInbox.length, 3000, 'bob’s backlog');
-  t.same(resumed.messages().map((m) => m.id), bobInbox, 'the backlog from the floor is everything bob still has, in order');
+  t.same(
+    resumed.messages().map((m) => m.id),
+    bobInbox,
+    'the backlog from the floor is everything bob still has, in order',
+  );
 
   // Agents.
   const agents = (await obs.call('agent/list', {})).agents.map((a: any) => a.id);
@@ -129,9 +147,15 @@ t.test('prune(core): retention of messages, events, tasks and agents, and the cu
   // Events.
   const events = (await obs.call('event/list', { limit: 1000 })).events as Array<Record<string, any>>;
   t.ok(events.length > 0, 'recent events are kept');
-  t.ok(events.every((e) => e.at >= T1), 'no event older than retention is left');
+  t.ok(
+    events.every((e) => e.at >= T1),
+    'no event older than retention is left',
+  );
   const oldIds = new Set(oldEvents.map((e) => e.id));
-  t.notOk(events.some((e) => oldIds.has(e.id)), 'none of the T0 events is left');
+  t.notOk(
+    events.some((e) => oldIds.has(e.id)),
+    'none of the T0 events is left',
+  );
 
   // The floor survives a restart of the relay.
   await relay.close();
@@ -156,7 +180,10 @@ t.test('the scheduler prunes on its own every pruneIntervalMs', async (t: Test) 
   await new Promise((r) => setTimeout(r, 350));
   t.equal(relay.core.store.prunedThrough(), 0, 'scheduled prunes of fresh data remove nothing');
   t.equal((await alice.rpc.call('message/get', { id: old })).message.body, 'old', 'the message is still there');
-  t.notOk(relay.logs.slice(ticks).some((l) => l.msg === 'pruned'), 'no prune is logged while nothing is old');
+  t.notOk(
+    relay.logs.slice(ticks).some((l) => l.msg === 'pruned'),
+    'no prune is logged while nothing is old',
+  );
 
   clock.advance(2 * DAY);
   const recent = (await alice.rpc.call('message/send', { to: 'bob', body: 'recent' })).message.id as number;
@@ -164,7 +191,10 @@ t.test('the scheduler prunes on its own every pruneIntervalMs', async (t: Test) 
   t.equal(relay.core.store.prunedThrough(), old, 'the scheduler moved the floor to the old message');
   t.equal(await rpcCode(alice.rpc.call('message/get', { id: old })), -32002, 'the old message is gone');
   t.equal((await alice.rpc.call('message/get', { id: recent })).message.body, 'recent', 'the recent message is kept');
-  t.notOk((await alice.rpc.call('agent/list', {})).agents.some((a: any) => a.id === 'ghost'), 'the long-offline agent is gone');
+  t.notOk(
+    (await alice.rpc.call('agent/list', {})).agents.some((a: any) => a.id === 'ghost'),
+    'the long-offline agent is gone',
+  );
   const line = relay.logs.find((l) => l.msg === 'pruned') as { prune?: { agents?: string[]; prunedThrough?: number } } | undefined;
   t.ok(line, 'the prune is logged');
   t.same(line?.prune?.agents, ['ghost'], 'the log names the pruned agent');

@@ -47,7 +47,12 @@ t.test("bob's inbox is refused to observers and to other agents on every transpo
     (await get(relay.url, '/api/messages?agentId=bob&unread=true', { 'x-agent-id': 'bob', 'x-agent-token': bob.token })).body.messages,
     (await get(relay.url, '/api/agents/bob/inbox?unread=true', { 'x-agent-token': bob.token })).body.messages,
   ];
-  for (const messages of own) t.same(messages.map((m: any) => m.body), ['the staging password rotated'], 'bob reads his inbox with his credential');
+  for (const messages of own)
+    t.same(
+      messages.map((m: any) => m.body),
+      ['the staging password rotated'],
+      'bob reads his inbox with his credential',
+    );
   t.equal((await get(relay.url, '/api/stream?agentId=bob', { 'x-agent-token': bob.token })).status, 200, 'and opens his stream');
   t.equal((await obs.call('message/list', {})).messages.length, 1, 'the global feed (no agentId) stays open to observers');
 });

@@ -80,8 +80,15 @@ t.test('a batch over 100 entries is refused whole with -32005, and 100 entries a
   const answers = await rpc.sendRaw(JSON.stringify(full));
   t.ok(Array.isArray(answers), 'a batch of 100 is answered with an array');
   t.equal(answers.length, 100, 'every entry is answered');
-  t.same(answers.map((a: Reply) => a.id).sort((a: any, b: any) => a - b), full.map((f) => f.id), 'each id once');
-  t.ok(answers.every((a: Reply) => a.error === undefined), 'none failed');
+  t.same(
+    answers.map((a: Reply) => a.id).sort((a: any, b: any) => a - b),
+    full.map((f) => f.id),
+    'each id once',
+  );
+  t.ok(
+    answers.every((a: Reply) => a.error === undefined),
+    'none failed',
+  );
   t.ok(relay.port > 0);
 });
 
@@ -199,7 +206,11 @@ t.test('a frame over maxFrameBytes gets -32005 and the connection serves the nex
   t.equal(fitReply.id, 2, 'a frame under the limit is answered');
   t.notOk(fitReply.error, 'and succeeds');
   const listed = await rpc.call('message/list', {});
-  t.same(listed.messages.map((m: { body: string }) => m.body.length), [3900], 'only the frame under the limit was stored');
+  t.same(
+    listed.messages.map((m: { body: string }) => m.body.length),
+    [3900],
+    'only the frame under the limit was stored',
+  );
 });
 
 t.test('a frame past the transport ceiling drops only that connection', async (t) => {
@@ -224,7 +235,7 @@ t.test('POST /rpc over maxFrameBytes is refused with 413 and -32005', async (t) 
 t.test('a nesting bomb gets -32600 and the relay keeps serving', async (t) => {
   const { relay, rpc } = await relayAndClient(t);
   expectError(t, await rpc.sendRaw('['.repeat(100_000)), ERRORS.invalidRequest.code, null, '100000 [');
-  expectError(t, await rpc.sendRaw('{"a":'.repeat(50_000) + '1' + '}'.repeat(50_000)), ERRORS.invalidRequest.code, null, '50000 nested objects');
+  expectError(t, await rpc.sendRaw(`${'{"a":'.repeat(50_000)}1${'}'.repeat(50_000)}`), ERRORS.invalidRequest.code, null, '50000 nested objects');
   const deepParams = `{"jsonrpc":"2.0","id":5,"method":"message/send","params":{"to":"bob","body":"x","meta":${'{"a":'.repeat(40)}1${'}'.repeat(40)}}}`;
   expectError(t, await rpc.sendRaw(deepParams), ERRORS.invalidRequest.code, null, 'meta nested 40 deep');
   t.same(await rpc.call('agent/list', {}), { agents: [] }, 'the same connection still answers');
@@ -283,8 +294,7 @@ t.test('__proto__ and constructor keys in params and meta are refused or harmles
   expectError(t, await rpc.sendRaw(regFrame), ERRORS.invalidParams.code, 'reg', 'register with __proto__');
 
   const metaFrame =
-    '{"jsonrpc":"2.0","id":"meta","method":"message/send","params":{"to":"broadcast","body":"x","meta":' +
-    '{"__proto__":{"polluted":true},"constructor":{"prototype":{"polluted":true}},"ok":1}}}';
+    '{"jsonrpc":"2.0","id":"meta","method":"message/send","params":{"to":"broadcast","body":"x","meta":' + '{"__proto__":{"polluted":true},"constructor":{"prototype":{"polluted":true}},"ok":1}}}';
   const metaReply = await rpc.sendRaw(metaFrame);
   t.equal(metaReply.id, 'meta', 'meta with prototype keys is answered');
   if (metaReply.error) {
@@ -315,7 +325,7 @@ t.test('a lone UTF-16 surrogate in any string field is refused with -32602 namin
   const cases: Array<{ method: string; params: Record<string, unknown>; path: string }> = [
     { method: 'message/send', params: { to: 'bob', body: 'a\ud800b' }, path: 'body' },
     { method: 'message/send', params: { to: 'bob', body: 'x', meta: { note: ['ok', 'tail\udfff'] } }, path: 'meta.note.1' },
-    { method: 'message/send', params: { to: 'bob', body: 'x', meta: { ['k\ud83d']: 1 } }, path: 'meta (a key)' },
+    { method: 'message/send', params: { to: 'bob', body: 'x', meta: { 'k\ud83d': 1 } }, path: 'meta (a key)' },
     { method: 'task/create', params: { title: '\udc00title', target: 'bob' }, path: 'title' },
     { method: 'agent/update', params: { label: 'l\ud800' }, path: 'label' },
   ];
@@ -329,7 +339,7 @@ t.test('a lone UTF-16 surrogate in any string field is refused with -32602 namin
   t.same((await bob.rpc.call('message/list', {})).messages, [], 'nothing was stored');
 
   const body = 'pair \ud83d\ude00 kept';
-  const sent = await alice.rpc.call('message/send', { to: 'bob', body, meta: { ['\ud83d\ude00']: 'ok' } });
+  const sent = await alice.rpc.call('message/send', { to: 'bob', body, meta: { '\ud83d\ude00': 'ok' } });
   await waitFor(() => bob.rpc.messages().some((m) => m.id === sent.message.id), 'the live push');
   const live = bob.rpc.messages().find((m) => m.id === sent.message.id)!;
   const replay = (await bob.rpc.call('message/get', { id: sent.message.id })).message;
@@ -395,8 +405,16 @@ t.test('rpc.discover returns an OpenRPC document listing every method', async (t
   for (const m of doc.methods as Array<{ name: string; params: unknown[]; result: { schema?: unknown } }>) {
     t.ok(Array.isArray(m.params) && m.params.length > 0 && m.result?.schema, `${m.name} has params and a result schema`);
   }
-  const codes = Object.values(doc.components.errors as Record<string, { code: number }>).map((e) => e.code).sort();
-  t.same(codes, Object.values(ERRORS).map((e) => e.code).sort(), 'the error catalogue is published');
+  const codes = Object.values(doc.components.errors as Record<string, { code: number }>)
+    .map((e) => e.code)
+    .sort();
+  t.same(
+    codes,
+    Object.values(ERRORS)
+      .map((e) => e.code)
+      .sort(),
+    'the error catalogue is published',
+  );
   const withParams = await rpc.call('rpc.discover', {});
   t.same(withParams, doc, 'empty params give the same document');
 });

@@ -6,9 +6,7 @@ const kinds = (events: Array<{ kind: string }>) => events.map((e) => e.kind);
 
 t.test('of 20 concurrent claimers exactly one wins and a released-then-reclaimed task makes the old token stale', async (t) => {
   const relay = await startRelay(t);
-  const agents = await Promise.all(
-    Array.from({ length: 20 }, (_, i) => connectAgent(t, relay.wsUrl, { id: `w${String(i + 1).padStart(2, '0')}`, tags: ['workers'] })),
-  );
+  const agents = await Promise.all(Array.from({ length: 20 }, (_, i) => connectAgent(t, relay.wsUrl, { id: `w${String(i + 1).padStart(2, '0')}`, tags: ['workers'] })));
   const observer = await WsRpc.connect(t, relay.wsUrl);
   const { task, created } = await observer.call('task/create', { title: 'rebuild index', target: 'tag:workers', from: 'ext:ci' });
   t.equal(created, true);
@@ -170,13 +168,23 @@ t.test('task lifecycle rules are enforced from open to done', async (t) => {
   t.equal(got.task.progress, 100);
   t.same(kinds(got.events), ['task.created', 'task.claimed', 'task.updated', 'task.updated', 'task.updated', 'task.closed']);
   for (const e of got.events) t.equal(e.taskId, task.id);
-  t.same(got.events.map((e: any) => e.data.status ?? null), [null, null, 'in_progress', 'in_progress', 'blocked', 'done']);
-  t.same(got.events.map((e: any) => e.data.progress ?? null), [null, null, 10, 35, 35, 100]);
+  t.same(
+    got.events.map((e: any) => e.data.status ?? null),
+    [null, null, 'in_progress', 'in_progress', 'blocked', 'done'],
+  );
+  t.same(
+    got.events.map((e: any) => e.data.progress ?? null),
+    [null, null, 10, 35, 35, 100],
+  );
   t.equal(got.events[4].data.note, 'waiting for CI');
   t.equal(got.events[1].agentId, 'owner');
   t.equal(got.events[5].agentId, 'owner');
   const ids = got.events.map((e: any) => e.id);
-  t.same(ids, [...ids].sort((a: number, b: number) => a - b), 'events come in order');
+  t.same(
+    ids,
+    [...ids].sort((a: number, b: number) => a - b),
+    'events come in order',
+  );
   t.equal((await rpcErrorOf(observer.call('task/get', { id: 424242 }))).code, -32002);
 });
 
@@ -199,10 +207,13 @@ t.test('observers, which have no registration, can cancel open and claimed tasks
   t.equal(stale.error.data?.status, 'canceled');
 
   const closed = (await observer.call('event/list', { kind: 'task.closed' })).events;
-  t.same(closed.map((e: any) => [e.taskId, e.data.status, e.data.by]), [
-    [a.id, 'canceled', 'observer'],
-    [b.id, 'canceled', 'observer'],
-  ]);
+  t.same(
+    closed.map((e: any) => [e.taskId, e.data.status, e.data.by]),
+    [
+      [a.id, 'canceled', 'observer'],
+      [b.id, 'canceled', 'observer'],
+    ],
+  );
   t.equal(closed[0].data.note, 'not needed');
   t.equal(closed[1].agentId, 'owner', 'the closed event names the owner it was taken from');
 });
@@ -223,16 +234,28 @@ t.test('task/updated notifications reach the owner and observers subscribed to t
   await watcher.until(() => watcher.of('task/updated').length === 4, 3000, 'watcher task/updated');
   await owner.rpc.until(() => owner.rpc.of('task/updated').length === 3, 3000, 'owner task/updated');
   const seen = watcher.of('task/updated');
-  t.same(seen.map((n) => n.event.kind), ['task.created', 'task.claimed', 'task.updated', 'task.closed']);
-  t.same(seen.map((n) => n.task.status), ['open', 'claimed', 'in_progress', 'done']);
+  t.same(
+    seen.map((n) => n.event.kind),
+    ['task.created', 'task.claimed', 'task.updated', 'task.closed'],
+  );
+  t.same(
+    seen.map((n) => n.task.status),
+    ['open', 'claimed', 'in_progress', 'done'],
+  );
   for (const n of seen) {
     t.equal(n.task.id, task.id);
     t.equal(n.event.taskId, task.id);
   }
   t.equal(seen[2]!.task.progress, 50);
   const mine = owner.rpc.of('task/updated');
-  t.same(mine.map((n) => n.event.kind), ['task.claimed', 'task.updated', 'task.closed']);
-  t.same(mine.map((n) => n.task.status), ['claimed', 'in_progress', 'done']);
+  t.same(
+    mine.map((n) => n.event.kind),
+    ['task.claimed', 'task.updated', 'task.closed'],
+  );
+  t.same(
+    mine.map((n) => n.task.status),
+    ['claimed', 'in_progress', 'done'],
+  );
 
   // A release notifies the previous owner, although the task no longer names it.
   const t2 = (await unsubscribed.call('task/create', { title: 'give back', target: 'owner', from: 'ext:ci' })).task;
@@ -265,10 +288,13 @@ t.test('event/list filters by kind and by taskId', async (t) => {
   await b.rpc.call('task/update', { id: t2.id, claimToken: c2.claimToken, status: 'failed', note: 'flaky' });
 
   const claimed = (await observer.call('event/list', { kind: 'task.claimed' })).events;
-  t.same(claimed.map((e: any) => [e.taskId, e.agentId]), [
-    [t1.id, 'a'],
-    [t2.id, 'b'],
-  ]);
+  t.same(
+    claimed.map((e: any) => [e.taskId, e.agentId]),
+    [
+      [t1.id, 'a'],
+      [t2.id, 'b'],
+    ],
+  );
   const ofT2 = (await observer.call('event/list', { taskId: t2.id })).events;
   t.same(kinds(ofT2), ['task.created', 'task.claimed', 'task.closed']);
   for (const e of ofT2) t.equal(e.taskId, t2.id);
@@ -277,12 +303,19 @@ t.test('event/list filters by kind and by taskId', async (t) => {
   t.equal(both[0].data.progress, 30);
   t.same((await observer.call('event/list', { kind: 'task.updated', taskId: t2.id })).events, [], 'kind and taskId combine');
   const online = (await observer.call('event/list', { kind: 'agent.online' })).events;
-  t.same(online.map((e: any) => [e.agentId, e.taskId]), [
-    ['a', null],
-    ['b', null],
-  ]);
+  t.same(
+    online.map((e: any) => [e.agentId, e.taskId]),
+    [
+      ['a', null],
+      ['b', null],
+    ],
+  );
   const all = (await observer.call('event/list', {})).events;
   t.equal(all.length, 8, 'two agent.online and three events for each task');
   const since = (await observer.call('event/list', { since: claimed[0].id, kind: 'task.claimed' })).events;
-  t.same(since.map((e: any) => e.taskId), [t2.id], 'since combines with kind');
+  t.same(
+    since.map((e: any) => e.taskId),
+    [t2.id],
+    'since combines with kind',
+  );
 });

@@ -8,9 +8,7 @@ t.test('50 concurrent creates with one dedupeKey from 50 connections make exactl
   const relay = await startRelay(t);
   const oncall = await connectAgent(t, relay.wsUrl, { id: 'oncall' });
   const observers = await Promise.all(range(50).map(() => WsRpc.connect(t, relay.wsUrl)));
-  const results = await Promise.all(
-    observers.map((o) => o.call('task/create', { title: 'disk full on db1', target: 'oncall', dedupeKey: 'disk-db1', source: 'grafana' })),
-  );
+  const results = await Promise.all(observers.map((o) => o.call('task/create', { title: 'disk full on db1', target: 'oncall', dedupeKey: 'disk-db1', source: 'grafana' })));
   t.equal(results.filter((r) => r.created === true).length, 1, 'exactly one create says created: true');
   t.equal(results.filter((r) => r.created === false).length, 49);
   const ids = new Set(results.map((r) => r.task.id));
@@ -30,7 +28,10 @@ t.test('50 concurrent creates with one dedupeKey from 50 connections make exactl
   t.equal(got.task.dedupeKey, 'disk-db1');
   t.equal(got.events.filter((e: any) => e.kind === 'task.created').length, 1);
   t.equal(got.events.filter((e: any) => e.kind === 'task.deduped').length, 49);
-  t.same(got.events.filter((e: any) => e.kind === 'task.deduped').map((e: any) => e.data.occurrences), range(50).slice(1));
+  t.same(
+    got.events.filter((e: any) => e.kind === 'task.deduped').map((e: any) => e.data.occurrences),
+    range(50).slice(1),
+  );
   const tasks = (await observers[0]!.call('task/list', {})).tasks;
   t.equal(tasks.length, 1, 'the relay holds one task');
 
@@ -49,7 +50,10 @@ t.test('50 creates fired concurrently over one connection dedupe the same way', 
   const results = await Promise.all(range(50).map(() => ci.rpc.call('task/create', { title: 'nightly failed', target: 'oncall', dedupeKey: 'nightly' })));
   t.equal(results.filter((r) => r.created).length, 1);
   t.equal(new Set(results.map((r) => r.task.id)).size, 1);
-  t.same(results.map((r) => r.task.occurrences).sort((a, b) => a - b), range(50));
+  t.same(
+    results.map((r) => r.task.occurrences).sort((a, b) => a - b),
+    range(50),
+  );
   const got = await ci.rpc.call('task/get', { id: results[0].task.id });
   t.equal(got.task.occurrences, 50);
   t.equal(got.task.source, 'ci-bot', 'the source defaults to the creating agent');
@@ -118,7 +122,10 @@ t.test('action resolve closes the open task as done', async (t) => {
   t.equal(resolved.task.progress, 100);
   t.type(resolved.task.closedAt, 'number');
   const got = await observer.call('task/get', { id: open.task.id });
-  t.same(got.events.map((e: any) => e.kind), ['task.created', 'task.closed']);
+  t.same(
+    got.events.map((e: any) => e.kind),
+    ['task.created', 'task.closed'],
+  );
   t.equal(got.events[1].data.status, 'done');
   t.equal(got.events[1].agentId, null, 'nobody held it');
   const closed = (await observer.call('event/list', { kind: 'task.closed' })).events;

@@ -37,13 +37,22 @@ t.test('replies three levels deep share the root as threadId, and thread/get fro
   t.equal(otherReply.threadId, other.id);
 
   const expected = [root.id, r1.id, r2.id, sibling.id, r3.id];
-  for (const [name, m] of [['root', root], ['reply 1', r1], ['reply 2', r2], ['reply 3', r3], ['sibling', sibling]] as const) {
+  for (const [name, m] of [
+    ['root', root],
+    ['reply 1', r1],
+    ['reply 2', r2],
+    ['reply 3', r3],
+    ['sibling', sibling],
+  ] as const) {
     const th = await observer.call('thread/get', { id: m.id });
     t.equal(th.threadId, root.id, `thread/get from ${name}: threadId`);
     t.same(ids(th), expected, `thread/get from ${name}: every message, in order`);
   }
   const fromAgent = await bob.rpc.call('thread/get', { id: r3.id });
-  t.same(fromAgent.messages.map((m: { body: string }) => m.body), ['root', 'reply 1', 'reply 2', 'sibling', 'reply 3']);
+  t.same(
+    fromAgent.messages.map((m: { body: string }) => m.body),
+    ['root', 'reply 1', 'reply 2', 'sibling', 'reply 3'],
+  );
 
   const th2 = await alice.rpc.call('thread/get', { id: otherReply.id });
   t.equal(th2.threadId, other.id);

@@ -33,7 +33,16 @@ export function isMain(r: ModelRequest): boolean {
  * stays open that long.
  */
 export async function answer(res: ServerResponse, body: any, text: string, bash?: string, hold?: Promise<unknown>): Promise<void> {
-  const message = { id: `msg_${randomUUID().slice(0, 8)}`, type: 'message', role: 'assistant', model: body.model ?? 'claude-sonnet-4-5', content: [] as unknown[], stop_reason: null, stop_sequence: null, usage: { input_tokens: 10, output_tokens: 0 } };
+  const message = {
+    id: `msg_${randomUUID().slice(0, 8)}`,
+    type: 'message',
+    role: 'assistant',
+    model: body.model ?? 'claude-sonnet-4-5',
+    content: [] as unknown[],
+    stop_reason: null,
+    stop_sequence: null,
+    usage: { input_tokens: 10, output_tokens: 0 },
+  };
   const tool = bash ? { type: 'tool_use', id: `toolu_${randomUUID().replaceAll('-', '').slice(0, 20)}`, name: 'Bash', input: { command: bash, description: 'Run a relay command' } } : null;
   const stop = tool ? 'tool_use' : 'end_turn';
   if (!body.stream) {
@@ -164,7 +173,10 @@ export function claudeEnv(o: { home: string; config: string; apiUrl: string; rel
 
 /** `claude plugin install` from this checkout as a directory marketplace (2.1.197 runs it in place). */
 export async function installPlugin(t: Test, env: NodeJS.ProcessEnv, cwd: string): Promise<void> {
-  for (const args of [['plugin', 'marketplace', 'add', join(PLUGIN_ROOT, '..', '..', '..')], ['plugin', 'install', 'agent-relay@agent-relay']]) {
+  for (const args of [
+    ['plugin', 'marketplace', 'add', join(PLUGIN_ROOT, '..', '..', '..')],
+    ['plugin', 'install', 'agent-relay@agent-relay'],
+  ]) {
     const c = spawn(CLAUDE, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     c.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));

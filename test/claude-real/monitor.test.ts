@@ -135,7 +135,10 @@ async function send(rig: Rig, text: string): Promise<{ id: number; token: string
  * meanwhile, and let the turn go on once `holdUntil` holds; then wait for the message to reach the
  * model and be read.
  */
-async function midTurn(rig: Rig, holdUntil: (m: { id: number }) => boolean = () => true): Promise<{ m: { id: number; token: string }; first: ReturnType<typeof firstWith>; claimedWhileHeld: string | null }> {
+async function midTurn(
+  rig: Rig,
+  holdUntil: (m: { id: number }) => boolean = () => true,
+): Promise<{ m: { id: number; token: string }; first: ReturnType<typeof firstWith>; claimedWhileHeld: string | null }> {
   let arrive!: () => void;
   let release!: () => void;
   const arrived = new Promise<void>((resolve) => (arrive = resolve));
@@ -162,7 +165,16 @@ function firstWith(rig: Rig, token: string): { index: number; count: number; bef
 
 /** Wait until the message reaches the model (in a main request from the `from`th on) and is read on the relay; then where it came first. */
 async function reaches(rig: Rig, m: { id: number; token: string }, what: string, from = 0): Promise<ReturnType<typeof firstWith>> {
-  await waitFor(() => rig.requests.slice(from).filter(isMain).some((r) => r.raw.includes(m.token)), `the ${what} message to reach the model`, TURN_MS, 100);
+  await waitFor(
+    () =>
+      rig.requests
+        .slice(from)
+        .filter(isMain)
+        .some((r) => r.raw.includes(m.token)),
+    `the ${what} message to reach the model`,
+    TURN_MS,
+    100,
+  );
   await waitFor(async () => (await state(rig, m.id)) === 'read', `the ${what} message to be read`, TURN_MS, 100);
   return firstWith(rig, m.token);
 }
@@ -187,35 +199,39 @@ async function finish(t: Test, rig: Rig, messages: Record<string, { token: strin
   t.comment(`${Date.now() - started} ms`);
 }
 
-t.test(`monitor on (feature flag ${FLAG} seeded in .claude.json): a message sent before the monitor connects, one to an idle session and one mid-turn each reach the model once`, { skip: SKIP }, async (t) => {
-  const started = Date.now();
-  const rig = await interactive(t, 'mon', true);
-  // (0) Sent once SessionStart has registered the agent, before the monitor is up (it starts a second
-  // or more later): the monitor resumes after the cursor SessionStart stored, so it still prints it.
-  const early = await send(rig, 'sent before the monitor connects');
-  const upBefore = (await agent(rig))?.connected === true;
-  await rig.s.waitScreen(/1 monitor/, 'Claude to show the armed monitor');
-  await waitFor(async () => (await agent(rig))?.connected === true, 'the monitor to hold its WebSocket', 30_000, 100);
-  t.pass(`the monitor runs (${Date.now() - started} ms after start)`);
-  const e1 = await reaches(rig, early, 'early');
-  t.equal(claimedBy(rig, early.id), 'monitor', `early (monitor ${upBefore ? 'already' : 'not yet'} connected when sent): the monitor delivered it`);
-  t.equal(e1.count, 1, `early: once in the request that carries it (main request ${e1.index + 1}: …${e1.before})`);
+t.test(
+  `monitor on (feature flag ${FLAG} seeded in .claude.json): a message sent before the monitor connects, one to an idle session and one mid-turn each reach the model once`,
+  { skip: SKIP },
+  async (t) => {
+    const started = Date.now();
+    const rig = await interactive(t, 'mon', true);
+    // (0) Sent once SessionStart has registered the agent, before the monitor is up (it starts a second
+    // or more later): the monitor resumes after the cursor SessionStart stored, so it still prints it.
+    const early = await send(rig, 'sent before the monitor connects');
+    const upBefore = (await agent(rig))?.connected === true;
+    await rig.s.waitScreen(/1 monitor/, 'Claude to show the armed monitor');
+    await waitFor(async () => (await agent(rig))?.connected === true, 'the monitor to hold its WebSocket', 30_000, 100);
+    t.pass(`the monitor runs (${Date.now() - started} ms after start)`);
+    const e1 = await reaches(rig, early, 'early');
+    t.equal(claimedBy(rig, early.id), 'monitor', `early (monitor ${upBefore ? 'already' : 'not yet'} connected when sent): the monitor delivered it`);
+    t.equal(e1.count, 1, `early: once in the request that carries it (main request ${e1.index + 1}: …${e1.before})`);
 
-  // (1) Idle: the monitor prints the message, the notification wakes the session.
-  const idle = await send(rig, 'please check the build');
-  const i1 = await reaches(rig, idle, 'idle');
-  t.equal(claimedBy(rig, idle.id), 'monitor', 'idle: the monitor delivered it');
-  t.match(i1.before, `relay message #${idle.id} from lead`, "idle: as the monitor's line");
-  t.equal(i1.count, 1, `idle: once in the request that carries it (main request ${i1.index + 1}: …${i1.before})`);
+    // (1) Idle: the monitor prints the message, the notification wakes the session.
+    const idle = await send(rig, 'please check the build');
+    const i1 = await reaches(rig, idle, 'idle');
+    t.equal(claimedBy(rig, idle.id), 'monitor', 'idle: the monitor delivered it');
+    t.match(i1.before, `relay message #${idle.id} from lead`, "idle: as the monitor's line");
+    t.equal(i1.count, 1, `idle: once in the request that carries it (main request ${i1.index + 1}: …${i1.before})`);
 
-  // (2) Mid-turn: the model's answer (a Bash call) is held open while the message arrives, until a path claims it.
-  const { m: mid, first: m1, claimedWhileHeld } = await midTurn(rig, (m) => claimedBy(rig, m.id) !== null);
-  t.equal(claimedWhileHeld, 'monitor', 'mid-turn: the monitor claimed it');
-  t.match(m1.before, `relay message #${mid.id} from lead`, "mid-turn: as the monitor's line");
-  t.equal(m1.count, 1, `mid-turn: once in the request that carries it (main request ${m1.index + 1}: …${m1.before})`);
+    // (2) Mid-turn: the model's answer (a Bash call) is held open while the message arrives, until a path claims it.
+    const { m: mid, first: m1, claimedWhileHeld } = await midTurn(rig, (m) => claimedBy(rig, m.id) !== null);
+    t.equal(claimedWhileHeld, 'monitor', 'mid-turn: the monitor claimed it');
+    t.match(m1.before, `relay message #${mid.id} from lead`, "mid-turn: as the monitor's line");
+    t.equal(m1.count, 1, `mid-turn: once in the request that carries it (main request ${m1.index + 1}: …${m1.before})`);
 
-  await finish(t, rig, { early, idle, 'mid-turn': mid }, started);
-});
+    await finish(t, rig, { early, idle, 'mid-turn': mid }, started);
+  },
+);
 
 t.test(`monitor off (${FLAG} false): a message waiting for a prompt and one mid-turn reach the model once through the hooks`, { skip: SKIP }, async (t) => {
   const started = Date.now();

@@ -63,14 +63,18 @@ export async function tmuxSession(t: Test, o: { dir: string; name: string; cwd: 
   const socket = join(sockDir, 's');
   const tmux = (args: string[]) =>
     new Promise<string>((resolve, reject) =>
-      execFile('tmux', ['-S', socket, ...args], { timeout: TMUX_CALL_MS, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', TERM: 'xterm-256color' } }, (err, stdout) => (err ? reject(err) : resolve(stdout))),
+      execFile('tmux', ['-S', socket, ...args], { timeout: TMUX_CALL_MS, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', TERM: 'xterm-256color' } }, (err, stdout) =>
+        err ? reject(err) : resolve(stdout),
+      ),
     );
   // The program's exact environment goes through a script (tmux would add its own server's).
   const script = join(o.dir, `${o.name}.sh`);
   const vars = Object.entries(o.env)
     .filter(([, v]) => v !== undefined)
     .map(([k, v]) => quote(`${k}=${v}`));
-  writeFileSync(script, `#!/bin/sh\ncd ${quote(o.cwd)} || exit 1\nexec env -i ${vars.join(' ')} TERM=xterm-256color ${o.argv.map(quote).join(' ')} 2>>${quote(join(o.dir, `${o.name}.stderr`))}\n`, { mode: 0o700 });
+  writeFileSync(script, `#!/bin/sh\ncd ${quote(o.cwd)} || exit 1\nexec env -i ${vars.join(' ')} TERM=xterm-256color ${o.argv.map(quote).join(' ')} 2>>${quote(join(o.dir, `${o.name}.stderr`))}\n`, {
+    mode: 0o700,
+  });
   await tmux(['new-session', '-d', '-s', o.name, '-x', String(o.width ?? 200), '-y', String(o.height ?? 50), `sh ${quote(script)}`]);
   // Keep the last screen readable after the program exits (a crash shows its message).
   await tmux(['set-option', '-t', o.name, 'remain-on-exit', 'on']);

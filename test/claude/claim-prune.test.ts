@@ -79,7 +79,10 @@ t.test(`SessionStart drops any agent's claims older than ${CLAIM_MAX_AGE_MS / 86
   const root = join(s.home, 'claude', 'delivered');
   // Claims a killed session left behind (no SessionEnd), one old and one recent, plus one all old.
   const old = (Date.now() - CLAIM_MAX_AGE_MS - 3600_000) / 1000;
-  for (const [agent, files] of [['vm-claude-gone-11111111', { 7: old, 8: null }], ['vm-claude-gone-22222222', { 3: old }]] as const) {
+  for (const [agent, files] of [
+    ['vm-claude-gone-11111111', { 7: old, 8: null }],
+    ['vm-claude-gone-22222222', { 3: old }],
+  ] as const) {
     mkdirSync(join(root, agent), { recursive: true });
     for (const [name, time] of Object.entries(files)) {
       writeFileSync(join(root, agent, name), 'monitor');

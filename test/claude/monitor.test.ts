@@ -8,7 +8,6 @@ import { connectAgent, WsRpc } from '../helpers/ws-client.js';
 import { expectedAgentId, hookEnv, logLines, monitorCommand, projectDir, runHook, type Session } from './fixtures/harness.js';
 import { waitFor } from '../helpers/wait.js';
 
-
 const LINE_WITHIN_MS = 1000;
 
 interface Line {
@@ -140,10 +139,7 @@ async function sendAndSee(t: Test, sender: { rpc: WsRpc; id: string }, to: strin
     t.ok(latency < LINE_WITHIN_MS, `#${sent.id}: line ${latency} ms after the send was acknowledged (< ${LINE_WITHIN_MS})`);
     t.match(line.text, `relay message #${sent.id} from ${sender.id}: `, `#${sent.id}: the line names id and sender`);
     t.ok(line.text.includes(`: ${clipped(body, 200)} (reply: agent-relay send --as ${to} --reply-to ${sent.id} ${sender.id}`), `#${sent.id}: the (clipped) body, then how to reply`);
-    await waitFor(
-      async () => (await observer.call('message/get', { id: sent.id })).deliveries.find((d: any) => d.agentId === to)?.state === 'injected',
-      `#${sent.id} injected`,
-      3000,);
+    await waitFor(async () => (await observer.call('message/get', { id: sent.id })).deliveries.find((d: any) => d.agentId === to)?.state === 'injected', `#${sent.id} injected`, 3000);
     t.pass(`#${sent.id}: delivery state is injected`);
   }
   // Give a duplicate a moment to show up, then: exactly one line per message, and nothing else.
@@ -177,11 +173,7 @@ t.test('the monitor prints one line per message within a second, acks it injecte
     t.same(connected?.[k], registered?.[k], `the monitor's connection keeps the session's ${k}`);
   }
 
-  const bodies = [
-    'short: please look at the failing deploy',
-    'multi\nline\n\n   body   with\tspaces',
-    `long: ${'0123456789'.repeat(60)} TAIL-NOT-SHOWN`,
-  ];
+  const bodies = ['short: please look at the failing deploy', 'multi\nline\n\n   body   with\tspaces', `long: ${'0123456789'.repeat(60)} TAIL-NOT-SHOWN`];
   const latencies = await sendAndSee(t, planner, id, m, bodies, observer);
   t.equal(m.lines.length, bodies.length, 'exactly one line per message');
   t.notMatch(m.lines.map((l) => l.text).join('\n'), 'TAIL-NOT-SHOWN', 'a long body is clipped');
@@ -192,7 +184,10 @@ t.test('the monitor prints one line per message within a second, acks it injecte
   const other = (await planner.rpc.call('message/send', { to: bystander.id, body: 'not for claude' })).message;
   const last = (await planner.rpc.call('message/send', { to: id, body: 'last one' })).message;
   await waitFor(() => m.lines.some((l) => l.text.includes(`#${last.id} `)), 'the last line', 5000, 5);
-  t.notOk(m.lines.some((l) => l.text.includes(`#${other.id} `)), "another agent's message is not printed");
+  t.notOk(
+    m.lines.some((l) => l.text.includes(`#${other.id} `)),
+    "another agent's message is not printed",
+  );
 
   await stopMonitor(t, m);
   t.equal(m.stderr(), '', 'nothing on stderr');
@@ -214,7 +209,11 @@ t.test('a monitor started before SessionStart waits, then follows the agent Sess
   await new Promise((r) => setTimeout(r, 2500));
   t.ok(m.running(), 'the monitor keeps waiting for a session');
   t.same(m.lines, [], 'and prints nothing meanwhile');
-  t.same((await observer.call('agent/list', {})).agents.map((a: any) => a.id), ['ops'], 'it registers nothing by itself');
+  t.same(
+    (await observer.call('agent/list', {})).agents.map((a: any) => a.id),
+    ['ops'],
+    'it registers nothing by itself',
+  );
 
   t.equal((await runHook(t, 'SessionStart', s)).code, 0, 'SessionStart ran');
   const registeredAt = Date.now();
@@ -294,7 +293,10 @@ t.test('one path per message: what the monitor printed the hooks skip, what a ho
   const d = await send('D: after the restart');
   await waitFor(() => m.lines.some((l) => l.text.includes(`#${d.id} `)), `the line for #${d.id}`, 5000, 5);
   await new Promise((r) => setTimeout(r, 300));
-  t.notOk(m.lines.some((l) => l.text.includes(`#${c.id} `)), `the monitor does not print #${c.id}, which Stop handed over`);
+  t.notOk(
+    m.lines.some((l) => l.text.includes(`#${c.id} `)),
+    `the monitor does not print #${c.id}, which Stop handed over`,
+  );
   t.equal(m.lines.filter((l) => l.text.includes(`#${d.id} `)).length, 1, `#${d.id} printed once`);
   const later = await runHook(t, 'UserPromptSubmit', s, { prompt: 'next task' });
   t.equal(later.stdout, '', `the next prompt does not hand over #${d.id} (printed) or #${c.id} (handed over)`);

@@ -6,7 +6,22 @@ import t, { type Test } from 'tap';
 import { MAX_CONSECUTIVE_BLOCKS } from '../../adapters/claude/hooks.js';
 import { startRelay } from '../helpers/relay.js';
 import { connectAgent, WsRpc } from '../helpers/ws-client.js';
-import { closedPort, expectedAgentId, hookCommand, hookEnv, httpRpc, logLines, PLUGIN_ROOT, projectDir, readJson, runHook, substitute, type HookEvent, type HookRun, type Session } from './fixtures/harness.js';
+import {
+  closedPort,
+  expectedAgentId,
+  hookCommand,
+  hookEnv,
+  httpRpc,
+  logLines,
+  PLUGIN_ROOT,
+  projectDir,
+  readJson,
+  runHook,
+  substitute,
+  type HookEvent,
+  type HookRun,
+  type Session,
+} from './fixtures/harness.js';
 
 /** `sh -c COMMAND` as Claude Code's Bash tool runs it: exit code and output. */
 function runShell(command: string, cwd: string, env: NodeJS.ProcessEnv): Promise<{ code: number | null; stdout: string; stderr: string }> {
@@ -190,7 +205,7 @@ t.test('UserPromptSubmit hands unread messages over once and marks them read; Se
   t.same(agent?.capabilities, ['deploy', 'sql'], 'capabilities from AGENT_RELAY_CAPS');
 
   const short = (await builder.rpc.call('message/send', { to: id, body: 'Build 1432 is green; please review PR #88.' })).message;
-  const longBody = Array.from({ length: 60 }, (_, i) => `line ${i}: ${'detail '.repeat(6)}`).join('\n') + '\nEND-OF-LONG-BODY';
+  const longBody = `${Array.from({ length: 60 }, (_, i) => `line ${i}: ${'detail '.repeat(6)}`).join('\n')}\nEND-OF-LONG-BODY`;
   const long = (await builder.rpc.call('message/send', { to: id, subject: 'release notes', body: longBody })).message;
   const huge = (await builder.rpc.call('message/send', { to: id, body: `HUGE-START ${'z'.repeat(15_000)} HUGE-END` })).message;
   // Sent after the context is already full: it must wait for the next prompt, not be lost.
@@ -236,7 +251,10 @@ t.test('UserPromptSubmit hands unread messages over once and marks them read; Se
   t.equal(end.stdout, '');
   t.equal((await agentNamed(observer, id))?.status, 'offline', 'the agent is offline after SessionEnd');
   const offline = (await observer.call('event/list', { kind: 'agent.offline' })).events;
-  t.ok(offline.some((e: any) => e.agentId === id), 'an agent.offline event was recorded');
+  t.ok(
+    offline.some((e: any) => e.agentId === id),
+    'an agent.offline event was recorded',
+  );
   t.same(logLines(s.home), [], 'no problem was logged');
 });
 
@@ -447,7 +465,10 @@ t.test("the context block's commands work without npm link: the plugin's bin/age
   const reply = await bash(`agent-relay send --as ${id} --reply-to ${m.id} lead "yes"`);
   t.equal(reply.code, 0, `the reply command runs (stderr: ${reply.stderr.trim() || 'none'})`);
   const { messages } = await lead.rpc.call('message/list', {});
-  t.ok(messages.some((x: any) => x.body === 'yes' && x.replyTo === m.id && x.from === id), 'the reply reached lead');
+  t.ok(
+    messages.some((x: any) => x.body === 'yes' && x.replyTo === m.id && x.from === id),
+    'the reply reached lead',
+  );
 });
 
 t.test('in a checkout without node_modules (or without dist/) every hook still exits 0, quietly, and logs why', async (t) => {
@@ -463,10 +484,18 @@ t.test('in a checkout without node_modules (or without dist/) every hook still e
     if (withDist) cpSync(join(REPO, 'dist'), join(root, 'dist'), { recursive: true });
     return root;
   };
-  for (const [name, withDist] of [['no-node-modules', true], ['no-dist', false]] as const) {
+  for (const [name, withDist] of [
+    ['no-node-modules', true],
+    ['no-dist', false],
+  ] as const) {
     const root = checkout(name, withDist);
     const home = join(base, `${name}-home`);
-    const s: Session = { id: `${name}-session`, cwd: projectDir(base, `${name}-proj`), home, env: hookEnv({ AGENT_RELAY_URL: 'http://127.0.0.1:9', AGENT_RELAY_HOME: home, PATH: `${dirname(process.execPath)}:/usr/bin:/bin` }) };
+    const s: Session = {
+      id: `${name}-session`,
+      cwd: projectDir(base, `${name}-proj`),
+      home,
+      env: hookEnv({ AGENT_RELAY_URL: 'http://127.0.0.1:9', AGENT_RELAY_HOME: home, PATH: `${dirname(process.execPath)}:/usr/bin:/bin` }),
+    };
     for (const event of EVENTS) {
       const run = await runHook(t, event, s, {}, { root: join(root, 'adapters', 'claude', 'plugin') });
       exitedCleanly(t, run, `${name}: ${event}`);
@@ -490,7 +519,10 @@ t.test("a copy in Claude's plugin cache layout finds the package through known_m
   const root = join(plugins, 'cache', 'agent-relay', 'agent-relay', '0.1.0');
   mkdirSync(root, { recursive: true });
   cpSync(PLUGIN_ROOT, root, { recursive: true });
-  writeFileSync(join(plugins, 'known_marketplaces.json'), JSON.stringify({ 'agent-relay': { source: { source: 'directory', path: REPO }, installLocation: REPO, lastUpdated: new Date().toISOString() } }));
+  writeFileSync(
+    join(plugins, 'known_marketplaces.json'),
+    JSON.stringify({ 'agent-relay': { source: { source: 'directory', path: REPO }, installLocation: REPO, lastUpdated: new Date().toISOString() } }),
+  );
   const path = `${join(root, 'bin')}:${dirname(process.execPath)}:/usr/bin:/bin`;
   const s = newSession(dir, relay.url, 'installed', 'cached01-session', { env: { PATH: path } });
   const id = expectedAgentId(s.cwd, s.id);

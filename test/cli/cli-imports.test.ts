@@ -35,7 +35,7 @@ async function importsOf(t: Test, register: string, args: string[], env: Record<
   return [...new Set([...child.stderr().matchAll(/^imported (\S+)$/gm)].map((m) => m[1]!))];
 }
 
-t.test('the CLI imports none of the relay\'s dependencies to show help or send a message', async (t) => {
+t.test("the CLI imports none of the relay's dependencies to show help or send a message", async (t) => {
   const relay = await startRelay(t);
   const dir = t.testdir();
   const register = hooksFile(dir);
@@ -43,9 +43,17 @@ t.test('the CLI imports none of the relay\'s dependencies to show help or send a
 
   const help = await importsOf(t, register, ['--help'], env);
   t.ok(help.includes('commander'), `the hook sees imports (--help loaded: ${help.join(', ')})`);
-  t.same(help.filter((p) => HEAVY.includes(p) || p === 'ws'), [], '--help loads no relay dependency and no WebSocket client');
+  t.same(
+    help.filter((p) => HEAVY.includes(p) || p === 'ws'),
+    [],
+    '--help loads no relay dependency and no WebSocket client',
+  );
 
   await importsOf(t, register, ['register', '--id', 'lazy'], env);
   const send = await importsOf(t, register, ['send', '--as', 'lazy', 'broadcast', 'hello'], env);
-  t.same(send.filter((p) => HEAVY.includes(p) || p === 'ws'), [], `send loads no relay dependency and no WebSocket client (loaded: ${send.join(', ')})`);
+  t.same(
+    send.filter((p) => HEAVY.includes(p) || p === 'ws'),
+    [],
+    `send loads no relay dependency and no WebSocket client (loaded: ${send.join(', ')})`,
+  );
 });

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { EXIT } from '../../clients/cli/context.js';
 import { runCli } from '../../clients/cli/main.js';
 import { childEnv, ROOT, trackChild, untrackChild } from '../helpers/child.js';
-import { startRelay, type TestRelay } from '../helpers/relay.js';
+import { startRelay } from '../helpers/relay.js';
 import { spawnRelay } from '../helpers/relay-process.js';
 import { startTcpProxy } from '../helpers/tcp-proxy.js';
 
@@ -227,10 +227,7 @@ t.test('tail --json prints a JSON line per message, agent and task as they happe
 
   const work = await cliJson(t, env, 'send', '--as', 'alice', 'broadcast', 'live work', '--claimable');
   await tail.waitFor(() => parsed().some((l) => l.kind === 'message' && l.message.id === work.message.id), 'the live message');
-  t.same(
-    parsed().find((l) => l.kind === 'message' && l.message.id === work.message.id).message,
-    work.message,
-  );
+  t.same(parsed().find((l) => l.kind === 'message' && l.message.id === work.message.id).message, work.message);
   await tail.waitFor(() => parsed().some((l) => l.kind === 'task' && l.task.id === work.task.id), 'a task line');
   t.match(
     parsed().find((l) => l.kind === 'task' && l.task.id === work.task.id),
@@ -334,7 +331,11 @@ t.test('tail and inbox --follow carry on across a relay restart (same address, s
 
   const tail = new Child(t, ['tail', '--json', '--since', '0'], env);
   const follow = new Child(t, ['inbox', '--follow', '--json', '--as', 'bob'], env);
-  const tailed = () => tail.lines.map((l) => JSON.parse(l)).filter((l) => l.kind === 'message').map((l) => l.message.id);
+  const tailed = () =>
+    tail.lines
+      .map((l) => JSON.parse(l))
+      .filter((l) => l.kind === 'message')
+      .map((l) => l.message.id);
   const followed = () => follow.lines.map((l) => JSON.parse(l).id);
   await tail.waitFor(() => tailed().includes(m1.id), 'the first message in tail');
   await follow.waitFor(() => followed().includes(m1.id), 'the first message in inbox --follow');

@@ -166,7 +166,10 @@ t.test('register stores a private token, re-register reuses it, and an id is gen
   const stranger = terminal(t, { AGENT_RELAY_URL: relay.url, AGENT_RELAY_HOME: join(dir, 'stranger') });
   const taken = await stranger.run('register', '--id', 'alice', '--label', 'Mallory');
   t.equal(taken.code, EXIT.refused);
-  t.equal(taken.err, `agent-relay: agent "alice" is already registered on ${relay.url} and no token for it is stored in ${stranger.home} (registered from another terminal or machine?): pick another --id, or run from the AGENT_RELAY_HOME that registered it`);
+  t.equal(
+    taken.err,
+    `agent-relay: agent "alice" is already registered on ${relay.url} and no token for it is stored in ${stranger.home} (registered from another terminal or machine?): pick another --id, or run from the AGENT_RELAY_HOME that registered it`,
+  );
   t.notOk(existsSync(storedFile(stranger.home, 'alice')));
   t.equal((await rpc(relay, 'agent/list', {})).agents.find((a: any) => a.id === 'alice').label, 'Alice B');
 
@@ -203,15 +206,12 @@ t.test('agents: an aligned table, --json, and the --tag --cap --status filters',
     t.same(row!.slice(0, 7), [a.id, a.status, a.ready ? 'yes' : 'no', a.label, 'cli', a.tags.join(','), a.capabilities.join(',')], `${a.id}: every cell under its header`);
     t.match(row![7], /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$/);
   }
-  t.same(
-    rows.map((c) => [c[0], c[1], c[2]]).sort(),
-    [
-      ['alice', 'online', 'yes'],
-      ['bob', 'online', 'yes'],
-      ['carol-the-third', 'online', 'no'],
-      ['dave', 'offline', 'yes'],
-    ],
-  );
+  t.same(rows.map((c) => [c[0], c[1], c[2]]).sort(), [
+    ['alice', 'online', 'yes'],
+    ['bob', 'online', 'yes'],
+    ['carol-the-third', 'online', 'no'],
+    ['dave', 'offline', 'yes'],
+  ]);
 
   const json = await cli.json('agents');
   t.same(json.agents, relayAgents, '--json prints what the relay answered');
@@ -232,7 +232,11 @@ t.test('agents and status list every agent when agent/list answers in several pa
   const ids = Array.from({ length: 90 }, (_, i) => `paged-${String(i).padStart(2, '0')}`);
   for (const id of ids) await rpc(relay, 'agent/register', { id, meta });
   t.ok((await rpc(relay, 'agent/list', { limit: 1000 })).nextCursor, 'the relay answers in pages');
-  t.same(((await cli.json('agents')).agents as any[]).map((a) => a.id), ids, 'agents --json has every agent once, in id order');
+  t.same(
+    ((await cli.json('agents')).agents as any[]).map((a) => a.id),
+    ids,
+    'agents --json has every agent once, in id order',
+  );
   t.equal(tableCells((await cli.ok('agents')).out, ['ID', 'STATUS', 'READY', 'LABEL', 'CLIENT', 'TAGS', 'CAPS', 'LAST SEEN']).rows.length, 90, 'the table has a row per agent');
   t.match(await cli.json('status'), { agentsByStatus: { online: 90 } }, 'status counts them all');
 });
@@ -248,7 +252,11 @@ t.test('send: to an id, a tag and broadcast, with --channel --subject --claimabl
   t.same(direct.recipients, ['ops-bot']);
   t.same(direct.warnings, []);
   await ops.rpc.until(() => ops.rpc.messages().some((m) => m.id === direct.message.id), 5000, 'the direct message on the socket');
-  t.same(ops.rpc.messages().find((m) => m.id === direct.message.id), direct.message, 'the agent got exactly what the relay stored');
+  t.same(
+    ops.rpc.messages().find((m) => m.id === direct.message.id),
+    direct.message,
+    'the agent got exactly what the relay stored',
+  );
 
   const tagged = await cli.json('send', '--as', 'alice', 'tag:dev', 'build broke');
   t.same(tagged.recipients, ['dev-bot']);
@@ -261,7 +269,10 @@ t.test('send: to an id, a tag and broadcast, with --channel --subject --claimabl
   t.match(work.task, { id: work.message.taskId, title: 'Rotate keys', status: 'open', target: 'broadcast', channel: 'ops', messageId: work.message.id });
   t.same([...work.recipients].sort(), ['alice', 'ops-bot'], 'fan-out on ops: agents hearing ops or every channel, not dev-bot');
   await ops.rpc.until(() => ops.rpc.messages().some((m) => m.id === work.message.id), 5000, 'the broadcast');
-  t.match(ops.rpc.messages().find((m) => m.id === work.message.id), { claimable: true, taskId: work.message.taskId, channel: 'ops' });
+  t.match(
+    ops.rpc.messages().find((m) => m.id === work.message.id),
+    { claimable: true, taskId: work.message.taskId, channel: 'ops' },
+  );
   t.match((await rpc(relay, 'task/get', { id: work.message.taskId })).task, { status: 'open', claimedBy: null });
   // dev-bot did not get it: a later message to dev-bot arrives right after the tag one.
   const fence = await cli.json('send', '--as', 'alice', 'dev-bot', 'fence');
@@ -379,7 +390,9 @@ t.test('threads: every message of a thread, in order, from any of its ids', asyn
   const human = await cli.ok('threads', String(r1.id));
   t.equal(
     human.out,
-    [`thread #${root.id} (3 messages)`, `#${root.id} alice → bob flaky: can you look at the flaky test?`, `#${r1.id} bob → alice ↳#${root.id} on it`, `#${r2.id} alice → bob ↳#${r1.id} thanks`].join('\n'),
+    [`thread #${root.id} (3 messages)`, `#${root.id} alice → bob flaky: can you look at the flaky test?`, `#${r1.id} bob → alice ↳#${root.id} on it`, `#${r2.id} alice → bob ↳#${r1.id} thanks`].join(
+      '\n',
+    ),
   );
   const missing = await cli.run('threads', '999');
   t.equal(missing.code, EXIT.refused);
@@ -526,7 +539,17 @@ t.test('event: an integration opens a task, --dedupe-key counts occurrences, --r
 
   const opened = await cli.json('event', '--integration', 'alerts', '--secret', secret, '--title', 'disk full on db1', '--body', '95% used', '--dedupe-key', 'disk-db1', '--meta', '{"host":"db1"}');
   t.equal(opened.created, true);
-  t.match(opened.task, { title: 'disk full on db1', body: '95% used', source: 'alerts', target: 'tag:oncall', channel: 'ops', dedupeKey: 'disk-db1', status: 'open', occurrences: 1, meta: { host: 'db1' } });
+  t.match(opened.task, {
+    title: 'disk full on db1',
+    body: '95% used',
+    source: 'alerts',
+    target: 'tag:oncall',
+    channel: 'ops',
+    dedupeKey: 'disk-db1',
+    status: 'open',
+    occurrences: 1,
+    meta: { host: 'db1' },
+  });
   const id = opened.task.id;
   const announced = await cli.json('inbox', '--as', 'pager');
   t.match(announced.messages, [{ from: 'ext:alerts', claimable: true, taskId: id }], 'the on-call agent is offered the task');
@@ -716,9 +739,11 @@ t.test('colour: ANSI escapes only on a terminal without NO_COLOR', async (t) => 
     return runs.map((r) => `${r.out}\n${r.err}`).join('\n');
   };
   const env = { ...cli.env, AGENT_RELAY_HOME: join(dir, 'home') };
-  t.notMatch(await session(terminal(t, env, { isTTY: false })), /\x1b\[/, 'piped output has no escape codes');
-  t.match(await session(terminal(t, env, { isTTY: true })), /\x1b\[/, 'a terminal gets colour (the check above can fail)');
-  t.notMatch(await session(terminal(t, { ...env, NO_COLOR: '1' }, { isTTY: true })), /\x1b\[/, 'NO_COLOR turns it off');
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: ESC [ (a colour code) is what is looked for
+  const csi = /\x1b\[/;
+  t.notMatch(await session(terminal(t, env, { isTTY: false })), csi, 'piped output has no escape codes');
+  t.match(await session(terminal(t, env, { isTTY: true })), csi, 'a terminal gets colour (the check above can fail)');
+  t.notMatch(await session(terminal(t, { ...env, NO_COLOR: '1' }, { isTTY: true })), csi, 'NO_COLOR turns it off');
 });
 
 t.test('two terminals: a threaded conversation and a shared claimable task', async (t) => {
@@ -750,7 +775,11 @@ t.test('two terminals: a threaded conversation and a shared claimable task', asy
     ],
   );
   const humanThread = (await a.ok('threads', String(m1.id))).out.split('\n');
-  t.same(humanThread.slice(1).map((l) => l.split(' ')[0]), [`#${m1.id}`, `#${m2.id}`, `#${m3.id}`], 'the same order in the human view');
+  t.same(
+    humanThread.slice(1).map((l) => l.split(' ')[0]),
+    [`#${m1.id}`, `#${m2.id}`, `#${m3.id}`],
+    'the same order in the human view',
+  );
 
   // Shared work: alice offers it; bob takes it; alice is refused; bob finishes it.
   const offer = await a.json('send', 'broadcast', 'ship release 1.4', '--claimable', '--subject', 'Ship 1.4');
@@ -776,7 +805,10 @@ t.test('two terminals: a threaded conversation and a shared claimable task', asy
       ['task.closed', 'bob'],
     ],
   );
-  t.same((await b.json('tasks', '--mine')).tasks.map((x: any) => x.id), [offer.task.id]);
+  t.same(
+    (await b.json('tasks', '--mine')).tasks.map((x: any) => x.id),
+    [offer.task.id],
+  );
   t.same((await a.json('tasks', '--mine')).tasks, []);
 });
 
@@ -859,7 +891,10 @@ t.test('agent tokens are kept per relay: the same id on a second relay does not 
   const three = await startRelay(t, {}, { dir: join(dir, 'three') });
   const none = await on(three).run('inbox', '--as', 'bob');
   t.equal(none.code, EXIT.usage);
-  t.equal(none.err, `agent-relay: no stored token for agent bob in ${home} for ${three.url} (it has one for ${one.url}, ${two.url}: pass --url to use that relay): run \`agent-relay register --id bob\` first`);
+  t.equal(
+    none.err,
+    `agent-relay: no stored token for agent bob in ${home} for ${three.url} (it has one for ${one.url}, ${two.url}: pass --url to use that relay): run \`agent-relay register --id bob\` first`,
+  );
 });
 
 t.test('an identity file of the single-token format is read as its relay entry and kept when another relay is added', async (t) => {
@@ -893,20 +928,31 @@ t.test('401s name the right token: the relay token, or the stored agent token an
   const real = stored(cli.home, 'bob').token;
   saveIdentity(cli.home, { id: 'bob', url: relay.url, token: 'not-bobs-token-0123456789' });
   const expected = `agent-relay: agent token for "bob" stored for ${relay.url} was refused (unauthorized: agentToken does not match agent bob); re-register with agent-relay register --id bob (if the relay knows another "bob", pick another --id; the stored token is in ${file})`;
-  for (const argv of [['inbox', '--as', 'bob'], ['send', '--as', 'bob', 'broadcast', 'hi'], ['claim', '--as', 'bob', '1']]) {
+  for (const argv of [
+    ['inbox', '--as', 'bob'],
+    ['send', '--as', 'bob', 'broadcast', 'hi'],
+    ['claim', '--as', 'bob', '1'],
+  ]) {
     const r = await authed.run(...argv);
     t.equal(r.code, EXIT.refused, `${argv[0]} with a wrong stored agent token exits 1`);
     t.equal(r.err, expected, `${argv[0]}: names the agent token, its relay and how to reset it`);
   }
   const monitor = await authed.run('monitor', '--as', 'bob');
   t.equal(monitor.code, EXIT.refused, 'monitor with the wrong stored agent token ends, exit 1');
-  t.equal(monitor.err, expected.replace('(unauthorized: agentToken does not match agent bob)', '(unauthorized: agent bob exists; re-registering it needs its agentToken)'), 'monitor: the same explanation');
+  t.equal(
+    monitor.err,
+    expected.replace('(unauthorized: agentToken does not match agent bob)', '(unauthorized: agent bob exists; re-registering it needs its agentToken)'),
+    'monitor: the same explanation',
+  );
   const noRelayToken = await cli.run('monitor', '--as', 'bob');
   t.equal(noRelayToken.code, EXIT.refused, 'monitor without the relay token ends instead of waiting forever');
   t.match(noRelayToken.err, 'needs a relay token and none was given');
   const again = await authed.run('register', '--id', 'bob');
   t.equal(again.code, EXIT.refused);
-  t.equal(again.err, `agent-relay: agent "bob" is already registered on ${relay.url} with another token than the one stored in ${file} (registered from another terminal or machine?): pick another --id, or run from the AGENT_RELAY_HOME that registered it`);
+  t.equal(
+    again.err,
+    `agent-relay: agent "bob" is already registered on ${relay.url} with another token than the one stored in ${file} (registered from another terminal or machine?): pick another --id, or run from the AGENT_RELAY_HOME that registered it`,
+  );
   saveIdentity(cli.home, { id: 'bob', url: relay.url, token: real });
   t.equal((await authed.json('inbox', '--as', 'bob')).messages.length, 0, 'with the real token back, the same call works (the refusals above were about the token)');
 });

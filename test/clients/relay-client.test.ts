@@ -125,7 +125,10 @@ t.test('a network drop is survived; calls made meanwhile wait and then succeed',
   const pendingCall = alice.call('agent/list', {});
   proxy.pause(false);
   const listed = await pendingCall;
-  t.ok(listed.agents.some((a) => a.id === 'alice'), 'the call made while disconnected ran after the reconnect');
+  t.ok(
+    listed.agents.some((a) => a.id === 'alice'),
+    'the call made while disconnected ran after the reconnect',
+  );
   await until(alice, () => received.length === 2, 'the message sent during the drop');
   t.same(received, ['before', 'during']);
   t.same(disconnects, [true]);

@@ -80,12 +80,22 @@ t.test('exec_command under "untrusted": an approval task for the sender offering
   t.equal(s.app.answers('thread/start')[0]!.response.result.approvalPolicy, 'untrusted', 'thread/start took approvalPolicy untrusted');
   t.same(req.params.availableDecisions, ['accept', { acceptWithExecpolicyAmendment: { execpolicy_amendment: ['touch', 'approved.txt'] } }, 'cancel'], '0.171.0 lists these');
   t.equal(task.target, 'alice');
-  t.match(task.meta, { kind: 'codex.approval', method: 'item/commandExecution/requestApproval', requestId: String(req.id), command: "/bin/bash -lc 'touch approved.txt'", plainCommand: 'touch approved.txt' });
+  t.match(task.meta, {
+    kind: 'codex.approval',
+    method: 'item/commandExecution/requestApproval',
+    requestId: String(req.id),
+    command: "/bin/bash -lc 'touch approved.txt'",
+    plainCommand: 'touch approved.txt',
+  });
   t.same(task.meta.choices, ['accept', 'acceptWithExecpolicyAmendment', 'cancel'], 'the task offers exactly the listed decisions');
   t.equal(task.title, 'Codex asks to run: touch approved.txt', 'the title shows the plain command (commandActions), not the shell string');
   t.match(task.body, /\nRuns: \/bin\/bash -lc 'touch approved.txt'\n/);
   t.match(task.body, /\n\nAnswer: agent-relay approve TASK_ID accept \| acceptWithExecpolicyAmendment \| cancel$/);
-  t.same(adapterAnswers(s.app, req.id).map((a) => a.result), [{ decision: 'accept' }], 'answered {decision:"accept"}');
+  t.same(
+    adapterAnswers(s.app, req.id).map((a) => a.result),
+    [{ decision: 'accept' }],
+    'answered {decision:"accept"}',
+  );
   t.ok(existsSync(join(s.cwd, 'approved.txt')), 'the command ran');
   t.equal(repliesTo(alice.rpc, m.id)[0]!.body, 'after accept', 'the turn went on to its reply');
   const output = s.model.responses()[1]?.body?.input?.find((i: any) => i.type === 'function_call_output');
@@ -93,11 +103,15 @@ t.test('exec_command under "untrusted": an approval task for the sender offering
   t.comment(trace(s.app));
 });
 
-t.test('acceptWithExecpolicyAmendment: the request\'s own object goes back; the command runs, and the same command later runs without asking', async (t) => {
+t.test("acceptWithExecpolicyAmendment: the request's own object goes back; the command runs, and the same command later runs without asking", async (t) => {
   const { s, alice, m } = await approvalRun(t, { status: 'done', note: 'acceptWithExecpolicyAmendment' });
   await waitFor(() => repliesTo(alice.rpc, m.id).length === 1, 'the reply', 15_000);
   const req = approvalRequest(s.app);
-  t.same(adapterAnswers(s.app, req.id).map((a) => a.result), [{ decision: req.params.availableDecisions[1] }], 'the listed object, as listed');
+  t.same(
+    adapterAnswers(s.app, req.id).map((a) => a.result),
+    [{ decision: req.params.availableDecisions[1] }],
+    'the listed object, as listed',
+  );
   t.ok(existsSync(join(s.cwd, 'approved.txt')), 'the command ran');
   const item = s.app.notifications('item/completed').find((n) => n.params.item?.type === 'commandExecution')?.params.item;
   t.equal(item?.status, 'completed');
@@ -113,7 +127,10 @@ t.test('declined: the offered "no" is cancel; the command does not run and the t
   const { s, alice, m, task } = await approvalRun(t, { status: 'canceled', note: 'cancel' });
   await waitFor(() => repliesTo(alice.rpc, m.id).length === 1, 'a reply', 15_000);
   const req = approvalRequest(s.app);
-  t.same(adapterAnswers(s.app, req.id).map((a) => a.result), [{ decision: 'cancel' }]);
+  t.same(
+    adapterAnswers(s.app, req.id).map((a) => a.result),
+    [{ decision: 'cancel' }],
+  );
   t.notOk(existsSync(join(s.cwd, 'approved.txt')), 'the command did not run');
   t.match(s.app.notifications('item/completed').find((n) => n.params.item?.type === 'commandExecution')?.params.item, { status: 'declined' });
   t.equal(s.app.notifications('turn/completed').at(-1)?.params.turn.status, 'interrupted');
@@ -129,7 +146,11 @@ for (const c of [
     const { s, alice, m } = await approvalRun(t, c.close);
     await waitFor(() => repliesTo(alice.rpc, m.id).length === 1, 'a reply', 15_000);
     const req = approvalRequest(s.app);
-    t.same(adapterAnswers(s.app, req.id).map((a) => a.result), [{ decision: c.sent }], `sent ${c.sent} only`);
+    t.same(
+      adapterAnswers(s.app, req.id).map((a) => a.result),
+      [{ decision: c.sent }],
+      `sent ${c.sent} only`,
+    );
     t.equal(existsSync(join(s.cwd, 'approved.txt')), c.ran, c.ran ? 'the command ran (once)' : 'the command did not run');
     const logged = () => logLines(s).find((l) => l.msg?.includes('is not offered'));
     await waitFor(() => logged() !== undefined, 'the log line', 5000);
@@ -153,7 +174,7 @@ t.test('answered by another client first: serverRequest/resolved closes the rela
   t.same(resolved, [{ threadId: task.meta.threadId, requestId: req.id }]);
   t.same(other.of('serverRequest/resolved'), [{ threadId: task.meta.threadId, requestId: req.id }], 'the answering client is told too');
   await waitFor(() => repliesTo(alice.rpc, m.id).length === 1, 'the turn goes on to its reply', 15_000);
-  t.ok(existsSync(join(s.cwd, 'approved.txt')), 'the other client\'s accept ran it');
+  t.ok(existsSync(join(s.cwd, 'approved.txt')), "the other client's accept ran it");
   await t.rejects(alice.rpc.call('task/claim', { id: task.id }), 'the closed task takes no answer');
   t.same(adapterAnswers(s.app, req.id), [], 'the adapter sent no answer for that id');
 });

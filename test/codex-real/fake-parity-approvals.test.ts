@@ -93,7 +93,12 @@ async function script(t: Test, target: Target) {
 
   const norm = (c: Client) =>
     c.frames
-      .filter((f) => (f.id !== undefined && f.method !== undefined) || ['serverRequest/resolved', 'turn/completed'].includes(f.method) || (f.method === 'item/completed' && f.params.item.type === 'commandExecution'))
+      .filter(
+        (f) =>
+          (f.id !== undefined && f.method !== undefined) ||
+          ['serverRequest/resolved', 'turn/completed'].includes(f.method) ||
+          (f.method === 'item/completed' && f.params.item.type === 'commandExecution'),
+      )
       .map((f) => {
         if (f.id !== undefined) {
           const p = f.params;
@@ -145,11 +150,16 @@ t.test('approvals: the fake and 0.171.0 agree on the exchange', async (t) => {
   t.same(fakeSeen.a, realSeen.a, 'client A (started the thread, answered the invalid decision, interrupted)');
   t.same(fakeSeen.b, realSeen.b, 'client B (resumed mid-request, accepted)');
   t.same(fakeSeen.resumedStatus, realSeen.resumedStatus, 'the resumed thread waits on approval');
-  t.same([fakeSeen.replayAfterResume, realSeen.replayAfterResume], [true, true], 'the replay comes after the resume\'s answer');
+  t.same([fakeSeen.replayAfterResume, realSeen.replayAfterResume], [true, true], "the replay comes after the resume's answer");
   t.same(realSeen.answered, [0, 0]);
   // The script's own expectations, so a change on both sides is seen too.
   t.match(realSeen.a, [
-    { request: 'item/commandExecution/requestApproval', id: 0, command: "/bin/bash -lc 'touch one.txt'", availableDecisions: ['accept', { acceptWithExecpolicyAmendment: { execpolicy_amendment: ['touch', 'one.txt'] } }, 'cancel'] },
+    {
+      request: 'item/commandExecution/requestApproval',
+      id: 0,
+      command: "/bin/bash -lc 'touch one.txt'",
+      availableDecisions: ['accept', { acceptWithExecpolicyAmendment: { execpolicy_amendment: ['touch', 'one.txt'] } }, 'cancel'],
+    },
     { resolved: 0, keys: ['threadId', 'requestId'], thread: true },
     { item: 'commandExecution', status: 'completed' },
     { turn: 'completed' },

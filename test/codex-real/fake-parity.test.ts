@@ -68,11 +68,22 @@ async function runScript(b: Backend): Promise<{ entries: Entry[]; raw: Map<strin
   answer('turn/start', await c.call('turn/start', { threadId, input: [{ type: 'text', text: 'parity one', text_elements: [] }] }), (r) => ({ status: r.turn.status, items: r.turn.items }));
   const completed = await c.until((m) => m.method === 'turn/completed');
   notes('a turn', c, mark, c.inbox.indexOf(completed) + 1);
-  entries.push({ step: 'turn/completed turn', keys: Object.keys(completed.params.turn).sort(), facts: { status: completed.params.turn.status, itemsView: completed.params.turn.itemsView, items: completed.params.turn.items.map((i: any) => i.type), completedAt: typeof completed.params.turn.completedAt } });
+  entries.push({
+    step: 'turn/completed turn',
+    keys: Object.keys(completed.params.turn).sort(),
+    facts: {
+      status: completed.params.turn.status,
+      itemsView: completed.params.turn.itemsView,
+      items: completed.params.turn.items.map((i: any) => i.type),
+      completedAt: typeof completed.params.turn.completedAt,
+    },
+  });
   raw.set('turn/completed turn', completed.params.turn);
 
   mark = c.inbox.length;
-  answer('thread/read {includeTurns} after', await c.call('thread/read', { threadId, includeTurns: true }), (r) => ({ turns: r.thread.turns.map((x: any) => [x.status, x.items.map((i: any) => i.type)]) }));
+  answer('thread/read {includeTurns} after', await c.call('thread/read', { threadId, includeTurns: true }), (r) => ({
+    turns: r.thread.turns.map((x: any) => [x.status, x.items.map((i: any) => i.type)]),
+  }));
   await settle();
   notes('after thread/read {includeTurns}', c, mark);
   answer('thread/turns/list after', await c.call('thread/turns/list', { threadId }), (r) => ({ turns: r.data.map((x: any) => [x.status, x.items.map((i: any) => i.type)]), nextCursor: r.nextCursor }));
@@ -87,11 +98,17 @@ async function runScript(b: Backend): Promise<{ entries: Entry[]; raw: Map<strin
   mark = c.inbox.length;
   const held = answer('turn/start (held)', await c.call('turn/start', { threadId, input: [{ type: 'text', text: 'hold this', text_elements: [] }] }));
   await c.until((m) => m.method === 'turn/started' && c.inbox.indexOf(m) >= mark);
-  answer('turn/start while busy', await c.call('turn/start', { threadId, input: [{ type: 'text', text: 'busy start', text_elements: [] }] }), (r) => ({ sameAsRunning: r.turn.id === held.turn.id, status: r.turn.status }));
+  answer('turn/start while busy', await c.call('turn/start', { threadId, input: [{ type: 'text', text: 'busy start', text_elements: [] }] }), (r) => ({
+    sameAsRunning: r.turn.id === held.turn.id,
+    status: r.turn.status,
+  }));
   await release(threadId);
   const heldDone = await c.until((m) => m.method === 'turn/completed' && c.inbox.indexOf(m) >= mark);
   await settle();
-  entries.push({ step: 'the held turn', facts: { completedIsHeld: heldDone.params.turn.id === held.turn.id, turnEvents: c.inbox.slice(mark).filter((m) => m.method === 'turn/started' || m.method === 'turn/completed').length } });
+  entries.push({
+    step: 'the held turn',
+    facts: { completedIsHeld: heldDone.params.turn.id === held.turn.id, turnEvents: c.inbox.slice(mark).filter((m) => m.method === 'turn/started' || m.method === 'turn/completed').length },
+  });
 
   mark = c2.inbox.length;
   answer('thread/resume {excludeTurns} (second socket)', await c2.call('thread/resume', { threadId, excludeTurns: true }), (r) => ({ turns: r.thread.turns }));

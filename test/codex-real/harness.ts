@@ -136,7 +136,15 @@ export async function startFakeModel(t: Test): Promise<FakeModel> {
       sse(res, 'response.created', { response: { id, object: 'response', status: 'in_progress', output: [] } });
       sse(res, 'response.output_item.added', { output_index: 0, item: { ...item, arguments: '', status: 'in_progress' } });
       sse(res, 'response.output_item.done', { output_index: 0, item });
-      sse(res, 'response.completed', { response: { id, object: 'response', status: 'completed', output: [item], usage: { input_tokens: 10, input_tokens_details: { cached_tokens: 0 }, output_tokens: 5, output_tokens_details: { reasoning_tokens: 0 }, total_tokens: 15 } } });
+      sse(res, 'response.completed', {
+        response: {
+          id,
+          object: 'response',
+          status: 'completed',
+          output: [item],
+          usage: { input_tokens: 10, input_tokens_details: { cached_tokens: 0 }, output_tokens: 5, output_tokens_details: { reasoning_tokens: 0 }, total_tokens: 15 },
+        },
+      });
       res.end();
       return;
     }
@@ -467,7 +475,13 @@ export function trace(app: RealAppServer, from = 0): string {
       const m = f.msg;
       if (m?.method) {
         const p = m.params ?? {};
-        const extra = p.status ? ` status=${JSON.stringify(p.status)}` : p.turn?.status ? ` turn.status=${p.turn.status}${p.turn.error ? ` error=${JSON.stringify(p.turn.error)}` : ''}` : p.item?.type ? ` item=${p.item.type}` : '';
+        const extra = p.status
+          ? ` status=${JSON.stringify(p.status)}`
+          : p.turn?.status
+            ? ` turn.status=${p.turn.status}${p.turn.error ? ` error=${JSON.stringify(p.turn.error)}` : ''}`
+            : p.item?.type
+              ? ` item=${p.item.type}`
+              : '';
         return `${f.dir === 'out' ? '→' : '←'} ${m.method}${m.id !== undefined ? `#${m.id}` : ''}${extra}`;
       }
       if (m?.error) return `${f.dir === 'out' ? '→' : '←'} error#${m.id} ${m.error.code} ${m.error.message}`;

@@ -39,14 +39,24 @@ t.test('resume: the adapter attaches to a person’s thread that ran a turn, and
   const { threadId } = await personThread(s, s.cwd, 1);
   s.startAdapter({ CODEX_THREAD_MODE: 'resume', CODEX_THREAD_ID: threadId });
   await s.ready();
-  t.same(s.app.answers('thread/resume').map((a) => [a.request.params.threadId, !!a.response?.result]), [[threadId, true]], 'resumed the named thread');
+  t.same(
+    s.app.answers('thread/resume').map((a) => [a.request.params.threadId, !!a.response?.result]),
+    [[threadId, true]],
+    'resumed the named thread',
+  );
   t.equal(s.app.answers('thread/start').length, 0, 'started none (the proxy only sees the adapter)');
   s.model.next({ text: 'resumed answer' });
   const alice = await s.sender();
   const m = (await alice.rpc.call('message/send', { to: s.agentId, body: 'which word?' })).message;
   await waitFor(() => repliesTo(alice.rpc, m.id).length === 1, 'the reply', REPLY_WAIT);
   t.equal(repliesTo(alice.rpc, m.id)[0]!.body, 'resumed answer');
-  t.ok(s.model.responses().at(-1)!.userTexts.some((x) => x.includes('remember the word kettle 0')), 'the model saw the person’s earlier turn');
+  t.ok(
+    s.model
+      .responses()
+      .at(-1)!
+      .userTexts.some((x) => x.includes('remember the word kettle 0')),
+    'the model saw the person’s earlier turn',
+  );
   t.comment(`adapter: ${JSON.stringify(logLines(s, /Codex thread/))}`);
 });
 
@@ -56,19 +66,26 @@ t.test('auto: the loaded thread of our cwd that ran a turn is resumed; an unrela
   const mine = await personThread(s, s.cwd, 1);
   s.startAdapter({ CODEX_THREAD_MODE: 'auto' });
   await s.ready();
-  t.same(s.app.answers('thread/resume').map((a) => a.request.params.threadId), [mine.threadId], 'resumed the thread of our cwd only');
+  t.same(
+    s.app.answers('thread/resume').map((a) => a.request.params.threadId),
+    [mine.threadId],
+    'resumed the thread of our cwd only',
+  );
   t.equal(s.app.answers('thread/start').length, 0);
   const alice = await s.sender();
   const m = (await alice.rpc.call('message/send', { to: s.agentId, body: 'auto hello' })).message;
   await waitFor(() => repliesTo(alice.rpc, m.id).length === 1, 'the reply', REPLY_WAIT);
-  t.ok(mine.c.inbox.some((x) => x.method === 'turn/started'), 'the person’s socket saw the adapter’s turn on its thread');
+  t.ok(
+    mine.c.inbox.some((x) => x.method === 'turn/started'),
+    'the person’s socket saw the adapter’s turn on its thread',
+  );
   t.notOk(other.c.inbox.filter((x) => x.method === 'turn/started').length > 1, 'the unrelated thread got no turn');
   t.comment(`thread/loaded/list → ${JSON.stringify(s.app.answers('thread/loaded/list')[0]?.response?.result)}; reads: ${s.app.answers('thread/read').length}`);
 });
 
 t.test('auto: a person’s loaded thread that never ran a turn is used unsubscribed, answered, then resumed', async (t) => {
   const s = await realSetup(t, { deferAdapter: true });
-  const { c, threadId } = await personThread(s, s.cwd, 0);
+  const { c } = await personThread(s, s.cwd, 0);
   s.startAdapter({ CODEX_THREAD_MODE: 'auto' });
   await s.ready();
   const resume = s.app.answers('thread/resume')[0];
@@ -85,9 +102,18 @@ t.test('auto: a person’s loaded thread that never ran a turn is used unsubscri
   await waitFor(() => repliesTo(alice.rpc, m.id).length === 1, 'the reply, read from the thread', REPLY_WAIT);
   t.comment(`reply ${Date.now() - sentAt} ms after message/send, without turn events on the adapter's socket`);
   t.equal(repliesTo(alice.rpc, m.id)[0]!.body, 'first answer in the person’s thread');
-  t.ok(c.inbox.some((x) => x.method === 'turn/completed'), 'the turn ran in the person’s thread (its socket saw it)');
+  t.ok(
+    c.inbox.some((x) => x.method === 'turn/completed'),
+    'the turn ran in the person’s thread (its socket saw it)',
+  );
   await waitFor(() => logLines(s, /subscribed to Codex thread/).length === 1, 'subscribed after the first turn', 5000);
-  t.ok(s.app.answers('thread/resume').slice(1).some((a) => a.response?.result), 'resumed once it had a rollout');
+  t.ok(
+    s.app
+      .answers('thread/resume')
+      .slice(1)
+      .some((a) => a.response?.result),
+    'resumed once it had a rollout',
+  );
   s.model.next({ text: 'second answer' });
   const m2 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'and again' })).message;
   await waitFor(() => repliesTo(alice.rpc, m2.id).length === 1, 'the second reply', REPLY_WAIT);

@@ -99,13 +99,19 @@ t.test(`codex app-server ${CODEX_VERSION}: handshake, Origin, thread/read and th
   const heldDone = await c.until((m) => m.method === 'turn/completed' && m.params.turn.id === heldId);
   // The folded input runs as a follow-up model request inside the same turn, or as turns of its own.
   await new Promise((r) => setTimeout(r, 500));
-  const after = c.inbox.slice(mark).filter((m) => m.method === 'turn/started' || m.method === 'turn/completed').map((m) => `${m.method}(${m.params.turn.id === heldId ? 'held' : m.params.turn.id})`);
+  const after = c.inbox
+    .slice(mark)
+    .filter((m) => m.method === 'turn/started' || m.method === 'turn/completed')
+    .map((m) => `${m.method}(${m.params.turn.id === heldId ? 'held' : m.params.turn.id})`);
   t.comment(`turn events from the held turn on: ${after.join(', ')}`);
   t.comment(`model requests in the held turn: ${model.responses().length - requestsBefore + 1}; user texts of the last: ${JSON.stringify(model.responses().at(-1)!.userTexts.slice(-3))}`);
   // How many follow-up requests the folded and steered texts take varies with timing (1 to 3 seen).
   t.ok(model.responses().length > requestsBefore, 'the folded and steered texts went to the model in follow-up requests of the same turn');
   const expected = steered ? ['hold this', 'busy start', 'steered in'] : ['hold this', 'busy start'];
   t.same(model.responses().at(-1)!.userTexts.slice(-expected.length), expected, `the last request carries the ${steered ? 'three' : 'two'} user texts`);
-  t.notOk(after.some((e) => !e.includes('(held)')), 'no other turn started or completed');
+  t.notOk(
+    after.some((e) => !e.includes('(held)')),
+    'no other turn started or completed',
+  );
   t.comment(`held turn's final items: ${JSON.stringify(heldDone.params.turn.items.map((i: any) => [i.type, i.text]))}`);
 });

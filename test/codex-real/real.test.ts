@@ -39,7 +39,10 @@ t.test('registers on the relay and turns ready against the real app-server', asy
   printable(s, t, 'frames up to ready');
   for (const n of notices(s)) t.comment(n);
   t.equal(s.model.responses().length, 0, 'no model request before a message arrives');
-  const versionLine = s.adapter.stderr().split('\n').find((l) => l.includes('Codex app-server 0.'));
+  const versionLine = s.adapter
+    .stderr()
+    .split('\n')
+    .find((l) => l.includes('Codex app-server 0.'));
   t.comment(`adapter log: ${versionLine}`);
   t.match(versionLine, `Codex app-server ${CODEX_VERSION} (userAgent agent_relay_codex/${CODEX_VERSION} (`, 'the version, from userAgent');
   t.notMatch(s.adapter.stderr(), /is older than/, 'no version warning');
@@ -68,7 +71,10 @@ t.test('one relay message → one turn → a threaded reply carrying the model t
   t.comment(`user text the model got: ${JSON.stringify(userText)}`);
   t.comment(`model request: model=${reqs[0]!.body?.model} stream=${reqs[0]!.body?.stream} input items=${reqs[0]!.body?.input?.length}`);
   await waitFor(() => s.app.answers('thread/read').every((a) => a.response), 'thread/read answers');
-  for (const a of s.app.answers('thread/read')) t.comment(`thread/read ${JSON.stringify(a.request.params)} → ${a.response?.error ? `error ${JSON.stringify(a.response.error)}` : `ok, turns=${JSON.stringify(a.response?.result?.thread?.turns)?.slice(0, 600)}`}`);
+  for (const a of s.app.answers('thread/read'))
+    t.comment(
+      `thread/read ${JSON.stringify(a.request.params)} → ${a.response?.error ? `error ${JSON.stringify(a.response.error)}` : `ok, turns=${JSON.stringify(a.response?.result?.thread?.turns)?.slice(0, 600)}`}`,
+    );
   const completed = s.app.notifications('turn/completed')[0];
   t.comment(`turn/completed params: ${JSON.stringify(completed?.params)}`);
   printable(s, t, 'frames');
@@ -88,7 +94,12 @@ t.test('a burst of messages within the coalesce window', async (t) => {
   const reqs = s.model.responses();
   t.equal(reqs.length, 1, 'one model request');
   const text = reqs[0]!.userTexts.at(-1) ?? '';
-  for (const [m, who] of [[m1, 'alice'], [m2, 'bob'], [m3, 'alice']] as const) t.match(text, `Message #${m.id} from ${who}`, `#${m.id} in the turn`);
+  for (const [m, who] of [
+    [m1, 'alice'],
+    [m2, 'bob'],
+    [m3, 'alice'],
+  ] as const)
+    t.match(text, `Message #${m.id} from ${who}`, `#${m.id} in the turn`);
   t.equal(repliesTo(alice.rpc, m1.id).length + repliesTo(alice.rpc, m3.id).length + repliesTo(bob.rpc, m2.id).length, 3, 'each relay thread got one reply');
   t.comment(`one turn, user text: ${JSON.stringify(text)}`);
   t.comment(`replies: ${JSON.stringify([...alice.rpc.messages(), ...bob.rpc.messages()].filter((x) => x.replyTo).map((x) => ({ to: x.to, replyTo: x.replyTo, body: x.body })))}`);
@@ -163,7 +174,10 @@ t.test('idle before the first turn: reconciles read the status and the turns wit
   await waitFor(() => s.app.answers('thread/turns/list').filter((a) => a.response).length >= 3, 'three reconciles', 10_000);
   const reads = s.app.answers('thread/read').filter((a) => a.response);
   const lists = s.app.answers('thread/turns/list').filter((a) => a.response);
-  t.ok(reads.every((a) => a.request.params.includeTurns === undefined && a.response.result), 'thread/read {threadId} answers the status');
+  t.ok(
+    reads.every((a) => a.request.params.includeTurns === undefined && a.response.result),
+    'thread/read {threadId} answers the status',
+  );
   t.ok(
     lists.every((a) => a.response.error?.code === -32600 && /not materialized yet/.test(a.response.error.message)),
     'thread/turns/list refuses before the first user message (the adapter takes it as no turns)',
@@ -176,10 +190,15 @@ t.test('idle before the first turn: reconciles read the status and the turns wit
   const turnAt = s.app.frames.findIndex((f) => f.dir === 'out' && f.msg?.method === 'turn/start');
   await waitFor(() => s.app.frames.slice(turnAt).filter((f) => f.dir === 'in' && f.msg?.result?.data).length >= 2, 'reconciles after the turn', 5000);
   const later = s.app.frames.slice(turnAt).filter((f) => f.dir === 'in' && f.msg?.result?.data);
-  t.ok(later.every((f) => f.msg.result.data.length === 1 && f.msg.result.data[0].items.some((i: any) => i.type === 'agentMessage')), 'after it, turns/list answers the turn with its items');
+  t.ok(
+    later.every((f) => f.msg.result.data.length === 1 && f.msg.result.data[0].items.some((i: any) => i.type === 'agentMessage')),
+    'after it, turns/list answers the turn with its items',
+  );
   t.equal(s.app.notifications('deprecationNotice').length, 0, 'no deprecationNotice at all');
   t.notMatch(s.adapter.stderr(), /reconcile failed/, 'no reconcile failed');
-  t.comment(`after the first turn: ${later.length} thread/turns/list answered; first: ${JSON.stringify({ ...later[0]?.msg.result, data: later[0]?.msg.result.data.map((x: any) => ({ id: x.id, status: x.status, items: x.items.map((i: any) => i.type) })) })}`);
+  t.comment(
+    `after the first turn: ${later.length} thread/turns/list answered; first: ${JSON.stringify({ ...later[0]?.msg.result, data: later[0]?.msg.result.data.map((x: any) => ({ id: x.id, status: x.status, items: x.items.map((i: any) => i.type) })) })}`,
+  );
 });
 
 t.test('the app-server is killed and started again: the adapter resumes its thread', async (t) => {
@@ -203,14 +222,26 @@ t.test('the app-server is killed and started again: the adapter resumes its thre
   t.equal(resumes[0]?.request.params.threadId, threadId, 'of its own thread');
   t.ok(resumes[0]?.response?.result, 'the real server resumed it from the rollout');
   t.equal(s.app.answers('thread/start').length, 1, 'no new thread');
-  t.comment(`thread/resume → ${resumes[0]?.response?.error ? JSON.stringify(resumes[0].response.error) : `ok, status=${JSON.stringify(resumes[0]?.response?.result?.thread?.status)}, turns=${resumes[0]?.response?.result?.thread?.turns?.length}`}`);
-  t.comment(`thread/resume result keys: ${Object.keys(resumes[0]?.response?.result ?? {}).join(', ')}; thread.turns=${JSON.stringify(resumes[0]?.response?.result?.thread?.turns)}; notices on resume: ${JSON.stringify(s.app.notifications('deprecationNotice').slice(-1).map((n) => n.params.summary))}`);
+  t.comment(
+    `thread/resume → ${resumes[0]?.response?.error ? JSON.stringify(resumes[0].response.error) : `ok, status=${JSON.stringify(resumes[0]?.response?.result?.thread?.status)}, turns=${resumes[0]?.response?.result?.thread?.turns?.length}`}`,
+  );
+  t.comment(
+    `thread/resume result keys: ${Object.keys(resumes[0]?.response?.result ?? {}).join(', ')}; thread.turns=${JSON.stringify(resumes[0]?.response?.result?.thread?.turns)}; notices on resume: ${JSON.stringify(
+      s.app
+        .notifications('deprecationNotice')
+        .slice(-1)
+        .map((n) => n.params.summary),
+    )}`,
+  );
   s.model.next({ text: 'after the restart' });
   const m2 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'which word?' })).message;
   await waitFor(() => repliesTo(alice.rpc, m2.id).length === 1, 'the reply after the restart', REPLY_WAIT);
   t.equal(repliesTo(alice.rpc, m2.id)[0]!.body, 'after the restart');
   const last = s.model.responses().at(-1)!;
-  t.ok(last.userTexts.some((x) => x.includes('remember the word teapot')), 'the resumed thread kept its history (the model saw the first message)');
+  t.ok(
+    last.userTexts.some((x) => x.includes('remember the word teapot')),
+    'the resumed thread kept its history (the model saw the first message)',
+  );
   printable(s, t, 'frames after the restart', mark);
 });
 
@@ -234,13 +265,22 @@ t.test('the app-server dies mid-turn and comes back: the message is delivered ag
   const carrying = s.model.responses().filter((r) => r.userTexts.some((x) => x.includes(`Message #${m.id} from alice`)));
   const reply = repliesTo(alice.rpc, m.id);
   const cut = listed?.response.result.data.find((x: any) => x.status === 'interrupted');
-  t.comment(`the killed turn, as thread/turns/list shows it after the restart: ${JSON.stringify(cut && { status: cut.status, completedAt: cut.completedAt, items: cut.items.map((i: any) => i.type) })}`);
+  t.comment(
+    `the killed turn, as thread/turns/list shows it after the restart: ${JSON.stringify(cut && { status: cut.status, completedAt: cut.completedAt, items: cut.items.map((i: any) => i.type) })}`,
+  );
   t.comment(`turn/start after the restart: ${s.app.answers('turn/start').length - 1}; model requests carrying #${m.id}: ${carrying.length}; reply ${replyMs} ms after the app-server restart`);
   t.comment(`replies: ${JSON.stringify(reply.map((x) => x.body))}`);
-  t.comment(`adapter log: ${JSON.stringify(s.adapter.stderr().split('\n').filter((l) => /cut off/.test(l)))}`);
+  t.comment(
+    `adapter log: ${JSON.stringify(
+      s.adapter
+        .stderr()
+        .split('\n')
+        .filter((l) => /cut off/.test(l)),
+    )}`,
+  );
   printable(s, t, 'frames after the restart', mark);
   t.ok(cut, 'the real server keeps the killed turn as interrupted');
-  t.equal(cut?.completedAt, null, 'with no completedAt (what tells it from a person\'s interrupt)');
+  t.equal(cut?.completedAt, null, "with no completedAt (what tells it from a person's interrupt)");
   t.equal(reply.length, 1, 'one reply');
   t.equal(reply[0]!.body, 'answered after the restart', 'from the new turn');
   t.equal(s.app.answers('turn/start').length, 2, 'delivered again once');

@@ -46,7 +46,11 @@ t.test('adapter SIGKILL while idle: a message sent while it is down is answered 
   t.equal(repliesTo(alice.rpc, m2.id).length, 1, 'm2 answered once');
   t.equal(turnsCarrying(s, m1.id), 1, 'no turn repeated for m1');
   t.equal(turnsCarrying(s, m2.id), 1, 'one turn for m2');
-  t.same(s.app.answers('thread/resume').map((a) => !!a.response?.result), [true], 'the restarted adapter resumed its thread');
+  t.same(
+    s.app.answers('thread/resume').map((a) => !!a.response?.result),
+    [true],
+    'the restarted adapter resumed its thread',
+  );
   t.equal(s.app.answers('thread/start').length, 1, 'no new thread');
   t.comment(`m2 answered ${replyMs} ms after the adapter was started again`);
   printTrace(s, t, mark);
@@ -86,9 +90,14 @@ for (const when of ['ends while the adapter is down', 'still runs when the adapt
     t.equal(s.app.answers('turn/start').length, 1, 'no second turn/start');
     t.equal(turnsCarrying(s, m.id), 1, 'the model was asked once');
     const resume = s.app.answers('thread/resume')[0];
-    t.comment(`thread/resume of the restarted adapter: status=${JSON.stringify(resume?.response?.result?.thread?.status)}; turns/list statuses: ${JSON.stringify(
-      s.app.answers('thread/turns/list').filter((a) => a.response?.result).map((a) => a.response.result.data.map((x: any) => x.status))[0],
-    )}`);
+    t.comment(
+      `thread/resume of the restarted adapter: status=${JSON.stringify(resume?.response?.result?.thread?.status)}; turns/list statuses: ${JSON.stringify(
+        s.app
+          .answers('thread/turns/list')
+          .filter((a) => a.response?.result)
+          .map((a) => a.response.result.data.map((x: any) => x.status))[0],
+      )}`,
+    );
     printTrace(s, t, mark);
   });
 }

@@ -40,7 +40,11 @@ async function approve(s: Setup, as: { id: string; token: string }, taskId: numb
   saveIdentity(s.home, { id: as.id, token: as.token, url: s.relay.url });
   const out: string[] = [];
   const err: string[] = [];
-  const code = await runCli(['--url', s.relay.url, '--as', as.id, 'approve', String(taskId), decision], { out: (x) => out.push(x), err: (x) => err.push(x), isTTY: false, env: { AGENT_RELAY_HOME: s.home } }, [codexCommands]);
+  const code = await runCli(
+    ['--url', s.relay.url, '--as', as.id, 'approve', String(taskId), decision],
+    { out: (x) => out.push(x), err: (x) => err.push(x), isTTY: false, env: { AGENT_RELAY_HOME: s.home } },
+    [codexCommands],
+  );
   return { code, out, err };
 }
 
@@ -55,7 +59,15 @@ t.test('commandExecution: becomes a codex.approval task for the sender offering 
   t.equal(task.title, 'Codex asks to run: rm -rf build', 'the title shows the plain command, not the shell string');
   t.match(task.body, /^Command: rm -rf build\nIn: .*\nRuns: \/bin\/bash -lc 'rm -rf build'\nReason: clean build\nAccept and always allow: commands starting rm -rf build\n/);
   t.match(task.body, /\n\nAnswer: agent-relay approve TASK_ID accept \| acceptWithExecpolicyAmendment \| cancel$/, 'the answer line lists the offered choices');
-  t.match(task.meta, { kind: 'codex.approval', method: 'item/commandExecution/requestApproval', requestId: String(handle.requestId), threadId, command: "/bin/bash -lc 'rm -rf build'", plainCommand: 'rm -rf build', agentId: s.agentId });
+  t.match(task.meta, {
+    kind: 'codex.approval',
+    method: 'item/commandExecution/requestApproval',
+    requestId: String(handle.requestId),
+    threadId,
+    command: "/bin/bash -lc 'rm -rf build'",
+    plainCommand: 'rm -rf build',
+    agentId: s.agentId,
+  });
   t.same(task.meta.choices, OFFERED, 'choices: the availableDecisions by name');
   t.same(s.fake.answers, [], 'nothing answered before a person decides');
 
@@ -70,7 +82,7 @@ t.test('commandExecution: becomes a codex.approval task for the sender offering 
   await waitFor(() => repliesTo(alice.rpc, m.id).length === 1, 'the turn goes on to its reply');
 });
 
-t.test('`agent-relay approve ID acceptWithExecpolicyAmendment` answers with the request\'s own amendment object', async (t) => {
+t.test("`agent-relay approve ID acceptWithExecpolicyAmendment` answers with the request's own amendment object", async (t) => {
   const { s, threadId, alice } = await turnFromAlice(t);
   const handle = s.fake.requestApproval(threadId, 'commandExecution', { command: 'touch x' });
   const task = await approvalTask(alice.rpc);
@@ -109,7 +121,14 @@ t.test('a decision not offered, chosen on the relay side, is mapped to the close
     t.same((await within(handle, 5000, null))?.result, { decision: c.sent }, `${JSON.stringify(c.close)} → ${c.sent}`);
   }
   t.same(s.fake.unofferedAnswers, [], 'no decision outside availableDecisions reached the server');
-  t.match(logs.filter((l) => l.includes('not offered')), [/^warn: approval .*"acceptForSession" is not offered \(offered: accept, acceptWithExecpolicyAmendment, cancel\); answering "accept"/, /^warn: approval .*"decline" is not offered .*; answering "cancel"/], 'each mapping logged');
+  t.match(
+    logs.filter((l) => l.includes('not offered')),
+    [
+      /^warn: approval .*"acceptForSession" is not offered \(offered: accept, acceptWithExecpolicyAmendment, cancel\); answering "accept"/,
+      /^warn: approval .*"decline" is not offered .*; answering "cancel"/,
+    ],
+    'each mapping logged',
+  );
   t.same(s.fake.invalidAnswers, []);
   await waitFor(() => repliesTo(alice.rpc, m.id).length === 1, 'cancel interrupted the turn: the sender is told');
   t.match(repliesTo(alice.rpc, m.id)[0]!.body, /interrupted/);
@@ -216,7 +235,7 @@ t.test('answered by another client first: the task is canceled "answered in Code
   await completeTurn(s.fake, threadId);
   await waitFor(() => repliesTo(alice.rpc, m.id).length === 1, 'the turn goes on to its reply');
   await settle(300);
-  t.equal(s.fake.answers.length, 1, 'one answer: the other client\'s');
+  t.equal(s.fake.answers.length, 1, "one answer: the other client's");
   t.same(s.fake.invalidAnswers, [], 'the adapter sent no stale answer');
 });
 
@@ -309,10 +328,14 @@ t.test('a new app-server process reuses request ids: its request gets its own ta
   const fresh = await startFakeAppServer({ port, holdTurns: true, defaultCwd: '/nowhere' });
   t.teardown(() => fresh.close());
   let newThread = '';
-  await fresh.waitFor(() => {
-    newThread = fresh.threadIds().find((id) => fresh.activeTurnId(id) !== null) ?? '';
-    return newThread !== '';
-  }, 10_000, 'the adapter to re-deliver into a thread of the new server');
+  await fresh.waitFor(
+    () => {
+      newThread = fresh.threadIds().find((id) => fresh.activeTurnId(id) !== null) ?? '';
+      return newThread !== '';
+    },
+    10_000,
+    'the adapter to re-deliver into a thread of the new server',
+  );
   const handle = fresh.requestApproval(newThread, 'commandExecution', { command: 'rm -rf /' });
   t.equal(handle.requestId, old.requestId, 'the new server numbers its requests from the same start');
   let newTask: any;

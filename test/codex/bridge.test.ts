@@ -43,11 +43,18 @@ t.test('registers as a codex-live agent with tags and capabilities; ready follow
   await s.fake.restart();
   await waitFor(async () => (await agentRecord(obs, s.agentId))!.ready === true, 'ready=true after restart');
   t.ok(s.fake.requests('initialize').length > initsBefore, 're-initialized on the new socket');
-  t.same(s.fake.requests('thread/resume').map((r) => r.msg.params.threadId), [threadId], 'resumed its own thread');
+  t.same(
+    s.fake.requests('thread/resume').map((r) => r.msg.params.threadId),
+    [threadId],
+    'resumed its own thread',
+  );
   t.equal(s.fake.requests('thread/start').length, 1, 'did not start another thread');
   const lastConn = s.fake.connectionInfo().at(-1)!;
   t.ok(lastConn.initialized && lastConn.initializedNotified, 'handshake completed before use');
-  t.notOk(s.fake.sent.some((f) => f.msg?.error?.message === 'Not initialized'), 'never "Not initialized"');
+  t.notOk(
+    s.fake.sent.some((f) => f.msg?.error?.message === 'Not initialized'),
+    'never "Not initialized"',
+  );
 
   const m = (await alice.rpc.call('message/send', { to: s.agentId, body: 'after the restart' })).message;
   await waitFor(() => repliesTo(alice.rpc, m.id).length === 1, 'the reply');
@@ -148,33 +155,36 @@ t.test('a turn another client started: the adapter waits for it instead of foldi
 });
 
 for (const phantomWhenBusy of [false, true]) {
-  t.test(`a person's turn starts between the adapter's look and its turn/start (${phantomWhenBusy ? 'pre-0.171: a phantom id' : '0.171: the running turn id'}): one reply, the message delivered once`, async (t) => {
-    const s = await setup(t, { fake: { phantomWhenBusy } });
-    s.startBridge();
-    const threadId = await s.ready();
-    let raced = false;
-    s.fake.opts.beforeRequest = (method) => {
-      if (method !== 'turn/start' || raced) return;
-      raced = true;
-      s.fake.startTurn(threadId, 'a human, a moment earlier');
-    };
-    s.fake.opts.holdTurns = true;
-    const alice = await s.sender();
-    const m = (await alice.rpc.call('message/send', { to: s.agentId, body: 'racing the human' })).message;
-    await waitFor(() => s.fake.busyTurnStarts.length === 1, 'the turn/start that met a busy thread');
-    const running = s.fake.activeTurnId(threadId)!;
-    t.equal(s.fake.busyTurnStarts[0] === running, !phantomWhenBusy, phantomWhenBusy ? 'answered a phantom id' : 'answered the running turn id');
-    await settle(300);
-    t.equal(repliesTo(alice.rpc, m.id).length, 0, 'no answer while the turn that carries it runs');
-    await completeTurn(s.fake, threadId);
-    await waitFor(() => repliesTo(alice.rpc, m.id).length === 1, 'the reply');
-    t.match(repliesTo(alice.rpc, m.id)[0]!.body, /^echo: a human, a moment earlier\nA relay message arrived/, 'the running turn\'s answer, which covers the folded text');
-    s.fake.opts.holdTurns = false;
-    await settle(800); // past a reconcile (500 ms)
-    t.equal(repliesTo(alice.rpc, m.id).length, 1, 'answered once');
-    t.equal(occurrences(s.fake, threadId, m.id), 1, 'delivered once (folded, not started again)');
-    t.equal(s.fake.requests('turn/start').length, 1);
-  });
+  t.test(
+    `a person's turn starts between the adapter's look and its turn/start (${phantomWhenBusy ? 'pre-0.171: a phantom id' : '0.171: the running turn id'}): one reply, the message delivered once`,
+    async (t) => {
+      const s = await setup(t, { fake: { phantomWhenBusy } });
+      s.startBridge();
+      const threadId = await s.ready();
+      let raced = false;
+      s.fake.opts.beforeRequest = (method) => {
+        if (method !== 'turn/start' || raced) return;
+        raced = true;
+        s.fake.startTurn(threadId, 'a human, a moment earlier');
+      };
+      s.fake.opts.holdTurns = true;
+      const alice = await s.sender();
+      const m = (await alice.rpc.call('message/send', { to: s.agentId, body: 'racing the human' })).message;
+      await waitFor(() => s.fake.busyTurnStarts.length === 1, 'the turn/start that met a busy thread');
+      const running = s.fake.activeTurnId(threadId)!;
+      t.equal(s.fake.busyTurnStarts[0] === running, !phantomWhenBusy, phantomWhenBusy ? 'answered a phantom id' : 'answered the running turn id');
+      await settle(300);
+      t.equal(repliesTo(alice.rpc, m.id).length, 0, 'no answer while the turn that carries it runs');
+      await completeTurn(s.fake, threadId);
+      await waitFor(() => repliesTo(alice.rpc, m.id).length === 1, 'the reply');
+      t.match(repliesTo(alice.rpc, m.id)[0]!.body, /^echo: a human, a moment earlier\nA relay message arrived/, "the running turn's answer, which covers the folded text");
+      s.fake.opts.holdTurns = false;
+      await settle(800); // past a reconcile (500 ms)
+      t.equal(repliesTo(alice.rpc, m.id).length, 1, 'answered once');
+      t.equal(occurrences(s.fake, threadId, m.id), 1, 'delivered once (folded, not started again)');
+      t.equal(s.fake.requests('turn/start').length, 1);
+    },
+  );
 }
 
 t.test('0.171 order with a gap: the idle status, a reconcile read that already shows the turn ended, then turn/completed: one reply', async (t) => {
@@ -218,25 +228,28 @@ t.test('0.171 order with a gap: a late turn/completed of an answered turn does n
 });
 
 for (const completedBeforeIdle of [false, true]) {
-  t.test(`turn end order ${completedBeforeIdle ? 'turn/completed, then idle (1 in 11 on 0.171)' : 'idle, then turn/completed (0.171, usually)'}: three messages in a row, one reply each`, async (t) => {
-    const s = await setup(t, { fake: { completedBeforeIdle, reply: (text) => `answer to ${/Message #(\d+)/.exec(text)?.[1]}` } });
-    const h = s.startBridge();
-    const threadId = await s.ready();
-    const alice = await s.sender();
-    for (let i = 0; i < 3; i++) {
-      const m = (await alice.rpc.call('message/send', { to: s.agentId, body: `q${i}` })).message;
-      await waitFor(() => repliesTo(alice.rpc, m.id).length === 1, `reply ${i}`).catch((err: Error) => {
-        t.comment(`adapter log:\n${h.logs.join('\n')}`);
-        t.comment(`sent:\n${s.fake.sent.map((f) => JSON.stringify(f.msg).slice(0, 160)).join('\n')}`);
-        t.comment(`received:\n${s.fake.received.map((f) => JSON.stringify((f as { msg?: unknown }).msg ?? f).slice(0, 160)).join('\n')}`);
-        throw err;
-      });
-      t.equal(repliesTo(alice.rpc, m.id)[0]!.body, `answer to ${m.id}`);
-      t.equal(occurrences(s.fake, threadId, m.id), 1);
-    }
-    await settle(600);
-    t.equal(alice.rpc.messages().filter((x) => x.replyTo).length, 3, 'no extra reply');
-  });
+  t.test(
+    `turn end order ${completedBeforeIdle ? 'turn/completed, then idle (1 in 11 on 0.171)' : 'idle, then turn/completed (0.171, usually)'}: three messages in a row, one reply each`,
+    async (t) => {
+      const s = await setup(t, { fake: { completedBeforeIdle, reply: (text) => `answer to ${/Message #(\d+)/.exec(text)?.[1]}` } });
+      const h = s.startBridge();
+      const threadId = await s.ready();
+      const alice = await s.sender();
+      for (let i = 0; i < 3; i++) {
+        const m = (await alice.rpc.call('message/send', { to: s.agentId, body: `q${i}` })).message;
+        await waitFor(() => repliesTo(alice.rpc, m.id).length === 1, `reply ${i}`).catch((err: Error) => {
+          t.comment(`adapter log:\n${h.logs.join('\n')}`);
+          t.comment(`sent:\n${s.fake.sent.map((f) => JSON.stringify(f.msg).slice(0, 160)).join('\n')}`);
+          t.comment(`received:\n${s.fake.received.map((f) => JSON.stringify((f as { msg?: unknown }).msg ?? f).slice(0, 160)).join('\n')}`);
+          throw err;
+        });
+        t.equal(repliesTo(alice.rpc, m.id)[0]!.body, `answer to ${m.id}`);
+        t.equal(occurrences(s.fake, threadId, m.id), 1);
+      }
+      await settle(600);
+      t.equal(alice.rpc.messages().filter((x) => x.replyTo).length, 3, 'no extra reply');
+    },
+  );
 }
 
 t.test('lever turnStartedBeforeResponse: turn/started before the turn/start answer still means one turn and one reply', async (t) => {
@@ -298,7 +311,11 @@ t.test('reply threading: the final agent message goes back to the sender as a re
   t.equal(r2.threadId, root.id, 'same thread');
   t.equal(r2.replyTo, follow.id);
   const thread = await alice.rpc.call('thread/get', { id: root.id });
-  t.same(thread.messages.map((m: any) => m.id), [root.id, r1.id, follow.id, r2.id], 'the relay thread reads as a conversation');
+  t.same(
+    thread.messages.map((m: any) => m.id),
+    [root.id, r1.id, follow.id, r2.id],
+    'the relay thread reads as a conversation',
+  );
 });
 
 t.test('a failed turn is reported back to the sender, and the next message still goes through', async (t) => {
@@ -419,7 +436,7 @@ t.test('steer mode: a turn another client started is steered, and its answer goe
   t.equal(s.fake.requests('turn/start').length, 0, 'no turn/start');
 });
 
-t.test('the agentMessage item/completed went missing: the reply comes from turn/completed\'s final items', async (t) => {
+t.test("the agentMessage item/completed went missing: the reply comes from turn/completed's final items", async (t) => {
   const s = await setup(t, { fake: { reply: () => 'the final answer' } });
   s.startBridge();
   await s.ready();
@@ -428,7 +445,11 @@ t.test('the agentMessage item/completed went missing: the reply comes from turn/
   s.fake.dropNext('item/completed', 2);
   const m = (await alice.rpc.call('message/send', { to: s.agentId, body: 'q' })).message;
   await waitFor(() => repliesTo(alice.rpc, m.id).length === 1, 'the reply');
-  t.same(s.fake.dropped.map((d) => d.params.item.type), ['userMessage', 'agentMessage'], 'the lever fired');
+  t.same(
+    s.fake.dropped.map((d) => d.params.item.type),
+    ['userMessage', 'agentMessage'],
+    'the lever fired',
+  );
   t.equal(repliesTo(alice.rpc, m.id)[0]!.body, 'the final answer');
   t.equal(s.fake.requests('thread/turns/list').length, 1, 'no read for it (the one list is the reconcile on status idle)');
   await settle(300);

@@ -66,7 +66,10 @@ t.test('loadConfig: values are read, malformed ones warn naming the variable and
   t.same(c.capabilities, ['chat', 'review']);
   t.equal(c.steer, true);
   for (const name of ['CODEX_APP_SERVER_URL', 'CODEX_LIVE_POLL_INTERVAL_MS', 'CODEX_LIVE_COALESCE_WINDOW_MS', 'CODEX_LIVE_RECONNECT_MAX_MS', 'CODEX_THREAD_MODE', 'CODEX_LIVE_APPROVAL_POLICY']) {
-    t.ok(warnings.some((w) => w.startsWith(`${name}=`)), `a warning names ${name}`);
+    t.ok(
+      warnings.some((w) => w.startsWith(`${name}=`)),
+      `a warning names ${name}`,
+    );
   }
   t.equal(warnings.length, 6, warnings.join('\n'));
 });

@@ -274,7 +274,11 @@ export async function startWsProxy(t: Test, target: () => string): Promise<WsPro
 
 /** Release a held turn and wait (bounded) until it has ended. */
 export async function completeTurn(fake: FakeAppServer, threadId: string, timeoutMs = 8000): Promise<void> {
-  const r = await within(fake.completeTurn(threadId).then(() => 'done' as const), timeoutMs, 'timeout' as const);
+  const r = await within(
+    fake.completeTurn(threadId).then(() => 'done' as const),
+    timeoutMs,
+    'timeout' as const,
+  );
   if (r === 'timeout') throw new Error(`the turn of ${threadId} did not end within ${timeoutMs} ms (an approval left unanswered?)`);
 }
 

@@ -38,16 +38,25 @@ t.test('a turn end answers our delivery, or the running turn that absorbed a pha
   t.ok(d.started);
   const ended = step(s, { type: 'turnEnded', turn: { id: 'T1', status: 'completed' } });
   t.equal(ended.state.thread.kind, 'idle');
-  t.same(ended.effects.map((e) => e.kind), ['answer']);
+  t.same(
+    ended.effects.map((e) => e.kind),
+    ['answer'],
+  );
   t.same(step(s, { type: 'turnEnded', turn: { id: 'OTHER' } }).effects, [], 'a started delivery is not answered by another turn');
   const phantom = run([{ type: 'attached', active: true }, { type: 'recovered' }, { type: 'inFlight', delivery: delivery('PHANTOM') }]);
-  t.same(step(phantom, { type: 'turnEnded', turn: { id: 'RUNNING' } }).effects.map((e) => e.kind), ['answer']);
+  t.same(
+    step(phantom, { type: 'turnEnded', turn: { id: 'RUNNING' } }).effects.map((e) => e.kind),
+    ['answer'],
+  );
 });
 
 t.test('settled clears only the delivery it was handed', async (t) => {
   const older = delivery('T1');
   const newer = delivery('T2');
-  const s = run([{ type: 'inFlight', delivery: newer }, { type: 'settled', delivery: older }]);
+  const s = run([
+    { type: 'inFlight', delivery: newer },
+    { type: 'settled', delivery: older },
+  ]);
   t.equal(s.delivery, newer);
   t.ok(older.done);
   t.equal(run([{ type: 'settled', delivery: newer }], s).delivery, null);
@@ -82,7 +91,13 @@ t.test('a reconcile read that began before turn/start was answered is stale: no 
   const d = delivery(null);
   const idle = run([{ type: 'attached', active: false }, { type: 'recovered' }, { type: 'inFlight', delivery: d }]);
   const readBegan = asOf(d);
-  const started = run([{ type: 'turnStarted', turnId: 'T2' }, { type: 'started', delivery: d, turnId: 'T2' }], idle);
+  const started = run(
+    [
+      { type: 'turnStarted', turnId: 'T2' },
+      { type: 'started', delivery: d, turnId: 'T2' },
+    ],
+    idle,
+  );
   t.equal(d.turnId, 'T2');
   t.same(reconcileVerdict(started.delivery, false, [{ id: 'T1', status: 'completed' }], readBegan), { kind: 'stale' });
   t.same(reconcileVerdict(null, false, [], readBegan), { kind: 'stale' }, 'the delivery settled meanwhile');
@@ -97,7 +112,13 @@ t.test('turn/started before the turn/start answer: the delivery has started (not
   t.same(started.thread, { kind: 'busy', turnId: 'T1' });
   t.equal(reconcileVerdict(d, false, [], asOf(d)), null, 'a read missing it is not proof of a phantom');
   const late = delivery(null);
-  run([{ type: 'inFlight', delivery: late }, { type: 'started', delivery: late, turnId: 'T9' }], s);
+  run(
+    [
+      { type: 'inFlight', delivery: late },
+      { type: 'started', delivery: late, turnId: 'T9' },
+    ],
+    s,
+  );
   t.notOk(late.started, 'an id no turn/started named stays unstarted');
 });
 
@@ -113,10 +134,16 @@ t.test('steer: no coalesce window while busy with no known turn id (it re-armed 
 
 t.test('recovery: an adopted turn that already ended does not leave the thread busy', async (t) => {
   const d = delivery(null);
-  const s = run([{ type: 'attached', active: false }, { type: 'inFlight', delivery: d }]);
+  const s = run([
+    { type: 'attached', active: false },
+    { type: 'inFlight', delivery: d },
+  ]);
   // Its turn/completed arrived while recovery awaited the relay: answered, thread idle.
   const ended = step(s, { type: 'turnEnded', turn: { id: 'T1', status: 'completed' } });
-  t.same(ended.effects.map((e) => e.kind), ['answer']);
+  t.same(
+    ended.effects.map((e) => e.kind),
+    ['answer'],
+  );
   const answered = run([{ type: 'settled', delivery: d }], ended.state);
   // The read recovery made before it said "running": stale now.
   const adopted = run([{ type: 'adopted', delivery: d, turnId: 'T1', running: true }], answered);
@@ -132,7 +159,10 @@ t.test('0.171 order: status idle before turn/completed answers once, with the tu
   t.equal(idle.state.thread.kind, 'idle');
   t.equal(reconcileVerdict(d, false, [{ id: 'T1', status: 'inProgress' }], asOf(d)), null, 'a read still showing the turn running answers nothing');
   const ended = step(idle.state, { type: 'turnEnded', turn: { id: 'T1', status: 'completed' } });
-  t.same(ended.effects.map((e) => e.kind), ['answer']);
+  t.same(
+    ended.effects.map((e) => e.kind),
+    ['answer'],
+  );
   const after = run([{ type: 'settled', delivery: d }], ended.state);
   t.same(step(after, { type: 'turnEnded', turn: { id: 'T1', status: 'completed' } }).effects, [], 'a second look at the same end answers nothing');
   t.equal(reconcileVerdict(after.delivery, false, [{ id: 'T1', status: 'completed' }], asOf(after.delivery)), null, 'nor does the reconcile');
@@ -142,12 +172,26 @@ t.test('0.171 busy turn/start: the answer is the running turn id; its end answer
   const idle = run([{ type: 'attached', active: false }, { type: 'recovered' }]);
   // A person's turn started between our look and our turn/start; the answer names it.
   const d = delivery(null);
-  const s = run([{ type: 'inFlight', delivery: d }, { type: 'turnStarted', turnId: 'RUNNING' }], idle);
+  const s = run(
+    [
+      { type: 'inFlight', delivery: d },
+      { type: 'turnStarted', turnId: 'RUNNING' },
+    ],
+    idle,
+  );
   const started = run([{ type: 'started', delivery: d, turnId: 'RUNNING' }], s);
   t.same(started.thread, { kind: 'busy', turnId: 'RUNNING' });
   const ended = step(started, { type: 'turnEnded', turn: { id: 'RUNNING', status: 'completed' } });
-  t.same(ended.effects.map((e) => e.kind), ['answer'], 'the running turn carried our text: its end is our answer');
-  t.same(reconcileVerdict(d, false, [{ id: 'RUNNING', status: 'completed' }], asOf(d)), { kind: 'ended', turn: { id: 'RUNNING', status: 'completed' } }, 'a reconcile finds it too (complete() answers once)');
+  t.same(
+    ended.effects.map((e) => e.kind),
+    ['answer'],
+    'the running turn carried our text: its end is our answer',
+  );
+  t.same(
+    reconcileVerdict(d, false, [{ id: 'RUNNING', status: 'completed' }], asOf(d)),
+    { kind: 'ended', turn: { id: 'RUNNING', status: 'completed' } },
+    'a reconcile finds it too (complete() answers once)',
+  );
 });
 
 t.test('a late turn/completed of a turn a reconcile already answered answers nothing and idles nothing', async (t) => {
@@ -155,9 +199,19 @@ t.test('a late turn/completed of a turn a reconcile already answered answers not
   const s = run([{ type: 'attached', active: false }, { type: 'recovered' }, { type: 'inFlight', delivery: d1 }, { type: 'turnStarted', turnId: 'T1' }, { type: 'statusChanged', active: false }]);
   const answered = run([{ type: 'settled', delivery: d1 }], s); // the reconcile found T1 ended
   const d2 = delivery(null);
-  const next = run([{ type: 'inFlight', delivery: d2 }, { type: 'started', delivery: d2, turnId: 'T2' }], answered);
+  const next = run(
+    [
+      { type: 'inFlight', delivery: d2 },
+      { type: 'started', delivery: d2, turnId: 'T2' },
+    ],
+    answered,
+  );
   const late = step(next, { type: 'turnEnded', turn: { id: 'T1', status: 'completed' } });
   t.same(late.effects, [], 'the next delivery (not started yet) is not answered with turn 1');
   t.equal(late.state.thread.kind, 'busy', 'and its thread stays busy');
-  t.same(step(next, { type: 'turnEnded', turn: { id: 'T2', status: 'completed' } }).effects.map((e) => e.kind), ['answer'], 'its own end answers it');
+  t.same(
+    step(next, { type: 'turnEnded', turn: { id: 'T2', status: 'completed' } }).effects.map((e) => e.kind),
+    ['answer'],
+    'its own end answers it',
+  );
 });

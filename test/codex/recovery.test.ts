@@ -34,7 +34,10 @@ t.test('app-server dropped mid-turn: reconnect, re-initialize, resume; nothing l
   const conn = s.fake.connectionInfo().find((c) => c.open)!;
   t.ok(conn.initialized && conn.initializedNotified, 'the new socket did the handshake');
   t.equal(s.fake.requests('thread/resume').filter((r) => r.conn === conn.id && r.msg.params.threadId === threadId).length, 1, 'resumed its thread on the new socket');
-  t.notOk(s.fake.sent.some((f) => f.msg?.error?.message === 'Not initialized'), 'never "Not initialized"');
+  t.notOk(
+    s.fake.sent.some((f) => f.msg?.error?.message === 'Not initialized'),
+    'never "Not initialized"',
+  );
   const m3 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'three' })).message;
   await waitFor(async () => DELIVERED.includes((await deliveryState(obs, m3.id, s.agentId))!), 'm3 queued in the adapter');
   await settle(300);
@@ -55,26 +58,33 @@ t.test('app-server dropped mid-turn: reconnect, re-initialize, resume; nothing l
 });
 
 for (const legacyReads of [false, true]) {
-  t.test(`the turn finished while the app-server was unreachable: the answer is read from the resumed thread${legacyReads ? ' (pre-0.171: no thread/turns/list, includeTurns instead)' : ''}`, async (t) => {
-    const s = await setup(t, { fake: { holdTurns: true, reply: () => 'done while you were away', legacyReads } });
-    s.startBridge();
-    const threadId = await s.ready();
-    const alice = await s.sender();
-    const m1 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'one' })).message;
-    await waitFor(() => occurrences(s.fake, threadId, m1.id) === 1, 'turn 1 running');
-    await s.fake.stop();
-    await completeTurn(s.fake, threadId); // nobody subscribed hears turn/completed
-    await s.fake.restart();
-    await waitFor(() => repliesTo(alice.rpc, m1.id).length === 1, 'the reply');
-    t.equal(repliesTo(alice.rpc, m1.id)[0]!.body, 'done while you were away');
-    const m2 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'two' })).message;
-    await waitFor(() => occurrences(s.fake, threadId, m2.id) === 1, 'the next message goes through');
-    await completeTurn(s.fake, threadId);
-    await waitFor(() => repliesTo(alice.rpc, m2.id).length === 1, 'its reply');
-    await settle(300);
-    t.equal(repliesTo(alice.rpc, m1.id).length, 1, 'answered once');
-    if (legacyReads) t.ok(s.fake.requests('thread/read').some((r) => r.msg.params.includeTurns), 'the turns came from thread/read {includeTurns}');
-  });
+  t.test(
+    `the turn finished while the app-server was unreachable: the answer is read from the resumed thread${legacyReads ? ' (pre-0.171: no thread/turns/list, includeTurns instead)' : ''}`,
+    async (t) => {
+      const s = await setup(t, { fake: { holdTurns: true, reply: () => 'done while you were away', legacyReads } });
+      s.startBridge();
+      const threadId = await s.ready();
+      const alice = await s.sender();
+      const m1 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'one' })).message;
+      await waitFor(() => occurrences(s.fake, threadId, m1.id) === 1, 'turn 1 running');
+      await s.fake.stop();
+      await completeTurn(s.fake, threadId); // nobody subscribed hears turn/completed
+      await s.fake.restart();
+      await waitFor(() => repliesTo(alice.rpc, m1.id).length === 1, 'the reply');
+      t.equal(repliesTo(alice.rpc, m1.id)[0]!.body, 'done while you were away');
+      const m2 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'two' })).message;
+      await waitFor(() => occurrences(s.fake, threadId, m2.id) === 1, 'the next message goes through');
+      await completeTurn(s.fake, threadId);
+      await waitFor(() => repliesTo(alice.rpc, m2.id).length === 1, 'its reply');
+      await settle(300);
+      t.equal(repliesTo(alice.rpc, m1.id).length, 1, 'answered once');
+      if (legacyReads)
+        t.ok(
+          s.fake.requests('thread/read').some((r) => r.msg.params.includeTurns),
+          'the turns came from thread/read {includeTurns}',
+        );
+    },
+  );
 }
 
 t.test('dropped with turn/start in flight, the server got it: recognised on resume, not sent again', async (t) => {
@@ -119,7 +129,10 @@ t.test('dropped with turn/start in flight, the server never got it: sent again a
   const m0 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'zero' })).message;
   await waitFor(() => repliesTo(alice.rpc, m0.id).length === 1, 'a first turn');
   let lost = false;
-  proxy.cutOn((msg) => msg.method === 'turn/start', () => (lost = true));
+  proxy.cutOn(
+    (msg) => msg.method === 'turn/start',
+    () => (lost = true),
+  );
   const m1 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'one' })).message;
   await waitFor(() => lost, 'turn/start lost on the way');
   t.equal(occurrences(s.fake, threadId, m1.id), 0, 'the server never saw it');
@@ -249,14 +262,21 @@ t.test('relay restarted: the adapter re-registers with the same id and token; la
   const alice2 = await connectAgent(t, relay2.wsUrl, { id: 'alice', agentToken: alice.token, since: m1.id });
   const early = (await alice2.rpc.call('message/send', { to: s.agentId, body: 'while you reconnect' })).message;
   const obs = await WsRpc.connect(t, relay2.wsUrl);
-  await waitFor(async () => {
-    const a = await agentRecord(obs, s.agentId);
-    return a?.connected === true && a.ready === true;
-  }, 'the adapter back on the relay and ready', 15_000);
+  await waitFor(
+    async () => {
+      const a = await agentRecord(obs, s.agentId);
+      return a?.connected === true && a.ready === true;
+    },
+    'the adapter back on the relay and ready',
+    15_000,
+  );
   t.equal(readState(s.statePath).agentToken, token, 'same agent token kept');
   // The stored token still opens the agent's inbox on the restarted relay (a read, not a takeover).
   const inbox = await new RelayHttpClient({ url: relay2.url }).inbox({ agentId: s.agentId, agentToken: token });
-  t.ok(inbox.messages.some((m) => m.id === m1.id), 'the stored token is the agent’s token on the restarted relay');
+  t.ok(
+    inbox.messages.some((m) => m.id === m1.id),
+    'the stored token is the agent’s token on the restarted relay',
+  );
   await waitFor(() => repliesTo(alice2.rpc, m1.id).length === 1, 'the reply to m1, sent once the relay came back', 15_000);
   await waitFor(() => occurrences(s.fake, threadId, early.id) === 1, 'the message sent during the reconnect', 15_000);
   await completeTurn(s.fake, threadId);
@@ -273,7 +293,11 @@ t.test('relay restarted: the adapter re-registers with the same id and token; la
   for (const m of [m1, early, ...later]) t.equal(occurrences(s.fake, threadId, m.id), 1, `#${m.id} delivered once`);
   for (const m of [m1, early, ...later]) t.equal(repliesTo(alice2.rpc, m.id).length, 1, `#${m.id} answered once`);
   const agents = (await obs.call('agent/list', {})).agents.filter((a: any) => a.client === 'codex-live');
-  t.same(agents.map((a: any) => a.id), [s.agentId], 'one codex agent, the same id');
+  t.same(
+    agents.map((a: any) => a.id),
+    [s.agentId],
+    'one codex agent, the same id',
+  );
 });
 
 t.test('the app-server unloads the thread (thread/closed) while connected: the adapter re-attaches and delivers', async (t) => {
@@ -288,7 +312,10 @@ t.test('the app-server unloads the thread (thread/closed) while connected: the a
   await waitFor(() => repliesTo(alice.rpc, m1.id).length === 1, 'delivered into the re-loaded thread');
   t.equal(occurrences(s.fake, threadId, m1.id), 1);
   t.equal(s.fake.requests('thread/start').length, 1, 'the same thread, resumed');
-  t.notOk(s.fake.sent.some((f) => /not loaded/.test(f.msg?.error?.message ?? '')), 'never tried turn/start on the unloaded thread');
+  t.notOk(
+    s.fake.sent.some((f) => /not loaded/.test(f.msg?.error?.message ?? '')),
+    'never tried turn/start on the unloaded thread',
+  );
 });
 
 /** The adapter attached, one message sent, its turn held running. */
@@ -309,7 +336,10 @@ t.test('a new app-server process (running turn lost): the message goes out again
   await waitFor(() => repliesTo(alice.rpc, m1.id).length === 1, 'the reply');
   t.match(repliesTo(alice.rpc, m1.id)[0]!.body, /^echo: /, 'answered by the new turn, not "(Codex turn interrupted)"');
   t.equal(occurrences(s.fake, threadId, m1.id), 2, 'delivered again once');
-  t.match(s.fake.thread(threadId).turns.map((x: any) => x.status), ['interrupted', 'completed']);
+  t.match(
+    s.fake.thread(threadId).turns.map((x: any) => x.status),
+    ['interrupted', 'completed'],
+  );
   await settle(300);
   t.equal(repliesTo(alice.rpc, m1.id).length, 1, 'one reply');
   const m2 = (await alice.rpc.call('message/send', { to: s.agentId, body: 'again' })).message;

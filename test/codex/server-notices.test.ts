@@ -40,13 +40,19 @@ t.test('an app-server older than the tested version draws a warning at the hands
   const b = old.startBridge();
   await old.ready();
   t.ok(b.logs.includes(`info: Codex app-server 0.150.0 (userAgent agent_relay_codex/0.150.0 (Fake 1.0; x86_64) unknown (agent_relay_codex; 0.1.0))`), 'the version logged');
-  t.ok(b.logs.some((l) => l.startsWith(`warn: Codex app-server 0.150.0 is older than ${TESTED_CODEX_VERSION}`)), 'and the warning');
+  t.ok(
+    b.logs.some((l) => l.startsWith(`warn: Codex app-server 0.150.0 is older than ${TESTED_CODEX_VERSION}`)),
+    'and the warning',
+  );
   const current = await setup(t);
   const c = current.startBridge();
   await current.ready();
   await settle(100);
   t.ok(c.logs.some((l) => l.startsWith(`info: Codex app-server ${TESTED_CODEX_VERSION} `)));
-  t.notOk(c.logs.some((l) => l.includes('is older than')), 'no warning for the tested version');
+  t.notOk(
+    c.logs.some((l) => l.includes('is older than')),
+    'no warning for the tested version',
+  );
 });
 
 t.test('TESTED_CODEX_VERSION is the @openai/codex the real-binary tests pin', async (t) => {

@@ -72,7 +72,10 @@ t.test('resume: the thread id the SessionStart hook script handed over', async (
   s.startBridge({ CODEX_THREAD_MODE: 'resume' });
   t.equal(await s.ready(), id, 'attached to the handed-over thread');
   t.equal(s.fake.requests('thread/start').length, 0);
-  t.same(s.fake.requests('thread/resume').map((r) => r.msg.params.threadId), [id]);
+  t.same(
+    s.fake.requests('thread/resume').map((r) => r.msg.params.threadId),
+    [id],
+  );
 });
 
 t.test('resume: a loaded thread that never ran a turn ("no rollout found") is used unsubscribed, then resumed after its first turn', async (t) => {
@@ -82,7 +85,10 @@ t.test('resume: a loaded thread that never ran a turn ("no rollout found") is us
   const obs = await s.observer();
   await waitFor(async () => (await agentRecord(obs, s.agentId))?.ready === true, 'ready');
   t.equal(s.fake.requests('thread/start').length, 0, 'no thread of its own');
-  t.ok(b.logs.some((l) => l.includes(`thread ${fresh} is loaded (idle) but never ran a turn`) && l.includes('using it unsubscribed')), 'the reason is logged');
+  t.ok(
+    b.logs.some((l) => l.includes(`thread ${fresh} is loaded (idle) but never ran a turn`) && l.includes('using it unsubscribed')),
+    'the reason is logged',
+  );
   const alice = await s.sender();
   const m = (await alice.rpc.call('message/send', { to: s.agentId, body: 'first words' })).message;
   await waitFor(() => repliesTo(alice.rpc, m.id).length === 1, 'the reply, read from the thread');
@@ -109,7 +115,10 @@ t.test('resume: the empty thread answers -32601 "list_turns is not supported yet
   const m = (await alice.rpc.call('message/send', { to: s.agentId, body: 'hi' })).message;
   await waitFor(() => repliesTo(alice.rpc, m.id).length === 1, 'the reply');
   t.equal(occurrences(s.fake, fresh, m.id), 1);
-  t.notOk(b.logs.some((l) => /reconcile failed/.test(l)), 'reconciles took the refusal as "no turns"');
+  t.notOk(
+    b.logs.some((l) => /reconcile failed/.test(l)),
+    'reconciles took the refusal as "no turns"',
+  );
 });
 
 t.test('resume: an id the app-server does not know falls back to starting a thread, saying so', async (t) => {
@@ -118,8 +127,15 @@ t.test('resume: an id the app-server does not know falls back to starting a thre
   const b = s.startBridge({ CODEX_THREAD_MODE: 'resume', CODEX_THREAD_ID: unknown });
   const threadId = await s.ready();
   t.not(threadId, unknown);
-  t.same(s.fake.requests('thread/start').map((r) => r.msg.params.cwd), [s.cwd], 'one thread/start with our cwd');
-  t.ok(b.logs.some((l) => l.includes(`CODEX_THREAD_MODE=resume: thread ${unknown} is unknown to this app-server`) && l.includes('starting a thread instead')), 'the fallback and its reason are logged');
+  t.same(
+    s.fake.requests('thread/start').map((r) => r.msg.params.cwd),
+    [s.cwd],
+    'one thread/start with our cwd',
+  );
+  t.ok(
+    b.logs.some((l) => l.includes(`CODEX_THREAD_MODE=resume: thread ${unknown} is unknown to this app-server`) && l.includes('starting a thread instead')),
+    'the fallback and its reason are logged',
+  );
 });
 
 t.test('auto: the loaded thread of our cwd that never ran a turn is used (unsubscribed), not a new one', async (t) => {
@@ -153,7 +169,10 @@ t.test('resume: a thread held by another writer stops the adapter with a clear e
   const obs = await s.observer();
   const agent = await agentRecord(obs, s.agentId);
   t.equal(agent?.ready, false, 'never reported ready');
-  t.ok(b.logs.some((l) => l.startsWith('error:') && /active writer/.test(l)), 'logged as an error');
+  t.ok(
+    b.logs.some((l) => l.startsWith('error:') && /active writer/.test(l)),
+    'logged as an error',
+  );
 });
 
 t.test('auto: attaches to the newest loaded thread of our cwd, never an unrelated or unloaded one', async (t) => {
@@ -186,9 +205,16 @@ t.test('auto: with only unrelated loaded threads, starts its own', async (t) => 
   const threadId = await s.ready();
   t.not(threadId, unrelated);
   t.not(threadId, parent);
-  t.same(s.fake.requests('thread/start').map((r) => r.msg.params.cwd), [s.cwd], 'started one for our cwd');
+  t.same(
+    s.fake.requests('thread/start').map((r) => r.msg.params.cwd),
+    [s.cwd],
+    'started one for our cwd',
+  );
   t.equal(s.fake.requests('thread/resume').length, 0, 'resumed nothing');
-  t.ok(b.logs.some((l) => l === `info: CODEX_THREAD_MODE=auto: no loaded thread of ${s.cwd} on this app-server; starting a thread`), 'the fallback is logged');
+  t.ok(
+    b.logs.some((l) => l === `info: CODEX_THREAD_MODE=auto: no loaded thread of ${s.cwd} on this app-server; starting a thread`),
+    'the fallback is logged',
+  );
 });
 
 t.test('the daemon process (bin/codex-relay.js) exits 1 on an active writer, saying why, instead of looping', async (t) => {

@@ -71,8 +71,7 @@ function live(page: Page): Promise<void> {
 }
 
 const agentRow = (page: Page, id: string): Locator => page.locator(`li.agent[data-agent-id="${id}"]`);
-const taskCard = (page: Page, id: number, status?: string): Locator =>
-  page.locator(`${status ? `.column[data-status="${status}"] ` : ''}li.task[data-task-id="${id}"]`);
+const taskCard = (page: Page, id: number, status?: string): Locator => page.locator(`${status ? `.column[data-status="${status}"] ` : ''}li.task[data-task-id="${id}"]`);
 const messageRow = (page: Page, id: number): Locator => page.locator(`li.message[data-message-id="${id}"]`);
 const progressOf = (card: Locator, value: number): Locator => card.locator(`[role="progressbar"][aria-valuenow="${value}"]`);
 
@@ -235,7 +234,15 @@ t.test('a task created over HTTP appears, is claimed from the page, and the boar
     await progressOf(taskCard(page, id, 'in_progress'), value).waitFor();
   }
   t.pass('board progress bar followed 40 → 70 set from the page');
-  t.match((await taskGet(worker.rpc, id)).events.map((e) => [e.kind, e.data.progress ?? null]), [['task.created', null], ['task.claimed', null], ['task.updated', 40], ['task.updated', 70]]);
+  t.match(
+    (await taskGet(worker.rpc, id)).events.map((e) => [e.kind, e.data.progress ?? null]),
+    [
+      ['task.created', null],
+      ['task.claimed', null],
+      ['task.updated', 40],
+      ['task.updated', 70],
+    ],
+  );
   await drawer.getByRole('button', { name: 'Done', exact: true }).click();
   await progressOf(taskCard(page, id, 'done'), 100).waitFor();
   await drawer.getByRole('button', { name: 'Close task' }).click();
@@ -274,13 +281,36 @@ t.test('a Codex approval is answered from the page: Accept ends the task done wi
       body: `${body}\n\n${answerLine(DECISIONS)}`,
       target: 'broadcast',
       dedupeKey: `codex-approval:thread-1:${n}`,
-      meta: { kind: APPROVAL_TASK_KIND, method: 'item/commandExecution/requestApproval', requestId: String(n), threadId: 'thread-1', turnId: 'turn-1', command, cwd: '/src/app', reason: null, choices: [...DECISIONS], agentId: 'codex-alpha' },
+      meta: {
+        kind: APPROVAL_TASK_KIND,
+        method: 'item/commandExecution/requestApproval',
+        requestId: String(n),
+        threadId: 'thread-1',
+        turnId: 'turn-1',
+        command,
+        cwd: '/src/app',
+        reason: null,
+        choices: [...DECISIONS],
+        agentId: 'codex-alpha',
+      },
     });
     return r.task.id as number;
   };
   const ids = { accept: await approval(1, 'npm test'), decline: await approval(2, 'rm -rf build'), cancel: await approval(3, 'git push') };
   // As 0.171.0 asks: the shell string, the plain command in commandActions, and three choices.
-  const real = { id: 4, method: 'item/commandExecution/requestApproval', params: { threadId: 'thread-1', turnId: 'turn-2', itemId: 'call_4', command: "/bin/bash -lc 'touch x'", cwd: '/src/app', commandActions: [{ type: 'unknown', command: 'touch x' }], availableDecisions: ['accept', { acceptWithExecpolicyAmendment: { execpolicy_amendment: ['touch', 'x'] } }, 'cancel'] } };
+  const real = {
+    id: 4,
+    method: 'item/commandExecution/requestApproval',
+    params: {
+      threadId: 'thread-1',
+      turnId: 'turn-2',
+      itemId: 'call_4',
+      command: "/bin/bash -lc 'touch x'",
+      cwd: '/src/app',
+      commandActions: [{ type: 'unknown', command: 'touch x' }],
+      availableDecisions: ['accept', { acceptWithExecpolicyAmendment: { execpolicy_amendment: ['touch', 'x'] } }, 'cancel'],
+    },
+  };
   const described = describeApproval(real);
   const amended = (
     await codex.rpc.call('task/create', {
@@ -385,7 +415,11 @@ t.test('after a relay restart the page reconnects and catches up without a reloa
   t.same(states, ['live', 'reconnecting', 'live'], 'badge went live → reconnecting → live');
   t.same(pageErrors, [], 'no uncaught error');
   // The only console errors are Chromium's own reports of refused WebSocket attempts.
-  t.same(consoleErrors.filter((e) => !/WebSocket connection to .* failed/.test(e)), [], 'no console error other than refused reconnect attempts');
+  t.same(
+    consoleErrors.filter((e) => !/WebSocket connection to .* failed/.test(e)),
+    [],
+    'no console error other than refused reconnect attempts',
+  );
 });
 
 t.test('with a relay token the page asks for it, refuses a wrong one and connects with the right one', async (t) => {
@@ -481,7 +515,10 @@ t.test('1,000 messages: only a window of rows is in the DOM, and scrolling reach
   }
   ids.sort((a, b) => a - b);
   const [oldest, newest] = [ids[0]!, ids.at(-1)!];
-  await page.locator('#messages-h .count').filter({ hasText: /^1000$/ }).waitFor();
+  await page
+    .locator('#messages-h .count')
+    .filter({ hasText: /^1000$/ })
+    .waitFor();
   const scroller = page.locator('.messages-panel .scroller');
 
   // Stuck to the bottom while they arrived: the newest is rendered and in view.

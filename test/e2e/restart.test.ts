@@ -17,7 +17,16 @@ async function allMessages(rpc: WsRpc): Promise<Array<Record<string, any>>> {
 
 const agentFacts = (agents: Array<Record<string, any>>) =>
   agents.map(({ id, label, tags, capabilities, channels, status, system, ready, registeredAt, meta }) => ({
-    id, label, tags, capabilities, channels, status, system, ready, registeredAt, meta,
+    id,
+    label,
+    tags,
+    capabilities,
+    channels,
+    status,
+    system,
+    ready,
+    registeredAt,
+    meta,
   }));
 
 async function restartBetweenSendAndReconnect(t: Test, how: 'SIGTERM' | 'SIGKILL'): Promise<void> {
@@ -56,7 +65,10 @@ async function restartBetweenSendAndReconnect(t: Test, how: 'SIGTERM' | 'SIGKILL
     task: await a.rpc.call('task/get', { id: created.id }),
     events: (await a.rpc.call('event/list', { limit: 1000 })).events as Array<Record<string, any>>,
   };
-  t.same(before.agents.map((x) => x.id), ['alice', 'bob']);
+  t.same(
+    before.agents.map((x) => x.id),
+    ['alice', 'bob'],
+  );
   t.equal(before.task.task.status, 'in_progress');
   t.ok(before.events.length >= 5, 'events were recorded before the restart');
 
@@ -92,12 +104,29 @@ async function restartBetweenSendAndReconnect(t: Test, how: 'SIGTERM' | 'SIGKILL
 
   const got = b2.messages();
   t.equal(got.length, 21, 'every missed message arrives exactly once, then the live one');
-  t.same(got.slice(0, 20).map((m) => m.body), Array.from({ length: 20 }, (_, i) => String(i)), 'bodies 0..19 in order');
-  t.same(got.slice(0, 20).map((m) => m.id), sent.map((m) => m.id), 'the missed messages keep their ids');
-  t.ok(got.every((m, i) => i === 0 || m.id > got[i - 1]!.id), 'ids strictly increase');
-  t.ok(got.every((m) => m.id > bobCursor), 'nothing at or below the cursor is pushed again');
+  t.same(
+    got.slice(0, 20).map((m) => m.body),
+    Array.from({ length: 20 }, (_, i) => String(i)),
+    'bodies 0..19 in order',
+  );
+  t.same(
+    got.slice(0, 20).map((m) => m.id),
+    sent.map((m) => m.id),
+    'the missed messages keep their ids',
+  );
+  t.ok(
+    got.every((m, i) => i === 0 || m.id > got[i - 1]!.id),
+    'ids strictly increase',
+  );
+  t.ok(
+    got.every((m) => m.id > bobCursor),
+    'nothing at or below the cursor is pushed again',
+  );
   t.equal(got.at(-1)!.id, live.id, 'the live message arrives last');
-  t.ok(got.slice(0, 20).every((m) => m.from === 'alice' && m.to === 'bob'), 'sender and target survived');
+  t.ok(
+    got.slice(0, 20).every((m) => m.from === 'alice' && m.to === 'bob'),
+    'sender and target survived',
+  );
 
   // Durable state is back.
   const after = {
@@ -108,7 +137,10 @@ async function restartBetweenSendAndReconnect(t: Test, how: 'SIGTERM' | 'SIGKILL
   };
   t.same(after.agents, before.agents, 'agents are back (labels, tags, capabilities, meta, status)');
   t.same(after.thread, before.thread, 'the thread is back');
-  t.same(after.thread.messages.map((m: any) => m.id), [root.id, reply.id]);
+  t.same(
+    after.thread.messages.map((m: any) => m.id),
+    [root.id, reply.id],
+  );
   t.same(after.task, before.task, 'the task and its events are back');
   t.equal(after.task.task.claimedBy, 'bob', 'a restart shorter than STALE_TTL_MS releases nothing');
   t.same(after.events.slice(0, before.events.length), before.events, 'every event recorded before the restart is back, in order');
@@ -117,8 +149,15 @@ async function restartBetweenSendAndReconnect(t: Test, how: 'SIGTERM' | 'SIGKILL
   const unread = (await b2.call('message/list', { unread: true, limit: 1000 })).messages.map((m: any) => m.id);
   t.ok(inbox.includes(root.id), 'the root is still in bob’s inbox');
   t.notOk(unread.includes(root.id), 'bob’s read marker on the root survived');
-  t.same(unread, inbox.filter((id: number) => id !== root.id), 'everything else is still unread');
-  t.ok(sent.every((m) => unread.includes(m.id)), 'the missed messages are unread (pushed is not read)');
+  t.same(
+    unread,
+    inbox.filter((id: number) => id !== root.id),
+    'everything else is still unread',
+  );
+  t.ok(
+    sent.every((m) => unread.includes(m.id)),
+    'the missed messages are unread (pushed is not read)',
+  );
 
   // Bob's claim token from before the restart is still current.
   const done = await b2.call('task/update', { id: created.id, claimToken: claim.claimToken, status: 'done' });
@@ -172,7 +211,10 @@ t.test('SIGTERM is graceful: exit 0, and every acknowledged in-flight send is th
   t.ok(stopping, 'SIGTERM was sent while sends were flowing');
   t.equal(await stopping, 0, 'the relay exits with code 0');
   t.ok(acked.size >= 30, `sends were acknowledged (${acked.size})`);
-  t.ok(refused.every((r) => r.code === -32008), 'a send refused during shutdown is refused as -32008 (nothing written)');
+  t.ok(
+    refused.every((r) => r.code === -32008),
+    'a send refused during shutdown is refused as -32008 (nothing written)',
+  );
   t.comment(`sent ${n}: acked ${acked.size} (${ackedAfterSignal} after SIGTERM), refused ${refused.length}, unanswered ${unanswered}`);
 
   const r2 = await spawnRelay(t, { dbPath });
@@ -182,9 +224,20 @@ t.test('SIGTERM is graceful: exit 0, and every acknowledged in-flight send is th
   const missing = [...acked].filter(([id, body]) => byId.get(id) !== body);
   t.same(missing, [], 'every acknowledged send is present after restart, with its body');
   const bodies = new Set(byId.values());
-  t.same(refused.filter((r) => bodies.has(r.body)), [], 'no refused send was written');
+  t.same(
+    refused.filter((r) => bodies.has(r.body)),
+    [],
+    'no refused send was written',
+  );
   // Graceful means in-flight calls are answered before sockets close: a send cut off without an
   // answer was never dispatched, so it was not written (a client may resend it without duplicating).
-  t.same(unansweredBodies.filter((b) => bodies.has(b)), [], 'no send that went unanswered was written');
-  t.ok(stored.every((m, i) => i === 0 || m.id > stored[i - 1]!.id), 'stored ids strictly increase');
+  t.same(
+    unansweredBodies.filter((b) => bodies.has(b)),
+    [],
+    'no send that went unanswered was written',
+  );
+  t.ok(
+    stored.every((m, i) => i === 0 || m.id > stored[i - 1]!.id),
+    'stored ids strictly increase',
+  );
 });

@@ -27,12 +27,14 @@ class Raw {
   readonly closed: Promise<void>;
 
   private constructor(readonly ws: WebSocket) {
-    this.closed = new Promise((resolve) => ws.on('close', () => {
-      for (const p of this.pending.values()) p.reject(new Error('closed'));
-      this.pending.clear();
-      this.wake();
-      resolve();
-    }));
+    this.closed = new Promise((resolve) =>
+      ws.on('close', () => {
+        for (const p of this.pending.values()) p.reject(new Error('closed'));
+        this.pending.clear();
+        this.wake();
+        resolve();
+      }),
+    );
     ws.on('message', (data) => {
       const text = data.toString();
       this.texts.push(text);
@@ -198,7 +200,10 @@ t.test('framing and handshake: Not initialized, Already initialized, jsonrpc tol
   // Run a turn so plenty of notifications flowed, then check no frame ever carried jsonrpc.
   await threadWithTurn(c);
   t.ok(c.texts.length > 10);
-  t.notOk(c.texts.some((s) => s.includes('"jsonrpc"')), 'the server never sends "jsonrpc"');
+  t.notOk(
+    c.texts.some((s) => s.includes('"jsonrpc"')),
+    'the server never sends "jsonrpc"',
+  );
   t.notOk(fake.sent.some((s) => 'jsonrpc' in s.msg));
 });
 
@@ -278,9 +283,16 @@ t.test('a scripted turn emits the real notification order and the agent text', a
   t.equal(deltas[0].itemId, p[4].item.id);
   t.same(p[8].item, { type: 'agentMessage', id: p[4].item.id, text: 'reply to hello there' });
   t.same(p[9], { threadId: thread.id, status: { type: 'idle' } });
-  t.same(p[10], { threadId: thread.id, turn: { id: r.turn.id, items: [p[8].item], itemsView: 'summary', status: 'completed', error: null, startedAt: p[10].turn.startedAt, completedAt: p[10].turn.completedAt } }, 'turn/completed carries the final agentMessage');
+  t.same(
+    p[10],
+    { threadId: thread.id, turn: { id: r.turn.id, items: [p[8].item], itemsView: 'summary', status: 'completed', error: null, startedAt: p[10].turn.startedAt, completedAt: p[10].turn.completedAt } },
+    'turn/completed carries the final agentMessage',
+  );
   t.type(p[10].turn.completedAt, 'number');
-  t.ok(frames.slice(1).every((f) => typeof f.emittedAtMs === 'number'), 'every notification carries emittedAtMs');
+  t.ok(
+    frames.slice(1).every((f) => typeof f.emittedAtMs === 'number'),
+    'every notification carries emittedAtMs',
+  );
 
   const noticesBefore = c.of('deprecationNotice').length;
   const read = await c.call('thread/read', { threadId: thread.id, includeTurns: true });
@@ -344,7 +356,10 @@ t.test('lever phantomWhenBusy (pre-0.171): turn/start while busy answers a phant
   await c.until(() => c.of('turn/completed').length === 1, 'turn/completed');
   t.equal(c.of('turn/completed')[0].turn.id, first.turn.id);
   t.equal(c.of('turn/started').length, 1, 'the phantom never starts');
-  t.notOk(c.texts.slice(1).some((s) => s.includes(second.turn.id) && !s.includes('"result"')), 'the phantom id appears in no notification');
+  t.notOk(
+    c.texts.slice(1).some((s) => s.includes(second.turn.id) && !s.includes('"result"')),
+    'the phantom id appears in no notification',
+  );
   t.equal(c.of('item/completed').find((n) => n.item.type === 'agentMessage').item.text, 'echo: one\ntwo');
   t.same(fake.turnInputs(thread.id), ['one', 'two']);
   t.same(fake.thread(thread.id).turns.length, 1, 'one turn, not two');
@@ -363,7 +378,10 @@ t.test('turn/steer: errors, then steering the running turn', async (t) => {
   t.same(await c.call('turn/steer', { threadId: thread.id, input: text('more'), expectedTurnId: turn.id }), { turnId: turn.id });
   await fake.completeTurn(thread.id);
   t.same(fake.turnInputs(thread.id), ['base', 'more']);
-  t.same(fake.inputs.map((i) => i.via), ['start', 'steer']);
+  t.same(
+    fake.inputs.map((i) => i.via),
+    ['start', 'steer'],
+  );
   await c.until(() => c.of('turn/completed').length === 1, 'turn/completed');
   t.equal(c.of('item/completed').find((n) => n.item.type === 'agentMessage').item.text, 'echo: base\nmore');
 });
@@ -381,7 +399,11 @@ t.test('turn/interrupt answers {} then turn/completed interrupted', async (t) =>
   await c.until(() => c.of('turn/completed').length === 1, 'turn/completed');
   t.match(await handle, { cleared: true, requestId: handle.requestId });
   await c.until(() => c.of('serverRequest/resolved').length === 1, 'serverRequest/resolved');
-  t.same(c.methods((m) => m === 'serverRequest/resolved' || m === 'turn/completed').slice(-2), ['turn/completed', 'serverRequest/resolved'], 'the pending request is resolved after turn/completed, as 0.171.0 does');
+  t.same(
+    c.methods((m) => m === 'serverRequest/resolved' || m === 'turn/completed').slice(-2),
+    ['turn/completed', 'serverRequest/resolved'],
+    'the pending request is resolved after turn/completed, as 0.171.0 does',
+  );
   t.same(fake.pendingRequests(), []);
   t.ok(c.frames.slice(before).findIndex((f) => f.method === 'turn/completed') > c.frames.slice(before).findIndex((f) => f.result), 'the answer precedes turn/completed');
   t.match(c.of('turn/completed')[0], { threadId: thread.id, turn: { id: turn.id, status: 'interrupted' } });
@@ -402,7 +424,15 @@ t.test('threads live in server scope: drop, reconnect, resume with turns; resume
   const before = b.frames.length;
   const r = await b.call('thread/resume', { threadId });
   t.match(r, { model: 'gpt-5.1-codex', cwd: '/home/dev/p', sandbox: { type: 'workspaceWrite' } });
-  t.match(r.thread.turns, [{ status: 'completed', items: [{ type: 'userMessage', content: [{ text: 'remember me' }] }, { type: 'agentMessage', text: 'echo: remember me' }] }]);
+  t.match(r.thread.turns, [
+    {
+      status: 'completed',
+      items: [
+        { type: 'userMessage', content: [{ text: 'remember me' }] },
+        { type: 'agentMessage', text: 'echo: remember me' },
+      ],
+    },
+  ]);
   await new Promise((resolve) => setTimeout(resolve, 20));
   t.equal(b.frames.length, before + 2, 'resume with turns sends one deprecationNotice, nothing else');
   t.match(b.frames.at(-1), { method: 'deprecationNotice', params: { summary: /excludeTurns: true/ } });
@@ -453,7 +483,11 @@ t.test('approvals: sent to every subscriber in the 0.171 shape, an error answer 
   t.same(b.requests()[0], req, 'same request, same id, to both');
   t.equal(req.id, handle.requestId);
   t.equal(req.method, 'item/commandExecution/requestApproval');
-  t.same(Object.keys(req.params), ['kind', 'threadId', 'turnId', 'itemId', 'startedAtMs', 'environmentId', 'command', 'cwd', 'reason', 'commandActions', 'proposedExecpolicyAmendment', 'availableDecisions'], '0.171.0 keys, in order');
+  t.same(
+    Object.keys(req.params),
+    ['kind', 'threadId', 'turnId', 'itemId', 'startedAtMs', 'environmentId', 'command', 'cwd', 'reason', 'commandActions', 'proposedExecpolicyAmendment', 'availableDecisions'],
+    '0.171.0 keys, in order',
+  );
   t.match(req.params, {
     kind: 'command',
     threadId,
@@ -489,7 +523,10 @@ t.test('approvals: sent to every subscriber in the 0.171 shape, an error answer 
     t.same(c.of('serverRequest/resolved'), [{ threadId, requestId: req.id }]);
     const names = c.methods((m) => m === 'serverRequest/resolved' || m === 'item/completed' || m === 'turn/completed').slice(-4);
     t.same(names.slice(0, 2), ['serverRequest/resolved', 'item/completed']);
-    t.match(c.of('item/completed').find((n) => n.item.type === 'commandExecution'), { item: { id: req.params.itemId, status: 'completed' } });
+    t.match(
+      c.of('item/completed').find((n) => n.item.type === 'commandExecution'),
+      { item: { id: req.params.itemId, status: 'completed' } },
+    );
   }
   await fake.waitFor(() => fake.invalidAnswers.length === 2, 2000, 'late answer recorded');
   t.match(fake.invalidAnswers[1], { reason: 'no pending server request with this id' });
@@ -556,7 +593,10 @@ t.test('resuming a running thread replays pending approvals with their original 
   t.match(await handle, { decision: 'decline' });
   await fake.completeTurn(threadId);
   await b.until(() => b.of('turn/completed').length === 1, 'turn/completed');
-  t.match(b.of('item/completed').find((n) => n.item.type === 'fileChange'), { item: { status: 'declined' } });
+  t.match(
+    b.of('item/completed').find((n) => n.item.type === 'fileChange'),
+    { item: { status: 'declined' } },
+  );
   t.equal(b.of('turn/completed')[0].turn.status, 'completed', 'decline does not end the turn');
 });
 
@@ -604,7 +644,10 @@ t.test('permissions, requestUserInput, elicitation and an unknown method', async
   c.respondError(unk.requestId, -32601, 'Method not found');
   t.match(await unk, { error: { code: -32601 } });
   await c.until(() => c.of('serverRequest/resolved').length === 4, 'four serverRequest/resolved');
-  t.same(c.of('serverRequest/resolved').map((n) => n.requestId), [perm.requestId, ask.requestId, eli.requestId, unk.requestId]);
+  t.same(
+    c.of('serverRequest/resolved').map((n) => n.requestId),
+    [perm.requestId, ask.requestId, eli.requestId, unk.requestId],
+  );
   await fake.completeTurn(thread.id);
 });
 
@@ -721,15 +764,28 @@ t.test('thread/list and pre-created threads for "auto" attach rules', async (t) 
   const c = await Raw.ready(t, fake);
 
   const all = await c.call('thread/list', { sortKey: 'updated_at' });
-  t.same(all.data.map((x: any) => x.id), [elsewhere, recent, old, broken], 'newest updated first; the never-run thread has no rollout');
+  t.same(
+    all.data.map((x: any) => x.id),
+    [elsewhere, recent, old, broken],
+    'newest updated first; the never-run thread has no rollout',
+  );
   t.equal(all.nextCursor, null);
   const here = await c.call('thread/list', { cwd: '/home/dev/p', sortKey: 'updated_at', limit: 2 });
-  t.same(here.data.map((x: any) => x.id), [recent, old]);
+  t.same(
+    here.data.map((x: any) => x.id),
+    [recent, old],
+  );
   t.type(here.nextCursor, 'string');
   const rest = await c.call('thread/list', { cwd: '/home/dev/p', sortKey: 'updated_at', limit: 2, cursor: here.nextCursor });
-  t.same(rest.data.map((x: any) => x.id), [broken]);
+  t.same(
+    rest.data.map((x: any) => x.id),
+    [broken],
+  );
   t.equal(rest.nextCursor, null);
-  t.same(all.data.map((x: any) => x.status.type), ['idle', 'idle', 'notLoaded', 'systemError']);
+  t.same(
+    all.data.map((x: any) => x.status.type),
+    ['idle', 'idle', 'notLoaded', 'systemError'],
+  );
   t.match(all.data[1], { cwd: '/home/dev/p', updatedAt: now - 60, preview: '(earlier work)', turns: [] });
   t.same(new Set((await c.call('thread/loaded/list', {})).data), new Set([recent, elsewhere, never, broken]));
   await t.rejects(c.call('thread/resume', { threadId: never }), { message: `no rollout found for thread id ${never}` });

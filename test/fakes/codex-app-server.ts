@@ -766,7 +766,7 @@ export class FakeAppServer {
 
   private threadUnsubscribe(conn: Conn, params: any, respond: (r: unknown) => void): void {
     const thread = this.threads.get(String(params.threadId ?? ''));
-    if (!thread || !thread.loaded) return respond({ status: 'notLoaded' });
+    if (!thread?.loaded) return respond({ status: 'notLoaded' });
     respond({ status: thread.subscribers.delete(conn) ? 'unsubscribed' : 'notSubscribed' });
   }
 
@@ -882,7 +882,15 @@ export class FakeAppServer {
   /** turn/completed's turn: a completed one carries only its final agentMessage ("summary"). */
   private completedTurn(turn: TurnRec): Record<string, unknown> {
     const last = turn.status === 'completed' ? turn.items.filter((i) => i.type === 'agentMessage').slice(-1) : [];
-    return { id: turn.id, items: last.map((i) => ({ ...i })), itemsView: last.length ? 'summary' : 'notLoaded', status: turn.status, error: turn.error, startedAt: turn.startedAt, completedAt: turn.completedAt };
+    return {
+      id: turn.id,
+      items: last.map((i) => ({ ...i })),
+      itemsView: last.length ? 'summary' : 'notLoaded',
+      status: turn.status,
+      error: turn.error,
+      startedAt: turn.startedAt,
+      completedAt: turn.completedAt,
+    };
   }
 
   private wireTurn(turn: TurnRec, withItems: boolean): Record<string, unknown> {
@@ -1181,13 +1189,27 @@ export class FakeAppServer {
       case 'permissions':
         params = { ...base, itemId, reason: spec.reason ?? 'needs write access', permissions: { fileSystem: { write: [thread.cwd] } } };
         validate = (r) =>
-          r && r.permissions && typeof r.permissions === 'object' && (r.scope === undefined || r.scope === null || r.scope === 'turn' || r.scope === 'session')
-            ? null
-            : 'expected {permissions, scope?}';
+          r?.permissions && typeof r.permissions === 'object' && (r.scope === undefined || r.scope === null || r.scope === 'turn' || r.scope === 'session') ? null : 'expected {permissions, scope?}';
         break;
       case 'userInput':
-        params = { ...base, itemId, questions: [{ id: 'q1', header: 'Choice', question: spec.reason ?? 'Which option?', isOther: false, isSecret: false, options: [{ label: 'A', description: 'first' }, { label: 'B', description: 'second' }] }] };
-        validate = (r) => (r && r.answers && typeof r.answers === 'object' ? null : 'expected {answers}');
+        params = {
+          ...base,
+          itemId,
+          questions: [
+            {
+              id: 'q1',
+              header: 'Choice',
+              question: spec.reason ?? 'Which option?',
+              isOther: false,
+              isSecret: false,
+              options: [
+                { label: 'A', description: 'first' },
+                { label: 'B', description: 'second' },
+              ],
+            },
+          ],
+        };
+        validate = (r) => (r?.answers && typeof r.answers === 'object' ? null : 'expected {answers}');
         break;
       case 'elicitation':
         params = { ...base, serverName: 'fake-mcp', mode: 'form', message: spec.reason ?? 'Provide a value', requestedSchema: { type: 'object', properties: { value: { type: 'string' } } } };

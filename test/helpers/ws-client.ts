@@ -134,11 +134,7 @@ export class WsRpc {
 }
 
 /** Register a fresh agent on a new connection. */
-export async function connectAgent(
-  t: Test,
-  url: string,
-  params: Record<string, unknown> = {},
-): Promise<{ rpc: WsRpc; id: string; token: string; cursor: number }> {
+export async function connectAgent(t: Test, url: string, params: Record<string, unknown> = {}): Promise<{ rpc: WsRpc; id: string; token: string; cursor: number }> {
   const rpc = await WsRpc.connect(t, url);
   const r = await rpc.call('agent/register', params);
   return { rpc, id: r.agent.id, token: r.agentToken, cursor: r.cursor };

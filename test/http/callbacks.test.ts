@@ -42,7 +42,10 @@ class Receiver {
   readonly hits: Hit[] = [];
   readonly script: Reply[] = [];
   fallback: Reply = { status: 200 };
-  private constructor(readonly server: http.Server, readonly port: number) {}
+  private constructor(
+    readonly server: http.Server,
+    readonly port: number,
+  ) {}
 
   static async start(t: Test, port = 0): Promise<Receiver> {
     const server = http.createServer();
@@ -216,7 +219,10 @@ t.test('429 with Retry-After: 2 schedules the next attempt 2 s later, not at the
   t.equal(rx.hits.length, 2);
   t.match(rows[0], { state: 'delivered', attempts: 2, lastStatus: 200 });
   t.equal(rx.hits[0]!.headers['webhook-id'], rx.hits[1]!.headers['webhook-id'], 'same webhook-id on the retry');
-  t.ok(rx.hits.every((h) => verifySignature(RELAY_SECRET, h)), 'both attempts signed');
+  t.ok(
+    rx.hits.every((h) => verifySignature(RELAY_SECRET, h)),
+    'both attempts signed',
+  );
 });
 
 t.test('a receiver that never answers times out (timeoutMs) and counts as a failure', async (t) => {
@@ -275,7 +281,10 @@ t.test('a 302 is not followed (the target gets zero hits), counts as a failure, 
   t.equal(rx.hits.length, 3, 'no attempt after the dead letter');
   t.match((await callbacksOf(boss.rpc, taskId))[0], { state: 'dead', attempts: 3 });
   t.equal(elsewhere.hits.length, 0, 'the redirect target was never contacted');
-  t.ok(relay.logs.some((l) => l.msg === 'callback dead-lettered' && l.taskId === taskId), 'the dead letter is logged');
+  t.ok(
+    relay.logs.some((l) => l.msg === 'callback dead-lettered' && l.taskId === taskId),
+    'the dead letter is logged',
+  );
 });
 
 t.test('callbacks of one task arrive in event order, a failing head holding the rest back', async (t) => {
@@ -291,7 +300,11 @@ t.test('callbacks of one task arrive in event order, a failing head holding the 
 
   let rows = await callbacksOf(boss.rpc, taskId);
   t.equal(rows.length, 4, 'four events, four outbox rows');
-  t.same(rows.map((r) => r.attempts), [1, 0, 0, 0], 'later events wait behind the pending head, though due');
+  t.same(
+    rows.map((r) => r.attempts),
+    [1, 0, 0, 0],
+    'later events wait behind the pending head, though due',
+  );
   await pass(relay);
   t.equal(rx.hits.length, 1, 'still nothing sent past the head');
 
@@ -299,13 +312,31 @@ t.test('callbacks of one task arrive in event order, a failing head holding the 
   await pass(relay);
   await waitFor(() => rx.hits.length >= 5, 'the retried head and the three queued callbacks');
   rows = await afterAttempt(boss.rpc, taskId, 3, 1);
-  t.same(rows.map((r) => r.state), ['delivered', 'delivered', 'delivered', 'delivered']);
-  t.same(rows.map((r) => r.attempts), [2, 1, 1, 1]);
+  t.same(
+    rows.map((r) => r.state),
+    ['delivered', 'delivered', 'delivered', 'delivered'],
+  );
+  t.same(
+    rows.map((r) => r.attempts),
+    [2, 1, 1, 1],
+  );
   const delivered = rx.hits.slice(1);
-  t.same(delivered.map((h) => h.json.type), ['task.created', 'task.claimed', 'task.updated', 'task.closed'], 'arrived in event order');
+  t.same(
+    delivered.map((h) => h.json.type),
+    ['task.created', 'task.claimed', 'task.updated', 'task.closed'],
+    'arrived in event order',
+  );
   const eventIds = delivered.map((h) => h.json.data.event.id as number);
-  t.same(eventIds, [...eventIds].sort((a, b) => a - b), 'event ids ascending');
-  t.same(delivered.map((h) => h.headers['webhook-id']), rows.map((r) => r.webhookId), 'each with its own webhook-id, as task/get lists them');
+  t.same(
+    eventIds,
+    [...eventIds].sort((a, b) => a - b),
+    'event ids ascending',
+  );
+  t.same(
+    delivered.map((h) => h.headers['webhook-id']),
+    rows.map((r) => r.webhookId),
+    'each with its own webhook-id, as task/get lists them',
+  );
   t.ok(rx.hits.every((h) => verifySignature(RELAY_SECRET, h)));
   t.match(delivered[3]!.json.data, { task: { status: 'done' }, event: { kind: 'task.closed', data: { status: 'done' } } });
   t.equal(rx.hits.length, 5, 'nothing sent twice');
@@ -327,7 +358,14 @@ t.test('pending callbacks survive a restart: delivered exactly once each, with t
   const { claimToken } = await first.worker.rpc.call('task/claim', { id: taskId });
   await first.worker.rpc.call('task/update', { id: taskId, claimToken, status: 'done' });
   rows = await callbacksOf(first.boss.rpc, taskId);
-  t.same(rows.map((r) => [r.state, r.attempts]), [['pending', 1], ['pending', 0], ['pending', 0]]);
+  t.same(
+    rows.map((r) => [r.state, r.attempts]),
+    [
+      ['pending', 1],
+      ['pending', 0],
+      ['pending', 0],
+    ],
+  );
   const webhookIds = rows.map((r) => r.webhookId);
   t.equal(new Set(webhookIds).size, 3, 'three distinct webhook-ids');
   await first.relay.close();
@@ -337,7 +375,11 @@ t.test('pending callbacks survive a restart: delivered exactly once each, with t
   const relay = await startRelay(t, { allowPrivateCallbacks: true, callbackSecret: RELAY_SECRET }, { dir, clock, callbackPolicy: POLICY });
   const observer = await connectAgent(t, relay.wsUrl, { id: 'observer' });
   rows = await callbacksOf(observer.rpc, taskId);
-  t.same(rows.map((r) => r.webhookId), webhookIds, 'the outbox came back from disk');
+  t.same(
+    rows.map((r) => r.webhookId),
+    webhookIds,
+    'the outbox came back from disk',
+  );
   t.equal(rows[0]!.nextAt, t0 + delayAfter(1), 'with its schedule');
   await pass(relay);
   t.equal(rx.hits.length, 0, 'nothing sent before the head is due');
@@ -345,9 +387,19 @@ t.test('pending callbacks survive a restart: delivered exactly once each, with t
   clock.advance(delayAfter(1));
   await pass(relay);
   rows = await afterAttempt(observer.rpc, taskId, 2, 1);
-  t.same(rows.map((r) => r.state), ['delivered', 'delivered', 'delivered']);
-  t.same(rx.hits.map((h) => h.headers['webhook-id']), webhookIds, 'each delivered once, in order, with its original webhook-id');
-  t.same(rx.hits.map((h) => h.json.type), ['task.created', 'task.claimed', 'task.closed']);
+  t.same(
+    rows.map((r) => r.state),
+    ['delivered', 'delivered', 'delivered'],
+  );
+  t.same(
+    rx.hits.map((h) => h.headers['webhook-id']),
+    webhookIds,
+    'each delivered once, in order, with its original webhook-id',
+  );
+  t.same(
+    rx.hits.map((h) => h.json.type),
+    ['task.created', 'task.claimed', 'task.closed'],
+  );
   t.ok(rx.hits.every((h) => verifySignature(RELAY_SECRET, h)));
 
   clock.advance(60 * 60_000);
@@ -365,7 +417,11 @@ t.test('tasks created through webhook ingress get callbacks signed with the inte
   const relay: TestRelay = await startRelay(t, { allowPrivateCallbacks: true, callbackSecret: RELAY_SECRET, integrationsPath: file }, { dir, clock, callbackPolicy: POLICY });
   const worker = await connectAgent(t, relay.wsUrl, { id: 'worker' });
 
-  const denied = await fetch(`${relay.url}/api/integrations/ci/events`, { method: 'POST', headers: { authorization: `Bearer ${RELAY_SECRET}`, 'content-type': 'application/json' }, body: JSON.stringify({ title: 'nope' }) });
+  const denied = await fetch(`${relay.url}/api/integrations/ci/events`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${RELAY_SECRET}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ title: 'nope' }),
+  });
   t.equal(denied.status, 401, 'ingress needs the integration secret');
 
   const res = await fetch(`${relay.url}/api/integrations/ci/events`, {
@@ -381,7 +437,10 @@ t.test('tasks created through webhook ingress get callbacks signed with the inte
   await worker.rpc.call('task/claim', { id: taskId });
   await afterAttempt(worker.rpc, taskId, 1, 1);
   t.equal(rx.hits.length, 2);
-  t.same(rx.hits.map((h) => h.json.type), ['task.created', 'task.claimed']);
+  t.same(
+    rx.hits.map((h) => h.json.type),
+    ['task.created', 'task.claimed'],
+  );
   for (const hit of rx.hits) {
     t.equal(hit.path, '/ci');
     t.ok(verifySignature(integrationSecret, hit), 'signed with the integration secret');
@@ -413,7 +472,12 @@ t.test("an integration's callbackSecret signs its callbacks instead of its ingre
   t.notOk(verifySignature(ingressSecret, rx.hits[0]!), 'not with the ingress secret: a callback cannot pass as an ingress delivery');
   const replayed = await fetch(`${relay.url}/api/integrations/ci/events`, {
     method: 'POST',
-    headers: { 'webhook-id': String(rx.hits[0]!.headers['webhook-id']), 'webhook-timestamp': String(rx.hits[0]!.headers['webhook-timestamp']), 'webhook-signature': String(rx.hits[0]!.headers['webhook-signature']), 'content-type': 'application/json' },
+    headers: {
+      'webhook-id': String(rx.hits[0]!.headers['webhook-id']),
+      'webhook-timestamp': String(rx.hits[0]!.headers['webhook-timestamp']),
+      'webhook-signature': String(rx.hits[0]!.headers['webhook-signature']),
+      'content-type': 'application/json',
+    },
     body: rx.hits[0]!.body.toString('utf8'),
   });
   t.equal(replayed.status, 401, 'the callback replayed to the ingress is refused');

@@ -90,24 +90,46 @@ t.test('inbox polling: since cursor, limit, unread after message/read, and agent
 
   const all = await inbox(relay, alice);
   t.equal(all.status, 200);
-  t.same(all.body.messages.map((m: any) => m.id), [m1, m2, m3], 'every message to alice, in order');
-  t.same(all.body.messages.map((m: any) => m.body), ['one', 'two', 'three']);
+  t.same(
+    all.body.messages.map((m: any) => m.id),
+    [m1, m2, m3],
+    'every message to alice, in order',
+  );
+  t.same(
+    all.body.messages.map((m: any) => m.body),
+    ['one', 'two', 'three'],
+  );
   t.ok(all.body.messages.every((m: any) => m.from === 'bob'));
   t.equal(all.body.cursor, m3, 'cursor is the last id returned');
 
   const since = await inbox(relay, alice, `since=${m1}`);
-  t.same(since.body.messages.map((m: any) => m.id), [m2, m3], 'since excludes the cursor itself');
+  t.same(
+    since.body.messages.map((m: any) => m.id),
+    [m2, m3],
+    'since excludes the cursor itself',
+  );
   t.equal(since.body.cursor, m3);
   const caughtUp = await inbox(relay, alice, `since=${m3}`);
   t.same(caughtUp.body, { messages: [], cursor: m3 }, 'nothing new: empty, and the cursor stays');
   const page = await inbox(relay, alice, 'limit=2');
-  t.same(page.body.messages.map((m: any) => m.id), [m1, m2], 'limit pages');
+  t.same(
+    page.body.messages.map((m: any) => m.id),
+    [m1, m2],
+    'limit pages',
+  );
   t.equal(page.body.cursor, m2, 'the cursor of a page is its last id: the next poll continues there');
   const next = await inbox(relay, alice, `since=${page.body.cursor}&limit=2`);
-  t.same(next.body.messages.map((m: any) => m.id), [m3]);
+  t.same(
+    next.body.messages.map((m: any) => m.id),
+    [m3],
+  );
 
   const carolInbox = await inbox(relay, carol);
-  t.same(carolInbox.body.messages.map((m: any) => m.body), ['for carol only'], "carol's inbox holds only hers");
+  t.same(
+    carolInbox.body.messages.map((m: any) => m.body),
+    ['for carol only'],
+    "carol's inbox holds only hers",
+  );
 
   const bad = await inbox(relay, alice, 'since=abc');
   t.equal(bad.status, 400, 'a non-numeric since is refused');
@@ -115,7 +137,11 @@ t.test('inbox polling: since cursor, limit, unread after message/read, and agent
 
   // unread=true: marking read removes them from the unread view, not from the inbox.
   const unread0 = await inbox(relay, alice, 'unread=true');
-  t.same(unread0.body.messages.map((m: any) => m.id), [m1, m2, m3], 'all unread at first');
+  t.same(
+    unread0.body.messages.map((m: any) => m.id),
+    [m1, m2, m3],
+    'all unread at first',
+  );
   const readHeaders = { 'x-agent-id': 'alice', 'x-agent-token': alice.token };
   const refused = await http(relay, 'POST', '/api/messages/read', { headers: { 'x-agent-id': 'alice', 'x-agent-token': carol.token }, body: { ids: [m1] } });
   t.equal(refused.status, 401, 'marking read needs the right token');
@@ -123,10 +149,18 @@ t.test('inbox polling: since cursor, limit, unread after message/read, and agent
   t.equal(marked.status, 200);
   t.equal(marked.body.marked, 2);
   const unread1 = await inbox(relay, alice, 'unread=true');
-  t.same(unread1.body.messages.map((m: any) => m.id), [m3], 'the read ones disappear from unread=true');
+  t.same(
+    unread1.body.messages.map((m: any) => m.id),
+    [m3],
+    'the read ones disappear from unread=true',
+  );
   t.equal(unread1.body.cursor, m3);
   const stillAll = await inbox(relay, alice);
-  t.same(stillAll.body.messages.map((m: any) => m.id), [m1, m2, m3], 'without unread they are all still there');
+  t.same(
+    stillAll.body.messages.map((m: any) => m.id),
+    [m1, m2, m3],
+    'without unread they are all still there',
+  );
   const upTo = await http(relay, 'POST', '/api/messages/read', { headers: readHeaders, body: { upTo: m3 } });
   t.equal(upTo.body.marked, 1, 'upTo marks only what was still unread');
   const unread2 = await inbox(relay, alice, 'unread=true');
@@ -163,7 +197,10 @@ t.test('long-poll: immediate when there is mail, woken by a WebSocket send, empt
   const first = (await bob.rpc.call('message/send', { to: 'alice', body: 'already here' })).message.id as number;
   const immediate = await within(inbox(relay, alice, 'wait=60'), 5000, 'poll with mail waiting');
   t.equal(immediate.status, 200);
-  t.same(immediate.body.messages.map((m: any) => m.body), ['already here']);
+  t.same(
+    immediate.body.messages.map((m: any) => m.body),
+    ['already here'],
+  );
   t.equal(immediate.body.cursor, first);
   t.equal(await waitingPolls(relay), 0, 'an answered poll leaves no waiter behind');
 
@@ -182,7 +219,11 @@ t.test('long-poll: immediate when there is mail, woken by a WebSocket send, empt
   const sent = await bob.rpc.call('message/send', { to: 'alice', body: 'wake up' });
   const woken = await within(parked, 5000, 'the parked poll after a message to alice');
   t.equal(woken.status, 200);
-  t.same(woken.body.messages.map((m: any) => m.body), ['wake up'], 'answered with exactly the new message');
+  t.same(
+    woken.body.messages.map((m: any) => m.body),
+    ['wake up'],
+    'answered with exactly the new message',
+  );
   t.equal(woken.body.messages[0].id, sent.message.id);
   t.equal(woken.body.messages[0].from, 'bob');
   t.equal(woken.body.cursor, sent.message.id, 'the cursor moves to it');
@@ -193,7 +234,10 @@ t.test('long-poll: immediate when there is mail, woken by a WebSocket send, empt
   await waitFor(async () => (await waitingPolls(relay)) === 1, 'the second poll to park', 5000);
   const again = await bob.rpc.call('message/send', { to: 'alice', body: 'again' });
   const woken2 = await within(parked2, 5000, 'the second parked poll');
-  t.same(woken2.body.messages.map((m: any) => m.id), [again.message.id]);
+  t.same(
+    woken2.body.messages.map((m: any) => m.id),
+    [again.message.id],
+  );
 
   // Empty inbox: wait=1 answers at its deadline with no messages and the cursor it was given.
   const empty = await within(inbox(relay, idle, 'wait=1'), 5000, 'a wait=1 poll');
@@ -217,7 +261,10 @@ t.test('long-poll: immediate when there is mail, woken by a WebSocket send, empt
   // The relay is fine afterwards, and a message to that agent is simply waiting in its inbox.
   await bob.rpc.call('message/send', { to: 'idle', body: 'later' });
   const later = await inbox(relay, idle);
-  t.same(later.body.messages.map((m: any) => m.body), ['later']);
+  t.same(
+    later.body.messages.map((m: any) => m.body),
+    ['later'],
+  );
 });
 
 t.test('300 concurrent long-polls: all answered by one fan-out, relay responsive and idle meanwhile', async (t: Test) => {
@@ -237,7 +284,11 @@ t.test('300 concurrent long-polls: all answered by one fan-out, relay responsive
     for (let k = 0; k < POLLS_EACH; k++) polls.push(inbox(relay, a, 'wait=30', ac.signal).then((reply) => ({ agent: a.id, reply })));
   }
   let answered = 0;
-  for (const p of polls) void p.then(() => answered++, () => undefined);
+  for (const p of polls)
+    void p.then(
+      () => answered++,
+      () => undefined,
+    );
   await waitFor(async () => (await waitingPolls(relay)) === AGENTS * POLLS_EACH, `${AGENTS * POLLS_EACH} polls to park`, 20_000);
   t.equal(answered, 0, 'no poll answered early');
 
@@ -267,8 +318,15 @@ t.test('300 concurrent long-polls: all answered by one fan-out, relay responsive
   const results = await within(Promise.all(polls), 10_000, 'all 300 polls after the fan-out');
   t.equal(results.length, AGENTS * POLLS_EACH);
   const wrong = results.filter((r) => r.reply.status !== 200 || r.reply.body.messages.length !== 1 || r.reply.body.messages[0].id !== sent.message.id);
-  t.same(wrong.map((r) => ({ agent: r.agent, status: r.reply.status, body: r.reply.body })), [], 'every poll answered 200 with exactly the fan-out message');
-  t.ok(results.every((r) => r.reply.body.cursor === sent.message.id), 'every cursor moved to it');
+  t.same(
+    wrong.map((r) => ({ agent: r.agent, status: r.reply.status, body: r.reply.body })),
+    [],
+    'every poll answered 200 with exactly the fan-out message',
+  );
+  t.ok(
+    results.every((r) => r.reply.body.cursor === sent.message.id),
+    'every cursor moved to it',
+  );
   const perAgent = new Map<string, number>();
   for (const r of results) perAgent.set(r.agent, (perAgent.get(r.agent) ?? 0) + 1);
   t.same([...perAgent.values()], new Array(AGENTS).fill(POLLS_EACH), 'ten answers for each of the thirty agents');

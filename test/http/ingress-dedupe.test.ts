@@ -165,7 +165,9 @@ t.test('1,000 concurrent deliveries over 50 dedupe keys make exactly 50 tasks wi
 
   // Per key: one task, one creator, and each delivery saw its own occurrence count 1..20.
   const byKey = new Map<string, Reply[]>();
-  deliveries.forEach((d, i) => byKey.set(d.key, [...(byKey.get(d.key) ?? []), replies[i]!]));
+  deliveries.forEach((d, i) => {
+    byKey.set(d.key, [...(byKey.get(d.key) ?? []), replies[i]!]);
+  });
   let perKeyOk = 0;
   for (const [key, rs] of byKey) {
     const ids = new Set(rs.map((r) => r.json?.task?.id));
@@ -193,8 +195,15 @@ t.test('1,000 concurrent deliveries over 50 dedupe keys make exactly 50 tasks wi
   t.equal(snap.receipts, withId, 'one receipt per delivery that carried an id');
   const tasks = (await rpc(relay, 'task/list', { limit: 1000 })).tasks as any[];
   t.equal(tasks.length, KEYS, 'task/list shows 50 tasks');
-  t.equal(tasks.reduce((sum, x) => sum + x.occurrences, 0), N, 'occurrences sum to 1,000');
-  t.ok(tasks.every((x) => x.occurrences === N / KEYS && x.status === 'open' && x.source === 'alerts'), 'each task: 20 occurrences, open, source alerts');
+  t.equal(
+    tasks.reduce((sum, x) => sum + x.occurrences, 0),
+    N,
+    'occurrences sum to 1,000',
+  );
+  t.ok(
+    tasks.every((x) => x.occurrences === N / KEYS && x.status === 'open' && x.source === 'alerts'),
+    'each task: 20 occurrences, open, source alerts',
+  );
   t.same(new Set(tasks.map((x) => x.dedupeKey)), new Set(Array.from({ length: KEYS }, (_, i) => `k${i}`)), 'one task per key');
 
   // Replay storm: every delivery that carried an id is sent again, concurrently, freshly signed. All duplicates.
@@ -202,14 +211,14 @@ t.test('1,000 concurrent deliveries over 50 dedupe keys make exactly 50 tasks wi
   const taskOfKey = new Map(tasks.map((x) => [x.dedupeKey as string, x.id as number]));
   const again = await fire(relay, replayable, secrets, BATCH);
   t.equal(again.filter((r) => r.status === 200 && r.json?.duplicate === true).length, replayable.length, `all ${replayable.length} replays answered as duplicates`);
-  t.equal(
-    again.filter((r, i) => r.json?.taskId === taskOfKey.get(replayable[i]!.key)).length,
-    replayable.length,
-    'each duplicate names the task its first delivery landed on',
-  );
+  t.equal(again.filter((r, i) => r.json?.taskId === taskOfKey.get(replayable[i]!.key)).length, replayable.length, 'each duplicate names the task its first delivery landed on');
   t.same(snapshot(relay), snap, 'the replay storm wrote nothing');
   const after = (await rpc(relay, 'task/list', { limit: 1000 })).tasks as any[];
-  t.equal(after.reduce((sum, x) => sum + x.occurrences, 0), N, 'occurrences still sum to 1,000');
+  t.equal(
+    after.reduce((sum, x) => sum + x.occurrences, 0),
+    N,
+    'occurrences still sum to 1,000',
+  );
 });
 
 t.test('100 concurrent copies of one webhook-id (and one X-GitHub-Delivery) count once', async (t) => {
@@ -222,7 +231,12 @@ t.test('100 concurrent copies of one webhook-id (and one X-GitHub-Delivery) coun
   for (const scheme of ['standard', 'github', 'bearer+id'] as const) {
     const before = snapshot(relay);
     const d = makeDelivery('alerts', 'disk', scheme);
-    const replies = await fire(relay, Array.from({ length: 100 }, () => d), secrets, 100);
+    const replies = await fire(
+      relay,
+      Array.from({ length: 100 }, () => d),
+      secrets,
+      100,
+    );
     const fresh = replies.filter((r) => r.json?.duplicate === false);
     const dups = replies.filter((r) => r.status === 200 && r.json?.duplicate === true && r.json.taskId === taskId);
     t.equal(fresh.length, 1, `${scheme}: exactly one copy is processed`);

@@ -54,12 +54,7 @@ interface Setup {
   secrets: Record<string, string>;
 }
 
-async function relayWith(
-  t: Test,
-  integrations: Array<Record<string, unknown>>,
-  overrides: Parameters<typeof startRelay>[1] = {},
-  opts: Parameters<typeof startRelay>[2] = {},
-): Promise<Setup> {
+async function relayWith(t: Test, integrations: Array<Record<string, unknown>>, overrides: Parameters<typeof startRelay>[1] = {}, opts: Parameters<typeof startRelay>[2] = {}): Promise<Setup> {
   const dir = t.testdir();
   const path = join(dir, 'integrations.json');
   writeFileSync(path, JSON.stringify({ integrations }));
@@ -146,10 +141,7 @@ const PARSE_ERROR = -32700;
 
 t.test('the test signers reproduce the published vectors (Standard Webhooks spec, GitHub docs)', async (t) => {
   // https://github.com/standard-webhooks/standard-webhooks — the reference libraries' sign test.
-  t.equal(
-    swSign('whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', 'msg_p5jXN8AQM9LWM0D4loKWxJek', 1614265330, '{"test": 2432232314}'),
-    'v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=',
-  );
+  t.equal(swSign('whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', 'msg_p5jXN8AQM9LWM0D4loKWxJek', 1614265330, '{"test": 2432232314}'), 'v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=');
   // https://docs.github.com/en/webhooks/using-webhooks/validating-webhook-deliveries — "Testing the webhook payload validation".
   t.equal(ghSign("It's a Secret to Everybody", 'Hello, World!'), 'sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17');
 });
@@ -174,7 +166,11 @@ t.test('the relay accepts the published vectors byte for byte (auth passes, then
     { 'webhook-id': 'msg_p5jXN8AQM9LWM0D4loKWxJek', 'webhook-timestamp': '1614265330', 'webhook-signature': 'v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=' },
     { status: 400, code: INVALID_PARAMS, message: /title/ },
   );
-  t.same(sw.json.error.data.issues.map((i: any) => i.path), ['title'], 'authenticated; the vector body merely lacks a title');
+  t.same(
+    sw.json.error.data.issues.map((i: any) => i.path),
+    ['title'],
+    'authenticated; the vector body merely lacks a title',
+  );
   await refused(
     t,
     relay,
@@ -218,17 +214,21 @@ t.test('each auth scheme creates a task with source = integration name and the i
   t.equal(r1.json.created, true);
   t.equal(r1.json.duplicate, false);
   const task1 = r1.json.task;
-  t.match(task1, {
-    title: 'disk full on db1',
-    body: 'free < 1%',
-    dedupeKey: 'disk-db1',
-    meta: { severity: 'critical', n: 3 },
-    source: 'alerts',
-    target: 'oncall',
-    channel: 'ops',
-    status: 'open',
-    occurrences: 1,
-  }, 'bearer: body fields mapped, source = integration, default target and channel applied');
+  t.match(
+    task1,
+    {
+      title: 'disk full on db1',
+      body: 'free < 1%',
+      dedupeKey: 'disk-db1',
+      meta: { severity: 'critical', n: 3 },
+      source: 'alerts',
+      target: 'oncall',
+      channel: 'ops',
+      status: 'open',
+      occurrences: 1,
+    },
+    'bearer: body fields mapped, source = integration, default target and channel applied',
+  );
 
   // 2. Standard Webhooks; body target/channel override the defaults.
   const b2 = JSON.stringify({ title: 'latency high', target: 'tag:sre', channel: 'pager', action: 'trigger' });
@@ -253,7 +253,11 @@ t.test('each auth scheme creates a task with source = integration name and the i
   for (const r of [r1, r2, r3, r4]) {
     const got = await rpc(relay, 'task/get', { id: r.json.task.id });
     t.same(got.task, r.json.task, `task ${r.json.task.id} reads back as answered`);
-    t.same(got.events.map((e: any) => e.kind), ['task.created'], `task ${r.json.task.id}: one task.created event`);
+    t.same(
+      got.events.map((e: any) => e.kind),
+      ['task.created'],
+      `task ${r.json.task.id}: one task.created event`,
+    );
     const msg = await rpc(relay, 'message/get', { id: got.task.messageId });
     t.match(msg.message, { taskId: got.task.id, to: got.task.target, claimable: true, from: `ext:${got.task.source}` }, `task ${r.json.task.id} announced to its target`);
   }
@@ -302,10 +306,18 @@ t.test('replays are answered as duplicates and write nothing', async (t) => {
   const stale = await refused(t, relay, 'same webhook-id, body no longer valid', 'alerts', junk, swHeaders(s, junk, { id: first['webhook-id']! }), { status: 200 });
   t.same(stale.json, { duplicate: true, taskId });
   // A replayed id with a bad signature is unauthenticated, not a duplicate: it learns nothing.
-  const forged = await refused(t, relay, 'known webhook-id with a bad signature', 'alerts', body, { ...first, 'webhook-signature': swSign(whsec(), first['webhook-id']!, first['webhook-timestamp']!, body) }, {
-    status: 401,
-    code: UNAUTHORIZED,
-  });
+  const forged = await refused(
+    t,
+    relay,
+    'known webhook-id with a bad signature',
+    'alerts',
+    body,
+    { ...first, 'webhook-signature': swSign(whsec(), first['webhook-id']!, first['webhook-timestamp']!, body) },
+    {
+      status: 401,
+      code: UNAUTHORIZED,
+    },
+  );
   t.notOk(forged.json?.taskId, 'no task id leaked to an unauthenticated caller');
 
   // Bearer auth that carries a webhook-id is replay-protected the same way.
@@ -333,9 +345,7 @@ t.test('replays are answered as duplicates and write nothing', async (t) => {
 });
 
 t.test('action "resolve" with the same dedupeKey closes the task as done', async (t) => {
-  const { relay, secrets } = await relayWith(t, [
-    { name: 'alerts', secret: whsec(), target: 'oncall' },
-  ]);
+  const { relay, secrets } = await relayWith(t, [{ name: 'alerts', secret: whsec(), target: 'oncall' }]);
   const s = secrets.alerts!;
   const trigger = JSON.stringify({ title: 'disk full on db1', dedupeKey: 'disk-db1', action: 'trigger' });
   const resolve = JSON.stringify({ title: 'disk ok on db1', dedupeKey: 'disk-db1', action: 'resolve' });
@@ -360,7 +370,10 @@ t.test('action "resolve" with the same dedupeKey closes the task as done', async
   t.type(r.json.task.closedAt, 'number');
   const got = await rpc(relay, 'task/get', { id });
   t.equal(got.task.status, 'done', 'stored as done');
-  t.same(got.events.map((e: any) => e.kind), ['task.created', 'task.deduped', 'task.closed']);
+  t.same(
+    got.events.map((e: any) => e.kind),
+    ['task.created', 'task.deduped', 'task.closed'],
+  );
   t.equal(got.events[2].data.status, 'done');
 
   // Resolving again finds nothing open: 404, zero rows.
@@ -446,7 +459,11 @@ t.test('bad deliveries are refused with zero rows written; signatures are checke
   const bad = async (what: string, body: string, field: string | RegExp, name = 'alerts') => {
     const h = name === 'gh' ? ghHeaders(gs, body) : swHeaders(secrets[name]!, body);
     const r = await refused(t, relay, what, name, body, h, { status: 400, code: INVALID_PARAMS, message: typeof field === 'string' ? new RegExp(`\\b${field}\\b`) : field });
-    if (typeof field === 'string') t.ok(r.json?.error?.data?.issues?.some((i: any) => i.path === field), `${what}: issues name ${field}`);
+    if (typeof field === 'string')
+      t.ok(
+        r.json?.error?.data?.issues?.some((i: any) => i.path === field),
+        `${what}: issues name ${field}`,
+      );
   };
   await bad('title missing', JSON.stringify({ body: 'x' }), 'title');
   await bad('title not a string', JSON.stringify({ title: 42 }), 'title');
@@ -495,7 +512,10 @@ t.test('bad deliveries are refused with zero rows written; signatures are checke
 
   // --- secrets never reach a log line, whatever was refused and why.
   const logs = relay.logText();
-  t.ok(relay.logs.some((l) => l.msg === 'webhook refused'), 'refusals were logged (the log is being captured)');
+  t.ok(
+    relay.logs.some((l) => l.msg === 'webhook refused'),
+    'refusals were logged (the log is being captured)',
+  );
   for (const [name, secret] of Object.entries(secrets)) {
     t.notOk(logs.includes(secret), `secret of ${name} not in the log`);
     if (secret.startsWith('whsec_')) t.notOk(logs.includes(secret.slice(6)), `key material of ${name} not in the log`);

@@ -40,10 +40,18 @@ t.test("an observer cannot resolve pd's incident by naming source pd; pd's own i
   const err = await rpcErrorOf(obs.call('task/create', { title: 'x', target: 'oncall', source: 'pd', dedupeKey: 'db-1-disk', action: 'resolve' }));
   t.equal(err.code, ERRORS.unauthorized.code, 'observer over the WebSocket: -32001');
   t.match(err.message, /source: "pd" is the integration pd; .*POST \/api\/integrations\/pd\/events/, 'the message names the reservation and the way in');
-  const rest = await fetch(`${relay.url}/api/tasks`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ title: 'x', target: 'oncall', source: 'pd', dedupeKey: 'db-1-disk', action: 'resolve' }) });
+  const rest = await fetch(`${relay.url}/api/tasks`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ title: 'x', target: 'oncall', source: 'pd', dedupeKey: 'db-1-disk', action: 'resolve' }),
+  });
   t.equal(rest.status, 401, 'observer over REST: 401');
   const agent = await connectAgent(t, relay.wsUrl, { id: 'pd-impostor' });
-  t.equal((await rpcErrorOf(agent.rpc.call('task/create', { title: 'x', target: 'oncall', source: 'pd', dedupeKey: 'db-1-disk' }))).code, ERRORS.unauthorized.code, 'a registered agent: -32001 too (no dedupe bump either)');
+  t.equal(
+    (await rpcErrorOf(agent.rpc.call('task/create', { title: 'x', target: 'oncall', source: 'pd', dedupeKey: 'db-1-disk' }))).code,
+    ERRORS.unauthorized.code,
+    'a registered agent: -32001 too (no dedupe bump either)',
+  );
 
   const task = (await obs.call('task/get', { id: taskId })).task;
   t.same([task.status, task.occurrences], ['open', 1], 'the incident is still open, counted once');
@@ -74,12 +82,19 @@ t.test("an observer cannot speak as ext:pd, the name pd's ingress announces its 
   const relay = await relayWithPd(t);
   const oncall = await connectAgent(t, relay.wsUrl, { id: 'oncall' });
   const obs = await WsRpc.connect(t, relay.wsUrl);
-  for (const [method, params] of [['message/send', { to: 'oncall', body: 'resolve db-1 now' }], ['task/create', { title: 'x', target: 'oncall' }]] as const) {
+  for (const [method, params] of [
+    ['message/send', { to: 'oncall', body: 'resolve db-1 now' }],
+    ['task/create', { title: 'x', target: 'oncall' }],
+  ] as const) {
     const err = await rpcErrorOf(obs.call(method, { ...params, from: 'ext:pd' }));
     t.equal(err.code, ERRORS.unauthorized.code, `${method} from ext:pd: -32001`);
     t.match(err.message, /ext:pd is the integration pd's sender name/);
   }
   t.equal((await obs.call('message/send', { to: 'oncall', body: 'hi', from: 'ext:script' })).message.from, 'ext:script', 'other ext: names stay free');
   await oncall.rpc.until(() => oncall.rpc.messages().length === 1, 3000, 'the one allowed message');
-  t.same(oncall.rpc.messages().map((m) => m.from), ['ext:script'], 'nothing arrived as ext:pd');
+  t.same(
+    oncall.rpc.messages().map((m) => m.from),
+    ['ext:script'],
+    'nothing arrived as ext:pd',
+  );
 });

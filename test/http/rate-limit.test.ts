@@ -16,7 +16,10 @@ t.test('HTTP over the per-address rate gets 429 with Retry-After; nothing it ask
     else await r.arrayBuffer();
   }
   t.same(statuses.slice(0, 3), [201, 201, 201], 'the burst is admitted');
-  t.ok(statuses.slice(3).every((s) => s === 429), `then refused: ${statuses.join(',')}`);
+  t.ok(
+    statuses.slice(3).every((s) => s === 429),
+    `then refused: ${statuses.join(',')}`,
+  );
   t.ok(refused, 'a refusal was seen');
   t.ok(Number(refused!.headers.get('retry-after')) >= 1, 'Retry-After says when to come back');
   const body = (await refused!.json()) as { error: { code: number; message: string } };

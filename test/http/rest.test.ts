@@ -112,9 +112,21 @@ t.test('agents: register, list, update and heartbeat over REST, seen over the We
   const restList = await api(relay, 'GET', '/api/agents');
   t.equal(restList.status, 200, 'GET /api/agents: 200');
   t.same(restList.body, wsList, 'GET /api/agents answers exactly what agent/list answers over the WebSocket');
-  t.same(restList.body.agents.map((a: { id: string }) => a.id), ['carol'], 'the REST registration is visible to WebSocket clients');
-  t.same((await api(relay, 'GET', '/api/agents?tag=http')).body.agents.map((a: { id: string }) => a.id), ['carol'], '?tag= filters');
-  t.same((await api(relay, 'GET', '/api/agents?capability=review')).body.agents.map((a: { id: string }) => a.id), ['carol'], '?capability= filters');
+  t.same(
+    restList.body.agents.map((a: { id: string }) => a.id),
+    ['carol'],
+    'the REST registration is visible to WebSocket clients',
+  );
+  t.same(
+    (await api(relay, 'GET', '/api/agents?tag=http')).body.agents.map((a: { id: string }) => a.id),
+    ['carol'],
+    '?tag= filters',
+  );
+  t.same(
+    (await api(relay, 'GET', '/api/agents?capability=review')).body.agents.map((a: { id: string }) => a.id),
+    ['carol'],
+    '?capability= filters',
+  );
   t.same((await api(relay, 'GET', '/api/agents?tag=nope')).body.agents, [], '?tag= with no match is empty');
   t.same((await api(relay, 'GET', '/api/agents?status=busy')).body.agents, [], '?status=busy: nobody yet');
   expectHttpError(t, await api(relay, 'GET', '/api/agents?status=sleeping'), 400, ERRORS.invalidParams.code, 'GET /api/agents?status=sleeping', /\bstatus\b/);
@@ -135,7 +147,11 @@ t.test('agents: register, list, update and heartbeat over REST, seen over the We
   t.equal(patched.body.agent.label, 'Carol B', 'label changed');
   t.equal(patched.body.agent.status, 'busy', 'the agent itself may change its status');
   const seen = (await observer.call('agent/list', { tag: 'ops' })).agents;
-  t.same(seen.map((a: { id: string; label: string; status: string }) => [a.id, a.label, a.status]), [['carol', 'Carol B', 'busy']], 'the update is what WebSocket clients see');
+  t.same(
+    seen.map((a: { id: string; label: string; status: string }) => [a.id, a.label, a.status]),
+    [['carol', 'Carol B', 'busy']],
+    'the update is what WebSocket clients see',
+  );
   const withId = await api(relay, 'PATCH', '/api/agents/carol', { as: carol, body: { label: 'Carol C' } });
   t.equal(withId.status, 200, 'X-Agent-Id naming the same agent is accepted too');
   t.equal(withId.body.agent.label, 'Carol C');
@@ -156,7 +172,11 @@ t.test('agents: register, list, update and heartbeat over REST, seen over the We
   t.equal(hb.body.agent.lastSeenAt, clock.now(), 'lastSeenAt moved to the heartbeat time');
   t.equal(hb.body.agent.status, 'away', 'heartbeat may set status');
   const listed = (await api(relay, 'GET', '/api/agents?status=away')).body.agents;
-  t.same(listed.map((a: { id: string }) => a.id), ['carol'], 'the new status is listed');
+  t.same(
+    listed.map((a: { id: string }) => a.id),
+    ['carol'],
+    'the new status is listed',
+  );
   const hbEmpty = await api(relay, 'POST', '/api/agents/carol/heartbeat', { token: carol.token });
   t.equal(hbEmpty.status, 200, 'a heartbeat without a body is fine');
   t.equal(hbEmpty.body.agent.status, 'away', 'and keeps the status');
@@ -164,8 +184,22 @@ t.test('agents: register, list, update and heartbeat over REST, seen over the We
   expectHttpError(t, await api(relay, 'POST', '/api/agents/carol/heartbeat', { token: 'wrong-token' }), 401, ERRORS.unauthorized.code, 'heartbeat with a wrong token');
   expectHttpError(t, await api(relay, 'POST', '/api/agents/carol/heartbeat', { token: dave.token }), 401, ERRORS.unauthorized.code, "heartbeat with another agent's token");
   expectHttpError(t, await api(relay, 'POST', '/api/agents/ghost/heartbeat', { token: carol.token }), 401, ERRORS.unauthorized.code, 'heartbeat for an unknown agent');
-  expectHttpError(t, await api(relay, 'POST', '/api/agents/carol/heartbeat', { token: carol.token, body: { status: 'napping' } }), 400, ERRORS.invalidParams.code, 'heartbeat with a bad status', /\bstatus\b/);
-  expectHttpError(t, await api(relay, 'PATCH', '/api/agents/carol', { as: dave, body: { label: 'hijacked' } }), 401, ERRORS.unauthorized.code, 'an agent updating another agent', /dave cannot update agent carol/);
+  expectHttpError(
+    t,
+    await api(relay, 'POST', '/api/agents/carol/heartbeat', { token: carol.token, body: { status: 'napping' } }),
+    400,
+    ERRORS.invalidParams.code,
+    'heartbeat with a bad status',
+    /\bstatus\b/,
+  );
+  expectHttpError(
+    t,
+    await api(relay, 'PATCH', '/api/agents/carol', { as: dave, body: { label: 'hijacked' } }),
+    401,
+    ERRORS.unauthorized.code,
+    'an agent updating another agent',
+    /dave cannot update agent carol/,
+  );
   const carolNow = (await observer.call('agent/list', {})).agents.find((a: { id: string }) => a.id === 'carol');
   t.not(carolNow.label, 'hijacked', 'the refused update changed nothing');
   t.equal(carolNow.status, 'away', 'refused heartbeats changed nothing');
@@ -195,11 +229,19 @@ t.test('messages: a REST send reaches a WebSocket agent; list, read, ack, get wi
   t.equal(fromCi.body.message.from, 'ext:ci', 'with an ext: sender of its choosing');
   t.same(fromCi.body.warnings, [], 'carol is online: no warning');
   const queued = await api(relay, 'GET', `/api/messages/${fromCi.body.message.id}`);
-  t.same(queued.body.deliveries.map((d: { agentId: string; state: string }) => [d.agentId, d.state]), [['carol', 'queued']], 'carol has no socket and has not polled: queued, not delivered');
+  t.same(
+    queued.body.deliveries.map((d: { agentId: string; state: string }) => [d.agentId, d.state]),
+    [['carol', 'queued']],
+    'carol has no socket and has not polled: queued, not delivered',
+  );
   const nobody = await api(relay, 'POST', '/api/messages', { body: { to: 'tag:nobody-has-it', body: 'anyone?' } });
   t.equal(nobody.status, 201, 'zero recipients is not an error');
   t.same(nobody.body.recipients, [], 'no recipients');
-  t.same(nobody.body.warnings.map((w: { reason: string }) => w.reason), ['no_recipients'], 'but it is reported');
+  t.same(
+    nobody.body.warnings.map((w: { reason: string }) => w.reason),
+    ['no_recipients'],
+    'but it is reported',
+  );
 
   expectHttpError(t, await api(relay, 'POST', '/api/messages', { body: { body: 'no target' } }), 400, ERRORS.invalidParams.code, 'send without to', /\bto\b/);
   const bad = await api(relay, 'POST', '/api/messages', { body: { to: 'bob', body: 42 } });
@@ -207,25 +249,50 @@ t.test('messages: a REST send reaches a WebSocket agent; list, read, ack, get wi
   t.ok(Array.isArray(bad.body.error.data?.issues), 'data.issues lists the zod issues');
   t.equal(bad.body.error.data.issues[0].path, 'body', 'data names the field');
   expectHttpError(t, await api(relay, 'POST', '/api/messages', { body: { to: 'bob', body: 'x', from: 'carol' } }), 400, ERRORS.invalidParams.code, 'an observer impersonating an agent', /\bfrom\b/);
-  expectHttpError(t, await api(relay, 'POST', '/api/messages', { as: carol, body: { to: 'bob', body: 'x', from: 'ext:ci' } }), 400, ERRORS.invalidParams.code, 'an agent choosing a sender', /\bfrom\b/);
+  expectHttpError(
+    t,
+    await api(relay, 'POST', '/api/messages', { as: carol, body: { to: 'bob', body: 'x', from: 'ext:ci' } }),
+    400,
+    ERRORS.invalidParams.code,
+    'an agent choosing a sender',
+    /\bfrom\b/,
+  );
   expectHttpError(t, await api(relay, 'POST', '/api/messages', { body: { to: 'nobody', body: 'x' } }), 404, ERRORS.notFound.code, 'send to an unknown agent id', /nobody/);
-  expectHttpError(t, await api(relay, 'POST', '/api/messages', { as: { id: 'carol', token: 'wrong-token' }, body: { to: 'bob', body: 'x' } }), 401, ERRORS.unauthorized.code, 'send with a wrong X-Agent-Token');
+  expectHttpError(
+    t,
+    await api(relay, 'POST', '/api/messages', { as: { id: 'carol', token: 'wrong-token' }, body: { to: 'bob', body: 'x' } }),
+    401,
+    ERRORS.unauthorized.code,
+    'send with a wrong X-Agent-Token',
+  );
   expectHttpError(t, await api(relay, 'POST', '/api/messages', { body: { to: 'bob', body: 'x', replyTo: 999 } }), 404, ERRORS.notFound.code, 'reply to an unknown message', /replyTo/);
   t.equal(bob.rpc.messages().length, 1, 'no refused send reached bob');
 
   // GET /api/messages: carol's inbox by her identity; observers see every message.
   const inbox = await api(relay, 'GET', '/api/messages', { as: carol });
   t.equal(inbox.status, 200, 'GET /api/messages: 200');
-  t.same(inbox.body.messages.map((m: { id: number }) => m.id), [wsSent.message.id, fromCi.body.message.id], "carol's inbox holds what was sent to her, in order");
+  t.same(
+    inbox.body.messages.map((m: { id: number }) => m.id),
+    [wsSent.message.id, fromCi.body.message.id],
+    "carol's inbox holds what was sent to her, in order",
+  );
   t.equal(inbox.body.cursor, fromCi.body.message.id, 'cursor is the last id returned');
   const rpcInbox = await api(relay, 'POST', '/rpc', { body: { jsonrpc: '2.0', id: 1, method: 'message/list', params: { agentId: 'carol', agentToken: carol.token } } });
   t.same(inbox.body, rpcInbox.body.result, 'the same listing as message/list over POST /rpc');
   const since = await api(relay, 'GET', `/api/messages?since=${wsSent.message.id}`, { as: carol });
-  t.same(since.body.messages.map((m: { id: number }) => m.id), [fromCi.body.message.id], '?since= pages by cursor');
+  t.same(
+    since.body.messages.map((m: { id: number }) => m.id),
+    [fromCi.body.message.id],
+    '?since= pages by cursor',
+  );
   const all = await api(relay, 'GET', '/api/messages');
   t.equal(all.body.messages.length, 4, 'an observer without agentId lists every message');
   const limited = await api(relay, 'GET', '/api/messages?limit=1');
-  t.same(limited.body.messages.map((m: { id: number }) => m.id), [sent.body.message.id], '?limit= caps the page');
+  t.same(
+    limited.body.messages.map((m: { id: number }) => m.id),
+    [sent.body.message.id],
+    '?limit= caps the page',
+  );
   expectHttpError(t, await api(relay, 'GET', '/api/messages?limit=0'), 400, ERRORS.invalidParams.code, '?limit=0', /\blimit\b/);
   expectHttpError(t, await api(relay, 'GET', '/api/messages?since=abc'), 400, ERRORS.invalidParams.code, '?since=abc', /\bsince\b/);
   expectHttpError(t, await api(relay, 'GET', '/api/messages?agentId=carol'), 401, ERRORS.unauthorized.code, "an observer asking for carol's inbox", /inbox of agent carol/);
@@ -233,11 +300,23 @@ t.test('messages: a REST send reaches a WebSocket agent; list, read, ack, get wi
 
   // Delivery states: carol (no socket) went queued → pushed by her own poll; bob by his WebSocket.
   const ciId = fromCi.body.message.id;
-  const got = await eventually(() => api(relay, 'GET', `/api/messages/${ciId}`), (r) => states(r.body.deliveries).carol === 'pushed', "carol's poll recorded as pushed");
+  const got = await eventually(
+    () => api(relay, 'GET', `/api/messages/${ciId}`),
+    (r) => states(r.body.deliveries).carol === 'pushed',
+    "carol's poll recorded as pushed",
+  );
   t.equal(got.status, 200, 'GET /api/messages/:id: 200');
   t.same(got.body.message, fromCi.body.message, 'the stored message');
-  t.same(got.body.deliveries.map((d: { agentId: string }) => d.agentId), ['carol'], 'one delivery per recipient');
-  const toBob = await eventually(() => api(relay, 'GET', `/api/messages/${sent.body.message.id}`), (r) => states(r.body.deliveries).bob === 'pushed', "bob's push recorded");
+  t.same(
+    got.body.deliveries.map((d: { agentId: string }) => d.agentId),
+    ['carol'],
+    'one delivery per recipient',
+  );
+  const toBob = await eventually(
+    () => api(relay, 'GET', `/api/messages/${sent.body.message.id}`),
+    (r) => states(r.body.deliveries).bob === 'pushed',
+    "bob's push recorded",
+  );
   t.same(toBob.body, await bob.rpc.call('message/get', { id: sent.body.message.id }), 'the same answer as message/get over the WebSocket');
 
   // Ack: the adapter confirms hand-over.
@@ -246,7 +325,13 @@ t.test('messages: a REST send reaches a WebSocket agent; list, read, ack, get wi
   t.same([acked.body.delivery.agentId, acked.body.delivery.messageId, acked.body.delivery.state], ['carol', ciId, 'injected'], 'the delivery moved to injected');
   t.equal(states((await api(relay, 'GET', `/api/messages/${ciId}`)).body.deliveries).carol, 'injected', 'GET shows injected');
   expectHttpError(t, await api(relay, 'POST', `/api/messages/${ciId}/ack`, { as: carol, body: { state: 'pushed' } }), 400, ERRORS.invalidParams.code, 'ack with state pushed', /\bstate\b/);
-  expectHttpError(t, await api(relay, 'POST', `/api/messages/${sent.body.message.id}/ack`, { as: carol, body: { state: 'injected' } }), 404, ERRORS.notFound.code, 'ack of a message not delivered to the caller');
+  expectHttpError(
+    t,
+    await api(relay, 'POST', `/api/messages/${sent.body.message.id}/ack`, { as: carol, body: { state: 'injected' } }),
+    404,
+    ERRORS.notFound.code,
+    'ack of a message not delivered to the caller',
+  );
   expectHttpError(t, await api(relay, 'POST', `/api/messages/${ciId}/ack`, { body: { state: 'injected' } }), 401, ERRORS.unauthorized.code, 'ack without X-Agent-Token', /X-Agent-Token/i);
 
   // Read markers.
@@ -254,7 +339,11 @@ t.test('messages: a REST send reaches a WebSocket agent; list, read, ack, get wi
   t.equal(read.status, 200, 'POST /api/messages/read: 200');
   t.equal(read.body.marked, 1, 'one message marked');
   const unread = await api(relay, 'GET', '/api/messages?unread=true', { as: carol });
-  t.same(unread.body.messages.map((m: { id: number }) => m.id), [wsSent.message.id], '?unread=true no longer lists it');
+  t.same(
+    unread.body.messages.map((m: { id: number }) => m.id),
+    [wsSent.message.id],
+    '?unread=true no longer lists it',
+  );
   t.equal(states((await api(relay, 'GET', `/api/messages/${ciId}`)).body.deliveries).carol, 'read', 'GET shows read');
   const upTo = await api(relay, 'POST', '/api/messages/read', { as: carol, body: { upTo: ciId } });
   t.equal(upTo.body.marked, 1, 'upTo marks the remaining one');
@@ -269,7 +358,11 @@ t.test('messages: a REST send reaches a WebSocket agent; list, read, ack, get wi
   const thread = await api(relay, 'GET', `/api/threads/${wsSent.message.id}`);
   t.equal(thread.status, 200, 'GET /api/threads/:id: 200');
   t.equal(thread.body.threadId, sent.body.message.id, 'threadId is the root');
-  t.same(thread.body.messages.map((m: { id: number }) => m.id), [sent.body.message.id, wsSent.message.id], 'root and reply, in order');
+  t.same(
+    thread.body.messages.map((m: { id: number }) => m.id),
+    [sent.body.message.id, wsSent.message.id],
+    'root and reply, in order',
+  );
   t.same(thread.body, await bob.rpc.call('thread/get', { id: sent.body.message.id }), 'the same answer as thread/get over the WebSocket');
 
   expectHttpError(t, await api(relay, 'GET', '/api/messages/999'), 404, ERRORS.notFound.code, 'GET an unknown message', /999/);
@@ -335,17 +428,36 @@ t.test('tasks: create, dedupe, list, get, claim, update, release and events over
   t.equal(other.body.task.source, 'carol', 'the source defaults to the creating agent');
   expectHttpError(t, await api(relay, 'POST', '/api/tasks', { body: { target: 'bob' } }), 400, ERRORS.invalidParams.code, 'create without a title', /\btitle\b/);
   expectHttpError(t, await api(relay, 'POST', '/api/tasks', { body: { title: 'x', target: 'bob', action: 'resolve' } }), 400, ERRORS.invalidParams.code, 'resolve without a dedupeKey', /dedupeKey/);
-  expectHttpError(t, await api(relay, 'POST', '/api/tasks', { body: { title: 'x', target: 'bob', callbackUrl: 'http://example.com/hook' } }), 400, ERRORS.invalidParams.code, 'a callbackUrl with no callback secret configured', /callbackUrl/);
+  expectHttpError(
+    t,
+    await api(relay, 'POST', '/api/tasks', { body: { title: 'x', target: 'bob', callbackUrl: 'http://example.com/hook' } }),
+    400,
+    ERRORS.invalidParams.code,
+    'a callbackUrl with no callback secret configured',
+    /callbackUrl/,
+  );
 
   // Lists and one task.
   const list = await api(relay, 'GET', '/api/tasks');
   t.equal(list.status, 200, 'GET /api/tasks: 200');
   t.same(list.body.tasks.map((x: { id: number }) => x.id).sort(), [task.id, other.body.task.id].sort(), 'both tasks are listed');
   t.same(list.body, await bob.rpc.call('task/list', {}), 'the same listing as task/list over the WebSocket');
-  t.same((await api(relay, 'GET', '/api/tasks?target=bob')).body.tasks.map((x: { id: number }) => x.id), [task.id], '?target= filters');
-  t.same((await api(relay, 'GET', '/api/tasks?channel=code')).body.tasks.map((x: { id: number }) => x.id), [other.body.task.id], '?channel= filters');
+  t.same(
+    (await api(relay, 'GET', '/api/tasks?target=bob')).body.tasks.map((x: { id: number }) => x.id),
+    [task.id],
+    '?target= filters',
+  );
+  t.same(
+    (await api(relay, 'GET', '/api/tasks?channel=code')).body.tasks.map((x: { id: number }) => x.id),
+    [other.body.task.id],
+    '?channel= filters',
+  );
   t.same((await api(relay, 'GET', '/api/tasks?status=done')).body.tasks, [], '?status=done: none yet');
-  t.same((await api(relay, 'GET', `/api/tasks?since=${task.id}`)).body.tasks.map((x: { id: number }) => x.id), [other.body.task.id], '?since= pages by id');
+  t.same(
+    (await api(relay, 'GET', `/api/tasks?since=${task.id}`)).body.tasks.map((x: { id: number }) => x.id),
+    [other.body.task.id],
+    '?since= pages by id',
+  );
   expectHttpError(t, await api(relay, 'GET', '/api/tasks?status=bogus'), 400, ERRORS.invalidParams.code, '?status=bogus', /\bstatus\b/);
   expectHttpError(t, await api(relay, 'GET', '/api/tasks?limit=abc'), 400, ERRORS.invalidParams.code, '?limit=abc', /\blimit\b/);
 
@@ -374,7 +486,14 @@ t.test('tasks: create, dedupe, list, get, claim, update, release and events over
   t.same([progress.body.task.status, progress.body.task.progress], ['in_progress', 40], 'status and progress changed');
   expectHttpError(t, await api(relay, 'PATCH', `/api/tasks/${task.id}`, { as: carol, body: { progress: 50 } }), 400, ERRORS.invalidParams.code, 'update without a claimToken', /claimToken/);
   expectHttpError(t, await api(relay, 'PATCH', `/api/tasks/${task.id}`, { as: carol, body: { claimToken: 1, progress: 101 } }), 400, ERRORS.invalidParams.code, 'progress over 100', /\bprogress\b/);
-  expectHttpError(t, await api(relay, 'PATCH', `/api/tasks/${task.id}`, { as: carol, body: { claimToken: 1, status: 'open' } }), 400, ERRORS.invalidParams.code, 'status open is not settable', /\bstatus\b/);
+  expectHttpError(
+    t,
+    await api(relay, 'PATCH', `/api/tasks/${task.id}`, { as: carol, body: { claimToken: 1, status: 'open' } }),
+    400,
+    ERRORS.invalidParams.code,
+    'status open is not settable',
+    /\bstatus\b/,
+  );
   const notOwner = await api(relay, 'PATCH', `/api/tasks/${task.id}`, { as: dave, body: { claimToken: 1, progress: 90 } });
   expectHttpError(t, notOwner, 409, ERRORS.conflict.code, 'an update by someone else', /carol/);
   t.equal(notOwner.body.error.data?.owner, 'carol', 'data.owner names the holder');
@@ -410,10 +529,18 @@ t.test('tasks: create, dedupe, list, get, claim, update, release and events over
   t.same(kinds(events.body.events), ['task.created', 'task.deduped', 'task.claimed', 'task.updated', 'task.released', 'task.claimed', 'task.closed'], 'every change of the task, in order');
   t.same(events.body, await bob.rpc.call('event/list', { taskId: task.id }), 'the same answer as event/list over the WebSocket');
   const claimed = await api(relay, 'GET', '/api/events?kind=task.claimed');
-  t.same(claimed.body.events.map((e: { agentId: string }) => e.agentId), ['carol', 'dave'], '?kind= filters');
+  t.same(
+    claimed.body.events.map((e: { agentId: string }) => e.agentId),
+    ['carol', 'dave'],
+    '?kind= filters',
+  );
   const firstId = events.body.events[0].id;
   const after = await api(relay, 'GET', `/api/events?since=${firstId}&taskId=${task.id}&limit=2`);
-  t.same(after.body.events.map((e: { id: number }) => e.id), events.body.events.slice(1, 3).map((e: { id: number }) => e.id), '?since= and ?limit= page');
+  t.same(
+    after.body.events.map((e: { id: number }) => e.id),
+    events.body.events.slice(1, 3).map((e: { id: number }) => e.id),
+    '?since= and ?limit= page',
+  );
   const everything = await api(relay, 'GET', '/api/events');
   t.ok(kinds(everything.body.events).includes('agent.online'), 'agent events are listed too');
   expectHttpError(t, await api(relay, 'GET', '/api/events?kind=task.exploded'), 400, ERRORS.invalidParams.code, '?kind=bogus', /\bkind\b/);
@@ -455,7 +582,11 @@ t.test('GET /api/tasks/:id shows the callback deliveries of the task', async (t)
     [`msg_${event.id}`, event.id, hookUrl, 'delivered', 1, 204, null],
     'callbacks lists the delivery of that event: delivered on the first attempt with the receiver’s status',
   );
-  t.same(Object.keys(cb).sort(), ['attempts', 'createdAt', 'eventId', 'lastError', 'lastStatus', 'nextAt', 'state', 'updatedAt', 'url', 'webhookId'], 'each callback has exactly the documented fields (no secret, no payload)');
+  t.same(
+    Object.keys(cb).sort(),
+    ['attempts', 'createdAt', 'eventId', 'lastError', 'lastStatus', 'nextAt', 'state', 'updatedAt', 'url', 'webhookId'],
+    'each callback has exactly the documented fields (no secret, no payload)',
+  );
 
   t.equal(received.length, 1, 'the receiver got one POST');
   const h = received[0]!.headers;
@@ -514,7 +645,11 @@ t.test('a body over maxFrameBytes gets 413 and stores nothing', async (t) => {
   const fits = await api(relay, 'POST', '/api/messages', { body: { to: 'carol', body: 'w'.repeat(3900), from: 'ext:ci' } });
   t.equal(fits.status, 201, 'a body under the limit is accepted');
   const stored = await api(relay, 'GET', '/api/messages');
-  t.same(stored.body.messages.map((m: { body: string }) => m.body.length), [3900], 'only the body under the limit was stored');
+  t.same(
+    stored.body.messages.map((m: { body: string }) => m.body.length),
+    [3900],
+    'only the body under the limit was stored',
+  );
   t.same((await api(relay, 'GET', '/api/tasks')).body.tasks, [], 'no task was stored');
   t.same((await api(relay, 'GET', '/api/agents')).body.agents[0].meta, {}, 'the agent was not updated');
 });
@@ -538,7 +673,13 @@ t.test('with a relay token every REST request needs the bearer (401 otherwise)',
   const sent = await api(relay, 'POST', '/api/messages', { headers: auth, as: carol, body: { to: 'carol', body: 'note to self' } });
   t.equal(sent.status, 201, 'relay bearer and X-Agent-Token together');
   expectHttpError(t, await api(relay, 'POST', '/api/messages', { as: carol, body: { to: 'carol', body: 'x' } }), 401, ERRORS.unauthorized.code, 'an agent token does not replace the relay token');
-  expectHttpError(t, await api(relay, 'POST', '/api/messages', { headers: auth, as: { id: 'carol', token: relayToken }, body: { to: 'carol', body: 'x' } }), 401, ERRORS.unauthorized.code, 'the relay token is not an agent token');
+  expectHttpError(
+    t,
+    await api(relay, 'POST', '/api/messages', { headers: auth, as: { id: 'carol', token: relayToken }, body: { to: 'carol', body: 'x' } }),
+    401,
+    ERRORS.unauthorized.code,
+    'the relay token is not an agent token',
+  );
   t.equal((await api(relay, 'GET', '/api/messages', { headers: auth })).body.messages.length, 1, 'only the authorized send was stored');
   t.notMatch(relay.logText(), relayToken, 'the relay token never reaches a log line');
   t.notMatch(relay.logText(), carol.token, 'the agent token never reaches a log line');
@@ -564,7 +705,11 @@ t.test('agent tokens never reach a log line, whatever the request does', async (
   await bob.rpc.call('agent/register', { id: 'bob', agentToken: bob.token }).catch(() => undefined);
   await bob.rpc.call('agent/register', { id: 'carol', agentToken: carol.token }).catch(() => undefined);
   await bob.rpc.close();
-  await eventually(() => api(relay, 'GET', '/api/agents'), (r) => r.body.agents.find((a: { id: string }) => a.id === 'bob')?.connected === false, 'bob to be seen disconnected');
+  await eventually(
+    () => api(relay, 'GET', '/api/agents'),
+    (r) => r.body.agents.find((a: { id: string }) => a.id === 'bob')?.connected === false,
+    'bob to be seen disconnected',
+  );
 
   t.ok(relay.logs.length > 0, 'the relay did log (at trace level)');
   const text = relay.logText();

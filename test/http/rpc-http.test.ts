@@ -38,8 +38,7 @@ async function http(relay: TestRelay, method: string, path: string, body?: strin
   return { status: res.status, body: json, text, type: res.headers.get('content-type') };
 }
 
-const rpcPost = (relay: TestRelay, payload: unknown, headers?: Record<string, string>) =>
-  http(relay, 'POST', '/rpc', typeof payload === 'string' ? payload : JSON.stringify(payload), headers);
+const rpcPost = (relay: TestRelay, payload: unknown, headers?: Record<string, string>) => http(relay, 'POST', '/rpc', typeof payload === 'string' ? payload : JSON.stringify(payload), headers);
 
 const req = (id: unknown, method: string, params?: unknown) => ({ jsonrpc: '2.0', id, method, ...(params === undefined ? {} : { params }) });
 
@@ -109,7 +108,10 @@ t.test('POST /rpc: a single request, agent identity by params, and a notificatio
   t.equal(onlyNotes.text, '', 'and no body');
 
   const disc = await rpcPost(relay, req(7, 'rpc.discover'));
-  t.ok(disc.body.result.methods.some((m: { name: string }) => m.name === 'message/send'), 'rpc.discover works over /rpc');
+  t.ok(
+    disc.body.result.methods.some((m: { name: string }) => m.name === 'message/send'),
+    'rpc.discover works over /rpc',
+  );
 });
 
 /** A batch mixing writes, reads and every kind of error, run as an observer. */
@@ -132,7 +134,11 @@ function checkMixed(t: Test, answers: Reply[], what: string): void {
   t.ok(Array.isArray(answers), `${what}: answered with one array`);
   t.equal(answers.length, 11, `${what}: one answer per entry but the notification`);
   const byId = (id: unknown) => answers.find((a) => a.id === id);
-  t.same(byId(1)?.result?.agents?.map((a: { id: string }) => a.id), ['alice'], `${what}: agent/list answered`);
+  t.same(
+    byId(1)?.result?.agents?.map((a: { id: string }) => a.id),
+    ['alice'],
+    `${what}: agent/list answered`,
+  );
   t.equal(byId(2)?.result?.message?.body, 'batch hello', `${what}: message/send answered`);
   t.same(byId(2)?.result?.recipients, ['alice'], `${what}: broadcast reached alice`);
   t.equal(byId(3)?.result?.created, true, `${what}: task/create answered`);
@@ -166,7 +172,11 @@ t.test('POST /rpc: a mixed batch gets one array with the same results and errors
   t.same(res.body, ws, 'the HTTP answer equals the WebSocket answer, entry for entry');
 
   const stored = await rpcPost(overHttp, req(11, 'message/list', {}));
-  t.same(stored.body.result.messages.map((m: { body: string }) => m.body), ['batch hello', 'from a batch'], 'the writes of the batch were committed (send and the task announcement)');
+  t.same(
+    stored.body.result.messages.map((m: { body: string }) => m.body),
+    ['batch hello', 'from a batch'],
+    'the writes of the batch were committed (send and the task announcement)',
+  );
   t.same(stored.body.result, await observer.call('message/list', {}), 'both relays hold the same messages');
 });
 
@@ -184,7 +194,10 @@ t.test('POST /rpc: empty batch, batch over the limit, malformed JSON, oversize b
   t.notOk(Array.isArray(tooMany.body), 'refused whole, not per entry');
   expectError(t, tooMany.body, ERRORS.tooLarge.code, null, `a batch of ${LIMITS.maxBatch + 1}`, String(LIMITS.maxBatch + 1));
   t.same((await rpcPost(relay, req(1, 'message/list', {}))).body.result.messages, [], 'no entry of the refused batch ran');
-  const full = await rpcPost(relay, Array.from({ length: LIMITS.maxBatch }, (_, i) => req(i + 1, 'agent/list')));
+  const full = await rpcPost(
+    relay,
+    Array.from({ length: LIMITS.maxBatch }, (_, i) => req(i + 1, 'agent/list')),
+  );
   t.equal(full.body.length, LIMITS.maxBatch, `a batch of exactly ${LIMITS.maxBatch} is served`);
 
   for (const [what, text] of [
@@ -275,7 +288,11 @@ t.test('GET /metrics is Prometheus text with the relay metrics, and values follo
   t.ok(Number.isFinite(sample(before, 'agent_relay_nodejs_eventloop_lag_seconds')), 'event-loop lag has a value');
   const names = [...before.matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]!);
   t.ok(names.includes('agent_relay_process_resident_memory_bytes'), 'process metrics are there, under agent_relay_process_');
-  t.same(names.filter((n) => !n.startsWith('agent_relay_') || n.includes('process_process')), [], 'every name has the agent_relay_ prefix once, none process_process');
+  t.same(
+    names.filter((n) => !n.startsWith('agent_relay_') || n.includes('process_process')),
+    [],
+    'every name has the agent_relay_ prefix once, none process_process',
+  );
 
   const alice = await connectAgent(t, relay.wsUrl, { id: 'alice' });
   await connectAgent(t, relay.wsUrl, { id: 'bob' });

@@ -210,8 +210,15 @@ t.test('observer stream: message/new, task/updated and agent/updated, with id = 
   const m1 = await alice.rpc.call('message/send', { to: 'bob', body: 'first' });
   const m2 = await bob.rpc.call('message/send', { to: 'alice', body: 'second', subject: 'multi\nline? no: json' });
   await s.until(() => s.messages().length >= 2, 'two message/new events');
-  t.same(s.messages().map((e) => e.id), [String(m1.message.id), String(m2.message.id)], 'id: is the message cursor');
-  t.same(s.messages().map((e) => e.message.body), ['first', 'second']);
+  t.same(
+    s.messages().map((e) => e.id),
+    [String(m1.message.id), String(m2.message.id)],
+    'id: is the message cursor',
+  );
+  t.same(
+    s.messages().map((e) => e.message.body),
+    ['first', 'second'],
+  );
   t.equal(s.messages()[1]!.message.subject, 'multi\nline? no: json', 'data is one JSON line, newlines escaped');
   const raw = JSON.parse(s.events.find((e) => e.event === 'message/new')!.data);
   t.equal(raw.jsonrpc, '2.0', 'data is the same JSON-RPC notification the WebSocket carries');
@@ -222,11 +229,20 @@ t.test('observer stream: message/new, task/updated and agent/updated, with id = 
   const { claimToken } = await bob.rpc.call('task/claim', { id: task.id });
   await bob.rpc.call('task/update', { id: task.id, claimToken, status: 'done' });
   await s.until(() => s.of('task/updated').some((e) => e.params.task.status === 'done'), 'task/updated done');
-  const kinds = s.of('task/updated').filter((e) => e.params.task.id === task.id).map((e) => e.params.event.kind);
+  const kinds = s
+    .of('task/updated')
+    .filter((e) => e.params.task.id === task.id)
+    .map((e) => e.params.event.kind);
   t.same(kinds.slice(0, 1), ['task.created']);
   t.ok(kinds.includes('task.claimed') && kinds.includes('task.closed'), `claim and close were announced (${kinds.join(', ')})`);
-  t.ok(s.of('task/updated').every((e) => e.id === undefined), 'task/updated carries no id');
-  t.ok(s.of('event/new').some((e) => e.params.event.kind === 'task.claimed'), 'event/new rides along on the events topic');
+  t.ok(
+    s.of('task/updated').every((e) => e.id === undefined),
+    'task/updated carries no id',
+  );
+  t.ok(
+    s.of('event/new').some((e) => e.params.event.kind === 'task.claimed'),
+    'event/new rides along on the events topic',
+  );
 
   // topics= narrows an observer feed.
   const onlyTasks = await mustStream(t, relay, 'topics=tasks');
@@ -234,7 +250,11 @@ t.test('observer stream: message/new, task/updated and agent/updated, with id = 
   await alice.rpc.call('message/send', { to: 'bob', body: 'not on the tasks feed' });
   const { task: t2 } = await alice.rpc.call('task/create', { title: 'second task', target: 'bob' });
   await onlyTasks.until(() => onlyTasks.of('task/updated').some((e) => e.params.task.id === t2.id), 'the task on the tasks feed');
-  t.same(onlyTasks.events.map((e) => e.event), ['task/updated'], 'a tasks-only feed carries nothing else');
+  t.same(
+    onlyTasks.events.map((e) => e.event),
+    ['task/updated'],
+    'a tasks-only feed carries nothing else',
+  );
   const badTopic = await openStream(t, relay, 'topics=tasks,bogus');
   t.equal(badTopic.status, 400, 'an unknown topic is refused');
   t.match((badTopic as { body: any }).body.error.message, /topics.*bogus/);
@@ -281,8 +301,16 @@ t.test('agent stream: only its own messages; Last-Event-ID resumes exactly the m
   await send('someone-else', 'not yours');
   await send('reader', 'live 2');
   await s1.until(() => s1.messages().length >= 2, 'two live messages');
-  t.same(s1.messages().map((e) => e.message.body), ['live 1', 'live 2'], "only the reader's messages");
-  t.same(s1.messages().map((e) => Number(e.id)), sent, 'ids are the cursors');
+  t.same(
+    s1.messages().map((e) => e.message.body),
+    ['live 1', 'live 2'],
+    "only the reader's messages",
+  );
+  t.same(
+    s1.messages().map((e) => Number(e.id)),
+    sent,
+    'ids are the cursors',
+  );
   const lastSeen = s1.messages().at(-1)!.id!;
 
   // Disconnect, and make sure the relay noticed before sending more.
@@ -299,15 +327,30 @@ t.test('agent stream: only its own messages; Last-Event-ID resumes exactly the m
   // One live message after the backlog: anything duplicated would have come before it.
   const live = await send('reader', 'live 3');
   await s2.until(() => s2.messages().some((e) => Number(e.id) === live), 'the live message after the backlog');
-  t.same(s2.messages().map((e) => Number(e.id)), [...missed, live], 'exactly the missed ones, in order, then live: no duplicates');
-  t.same(s2.messages().map((e) => e.message.body), ['missed 1', 'missed 2', 'missed 3', 'live 3']);
-  t.same(s2.messages().map((e) => Number(e.id)), s2.messages().map((e) => e.message.id), 'id: equals message.id throughout');
+  t.same(
+    s2.messages().map((e) => Number(e.id)),
+    [...missed, live],
+    'exactly the missed ones, in order, then live: no duplicates',
+  );
+  t.same(
+    s2.messages().map((e) => e.message.body),
+    ['missed 1', 'missed 2', 'missed 3', 'live 3'],
+  );
+  t.same(
+    s2.messages().map((e) => Number(e.id)),
+    s2.messages().map((e) => e.message.id),
+    'id: equals message.id throughout',
+  );
 
   // since= in the query resumes the same way.
   await s2.close();
   const s3 = await mustStream(t, relay, `agentId=reader&since=${missed[1]}`, auth);
   await s3.until(() => s3.messages().length >= 2, 'resume by since=');
-  t.same(s3.messages().map((e) => Number(e.id)), [missed[2], live], 'since= resumes after the given id');
+  t.same(
+    s3.messages().map((e) => Number(e.id)),
+    [missed[2], live],
+    'since= resumes after the given id',
+  );
   await s3.close();
   // An EventSource reconnects with its original URL (since= and all) plus Last-Event-ID: the header
   // is the newer position and wins, or every reconnect would replay from the original since.
@@ -315,7 +358,11 @@ t.test('agent stream: only its own messages; Last-Event-ID resumes exactly the m
   await s4.until(() => s4.messages().length >= 1, 'resume by Last-Event-ID over since=');
   const live2 = await send('reader', 'live 4');
   await s4.until(() => s4.messages().some((e) => Number(e.id) === live2), 'the live message after it');
-  t.same(s4.messages().map((e) => Number(e.id)), [live, live2], 'Last-Event-ID wins over the since= of the URL: nothing replayed twice');
+  t.same(
+    s4.messages().map((e) => Number(e.id)),
+    [live, live2],
+    'Last-Event-ID wins over the since= of the URL: nothing replayed twice',
+  );
 
   // Garbage in Last-Event-ID is refused, not read as "from the start".
   const garbage = await openStream(t, relay, 'agentId=reader', { ...auth, 'last-event-id': 'abc' });
@@ -350,7 +397,11 @@ t.test('Last-Event-ID resumes across a relay restart on the same database: nothi
   await bob1.rpc.closed;
   await within(obs.done, 5000, 'the observer stream to end when the relay stops');
   t.ok(obs.ended, 'a graceful stop ends open SSE streams (their clients reconnect and resume)');
-  t.same(obs.messages().map((e) => Number(e.id)), [...before, ...missed], 'the observer saw a-d before the stop');
+  t.same(
+    obs.messages().map((e) => Number(e.id)),
+    [...before, ...missed],
+    'the observer saw a-d before the stop',
+  );
   const obsLast = obs.messages().at(-1)!.id!;
 
   const relay2 = await startRelay(t, {}, { dir });
@@ -364,13 +415,24 @@ t.test('Last-Event-ID resumes across a relay restart on the same database: nothi
   await s2.until(() => s2.messages().length >= 4, 'the four missed messages');
   const live = (await bob2.rpc.call('message/send', { to: 'reader', body: 'g' })).message.id as number;
   await s2.until(() => s2.messages().some((e) => Number(e.id) === live), 'the live message');
-  t.same(s2.messages().map((e) => Number(e.id)), [...missed, live], 'before-stop and after-restart messages, in order, then live; none twice');
-  t.same(s2.messages().map((e) => e.message.body), ['c', 'd', 'e', 'f', 'g']);
+  t.same(
+    s2.messages().map((e) => Number(e.id)),
+    [...missed, live],
+    'before-stop and after-restart messages, in order, then live; none twice',
+  );
+  t.same(
+    s2.messages().map((e) => e.message.body),
+    ['c', 'd', 'e', 'f', 'g'],
+  );
 
   // The observer resumes from where the stop cut it off.
   const obs2 = await mustStream(t, relay2, 'topics=messages', { 'last-event-id': obsLast });
   await obs2.until(() => obs2.messages().length >= 3, 'the observer backlog');
-  t.same(obs2.messages().map((e) => e.message.body), ['e', 'f', 'g'], 'the observer gets exactly what it missed');
+  t.same(
+    obs2.messages().map((e) => e.message.body),
+    ['e', 'f', 'g'],
+    'the observer gets exactly what it missed',
+  );
 });
 
 t.test('a cursor below the pruned floor is refused with -32007 / 410, never skipped', async (t: Test) => {
@@ -407,7 +469,10 @@ t.test('a cursor below the pruned floor is refused with -32007 / 410, never skip
   // At the floor it resumes, with what retention still holds.
   const s = await mustStream(t, relay, 'agentId=reader', { ...auth, 'last-event-id': String(old[2]) });
   await s.until(() => s.messages().length >= 1, 'the message after the floor');
-  t.same(s.messages().map((e) => Number(e.id)), [fresh]);
+  t.same(
+    s.messages().map((e) => Number(e.id)),
+    [fresh],
+  );
 });
 
 t.test('relay token: the stream needs the bearer', async (t: Test) => {

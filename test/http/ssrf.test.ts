@@ -21,7 +21,6 @@ const SECRET = `whsec_${randomBytes(32).toString('base64')}`;
 /** One attempt each: a refused callback is a dead letter at once, so "the dispatcher has run" is observable. */
 // maxAttempts above 1: a refused address must be dead-lettered at once, not retried.
 const POLICY: Partial<CallbackPolicy> = { maxAttempts: 5, timeoutMs: 1000, random: () => 0.5 };
-const REFUSED = /is private, loopback or link-local/;
 
 interface Canary {
   port: number;
@@ -49,10 +48,15 @@ async function startCanary(t: Test): Promise<Canary> {
   };
   const servers: http.Server[] = [];
   t.teardown(async () => {
-    await Promise.all(servers.map((s) => new Promise<void>((resolve) => {
-      s.close(() => resolve());
-      s.closeAllConnections();
-    })));
+    await Promise.all(
+      servers.map(
+        (s) =>
+          new Promise<void>((resolve) => {
+            s.close(() => resolve());
+            s.closeAllConnections();
+          }),
+      ),
+    );
   });
   const v4 = http.createServer(handler);
   await listen(v4, 0, '127.0.0.1');
@@ -206,9 +210,38 @@ t.test('allowPrivateCallbacks on: the same loopback spellings DO reach the canar
 });
 
 t.test('isPrivateAddress: internal ranges in their IPv4, IPv6, mapped, translated, compatible and 6to4 spellings; public addresses pass', async (t) => {
-  for (const a of ['127.0.0.1', '127.255.0.9', '10.1.2.3', '172.16.0.1', '172.31.255.255', '192.168.0.1', '169.254.169.254', '100.64.0.1', '0.0.0.0', '::1', '::', 'fe80::1', 'fd00::1', '::ffff:127.0.0.1', '::ffff:7f00:1', '::ffff:a9fe:a9fe',
-    '::127.0.0.1', '::7f00:1', '::8.8.8.8', '::ffff:0:7f00:1', '::ffff:0:127.0.0.1', '0:0:0:0:0:ffff:7f00:1', '2002:7f00:1::', '2002:a9fe:a9fe::1',
-    '2002:c0a8:101::', 'fe80::1%eth0', '64:ff9b:1::a9fe:a9fe', '2001:0:4136:e378:8000:63bf:80ff:fffe', '100::1', 'not-an-ip']) {
+  for (const a of [
+    '127.0.0.1',
+    '127.255.0.9',
+    '10.1.2.3',
+    '172.16.0.1',
+    '172.31.255.255',
+    '192.168.0.1',
+    '169.254.169.254',
+    '100.64.0.1',
+    '0.0.0.0',
+    '::1',
+    '::',
+    'fe80::1',
+    'fd00::1',
+    '::ffff:127.0.0.1',
+    '::ffff:7f00:1',
+    '::ffff:a9fe:a9fe',
+    '::127.0.0.1',
+    '::7f00:1',
+    '::8.8.8.8',
+    '::ffff:0:7f00:1',
+    '::ffff:0:127.0.0.1',
+    '0:0:0:0:0:ffff:7f00:1',
+    '2002:7f00:1::',
+    '2002:a9fe:a9fe::1',
+    '2002:c0a8:101::',
+    'fe80::1%eth0',
+    '64:ff9b:1::a9fe:a9fe',
+    '2001:0:4136:e378:8000:63bf:80ff:fffe',
+    '100::1',
+    'not-an-ip',
+  ]) {
     t.equal(isPrivateAddress(a), true, `${a} is refused`);
   }
   for (const a of ['93.184.216.34', '8.8.8.8', '172.32.0.1', '2606:4700:4700::1111', '2001:4860:4860::8888', '::ffff:8.8.8.8', '::ffff:0:808:808', '2002:808:808::1']) {

@@ -42,13 +42,33 @@ t.test('the packed package installs and runs agent-relay serve from any folder',
   t.ok(tarball, 'npm pack wrote the tarball');
 
   const listing = await run(t, 'tar', ['tzf', join(dir, tarball!)], { cwd: dir, env: childEnv() });
-  const files = listing.out.split('\n').filter(Boolean).map((f) => f.replace(/^package\//, ''));
-  for (const wanted of ['bin/agent-relay.js', 'dist/bin/agent-relay.js', 'dist/broker/main.js', 'dist/client/index.js', 'dist/types/clients/index.d.ts', 'dist/dashboard/index.html', 'broker/store/migrations/0001_init.sql', 'adapters/claude/plugin/hooks/hooks.json']) {
+  const files = listing.out
+    .split('\n')
+    .filter(Boolean)
+    .map((f) => f.replace(/^package\//, ''));
+  for (const wanted of [
+    'bin/agent-relay.js',
+    'dist/bin/agent-relay.js',
+    'dist/broker/main.js',
+    'dist/client/index.js',
+    'dist/types/clients/index.d.ts',
+    'dist/dashboard/index.html',
+    'broker/store/migrations/0001_init.sql',
+    'adapters/claude/plugin/hooks/hooks.json',
+  ]) {
     t.ok(files.includes(wanted), `the package holds ${wanted}`);
   }
   const allowed = /^(bin\/[^/]+\.js|dist\/.+|broker\/store\/migrations\/\d{4}_[a-z_]+\.sql|adapters\/(claude|codex)\/plugin\/.+|\.claude-plugin\/.+|docs\/[^/]+\.md|README\.md|LICENSE|package\.json)$/;
-  t.same(files.filter((f) => !allowed.test(f)), [], 'nothing else: no tests, benchmarks, sources or stray files');
-  t.same(files.filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts')), [], 'no TypeScript sources');
+  t.same(
+    files.filter((f) => !allowed.test(f)),
+    [],
+    'nothing else: no tests, benchmarks, sources or stray files',
+  );
+  t.same(
+    files.filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts')),
+    [],
+    'no TypeScript sources',
+  );
 
   // Lay it out as `npm install -g --prefix PREFIX` does (see the comment at the top).
   const prefix = join(dir, 'prefix');
@@ -80,10 +100,14 @@ t.test('the packed package installs and runs agent-relay serve from any folder',
 
   const relay = spawnChild(t, 'agent-relay', ['serve', '--port', '0'], { cwd: elsewhere, env });
   let url = '';
-  await waitFor(() => {
-    url = /"url":"(http:\/\/127\.0\.0\.1:\d+)"/.exec(relay.stdout())?.[1] ?? '';
-    return url !== '' || relay.stderr() !== '';
-  }, 'the installed relay\'s "listening" line', WAIT_MS);
+  await waitFor(
+    () => {
+      url = /"url":"(http:\/\/127\.0\.0\.1:\d+)"/.exec(relay.stdout())?.[1] ?? '';
+      return url !== '' || relay.stderr() !== '';
+    },
+    'the installed relay\'s "listening" line',
+    WAIT_MS,
+  );
   t.equal(relay.stderr(), '', 'the relay started without complaint');
 
   const page = await fetch(`${url}/`);

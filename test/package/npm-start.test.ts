@@ -23,10 +23,14 @@ t.test('npm start runs the built relay with plain node and stops when npm is sen
   const db = join(t.testdir(), 'relay.db');
   const npm = spawnChild(t, 'npm', ['start', '--ignore-scripts', '--', '--port', '0', '--db', db], { env: childEnv() });
   let port = 0;
-  await waitFor(() => {
-    port = Number(/"url":"http:\/\/127\.0\.0\.1:(\d+)"/.exec(npm.stdout())?.[1] ?? 0);
-    return port > 0 || npm.stderr().includes('ERR');
-  }, 'the relay\'s "listening" line', 30_000);
+  await waitFor(
+    () => {
+      port = Number(/"url":"http:\/\/127\.0\.0\.1:(\d+)"/.exec(npm.stdout())?.[1] ?? 0);
+      return port > 0 || npm.stderr().includes('ERR');
+    },
+    'the relay\'s "listening" line',
+    30_000,
+  );
   t.ok(port > 0, `listening (stderr: ${npm.stderr()})`);
   t.match(npm.stdout(), /node --enable-source-maps dist\/broker\/main\.js/, 'the start script runs the compiled relay');
   t.notMatch(npm.stdout(), /tsx/, 'no TypeScript loader');

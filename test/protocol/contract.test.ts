@@ -78,11 +78,14 @@ t.test('every method in the PROTOCOL.md methods table exists in METHODS', async 
   const documented = tableFirstCells('Methods');
   t.equal(documented.length, 20, 'the methods table has 20 rows');
   for (const name of documented) {
-    t.ok(Object.prototype.hasOwnProperty.call(METHODS, name) || name === DISCOVER_METHOD, `${name} is implemented`);
+    t.ok(Object.hasOwn(METHODS, name) || name === DISCOVER_METHOD, `${name} is implemented`);
   }
   t.ok(documented.includes(DISCOVER_METHOD), 'rpc.discover is documented');
   // The table must not have been misparsed into another table (targets, HTTP routes).
-  t.notOk(documented.some((n) => n.startsWith('tag:') || n.startsWith('GET ') || n.startsWith('POST ')), 'only method rows were read');
+  t.notOk(
+    documented.some((n) => n.startsWith('tag:') || n.startsWith('GET ') || n.startsWith('POST ')),
+    'only method rows were read',
+  );
 });
 
 t.test('every method in METHODS has a row in the PROTOCOL.md methods table', async (t) => {

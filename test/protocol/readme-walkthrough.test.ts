@@ -110,9 +110,7 @@ t.test('the wscat session answers as shown', async (t) => {
     } else if (line.startsWith('< ')) {
       const shown = parseShown(line.slice(2)) as { id?: unknown; method?: string };
       const pick = (): unknown =>
-        shown.id !== undefined
-          ? rpc.raw.find((m: any) => m.id === shown.id)
-          : rpc.raw.slice(since).find((m: any) => m.method === shown.method && m.id === undefined && !used.has(m));
+        shown.id !== undefined ? rpc.raw.find((m: any) => m.id === shown.id) : rpc.raw.slice(since).find((m: any) => m.method === shown.method && m.id === undefined && !used.has(m));
       await rpc.until(() => pick() !== undefined, STEP_MS, `the answer shown as ${line.slice(0, 80)}`);
       const actual = pick();
       used.add(actual);

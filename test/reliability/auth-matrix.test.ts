@@ -134,7 +134,15 @@ async function setup(t: Test): Promise<Setup> {
   const dir = uniqueDir(t);
   const secrets = { ci: `whsec_${randomBytes(24).toString('base64')}`, other: `whsec_${randomBytes(24).toString('base64')}`, wrong: `whsec_${randomBytes(24).toString('base64')}` };
   const integrations = join(dir, 'integrations.json');
-  writeFileSync(integrations, JSON.stringify({ integrations: [{ name: 'ci', secret: secrets.ci, target: 'victim' }, { name: 'other', secret: secrets.other, target: 'victim' }] }));
+  writeFileSync(
+    integrations,
+    JSON.stringify({
+      integrations: [
+        { name: 'ci', secret: secrets.ci, target: 'victim' },
+        { name: 'other', secret: secrets.other, target: 'victim' },
+      ],
+    }),
+  );
   const relay = await startRelay(t, { token: TOKEN, logLevel: 'trace', integrationsPath: integrations }, { dir });
   const headers = { Authorization: BEARER };
   const v = await WsRpc.connect(t, relay.wsUrl, { headers });
@@ -190,7 +198,10 @@ t.test('every method and endpoint × no token, wrong token, another agent’s to
   await own.call('agent/register', { id: 'attacker', agentToken: attacker.token });
   for (const method of ALL_METHODS) {
     const params = { ...paramsFor(method, ids), ...(method === 'agent/register' ? { agentToken: attacker.token } : { agentId: 'victim', agentToken: attacker.token }) };
-    for (const [name, conn] of [['fresh', fresh], ['registered', own]] as const) {
+    for (const [name, conn] of [
+      ['fresh', fresh],
+      ['registered', own],
+    ] as const) {
       const err = await conn.call(method, params).then(
         () => null,
         (e: { code?: number }) => e,
@@ -244,7 +255,10 @@ t.test('every method and endpoint × no token, wrong token, another agent’s to
   expect('ingress × relay token only', (await hook({ Authorization: BEARER })).status === 401);
   expect('ingress × wrong secret', (await hook({ Authorization: `Bearer ${secrets.wrong}` })).status === 401);
   expect('ingress × another integration’s secret', (await hook({ Authorization: `Bearer ${secrets.other}` })).status === 401);
-  expect('ingress × another integration’s secret as a signature', (await hook({ 'webhook-id': 'msg_1', 'webhook-timestamp': String(Math.floor(Date.now() / 1000)), 'webhook-signature': 'v1,AAAA' })).status === 401);
+  expect(
+    'ingress × another integration’s secret as a signature',
+    (await hook({ 'webhook-id': 'msg_1', 'webhook-timestamp': String(Math.floor(Date.now() / 1000)), 'webhook-signature': 'v1,AAAA' })).status === 401,
+  );
   expect('ingress × the victim’s agent token', (await hook({ Authorization: `Bearer ${victim.token}` })).status === 401);
 
   t.same(failures, [], `every cell of the matrix refused (${cells} cells)`);
@@ -258,7 +272,9 @@ t.test('every method and endpoint × no token, wrong token, another agent’s to
 
   const logs = relay.logText();
   const secretsUsed = { relay: TOKEN, wrong_relay: WRONG, victim: victim.token, attacker: attacker.token, ci: secrets.ci, other: secrets.other, wrong_secret: secrets.wrong };
-  const leaked = Object.entries(secretsUsed).filter(([, s]) => logs.includes(s)).map(([k]) => k);
+  const leaked = Object.entries(secretsUsed)
+    .filter(([, s]) => logs.includes(s))
+    .map(([k]) => k);
   t.ok(relay.logs.length > 20, `the relay logged at trace level (${relay.logs.length} lines)`);
   t.same(leaked, [], 'no token or secret appears in any log line');
   figure(t, 'auth-matrix', { cells, refused: cells - failures.length, not_refused: failures.length, state_changed: !unchanged, log_lines: relay.logs.length, secrets_in_logs: leaked.length });

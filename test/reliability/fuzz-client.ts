@@ -39,10 +39,26 @@ const E = {
 } as const;
 
 const KNOWN = [
-  'agent/register', 'agent/update', 'agent/heartbeat', 'agent/list',
-  'message/send', 'message/list', 'message/read', 'message/get', 'message/ack', 'message/claim', 'thread/get',
-  'task/create', 'task/claim', 'task/update', 'task/release', 'task/list', 'task/get',
-  'event/list', 'stream/subscribe', 'rpc.discover',
+  'agent/register',
+  'agent/update',
+  'agent/heartbeat',
+  'agent/list',
+  'message/send',
+  'message/list',
+  'message/read',
+  'message/get',
+  'message/ack',
+  'message/claim',
+  'thread/get',
+  'task/create',
+  'task/claim',
+  'task/update',
+  'task/release',
+  'task/list',
+  'task/get',
+  'event/list',
+  'stream/subscribe',
+  'rpc.discover',
 ];
 const STACK = /\n\s*at\s|\bat\s+\S+\s+\(|\.(?:ts|js|mjs|cjs):\d+/;
 
@@ -79,18 +95,17 @@ const fromHttp = (a: Answer): { id: unknown; code: number | null } => a.http ?? 
 // ---------------------------------------------------------------------------------------------
 // Generators.
 
-const validId = fc.oneof(
-  fc.integer({ min: -(2 ** 53 - 1), max: 2 ** 53 - 1 }),
-  fc.string({ maxLength: 128 }),
-  fc.constant(null),
-);
+const validId = fc.oneof(fc.integer({ min: -(2 ** 53 - 1), max: 2 ** 53 - 1 }), fc.string({ maxLength: 128 }), fc.constant(null));
 /** Ids the relay must refuse: fractional, unsafe or overflowing numbers, huge strings, structures. */
 const badIdText = fc.oneof(
   fc.tuple(fc.integer({ min: -1_000_000, max: 1_000_000 }), fc.integer({ min: 1, max: 999 })).map(([i, f]) => `${i}.${String(f).padStart(3, '0')}`),
   fc.bigInt({ min: 2n ** 53n, max: 10n ** 40n }).map((b) => String(b)),
   fc.bigInt({ min: 2n ** 53n, max: 10n ** 40n }).map((b) => `-${b}`),
   fc.constantFrom('1e400', '-1e400', '1e20', '-1e300', '9007199254740992'),
-  fc.string({ minLength: 129, maxLength: 4000 }).filter((s) => s.length > 128).map(j),
+  fc
+    .string({ minLength: 129, maxLength: 4000 })
+    .filter((s) => s.length > 128)
+    .map(j),
   fc.constantFrom('{}', '[]', 'true', 'false', '{"id":1}', '[1,2]'),
 );
 
@@ -106,7 +121,14 @@ const smallInt = fc.integer({ min: 1, max: 1000 });
 const missingId = fc.integer({ min: 10_000_000, max: 2 ** 40 });
 
 const validRead: fc.Arbitrary<Call> = fc.oneof(
-  fc.constantFrom<Call>({ method: 'agent/list', code: null }, { method: 'agent/list', params: '{}', code: null }, { method: 'agent/list', params: '{"status":"online"}', code: null }, { method: 'task/list', params: '{"status":"open"}', code: null }, { method: 'rpc.discover', code: null }, { method: 'rpc.discover', params: '{}', code: null }),
+  fc.constantFrom<Call>(
+    { method: 'agent/list', code: null },
+    { method: 'agent/list', params: '{}', code: null },
+    { method: 'agent/list', params: '{"status":"online"}', code: null },
+    { method: 'task/list', params: '{"status":"open"}', code: null },
+    { method: 'rpc.discover', code: null },
+    { method: 'rpc.discover', params: '{}', code: null },
+  ),
   smallInt.map((n) => ({ method: 'message/list', params: j({ limit: n }), code: null })),
   smallInt.map((n) => ({ method: 'event/list', params: j({ limit: n, since: n }), code: null })),
   smallInt.map((n) => ({ method: 'task/list', params: j({ limit: n }), code: null })),
@@ -119,30 +141,68 @@ const needsAgent: fc.Arbitrary<Call> = fc.tuple(fc.constantFrom('agent/heartbeat
 const badCredentials: fc.Arbitrary<Call> = fc
   .tuple(
     fc.constantFrom<[string, Record<string, unknown>]>(
-      ['agent/list', {}], ['message/list', {}], ['task/list', {}], ['event/list', {}], ['message/get', { id: 1 }], ['task/get', { id: 1 }], ['thread/get', { id: 1 }],
-      ['message/send', { to: 'broadcast', body: 'forged' }], ['task/create', { title: 'forged', target: 'broadcast' }], ['agent/update', { label: 'x' }],
-      ['agent/heartbeat', {}], ['message/read', { upTo: 1 }], ['task/claim', { id: 1 }], ['task/update', { id: 1, status: 'canceled' }], ['rpc.discover', {}],
+      ['agent/list', {}],
+      ['message/list', {}],
+      ['task/list', {}],
+      ['event/list', {}],
+      ['message/get', { id: 1 }],
+      ['task/get', { id: 1 }],
+      ['thread/get', { id: 1 }],
+      ['message/send', { to: 'broadcast', body: 'forged' }],
+      ['task/create', { title: 'forged', target: 'broadcast' }],
+      ['agent/update', { label: 'x' }],
+      ['agent/heartbeat', {}],
+      ['message/read', { upTo: 1 }],
+      ['task/claim', { id: 1 }],
+      ['task/update', { id: 1, status: 'canceled' }],
+      ['rpc.discover', {}],
     ),
     fc.stringMatching(/^[a-z0-9]{1,20}$/),
     fc.string({ minLength: 1, maxLength: 256 }),
   )
   .map(([[method, params], who, token]) => ({ method, params: j({ ...params, agentId: `nobody-${who}`, agentToken: token }), code: E.unauthorized }));
 const unknownMethod: fc.Arbitrary<Call> = fc
-  .oneof(fc.string({ minLength: 1, maxLength: 60 }), fc.constantFrom('__proto__', 'constructor', 'toString', 'hasOwnProperty', 'valueOf', 'rpc.other', 'agent/', 'Agent/List', 'agent/list ', ' agent/list', 'message/send/x'))
+  .oneof(
+    fc.string({ minLength: 1, maxLength: 60 }),
+    fc.constantFrom('__proto__', 'constructor', 'toString', 'hasOwnProperty', 'valueOf', 'rpc.other', 'agent/', 'Agent/List', 'agent/list ', ' agent/list', 'message/send/x'),
+  )
   .filter((m) => m.length > 0 && !KNOWN.includes(m))
   .map((method) => ({ method, params: '{}', code: E.methodNotFound }));
 /** stream/subscribe needs a live connection: over HTTP it is refused before its params are read. */
 const paramsRefusal = (method: string): Pick<Call, 'code' | 'httpCode'> => (method === 'stream/subscribe' ? { code: E.invalidParams, httpCode: E.invalidRequest } : { code: E.invalidParams });
 const withParams = KNOWN.filter((m) => m !== 'rpc.discover');
 const extraKey: fc.Arbitrary<Call> = fc
-  .tuple(fc.constantFrom(...withParams), fc.oneof(fc.constantFrom('__proto__', 'constructor', 'prototype', 'toString', 'hasOwnProperty'), fc.string({ minLength: 1, maxLength: 20 }).map((s) => `zz${s}`)), fc.jsonValue({ maxDepth: 2 }))
+  .tuple(
+    fc.constantFrom(...withParams),
+    fc.oneof(
+      fc.constantFrom('__proto__', 'constructor', 'prototype', 'toString', 'hasOwnProperty'),
+      fc.string({ minLength: 1, maxLength: 20 }).map((s) => `zz${s}`),
+    ),
+    fc.jsonValue({ maxDepth: 2 }),
+  )
   .map(([method, key, value]) => ({ method, params: obj([[key, j(value) ?? 'null']]), ...paramsRefusal(method) }));
-const arrayParams: fc.Arbitrary<Call> = fc.tuple(fc.constantFrom(...withParams), fc.array(fc.jsonValue({ maxDepth: 1 }), { maxLength: 4 })).map(([method, arr]) => ({ method, params: j(arr), ...paramsRefusal(method) }));
+const arrayParams: fc.Arbitrary<Call> = fc
+  .tuple(fc.constantFrom(...withParams), fc.array(fc.jsonValue({ maxDepth: 1 }), { maxLength: 4 }))
+  .map(([method, arr]) => ({ method, params: j(arr), ...paramsRefusal(method) }));
 const wrongTypes: fc.Arbitrary<Call> = fc.oneof(
-  fc.tuple(fc.oneof(fc.integer(), fc.boolean(), fc.constant(null)), fc.oneof(fc.integer(), fc.boolean())).map(([to, body]) => ({ method: 'message/send', params: j({ to, body }), code: E.invalidParams })),
-  fc.tuple(fc.constantFrom('message/get', 'task/get', 'thread/get', 'task/claim', 'task/update', 'message/claim'), fc.oneof(fc.string(), fc.boolean(), fc.constant(null), fc.double({ noInteger: true }), fc.integer({ max: 0 }))).map(([method, id]) => ({ method, params: j({ id }), code: E.invalidParams })),
-  fc.tuple(fc.constantFrom('message/list', 'task/list', 'event/list'), fc.oneof(fc.string(), fc.integer({ min: 1001 }), fc.integer({ max: 0 }))).map(([method, limit]) => ({ method, params: j({ limit }), code: E.invalidParams })),
-  fc.oneof(fc.integer(), fc.string().filter((s) => !['online', 'busy', 'away', 'offline'].includes(s))).map((status) => ({ method: 'agent/list', params: j({ status }), code: E.invalidParams })),
+  fc
+    .tuple(fc.oneof(fc.integer(), fc.boolean(), fc.constant(null)), fc.oneof(fc.integer(), fc.boolean()))
+    .map(([to, body]) => ({ method: 'message/send', params: j({ to, body }), code: E.invalidParams })),
+  fc
+    .tuple(
+      fc.constantFrom('message/get', 'task/get', 'thread/get', 'task/claim', 'task/update', 'message/claim'),
+      fc.oneof(fc.string(), fc.boolean(), fc.constant(null), fc.double({ noInteger: true }), fc.integer({ max: 0 })),
+    )
+    .map(([method, id]) => ({ method, params: j({ id }), code: E.invalidParams })),
+  fc
+    .tuple(fc.constantFrom('message/list', 'task/list', 'event/list'), fc.oneof(fc.string(), fc.integer({ min: 1001 }), fc.integer({ max: 0 })))
+    .map(([method, limit]) => ({ method, params: j({ limit }), code: E.invalidParams })),
+  fc
+    .oneof(
+      fc.integer(),
+      fc.string().filter((s) => !['online', 'busy', 'away', 'offline'].includes(s)),
+    )
+    .map((status) => ({ method: 'agent/list', params: j({ status }), code: E.invalidParams })),
   fc.oneof(fc.integer(), fc.constant(''), fc.boolean()).map((title) => ({ method: 'task/create', params: j({ title, target: 'broadcast' }), code: E.invalidParams })),
   fc.oneof(fc.integer(), fc.stringMatching(/^[A-Z ]{1,10}$/)).map((id) => ({ method: 'agent/register', params: j({ id }), code: E.invalidParams })),
   fc.oneof(fc.string(), fc.integer()).map((topics) => ({ method: 'stream/subscribe', params: j({ topics }), code: E.invalidParams, httpCode: E.invalidRequest })),
@@ -166,7 +226,10 @@ function callEntry(cat: fc.Arbitrary<Call>): fc.Arbitrary<Entry> {
 const envelopeError: fc.Arbitrary<Entry> = fc
   .tuple(
     fc.oneof(
-      fc.jsonValue({ maxDepth: 1 }).filter((v) => v !== '2.0').map((v) => ({ jsonrpc: j(v) })),
+      fc
+        .jsonValue({ maxDepth: 1 })
+        .filter((v) => v !== '2.0')
+        .map((v) => ({ jsonrpc: j(v) })),
       fc.constant({ jsonrpc: undefined }),
       fc.oneof(fc.integer(), fc.boolean(), fc.constant(null), fc.constant(''), fc.array(fc.string(), { maxLength: 2 })).map((m) => ({ method: j(m) })),
       fc.constant({ method: undefined }),
@@ -190,18 +253,29 @@ const envelopeError: fc.Arbitrary<Entry> = fc
 
 /** A bad id makes any request invalid, answered with id null. */
 const badIdEntry: fc.Arbitrary<Entry> = fc.tuple(badIdText, fc.constantFrom('agent/list', 'message/send', 'no/such', 'rpc.discover')).map(([idText, method]) => ({
-  text: obj([['jsonrpc', '"2.0"'], ['id', idText], ['method', j(method)], ['params', '{}']]),
+  text: obj([
+    ['jsonrpc', '"2.0"'],
+    ['id', idText],
+    ['method', j(method)],
+    ['params', '{}'],
+  ]),
   exp: { id: null, code: E.invalidRequest },
 }));
 
 const nonObjectEntry: fc.Arbitrary<Entry> = fc.jsonValue({ maxDepth: 0 }).map((v) => ({ text: j(v) ?? 'null', exp: { id: null, code: E.invalidRequest } }));
 
 /** Prototype-named keys in the envelope itself: harmless, the call is served. */
-const protoEnvelope: fc.Arbitrary<Entry> = fc.tuple(fc.constantFrom('__proto__', 'constructor', 'prototype'), fc.jsonValue({ maxDepth: 2 }), fc.option(validId, { freq: 3, nil: undefined })).map(([key, value, id]) => {
-  const members: Array<[string, string]> = [['jsonrpc', '"2.0"'], [key, j(value) ?? 'null'], ['method', '"agent/list"']];
-  if (id !== undefined) members.push(['id', j(id)]);
-  return { text: obj(members), exp: id === undefined ? ('silence' as const) : { id, code: null } };
-});
+const protoEnvelope: fc.Arbitrary<Entry> = fc
+  .tuple(fc.constantFrom('__proto__', 'constructor', 'prototype'), fc.jsonValue({ maxDepth: 2 }), fc.option(validId, { freq: 3, nil: undefined }))
+  .map(([key, value, id]) => {
+    const members: Array<[string, string]> = [
+      ['jsonrpc', '"2.0"'],
+      [key, j(value) ?? 'null'],
+      ['method', '"agent/list"'],
+    ];
+    if (id !== undefined) members.push(['id', j(id)]);
+    return { text: obj(members), exp: id === undefined ? ('silence' as const) : { id, code: null } };
+  });
 
 const entry: fc.Arbitrary<Entry> = fc.oneof(
   { weight: 4, arbitrary: callEntry(validRead) },
@@ -251,11 +325,18 @@ const frame: fc.Arbitrary<Frame> = fc.oneof(
   { weight: 2, arbitrary: fc.constantFrom('[]', '[ ]', ' [\n] ', '\t[]').map((text): Frame => ({ cat: 'empty-batch', text, exp: errorReply(E.invalidRequest) })) },
   {
     weight: 2,
-    arbitrary: fc.tuple(fc.integer({ min: 101, max: 400 }), fc.constantFrom('1', '{"jsonrpc":"2.0","id":1,"method":"agent/list"}', '{"jsonrpc":"2.0","method":"message/send","params":{"to":"broadcast","body":"x"}}')).map(([n, member]): Frame => ({
-      cat: 'oversize-batch',
-      text: `[${Array.from({ length: n }, () => member).join(',')}]`,
-      exp: errorReply(E.tooLarge),
-    })),
+    arbitrary: fc
+      .tuple(
+        fc.integer({ min: 101, max: 400 }),
+        fc.constantFrom('1', '{"jsonrpc":"2.0","id":1,"method":"agent/list"}', '{"jsonrpc":"2.0","method":"message/send","params":{"to":"broadcast","body":"x"}}'),
+      )
+      .map(
+        ([n, member]): Frame => ({
+          cat: 'oversize-batch',
+          text: `[${Array.from({ length: n }, () => member).join(',')}]`,
+          exp: errorReply(E.tooLarge),
+        }),
+      ),
   },
   {
     weight: 10,
@@ -272,21 +353,26 @@ const frame: fc.Arbitrary<Frame> = fc.oneof(
     weight: 5,
     arbitrary: fc.tuple(fc.integer({ min: 33, max: 4000 }), fc.constantFrom('arrays', 'objects', 'unbalanced', 'in-params')).map(([d, shape]): Frame => {
       const text =
-        shape === 'arrays' ? '['.repeat(d) + ']'.repeat(d)
-        : shape === 'objects' ? '{"a":'.repeat(d) + '1' + '}'.repeat(d)
-        : shape === 'unbalanced' ? '['.repeat(d)
-        : `{"jsonrpc":"2.0","id":1,"method":"message/send","params":{"to":"broadcast","body":"x","meta":${'{"a":'.repeat(d)}1${'}'.repeat(d)}}}`;
+        shape === 'arrays'
+          ? '['.repeat(d) + ']'.repeat(d)
+          : shape === 'objects'
+            ? `${'{"a":'.repeat(d)}1${'}'.repeat(d)}`
+            : shape === 'unbalanced'
+              ? '['.repeat(d)
+              : `{"jsonrpc":"2.0","id":1,"method":"message/send","params":{"to":"broadcast","body":"x","meta":${'{"a":'.repeat(d)}1${'}'.repeat(d)}}}`;
       return { cat: 'deep-nesting', text, exp: errorReply(E.invalidRequest) };
     }),
   },
   {
     weight: 2,
-    arbitrary: fc.integer({ min: cfg.maxFrameBytes + 1, max: cfg.maxFrameBytes * 3 }).map((size): Frame => ({
-      cat: 'oversize-frame',
-      text: `{"jsonrpc":"2.0","id":1,"method":"message/send","params":{"to":"broadcast","body":"${'x'.repeat(size)}"}}`,
-      exp: errorReply(E.tooLarge),
-      oversize: true,
-    })),
+    arbitrary: fc.integer({ min: cfg.maxFrameBytes + 1, max: cfg.maxFrameBytes * 3 }).map(
+      (size): Frame => ({
+        cat: 'oversize-frame',
+        text: `{"jsonrpc":"2.0","id":1,"method":"message/send","params":{"to":"broadcast","body":"${'x'.repeat(size)}"}}`,
+        exp: errorReply(E.tooLarge),
+        oversize: true,
+      }),
+    ),
   },
   { weight: 2, arbitrary: callEntry(validRead).map((e): Frame => ({ cat: 'binary-frame', text: e.text, exp: errorReply(E.invalidRequest), binary: true })) },
 );
@@ -308,7 +394,14 @@ let stray = 0;
 let mismatchCount = 0;
 const note = (where: string, f: { cat: string; text: string }, expected: unknown, got: unknown) => {
   mismatchCount++;
-  if (mismatches.length < 25) mismatches.push({ where, cat: f.cat, frame: f.text.length > 300 ? `${f.text.slice(0, 300)}… (${f.text.length} chars)` : f.text, expected, got: typeof got === 'string' && got.length > 300 ? got.slice(0, 300) : got });
+  if (mismatches.length < 25)
+    mismatches.push({
+      where,
+      cat: f.cat,
+      frame: f.text.length > 300 ? `${f.text.slice(0, 300)}… (${f.text.length} chars)` : f.text,
+      expected,
+      got: typeof got === 'string' && got.length > 300 ? got.slice(0, 300) : got,
+    });
 };
 
 function answerMatches(got: unknown, want: { id: unknown; code: number | null }): boolean {
@@ -448,19 +541,26 @@ async function fuzzWs(): Promise<void> {
 const agent = new Agent({ keepAlive: true, maxSockets: 1 });
 function http(method: string, path: string, headers: Record<string, string>, body?: string): Promise<{ status: number; text: string }> {
   return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port: new URL(cfg.httpUrl).port, method, path, agent, headers: { ...(body !== undefined ? { 'content-type': 'application/json' } : {}), ...headers } }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (text += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
-    });
+    const req = request(
+      { host: '127.0.0.1', port: new URL(cfg.httpUrl).port, method, path, agent, headers: { ...(body !== undefined ? { 'content-type': 'application/json' } : {}), ...headers } },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (text += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+      },
+    );
     req.on('error', reject);
     req.end(body);
   });
 }
 
 async function fuzzHttpRpc(): Promise<void> {
-  for (const f of cases(frame.filter((x) => !x.binary), cfg.httpFrames, 2)) {
+  for (const f of cases(
+    frame.filter((x) => !x.binary),
+    cfg.httpFrames,
+    2,
+  )) {
     await gate();
     const r = await http('POST', '/rpc', {}, f.text);
     if (f.oversize) {
@@ -499,12 +599,36 @@ interface HttpCase {
   replayStatus?: number;
 }
 
-const malformedBody = fc.oneof(fc.string({ unit: 'binary', minLength: 1, maxLength: 100 }), fc.constantFrom('{', '{"to":', "{'a':1}", '[1,', 'nul', '{"a":1}}')).filter((s) => s.trim().length > 0 && !parses(s));
+const malformedBody = fc
+  .oneof(fc.string({ unit: 'binary', minLength: 1, maxLength: 100 }), fc.constantFrom('{', '{"to":', "{'a':1}", '[1,', 'nul', '{"a":1}}'))
+  .filter((s) => s.trim().length > 0 && !parses(s));
 const nonObjectBody = fc.oneof(fc.jsonValue({ maxDepth: 0 }), fc.array(fc.jsonValue({ maxDepth: 1 }), { maxLength: 3 })).map((v) => j(v) ?? 'null');
-const extraMember = fc.tuple(fc.oneof(fc.constantFrom('__proto__', 'constructor', 'prototype'), fc.string({ minLength: 1, maxLength: 12 }).map((s) => `zz${s}`)), fc.jsonValue({ maxDepth: 2 })).map(([k, v]): [string, string] => [k, j(v) ?? 'null']);
+const extraMember = fc
+  .tuple(
+    fc.oneof(
+      fc.constantFrom('__proto__', 'constructor', 'prototype'),
+      fc.string({ minLength: 1, maxLength: 12 }).map((s) => `zz${s}`),
+    ),
+    fc.jsonValue({ maxDepth: 2 }),
+  )
+  .map(([k, v]): [string, string] => [k, j(v) ?? 'null']);
 const BODY_ROUTES: Array<[string, string, Array<[string, string]>]> = [
-  ['POST', '/api/messages', [['to', '"broadcast"'], ['body', '"x"']]],
-  ['POST', '/api/tasks', [['title', '"t"'], ['target', '"broadcast"']]],
+  [
+    'POST',
+    '/api/messages',
+    [
+      ['to', '"broadcast"'],
+      ['body', '"x"'],
+    ],
+  ],
+  [
+    'POST',
+    '/api/tasks',
+    [
+      ['title', '"t"'],
+      ['target', '"broadcast"'],
+    ],
+  ],
   ['POST', '/api/agents', [['id', '"fz-agent"']]],
   ['PATCH', '/api/tasks/1', [['status', '"canceled"']]],
 ];
@@ -512,45 +636,101 @@ const BODY_ROUTES: Array<[string, string, Array<[string, string]>]> = [
 const restCase: fc.Arbitrary<HttpCase> = fc.oneof(
   fc.stringMatching(/^[a-z0-9-]{1,12}(\/[a-z0-9-]{1,8})?$/).map((seg) => ({ cat: 'rest-unknown-path', method: 'GET', path: `/api/zz${seg}`, status: 404, code: E.notFound })),
   // (GET carries no body: Node sends a GET body without Content-Length, which is not HTTP.)
-  fc.constantFrom('/api/agents/%E0%A4%A/inbox', '/api/agents/%ZZ', '/api/agents/%/heartbeat', '/api/integrations/%E0%A4%A/events').map((path) => (path.endsWith('inbox') ? { cat: 'rest-bad-escape', method: 'GET', path, status: 404, code: E.notFound } : { cat: 'rest-bad-escape', method: path.endsWith('events') || path.endsWith('heartbeat') ? 'POST' : 'PATCH', path, body: '{}', status: 404, code: E.notFound })),
-  fc.tuple(fc.constantFrom('PUT', 'DELETE'), fc.constantFrom('/api/agents', '/api/messages', '/api/tasks', '/api/tasks/1', '/api/events', '/api/messages/1')).map(([method, path]) => ({ cat: 'rest-wrong-verb', method, path, status: 405, code: E.invalidRequest })),
+  fc
+    .constantFrom('/api/agents/%E0%A4%A/inbox', '/api/agents/%ZZ', '/api/agents/%/heartbeat', '/api/integrations/%E0%A4%A/events')
+    .map((path) =>
+      path.endsWith('inbox')
+        ? { cat: 'rest-bad-escape', method: 'GET', path, status: 404, code: E.notFound }
+        : { cat: 'rest-bad-escape', method: path.endsWith('events') || path.endsWith('heartbeat') ? 'POST' : 'PATCH', path, body: '{}', status: 404, code: E.notFound },
+    ),
+  fc
+    .tuple(fc.constantFrom('PUT', 'DELETE'), fc.constantFrom('/api/agents', '/api/messages', '/api/tasks', '/api/tasks/1', '/api/events', '/api/messages/1'))
+    .map(([method, path]) => ({ cat: 'rest-wrong-verb', method, path, status: 405, code: E.invalidRequest })),
   fc.constantFrom('GET', 'PUT', 'DELETE', 'PATCH').map((method) => ({ cat: 'rest-rpc-verb', method, path: '/rpc', status: 405, code: E.invalidRequest })),
   fc.tuple(fc.constantFrom(...BODY_ROUTES), malformedBody).map(([[method, path], body]) => ({ cat: 'rest-malformed-body', method, path, body, status: 400, code: E.parse })),
   fc.tuple(fc.constantFrom(...BODY_ROUTES), nonObjectBody).map(([[method, path], body]) => ({ cat: 'rest-non-object-body', method, path, body, status: 400, code: E.invalidParams })),
-  fc.tuple(fc.constantFrom(...BODY_ROUTES), extraMember).map(([[method, path, base], extra]) => ({ cat: 'rest-unknown-key', method, path, body: obj([...base, extra]), status: 400, code: E.invalidParams })),
-  fc.oneof(
-    fc.oneof(fc.stringMatching(/^[a-z]{1,8}$/), fc.constantFrom('0', '-1', '1001', '1.5', '99999999999999999999')).map((v) => `/api/messages?limit=${v}`),
-    fc.stringMatching(/^[a-z_]{1,12}$/).filter((s) => !['open', 'claimed', 'in_progress', 'blocked', 'done', 'failed', 'canceled'].includes(s)).map((v) => `/api/tasks?status=${v}`),
-    fc.constantFrom('-1', 'x', '1.5', '1e3x').map((v) => `/api/events?since=${v}`),
-    fc.stringMatching(/^[a-z]{1,8}$/).filter((s) => !['online', 'busy', 'away', 'offline'].includes(s)).map((v) => `/api/agents?status=${v}`),
-  ).map((path) => ({ cat: 'rest-bad-query', method: 'GET', path, status: 400, code: E.invalidParams })),
-  fc.constantFrom('/api/agents', '/api/tasks', '/api/events', '/api/messages', '/api/tasks?status=open', '/api/messages?limit=5', '/healthz').map((path) => ({ cat: 'rest-valid-read', method: 'GET', path, status: 200, code: null })),
+  fc
+    .tuple(fc.constantFrom(...BODY_ROUTES), extraMember)
+    .map(([[method, path, base], extra]) => ({ cat: 'rest-unknown-key', method, path, body: obj([...base, extra]), status: 400, code: E.invalidParams })),
+  fc
+    .oneof(
+      fc.oneof(fc.stringMatching(/^[a-z]{1,8}$/), fc.constantFrom('0', '-1', '1001', '1.5', '99999999999999999999')).map((v) => `/api/messages?limit=${v}`),
+      fc
+        .stringMatching(/^[a-z_]{1,12}$/)
+        .filter((s) => !['open', 'claimed', 'in_progress', 'blocked', 'done', 'failed', 'canceled'].includes(s))
+        .map((v) => `/api/tasks?status=${v}`),
+      fc.constantFrom('-1', 'x', '1.5', '1e3x').map((v) => `/api/events?since=${v}`),
+      fc
+        .stringMatching(/^[a-z]{1,8}$/)
+        .filter((s) => !['online', 'busy', 'away', 'offline'].includes(s))
+        .map((v) => `/api/agents?status=${v}`),
+    )
+    .map((path) => ({ cat: 'rest-bad-query', method: 'GET', path, status: 400, code: E.invalidParams })),
+  fc
+    .constantFrom('/api/agents', '/api/tasks', '/api/events', '/api/messages', '/api/tasks?status=open', '/api/messages?limit=5', '/healthz')
+    .map((path) => ({ cat: 'rest-valid-read', method: 'GET', path, status: 200, code: null })),
   fc.tuple(fc.constantFrom('/api/messages/', '/api/tasks/', '/api/threads/'), missingId).map(([p, id]) => ({ cat: 'rest-not-found', method: 'GET', path: `${p}${id}`, status: 404, code: E.notFound })),
-  fc.constantFrom('/api/messages/read', '/api/tasks/1/claim', '/api/messages/1/claim', '/api/agents/nobody/heartbeat').map((path) => ({ cat: 'rest-needs-token', method: 'POST', path, body: '{}', status: 401, code: E.unauthorized })),
-  fc.tuple(fc.constantFrom('/api/agents', '/api/tasks', '/api/events', '/healthz', '/api/messages/1'), fc.string({ minLength: 1, maxLength: 40 }).filter((s) => /^[\x21-\x7e]+$/.test(s))).map(([path, token]) => ({ cat: 'rest-foreign-agent-token', method: 'GET', path, headers: { 'x-agent-id': 'nobody', 'x-agent-token': token }, status: 401, code: E.unauthorized })),
+  fc
+    .constantFrom('/api/messages/read', '/api/tasks/1/claim', '/api/messages/1/claim', '/api/agents/nobody/heartbeat')
+    .map((path) => ({ cat: 'rest-needs-token', method: 'POST', path, body: '{}', status: 401, code: E.unauthorized })),
+  fc
+    .tuple(
+      fc.constantFrom('/api/agents', '/api/tasks', '/api/events', '/healthz', '/api/messages/1'),
+      fc.string({ minLength: 1, maxLength: 40 }).filter((s) => /^[\x21-\x7e]+$/.test(s)),
+    )
+    .map(([path, token]) => ({ cat: 'rest-foreign-agent-token', method: 'GET', path, headers: { 'x-agent-id': 'nobody', 'x-agent-token': token }, status: 401, code: E.unauthorized })),
 );
 
 let hookSeq = 0;
 const ingressPath = () => `/api/integrations/${cfg.integration}/events`;
 const bearer = () => ({ authorization: `Bearer ${cfg.secret}` });
 const ingressCase: fc.Arbitrary<HttpCase> = fc.oneof(
-  fc.stringMatching(/^[a-z0-9]{1,10}$/).map((name) => ({ cat: 'ingress-unknown', method: 'POST', path: `/api/integrations/zz${name}/events`, headers: bearer(), body: '{"title":"x"}', status: 404, code: E.notFound })),
-  fc.oneof(
-    fc.constant<Record<string, string>>({}),
-    fc.string({ minLength: 1, maxLength: 60 }).filter((s) => /^[\x21-\x7e]+$/.test(s) && s !== cfg.secret).map((s) => ({ authorization: `Bearer ${s}` })),
-    fc.base64String({ minLength: 4, maxLength: 64 }).map((sig) => ({ 'webhook-id': 'msg_fz', 'webhook-timestamp': String(Math.floor(Date.now() / 1000)), 'webhook-signature': `v1,${sig}` })),
-    fc.stringMatching(/^[0-9a-f]{64}$/).map((hex) => ({ 'x-hub-signature-256': `sha256=${hex}`, 'x-github-delivery': 'fz' })),
-  ).map((headers) => ({ cat: 'ingress-unauthenticated', method: 'POST', path: ingressPath(), headers, body: '{"title":"x"}', status: 401, code: E.unauthorized })),
+  fc
+    .stringMatching(/^[a-z0-9]{1,10}$/)
+    .map((name) => ({ cat: 'ingress-unknown', method: 'POST', path: `/api/integrations/zz${name}/events`, headers: bearer(), body: '{"title":"x"}', status: 404, code: E.notFound })),
+  fc
+    .oneof(
+      fc.constant<Record<string, string>>({}),
+      fc
+        .string({ minLength: 1, maxLength: 60 })
+        .filter((s) => /^[\x21-\x7e]+$/.test(s) && s !== cfg.secret)
+        .map((s) => ({ authorization: `Bearer ${s}` })),
+      fc.base64String({ minLength: 4, maxLength: 64 }).map((sig) => ({ 'webhook-id': 'msg_fz', 'webhook-timestamp': String(Math.floor(Date.now() / 1000)), 'webhook-signature': `v1,${sig}` })),
+      fc.stringMatching(/^[0-9a-f]{64}$/).map((hex) => ({ 'x-hub-signature-256': `sha256=${hex}`, 'x-github-delivery': 'fz' })),
+    )
+    .map((headers) => ({ cat: 'ingress-unauthenticated', method: 'POST', path: ingressPath(), headers, body: '{"title":"x"}', status: 401, code: E.unauthorized })),
   malformedBody.map((body) => ({ cat: 'ingress-malformed', method: 'POST', path: ingressPath(), headers: bearer(), body, status: 400, code: E.parse })),
-  fc.oneof(
-    nonObjectBody,
-    fc.oneof(fc.integer(), fc.constant(''), fc.boolean(), fc.constant(null), fc.string({ minLength: 513, maxLength: 600 })).map((title) => j({ title })),
-    fc.constant('{}'),
-    fc.stringMatching(/^[a-z]{1,8}$/).filter((a) => a !== 'trigger' && a !== 'resolve').map((action) => j({ title: 'x', action })),
-    fc.oneof(fc.integer(), fc.constant('Not A Target!')).map((target) => j({ title: 'x', target })),
-  ).map((body) => ({ cat: 'ingress-invalid-body', method: 'POST', path: ingressPath(), headers: bearer(), body, status: 400, code: E.invalidParams })),
-  fc.array(extraMember, { maxLength: 3 }).map((extras) => ({ cat: 'ingress-valid', method: 'POST', path: ingressPath(), headers: bearer(), body: obj([['title', j(`fz-${hookSeq++}`)], ...extras, ['meta', '{"__proto__":{"polluted":true},"constructor":{"prototype":{"polluted":true}}}']]), status: 201, code: null })),
-  fc.constant(null).map(() => ({ cat: 'ingress-replay', method: 'POST', path: ingressPath(), headers: { ...bearer(), 'webhook-id': `fz-replay-${hookSeq}` }, body: j({ title: `fz-replay-${hookSeq++}` }), status: 201, code: null, replayStatus: 200 })),
+  fc
+    .oneof(
+      nonObjectBody,
+      fc.oneof(fc.integer(), fc.constant(''), fc.boolean(), fc.constant(null), fc.string({ minLength: 513, maxLength: 600 })).map((title) => j({ title })),
+      fc.constant('{}'),
+      fc
+        .stringMatching(/^[a-z]{1,8}$/)
+        .filter((a) => a !== 'trigger' && a !== 'resolve')
+        .map((action) => j({ title: 'x', action })),
+      fc.oneof(fc.integer(), fc.constant('Not A Target!')).map((target) => j({ title: 'x', target })),
+    )
+    .map((body) => ({ cat: 'ingress-invalid-body', method: 'POST', path: ingressPath(), headers: bearer(), body, status: 400, code: E.invalidParams })),
+  fc.array(extraMember, { maxLength: 3 }).map((extras) => ({
+    cat: 'ingress-valid',
+    method: 'POST',
+    path: ingressPath(),
+    headers: bearer(),
+    body: obj([['title', j(`fz-${hookSeq++}`)], ...extras, ['meta', '{"__proto__":{"polluted":true},"constructor":{"prototype":{"polluted":true}}}']]),
+    status: 201,
+    code: null,
+  })),
+  fc.constant(null).map(() => ({
+    cat: 'ingress-replay',
+    method: 'POST',
+    path: ingressPath(),
+    headers: { ...bearer(), 'webhook-id': `fz-replay-${hookSeq}` },
+    body: j({ title: `fz-replay-${hookSeq++}` }),
+    status: 201,
+    code: null,
+    replayStatus: 200,
+  })),
 );
 
 async function fuzzHttpCases(arb: fc.Arbitrary<HttpCase>, n: number, salt: number): Promise<void> {

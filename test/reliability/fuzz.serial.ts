@@ -36,7 +36,12 @@ t.setTimeout(LONG ? 6 * 3600_000 : 300_000);
 
 function prototypeSnapshot(): Map<string, unknown> {
   const out = new Map<string, unknown>();
-  for (const [name, proto] of [['Object', Object.prototype], ['Array', Array.prototype], ['Function', Function.prototype], ['String', String.prototype]] as const) {
+  for (const [name, proto] of [
+    ['Object', Object.prototype],
+    ['Array', Array.prototype],
+    ['Function', Function.prototype],
+    ['String', String.prototype],
+  ] as const) {
     for (const key of Reflect.ownKeys(proto)) {
       const d = Object.getOwnPropertyDescriptor(proto, key)!;
       out.set(`${name}.${String(key)}`, d.value ?? d.get);
@@ -53,7 +58,15 @@ t.test(`fuzz: ${WS_FRAMES} WebSocket frames and ${HTTP.rpc + HTTP.rest + HTTP.in
   writeFileSync(join(dir, 'integrations.json'), JSON.stringify({ integrations: [{ name: 'fz', secret, target: 'broadcast' }] }));
   const relay = await startRelay(
     t,
-    { maxFrameBytes: MAX_FRAME, rateLimitPerSec: 1_000_000, rateBurst: 1_000_000, httpRateLimitPerSec: 10_000_000, httpRateBurst: 10_000_000, integrationsPath: join(dir, 'integrations.json'), logLevel: 'warn' },
+    {
+      maxFrameBytes: MAX_FRAME,
+      rateLimitPerSec: 1_000_000,
+      rateBurst: 1_000_000,
+      httpRateLimitPerSec: 10_000_000,
+      httpRateBurst: 10_000_000,
+      integrationsPath: join(dir, 'integrations.json'),
+      logLevel: 'warn',
+    },
     { dir },
   );
   const protoBefore = prototypeSnapshot();
@@ -62,7 +75,18 @@ t.test(`fuzz: ${WS_FRAMES} WebSocket frames and ${HTTP.rpc + HTTP.rest + HTTP.in
 
   const fuzzer = spawnTs(t, 'test/reliability/fuzz-client.ts', {
     env: {
-      FUZZ_CONFIG: JSON.stringify({ wsUrl: relay.wsUrl, httpUrl: relay.url, seed, wsFrames: WS_FRAMES, httpFrames: HTTP.rpc, restCases: HTTP.rest, ingressCases: HTTP.ingress, maxFrameBytes: MAX_FRAME, integration: 'fz', secret }),
+      FUZZ_CONFIG: JSON.stringify({
+        wsUrl: relay.wsUrl,
+        httpUrl: relay.url,
+        seed,
+        wsFrames: WS_FRAMES,
+        httpFrames: HTTP.rpc,
+        restCases: HTTP.rest,
+        ingressCases: HTTP.ingress,
+        maxFrameBytes: MAX_FRAME,
+        integration: 'fz',
+        secret,
+      }),
     },
   });
   // An outside client: it should not win CPU from the relay and the probe on a shared 2-core box.
@@ -117,18 +141,31 @@ t.test(`fuzz: ${WS_FRAMES} WebSocket frames and ${HTTP.rpc + HTTP.rest + HTTP.in
   const health = await fetch(`${relay.url}/healthz`);
   t.equal(health.status, 200, '/healthz is 200');
   await health.text();
-  t.ok(probes.every((p) => p.closeCode === null), 'no probe connection was dropped');
+  t.ok(
+    probes.every((p) => p.closeCode === null),
+    'no probe connection was dropped',
+  );
   const store = relay.core.store;
   const forged = store.messages.all({ since: 0, limit: 1000, channel: null, threadId: null }).filter((m) => m.body === 'forged' || m.body === 'x').length;
   t.equal(forged, 0, 'no refused message/send was stored');
   t.equal(relay.core.agents.size, 1, 'no agent was registered by the fuzz (only the one registered after it)');
   const internal = relay.logs.filter((l) => Number(l.level) >= 50);
-  t.same(internal.map((l) => l.msg), [], 'nothing was logged as an error (no internal error answered)');
+  t.same(
+    internal.map((l) => l.msg),
+    [],
+    'nothing was logged as an error (no internal error answered)',
+  );
 
   const c = compareWindows(windows);
-  t.ok(c.pooledRatio <= 2, `the probe’s p99 while fuzzing stayed within 2× its quiet p99 (${c.pooledDisturbed.toFixed(2)} ms vs ${c.pooledQuiet.toFixed(2)} ms over ${c.samplesDisturbed} and ${c.samplesQuiet} calls)`);
+  t.ok(
+    c.pooledRatio <= 2,
+    `the probe’s p99 while fuzzing stayed within 2× its quiet p99 (${c.pooledDisturbed.toFixed(2)} ms vs ${c.pooledQuiet.toFixed(2)} ms over ${c.samplesDisturbed} and ${c.samplesQuiet} calls)`,
+  );
   const cats = summary.counts;
-  const sum = (prefix: string) => Object.entries(cats).filter(([k]) => k.startsWith(prefix)).reduce((n, [, v]) => n + v, 0);
+  const sum = (prefix: string) =>
+    Object.entries(cats)
+      .filter(([k]) => k.startsWith(prefix))
+      .reduce((n, [, v]) => n + v, 0);
   figure(t, 'fuzz', {
     seed,
     ws_frames: summary.wsChecked,

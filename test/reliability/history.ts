@@ -117,11 +117,28 @@ export class History {
     const db = new Database(dbPath, { readonly: true, fileMustExist: true });
     try {
       const integrity = String(db.pragma('integrity_check', { simple: true }));
-      const messages = db.prepare(`SELECT id, from_id AS fromId, body, task_id AS taskId FROM messages ORDER BY id`).all() as Array<{ id: number; fromId: string; body: string; taskId: number | null }>;
+      const messages = db.prepare(`SELECT id, from_id AS fromId, body, task_id AS taskId FROM messages ORDER BY id`).all() as Array<{
+        id: number;
+        fromId: string;
+        body: string;
+        taskId: number | null;
+      }>;
       const byId = new Map(messages.map((m) => [m.id, m]));
-      const tasks = db.prepare(`SELECT id, title, source, status, claimed_by AS claimedBy, attempts FROM tasks ORDER BY id`).all() as Array<{ id: number; title: string; source: string; status: string; claimedBy: string | null; attempts: number }>;
+      const tasks = db.prepare(`SELECT id, title, source, status, claimed_by AS claimedBy, attempts FROM tasks ORDER BY id`).all() as Array<{
+        id: number;
+        title: string;
+        source: string;
+        status: string;
+        claimedBy: string | null;
+        attempts: number;
+      }>;
       const taskById = new Map(tasks.map((x) => [x.id, x]));
-      const claimEvents = db.prepare(`SELECT task_id AS taskId, kind, agent_id AS agentId, data FROM events WHERE kind IN ('task.claimed', 'task.released') ORDER BY id`).all() as Array<{ taskId: number; kind: string; agentId: string | null; data: string }>;
+      const claimEvents = db.prepare(`SELECT task_id AS taskId, kind, agent_id AS agentId, data FROM events WHERE kind IN ('task.claimed', 'task.released') ORDER BY id`).all() as Array<{
+        taskId: number;
+        kind: string;
+        agentId: string | null;
+        data: string;
+      }>;
 
       // Lost acknowledged sends and webhooks.
       let lostSends = 0;
@@ -195,7 +212,7 @@ export class History {
       let lostDones = 0;
       for (const d of this.donesAcked) {
         const task = taskById.get(d.taskId);
-        if (!task || task.status !== 'done' || task.claimedBy !== d.owner || task.attempts !== d.attempt) lostDones++;
+        if (task?.status !== 'done' || task.claimedBy !== d.owner || task.attempts !== d.attempt) lostDones++;
       }
 
       // The applications (client library): once each, in order, nothing unknown, nothing missing.

@@ -91,7 +91,10 @@ t.test('a flooding WebSocket is limited (-32005, then close 4003) without hurtin
   // Once per flooded window at least: a flood that keeps going while the bucket refills is closed.
   t.ok((stats.closes['4003'] ?? 0) >= ROUNDS, `and its connections were closed with 4003 (${stats.closes['4003'] ?? 0} times in ${ROUNDS} flooded windows)`);
   t.ok(stats.answered <= bound, `it was served no more than one burst + rate × time (+ ${FLOOD_RECONNECT_TOKENS} per reconnection; ${stats.connections} connections) (${stats.answered} ≤ ${bound})`);
-  t.ok(bystanders.every((b) => b.closeCode === null), 'the other connections stayed open');
+  t.ok(
+    bystanders.every((b) => b.closeCode === null),
+    'the other connections stayed open',
+  );
   t.ok(c.ratio <= 2, `the other connection’s p99 stayed within 2× the quiet p99 (${c.p99Disturbed.toFixed(2)} ms vs ${c.p99Quiet.toFixed(2)} ms)`);
   figure(t, 'rate-limit-ws', {
     limit_per_s: LIMIT,
@@ -187,7 +190,11 @@ t.test('a burst spread over turns for fairness still shares group commits', asyn
   const N = 320;
   // All written in one go: they arrive together, and start 32 per turn.
   await Promise.all(Array.from({ length: N }, (_, i) => a.rpc.call('message/send', { to: 'pipeliner', body: `b${i}` })));
-  t.equal(batches.reduce((x, y) => x + y, 0), N, 'every send was committed');
+  t.equal(
+    batches.reduce((x, y) => x + y, 0),
+    N,
+    'every send was committed',
+  );
   // Without the held commit every turn's 32 frames would commit on their own (never more than 32).
   t.ok(Math.max(...batches) > 32, `${N} pipelined sends shared ${batches.length} commits (${batches.join(', ')}), not one per turn of 32`);
   figure(t, 'fair-dispatch-group-commit', { sends: N, commits: batches.length, largest_commit: Math.max(...batches) });

@@ -153,7 +153,10 @@ t.test('a subscriber that stops reading is cut at the backpressure limit; the ot
     slow.send('resume\n');
     const resumedAt = Date.now();
     const owed = [...toSlow];
-    const caughtUp = await waitFor(() => owed.every((id) => slowSeen.has(id)), 'catch-up', 60_000).then(() => true, () => false);
+    const caughtUp = await waitFor(() => owed.every((id) => slowSeen.has(id)), 'catch-up', 60_000).then(
+      () => true,
+      () => false,
+    );
     if (!caughtUp) break;
     caughtUpMs.push(Date.now() - resumedAt);
     await sleep(SETTLE_MS);
@@ -181,7 +184,10 @@ t.test('a subscriber that stops reading is cut at the backpressure limit; the ot
   const endGrowthMiB = (rssAfterRound.at(-1)! * 2 ** 20 - rssBefore) / 2 ** 20;
   t.ok(worstRound <= 50, `relay memory growth while the slow one stalled and caught up stayed bounded (${roundGrowthMiB.map((x) => x.toFixed(1)).join(', ')} MiB RSS per round ≤ 50 MiB)`);
   t.ok(endGrowthMiB <= 50, `and did not add up over the rounds (${endGrowthMiB.toFixed(1)} MiB RSS after the last round over before the first ≤ 50 MiB; peak ${growthMiB.toFixed(1)} MiB)`);
-  t.ok(fast.every((rpc) => rpc.closeCode === null), 'no fast subscriber was disconnected');
+  t.ok(
+    fast.every((rpc) => rpc.closeCode === null),
+    'no fast subscriber was disconnected',
+  );
   t.ok(c.ratio <= 2, `the fast subscribers' p99 stayed within 2× the quiet p99 (${c.p99Disturbed.toFixed(2)} ms vs ${c.p99Quiet.toFixed(2)} ms)`);
   t.equal(missing, 0, `the slow subscriber got every message after reconnecting (${toSlow.size})`);
   t.equal(duplicates, 0, 'and none twice');

@@ -134,15 +134,22 @@ t.test(`soak: ${DURATION_MS / 60_000} minutes of mixed load with connects and di
       const req = get(`${relay.url}/api/stream?topics=messages,tasks`, (res) => {
         churn.sse++;
         res.resume();
-        setTimeout(() => {
-          req.destroy();
-          resolve();
-        }, 500 + random() * 2000);
+        setTimeout(
+          () => {
+            req.destroy();
+            resolve();
+          },
+          500 + random() * 2000,
+        );
       });
       req.on('error', (e) => ((e as NodeJS.ErrnoException).code === 'ECONNRESET' ? resolve() : reject(e)));
     });
   const churnHttp = async () => {
-    const r = await fetch(`${relay.url}/rpc`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'task/list', params: { limit: 20 } }) });
+    const r = await fetch(`${relay.url}/rpc`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'task/list', params: { limit: 20 } }),
+    });
     await r.text();
     churn.http++;
   };
@@ -193,7 +200,9 @@ t.test(`soak: ${DURATION_MS / 60_000} minutes of mixed load with connects and di
   const loopP99Max = Math.max(...samples.map((s) => s.loopP99Ms));
   const fdsPeak = Math.max(...samples.map((s) => s.fds));
   const timersPeak = Math.max(...samples.map((s) => s.timers));
-  t.comment(`samples: ${samples.map((s) => `${s.atS}s heap=${(s.heapAfterGc / 2 ** 20).toFixed(1)}MiB fds=${s.fds} timers=${s.timers} loop_delay_p99=${s.loopP99Ms.toFixed(1)}ms conns=${s.connections} commits_over_50ms=${s.slowCommits}`).join('; ')}`);
+  t.comment(
+    `samples: ${samples.map((s) => `${s.atS}s heap=${(s.heapAfterGc / 2 ** 20).toFixed(1)}MiB fds=${s.fds} timers=${s.timers} loop_delay_p99=${s.loopP99Ms.toFixed(1)}ms conns=${s.connections} commits_over_50ms=${s.slowCommits}`).join('; ')}`,
+  );
 
   t.ok(steady.length >= 3, `enough steady-state samples (${steady.length})`);
   t.ok(heapGrowthMiB <= 4, `heap after GC is flat: ${(heapFirst / 2 ** 20).toFixed(1)} → ${(heapLast / 2 ** 20).toFixed(1)} MiB (${heapGrowthMiB.toFixed(2)} MiB ≤ 4 MiB)`);

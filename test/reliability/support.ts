@@ -79,9 +79,18 @@ export async function probeWindow(probes: readonly WsRpc[], ms: number, gapMs = 
  * collection decides it), while a pooled p99 over thousands moves only once pauses are common. The
  * quiet p99 is floored at `floorMs`: below a millisecond the ratio measures scheduler noise.
  */
-export function compareWindows(w: Windows, floorMs = 1): { p99Quiet: number; p99Disturbed: number; pooledQuiet: number; pooledDisturbed: number; samplesQuiet: number; samplesDisturbed: number; ratio: number; pooledRatio: number } {
-  const p99Quiet = percentile(w.quiet.map((x) => percentile(x, 99)), 50);
-  const p99Disturbed = percentile(w.disturbed.map((x) => percentile(x, 99)), 50);
+export function compareWindows(
+  w: Windows,
+  floorMs = 1,
+): { p99Quiet: number; p99Disturbed: number; pooledQuiet: number; pooledDisturbed: number; samplesQuiet: number; samplesDisturbed: number; ratio: number; pooledRatio: number } {
+  const p99Quiet = percentile(
+    w.quiet.map((x) => percentile(x, 99)),
+    50,
+  );
+  const p99Disturbed = percentile(
+    w.disturbed.map((x) => percentile(x, 99)),
+    50,
+  );
   const quiet = w.quiet.flat();
   const disturbed = w.disturbed.flat();
   const pooledQuiet = percentile(quiet, 99);

@@ -18,8 +18,24 @@ function open(path: string, synchronous: 'FULL' | 'NORMAL' = 'FULL'): SqliteStor
 
 function agent(id: string): StoredAgent {
   return {
-    id, label: id, tags: [], capabilities: [], channels: [], client: null, host: null, cwd: null, rig: null,
-    status: 'online', ready: true, system: false, tokenHash: '0'.repeat(64), registeredAt: 1, lastSeenAt: 1, offlineAt: null, meta: {}, inboxFloor: 0,
+    id,
+    label: id,
+    tags: [],
+    capabilities: [],
+    channels: [],
+    client: null,
+    host: null,
+    cwd: null,
+    rig: null,
+    status: 'online',
+    ready: true,
+    system: false,
+    tokenHash: '0'.repeat(64),
+    registeredAt: 1,
+    lastSeenAt: 1,
+    offlineAt: null,
+    meta: {},
+    inboxFloor: 0,
   };
 }
 
@@ -114,7 +130,7 @@ t.test('migrations set user_version to the latest; a newer database is refused',
   const check = new Database(path, { readonly: true });
   t.teardown(() => check.close());
   t.equal(check.pragma('user_version', { simple: true }), LATEST + 1, 'the refused database is left at its version');
-  t.equal((check.prepare(`SELECT count(*) FROM agents`).pluck().get() as number), 1, 'and its data untouched');
+  t.equal(check.prepare(`SELECT count(*) FROM agents`).pluck().get() as number, 1, 'and its data untouched');
   check.close();
 
   // The relay process refuses to start on it, names the reason, and exits non-zero.
@@ -162,7 +178,7 @@ t.test('integrity_check is ok after SIGKILL of a relay mid-load, and acknowledge
   }
   await Promise.all(calls);
   t.ok(killed, 'the relay was killed while sends were flowing');
-  const exit = (await relay.exited);
+  const exit = await relay.exited;
   t.equal(exit.signal, 'SIGKILL', 'killed with SIGKILL');
   t.ok(acked.size >= 200, `sends were acknowledged before the kill (${acked.size}, ${failed} cut off)`);
   t.ok(existsSync(`${dbPath}-wal`), 'the WAL was left behind');
@@ -173,7 +189,10 @@ t.test('integrity_check is ok after SIGKILL of a relay mid-load, and acknowledge
   t.equal(store.pragma('user_version'), LATEST, 'user_version is intact');
   const lost = [...acked].filter(([id, body]) => store.messages.get(id)?.body !== body);
   t.same(lost, [], 'every acknowledged message is in the database');
-  t.ok([...acked.keys()].every((id) => store.deliveries.get('bob', id) !== undefined), 'with its delivery to bob');
+  t.ok(
+    [...acked.keys()].every((id) => store.deliveries.get('bob', id) !== undefined),
+    'with its delivery to bob',
+  );
   t.ok(ackedTasks.length > 0 && ackedTasks.every((id) => store.tasks.get(id)?.status === 'open'), `acknowledged claimable sends kept their tasks (${ackedTasks.length})`);
   const max = store.messages.maxId();
   store.close();

@@ -18,7 +18,12 @@ const endOfTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 function setup(maxWaitingBytes = 1_000_000) {
   const started: string[] = [];
   const overflowed: string[] = [];
-  const fair = new FairDispatch<Conn>((conn, text) => started.push(`${conn.name}:${text}`), PER_TURN, maxWaitingBytes, (conn) => overflowed.push(conn.name));
+  const fair = new FairDispatch<Conn>(
+    (conn, text) => started.push(`${conn.name}:${text}`),
+    PER_TURN,
+    maxWaitingBytes,
+    (conn) => overflowed.push(conn.name),
+  );
   const conn = (name: string): Conn => ({ name, closed: false });
   const burst = (c: Conn, n: number) => {
     for (let i = 0; i < n; i++) fair.submit(c, String(i), Buffer.byteLength(String(i)));

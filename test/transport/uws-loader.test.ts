@@ -37,7 +37,10 @@ t.test('on this Node and glibc, the first build that really loads is chosen, wit
 
 t.test('what a Node 24 process (ABI 137) would find: no trufflesuite binary at all', async (t) => {
   const load = loadUws(UWS_CANDIDATES, '137');
-  t.same(load.refusals.find((r) => r.pkg === 'uWebSockets.js'), { pkg: 'uWebSockets.js', reason: `no binary for ABI 137 on ${process.platform}-${process.arch}` });
+  t.same(
+    load.refusals.find((r) => r.pkg === 'uWebSockets.js'),
+    { pkg: 'uWebSockets.js', reason: `no binary for ABI 137 on ${process.platform}-${process.arch}` },
+  );
   if (oldGlibc) t.same(load.refusals[0], { pkg: '@btc-vision/uwebsockets.js', reason: 'needs GLIBC_2.38' });
 });
 
@@ -77,7 +80,8 @@ t.test('selection: node never loads uWS; auto falls back to node naming each rea
   t.match(auto.why, `uWebSockets.js: no binary for ABI 137`);
 
   t.throws(() => chooseTransport('uws', none), {
-    message: /^AGENT_RELAY_TRANSPORT=uws, but no native uWebSockets\.js build loads on Node .*@btc-vision\/uwebsockets\.js: .*; uWebSockets\.js: no binary for ABI 137 on .*Set AGENT_RELAY_TRANSPORT=auto or node/,
+    message:
+      /^AGENT_RELAY_TRANSPORT=uws, but no native uWebSockets\.js build loads on Node .*@btc-vision\/uwebsockets\.js: .*; uWebSockets\.js: no binary for ABI 137 on .*Set AGENT_RELAY_TRANSPORT=auto or node/,
   });
 
   const real = chooseTransport('auto');

@@ -38,18 +38,20 @@ export function agentCommands(program: Command, run: Run): void {
       run(async (ctx, o: { id?: string; label?: string; tags?: string[]; caps?: string[]; channels?: string[]; client: string; notReady?: boolean }) => {
         const stored = o.id ? loadIdentity(ctx.home, o.id, ctx.http.url) : null;
         const caps = o.caps ?? (ctx.io.env.AGENT_RELAY_CAPS ? list(ctx.io.env.AGENT_RELAY_CAPS) : undefined);
-        const r = await ctx.http.call('agent/register', {
-          ...(o.id ? { id: o.id } : {}),
-          ...(stored ? { agentToken: stored.token } : {}),
-          ...(o.label ? { label: o.label } : {}),
-          ...(o.tags ? { tags: o.tags } : {}),
-          ...(caps ? { capabilities: caps } : {}),
-          ...(o.channels ? { channels: o.channels } : {}),
-          client: o.client,
-          host: hostname(),
-          cwd: process.cwd(),
-          ready: !o.notReady,
-        }).catch(anotherHolder(ctx, o.id, Boolean(stored)));
+        const r = await ctx.http
+          .call('agent/register', {
+            ...(o.id ? { id: o.id } : {}),
+            ...(stored ? { agentToken: stored.token } : {}),
+            ...(o.label ? { label: o.label } : {}),
+            ...(o.tags ? { tags: o.tags } : {}),
+            ...(caps ? { capabilities: caps } : {}),
+            ...(o.channels ? { channels: o.channels } : {}),
+            client: o.client,
+            host: hostname(),
+            cwd: process.cwd(),
+            ready: !o.notReady,
+          })
+          .catch(anotherHolder(ctx, o.id, Boolean(stored)));
         ctx.remember({ ...(stored ?? {}), id: r.agent.id, token: r.agentToken, url: ctx.http.url });
         ctx.print({ agent: r.agent, agentToken: r.agentToken, cursor: r.cursor }, () => `registered ${r.agent.id} (token stored in ${ctx.home}); act as it with --as ${r.agent.id}`);
       }),
@@ -74,8 +76,16 @@ export function agentCommands(program: Command, run: Run): void {
     .description('relay health and counts')
     .action(
       run(async (ctx) => {
-        const [health, agents, tasks] = await Promise.all([ctx.http.health(), listAllAgents((p) => ctx.http.call('agent/list', p)).then((all) => ({ agents: all })), ctx.http.call('task/list', { limit: 1000 })]);
-        const byStatus = (values: string[]) => values.reduce<Record<string, number>>((acc, v) => ({ ...acc, [v]: (acc[v] ?? 0) + 1 }), {});
+        const [health, agents, tasks] = await Promise.all([
+          ctx.http.health(),
+          listAllAgents((p) => ctx.http.call('agent/list', p)).then((all) => ({ agents: all })),
+          ctx.http.call('task/list', { limit: 1000 }),
+        ]);
+        const byStatus = (values: string[]) => {
+          const counts: Record<string, number> = {};
+          for (const v of values) counts[v] = (counts[v] ?? 0) + 1;
+          return counts;
+        };
         const result = { url: ctx.http.url, ...health, agentsByStatus: byStatus(agents.agents.map((a) => a.status)), tasksByStatus: byStatus(tasks.tasks.map((t) => t.status)) };
         // Scripts can tell: an unwritable relay exits 1 (the report is printed all the same).
         if (!health.ok) ctx.exitCode = EXIT.refused;

@@ -88,9 +88,7 @@ export function liveCommands(program: Command, run: Run): void {
     .command('monitor')
     .description('hold a WebSocket as --as and print one line per incoming message (Claude Code monitor)')
     .option('--max-body <n>', 'clip bodies to this many characters', '200')
-    .action(
-      run(async (ctx, o: { maxBody: string }) => runMonitor(ctx, ctx.identity(), Number(o.maxBody) || 200)),
-    );
+    .action(run(async (ctx, o: { maxBody: string }) => runMonitor(ctx, ctx.identity(), Number(o.maxBody) || 200)));
 }
 
 /** How the Claude monitor hands a message over: claim it first, print it, undo the claim when printing failed. */

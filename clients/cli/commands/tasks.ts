@@ -158,24 +158,31 @@ export function taskCommands(program: Command, run: Run): void {
     .option('--resolve', 'close the open task with this dedupe key as done')
     .option('--meta <json>', 'extra fields, a JSON object', jsonObject)
     .action(
-      run(async (ctx, o: { integration: string; secret?: string; title: string; body?: string; target?: string; channel?: string; dedupeKey?: string; resolve?: boolean; meta?: Record<string, unknown> }) => {
-        const secret = o.secret ?? ctx.io.env.AGENT_RELAY_INTEGRATION_SECRET;
-        if (!secret) throw new UsageError('event needs the integration secret: --secret or AGENT_RELAY_INTEGRATION_SECRET');
-        if (o.resolve && !o.dedupeKey) throw new UsageError('--resolve needs --dedupe-key: it closes the open task with that key');
-        const r = await ctx.http.ingress(o.integration, secret, {
-          title: o.title,
-          ...(o.body ? { body: o.body } : {}),
-          ...(o.target ? { target: o.target } : {}),
-          ...(o.channel ? { channel: o.channel } : {}),
-          ...(o.dedupeKey ? { dedupeKey: o.dedupeKey } : {}),
-          action: o.resolve ? 'resolve' : 'trigger',
-          ...(o.meta ? { meta: o.meta } : {}),
-        }).catch(secretHint(o.integration));
-        ctx.print(r, () => {
-          const t = r.task as { id: number; status: string; occurrences: number } | undefined;
-          if (r.duplicate) return 'duplicate delivery: already recorded';
-          return t ? `task #${t.id} ${r.created ? 'opened' : o.resolve ? 'resolved' : `seen again (×${t.occurrences})`}: ${t.status}` : JSON.stringify(r);
-        });
-      }),
+      run(
+        async (
+          ctx,
+          o: { integration: string; secret?: string; title: string; body?: string; target?: string; channel?: string; dedupeKey?: string; resolve?: boolean; meta?: Record<string, unknown> },
+        ) => {
+          const secret = o.secret ?? ctx.io.env.AGENT_RELAY_INTEGRATION_SECRET;
+          if (!secret) throw new UsageError('event needs the integration secret: --secret or AGENT_RELAY_INTEGRATION_SECRET');
+          if (o.resolve && !o.dedupeKey) throw new UsageError('--resolve needs --dedupe-key: it closes the open task with that key');
+          const r = await ctx.http
+            .ingress(o.integration, secret, {
+              title: o.title,
+              ...(o.body ? { body: o.body } : {}),
+              ...(o.target ? { target: o.target } : {}),
+              ...(o.channel ? { channel: o.channel } : {}),
+              ...(o.dedupeKey ? { dedupeKey: o.dedupeKey } : {}),
+              action: o.resolve ? 'resolve' : 'trigger',
+              ...(o.meta ? { meta: o.meta } : {}),
+            })
+            .catch(secretHint(o.integration));
+          ctx.print(r, () => {
+            const t = r.task as { id: number; status: string; occurrences: number } | undefined;
+            if (r.duplicate) return 'duplicate delivery: already recorded';
+            return t ? `task #${t.id} ${r.created ? 'opened' : o.resolve ? 'resolved' : `seen again (×${t.occurrences})`}: ${t.status}` : JSON.stringify(r);
+          });
+        },
+      ),
     );
 }

@@ -1,0 +1,72 @@
+// Unit layer: pure domain functions, no relay, no sockets, no database (`npm run test:unit`).
+import t from 'tap';
+import { resolveTarget, UnknownAgentError } from '../../broker/domain/routing.js';
+import type { CachedAgent } from '../../broker/store/agents.js';
+
+function agent(id: string, over: Partial<CachedAgent> = {}): CachedAgent {
+  return {
+    id,
+    label: id.toUpperCase(),
+    tags: [],
+    capabilities: [],
+    channels: [],
+    client: null,
+    host: null,
+    cwd: null,
+    rig: null,
+    status: 'online',
+    ready: true,
+    system: false,
+    registeredAt: 1,
+    lastSeenAt: 1,
+    tokenHash: 'h',
+    offlineAt: null,
+    inboxFloor: 0,
+    ...over,
+  };
+}
+
+const agents = new Map<string, CachedAgent>(
+  [
+    agent('alice', { tags: ['ops'], capabilities: ['review'] }),
+    agent('bob', { tags: ['ops', 'db'], label: 'Bob Builder' }),
+    agent('carol', { tags: ['ops'], status: 'offline', offlineAt: 5 }),
+    agent('dave', { capabilities: ['review'], ready: false, channels: ['deploys'] }),
+    agent('erin', { status: 'busy' }),
+  ].map((a) => [a.id, a]),
+);
+
+t.test('broadcast reaches every agent that is not offline, never the sender', async (t) => {
+  const r = resolveTarget('broadcast', null, 'alice', agents);
+  t.same(r.recipients, ['bob', 'dave', 'erin']);
+  t.same(r.warnings, [{ agentId: 'dave', reason: 'not_ready' }], 'a recipient that is not ready is named');
+});
+
+t.test('tag:, cap: and label: select by tag, capability and label (case-insensitive)', async (t) => {
+  t.same(resolveTarget('tag:ops', null, 'erin', agents).recipients, ['alice', 'bob'], 'carol has the tag but is offline');
+  t.same(resolveTarget('cap:review', null, 'erin', agents).recipients, ['alice', 'dave']);
+  t.same(resolveTarget('label:bob builder', null, 'erin', agents).recipients, ['bob']);
+  t.same(resolveTarget('tag:nobody', null, 'erin', agents), { recipients: [], warnings: [{ agentId: '', reason: 'no_recipients' }] }, 'no match: a no_recipients warning');
+});
+
+t.test('a channel skips agents whose channel list leaves it out; an empty list takes every channel', async (t) => {
+  t.same(resolveTarget('broadcast', 'deploys', 'erin', agents).recipients, ['alice', 'bob', 'dave']);
+  t.same(resolveTarget('broadcast', 'chatter', 'erin', agents).recipients, ['alice', 'bob'], 'dave listens to deploys only');
+});
+
+t.test('a direct id always gets the message, offline or not; an unknown id is refused', async (t) => {
+  t.same(resolveTarget('carol', null, 'alice', agents), { recipients: ['carol'], warnings: [{ agentId: 'carol', reason: 'offline' }] });
+  t.same(resolveTarget('bob', 'anything', 'alice', agents), { recipients: ['bob'], warnings: [] }, 'the channel does not filter a direct id');
+  let thrown: unknown;
+  try {
+    resolveTarget('zed', null, 'alice', agents);
+  } catch (err) {
+    thrown = err;
+  }
+  t.ok(thrown instanceof UnknownAgentError, 'an unknown id throws UnknownAgentError (the core answers it as notFound)');
+  t.match((thrown as Error).message, /no agent with id zed/);
+});
+
+t.test('ext: targets (the dashboard, scripts) hold no inbox: nobody, and no warning', async (t) => {
+  t.same(resolveTarget('ext:dashboard', null, 'alice', agents), { recipients: [], warnings: [] });
+});
