@@ -1,7 +1,7 @@
 // Unit layer: pure domain functions, no relay, no sockets, no database (`npm run test:unit`).
 import t from 'tap';
 import { resolveTarget, UnknownAgentError } from '../../broker/domain/routing.js';
-import type { CachedAgent } from '../../broker/store/agents.js';
+import type { CachedAgent } from '../../broker/domain/store-port.js';
 
 function agent(id: string, over: Partial<CachedAgent> = {}): CachedAgent {
   return {
