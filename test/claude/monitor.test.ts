@@ -340,7 +340,8 @@ t.test('a monitor whose reader is gone (Claude killed) gives the message back, u
   m.closeStdout();
   const lost = (await lead.rpc.call('message/send', { to: id, body: 'nobody reads this line' })).message;
   const exit = await Promise.race([m.exited, new Promise<null>((r) => setTimeout(() => r(null), 10_000))]);
-  t.equal(exit?.code, 0, 'the monitor exits 0 once a line cannot be written');
+  // Its stderr rides along: it failed once under load (exit 1), not reproduced alone.
+  t.equal(exit?.code, 0, 'the monitor exits 0 once a line cannot be written', { stderr: m.stderr() });
   await waitFor(async () => (await agentNamed(observer, id))?.connected === false, 'the connection to close', 5000, 50);
   t.notOk(existsSync(join(s.home, 'claude', 'delivered', encodeURIComponent(id), String(lost.id))), 'the claim was given back');
   t.not((await observer.call('message/get', { id: lost.id })).deliveries.find((d: any) => d.agentId === id)?.state, 'injected', 'not acknowledged as injected');
