@@ -39,7 +39,7 @@ export function createHttpHandler(deps: HttpDeps): HttpHandler {
       if (response === null) return ex.reply(204, { 'cache-control': 'no-store' }, '');
       return ex.reply(200, JSON_HEADERS, response);
     }
-    if (path === '/healthz' && ex.method === 'GET') return health(ex, domain);
+    if (path === '/healthz' && ex.method === 'GET') return await health(ex, domain);
     if (path === '/metrics' && ex.method === 'GET') {
       const text = await deps.metrics.metrics();
       return ex.reply(200, { 'content-type': deps.metrics.contentType, 'cache-control': 'no-store' }, text);
@@ -116,10 +116,10 @@ function notFound(ex: HttpExchange): void {
   sendError(ex, new RelayError('notFound', `not found: ${ex.method} ${ex.path}`));
 }
 
-function health(ex: HttpExchange, d: Domain): void {
+async function health(ex: HttpExchange, d: Domain): Promise<void> {
   // A full disk still takes the write lock: the last commit's outcome says whether writes land.
   const lastCommitFailure = d.store.health.lastFailure;
-  const writable = lastCommitFailure === null && d.store.health.isWritable();
+  const writable = lastCommitFailure === null && (await d.store.health.isWritable());
   sendJson(ex, writable ? 200 : 503, {
     ok: writable,
     ready: true,

@@ -5,8 +5,8 @@ import { SqliteStore } from '../../broker/store/store.js';
 import { storeContract } from './store-contract.js';
 
 /** The store contract on a temp-file SQLite store, plus what is SQLite's own. */
-const open = (t: Test) => {
-  const store = SqliteStore.open({ path: join(t.testdir(), 'relay.db'), synchronous: 'FULL', busyTimeoutMs: 1000 });
+const open = async (t: Test) => {
+  const store = await SqliteStore.open({ path: join(t.testdir(), 'relay.db'), synchronous: 'FULL', busyTimeoutMs: 1000 });
   t.teardown(() => store.close());
   return store;
 };
@@ -14,7 +14,7 @@ const open = (t: Test) => {
 storeContract(t, open);
 
 t.test('sqlite: an op that throws fails alone; the batch around it commits', async (t) => {
-  const store = open(t);
+  const store = await open(t);
   const message = { from: 'alice', to: 'bob', channel: null, subject: null, body: 'hi', replyTo: null, threadId: null, claimable: false, taskId: null, createdAt: 1, meta: {} };
   // A NOT NULL column given null: a constraint no plan should miss, so the op throws.
   const broken = { op: 'message.send', at: 1, message: { ...message, body: null }, recipients: [], task: null } as unknown as WriteOp;
