@@ -3,7 +3,7 @@ import { CLOSE_CODES } from '../protocol/index.js';
 import { createHttpHandler } from '../adapters/http/router.js';
 import type { RelayConfig } from './config.js';
 import { CallbackDispatcher, DEFAULT_CALLBACK_POLICY, type CallbackPolicy } from './domain/callbacks.js';
-import { callbackSigner, Domain } from './domain/domain.js';
+import { Domain } from './domain/domain.js';
 import { loadIntegrations } from './integrations.js';
 import { createMetrics, watchState } from './metrics.js';
 import { InboxWaiters } from '../adapters/http/inbox.js';
@@ -42,7 +42,14 @@ export interface RelayOptions {
 
 export async function createRelay(config: RelayConfig, log: Logger, options: RelayOptions = {}): Promise<Relay> {
   const integrations = loadIntegrations(config.integrationsPath);
-  const store = SqliteStore.open({ path: config.dbPath, synchronous: config.sync, busyTimeoutMs: config.busyTimeoutMs, callbackSigner: callbackSigner(integrations) });
+  const store = await SqliteStore.open({
+    path: config.dbPath,
+    synchronous: config.sync,
+    busyTimeoutMs: config.busyTimeoutMs,
+    signedSources: [...integrations.keys()],
+    // Loud, and no silent restart: what the dead thread had in hand is unknown, so every write is refused from now on.
+    onFatal: (err) => log.fatal({ err }, 'the store writer thread died: every write is refused until the relay is restarted'),
+  });
   const metrics = createMetrics();
   // Hooks that reach parts built later (the dispatcher, the transport) go through these closures.
   let callbacks: CallbackDispatcher | undefined;
@@ -70,7 +77,7 @@ export async function createRelay(config: RelayConfig, log: Logger, options: Rel
     const http = createHttpHandler({ relay: edge, waiters, metrics: metrics.register, sseKeepAliveMs: options.sseKeepAliveMs ?? 15_000, dashboardDir: join(PACKAGE_ROOT, 'dist', 'dashboard') });
     transport = await startTransport({ domain: core, dispatcher, config, log, http });
   } catch (err) {
-    store.close();
+    await store.close();
     throw err;
   }
   const running = transport;
@@ -97,7 +104,7 @@ export async function createRelay(config: RelayConfig, log: Logger, options: Rel
         // SSE streams are live sessions too: end them, or their clients never learn to reconnect.
         for (const s of [...core.sessions.sessions()]) if (s.kind === 'sse') s.close(CLOSE_CODES.shutdown, 'relay shutting down');
         await new Promise((r) => setImmediate(r));
-        store.close();
+        await store.close();
       })()),
   };
 }

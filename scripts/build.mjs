@@ -22,6 +22,8 @@ await esbuild.build({
     'bin/agent-relay': join(root, 'bin', 'entries', 'agent-relay.ts'),
     'bin/codex-relay': join(root, 'bin', 'entries', 'codex-relay.ts'),
     'broker/main': join(root, 'broker', 'main.ts'),
+    // The store's writer thread (a worker_threads entry; broker/store/store.ts names this file).
+    'broker/store-writer': join(root, 'broker', 'store', 'writer-thread.ts'),
     'client/index': join(root, 'clients', 'index.ts'),
   },
   bundle: true,
@@ -35,7 +37,7 @@ await esbuild.build({
   chunkNames: 'chunks/[name]-[hash]',
   logLevel: 'warning',
 });
-console.log('built dist/bin/agent-relay.js, dist/bin/codex-relay.js, dist/broker/main.js, dist/client/index.js');
+console.log('built dist/bin/agent-relay.js, dist/bin/codex-relay.js, dist/broker/main.js, dist/broker/store-writer.js, dist/client/index.js');
 
 const src = join(root, 'clients', 'dashboard');
 const out = join(dist, 'dashboard');

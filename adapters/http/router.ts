@@ -35,7 +35,7 @@ export function createHttpHandler(deps: HttpDeps): HttpHandler {
       if (response === null) return ex.reply(204, { 'cache-control': 'no-store' }, '');
       return ex.reply(200, JSON_HEADERS, response);
     }
-    if (path === '/healthz' && ex.method === 'GET') return health(ex, relay);
+    if (path === '/healthz' && ex.method === 'GET') return await health(ex, relay);
     if (path === '/metrics' && ex.method === 'GET') {
       const text = await deps.metrics.metrics();
       return ex.reply(200, { 'content-type': deps.metrics.contentType, 'cache-control': 'no-store' }, text);
@@ -77,8 +77,8 @@ function notFound(ex: HttpExchange): void {
   sendError(ex, new RelayError('notFound', `not found: ${ex.method} ${ex.path}`));
 }
 
-function health(ex: HttpExchange, relay: RelayEdge): void {
-  const h = relay.health();
+async function health(ex: HttpExchange, relay: RelayEdge): Promise<void> {
+  const h = await relay.health();
   sendJson(ex, h.writable ? 200 : 503, {
     ok: h.writable,
     ready: true,

@@ -8,11 +8,6 @@ import type { Clock } from './ports.js';
 import { SessionRegistry } from './sessions.js';
 import type { Change, RelayStore } from './store-port.js';
 
-/** Tasks of an integration are signed with its secret; all others with the relay callback secret. */
-export function callbackSigner(integrations: ReadonlyMap<string, Integration>): (source: string) => string {
-  return (source) => (integrations.has(source) ? `integration:${source}` : 'relay');
-}
-
 export interface DomainHooks {
   /** Wakes the callback dispatcher once an outbox entry is durable. */
   onCallbackEnqueued?: () => void;

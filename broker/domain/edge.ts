@@ -25,11 +25,11 @@ export function domainEdge(d: Domain): Omit<RelayEdge, 'call' | 'handleFrame'> {
       return createTask(d, `ext:${delivery.name}`, delivery.name, params, receipt);
     },
     receiptSeen: (integration, deliveryId) => d.store.receipts.seen(integration, deliveryId),
-    health: () => {
+    health: async () => {
       // A full disk still takes the write lock: the last commit's outcome says whether writes land.
       const lastCommitFailure = d.store.health.lastFailure;
       return {
-        writable: lastCommitFailure === null && d.store.health.isWritable(),
+        writable: lastCommitFailure === null && (await d.store.health.isWritable()),
         lastCommitFailure,
         agents: d.agents.size,
         connections: d.sessions.size,

@@ -127,7 +127,7 @@ export interface RelayEdge {
   ingest(caller: Caller, params: TaskCreateParams): Promise<TaskCreateResult | { duplicate: true; taskId: number | null }>;
   /** A delivery id the integration already delivered (replay), with its task. */
   receiptSeen(integration: string, deliveryId: string): { taskId: number | null } | undefined;
-  health(): HealthReport;
+  health(): Promise<HealthReport>;
   /** Hear of every committed message (long-polls wake on it). */
   onMessage(listener: (message: Message, recipients: readonly string[]) => void): void;
 }

@@ -284,8 +284,8 @@ export interface ReceiptReads {
 export interface StoreHealth {
   /** The newest storage fault a commit met, cleared by the next commit that wrote without one. */
   readonly lastFailure: { at: number; error: string } | null;
-  /** True when a write could be taken now; never waits past the busy timeout. */
-  isWritable(): boolean;
+  /** True when a write could be taken now; never waits past the busy timeout (and never blocks the event loop). */
+  isWritable(): Promise<boolean>;
   /** Durability settings as the store reports them (synchronous, journal mode). */
   settings(): { synchronous: string; journalMode: string };
 }
@@ -306,12 +306,21 @@ export interface RelayStore {
    * RelayError) only when the batch as a whole was not written: nothing of it is then durable.
    */
   apply(ops: readonly WriteOp[]): Promise<Outcome[]>;
-  close(): void;
+  /** Finish the batch in hand, then release the storage. */
+  close(): Promise<void>;
 }
 
 /** The body of a task callback (Standard Webhooks payload), written to the outbox with the event. */
 export function callbackPayload(task: Task, event: RelayEvent): string {
   return JSON.stringify({ type: event.kind, timestamp: new Date(event.at).toISOString(), data: { event, task } });
+}
+
+/**
+ * Which secret signs a task's callbacks: a task of an integration (its source names one) is signed
+ * with that integration's secret, all others with the relay callback secret.
+ */
+export function callbackSigner(integrations: { has(source: string): boolean }): (source: string) => string {
+  return (source) => (integrations.has(source) ? `integration:${source}` : 'relay');
 }
 
 /** The webhook id of a task event's callback: the same on every retry. */

@@ -117,6 +117,11 @@ export class MessageTable {
     return { ...m, id, threadId };
   }
 
+  /** A message the writer committed (on another connection) was addressed to these agents: raise their bounds. */
+  noteAddressed(recipients: readonly string[], messageId: number): void {
+    for (const agentId of recipients) this.bounds.addressed(agentId, messageId);
+  }
+
   /** A pruned agent's inbox bound goes with it (its id may come back, with a new inbox floor). */
   forgetInbox(agentId: string): void {
     this.bounds.forget(agentId);

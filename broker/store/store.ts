@@ -1,35 +1,44 @@
-import type Database from 'better-sqlite3';
+import Database from 'better-sqlite3';
+import { Worker } from 'node:worker_threads';
 import { RelayError } from '../../protocol/index.js';
 import type { Outcome, RelayStore, StoreHealth, WriteOp } from '../domain/store-port.js';
 import { AgentTable } from './agents.js';
-import { OpApplier } from './apply.js';
-import { openDatabase, type Db, type OpenOptions } from './db.js';
+import type { Db, OpenOptions } from './db.js';
 import { DeliveryTable } from './deliveries.js';
 import { EventTable } from './events.js';
 import { MessageTable } from './messages.js';
-import { migrate } from './migrate.js';
 import { databaseOpenError } from './open-error.js';
 import { OutboxTable } from './outbox.js';
 import { ReceiptTable } from './receipts.js';
-import type { Tables } from './tables.js';
 import { TaskTable } from './tasks.js';
+import { writerEntry } from './writer-entry.js';
+import { fromWire, outcomeFromWire, type Failure, type Reply, type Request, type Settings, type WriterData } from './writer-protocol.js';
+
+export { storageError } from './writer.js';
 
 const GET_META = `SELECT value FROM relay_meta WHERE key = ?`;
-const SET_META = `INSERT INTO relay_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`;
-const SYNC_NAMES: Record<number, string> = { 0: 'OFF', 1: 'NORMAL', 2: 'FULL', 3: 'EXTRA' };
 
 export interface StoreOptions extends OpenOptions {
-  /** Which secret signs a task's callbacks, by the task's source (default: the relay's). */
-  callbackSigner?: (source: string) => string;
+  /** Sources whose task callbacks are signed with their integration's secret (`integration:NAME`); the rest with the relay's. */
+  signedSources?: readonly string[];
+  /** Told once when the writer thread dies; every write is refused from then on (default: print it). */
+  onFatal?: (err: Error) => void;
 }
 
+type Waiter = { resolve: (r: Reply) => void; reject: (err: unknown) => void };
+
 /**
- * The SQLite store: the store port on one embedded database. A batch of ops is one BEGIN
- * IMMEDIATE transaction; ops check their preconditions before writing, so the batch needs no
- * savepoints. Only when an op throws (a bug, or a constraint its plan missed) is the batch run
- * again with a savepoint per op, so that op alone fails.
+ * The SQLite store: the store port on one embedded database, written by a writer thread.
+ *
+ * Writes: `apply` posts the batch to the writer thread (writer-thread.ts, StoreWriter in
+ * writer.ts), which owns the only connection that writes (WAL, the configured synchronous) and
+ * answers after COMMIT returned, so the event loop never waits for the commit's fsync, nor for a
+ * checkpoint. The commit queue keeps one batch in flight. Reads run at once on this thread's own
+ * read-only connection: under WAL a reader sees a commit only once it is published, and with
+ * synchronous=FULL SQLite publishes it only after the WAL fsync (bench/DURABILITY.md, "What the
+ * relay does").
  */
-export class SqliteStore implements RelayStore, Tables {
+export class SqliteStore implements RelayStore {
   readonly agents: AgentTable;
   readonly messages: MessageTable;
   readonly deliveries: DeliveryTable;
@@ -38,92 +47,93 @@ export class SqliteStore implements RelayStore, Tables {
   readonly outbox: OutboxTable;
   readonly receipts: ReceiptTable;
   readonly health: StoreHealth;
-  private readonly applier: OpApplier;
-  private readonly batch: Database.Transaction<(ops: readonly WriteOp[], isolate: boolean) => Outcome[]>;
-  private readonly savepoint: Database.Transaction<(op: WriteOp) => Outcome>;
   private readonly getMeta;
-  private readonly setMeta;
-  private lastFailure: { at: number; error: string } | null = null;
-  private closed = false;
+  private readonly waiters = new Map<number, Waiter>();
+  private seq = 0;
+  private failure: Failure = null;
+  private dead: Error | null = null;
+  private closing: Promise<void> | null = null;
 
   private constructor(
-    private readonly db: Db,
-    callbackSigner: (source: string) => string,
+    private readonly reader: Db,
+    private readonly worker: Worker,
+    private readonly exited: Promise<void>,
+    settings: Settings,
+    private readonly onFatal: (err: Error) => void,
   ) {
-    this.agents = new AgentTable(db);
-    this.messages = new MessageTable(db);
-    this.deliveries = new DeliveryTable(db, () => this.messages.maxId());
-    this.tasks = new TaskTable(db);
-    this.events = new EventTable(db);
-    this.outbox = new OutboxTable(db);
-    this.receipts = new ReceiptTable(db);
-    this.getMeta = db.prepare<[string], { value: string }>(GET_META);
-    this.setMeta = db.prepare(SET_META);
-    this.applier = new OpApplier(this, callbackSigner);
-    // Built once: building a transaction function per write was 6% of the claims benchmark.
-    this.savepoint = db.transaction((op: WriteOp) => this.applier.apply(op));
-    this.batch = db.transaction((ops: readonly WriteOp[], isolate: boolean) => (isolate ? ops.map((op) => this.isolated(op)) : ops.map((op) => this.applier.apply(op))));
+    this.agents = new AgentTable(reader);
+    this.messages = new MessageTable(reader);
+    this.deliveries = new DeliveryTable(reader, () => this.messages.maxId());
+    this.tasks = new TaskTable(reader);
+    this.events = new EventTable(reader);
+    this.outbox = new OutboxTable(reader);
+    this.receipts = new ReceiptTable(reader);
+    this.getMeta = reader.prepare<[string], { value: string }>(GET_META);
     const store = this;
     this.health = {
       get lastFailure() {
-        return store.lastFailure;
+        return store.failure;
       },
       isWritable: () => this.isWritable(),
-      settings: () => ({ synchronous: SYNC_NAMES[Number(this.pragma('synchronous'))] ?? 'unknown', journalMode: String(this.pragma('journal_mode')) }),
+      settings: () => settings,
     };
+    worker.on('message', (r: Reply) => this.received(r));
+    worker.on('error', (err) => this.die(err));
+    void exited.then(() => {
+      if (!this.closing) this.die(new Error('the writer thread exited'));
+    });
+    worker.unref();
   }
 
-  /** Open and migrate; a file that cannot be used throws a DatabaseOpenError saying why. */
-  static open(opts: StoreOptions): SqliteStore {
-    let db: Db | undefined;
+  /**
+   * Start the writer thread (it opens, migrates and fsyncs the -wal), then open the read
+   * connection. A file that cannot be used rejects with a DatabaseOpenError saying why.
+   */
+  static async open(opts: StoreOptions): Promise<SqliteStore> {
+    const data: WriterData = { path: opts.path, synchronous: opts.synchronous, busyTimeoutMs: opts.busyTimeoutMs, signedSources: opts.signedSources ?? [] };
+    const entry = await writerEntry();
+    const worker = new Worker(entry.url, { workerData: data, execArgv: entry.execArgv, name: 'agent-relay store writer' });
+    let exitCode = -1;
+    const exited = new Promise<void>((resolve) => worker.once('exit', (code) => resolve(void (exitCode = code))));
+    const settings = await new Promise<Settings>((resolve, reject) => {
+      const onError = (err: unknown) => reject(err);
+      worker.once('error', onError);
+      worker.once('message', (r: Reply) => {
+        worker.off('error', onError);
+        if (r.type === 'ready') resolve(r.settings);
+        else reject(r.type === 'openFailed' ? fromWire(r.error) : new Error(`writer thread: unexpected first message ${r.type}`));
+      });
+      void exited.then(() => reject(new Error(`the store's writer thread exited (code ${exitCode}) before it was ready`)));
+    }).catch(async (err: unknown) => {
+      await worker.terminate();
+      throw err;
+    });
+    let reader: Db;
     try {
-      db = openDatabase(opts);
-      migrate(db);
-      return new SqliteStore(db, opts.callbackSigner ?? (() => 'relay'));
+      reader = new Database(opts.path, { readonly: true, fileMustExist: true, timeout: opts.busyTimeoutMs });
+      reader.pragma(`busy_timeout = ${opts.busyTimeoutMs}`);
+      reader.pragma('temp_store = MEMORY');
     } catch (err) {
-      db?.close();
+      worker.postMessage({ type: 'close' } satisfies Request);
+      await exited;
       throw databaseOpenError(opts.path, err) ?? err;
     }
+    const onFatal = opts.onFatal ?? ((err: Error) => console.error('agent-relay: the store\'s writer thread died; every write is refused from now on', err));
+    return new SqliteStore(reader, worker, exited, settings, onFatal);
   }
 
-  apply(ops: readonly WriteOp[]): Promise<Outcome[]> {
-    try {
-      return Promise.resolve(this.applySync(ops));
-    } catch (err) {
-      return Promise.reject(err);
-    }
-  }
-
-  /** The batch in one transaction; throws a RelayError when nothing of it was written. */
-  private applySync(ops: readonly WriteOp[]): Outcome[] {
-    if (this.closed) throw new RelayError('storageBusy', 'relay is shutting down: nothing was written');
-    let outcomes: Outcome[];
-    try {
-      try {
-        outcomes = this.batch.immediate(ops, false);
-      } catch (err) {
-        if (isStorageFault(err) || isBusy(err)) throw err;
-        // An op threw: run the batch again with each op in its own savepoint, so only it fails.
-        outcomes = this.batch.immediate(ops, true);
+  async apply(ops: readonly WriteOp[]): Promise<Outcome[]> {
+    const reply = await this.request((id) => ({ type: 'apply', id, ops }));
+    if (reply.type !== 'applied') throw new Error(`writer thread: unexpected reply ${reply.type}`);
+    const outcomes = reply.outcomes.map(outcomeFromWire);
+    // This connection's in-memory inbox bounds follow the commits the writer made (before anyone is answered).
+    for (const o of outcomes) {
+      for (const c of o.changes) {
+        if (c.kind === 'message') this.messages.noteAddressed(c.recipients, c.message.id);
+        else if (c.kind === 'agentRemoved') this.messages.forgetInbox(c.id);
       }
-    } catch (err) {
-      if (isStorageFault(err)) this.noteFailure(err);
-      throw storageError(err);
     }
-    const wrote = outcomes.some((o) => o.ok);
-    if (wrote) this.lastFailure = null;
-    for (const o of outcomes) for (const c of o.changes) if (c.kind === 'agentRemoved') this.messages.forgetInbox(c.id);
     return outcomes;
-  }
-
-  private isolated(op: WriteOp): Outcome {
-    try {
-      return this.savepoint(op);
-    } catch (err) {
-      // A storage fault (or SQLite having rolled back the whole transaction) fails the batch.
-      if (isStorageFault(err) || isBusy(err) || !this.db.inTransaction) throw err;
-      return { ok: false, refused: 'error', error: err, changes: [] };
-    }
   }
 
   /** Messages with ids up to this were pruned: a cursor below it cannot be resumed. */
@@ -131,72 +141,83 @@ export class SqliteStore implements RelayStore, Tables {
     return Number(this.getMeta.get('pruned_through')?.value ?? 0);
   }
 
-  setPrunedThrough(id: number): void {
-    this.setMeta.run('pruned_through', String(id));
-  }
-
-  /** True when a write lock can be taken now (health check); never waits past the busy timeout. */
-  isWritable(): boolean {
+  /** True when a write lock can be taken now (health check): asked of the writer, which waits at most the busy timeout. */
+  async isWritable(): Promise<boolean> {
     try {
-      this.db.exec('BEGIN IMMEDIATE');
-      this.db.exec('ROLLBACK');
-      return true;
+      const r = await this.request((id) => ({ type: 'probe', id }));
+      return r.type === 'value' && r.value === true;
     } catch {
       return false;
     }
   }
 
-  /** False once SQLite rolled an open transaction back by itself (e.g. on SQLITE_FULL). */
-  get inTransaction(): boolean {
-    return this.db.inTransaction;
+  /** False once SQLite rolled the writer's open transaction back by itself (e.g. on SQLITE_FULL). */
+  async inTransaction(): Promise<boolean> {
+    const r = await this.request((id) => ({ type: 'inTransaction', id }));
+    return r.type === 'value' && r.value === true;
   }
 
-  pragma(name: string): unknown {
-    return this.db.pragma(name, { simple: true });
+  /** Run a PRAGMA on the writer's connection (PRAGMAs are per connection: max_page_count, synchronous...). */
+  async pragma(text: string): Promise<unknown> {
+    const r = await this.request((id) => ({ type: 'pragma', id, text }));
+    return r.type === 'value' ? r.value : undefined;
+  }
+
+  /** A PRAGMA on this thread's read connection. */
+  readerPragma(text: string): unknown {
+    return this.reader.pragma(text, { simple: true });
   }
 
   integrityCheck(): string {
-    return String(this.db.pragma('integrity_check', { simple: true }));
+    return String(this.reader.pragma('integrity_check', { simple: true }));
   }
 
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.db.close();
+  /** Refuse new work, let the writer finish what it was given, close its connection, wait for the thread to end. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      if (!this.dead) {
+        this.worker.ref();
+        this.worker.postMessage({ type: 'close' } satisfies Request);
+        await this.exited;
+      } else {
+        await this.worker.terminate();
+      }
+      this.reader.close();
+    })();
+    return this.closing;
   }
 
-  private noteFailure(err: unknown): void {
-    const code = (err as { code?: unknown } | null)?.code;
-    this.lastFailure = { at: Date.now(), error: typeof code === 'string' ? `${code}: ${(err as Error).message}` : String((err as Error)?.message ?? err) };
+  private request(make: (id: number) => Request): Promise<Reply> {
+    if (this.closing) return Promise.reject(new RelayError('storageBusy', 'relay is shutting down: nothing was written'));
+    if (this.dead) return Promise.reject(new RelayError('storageBusy', `storage failed: the writer thread died (${this.dead.message}); nothing was written, the relay must be restarted`));
+    const id = ++this.seq;
+    return new Promise<Reply>((resolve, reject) => {
+      this.waiters.set(id, { resolve, reject });
+      // Keep the process alive while the writer has work of ours (not when idle).
+      if (this.waiters.size === 1) this.worker.ref();
+      this.worker.postMessage(make(id));
+    });
   }
-}
 
-function sqliteCode(err: unknown): string | undefined {
-  const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === 'string' && code.startsWith('SQLITE_') ? code : undefined;
-}
-
-/**
- * A failure of the database itself (full, I/O, read-only, corrupt), not a refusal by the relay's own
- * rules. A held lock (BUSY, LOCKED) is left out: /healthz probes for it live, and it passes.
- */
-function isStorageFault(err: unknown): boolean {
-  const code = sqliteCode(err);
-  return code !== undefined && !/^SQLITE_(CONSTRAINT|BUSY|LOCKED)/.test(code);
-}
-
-function isBusy(err: unknown): boolean {
-  return /^SQLITE_(BUSY|LOCKED)/.test(sqliteCode(err) ?? '');
-}
-
-/** Map a database failure to the contract: busy/locked/full are -32008 (nothing written); the rest internal. */
-export function storageError(err: unknown): unknown {
-  const code = sqliteCode(err);
-  if (code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED' || code === 'SQLITE_BUSY_SNAPSHOT') {
-    return new RelayError('storageBusy', 'storage busy: the database is locked by another process; nothing was written, retry');
+  private received(r: Reply): void {
+    if (r.type === 'ready' || r.type === 'openFailed' || r.type === 'closed') return;
+    const w = this.waiters.get(r.id);
+    if (!w) return;
+    this.waiters.delete(r.id);
+    if (this.waiters.size === 0 && !this.closing) this.worker.unref();
+    if (r.type === 'applied' || r.type === 'failed') this.failure = r.lastFailure;
+    if (r.type === 'failed') w.reject(fromWire(r.error));
+    else w.resolve(r);
   }
-  if (code === 'SQLITE_FULL') {
-    return new RelayError('storageBusy', 'storage full: the disk or database size limit is reached; nothing was written');
+
+  /** The writer thread failed: what it was given is unknown (nothing was acknowledged), and every later write is refused. */
+  private die(err: Error): void {
+    if (this.dead) return;
+    this.dead = err;
+    this.failure = { at: Date.now(), error: `writer thread died: ${err.message}` };
+    const waiting = [...this.waiters.values()];
+    this.waiters.clear();
+    for (const w of waiting) w.reject(new RelayError('storageBusy', 'storage failed: the writer thread died; nothing in this batch was acknowledged'));
+    this.onFatal(err);
   }
-  return err;
 }

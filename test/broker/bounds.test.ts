@@ -186,11 +186,13 @@ t.test('item 3: an agent stored with meta over the new bound keeps loading and l
   const dir = t.testdir();
   const first = await startRelay(t, {}, { dir });
   const now = Date.now();
-  first.store.agents.save({
+  // Written straight to the store (past the bounds a call would check), through its writer thread.
+  const [stored] = await first.store.apply([{ op: 'agent.insert', at: now, maxAgents: 1000, events: [], agent: {
     id: 'legacy', label: 'legacy', tags: [], capabilities: [], channels: [], client: null, host: null, cwd: null, rig: null,
     status: 'offline', ready: true, system: false, tokenHash: hashToken('t'.repeat(43)), registeredAt: now, lastSeenAt: now,
-    offlineAt: now, meta: { blob: 'L'.repeat(1_200_000) }, inboxFloor: 0,
-  });
+    offlineAt: now, meta: { blob: 'L'.repeat(1_200_000) },
+  } }]);
+  t.equal(stored?.ok, true, 'the oversized agent is stored');
   await first.close();
   const relay = await startRelay(t, {}, { dir });
   const rpc = await WsRpc.connect(t, relay.wsUrl);

@@ -142,9 +142,9 @@ t.test('a full disk (max_page_count lowered mid-load): errors, no acknowledged-b
   });
 
   await sleep(300);
-  const pages = Number(relay.store.pragma('page_count'));
+  const pages = Number(await relay.store.pragma('page_count'));
   // The relay's own connection may not grow the file any more: the disk is "full".
-  relay.store.pragma(`max_page_count = ${pages + 2}`);
+  await relay.store.pragma(`max_page_count = ${pages + 2}`);
   phase = 'full';
   const fullFrom = seq;
   await sleep(800);
@@ -160,7 +160,7 @@ t.test('a full disk (max_page_count lowered mid-load): errors, no acknowledged-b
     (e: unknown) => e as RpcError,
   );
 
-  relay.store.pragma('max_page_count = 1073741823');
+  await relay.store.pragma('max_page_count = 1073741823');
   phase = 'after';
   await sleep(300);
   running = false;
@@ -230,7 +230,7 @@ t.test('/healthz reports a full disk (dbWritable false, the last commit failure)
   };
   t.match(await health(), { status: 200, body: { dbWritable: true, lastCommitFailure: null } }, 'writable before');
 
-  relay.store.pragma(`max_page_count = ${Number(relay.store.pragma('page_count'))}`);
+  await relay.store.pragma(`max_page_count = ${Number(await relay.store.pragma('page_count'))}`);
   const refused = await alice.rpc.call('message/send', { to: 'bob', body: 'y'.repeat(100_000) }).then(
     () => null,
     (e: unknown) => e as RpcError,
@@ -248,7 +248,7 @@ t.test('/healthz reports a full disk (dbWritable false, the last commit failure)
   t.equal(code, EXIT.refused, 'agent-relay status exits 1 while the database cannot be written');
   t.match(out.join('\n'), /NOT OK, database not writable\nlast commit failed at \S+: SQLITE_FULL: /, `it prints why (${out[0]})`);
 
-  relay.store.pragma('max_page_count = 1073741823');
+  await relay.store.pragma('max_page_count = 1073741823');
   await alice.rpc.call('message/send', { to: 'bob', body: 'room again' });
   t.match(await health(), { status: 200, body: { dbWritable: true, lastCommitFailure: null } }, 'writable again once a commit succeeded');
 });
@@ -263,14 +263,14 @@ t.test('when a write of a group commit meets a full disk, every write of it is r
     );
   // Three writes in one turn share one commit; the second cannot fit in what the file may still
   // grow by (a real SQLITE_FULL in the middle of the batch).
-  store.pragma(`max_page_count = ${Number(store.pragma('page_count')) + 2}`);
+  await store.pragma(`max_page_count = ${Number(await store.pragma('page_count')) + 2}`);
   const outcomes = await Promise.allSettled([write('first'), write('x'.repeat(200_000)), write('third')]);
-  store.pragma('max_page_count = 1073741823');
+  await store.pragma('max_page_count = 1073741823');
   const codes = outcomes.map((o) => (o.status === 'rejected' ? (o.reason as { code?: number }).code : 'acknowledged'));
   t.same(codes, [ERRORS.storageBusy.code, ERRORS.storageBusy.code, ERRORS.storageBusy.code], 'all three are refused with -32008 (none as an internal error)');
   t.match((outcomes[0] as PromiseRejectedResult).reason.message, /storage full/, 'saying storage full');
   t.equal(store.messages.maxId(), 0, 'none was written: the first and third did not commit without the second');
-  t.notOk(store.inTransaction, 'no transaction was left open');
+  t.notOk(await store.inTransaction(), 'no transaction was left open');
   const after = await write('after');
   t.equal(after, 'after', 'the next write goes through');
   t.equal(store.messages.all({ since: 0, limit: 10, channel: null, threadId: null }).map((m) => m.body).join(','), 'after', 'and only it is stored');

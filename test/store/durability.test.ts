@@ -12,8 +12,14 @@ import { connectAgent, RpcError } from '../helpers/ws-client.js';
 const SYNC_VALUE = { FULL: 2, NORMAL: 1 } as const;
 const LATEST = listMigrations().at(-1)!.version;
 
-function open(path: string, synchronous: 'FULL' | 'NORMAL' = 'FULL'): SqliteStore {
+function open(path: string, synchronous: 'FULL' | 'NORMAL' = 'FULL'): Promise<SqliteStore> {
   return SqliteStore.open({ path, synchronous, busyTimeoutMs: 1000 });
+}
+
+/** Writes go through the store's writer thread: the read connection is read-only. */
+async function save(store: SqliteStore, a: StoredAgent): Promise<void> {
+  const [o] = await store.apply([{ op: 'agent.insert', at: 1, agent: a, maxAgents: 100, events: [] }]);
+  if (!o?.ok) throw new Error(`agent.insert refused: ${o?.ok === false ? o.refused : 'no outcome'}`);
 }
 
 function agent(id: string): StoredAgent {
@@ -43,68 +49,68 @@ t.test('PRAGMA synchronous is the configured value on a fresh and on a reopened 
   for (const sync of ['FULL', 'NORMAL'] as const) {
     const path = join(t.testdir(), `${sync}.db`);
     t.notOk(existsSync(path), 'the database is fresh');
-    const first = open(path, sync);
+    const first = await open(path, sync);
     t.teardown(() => first.close());
-    t.equal(first.pragma('journal_mode'), 'wal', `${sync}: journal_mode is wal`);
-    t.equal(first.pragma('synchronous'), SYNC_VALUE[sync], `${sync}: fresh database has synchronous=${SYNC_VALUE[sync]}`);
-    first.agents.save(agent('a1'));
+    t.equal(await first.pragma('journal_mode'), 'wal', `${sync}: journal_mode is wal`);
+    t.equal(await first.pragma('synchronous'), SYNC_VALUE[sync], `${sync}: fresh database has synchronous=${SYNC_VALUE[sync]}`);
+    await save(first, agent('a1'));
     t.ok(existsSync(`${path}-wal`), `${sync}: the database is in WAL mode on disk`);
 
     // A second connection while the first holds the WAL open: the file is already WAL.
-    const second = open(path, sync);
+    const second = await open(path, sync);
     t.teardown(() => second.close());
-    t.equal(second.pragma('journal_mode'), 'wal', `${sync}: a second open is wal`);
-    t.equal(second.pragma('synchronous'), SYNC_VALUE[sync], `${sync}: a second open of a WAL database keeps synchronous=${SYNC_VALUE[sync]}`);
+    t.equal(await second.pragma('journal_mode'), 'wal', `${sync}: a second open is wal`);
+    t.equal(await second.pragma('synchronous'), SYNC_VALUE[sync], `${sync}: a second open of a WAL database keeps synchronous=${SYNC_VALUE[sync]}`);
     t.equal(second.agents.get('a1')?.id, 'a1', `${sync}: the second connection reads the first one's commit`);
-    second.close();
-    first.close();
+    await second.close();
+    await first.close();
 
     // Reopen after both closed.
-    const reopened = open(path, sync);
+    const reopened = await open(path, sync);
     t.teardown(() => reopened.close());
-    t.equal(reopened.pragma('journal_mode'), 'wal', `${sync}: reopened database is wal`);
-    t.equal(reopened.pragma('synchronous'), SYNC_VALUE[sync], `${sync}: reopened database has synchronous=${SYNC_VALUE[sync]}`);
-    reopened.close();
+    t.equal(await reopened.pragma('journal_mode'), 'wal', `${sync}: reopened database is wal`);
+    t.equal(await reopened.pragma('synchronous'), SYNC_VALUE[sync], `${sync}: reopened database has synchronous=${SYNC_VALUE[sync]}`);
+    await reopened.close();
   }
 
   // The configured value wins over whatever the file was last opened with.
   const path = join(t.testdir(), 'switch.db');
-  const normal = open(path, 'NORMAL');
-  normal.close();
-  const full = open(path, 'FULL');
+  const normal = await open(path, 'NORMAL');
+  await normal.close();
+  const full = await open(path, 'FULL');
   t.teardown(() => full.close());
-  t.equal(full.pragma('synchronous'), 2, 'a database opened NORMAL and reopened FULL is FULL');
-  full.close();
-  const normalAgain = open(path, 'NORMAL');
+  t.equal(await full.pragma('synchronous'), 2, 'a database opened NORMAL and reopened FULL is FULL');
+  await full.close();
+  const normalAgain = await open(path, 'NORMAL');
   t.teardown(() => normalAgain.close());
-  t.equal(normalAgain.pragma('synchronous'), 1, 'and reopened NORMAL is NORMAL');
-  normalAgain.close();
+  t.equal(await normalAgain.pragma('synchronous'), 1, 'and reopened NORMAL is NORMAL');
+  await normalAgain.close();
 });
 
 t.test('the relay opens its database with the configured sync mode', async (t) => {
   const full = await startRelay(t, {});
   t.equal(full.config.sync, 'FULL', 'FULL is the default');
-  t.equal(full.store.pragma('synchronous'), 2, 'default relay: synchronous=FULL');
-  t.equal(full.store.pragma('journal_mode'), 'wal', 'default relay: wal');
+  t.equal(await full.store.pragma('synchronous'), 2, 'default relay: synchronous=FULL');
+  t.equal(await full.store.pragma('journal_mode'), 'wal', 'default relay: wal');
   const normal = await startRelay(t, { sync: 'NORMAL' });
-  t.equal(normal.store.pragma('synchronous'), 1, 'AGENT_RELAY_SYNC=NORMAL relay: synchronous=NORMAL');
-  t.equal(normal.store.pragma('journal_mode'), 'wal', 'NORMAL relay: wal');
+  t.equal(await normal.store.pragma('synchronous'), 1, 'AGENT_RELAY_SYNC=NORMAL relay: synchronous=NORMAL');
+  t.equal(await normal.store.pragma('journal_mode'), 'wal', 'NORMAL relay: wal');
   // Restart the NORMAL relay on its (now WAL) database: the mode is set again on reopen.
   const dir = t.testdir();
   const first = await startRelay(t, { sync: 'NORMAL' }, { dir });
   await first.close();
   const second = await startRelay(t, { sync: 'NORMAL' }, { dir });
-  t.equal(second.store.pragma('synchronous'), 1, 'restarted NORMAL relay: synchronous=NORMAL');
+  t.equal(await second.store.pragma('synchronous'), 1, 'restarted NORMAL relay: synchronous=NORMAL');
 });
 
 t.test('migrations set user_version to the latest; a newer database is refused', async (t) => {
   t.ok(LATEST >= 1, `there is at least one migration (latest ${LATEST})`);
   const path = join(t.testdir(), 'relay.db');
-  const store = open(path);
+  const store = await open(path);
   t.teardown(() => store.close());
-  t.equal(store.pragma('user_version'), LATEST, 'a fresh database is migrated to the latest version');
-  store.agents.save(agent('keeper'));
-  store.close();
+  t.equal(await store.pragma('user_version'), LATEST, 'a fresh database is migrated to the latest version');
+  await save(store, agent('keeper'));
+  await store.close();
 
   const raw = new Database(path);
   t.teardown(() => raw.close());
@@ -112,25 +118,25 @@ t.test('migrations set user_version to the latest; a newer database is refused',
   for (const table of ['agents', 'delivery_marks', 'delivery_spans', 'events', 'messages', 'relay_meta', 'tasks']) t.ok(tables.includes(table), `table ${table} exists`);
   raw.close();
 
-  const again = open(path);
+  const again = await open(path);
   t.teardown(() => again.close());
-  t.equal(again.pragma('user_version'), LATEST, 'reopening does not change user_version');
+  t.equal(await again.pragma('user_version'), LATEST, 'reopening does not change user_version');
   t.equal(again.agents.get('keeper')?.id, 'keeper', 'reopening (no migration re-run) keeps the data');
-  again.close();
+  await again.close();
 
   // A database written by a newer relay.
   const bump = new Database(path);
   bump.pragma(`user_version = ${LATEST + 1}`);
   bump.close();
-  t.throws(
-    () => open(path),
+  await t.rejects(
+    open(path),
     { message: new RegExp(`schema version ${LATEST + 1} is newer than this relay \\(${LATEST}\\): upgrade the relay`) },
     'SqliteStore.open refuses a database with a higher user_version, with a clear message',
   );
   const check = new Database(path, { readonly: true });
   t.teardown(() => check.close());
-  t.equal(check.pragma('user_version', { simple: true }), LATEST + 1, 'the refused database is left at its version');
-  t.equal(check.prepare(`SELECT count(*) FROM agents`).pluck().get() as number, 1, 'and its data untouched');
+  t.equal(await check.pragma('user_version', { simple: true }), LATEST + 1, 'the refused database is left at its version');
+  t.equal((check.prepare(`SELECT count(*) FROM agents`).pluck().get() as number), 1, 'and its data untouched');
   check.close();
 
   // The relay process refuses to start on it, names the reason, and exits non-zero.
@@ -183,10 +189,10 @@ t.test('integrity_check is ok after SIGKILL of a relay mid-load, and acknowledge
   t.ok(acked.size >= 200, `sends were acknowledged before the kill (${acked.size}, ${failed} cut off)`);
   t.ok(existsSync(`${dbPath}-wal`), 'the WAL was left behind');
 
-  const store = open(dbPath);
+  const store = await open(dbPath);
   t.teardown(() => store.close());
   t.equal(store.integrityCheck(), 'ok', 'PRAGMA integrity_check is ok after reopening');
-  t.equal(store.pragma('user_version'), LATEST, 'user_version is intact');
+  t.equal(await store.pragma('user_version'), LATEST, 'user_version is intact');
   const lost = [...acked].filter(([id, body]) => store.messages.get(id)?.body !== body);
   t.same(lost, [], 'every acknowledged message is in the database');
   t.ok(
@@ -195,7 +201,7 @@ t.test('integrity_check is ok after SIGKILL of a relay mid-load, and acknowledge
   );
   t.ok(ackedTasks.length > 0 && ackedTasks.every((id) => store.tasks.get(id)?.status === 'open'), `acknowledged claimable sends kept their tasks (${ackedTasks.length})`);
   const max = store.messages.maxId();
-  store.close();
+  await store.close();
 
   // And a relay starts on it and carries on after the highest id.
   const again = await spawnRelay(t, { dbPath });

@@ -6,7 +6,7 @@ import type { NewMessage, Outcome, RelayStore, StoredAgent, TaskCreateInput, Wri
  * store-port.ts). A store passes when every case here holds on a fresh, empty store from `open`.
  * Run on SQLite by sqlite-store.test.ts; a second store runs the same function.
  */
-export function storeContract(t: Test, open: (t: Test) => RelayStore): void {
+export function storeContract(t: Test, open: (t: Test) => Promise<RelayStore>): void {
   const at = 1_000_000;
   const msg = (over: Partial<NewMessage> = {}): NewMessage => ({
     from: 'alice', to: 'bob', channel: null, subject: null, body: 'hi', replyTo: null, threadId: null, claimable: false, taskId: null, createdAt: at, meta: {}, ...over,
@@ -27,7 +27,7 @@ export function storeContract(t: Test, open: (t: Test) => RelayStore): void {
   };
 
   t.test('message.send: ids ascend within and across batches; a reply joins its thread', async (t) => {
-    const store = open(t);
+    const store = await open(t);
     const [a, b] = await store.apply([send(), send({ body: 'two' })]);
     const first = value<{ message: { id: number; threadId: number } }>(a!).message;
     const second = value<{ message: { id: number } }>(b!).message;
@@ -43,7 +43,7 @@ export function storeContract(t: Test, open: (t: Test) => RelayStore): void {
   });
 
   t.test('message.send: a missing replyTo is refused and writes nothing; its neighbours commit', async (t) => {
-    const store = open(t);
+    const store = await open(t);
     const [bad, good] = await store.apply([send({ replyTo: 999 }), send()]);
     t.match(bad, { ok: false, refused: 'replyToMissing', changes: [] });
     t.equal(good!.ok, true, 'the next op of the batch still commits');
@@ -51,7 +51,7 @@ export function storeContract(t: Test, open: (t: Test) => RelayStore): void {
   });
 
   t.test('message.send with a task: the task first, then its message, linked both ways', async (t) => {
-    const store = open(t);
+    const store = await open(t);
     const o = await one(store, { ...(send({ claimable: true }) as Extract<WriteOp, { op: 'message.send' }>), task: { ...input({ target: 'bob' }), source: 'alice' } });
     const { message, task } = value<{ message: { id: number; taskId: number }; task: { id: number; messageId: number } }>(o);
     t.equal(message.taskId, task.id);
@@ -60,7 +60,7 @@ export function storeContract(t: Test, open: (t: Test) => RelayStore): void {
   });
 
   t.test('task.create: created and announced, deduped by source + key, resolved', async (t) => {
-    const store = open(t);
+    const store = await open(t);
     const o = await one(store, create({ dedupeKey: 'k' }));
     const created = value<{ task: { id: number; messageId: number; status: string }; created: boolean }>(o);
     t.equal(created.created, true);
@@ -77,7 +77,7 @@ export function storeContract(t: Test, open: (t: Test) => RelayStore): void {
   });
 
   t.test('task.create: an unroutable announcement creates nothing; a dedupe needs no route', async (t) => {
-    const store = open(t);
+    const store = await open(t);
     value(await one(store, create({ dedupeKey: 'k' })));
     const unroutable = { ...(create({ dedupeKey: 'other' }) as Extract<WriteOp, { op: 'task.create' }>), announce: { unroutable: 'to: no agent with id x' } };
     t.match(await one(store, unroutable), { ok: false, refused: 'unroutable', message: /no agent/ });
@@ -86,7 +86,7 @@ export function storeContract(t: Test, open: (t: Test) => RelayStore): void {
   });
 
   t.test('task.create with a receipt: a delivery id is applied once; a refused one may be retried', async (t) => {
-    const store = open(t);
+    const store = await open(t);
     const receipt = { integration: 'ci', deliveryId: 'd1' };
     t.match(await one(store, create({ dedupeKey: 'k' }, 'resolve', receipt)), { ok: false, refused: 'noLiveTask' });
     t.equal(store.receipts.seen('ci', 'd1'), undefined, 'the refused delivery was not recorded');
@@ -97,7 +97,7 @@ export function storeContract(t: Test, open: (t: Test) => RelayStore): void {
   });
 
   t.test('task.claim: one winner; the loser hears who holds it; fencing tokens count attempts', async (t) => {
-    const store = open(t);
+    const store = await open(t);
     const { task } = value<{ task: { id: number } }>(await one(store, create()));
     const [win, lose] = await store.apply([
       { op: 'task.claim', at, taskId: task.id, agentId: 'bob' },
@@ -109,7 +109,7 @@ export function storeContract(t: Test, open: (t: Test) => RelayStore): void {
   });
 
   t.test('task.transition and task.release apply only against the state they were planned on', async (t) => {
-    const store = open(t);
+    const store = await open(t);
     const { task } = value<{ task: { id: number } }>(await one(store, create()));
     value(await one(store, { op: 'task.claim', at, taskId: task.id, agentId: 'bob' }));
     const guard = { status: 'claimed' as const, claimedBy: 'bob', attempts: 1 };
@@ -126,7 +126,7 @@ export function storeContract(t: Test, open: (t: Test) => RelayStore): void {
   });
 
   t.test('a task with a callback URL writes each event to the outbox, in the same commit', async (t) => {
-    const store = open(t);
+    const store = await open(t);
     const o = await one(store, create({ callbackUrl: 'https://example.test/hook' }));
     const { task } = value<{ task: { id: number } }>(o);
     t.ok(o.changes.some((c) => c.kind === 'callback'), 'the change says an outbox entry was written');
@@ -140,7 +140,7 @@ export function storeContract(t: Test, open: (t: Test) => RelayStore): void {
   });
 
   t.test('agent.insert: a free id below the limit; its inbox floor is the newest message', async (t) => {
-    const store = open(t);
+    const store = await open(t);
     value(await one(store, send()));
     const inserted = value<{ agent: StoredAgent; newestMessageId: number }>(await one(store, { op: 'agent.insert', at, agent: agent('bob'), maxAgents: 2, events: [{ kind: 'agent.online', agentId: 'bob', data: {} }] }));
     t.equal(inserted.agent.inboxFloor, 1);
@@ -152,7 +152,7 @@ export function storeContract(t: Test, open: (t: Test) => RelayStore): void {
   });
 
   t.test('agent.patch: only while token and status are as planned; last-seen never goes back', async (t) => {
-    const store = open(t);
+    const store = await open(t);
     value(await one(store, { op: 'agent.insert', at, agent: agent('bob'), maxAgents: 10, events: [] }));
     const expect = { tokenHash: 'h'.repeat(64), status: 'online' as const };
     t.match(await one(store, { op: 'agent.patch', at, id: 'bob', expect: { ...expect, tokenHash: 'x'.repeat(64) }, patch: { label: 'B' }, events: [] }), { ok: false, refused: 'changed' });
@@ -164,7 +164,7 @@ export function storeContract(t: Test, open: (t: Test) => RelayStore): void {
   });
 
   t.test('agent.offline: releases exactly the claims it was planned with, else is refused', async (t) => {
-    const store = open(t);
+    const store = await open(t);
     value(await one(store, { op: 'agent.insert', at, agent: agent('bob'), maxAgents: 10, events: [] }));
     const { task } = value<{ task: { id: number } }>(await one(store, create()));
     value(await one(store, { op: 'task.claim', at, taskId: task.id, agentId: 'bob' }));
@@ -178,7 +178,7 @@ export function storeContract(t: Test, open: (t: Test) => RelayStore): void {
   });
 
   t.test('delivery states: ack needs a delivery; read marks count what changed', async (t) => {
-    const store = open(t);
+    const store = await open(t);
     const id = value<{ message: { id: number } }>(await one(store, send())).message.id;
     t.match(await one(store, { op: 'delivery.ack', at, agentId: 'carol', messageId: id, state: 'injected' }), { ok: false, refused: 'notDelivered' });
     t.match(value(await one(store, { op: 'delivery.ack', at, agentId: 'bob', messageId: id, state: 'injected' })), { delivery: { state: 'injected', agentId: 'bob' } });
@@ -190,7 +190,7 @@ export function storeContract(t: Test, open: (t: Test) => RelayStore): void {
   });
 
   t.test('prune: old rows go, the cursor floor rises, pruned agents are announced', async (t) => {
-    const store = open(t);
+    const store = await open(t);
     value(await one(store, send()));
     value(await one(store, { op: 'agent.insert', at, agent: agent('gone', { status: 'offline', offlineAt: at }), maxAgents: 10, events: [] }));
     const o = await one(store, { op: 'prune', at: at + 10, cutoff: at + 1, offlineCutoff: at + 1 });
