@@ -23,12 +23,18 @@ export interface CommitQueueOptions {
 }
 
 const MAX_BATCH = 1000;
+/**
+ * Batches handed to the store before the first answers: while the store commits one (its fsync
+ * off the event loop), the next is already on its way, so the store never waits for this thread.
+ */
+const MAX_IN_FLIGHT = 2;
 /** Longest a commit is held open for frames still waiting their turn. */
 const MAX_HOLD_MS = 10;
 
 /**
- * Group commit. Ops submitted while the previous batch is being applied, or in the same
- * event-loop turn, go to the store as one batch: one transaction. Nothing is resolved
+ * Group commit. Ops submitted while earlier batches are being applied, or in the same
+ * event-loop turn, go to the store as one batch: one transaction. At most MAX_IN_FLIGHT batches
+ * are with the store at once; they settle in the order they were handed over. Nothing is resolved
  * (acknowledged) and nothing is published (pushed) until the store answered that the batch is
  * durable; then each op's changes are published and its `then` runs, in submission order, so
  * pushes follow commit order.
@@ -37,7 +43,9 @@ export class CommitQueue {
   private pending: Pending[] = [];
   private deferred: WriteOp[] = [];
   private scheduled = false;
-  private inFlight: Promise<void> | null = null;
+  private inFlight = 0;
+  /** The settlement of the newest batch handed over: each batch settles after the one before it. */
+  private settled: Promise<void> = Promise.resolve();
   private closed = false;
   private oldestPendingAt = 0;
   private readonly publish: CommitQueueOptions['publish'];
@@ -81,19 +89,19 @@ export class CommitQueue {
 
   /** Write everything still queued, then refuse new work. */
   async close(): Promise<void> {
-    while (this.inFlight || this.pending.length > 0 || this.deferred.length > 0) {
-      if (this.inFlight) await this.inFlight;
+    while (this.inFlight > 0 || this.pending.length > 0 || this.deferred.length > 0) {
+      if (this.inFlight > 0) await this.settled;
       else await this.flush();
     }
     this.closed = true;
   }
 
   private schedule(): void {
-    if (this.scheduled || this.inFlight) return;
+    if (this.scheduled || this.inFlight >= MAX_IN_FLIGHT) return;
     this.scheduled = true;
     setImmediate(() => {
       this.scheduled = false;
-      if (this.inFlight) return;
+      if (this.inFlight >= MAX_IN_FLIGHT) return;
       if (this.holding()) {
         this.schedule();
         return;
@@ -113,20 +121,28 @@ export class CommitQueue {
     if (batch.length === 0 && deferred.length === 0) return Promise.resolve();
     const started = performance.now();
     const ops = deferred.length === 0 ? batch.map((p) => p.op) : [...batch.map((p) => p.op), ...deferred];
-    this.inFlight = this.store.apply(ops).then(
-      (outcomes) => {
-        this.observeCommit(performance.now() - started, batch.length);
-        this.settle(batch, outcomes, deferred);
-      },
-      (err: unknown) => {
-        this.log.error({ err }, 'group commit failed: nothing in it was acknowledged');
-        for (const p of batch) p.reject(err);
-      },
-    ).finally(() => {
-      this.inFlight = null;
-      if (this.pending.length > 0 || this.deferred.length > 0) this.schedule();
-    });
-    return this.inFlight;
+    this.inFlight++;
+    const applied = this.store.apply(ops);
+    applied.catch(() => undefined); // handled below, once the batch before it has settled
+    this.settled = this.settled
+      .then(() => applied)
+      .then(
+        (outcomes) => {
+          this.observeCommit(performance.now() - started, batch.length);
+          this.settle(batch, outcomes, deferred);
+        },
+        (err: unknown) => {
+          this.log.error({ err }, 'group commit failed: nothing in it was acknowledged');
+          for (const p of batch) p.reject(err);
+        },
+      )
+      .finally(() => {
+        this.inFlight--;
+        if (this.pending.length > 0 || this.deferred.length > 0) this.schedule();
+      });
+    // The next batch may be handed over now; the store applies them in order.
+    if (this.pending.length > 0 || this.deferred.length > 0) this.schedule();
+    return this.settled;
   }
 
   private settle(batch: Pending[], outcomes: Outcome[], deferred: WriteOp[]): void {
