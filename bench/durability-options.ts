@@ -185,7 +185,10 @@ function designB(path: string): Design {
     const done = inflight!;
     inflight = null;
     lastId.get(); // the main thread's read connection sees the commit (after the worker's fsync)
-    done.forEach((w, i) => (msg.out[i] === 0 ? w.resolve() : w.reject(new Error(String(msg.out[i])))));
+    done.forEach((w, i) => {
+      if (msg.out[i] === 0) w.resolve();
+      else w.reject(new Error(String(msg.out[i])));
+    });
     pump();
   });
   worker.on('error', (e) => {
@@ -324,13 +327,7 @@ function makeRows(n: number, marker: boolean): Row[] {
  * Closed loop: --clients producers, each with one op of `size` rows outstanding. Each design groups
  * what is waiting the way it would behind apply(ops): A and C per event-loop turn, B per message.
  */
-async function runOne(
-  mk: (path: string) => Design,
-  dir: string,
-  size: number,
-  seconds: number,
-  opts: { marker: boolean; ack: net.Socket | null; clients: number },
-): Promise<Result> {
+async function runOne(mk: (path: string) => Design, dir: string, size: number, seconds: number, opts: { marker: boolean; ack: net.Socket | null; clients: number }): Promise<Result> {
   const path = join(dir, `d-${Math.random().toString(36).slice(2)}.db`);
   const d = mk(path);
   const lat: number[] = [];

@@ -3,18 +3,7 @@ import { pino, type Logger } from 'pino';
 export type { Logger };
 
 /** Paths whose values never reach a log line. */
-export const REDACT_PATHS = [
-  'token',
-  'agentToken',
-  'secret',
-  '*.token',
-  '*.agentToken',
-  '*.secret',
-  '*.authorization',
-  'headers.authorization',
-  'req.headers.authorization',
-  'params.agentToken',
-];
+export const REDACT_PATHS = ['token', 'agentToken', 'secret', '*.token', '*.agentToken', '*.secret', '*.authorization', 'headers.authorization', 'req.headers.authorization', 'params.agentToken'];
 
 export function createLogger(level: string, destination?: NodeJS.WritableStream): Logger {
   const options = {

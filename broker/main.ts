@@ -44,7 +44,10 @@ export async function serve(argv: string[], err: LineWriter = stderrLine): Promi
     reportStartFailure(e, log, err);
     return 1;
   }
-  log.info({ url: relay.url, db: config.dbPath, sync: config.sync, auth: config.token ? 'token' : 'none' }, `agent relay listening on ${relay.url} (dashboard ${relay.url}/, WebSocket ${relay.url.replace('http', 'ws')}/rpc)`);
+  log.info(
+    { url: relay.url, db: config.dbPath, sync: config.sync, auth: config.token ? 'token' : 'none' },
+    `agent relay listening on ${relay.url} (dashboard ${relay.url}/, WebSocket ${relay.url.replace('http', 'ws')}/rpc)`,
+  );
   stopOnSignals(relay, log);
   return 0;
 }

@@ -31,7 +31,6 @@ export function createMetrics(): { register: Registry; observeCommit: (ms: numbe
 
 /** Gauges read at scrape time from live state and cheap grouped counts. */
 export function watchState(register: Registry, core: Domain, extra: { longPolls: () => number }): void {
-
   new Gauge({
     name: 'agent_relay_connections',
     help: 'Live connections by kind (ws, sse) and long-polls waiting.',

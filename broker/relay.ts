@@ -16,7 +16,6 @@ import { SqliteStore } from './store/store.js';
 import { RpcDispatcher } from './transport/rpc-dispatch.js';
 import { startTransport, type RunningTransport } from './transport/index.js';
 
-
 export interface Relay {
   readonly port: number;
   readonly url: string;

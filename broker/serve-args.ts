@@ -30,7 +30,13 @@ export type ServeArgs = { help: true } | { help: false; overrides: Partial<Relay
  */
 export function parseServeArgs(argv: string[]): ServeArgs {
   // Non-strict with tokens: node's strict errors are TypeErrors with long texts; these are ours.
-  const { tokens } = parseArgs({ args: argv, options: { port: { type: 'string' }, db: { type: 'string' }, host: { type: 'string' }, insecure: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, strict: false, allowPositionals: true, tokens: true });
+  const { tokens } = parseArgs({
+    args: argv,
+    options: { port: { type: 'string' }, db: { type: 'string' }, host: { type: 'string' }, insecure: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+    strict: false,
+    allowPositionals: true,
+    tokens: true,
+  });
   const overrides: Record<string, unknown> = {};
   for (const token of tokens) {
     if (token.kind === 'positional') throw new ServeUsageError(`unexpected argument "${token.value}"`);

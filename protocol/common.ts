@@ -11,10 +11,7 @@ export const AgentIdSchema = z
   .regex(/^[a-z0-9][a-z0-9._:-]*$/, 'must be lowercase [a-z0-9._:-], starting with a letter or digit');
 
 /** A sender name chosen by an observer: `ext:` followed by a short name. */
-export const ExternalSenderSchema = z
-  .string()
-  .max(128)
-  .regex(EXTERNAL_SENDER_PATTERN, EXTERNAL_SENDER_RULE);
+export const ExternalSenderSchema = z.string().max(128).regex(EXTERNAL_SENDER_PATTERN, EXTERNAL_SENDER_RULE);
 
 /** A target: an agent id, `tag:NAME`, `cap:NAME`, `label:NAME` or `broadcast`. */
 export const TargetSchema = z
@@ -129,16 +126,7 @@ export const TaskSchema = z.object({
   meta: MetaSchema,
 });
 
-export const EventKindSchema = z.enum([
-  'task.created',
-  'task.deduped',
-  'task.claimed',
-  'task.updated',
-  'task.released',
-  'task.closed',
-  'agent.online',
-  'agent.offline',
-]);
+export const EventKindSchema = z.enum(['task.created', 'task.deduped', 'task.claimed', 'task.updated', 'task.released', 'task.closed', 'agent.online', 'agent.offline']);
 
 export const EventSchema = z.object({
   id: IdSchema,

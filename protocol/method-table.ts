@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import type { z } from 'zod';
 import * as agent from './methods/agent.js';
 import * as event from './methods/event.js';
 import * as message from './methods/message.js';
@@ -20,13 +20,7 @@ interface MethodSpec {
   summary: string;
 }
 
-const spec = <P extends z.ZodType, R extends z.ZodType>(
-  params: P,
-  result: R,
-  auth: MethodAuth,
-  writes: boolean,
-  summary: string,
-) => ({ params, result, auth, writes, summary });
+const spec = <P extends z.ZodType, R extends z.ZodType>(params: P, result: R, auth: MethodAuth, writes: boolean, summary: string) => ({ params, result, auth, writes, summary });
 
 /** THE list of methods. Every transport and rpc.discover iterate this table; none keeps its own. */
 export const METHODS = {
@@ -60,5 +54,5 @@ export type Methods = { [M in MethodName]: (params: MethodParams<M>) => MethodRe
 export const DISCOVER_METHOD = 'rpc.discover';
 
 export function isMethodName(name: string): name is MethodName {
-  return Object.prototype.hasOwnProperty.call(METHODS, name);
+  return Object.hasOwn(METHODS, name);
 }

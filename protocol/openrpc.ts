@@ -25,9 +25,7 @@ export function buildOpenRpcDocument(version: string): Record<string, unknown> {
     })),
     components: {
       errors: Object.fromEntries(Object.entries(ERRORS).map(([k, e]) => [k, { code: e.code, message: e.message }])),
-      'x-notifications': Object.fromEntries(
-        Object.entries(NOTIFICATIONS).map(([name, s]) => [name, z.toJSONSchema(s, { io: 'output', unrepresentable: 'any' })]),
-      ),
+      'x-notifications': Object.fromEntries(Object.entries(NOTIFICATIONS).map(([name, s]) => [name, z.toJSONSchema(s, { io: 'output', unrepresentable: 'any' })])),
     },
   };
 }

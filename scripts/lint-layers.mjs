@@ -45,7 +45,14 @@ for (const v of fresh) process.stderr.write(`  ${v.rule.severity} ${v.rule.name}
 
 let failed = fresh.length > 0;
 if (gone.length && shrink) {
-  writeFileSync(join(root, KNOWN), `${JSON.stringify(known.filter((v) => !gone.includes(v)), null, 2)}\n`);
+  writeFileSync(
+    join(root, KNOWN),
+    `${JSON.stringify(
+      known.filter((v) => !gone.includes(v)),
+      null,
+      2,
+    )}\n`,
+  );
   process.stdout.write(`lint:layers: ${gone.length} fixed violation(s) removed from ${KNOWN}\n`);
 } else if (gone.length) {
   for (const v of gone) process.stderr.write(`  fixed, still listed: ${v.rule.name}: ${describe(v)}\n`);
@@ -53,8 +60,6 @@ if (gone.length && shrink) {
   failed = true;
 }
 const { totalCruised, totalDependenciesCruised } = result.summary;
-process.stdout.write(
-  `lint:layers: ${fresh.length} new violation(s); ${left} known violation(s) left in ${KNOWN} (${totalCruised} modules, ${totalDependenciesCruised} imports checked)\n`,
-);
+process.stdout.write(`lint:layers: ${fresh.length} new violation(s); ${left} known violation(s) left in ${KNOWN} (${totalCruised} modules, ${totalDependenciesCruised} imports checked)\n`);
 if (fresh.length) process.stderr.write('lint:layers: the rules and the layers are described in .dependency-cruiser.cjs\n');
 process.exit(failed ? 1 : 0);

@@ -52,7 +52,12 @@ export async function handleInbox(ex: HttpExchange, caller: Caller, agentId: str
       throw new RelayError('invalidParams', `invalid params: wait: must be whole seconds from 0 to ${MAX_WAIT_SECONDS}`);
     }
     const params: Record<string, unknown> = { agentId };
-    for (const [key, value] of [['since', num(ex.query.get('since'))], ['limit', num(ex.query.get('limit'))], ['unread', bool(ex.query.get('unread'))], ['channel', ex.query.get('channel') ?? undefined]] as const) {
+    for (const [key, value] of [
+      ['since', num(ex.query.get('since'))],
+      ['limit', num(ex.query.get('limit'))],
+      ['unread', bool(ex.query.get('unread'))],
+      ['channel', ex.query.get('channel') ?? undefined],
+    ] as const) {
       if (value !== undefined) params[key] = value;
     }
     const poll = () => relay.call('message/list', params, caller) as Promise<MessageListResult>;

@@ -9,11 +9,17 @@ export const IngressBodySchema = z.object({
   title: z.string().min(1).max(512),
   target: TargetSchema.optional(),
   channel: ChannelSchema.optional(),
-  body: z.string().max(256 * 1024).optional(),
+  body: z
+    .string()
+    .max(256 * 1024)
+    .optional(),
   dedupeKey: z.string().min(1).max(256).optional(),
   action: z.enum(['trigger', 'resolve']).optional(),
   meta: MetaSchema.optional(),
-  callbackUrl: z.url({ protocol: /^https?$/ }).max(2048).optional(),
+  callbackUrl: z
+    .url({ protocol: /^https?$/ })
+    .max(2048)
+    .optional(),
 });
 
 /** POST /api/integrations/:name/events → task/create with source = name, deduplicated and replay-safe. */

@@ -57,24 +57,61 @@ function clean(o: Record<string, unknown>): Record<string, unknown> {
  */
 export const REST_ROUTES: RestRoute[] = [
   { verb: 'POST', pattern: /^\/api\/agents$/, method: 'agent/register', params: (r) => r.body, status: (res) => (res.created ? 201 : 200) },
-  { verb: 'GET', pattern: /^\/api\/agents$/, method: 'agent/list', params: (r) => clean({ status: str(r.query.get('status')), tag: str(r.query.get('tag')), capability: str(r.query.get('capability')), after: str(r.query.get('after')), limit: num(r.query.get('limit')) }) },
+  {
+    verb: 'GET',
+    pattern: /^\/api\/agents$/,
+    method: 'agent/list',
+    params: (r) =>
+      clean({ status: str(r.query.get('status')), tag: str(r.query.get('tag')), capability: str(r.query.get('capability')), after: str(r.query.get('after')), limit: num(r.query.get('limit')) }),
+  },
   // The path names the agent: X-Agent-Token alone proves the caller is it (X-Agent-Id may still name another caller: see Credentials).
   { verb: 'PATCH', pattern: /^\/api\/agents\/(?<id>[^/]+)$/, method: 'agent/update', params: (r) => withBody(r, { id: r.path.id }) },
   { verb: 'POST', pattern: /^\/api\/agents\/(?<id>[^/]+)\/heartbeat$/, method: 'agent/heartbeat', params: (r) => withBody(r, asPathAgent(r)) },
   { verb: 'POST', pattern: /^\/api\/messages$/, method: 'message/send', params: (r) => withBody(r, {}), status: () => 201 },
-  { verb: 'GET', pattern: /^\/api\/messages$/, method: 'message/list', params: (r) => clean({ agentId: str(r.query.get('agentId')) ?? r.caller.agentId ?? undefined, since: num(r.query.get('since')), limit: num(r.query.get('limit')), channel: str(r.query.get('channel')), threadId: num(r.query.get('threadId')), unread: bool(r.query.get('unread')) }) },
+  {
+    verb: 'GET',
+    pattern: /^\/api\/messages$/,
+    method: 'message/list',
+    params: (r) =>
+      clean({
+        agentId: str(r.query.get('agentId')) ?? r.caller.agentId ?? undefined,
+        since: num(r.query.get('since')),
+        limit: num(r.query.get('limit')),
+        channel: str(r.query.get('channel')),
+        threadId: num(r.query.get('threadId')),
+        unread: bool(r.query.get('unread')),
+      }),
+  },
   { verb: 'POST', pattern: /^\/api\/messages\/read$/, method: 'message/read', params: (r) => withBody(r, {}) },
   { verb: 'GET', pattern: /^\/api\/messages\/(?<id>\d+)$/, method: 'message/get', params: (r) => ({ id: id(r) }) },
   { verb: 'POST', pattern: /^\/api\/messages\/(?<id>\d+)\/claim$/, method: 'message/claim', params: (r) => withBody(r, { id: id(r) }) },
   { verb: 'POST', pattern: /^\/api\/messages\/(?<id>\d+)\/ack$/, method: 'message/ack', params: (r) => withBody(r, { id: id(r) }) },
   { verb: 'GET', pattern: /^\/api\/threads\/(?<id>\d+)$/, method: 'thread/get', params: (r) => clean({ id: id(r), since: num(r.query.get('since')) }) },
   { verb: 'POST', pattern: /^\/api\/tasks$/, method: 'task/create', params: (r) => withBody(r, {}), status: (res) => (res.created ? 201 : 200) },
-  { verb: 'GET', pattern: /^\/api\/tasks$/, method: 'task/list', params: (r) => clean({ status: str(r.query.get('status')), target: str(r.query.get('target')), channel: str(r.query.get('channel')), claimedBy: str(r.query.get('claimedBy')), limit: num(r.query.get('limit')), since: num(r.query.get('since')) }) },
+  {
+    verb: 'GET',
+    pattern: /^\/api\/tasks$/,
+    method: 'task/list',
+    params: (r) =>
+      clean({
+        status: str(r.query.get('status')),
+        target: str(r.query.get('target')),
+        channel: str(r.query.get('channel')),
+        claimedBy: str(r.query.get('claimedBy')),
+        limit: num(r.query.get('limit')),
+        since: num(r.query.get('since')),
+      }),
+  },
   { verb: 'GET', pattern: /^\/api\/tasks\/(?<id>\d+)$/, method: 'task/get', params: (r) => clean({ id: id(r), since: num(r.query.get('since')) }) },
   { verb: 'POST', pattern: /^\/api\/tasks\/(?<id>\d+)\/claim$/, method: 'task/claim', params: (r) => withBody(r, { id: id(r) }) },
   { verb: 'PATCH', pattern: /^\/api\/tasks\/(?<id>\d+)$/, method: 'task/update', params: (r) => withBody(r, { id: id(r) }) },
   { verb: 'POST', pattern: /^\/api\/tasks\/(?<id>\d+)\/release$/, method: 'task/release', params: (r) => withBody(r, { id: id(r) }) },
-  { verb: 'GET', pattern: /^\/api\/events$/, method: 'event/list', params: (r) => clean({ since: num(r.query.get('since')), kind: str(r.query.get('kind')), taskId: num(r.query.get('taskId')), limit: num(r.query.get('limit')) }) },
+  {
+    verb: 'GET',
+    pattern: /^\/api\/events$/,
+    method: 'event/list',
+    params: (r) => clean({ since: num(r.query.get('since')), kind: str(r.query.get('kind')), taskId: num(r.query.get('taskId')), limit: num(r.query.get('limit')) }),
+  },
 ];
 
 export function matchRoute(routes: readonly RestRoute[], ex: HttpExchange): { route: RestRoute; path: Record<string, string> } | 'method' | null {

@@ -2,7 +2,7 @@ import { METHODS, RelayError } from '../../protocol/index.js';
 import type { Caller, HttpExchange, HttpHandler, RelayEdge } from '../../broker/domain/ports.js';
 import type { Registry } from 'prom-client';
 import { DashboardFiles } from './dashboard.js';
-import { handleInbox, InboxWaiters } from './inbox.js';
+import { handleInbox, type InboxWaiters } from './inbox.js';
 import { handleIngress } from './ingress.js';
 import { decodeSegment, JSON_HEADERS, parseJsonBody, sendError, sendJson } from './respond.js';
 import { matchRoute, REST_ROUTES } from './rest.js';

@@ -69,7 +69,9 @@ export function handleStream(ex: HttpExchange, caller: Caller, relay: RelayEdge,
           if (!parsed.success) throw new RelayError('invalidParams', `invalid params: topics: unknown topic "${t.trim()}"`);
           return parsed.data;
         })
-      : agentId ? [] : (['messages', 'tasks', 'agents', 'events'] as StreamTopic[]);
+      : agentId
+        ? []
+        : (['messages', 'tasks', 'agents', 'events'] as StreamTopic[]);
     const request = { agentId, ...(since !== undefined ? { since } : {}), topics };
     // The cursor and the read rule are checked before the stream starts: a refusal is an HTTP error.
     relay.checkAttach(request, caller);

@@ -145,17 +145,13 @@ export class CallbackDispatcher {
     };
     const client = url.protocol === 'https:' ? https : http;
     return new Promise((resolve) => {
-      const req = client.request(
-        url,
-        { method: 'POST', headers, timeout: this.policy.timeoutMs, lookup: guardedLookup(allowPrivate), agent: false },
-        (res) => {
-          res.resume();
-          const retryAfter = res.headers['retry-after'];
-          const status = res.statusCode ?? null;
-          res.on('end', () => resolve({ status, error: status !== null && status >= 300 && status < 400 ? 'redirect not followed' : null, retryAfter }));
-          res.on('error', () => resolve({ status, error: 'response aborted', retryAfter }));
-        },
-      );
+      const req = client.request(url, { method: 'POST', headers, timeout: this.policy.timeoutMs, lookup: guardedLookup(allowPrivate), agent: false }, (res) => {
+        res.resume();
+        const retryAfter = res.headers['retry-after'];
+        const status = res.statusCode ?? null;
+        res.on('end', () => resolve({ status, error: status !== null && status >= 300 && status < 400 ? 'redirect not followed' : null, retryAfter }));
+        res.on('error', () => resolve({ status, error: 'response aborted', retryAfter }));
+      });
       req.on('timeout', () => req.destroy(new Error(`no answer within ${this.policy.timeoutMs} ms`)));
       // A name that resolves to a refused address stays refused: no point retrying it.
       req.on('error', (err) => resolve({ status: null, error: err.message, retryAfter: undefined, permanent: (err as NodeJS.ErrnoException).code === 'EBLOCKED' }));

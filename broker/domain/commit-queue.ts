@@ -4,7 +4,7 @@ import type { Change, OpName, OpOf, Outcome, RelayStore, WriteOp } from './store
 
 interface Pending {
   op: WriteOp;
-  then: (outcome: Outcome) => unknown;
+  answer: (outcome: Outcome) => unknown;
   resolve: (value: unknown) => void;
   reject: (err: unknown) => void;
 }
@@ -70,7 +70,7 @@ export class CommitQueue {
     if (this.closed) return Promise.reject(new RelayError('storageBusy', 'relay is shutting down: nothing was written'));
     return new Promise<R>((resolve, reject) => {
       if (this.pending.length === 0) this.oldestPendingAt = performance.now();
-      this.pending.push({ op, then: then as (o: Outcome) => unknown, resolve: resolve as (v: unknown) => void, reject });
+      this.pending.push({ op, answer: then as (o: Outcome) => unknown, resolve: resolve as (v: unknown) => void, reject });
       this.schedule();
     });
   }
@@ -155,7 +155,7 @@ export class CommitQueue {
         return;
       }
       try {
-        p.resolve(p.then(outcome));
+        p.resolve(p.answer(outcome));
       } catch (err) {
         p.reject(err);
       }

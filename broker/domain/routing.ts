@@ -13,12 +13,7 @@ export class UnknownAgentError extends Error {}
  * are not offline, skip agents whose channel list excludes the message's channel, and never
  * include the sender. A direct id always gets the message, even while offline.
  */
-export function resolveTarget(
-  target: string,
-  channel: string | null,
-  senderId: string,
-  agents: ReadonlyMap<string, CachedAgent>,
-): Route {
+export function resolveTarget(target: string, channel: string | null, senderId: string, agents: ReadonlyMap<string, CachedAgent>): Route {
   let recipients: string[];
   if (target === 'broadcast' || target.startsWith('tag:') || target.startsWith('cap:') || target.startsWith('label:')) {
     const match = matcher(target);

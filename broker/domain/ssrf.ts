@@ -9,15 +9,34 @@ import { BlockList, isIP, type LookupFunction } from 'node:net';
  */
 const BLOCKED = new BlockList();
 for (const [net, prefix] of [
-  ['0.0.0.0', 8], ['10.0.0.0', 8], ['100.64.0.0', 10], ['127.0.0.0', 8], ['169.254.0.0', 16],
-  ['172.16.0.0', 12], ['192.0.0.0', 24], ['192.168.0.0', 16], ['198.18.0.0', 15], ['224.0.0.0', 4], ['240.0.0.0', 4],
-] as const) BLOCKED.addSubnet(net, prefix, 'ipv4');
+  ['0.0.0.0', 8],
+  ['10.0.0.0', 8],
+  ['100.64.0.0', 10],
+  ['127.0.0.0', 8],
+  ['169.254.0.0', 16],
+  ['172.16.0.0', 12],
+  ['192.0.0.0', 24],
+  ['192.168.0.0', 16],
+  ['198.18.0.0', 15],
+  ['224.0.0.0', 4],
+  ['240.0.0.0', 4],
+] as const)
+  BLOCKED.addSubnet(net, prefix, 'ipv4');
 for (const [net, prefix] of [
-  ['::', 128], ['::1', 128], ['fc00::', 7], ['fe80::', 10], ['ff00::', 8], ['64:ff9b::', 96], ['2001:db8::', 32],
+  ['::', 128],
+  ['::1', 128],
+  ['fc00::', 7],
+  ['fe80::', 10],
+  ['ff00::', 8],
+  ['64:ff9b::', 96],
+  ['2001:db8::', 32],
   // Local-use NAT64 (RFC 8215) and Teredo, whose client IPv4 is stored inverted: both can reach
   // internal IPv4 hosts through a translator or relay, and no callback receiver is there.
-  ['64:ff9b:1::', 48], ['2001::', 32], ['100::', 64],
-] as const) BLOCKED.addSubnet(net, prefix, 'ipv6');
+  ['64:ff9b:1::', 48],
+  ['2001::', 32],
+  ['100::', 64],
+] as const)
+  BLOCKED.addSubnet(net, prefix, 'ipv6');
 
 /** The 16 bytes of an IPv6 literal (isIP already said it is one); a zone (`%eth0`) is ignored. */
 function ipv6Bytes(address: string): number[] {
@@ -28,7 +47,7 @@ function ipv6Bytes(address: string): number[] {
     tail.push(...dotted.slice(1).map(Number));
     text = text.slice(0, dotted.index) + '0:0'; // placeholder groups, overwritten below
   }
-  const [head, rest] = text.includes('::') ? text.split('::') as [string, string] : [text, null];
+  const [head, rest] = text.includes('::') ? (text.split('::') as [string, string]) : [text, null];
   const groups = (part: string) => (part === '' ? [] : part.split(':').map((g) => parseInt(g, 16)));
   const left = groups(head);
   const right = rest === null ? [] : groups(rest);

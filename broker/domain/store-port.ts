@@ -108,7 +108,9 @@ export interface PlannedRelease {
   announce: Announcement;
 }
 
-export type AgentPatch = Partial<Pick<StoredAgent, 'label' | 'tags' | 'capabilities' | 'channels' | 'client' | 'host' | 'cwd' | 'rig' | 'status' | 'ready' | 'system' | 'meta' | 'offlineAt' | 'lastSeenAt'>>;
+export type AgentPatch = Partial<
+  Pick<StoredAgent, 'label' | 'tags' | 'capabilities' | 'channels' | 'client' | 'host' | 'cwd' | 'rig' | 'status' | 'ready' | 'system' | 'meta' | 'offlineAt' | 'lastSeenAt'>
+>;
 
 export interface TaskCreateInput {
   title: string;

@@ -27,12 +27,7 @@ function constantTimeEqual(a: string, b: string): boolean {
  * Verify Standard Webhooks headers over the raw body: timestamp within ±5 minutes, any of the
  * space-separated `v1,` signatures matching, compared in constant time.
  */
-export function verifyStandardWebhook(
-  secret: string,
-  headers: { id: string; timestamp: string; signature: string },
-  body: Buffer,
-  nowSec: number,
-): VerifyResult {
+export function verifyStandardWebhook(secret: string, headers: { id: string; timestamp: string; signature: string }, body: Buffer, nowSec: number): VerifyResult {
   if (!headers.id || !headers.timestamp || !headers.signature) return { ok: false, reason: 'missing webhook-id, webhook-timestamp or webhook-signature' };
   if (!/^\d{1,12}$/.test(headers.timestamp)) return { ok: false, reason: 'webhook-timestamp is not unix seconds' };
   const ts = Number(headers.timestamp);

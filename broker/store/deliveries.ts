@@ -2,7 +2,6 @@ import { DELIVERY_ORDER, type Delivery, type DeliveryState } from '../../protoco
 import type { DeliverySpan, SpanState } from '../domain/store-port.js';
 import type { Db } from './db.js';
 
-
 interface SpanRow {
   id: number;
   first_id: number;

@@ -19,7 +19,6 @@ interface MessageRow {
   meta: string;
 }
 
-
 const INSERT = `
   INSERT INTO messages (from_id, to_target, channel, subject, body, reply_to, thread_id, claimable, task_id, created_at, meta, recipients)
   VALUES (?, ?, ?, ?, ?, ?, COALESCE(?, 0), ?, ?, ?, ?, ?) RETURNING id`;
@@ -107,10 +106,9 @@ export class MessageTable {
   /** Insert a message with its recipients (each one's delivery starts queued); returns the stored message. */
   insert(m: NewMessage, recipients: readonly string[]): Message {
     const s = this.stmts;
-    const { id } = s.insert.get(
-      m.from, m.to, m.channel, m.subject, m.body, m.replyTo, m.threadId,
-      m.claimable ? 1 : 0, m.taskId, m.createdAt, toJson(m.meta), encodeRecipients(recipients),
-    ) as { id: number };
+    const { id } = s.insert.get(m.from, m.to, m.channel, m.subject, m.body, m.replyTo, m.threadId, m.claimable ? 1 : 0, m.taskId, m.createdAt, toJson(m.meta), encodeRecipients(recipients)) as {
+      id: number;
+    };
     const threadId = m.threadId ?? id;
     if (m.threadId === null) s.setThreadRoot.run(id);
     for (const agentId of recipients) this.bounds.addressed(agentId, id);
@@ -146,7 +144,14 @@ export class MessageTable {
     const upTo = this.bounds.upTo(agentId);
     if (since >= upTo) return [];
     const rows = this.stmts.inbox.all({
-      agent: agentId, needle: recipientNeedle(agentId), since, upTo, unread: f.unread ? 1 : 0, channel: f.channel, thread: f.threadId, limit: f.limit,
+      agent: agentId,
+      needle: recipientNeedle(agentId),
+      since,
+      upTo,
+      unread: f.unread ? 1 : 0,
+      channel: f.channel,
+      thread: f.threadId,
+      limit: f.limit,
     }) as MessageRow[];
     // Only an unfiltered scan that stopped short of its limit saw every message of the agent after `since`.
     if (rows.length < f.limit && !f.unread && f.channel === null && f.threadId === null) this.bounds.scannedToEnd(agentId, since, rows.at(-1)?.id);

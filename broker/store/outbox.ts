@@ -1,7 +1,6 @@
 import type { OutboxEntry, OutboxState } from '../domain/store-port.js';
 import type { Db } from './db.js';
 
-
 interface OutboxRow {
   id: number;
   webhook_id: string;

@@ -118,7 +118,7 @@ export class SqliteStore implements RelayStore {
       await exited;
       throw databaseOpenError(opts.path, err) ?? err;
     }
-    const onFatal = opts.onFatal ?? ((err: Error) => console.error('agent-relay: the store\'s writer thread died; every write is refused from now on', err));
+    const onFatal = opts.onFatal ?? ((err: Error) => console.error("agent-relay: the store's writer thread died; every write is refused from now on", err));
     return new SqliteStore(reader, worker, exited, settings, onFatal);
   }
 

@@ -25,7 +25,6 @@ interface TaskRow {
   meta: string;
 }
 
-
 const TERMINAL = `('done', 'failed', 'canceled')`;
 const INSERT = `
   INSERT INTO tasks (title, body, target, channel, status, dedupe_key, source, callback_url, created_at, updated_at, meta)
@@ -101,10 +100,19 @@ export class TaskTable {
   }
 
   insert(t: NewTask): Task {
-    return taskFromRow(this.s.insert.get({
-      title: t.title, body: t.body, target: t.target, channel: t.channel, dedupe_key: t.dedupeKey,
-      source: t.source, callback_url: t.callbackUrl, created_at: t.createdAt, meta: toJson(t.meta),
-    })!);
+    return taskFromRow(
+      this.s.insert.get({
+        title: t.title,
+        body: t.body,
+        target: t.target,
+        channel: t.channel,
+        dedupe_key: t.dedupeKey,
+        source: t.source,
+        callback_url: t.callbackUrl,
+        created_at: t.createdAt,
+        meta: toJson(t.meta),
+      })!,
+    );
   }
 
   get(id: number): Task | undefined {
@@ -145,9 +153,7 @@ export class TaskTable {
   }
 
   list(f: TaskFilter): Task[] {
-    return this.s.list
-      .all({ since: f.since, status: f.status, target: f.target, channel: f.channel, claimed_by: f.claimedBy, limit: f.limit })
-      .map(taskFromRow);
+    return this.s.list.all({ since: f.since, status: f.status, target: f.target, channel: f.channel, claimed_by: f.claimedBy, limit: f.limit }).map(taskFromRow);
   }
 
   countByStatus(): Record<string, number> {

@@ -30,7 +30,7 @@ if (writer) {
   port.on('message', (m: Request) => {
     switch (m.type) {
       case 'apply': {
-        let outcomes;
+        let outcomes: ReturnType<StoreWriter['apply']>;
         try {
           outcomes = w.apply(m.ops);
         } catch (err) {

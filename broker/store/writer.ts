@@ -159,7 +159,10 @@ function syncWal(path: string): void {
   if (path === ':memory:') return;
   const wal = `${path}-wal`;
   if (!existsSync(wal)) return;
-  for (const [p, flags] of [[wal, 'r+'], [dirname(wal), 'r']] as const) {
+  for (const [p, flags] of [
+    [wal, 'r+'],
+    [dirname(wal), 'r'],
+  ] as const) {
     const fd = openSync(p, flags);
     try {
       fsyncSync(fd);

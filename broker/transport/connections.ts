@@ -64,9 +64,7 @@ export class Connections<S extends LiveSession> {
       );
     };
     // One connection's burst no longer runs ahead of everyone else's frames (see fair-dispatch.ts).
-    this.fair = new FairDispatch<S>(handle, FRAMES_PER_TURN, config.maxBackpressureBytes, (session) =>
-      this.closeFlooder(session, 'rate limited: too many frames waiting; slow down and reconnect'),
-    );
+    this.fair = new FairDispatch<S>(handle, FRAMES_PER_TURN, config.maxBackpressureBytes, (session) => this.closeFlooder(session, 'rate limited: too many frames waiting; slow down and reconnect'));
   }
 
   /** Frames read but still waiting their turn: the group commit is held open for them (CommitQueue holdWhile). */

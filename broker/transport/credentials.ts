@@ -40,7 +40,10 @@ export class Credentials {
     const headerId = ex.headers['x-agent-id'];
     // An id without its token used to be served as ext:observer: a half identity is refused, never dropped.
     if (headerId !== undefined && token === undefined) {
-      throw new RelayError('unauthorized', `unauthorized: X-Agent-Id names agent ${headerId.slice(0, 128)} but X-Agent-Token is missing: send both to act as the agent, or neither to act as an observer`);
+      throw new RelayError(
+        'unauthorized',
+        `unauthorized: X-Agent-Id names agent ${headerId.slice(0, 128)} but X-Agent-Token is missing: send both to act as the agent, or neither to act as an observer`,
+      );
     }
     if (token === undefined) return { session: null, agentId: null, transport: 'http' };
     const fromPath = AGENT_PATH.exec(ex.path)?.[1];

@@ -1,5 +1,5 @@
 import { httpErrorReply, INGRESS_PATH, RelayError } from '../../protocol/index.js';
-import type { HttpExchange } from '../domain/ports.js';
+import type { Caller, HttpExchange } from '../domain/ports.js';
 import { checkRequest } from './auth.js';
 import { Credentials } from './credentials.js';
 import { ClientRateLimiter } from './rate-limit.js';
@@ -76,7 +76,7 @@ export function createHttpGate(deps: TransportDeps, port: () => number): (exchan
   const limiter = new ClientRateLimiter(config.httpRateLimitPerSec, config.httpRateBurst);
   const credentials = new Credentials(deps.domain.agents, deps.domain.integrations, log, () => deps.domain.now());
   const dispatch = (exchange: GateExchange) => {
-    let caller;
+    let caller: Caller;
     try {
       caller = credentials.http(exchange);
     } catch (err) {
@@ -91,16 +91,16 @@ export function createHttpGate(deps: TransportDeps, port: () => number): (exchan
   return (exchange, remote, readBody) => {
     const retryAfter = limiter.check(remote);
     if (retryAfter !== null) {
-      replyError(exchange, new RelayError('rateLimited', `rate limited: more than ${config.httpRateLimitPerSec} requests/s from this address; retry after ${retryAfter} s`, { retryAfterMs: retryAfter * 1000 }));
+      replyError(
+        exchange,
+        new RelayError('rateLimited', `rate limited: more than ${config.httpRateLimitPerSec} requests/s from this address; retry after ${retryAfter} s`, { retryAfterMs: retryAfter * 1000 }),
+      );
       return;
     }
     const { headers, method, path } = exchange;
-    const refusal = checkRequest(
-      { authorization: headers.authorization ?? '', origin: headers.origin ?? '', host: headers.host ?? '', protocol: '' },
-      config,
-      port(),
-      { ownAuth: INGRESS_PATH.test(path) || ((method === 'GET' || method === 'HEAD') && DASHBOARD_PATH.test(path)) },
-    );
+    const refusal = checkRequest({ authorization: headers.authorization ?? '', origin: headers.origin ?? '', host: headers.host ?? '', protocol: '' }, config, port(), {
+      ownAuth: INGRESS_PATH.test(path) || ((method === 'GET' || method === 'HEAD') && DASHBOARD_PATH.test(path)),
+    });
     if (refusal) {
       replyError(exchange, new RelayError(refusal.status.startsWith('401') ? 'unauthorized' : 'forbidden', refusal.reason));
       return;

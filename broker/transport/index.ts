@@ -24,7 +24,9 @@ export function chooseTransport(setting: RelayConfig['transport'], load: () => U
     return { kind: 'uws', build: uws.build, why: `${uws.build.name} ${uws.build.version}, ABI ${uws.build.abi}${skipped}` };
   }
   if (setting === 'uws') {
-    throw new Error(`AGENT_RELAY_TRANSPORT=uws, but no native uWebSockets.js build loads on ${describePlatform()}: ${refusalText(uws)}. Set AGENT_RELAY_TRANSPORT=auto or node to use the portable transport.`);
+    throw new Error(
+      `AGENT_RELAY_TRANSPORT=uws, but no native uWebSockets.js build loads on ${describePlatform()}: ${refusalText(uws)}. Set AGENT_RELAY_TRANSPORT=auto or node to use the portable transport.`,
+    );
   }
   return { kind: 'node', why: `no native uWebSockets.js build for ${describePlatform()}: ${refusalText(uws)}` };
 }

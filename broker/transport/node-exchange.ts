@@ -4,7 +4,10 @@ import { BaseExchange, QueuedStream, type ExchangeInit } from './queued-exchange
 
 /** An HttpExchange over node:http's request and response. */
 export class NodeExchange extends BaseExchange {
-  constructor(private readonly res: ServerResponse, init: ExchangeInit) {
+  constructor(
+    private readonly res: ServerResponse,
+    init: ExchangeInit,
+  ) {
     super(init);
     // 'close' also follows a normal end; clientGone is a no-op once the exchange is answered.
     res.on('close', () => this.clientGone());

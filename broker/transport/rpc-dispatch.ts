@@ -166,7 +166,7 @@ export class RpcDispatcher {
     const bad = (id: JSONRPCID, why: string) => errorResponse(id, { code: ERRORS.invalidRequest.code, message: `invalid request: ${why}` });
     if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) return bad(null, 'expected a request object');
     const r = entry as Record<string, unknown>;
-    const hasId = Object.prototype.hasOwnProperty.call(r, 'id');
+    const hasId = Object.hasOwn(r, 'id');
     if (hasId && !isAcceptableId(r.id, LIMITS.maxIdLength)) {
       return bad(null, `id must be null, a string of at most ${LIMITS.maxIdLength} characters, or a safe integer`);
     }

@@ -2,9 +2,22 @@ import type { HttpResponse } from 'uWebSockets.js';
 import { BaseExchange, QueuedStream, type ExchangeInit } from './queued-exchange.js';
 
 const STATUS_TEXT: Record<number, string> = {
-  200: 'OK', 201: 'Created', 202: 'Accepted', 204: 'No Content', 304: 'Not Modified', 400: 'Bad Request',
-  401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed', 409: 'Conflict',
-  410: 'Gone', 413: 'Payload Too Large', 429: 'Too Many Requests', 500: 'Internal Server Error', 503: 'Service Unavailable',
+  200: 'OK',
+  201: 'Created',
+  202: 'Accepted',
+  204: 'No Content',
+  304: 'Not Modified',
+  400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'Not Found',
+  405: 'Method Not Allowed',
+  409: 'Conflict',
+  410: 'Gone',
+  413: 'Payload Too Large',
+  429: 'Too Many Requests',
+  500: 'Internal Server Error',
+  503: 'Service Unavailable',
 };
 
 /** uWS takes the status line as text. */
@@ -17,7 +30,10 @@ function statusLine(status: number): string {
  * writes go through here, corked, and become no-ops once the exchange is finished.
  */
 export class UwsExchange extends BaseExchange {
-  constructor(private readonly res: HttpResponse, init: ExchangeInit) {
+  constructor(
+    private readonly res: HttpResponse,
+    init: ExchangeInit,
+  ) {
     super(init);
     res.onAborted(() => this.clientGone());
   }

@@ -1,14 +1,5 @@
 import { z } from 'zod';
-import {
-  AgentIdSchema,
-  AgentSchema,
-  AgentStatusSchema,
-  ChannelSchema,
-  CursorSchema,
-  LimitSchema,
-  MetaParamSchema,
-  NameListSchema,
-} from '../common.js';
+import { AgentIdSchema, AgentSchema, AgentStatusSchema, ChannelSchema, CursorSchema, LimitSchema, MetaParamSchema, NameListSchema } from '../common.js';
 import { IdentityFields } from './identity.js';
 
 const Text = z.string().max(512);

@@ -1,16 +1,5 @@
 import { z } from 'zod';
-import {
-  CallbackDeliverySchema,
-  ChannelSchema,
-  CursorSchema,
-  EventSchema,
-  IdSchema,
-  LimitSchema,
-  MetaParamSchema,
-  TargetSchema,
-  TaskSchema,
-  TaskStatusSchema,
-} from '../common.js';
+import { CallbackDeliverySchema, ChannelSchema, CursorSchema, EventSchema, IdSchema, LimitSchema, MetaParamSchema, TargetSchema, TaskSchema, TaskStatusSchema } from '../common.js';
 import { LIMITS } from '../limits.js';
 import { EXTERNAL_SENDER_PATTERN, EXTERNAL_SENDER_RULE } from '../senders.js';
 import { IdentityFields } from './identity.js';
@@ -25,7 +14,10 @@ export const TaskCreateParamsSchema = z.strictObject({
   dedupeKey: z.string().min(1).max(256).optional(),
   /** Where the work came from; defaults to the caller (agent id, or `ext:NAME` from `from`). A configured integration's name is refused: it is its ingress's. */
   source: z.string().min(1).max(128).optional(),
-  callbackUrl: z.url({ protocol: /^https?$/ }).max(2048).optional(),
+  callbackUrl: z
+    .url({ protocol: /^https?$/ })
+    .max(2048)
+    .optional(),
   meta: MetaParamSchema.optional(),
   /** `resolve` closes the open task with this dedupeKey as done instead of creating one. */
   action: z.enum(['trigger', 'resolve']).optional(),

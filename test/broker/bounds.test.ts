@@ -36,14 +36,19 @@ t.test('item 2: message/list of 21 × 200 KiB answers a page within the result b
     if (!r.more) break;
   }
   t.equal(seen.length, 21, 'all 21 messages arrive over the pages');
-  t.same(seen, [...seen].sort((a, b) => a - b), 'in id order, none twice');
+  t.same(
+    seen,
+    [...seen].sort((a, b) => a - b),
+    'in id order, none twice',
+  );
   t.equal(reader.rpc.closeCode, null, 'the socket stayed open');
 });
 
 t.test('item 2: a result larger than the send buffer on its own is answered -32005 by id, and the socket stays open', async (t) => {
   const relay = await startRelay(t, { maxBackpressureBytes: 64 * 1024, sync: 'NORMAL' });
   // Stored over HTTP, which has no send-buffer bound on the way in.
-  const post = (path: string, body: unknown) => fetch(`${relay.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }).then((r) => r.json() as Promise<any>);
+  const post = (path: string, body: unknown) =>
+    fetch(`${relay.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }).then((r) => r.json() as Promise<any>);
   await post('/api/agents', { id: 'a' });
   const sent = await post('/api/messages', { to: 'a', body: 'z'.repeat(200 * 1024) });
   const probe = await WsRpc.connect(t, relay.wsUrl);
@@ -52,10 +57,12 @@ t.test('item 2: a result larger than the send buffer on its own is answered -320
   t.match(err.error.message, /result of \d+ bytes exceeds .*page with limit\/since/, 'the message names the problem and what to do');
   t.equal(probe.closeCode, null, 'no 4001: the socket stays open');
   t.ok((await probe.call('agent/list', {})).agents.length >= 1, 'and answers the next call');
-  const batch = await probe.sendRaw(JSON.stringify([
-    { jsonrpc: '2.0', id: 'small', method: 'agent/list', params: {} },
-    { jsonrpc: '2.0', id: 'big', method: 'message/get', params: { id: sent.message.id } },
-  ]));
+  const batch = await probe.sendRaw(
+    JSON.stringify([
+      { jsonrpc: '2.0', id: 'small', method: 'agent/list', params: {} },
+      { jsonrpc: '2.0', id: 'big', method: 'message/get', params: { id: sent.message.id } },
+    ]),
+  );
   t.ok(batch.find((r: any) => r.id === 'small').result, 'in a batch, the entry that fits keeps its result');
   t.equal(batch.find((r: any) => r.id === 'big').error.code, TOO_LARGE, 'the one that does not is refused by id');
 });
@@ -89,12 +96,20 @@ t.test('item 2: thread/get of 7 × 200 KiB stops at the result budget with more:
   t.ok(first.messages.length < ids.length, `and holds ${first.messages.length} of ${ids.length}`);
   const rest = await get(relay, `/api/threads/${root.id}?since=${first.messages.at(-1).id}`);
   t.equal(rest.status, 200);
-  t.same([...first.messages, ...rest.body.messages].map((m: { id: number }) => m.id), ids, 'REST carries on from since');
+  t.same(
+    [...first.messages, ...rest.body.messages].map((m: { id: number }) => m.id),
+    ids,
+    'REST carries on from since',
+  );
   const { getWholeThread } = await import('../../clients/pages.js');
-  t.same((await getWholeThread((p) => probe.call('thread/get', p), ids[3]!)).messages.map((m) => m.id), ids, 'getWholeThread collects the thread');
+  t.same(
+    (await getWholeThread((p) => probe.call('thread/get', p), ids[3]!)).messages.map((m) => m.id),
+    ids,
+    'getWholeThread collects the thread',
+  );
 });
 
-t.test('task/get pages a long task\'s events (1,000 or the result budget) with more: true; REST, getWholeTask and task show see every event', async (t) => {
+t.test("task/get pages a long task's events (1,000 or the result budget) with more: true; REST, getWholeTask and task show see every event", async (t) => {
   const relay = await startRelay(t, { sync: 'NORMAL' });
   const worker = await connectAgent(t, relay.wsUrl, { id: 'worker' });
   const { task } = await worker.rpc.call('task/create', { title: 'long job', target: 'worker' });
@@ -114,7 +129,11 @@ t.test('task/get pages a long task\'s events (1,000 or the result budget) with m
   t.ok(second.body.events.length <= LIMITS.maxListLimit, `REST carries on from since (${second.body.events.length} events, more: ${second.body.more})`);
   const { getWholeTask } = await import('../../clients/pages.js');
   const whole = await getWholeTask((p) => worker.rpc.call('task/get', p), task.id);
-  t.same(whole.events.map((e) => e.id), all, 'getWholeTask collects every event once, in order');
+  t.same(
+    whole.events.map((e) => e.id),
+    all,
+    'getWholeTask collects every event once, in order',
+  );
   const { runCli } = await import('../../clients/cli/main.js');
   const out: string[] = [];
   const code = await runCli(['--json', 'task', 'show', String(task.id)], { out: (s) => out.push(s), err: (s) => out.push(s), isTTY: false, env: { AGENT_RELAY_URL: relay.url } });
@@ -164,7 +183,11 @@ t.test('item 3: agent/list pages by count and by size with nextCursor; REST and 
   const ids = Array.from({ length: 90 }, (_, i) => `agent-${String(i).padStart(3, '0')}`);
   await Promise.all(ids.map((id) => rpc.call('agent/register', { id, meta })));
   const p1 = await rpc.call('agent/list', { limit: 10 });
-  t.same(p1.agents.map((a: { id: string }) => a.id), ids.slice(0, 10), 'a page of 10 in id order');
+  t.same(
+    p1.agents.map((a: { id: string }) => a.id),
+    ids.slice(0, 10),
+    'a page of 10 in id order',
+  );
   t.equal(p1.nextCursor, ids[9], 'nextCursor is the last id of the page');
   const bySize = await rpc.call('agent/list', { limit: 1000 });
   t.ok(bySize.agents.length < 90 && bySize.nextCursor, `90 × 16 KiB is cut at the size budget (${bySize.agents.length} agents)`);
@@ -179,7 +202,11 @@ t.test('item 3: agent/list pages by count and by size with nextCursor; REST and 
   } while (after);
   t.same(listed, ids, 'GET /api/agents pages through every agent once, in order');
   const { listAllAgents } = await import('../../clients/pages.js');
-  t.same((await listAllAgents((p) => rpc.call('agent/list', p))).map((a) => a.id), ids, 'listAllAgents follows the cursor');
+  t.same(
+    (await listAllAgents((p) => rpc.call('agent/list', p))).map((a) => a.id),
+    ids,
+    'listAllAgents follows the cursor',
+  );
 });
 
 t.test('item 3: an agent stored with meta over the new bound keeps loading and listing', async (t) => {
@@ -187,21 +214,51 @@ t.test('item 3: an agent stored with meta over the new bound keeps loading and l
   const first = await startRelay(t, {}, { dir });
   const now = Date.now();
   // Written straight to the store (past the bounds a call would check), through its writer thread.
-  const [stored] = await first.store.apply([{ op: 'agent.insert', at: now, maxAgents: 1000, events: [], agent: {
-    id: 'legacy', label: 'legacy', tags: [], capabilities: [], channels: [], client: null, host: null, cwd: null, rig: null,
-    status: 'offline', ready: true, system: false, tokenHash: hashToken('t'.repeat(43)), registeredAt: now, lastSeenAt: now,
-    offlineAt: now, meta: { blob: 'L'.repeat(1_200_000) },
-  } }]);
+  const [stored] = await first.store.apply([
+    {
+      op: 'agent.insert',
+      at: now,
+      maxAgents: 1000,
+      events: [],
+      agent: {
+        id: 'legacy',
+        label: 'legacy',
+        tags: [],
+        capabilities: [],
+        channels: [],
+        client: null,
+        host: null,
+        cwd: null,
+        rig: null,
+        status: 'offline',
+        ready: true,
+        system: false,
+        tokenHash: hashToken('t'.repeat(43)),
+        registeredAt: now,
+        lastSeenAt: now,
+        offlineAt: now,
+        meta: { blob: 'L'.repeat(1_200_000) },
+      },
+    },
+  ]);
   t.equal(stored?.ok, true, 'the oversized agent is stored');
   await first.close();
   const relay = await startRelay(t, {}, { dir });
   const rpc = await WsRpc.connect(t, relay.wsUrl);
   await rpc.call('agent/register', { id: 'newer' });
   const p1 = await rpc.call('agent/list', {});
-  t.same(p1.agents.map((a: { id: string }) => a.id), ['legacy'], 'the oversized record comes alone on its page');
+  t.same(
+    p1.agents.map((a: { id: string }) => a.id),
+    ['legacy'],
+    'the oversized record comes alone on its page',
+  );
   t.equal(p1.agents[0].meta.blob.length, 1_200_000, 'whole, though past the result budget on its own');
   const p2 = await rpc.call('agent/list', { after: p1.nextCursor });
-  t.same(p2.agents.map((a: { id: string }) => a.id), ['newer'], 'and the next page carries on');
+  t.same(
+    p2.agents.map((a: { id: string }) => a.id),
+    ['newer'],
+    'and the next page carries on',
+  );
   t.equal(p2.nextCursor, undefined, 'to the end');
 });
 
@@ -228,7 +285,11 @@ t.test('item 7g: an empty inbox poll reads no rows, whatever the messages since 
   t.comment(`an empty poll over 100k others' messages: median ${times[10]!.toFixed(3)} ms`);
   const sender = await connectAgent(t, relay.wsUrl, { id: 'sender' });
   const sent = await sender.rpc.call('message/send', { to: 'poller', body: 'for you' });
-  t.same((await poll()).body.messages.map((m: { id: number }) => m.id), [sent.message.id], 'a message sent after an empty poll is found by the next');
+  t.same(
+    (await poll()).body.messages.map((m: { id: number }) => m.id),
+    [sent.message.id],
+    'a message sent after an empty poll is found by the next',
+  );
   t.same((await poll(sent.message.id)).body.messages, [], 'and a poll past it is empty again');
 });
 

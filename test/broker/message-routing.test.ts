@@ -182,7 +182,11 @@ for (const form of FORMS) {
     // The offline member is not a recipient of any of them.
     // Only gone itself may list its inbox over the wire (read rule): look at it in the relay.
     const gone = inbox(relay.core, 'gone', { since: 0, limit: 100, channel: null, threadId: null, unread: false });
-    t.same(gone.map((m) => m.id), [], 'the offline agent got none of the fan-out');
+    t.same(
+      gone.map((m) => m.id),
+      [],
+      'the offline agent got none of the fan-out',
+    );
   });
 }
 
@@ -292,9 +296,15 @@ t.test('an observer sends as ext:NAME, and an agent that passes from is refused 
 
   // None of the refused sends was stored or pushed.
   const all = await observer.call('message/list', {});
-  t.same(all.messages.map((m: { id: number }) => m.id), [sent.message.id]);
+  t.same(
+    all.messages.map((m: { id: number }) => m.id),
+    [sent.message.id],
+  );
   const last = await barrier(observer, [bob]);
-  t.same(bob.rpc.messages().map((m) => m.id), [sent.message.id, last]);
+  t.same(
+    bob.rpc.messages().map((m) => m.id),
+    [sent.message.id, last],
+  );
 });
 
 t.test('a reply to an ext: sender is kept in its thread and reaches observers, no agent', async (t) => {
@@ -308,5 +318,8 @@ t.test('a reply to an ext: sender is kept in its thread and reaches observers, n
   t.same(reply.warnings, [], 'and that is not a warning: the sender is external');
   await observer.until(() => observer.messages().some((m) => m.id === reply.message.id), 3000, 'the observer sees the reply');
   const thread = await observer.call('thread/get', { id: ask.message.id });
-  t.same(thread.messages.map((m: { body: string }) => m.body), ['status?', 'all green']);
+  t.same(
+    thread.messages.map((m: { body: string }) => m.body),
+    ['status?', 'all green'],
+  );
 });

@@ -21,7 +21,14 @@ export interface TestRelay extends Relay {
  * Start a real relay in-process (on the transport AGENT_RELAY_TEST_TRANSPORT names, default auto) on an ephemeral loopback port with its database in the test's
  * own directory; it is closed when the test ends.
  */
-export async function startRelay(t: Test, overrides: Partial<RelayConfig> = {}, opts: { dir?: string; logs?: Array<Record<string, unknown>>; clock?: Clock; callbackPolicy?: Partial<CallbackPolicy>; sseKeepAliveMs?: number } & Pick<RelayOptions, 'holdCommitWhile' | 'observeCommit'> = {}): Promise<TestRelay> {
+export async function startRelay(
+  t: Test,
+  overrides: Partial<RelayConfig> = {},
+  opts: { dir?: string; logs?: Array<Record<string, unknown>>; clock?: Clock; callbackPolicy?: Partial<CallbackPolicy>; sseKeepAliveMs?: number } & Pick<
+    RelayOptions,
+    'holdCommitWhile' | 'observeCommit'
+  > = {},
+): Promise<TestRelay> {
   const dir = opts.dir ?? t.testdir();
   const config = loadConfig(testTransportEnv(), { port: 0, dbPath: join(dir, 'relay.db'), logLevel: 'info', ...overrides });
   // Pass `logs` to read them even when start-up fails.

@@ -117,7 +117,10 @@ t.test('no ack, push or callback leaves the relay before the WAL fsync that cove
     },
   );
   await until('the relay to listen', () => /"url":"http:\/\/127\.0\.0\.1:\d+"/.test(relay.stdout()), 25_000);
-  const line = relay.stdout().split('\n').find((l) => /"url":"http:\/\/127\.0\.0\.1:\d+"/.test(l))!;
+  const line = relay
+    .stdout()
+    .split('\n')
+    .find((l) => /"url":"http:\/\/127\.0\.0\.1:\d+"/.test(l))!;
   const { url } = JSON.parse(line) as { url: string };
   // The relay is strace's child.
   const pid = Number(readFileSync(`/proc/${relay.pid}/task/${relay.pid}/children`, 'utf8').trim().split(/\s+/)[0]);

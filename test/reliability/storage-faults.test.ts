@@ -67,12 +67,19 @@ t.test('a second process holding the write lock past the busy timeout: -32008 "s
 
   const refused = wsOutcomes.filter((o) => o.code === ERRORS.storageBusy.code);
   t.equal(refused.length, 10, 'every WebSocket send during the lock was refused with -32008');
-  t.ok(wsOutcomes.every((o) => /storage busy/.test(o.message) && /nothing was written/.test(o.message)), 'the message says "storage busy ... nothing was written"');
+  t.ok(
+    wsOutcomes.every((o) => /storage busy/.test(o.message) && /nothing was written/.test(o.message)),
+    'the message says "storage busy ... nothing was written"',
+  );
   t.equal(http.status, 503, 'HTTP send during the lock: 503');
   t.equal(http.body.error?.code, ERRORS.storageBusy.code, 'with -32008');
   t.match(http.body.error?.message, /storage busy/, 'and says storage busy');
   t.equal((taskErr as RpcError | null)?.code, ERRORS.storageBusy.code, 'task/create during the lock: -32008');
-  t.same(read.messages.map((m: { body: string }) => m.body), ['before the lock'], 'reads kept serving during the lock');
+  t.same(
+    read.messages.map((m: { body: string }) => m.body),
+    ['before the lock'],
+    'reads kept serving during the lock',
+  );
   t.equal(health.status, 503, '/healthz says the database is not writable (503) while it is locked');
   t.equal(healthBody.dbWritable, false, 'dbWritable: false');
 
@@ -172,14 +179,21 @@ t.test('a full disk (max_page_count lowered mid-load): errors, no acknowledged-b
 
   t.ok(ackedIn.before > 0, `writes were acknowledged before the disk filled (${ackedIn.before})`);
   t.ok((refusals.get(ERRORS.storageBusy.code) ?? 0) > 0, `writes were refused while it was full (${refusals.get(ERRORS.storageBusy.code) ?? 0} × -32008)`);
-  t.same([...refusals.keys()].filter((c) => c !== ERRORS.storageBusy.code), [], 'every refusal was -32008 (no internal errors, no dropped sockets)');
+  t.same(
+    [...refusals.keys()].filter((c) => c !== ERRORS.storageBusy.code),
+    [],
+    'every refusal was -32008 (no internal errors, no dropped sockets)',
+  );
   t.equal(fullErr?.code, ERRORS.storageBusy.code, 'a large write while full: -32008');
   t.match(fullErr?.error.message ?? '', /storage full/, 'saying "storage full"');
   t.ok(listed.messages.length > 0, `reads kept serving while full (message/list in ${readMs.toFixed(1)} ms)`);
   t.equal(agents.agents.length, 4, 'agent/list served while full');
   t.ok(ackedIn.after > 0, `writes resumed once the disk had room (${ackedIn.after} acknowledged after)`);
   t.ok(resumed.message.id > 0, 'a large write after the fault is acknowledged');
-  t.ok(writers.every((w) => w.rpc.closeCode === null), 'no writer was disconnected');
+  t.ok(
+    writers.every((w) => w.rpc.closeCode === null),
+    'no writer was disconnected',
+  );
 
   const db = new Database(join(dir, 'relay.db'), { readonly: true });
   t.teardown(() => db.close());
@@ -258,7 +272,13 @@ t.test('when a write of a group commit meets a full disk, every write of it is r
   const store = relay.store;
   const write = (body: string) =>
     relay.core.queue.apply(
-      { op: 'message.send', at: Date.now(), message: { from: 'ext:test', to: 'broadcast', channel: null, subject: null, body, replyTo: null, threadId: null, claimable: false, taskId: null, createdAt: Date.now(), meta: {} }, recipients: [], task: null },
+      {
+        op: 'message.send',
+        at: Date.now(),
+        message: { from: 'ext:test', to: 'broadcast', channel: null, subject: null, body, replyTo: null, threadId: null, claimable: false, taskId: null, createdAt: Date.now(), meta: {} },
+        recipients: [],
+        task: null,
+      },
       () => body,
     );
   // Three writes in one turn share one commit; the second cannot fit in what the file may still
@@ -273,7 +293,13 @@ t.test('when a write of a group commit meets a full disk, every write of it is r
   t.notOk(await store.inTransaction(), 'no transaction was left open');
   const after = await write('after');
   t.equal(after, 'after', 'the next write goes through');
-  t.equal(store.messages.all({ since: 0, limit: 10, channel: null, threadId: null }).map((m) => m.body).join(','), 'after', 'and only it is stored');
+  t.equal(
+    store.messages
+      .all({ since: 0, limit: 10, channel: null, threadId: null })
+      .map((m) => m.body)
+      .join(','),
+    'after',
+    'and only it is stored',
+  );
   figure(t, 'storage-rolled-back-batch', { refused_32008: codes.filter((c) => c === ERRORS.storageBusy.code).length, written: store.messages.maxId() - 1 });
 });
-

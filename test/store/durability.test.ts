@@ -136,7 +136,7 @@ t.test('migrations set user_version to the latest; a newer database is refused',
   const check = new Database(path, { readonly: true });
   t.teardown(() => check.close());
   t.equal(await check.pragma('user_version', { simple: true }), LATEST + 1, 'the refused database is left at its version');
-  t.equal((check.prepare(`SELECT count(*) FROM agents`).pluck().get() as number), 1, 'and its data untouched');
+  t.equal(check.prepare(`SELECT count(*) FROM agents`).pluck().get() as number, 1, 'and its data untouched');
   check.close();
 
   // The relay process refuses to start on it, names the reason, and exits non-zero.

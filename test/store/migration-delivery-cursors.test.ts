@@ -30,11 +30,15 @@ t.test('a v2 database with deliveries in every state migrates without changing a
   const store = await SqliteStore.open({ path, synchronous: 'FULL', busyTimeoutMs: 1000 });
   t.teardown(() => store.close());
   t.equal(await store.pragma('user_version'), listMigrations().at(-1)!.version, 'migrated to the latest version');
-  t.same(store.deliveries.forMessage(fan), [
-    { messageId: fan, agentId: 'bob', state: 'pushed', at: 1100 },
-    { messageId: fan, agentId: 'carol', state: 'read', at: 1400 },
-    { messageId: fan, agentId: 'dan', state: 'queued', at: 1000 },
-  ], 'the fan-out keeps each recipient, state and time');
+  t.same(
+    store.deliveries.forMessage(fan),
+    [
+      { messageId: fan, agentId: 'bob', state: 'pushed', at: 1100 },
+      { messageId: fan, agentId: 'carol', state: 'read', at: 1400 },
+      { messageId: fan, agentId: 'dan', state: 'queued', at: 1000 },
+    ],
+    'the fan-out keeps each recipient, state and time',
+  );
   t.same(store.deliveries.forMessage(direct), [{ messageId: direct, agentId: 'bob', state: 'injected', at: 2300 }]);
   t.same(store.deliveries.forMessage(nobody), [], 'a message that had no recipient still has none');
   t.equal(store.deliveries.get('alice', fan), undefined, 'the sender was not a recipient');

@@ -29,7 +29,13 @@ t.test('sqlite: an op that throws fails alone; the batch around it commits', asy
 
 t.test('sqlite: errors cross the writer thread as themselves', async (t) => {
   const store = await open(t);
-  const broken = { op: 'message.send', at: 1, message: { from: 'a', to: 'b', channel: null, subject: null, body: null, replyTo: null, threadId: null, claimable: false, taskId: null, createdAt: 1, meta: {} }, recipients: [], task: null } as unknown as WriteOp;
+  const broken = {
+    op: 'message.send',
+    at: 1,
+    message: { from: 'a', to: 'b', channel: null, subject: null, body: null, replyTo: null, threadId: null, claimable: false, taskId: null, createdAt: 1, meta: {} },
+    recipients: [],
+    task: null,
+  } as unknown as WriteOp;
   const [o] = await store.apply([broken]);
   t.match(o, { ok: false, refused: 'error' });
   const err = (o as { error: Error & { code?: string } }).error;

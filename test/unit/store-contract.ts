@@ -9,16 +9,50 @@ import type { NewMessage, Outcome, RelayStore, StoredAgent, TaskCreateInput, Wri
 export function storeContract(t: Test, open: (t: Test) => Promise<RelayStore>): void {
   const at = 1_000_000;
   const msg = (over: Partial<NewMessage> = {}): NewMessage => ({
-    from: 'alice', to: 'bob', channel: null, subject: null, body: 'hi', replyTo: null, threadId: null, claimable: false, taskId: null, createdAt: at, meta: {}, ...over,
+    from: 'alice',
+    to: 'bob',
+    channel: null,
+    subject: null,
+    body: 'hi',
+    replyTo: null,
+    threadId: null,
+    claimable: false,
+    taskId: null,
+    createdAt: at,
+    meta: {},
+    ...over,
   });
   const send = (over: Partial<NewMessage> = {}, recipients = ['bob']): WriteOp => ({ op: 'message.send', at, message: msg(over), recipients, task: null });
   const input = (over: Partial<TaskCreateInput> = {}): TaskCreateInput => ({ title: 'build', target: 'tag:ci', body: null, channel: null, dedupeKey: null, callbackUrl: null, meta: {}, ...over });
   const create = (over: Partial<TaskCreateInput> = {}, action: 'trigger' | 'resolve' = 'trigger', receipt: { integration: string; deliveryId: string } | null = null): WriteOp => ({
-    op: 'task.create', at, from: 'ext:ci', source: 'ci', input: input(over), action, announce: { from: 'ext:ci', recipients: ['bob'] }, receipt,
+    op: 'task.create',
+    at,
+    from: 'ext:ci',
+    source: 'ci',
+    input: input(over),
+    action,
+    announce: { from: 'ext:ci', recipients: ['bob'] },
+    receipt,
   });
   const agent = (id: string, over: Partial<StoredAgent> = {}): Omit<StoredAgent, 'inboxFloor'> => ({
-    id, label: id, tags: [], capabilities: [], channels: [], client: null, host: null, cwd: null, rig: null, status: 'online', ready: true, system: false,
-    tokenHash: 'h'.repeat(64), registeredAt: at, lastSeenAt: at, offlineAt: null, meta: {}, ...over,
+    id,
+    label: id,
+    tags: [],
+    capabilities: [],
+    channels: [],
+    client: null,
+    host: null,
+    cwd: null,
+    rig: null,
+    status: 'online',
+    ready: true,
+    system: false,
+    tokenHash: 'h'.repeat(64),
+    registeredAt: at,
+    lastSeenAt: at,
+    offlineAt: null,
+    meta: {},
+    ...over,
   });
   const one = async (store: RelayStore, op: WriteOp): Promise<Outcome> => (await store.apply([op]))[0]!;
   const value = <T>(o: Outcome): T => {
@@ -37,8 +71,15 @@ export function storeContract(t: Test, open: (t: Test) => Promise<RelayStore>): 
     t.ok(reply.id > second.id, 'and across batches');
     t.equal(reply.threadId, first.id, 'a reply joins its parent’s thread');
     t.equal(store.messages.maxId(), reply.id);
-    t.same(store.messages.thread(first.id, 0, 10).map((m) => m.id), [first.id, reply.id]);
-    t.same(store.messages.inbox('bob', { since: 0, limit: 10, channel: null, threadId: null, floor: 0, unread: false }).map((m) => m.id), [first.id, second.id, reply.id], 'the inbox holds what named bob');
+    t.same(
+      store.messages.thread(first.id, 0, 10).map((m) => m.id),
+      [first.id, reply.id],
+    );
+    t.same(
+      store.messages.inbox('bob', { since: 0, limit: 10, channel: null, threadId: null, floor: 0, unread: false }).map((m) => m.id),
+      [first.id, second.id, reply.id],
+      'the inbox holds what named bob',
+    );
     t.same(store.messages.inbox('carol', { since: 0, limit: 10, channel: null, threadId: null, floor: 0, unread: false }), [], 'and no one else');
   });
 
@@ -56,7 +97,11 @@ export function storeContract(t: Test, open: (t: Test) => Promise<RelayStore>): 
     const { message, task } = value<{ message: { id: number; taskId: number }; task: { id: number; messageId: number } }>(o);
     t.equal(message.taskId, task.id);
     t.equal(task.messageId, message.id);
-    t.same(o.changes.map((c) => c.kind), ['task', 'message'], 'task.created, then the message');
+    t.same(
+      o.changes.map((c) => c.kind),
+      ['task', 'message'],
+      'task.created, then the message',
+    );
   });
 
   t.test('task.create: created and announced, deduped by source + key, resolved', async (t) => {
@@ -65,7 +110,11 @@ export function storeContract(t: Test, open: (t: Test) => Promise<RelayStore>): 
     const created = value<{ task: { id: number; messageId: number; status: string }; created: boolean }>(o);
     t.equal(created.created, true);
     t.equal(created.task.status, 'open');
-    t.same(o.changes.map((c) => c.kind), ['task', 'message'], 'the task event, then the announcement');
+    t.same(
+      o.changes.map((c) => c.kind),
+      ['task', 'message'],
+      'the task event, then the announcement',
+    );
     const announced = store.messages.get(created.task.messageId)!;
     t.match(announced, { claimable: true, taskId: created.task.id, from: 'ext:ci' });
     const again = value<{ task: { id: number; occurrences: number }; created: boolean }>(await one(store, create({ dedupeKey: 'k' })));
@@ -73,7 +122,10 @@ export function storeContract(t: Test, open: (t: Test) => Promise<RelayStore>): 
     const resolved = value<{ task: { status: string; progress: number } }>(await one(store, create({ dedupeKey: 'k' }, 'resolve')));
     t.match(resolved.task, { status: 'done', progress: 100 });
     t.match(await one(store, create({ dedupeKey: 'k' }, 'resolve')), { ok: false, refused: 'noLiveTask' }, 'nothing live to resolve any more');
-    t.same(store.events.ofTask(created.task.id).map((e) => e.kind), ['task.created', 'task.deduped', 'task.closed']);
+    t.same(
+      store.events.ofTask(created.task.id).map((e) => e.kind),
+      ['task.created', 'task.deduped', 'task.closed'],
+    );
   });
 
   t.test('task.create: an unroutable announcement creates nothing; a dedupe needs no route', async (t) => {
@@ -114,13 +166,24 @@ export function storeContract(t: Test, open: (t: Test) => Promise<RelayStore>): 
     value(await one(store, { op: 'task.claim', at, taskId: task.id, agentId: 'bob' }));
     const guard = { status: 'claimed' as const, claimedBy: 'bob', attempts: 1 };
     const event = { kind: 'task.updated' as const, agentId: 'bob', data: { progress: 50 } };
-    t.match(await one(store, { op: 'task.transition', at, taskId: task.id, guard: { ...guard, attempts: 2 }, status: 'in_progress', progress: 50, event }), { ok: false, refused: 'changed' }, 'a stale attempt is refused');
-    t.match(value<{ task: { status: string; progress: number } }>(await one(store, { op: 'task.transition', at, taskId: task.id, guard, status: 'in_progress', progress: 50, event })).task, { status: 'in_progress', progress: 50 });
+    t.match(
+      await one(store, { op: 'task.transition', at, taskId: task.id, guard: { ...guard, attempts: 2 }, status: 'in_progress', progress: 50, event }),
+      { ok: false, refused: 'changed' },
+      'a stale attempt is refused',
+    );
+    t.match(value<{ task: { status: string; progress: number } }>(await one(store, { op: 'task.transition', at, taskId: task.id, guard, status: 'in_progress', progress: 50, event })).task, {
+      status: 'in_progress',
+      progress: 50,
+    });
     const release = { taskId: task.id, attempts: 1, reason: 'done for today', by: 'bob', announce: { from: 'ext:relay', recipients: ['carol'] } };
     t.match(await one(store, { op: 'task.release', at, guard, release }), { ok: false, refused: 'changed' }, 'planned on claimed, but it is in_progress now');
     const released = await one(store, { op: 'task.release', at, guard: { ...guard, status: 'in_progress' }, release });
     t.match(value<{ task: { status: string; claimedBy: null } }>(released).task, { status: 'open', claimedBy: null });
-    t.same(released.changes.map((c) => c.kind), ['task', 'message'], 'task.released, then the new offer');
+    t.same(
+      released.changes.map((c) => c.kind),
+      ['task', 'message'],
+      'task.released, then the new offer',
+    );
     t.match(released.changes[0], { kind: 'task', event: { kind: 'task.released', data: { previousOwner: 'bob' } }, alsoAgents: ['bob'] });
     t.match(released.changes[1], { kind: 'message', recipients: ['carol'] });
   });
@@ -129,26 +192,48 @@ export function storeContract(t: Test, open: (t: Test) => Promise<RelayStore>): 
     const store = await open(t);
     const o = await one(store, create({ callbackUrl: 'https://example.test/hook' }));
     const { task } = value<{ task: { id: number } }>(o);
-    t.ok(o.changes.some((c) => c.kind === 'callback'), 'the change says an outbox entry was written');
+    t.ok(
+      o.changes.some((c) => c.kind === 'callback'),
+      'the change says an outbox entry was written',
+    );
     value(await one(store, { op: 'task.claim', at, taskId: task.id, agentId: 'bob' }));
     const entries = store.outbox.ofTask(task.id);
     t.equal(entries.length, 2, 'task.created and task.claimed');
-    t.same(entries.map((e) => JSON.parse(e.payload).type), ['task.created', 'task.claimed']);
-    t.same(store.outbox.due(at, 10).map((e) => e.webhookId), [entries[0]!.webhookId], 'one due per task, oldest first');
+    t.same(
+      entries.map((e) => JSON.parse(e.payload).type),
+      ['task.created', 'task.claimed'],
+    );
+    t.same(
+      store.outbox.due(at, 10).map((e) => e.webhookId),
+      [entries[0]!.webhookId],
+      'one due per task, oldest first',
+    );
     await store.apply([{ op: 'callback.attempt', at, id: entries[0]!.id, state: 'delivered', nextAt: at, status: 200, error: null }]);
-    t.same(store.outbox.due(at, 10).map((e) => e.webhookId), [entries[1]!.webhookId], 'then the next');
+    t.same(
+      store.outbox.due(at, 10).map((e) => e.webhookId),
+      [entries[1]!.webhookId],
+      'then the next',
+    );
   });
 
   t.test('agent.insert: a free id below the limit; its inbox floor is the newest message', async (t) => {
     const store = await open(t);
     value(await one(store, send()));
-    const inserted = value<{ agent: StoredAgent; newestMessageId: number }>(await one(store, { op: 'agent.insert', at, agent: agent('bob'), maxAgents: 2, events: [{ kind: 'agent.online', agentId: 'bob', data: {} }] }));
+    const inserted = value<{ agent: StoredAgent; newestMessageId: number }>(
+      await one(store, { op: 'agent.insert', at, agent: agent('bob'), maxAgents: 2, events: [{ kind: 'agent.online', agentId: 'bob', data: {} }] }),
+    );
     t.equal(inserted.agent.inboxFloor, 1);
     t.equal(inserted.newestMessageId, 1);
     t.match(await one(store, { op: 'agent.insert', at, agent: agent('bob'), maxAgents: 5, events: [] }), { ok: false, refused: 'changed' }, 'the id is taken');
     value(await one(store, { op: 'agent.insert', at, agent: agent('carol'), maxAgents: 2, events: [] }));
     t.match(await one(store, { op: 'agent.insert', at, agent: agent('dave'), maxAgents: 2, events: [] }), { ok: false, refused: 'full', count: 2 });
-    t.same(store.agents.all().map((a) => a.id).sort(), ['bob', 'carol']);
+    t.same(
+      store.agents
+        .all()
+        .map((a) => a.id)
+        .sort(),
+      ['bob', 'carol'],
+    );
   });
 
   t.test('agent.patch: only while token and status are as planned; last-seen never goes back', async (t) => {
@@ -172,7 +257,10 @@ export function storeContract(t: Test, open: (t: Test) => Promise<RelayStore>): 
     t.match(await one(store, { op: 'agent.offline', at, id: 'bob', patch: {}, reason: 'left', releases: [] }), { ok: false, refused: 'changed' }, 'planned without the claim');
     const o = await one(store, { op: 'agent.offline', at, id: 'bob', patch: {}, reason: 'left', releases: [release] });
     t.match(value<{ agent: StoredAgent }>(o).agent, { status: 'offline', offlineAt: at });
-    t.same(o.changes.map((c) => c.kind), ['agent', 'event', 'task', 'message']);
+    t.same(
+      o.changes.map((c) => c.kind),
+      ['agent', 'event', 'task', 'message'],
+    );
     t.match(store.tasks.get(task.id), { status: 'open', claimedBy: null });
     t.match(await one(store, { op: 'agent.offline', at, id: 'bob', patch: {}, reason: 'left', releases: [] }), { ok: false, refused: 'changed' }, 'already offline');
   });

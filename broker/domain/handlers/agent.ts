@@ -19,7 +19,7 @@ import { checkCursor } from '../delivery.js';
 import type { Domain } from '../domain.js';
 import { takeOffline } from '../offline.js';
 import { withinBudget } from '../result-budget.js';
-import type { AgentPatch, CachedAgent, EventSpec } from '../store-port.js';
+import type { AgentPatch, CachedAgent, EventSpec, OpOf, StoredAgent } from '../store-port.js';
 import { hashToken, newToken, verifyToken } from '../tokens.js';
 
 /** How often a registration planned against an agent that changed meanwhile is planned again. */
@@ -39,15 +39,27 @@ export async function register(ctx: CallContext, p: AgentRegisterParams): Promis
     const existing = d.agents.get(id);
     const now = d.now();
     let token: string;
-    let op;
+    let op: OpOf<'agent.patch'> | OpOf<'agent.insert'>;
     if (existing) {
       if (!p.agentToken || !verifyToken(p.agentToken, existing.tokenHash)) {
         throw new RelayError('unauthorized', `unauthorized: agent ${id} exists; re-registering it needs its agentToken`);
       }
       token = p.agentToken;
       const patch: AgentPatch = {
-        label: p.label, tags: p.tags, capabilities: p.capabilities, channels: p.channels, client: p.client, host: p.host, cwd: p.cwd, rig: p.rig,
-        status: 'online', ready: p.ready, system: systemFlag(d, id, existing, p.system), meta: p.meta, lastSeenAt: now, offlineAt: null,
+        label: p.label,
+        tags: p.tags,
+        capabilities: p.capabilities,
+        channels: p.channels,
+        client: p.client,
+        host: p.host,
+        cwd: p.cwd,
+        rig: p.rig,
+        status: 'online',
+        ready: p.ready,
+        system: systemFlag(d, id, existing, p.system),
+        meta: p.meta,
+        lastSeenAt: now,
+        offlineAt: null,
       };
       const events: EventSpec[] = existing.status === 'offline' ? [{ kind: 'agent.online', agentId: id, data: { client: p.client ?? existing.client, resumed: true } }] : [];
       op = { op: 'agent.patch' as const, at: now, id, expect: { tokenHash: existing.tokenHash, status: existing.status }, patch, events };
@@ -77,7 +89,10 @@ export async function register(ctx: CallContext, p: AgentRegisterParams): Promis
     const done = await d.queue.apply(op, (o) => {
       if (!o.ok) {
         if (o.refused === 'full') {
-          throw new RelayError('tooLarge', `too large: the registry holds ${o.count} agents, its limit (AGENT_RELAY_MAX_AGENTS=${d.config.maxAgents}); re-register an existing id with its agentToken, or wait for offline agents to be pruned`);
+          throw new RelayError(
+            'tooLarge',
+            `too large: the registry holds ${o.count} agents, its limit (AGENT_RELAY_MAX_AGENTS=${d.config.maxAgents}); re-register an existing id with its agentToken, or wait for offline agents to be pruned`,
+          );
         }
         return null; // the agent changed (or appeared) meanwhile: plan again
       }
@@ -123,10 +138,16 @@ export async function update(ctx: CallContext, p: AgentUpdateParams): Promise<Ag
     if (!existing) throw new RelayError('notFound', `id: no agent ${id}`);
     const now = d.now();
     const patch: AgentPatch = {
-      label: p.label, tags: p.tags, capabilities: p.capabilities, channels: p.channels, status: p.status, ready: p.ready, meta: p.meta,
+      label: p.label,
+      tags: p.tags,
+      capabilities: p.capabilities,
+      channels: p.channels,
+      status: p.status,
+      ready: p.ready,
+      meta: p.meta,
       ...(self ? { lastSeenAt: now } : {}),
     };
-    let agent;
+    let agent: StoredAgent | null;
     if (p.status === 'offline' && existing.status !== 'offline') {
       agent = await takeOffline(d, id, patch, 'left');
     } else {

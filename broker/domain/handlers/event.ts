@@ -1,11 +1,4 @@
-import {
-  LIMITS,
-  RelayError,
-  type EventListParams,
-  type EventListResult,
-  type StreamSubscribeParams,
-  type StreamSubscribeResult,
-} from '../../../protocol/index.js';
+import { LIMITS, RelayError, type EventListParams, type EventListResult, type StreamSubscribeParams, type StreamSubscribeResult } from '../../../protocol/index.js';
 import type { CallContext } from '../context.js';
 import { attach } from '../attach.js';
 import { checkCursor } from '../delivery.js';

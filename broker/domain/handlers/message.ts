@@ -30,9 +30,7 @@ export async function send(ctx: CallContext, p: MessageSendParams): Promise<Mess
   const channel = p.channel ?? null;
   const route = d.agents.route(p.to, channel, from);
   const at = d.now();
-  const task = p.claimable
-    ? { title: p.subject ?? firstLine(p.body), target: p.to, body: p.body, channel, source: from, dedupeKey: null, callbackUrl: null, meta: p.meta ?? {} }
-    : null;
+  const task = p.claimable ? { title: p.subject ?? firstLine(p.body), target: p.to, body: p.body, channel, source: from, dedupeKey: null, callbackUrl: null, meta: p.meta ?? {} } : null;
   const message = {
     from,
     to: p.to,
@@ -65,7 +63,7 @@ export function list(ctx: CallContext, p: MessageListParams): MessageListResult 
   checkCursor(d, p.since);
   const since = p.since ?? 0;
   const filter = { since, limit: p.limit ?? LIMITS.defaultListLimit, channel: p.channel ?? null, threadId: p.threadId ?? null };
-  let page;
+  let page: { records: Message[]; cut: boolean };
   if (agentId) {
     page = withinBudget(inbox(d, agentId, { ...filter, unread: Boolean(p.unread) }), LIMITS.maxResultBytes);
     // Only what the page returns counts as handed over.

@@ -116,7 +116,9 @@ export function claim(ctx: CallContext, p: { id: number }): Promise<TaskClaimRes
  */
 function checkOwnership(ctx: CallContext, task: Task, claimToken: number | undefined): void {
   if (claimToken !== undefined && (task.claimedBy === null || claimToken !== task.attempts)) {
-    throw new RelayError('staleClaim', `claimToken: ${claimToken} is stale for task ${task.id} (current attempt ${task.attempts}, ${task.claimedBy ? `owner ${task.claimedBy}` : 'unclaimed'})`, { owner: task.claimedBy });
+    throw new RelayError('staleClaim', `claimToken: ${claimToken} is stale for task ${task.id} (current attempt ${task.attempts}, ${task.claimedBy ? `owner ${task.claimedBy}` : 'unclaimed'})`, {
+      owner: task.claimedBy,
+    });
   }
   if (task.claimedBy === null) throw new RelayError('conflict', `task ${task.id} is open: claim it first`, { status: task.status });
   // Only the owner itself: an observer presenting the (guessable) attempt number is not the owner.
