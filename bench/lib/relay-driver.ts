@@ -78,7 +78,7 @@ export async function relayPublisher(ep: Endpoint): Promise<Publisher> {
   const rpc = await RpcWs.connect(ep.url!);
   const to = ep.target ?? `tag:${ep.topic}`;
   return {
-    send: (body) => rpc.call('message/send', { to, body, from: 'ext:bench' }),
+    send: (body) => rpc.call('message/send', { to, body, from: 'ext:bench-sender' }),
     batch: (fn) => rpc.cork(fn),
     close: () => rpc.close(),
   };

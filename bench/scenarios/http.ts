@@ -92,7 +92,7 @@ export async function runHttp(ctx: BenchContext): Promise<HttpResult> {
     let waiting = 0;
     for (let t = 0; t < 100 && (waiting = await longPollsWaiting(relay.url)) < h.longPolls; t++) await sleep(100);
     for (let r = 0; r < h.longPollRounds; r++) {
-      await sender.call('message/send', { to: 'tag:lp', body: makeBody('T', nowMs()), from: 'ext:bench' });
+      await sender.call('message/send', { to: 'tag:lp', body: makeBody('T', nowMs()), from: 'ext:bench-sender' });
       await waitReceived(workers, 'longpoll', h.longPolls * (r + 1), 15_000);
       for (let t = 0; t < 100 && (await longPollsWaiting(relay.url)) < h.longPolls; t++) await sleep(20);
     }
