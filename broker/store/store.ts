@@ -2,15 +2,16 @@ import Database from 'better-sqlite3';
 import { Worker } from 'node:worker_threads';
 import { RelayError } from '../../protocol/index.js';
 import type { Outcome, RelayStore, StoreHealth, WriteOp } from '../domain/store-port.js';
-import { AgentTable } from './agents.js';
+import type { AgentTable } from './agents.js';
 import type { Db, OpenOptions } from './db.js';
-import { DeliveryTable } from './deliveries.js';
-import { EventTable } from './events.js';
-import { MessageTable } from './messages.js';
+import type { DeliveryTable } from './deliveries.js';
+import type { EventTable } from './events.js';
+import type { MessageTable } from './messages.js';
 import { databaseOpenError } from './open-error.js';
-import { OutboxTable } from './outbox.js';
-import { ReceiptTable } from './receipts.js';
-import { TaskTable } from './tasks.js';
+import type { OutboxTable } from './outbox.js';
+import type { ReceiptTable } from './receipts.js';
+import type { TaskTable } from './tasks.js';
+import { openTables } from './tables.js';
 import { writerEntry } from './writer-entry.js';
 import { fromWire, outcomeFromWire, type Failure, type Reply, type Request, type Settings, type WriterData } from './writer-protocol.js';
 
@@ -61,13 +62,8 @@ export class SqliteStore implements RelayStore {
     settings: Settings,
     private readonly onFatal: (err: Error) => void,
   ) {
-    this.agents = new AgentTable(reader);
-    this.messages = new MessageTable(reader);
-    this.deliveries = new DeliveryTable(reader, () => this.messages.maxId());
-    this.tasks = new TaskTable(reader);
-    this.events = new EventTable(reader);
-    this.outbox = new OutboxTable(reader);
-    this.receipts = new ReceiptTable(reader);
+    // The read side: every table's statements on the read-only connection.
+    ({ agents: this.agents, messages: this.messages, deliveries: this.deliveries, tasks: this.tasks, events: this.events, outbox: this.outbox, receipts: this.receipts } = openTables(reader));
     this.getMeta = reader.prepare<[string], { value: string }>(GET_META);
     const store = this;
     this.health = {

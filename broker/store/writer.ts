@@ -3,17 +3,10 @@ import { dirname } from 'node:path';
 import type Database from 'better-sqlite3';
 import { RelayError } from '../../protocol/index.js';
 import { callbackSigner, type Outcome, type WriteOp } from '../domain/store-port.js';
-import { AgentTable } from './agents.js';
 import { OpApplier } from './apply.js';
 import { openDatabase, type Db, type OpenOptions } from './db.js';
-import { DeliveryTable } from './deliveries.js';
-import { EventTable } from './events.js';
-import { MessageTable } from './messages.js';
 import { migrate } from './migrate.js';
-import { OutboxTable } from './outbox.js';
-import { ReceiptTable } from './receipts.js';
-import type { Tables } from './tables.js';
-import { TaskTable } from './tasks.js';
+import { openTables } from './tables.js';
 
 const GET_META = `SELECT value FROM relay_meta WHERE key = ?`;
 const SET_META = `INSERT INTO relay_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`;
@@ -32,14 +25,7 @@ export interface WriterOptions extends OpenOptions {
  * alone fails. `apply` returns once COMMIT returned: with synchronous=FULL the WAL was fsynced
  * before the commit was published to any reader (bench/DURABILITY.md, "What the relay does").
  */
-export class StoreWriter implements Tables {
-  readonly agents: AgentTable;
-  readonly messages: MessageTable;
-  readonly deliveries: DeliveryTable;
-  readonly tasks: TaskTable;
-  readonly events: EventTable;
-  readonly outbox: OutboxTable;
-  readonly receipts: ReceiptTable;
+export class StoreWriter {
   /** The newest storage fault a commit met, cleared by the next commit that wrote without one. */
   lastFailure: { at: number; error: string } | null = null;
   private readonly applier: OpApplier;
@@ -52,16 +38,10 @@ export class StoreWriter implements Tables {
     private readonly db: Db,
     signedSources: readonly string[],
   ) {
-    this.agents = new AgentTable(db);
-    this.messages = new MessageTable(db);
-    this.deliveries = new DeliveryTable(db, () => this.messages.maxId());
-    this.tasks = new TaskTable(db);
-    this.events = new EventTable(db);
-    this.outbox = new OutboxTable(db);
-    this.receipts = new ReceiptTable(db);
     this.getMeta = db.prepare<[string], { value: string }>(GET_META);
     this.setMeta = db.prepare(SET_META);
-    this.applier = new OpApplier(this, callbackSigner(new Set(signedSources)));
+    const tables = { ...openTables(db), prunedThrough: () => this.prunedThrough(), setPrunedThrough: (id: number) => this.setPrunedThrough(id) };
+    this.applier = new OpApplier(tables, callbackSigner(new Set(signedSources)));
     // Built once: building a transaction function per write was 6% of the claims benchmark.
     this.savepoint = db.transaction((op: WriteOp) => this.applier.apply(op));
     this.batch = db.transaction((ops: readonly WriteOp[], isolate: boolean) => (isolate ? ops.map((op) => this.isolated(op)) : ops.map((op) => this.applier.apply(op))));

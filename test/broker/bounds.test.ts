@@ -2,6 +2,7 @@ import t from 'tap';
 import { ERRORS, LIMITS } from '../../protocol/index.js';
 import { inbox } from '../../broker/domain/delivery.js';
 import { hashToken } from '../../broker/domain/tokens.js';
+import { storedAgent } from '../helpers/records.js';
 import { startRelay, type TestRelay } from '../helpers/relay.js';
 import { connectAgent, rpcErrorOf, WsRpc } from '../helpers/ws-client.js';
 
@@ -220,25 +221,7 @@ t.test('item 3: an agent stored with meta over the new bound keeps loading and l
       at: now,
       maxAgents: 1000,
       events: [],
-      agent: {
-        id: 'legacy',
-        label: 'legacy',
-        tags: [],
-        capabilities: [],
-        channels: [],
-        client: null,
-        host: null,
-        cwd: null,
-        rig: null,
-        status: 'offline',
-        ready: true,
-        system: false,
-        tokenHash: hashToken('t'.repeat(43)),
-        registeredAt: now,
-        lastSeenAt: now,
-        offlineAt: now,
-        meta: { blob: 'L'.repeat(1_200_000) },
-      },
+      agent: storedAgent('legacy', { status: 'offline', tokenHash: hashToken('t'.repeat(43)), registeredAt: now, lastSeenAt: now, offlineAt: now, meta: { blob: 'L'.repeat(1_200_000) } }),
     },
   ]);
   t.equal(stored?.ok, true, 'the oversized agent is stored');

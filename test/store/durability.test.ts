@@ -6,6 +6,7 @@ import { listMigrations } from '../../broker/store/migrate.js';
 import { SqliteStore } from '../../broker/store/store.js';
 import type { StoredAgent } from '../../broker/domain/store-port.js';
 import { RelayStartError, spawnRelay } from '../helpers/relay-process.js';
+import { storedAgent } from '../helpers/records.js';
 import { startRelay } from '../helpers/relay.js';
 import { connectAgent, RpcError } from '../helpers/ws-client.js';
 
@@ -23,26 +24,7 @@ async function save(store: SqliteStore, a: StoredAgent): Promise<void> {
 }
 
 function agent(id: string): StoredAgent {
-  return {
-    id,
-    label: id,
-    tags: [],
-    capabilities: [],
-    channels: [],
-    client: null,
-    host: null,
-    cwd: null,
-    rig: null,
-    status: 'online',
-    ready: true,
-    system: false,
-    tokenHash: '0'.repeat(64),
-    registeredAt: 1,
-    lastSeenAt: 1,
-    offlineAt: null,
-    meta: {},
-    inboxFloor: 0,
-  };
+  return storedAgent(id, { tokenHash: '0'.repeat(64) });
 }
 
 t.test('PRAGMA synchronous is the configured value on a fresh and on a reopened WAL database', async (t) => {

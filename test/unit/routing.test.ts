@@ -2,28 +2,11 @@
 import t from 'tap';
 import { resolveTarget, UnknownAgentError } from '../../broker/domain/routing.js';
 import type { CachedAgent } from '../../broker/domain/store-port.js';
+import { storedAgent } from '../helpers/records.js';
 
 function agent(id: string, over: Partial<CachedAgent> = {}): CachedAgent {
-  return {
-    id,
-    label: id.toUpperCase(),
-    tags: [],
-    capabilities: [],
-    channels: [],
-    client: null,
-    host: null,
-    cwd: null,
-    rig: null,
-    status: 'online',
-    ready: true,
-    system: false,
-    registeredAt: 1,
-    lastSeenAt: 1,
-    tokenHash: 'h',
-    offlineAt: null,
-    inboxFloor: 0,
-    ...over,
-  };
+  const { meta: _meta, ...a } = storedAgent(id, { label: id.toUpperCase(), ...over });
+  return a;
 }
 
 const agents = new Map<string, CachedAgent>(

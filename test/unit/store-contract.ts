@@ -1,4 +1,5 @@
 import type { Test } from 'tap';
+import { storedAgent } from '../helpers/records.js';
 import type { NewMessage, Outcome, RelayStore, StoredAgent, TaskCreateInput, WriteOp } from '../../broker/domain/store-port.js';
 
 /**
@@ -34,26 +35,10 @@ export function storeContract(t: Test, open: (t: Test) => Promise<RelayStore>): 
     announce: { from: 'ext:ci', recipients: ['bob'] },
     receipt,
   });
-  const agent = (id: string, over: Partial<StoredAgent> = {}): Omit<StoredAgent, 'inboxFloor'> => ({
-    id,
-    label: id,
-    tags: [],
-    capabilities: [],
-    channels: [],
-    client: null,
-    host: null,
-    cwd: null,
-    rig: null,
-    status: 'online',
-    ready: true,
-    system: false,
-    tokenHash: 'h'.repeat(64),
-    registeredAt: at,
-    lastSeenAt: at,
-    offlineAt: null,
-    meta: {},
-    ...over,
-  });
+  const agent = (id: string, over: Partial<StoredAgent> = {}): Omit<StoredAgent, 'inboxFloor'> => {
+    const { inboxFloor: _floor, ...a } = storedAgent(id, { registeredAt: at, lastSeenAt: at, ...over });
+    return a;
+  };
   const one = async (store: RelayStore, op: WriteOp): Promise<Outcome> => (await store.apply([op]))[0]!;
   const value = <T>(o: Outcome): T => {
     if (!o.ok) throw new Error(`expected ok, got ${o.refused}`);
