@@ -1,4 +1,4 @@
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -77,7 +77,7 @@ async function main(): Promise<void> {
       .split(',')
       .map((x) => Number(x.trim()))
       .filter((x) => x > 0);
-  if (values.subscribers) cfg.fanout.subscriberCounts = cfg.fanout.peerSubscriberCounts = cfg.fanout.searchAt = nums(values.subscribers);
+  if (values.subscribers) cfg.fanout.subscriberCounts = cfg.fanout.peerSubscriberCounts = cfg.fanout.searchAt = cfg.fanout.peerSearchAt = nums(values.subscribers);
   if (values.rates) cfg.fanout.rates = nums(values.rates);
   const ctx: BenchContext = { profile, cfg, peers, cpuProf: Boolean(values['cpu-prof']), log, systems };
   const results: BenchResults = {
@@ -116,10 +116,13 @@ async function main(): Promise<void> {
 
   results.meta.loadavgEnd = loadavg();
   results.meta.durationSec = Math.round((nowMs() - started) / 1000);
-  const report = buildReport(results);
+  const dir = join(BENCH, 'results');
+  // The previous whole run of this profile, read before this run may overwrite it: the baseline of "nothing regresses".
+  const prevPath = join(dir, `latest-${profile}.json`);
+  const previous = existsSync(prevPath) ? (JSON.parse(readFileSync(prevPath, 'utf8')) as BenchResults) : null;
+  const report = buildReport(results, previous);
   log(`\n${report.text}`);
 
-  const dir = join(BENCH, 'results');
   mkdirSync(dir, { recursive: true });
   const stamp = results.meta.date.replace(/[:.]/g, '-');
   const partial = values.only !== undefined || values.systems !== undefined || values.subscribers !== undefined || values.rates !== undefined;

@@ -1,8 +1,10 @@
-import { rmSync } from 'node:fs';
+import { closeSync, fdatasyncSync, openSync, rmSync, writeSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { openDatabase } from '../../broker/store/db.js';
 import { encodeRecipients } from '../../broker/store/deliveries.js';
 import { migrate } from '../../broker/store/migrate.js';
 import { nowMs } from '../lib/clock.js';
+import { newHist, recordMs, summarize, type Latency } from '../lib/hist.js';
 import { makeBody } from '../lib/payload.js';
 import { serveWorker } from '../lib/proc.js';
 import { tempDbPath } from '../lib/relay-proc.js';
@@ -72,4 +74,34 @@ export function measure(a: SqliteCeilingArgs): SqliteCeiling {
   return { ...a, msgsPerSec: Math.round(msgs / sec), rowsPerSec: Math.round(rows / sec), commitsPerSec: Math.round(commits / sec) };
 }
 
-if (process.env.BENCH_WORKER) serveWorker({ measure });
+export interface FsyncCeiling {
+  syncs: number;
+  bytesPerAppend: number;
+  syncsPerSec: number;
+  latency: Latency;
+}
+
+/**
+ * The disk's own durability cost: `syncs` appends of `bytesPerAppend` bytes to a small file, each
+ * followed by fdatasync (what SQLite calls on Linux for a WAL commit), in a folder beside the relay
+ * databases of this run. Latency is the append plus its fdatasync.
+ */
+export function measureFsync(a: { syncs: number; bytesPerAppend: number }): FsyncCeiling {
+  const dir = dirname(tempDbPath('fsync'));
+  const fd = openSync(join(dir, 'append.log'), 'a');
+  const buf = Buffer.alloc(a.bytesPerAppend, 0x61);
+  const hist = newHist();
+  const start = nowMs();
+  for (let i = 0; i < a.syncs; i++) {
+    const t = nowMs();
+    writeSync(fd, buf);
+    fdatasyncSync(fd);
+    recordMs(hist, nowMs() - t);
+  }
+  const sec = (nowMs() - start) / 1000;
+  closeSync(fd);
+  rmSync(dir, { recursive: true, force: true });
+  return { ...a, syncsPerSec: Math.round(a.syncs / sec), latency: summarize(hist) };
+}
+
+if (process.env.BENCH_WORKER) serveWorker({ measure, measureFsync });

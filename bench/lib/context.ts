@@ -12,6 +12,8 @@ export interface ProfileConfig {
     rates: number[];
     /** Subscriber counts at which the highest rate with p99 < 50 ms is searched. */
     searchAt: number[];
+    /** The same for the peers. */
+    peerSearchAt: number[];
     searchSteps: number;
     warmupMs: number;
     durationMs: number;
@@ -26,7 +28,17 @@ export interface ProfileConfig {
 
 export const PROFILES: Record<Profile, ProfileConfig> = {
   quick: {
-    fanout: { subscriberCounts: [1, 10, 100, 250], peerSubscriberCounts: [1, 100], rates: [1000, 5000, 20000], searchAt: [100], searchSteps: 2, warmupMs: 500, durationMs: 2000, drainMs: 3000 },
+    fanout: {
+      subscriberCounts: [1, 10, 100, 250],
+      peerSubscriberCounts: [1, 100],
+      rates: [1000, 5000, 20000],
+      searchAt: [1, 100],
+      peerSearchAt: [100],
+      searchSteps: 2,
+      warmupMs: 500,
+      durationMs: 2000,
+      drainMs: 3000,
+    },
     durable: { publishers: 50, window: 4, durationMs: 3000 },
     claims: { claimers: 50, tasks: 10_000, contention: 3, window: 4 },
     http: { ingressEvents: 5000, ingressConcurrency: 32, longPolls: 500, longPollRounds: 5, sseStreams: 100, sseRate: 200, sseMs: 3000, compareMs: 8000, compareRate: 10 },
@@ -39,6 +51,7 @@ export const PROFILES: Record<Profile, ProfileConfig> = {
       peerSubscriberCounts: [1, 10, 100, 1000],
       rates: [1000, 5000, 20000],
       searchAt: [1, 10, 100, 1000],
+      peerSearchAt: [1, 10, 100, 1000],
       searchSteps: 3,
       warmupMs: 1000,
       durationMs: 5000,

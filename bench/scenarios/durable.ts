@@ -1,4 +1,4 @@
-import type { SqliteCeiling, SqliteCeilingArgs } from '../ceilings/sqlite.js';
+import type { FsyncCeiling, SqliteCeiling, SqliteCeilingArgs } from '../ceilings/sqlite.js';
 import { nowMs } from '../lib/clock.js';
 import type { BenchContext } from '../lib/context.js';
 import { loadDriver, type Endpoint } from '../lib/drivers.js';
@@ -25,6 +25,8 @@ export interface DurableResult {
   sqlite: SqliteCeiling[];
   /** The same rows as a fan-out message to N recipients (message + N queued + N pushed), batched. */
   sqliteFanout: SqliteCeiling[];
+  /** Raw fdatasync of small appends beside the relay's databases (absent in runs before 2026-12-02). */
+  fsync?: FsyncCeiling;
 }
 
 async function drive(ctx: BenchContext, workers: Worker[], ep: Endpoint, name: string, durability: string): Promise<DurableRun> {
@@ -57,6 +59,7 @@ export async function runDurable(ctx: BenchContext): Promise<DurableResult> {
   const runs: DurableRun[] = [];
   const sqlite: SqliteCeiling[] = [];
   const sqliteFanout: SqliteCeiling[] = [];
+  let fsync: FsyncCeiling | undefined;
   try {
     for (const sync of ['FULL', 'NORMAL'] as const) {
       const relay = await startRelay({ name: `durable-${sync}`, sync, cpuProf: ctx.cpuProf });
@@ -91,6 +94,8 @@ export async function runDurable(ctx: BenchContext): Promise<DurableResult> {
   const sq = await forkWorker('sqlite-ceiling', 'ceilings/sqlite.ts');
   try {
     const ms = ctx.profile === 'quick' ? 1500 : 5000;
+    fsync = await sq.call<FsyncCeiling>('measureFsync', { syncs: 200, bytesPerAppend: 200 });
+    ctx.log(`  raw fdatasync, 200-byte appends ×${fsync.syncs}  ${fsync.syncsPerSec}/s  p50 ${fsync.latency.p50} ms  p99 ${fsync.latency.p99} ms`);
     for (const sync of ['FULL', 'NORMAL'] as const) {
       for (const msgsPerCommit of [1, 250]) {
         const r = await sq.call<SqliteCeiling>('measure', { sync, recipients: 1, msgsPerCommit, pushed: false, durationMs: ms } satisfies SqliteCeilingArgs);
@@ -110,5 +115,5 @@ export async function runDurable(ctx: BenchContext): Promise<DurableResult> {
   } finally {
     await sq.stop();
   }
-  return { runs, sqlite, sqliteFanout };
+  return { runs, sqlite, sqliteFanout, ...(fsync ? { fsync } : {}) };
 }

@@ -154,7 +154,9 @@ export async function runFanout(ctx: BenchContext): Promise<FanoutResult> {
   const maxHeld: FanoutResult['maxHeld'] = [];
   try {
     for (const system of ctx.systems) {
-      const counts = system === 'relay' || system === 'uws' ? f.subscriberCounts : f.peerSubscriberCounts;
+      const own = system === 'relay' || system === 'uws';
+      const counts = own ? f.subscriberCounts : f.peerSubscriberCounts;
+      const searchAt = own ? f.searchAt : f.peerSearchAt;
       for (const n of counts) {
         const server = await withServer(ctx, system, n);
         try {
@@ -184,7 +186,7 @@ export async function runFanout(ctx: BenchContext): Promise<FanoutResult> {
             steps.push(s);
             outcomes.set(rate, s.held);
           }
-          if (f.searchAt.includes(n)) {
+          if (searchAt.includes(n)) {
             for (let i = 0; i < f.searchSteps; i++) {
               const probe = nextProbe(outcomes);
               if (probe === null || probe > 400_000) break;
