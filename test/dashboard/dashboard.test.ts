@@ -66,8 +66,8 @@ async function openDashboard(t: Test, relay: { url: string }, opts: { viewport?:
   return p;
 }
 
-function live(page: Page): Promise<void> {
-  return page.locator('.conn[data-state="live"]').waitFor({ timeout: WAIT });
+function live(page: Page, timeout = WAIT): Promise<void> {
+  return page.locator('.conn[data-state="live"]').waitFor({ timeout });
 }
 
 const agentRow = (page: Page, id: string): Locator => page.locator(`li.agent[data-agent-id="${id}"]`);
@@ -194,7 +194,9 @@ t.test('a label edited on the page is stored by the relay and still there after 
   t.equal(list.agents.find((a: { id: string }) => a.id === 'bob').label, 'Build bot', 'the relay has the new label');
 
   await page.reload();
-  await live(page);
+  // A reload reconnects from scratch. In two fresh-clone CI runs (coverage on, another file beside
+  // it) it took more than 10 s, and never alone; the cause is not found yet, so this wait is longer.
+  await live(page, 3 * WAIT);
   await page.getByRole('button', { name: 'Edit label of bob' }).filter({ hasText: 'Build bot' }).waitFor();
   t.pass('label shown after a reload');
 
