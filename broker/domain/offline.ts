@@ -1,9 +1,6 @@
 import { RelayError, type Task } from '../../protocol/index.js';
 import type { Domain } from './domain.js';
-import type { AgentPatch, CachedAgent, OpOf, PlannedRelease, StoredAgent } from './store-port.js';
-
-/** How often an offline planned against claims that changed meanwhile is planned again. */
-const REPLANS = 5;
+import { REPLANS, type AgentPatch, type CachedAgent, type OpOf, type PlannedRelease, type StoredAgent } from './store-port.js';
 
 /** Release planned for a claimed task: offered again to its target, from the relay. */
 export function plannedRelease(d: Domain, task: Task, reason: string, by: string | null, asOffline?: string): PlannedRelease {

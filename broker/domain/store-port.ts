@@ -212,6 +212,9 @@ export interface Results {
   prune: PruneCounts;
 }
 
+/** How often a write refused as `changed` (planned against a state that moved on) is planned again before the caller hears -32003. */
+export const REPLANS = 5;
+
 export type Refusal =
   | { refused: 'replyToMissing' }
   | { refused: 'notFound' }

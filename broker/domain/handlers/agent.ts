@@ -19,11 +19,8 @@ import { checkCursor } from '../delivery.js';
 import type { Domain } from '../domain.js';
 import { takeOffline } from '../offline.js';
 import { withinBudget } from '../result-budget.js';
-import type { AgentPatch, CachedAgent, EventSpec, OpOf, StoredAgent } from '../store-port.js';
+import { REPLANS, type AgentPatch, type CachedAgent, type EventSpec, type OpOf, type StoredAgent } from '../store-port.js';
 import { hashToken, newToken, verifyToken } from '../tokens.js';
-
-/** How often a registration planned against an agent that changed meanwhile is planned again. */
-const REPLANS = 5;
 
 /** `host-client-rig-basename(cwd)-8hex`, lowercase [a-z0-9-]. */
 export function generateAgentId(p: { host?: string | undefined; client?: string | undefined; rig?: string | undefined; cwd?: string | undefined }): string {

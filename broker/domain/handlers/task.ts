@@ -21,14 +21,11 @@ import type { Domain } from '../domain.js';
 import { withinBudget } from '../result-budget.js';
 import { senderOf } from '../sender.js';
 import { plannedRelease } from '../offline.js';
-import type { Announcement, OutboxEntry, Outcome, TaskGuard } from '../store-port.js';
+import { callbackSigner, REPLANS, type Announcement, type OutboxEntry, type Outcome, type TaskGuard } from '../store-port.js';
 
 export function isTerminal(status: TaskStatus): boolean {
   return (TERMINAL_TASK_STATUSES as readonly string[]).includes(status);
 }
-
-/** How often a write planned against a task that changed meanwhile is planned again before giving up. */
-const REPLANS = 5;
 
 export async function create(ctx: CallContext, p: TaskCreateParams): Promise<TaskCreateResult> {
   const from = senderOf(ctx, p.from);
@@ -57,7 +54,7 @@ function checkSourceFree(d: Domain, source: string): void {
 /** Refusals that need no transaction: resolve without a key, callbacks nobody can sign. */
 export function checkCreate(d: Domain, source: string, p: TaskCreateParams): void {
   if (p.action === 'resolve' && !p.dedupeKey) throw new RelayError('invalidParams', 'dedupeKey: required with action "resolve"');
-  if (p.callbackUrl && !d.secretFor(d.integrations.has(source) ? `integration:${source}` : 'relay')) {
+  if (p.callbackUrl && !d.secretFor(callbackSigner(d.integrations)(source))) {
     throw new RelayError('invalidParams', 'callbackUrl: callbacks are signed; set AGENT_RELAY_CALLBACK_SECRET on the relay (or create the task through an integration)');
   }
 }
