@@ -14,6 +14,11 @@ const sessionState = () => import('./session-state.js');
 
 /** A hook must never hold Claude up: every relay call gets this long. */
 const HOOK_HTTP_TIMEOUT_MS = 2000;
+/**
+ * SessionEnd holds no prompt up, and it is the agent's one chance to release its claimed work before
+ * the stale TTL: its two calls get 4 s each, inside the 10 s Claude Code gives the hook (hooks.json).
+ */
+const SESSION_END_HTTP_TIMEOUT_MS = 4000;
 const STDIN_LIMIT = 1024 * 1024;
 const MONITOR_LOOK_EVERY_MS = 1000;
 /** How often the monitor checks that Claude still holds the other end of its stdout. */
@@ -69,7 +74,7 @@ export const claudeCommands: CommandGroup = (program: Command, _run, io) => {
       try {
         // Inside the try: a wrong relay address is logged like any other failure, never thrown at Claude.
         const deps: HookDeps = {
-          http: new RelayHttpClient({ url: opts.url, ...(opts.token ? { token: opts.token } : {}), timeoutMs: HOOK_HTTP_TIMEOUT_MS }),
+          http: new RelayHttpClient({ url: opts.url, ...(opts.token ? { token: opts.token } : {}), timeoutMs: name === 'session-end' ? SESSION_END_HTTP_TIMEOUT_MS : HOOK_HTTP_TIMEOUT_MS }),
           home,
           env: io.env,
           host: hostname(),

@@ -19,10 +19,12 @@ interface MessageRow {
   meta: string;
 }
 
+// A message that starts a thread is its root: its thread id is its own id, which AUTOINCREMENT
+// makes one above the table's sequence (the highest id ever used), so one statement writes it.
 const INSERT = `
   INSERT INTO messages (from_id, to_target, channel, subject, body, reply_to, thread_id, claimable, task_id, created_at, meta, recipients)
-  VALUES (?, ?, ?, ?, ?, ?, COALESCE(?, 0), ?, ?, ?, ?, ?) RETURNING id`;
-const SET_THREAD_ROOT = `UPDATE messages SET thread_id = id WHERE id = ?`;
+  VALUES (?, ?, ?, ?, ?, ?, COALESCE(?, (SELECT seq FROM sqlite_sequence WHERE name = 'messages') + 1, 1), ?, ?, ?, ?, ?)
+  RETURNING id, thread_id`;
 const GET = `SELECT * FROM messages WHERE id = ?`;
 const MAX_ID = `SELECT COALESCE(MAX(id), 0) AS id FROM messages`;
 // An inbox is a scan of the messages after the cursor with a membership test, stopped at the
@@ -93,7 +95,6 @@ export class MessageTable {
   constructor(db: Db) {
     this.stmts = {
       insert: db.prepare(INSERT),
-      setThreadRoot: db.prepare(SET_THREAD_ROOT),
       get: db.prepare<[number], MessageRow>(GET),
       maxId: db.prepare<[], { id: number }>(MAX_ID),
       inbox: db.prepare(INBOX),
@@ -106,11 +107,11 @@ export class MessageTable {
   /** Insert a message with its recipients (each one's delivery starts queued); returns the stored message. */
   insert(m: NewMessage, recipients: readonly string[]): Message {
     const s = this.stmts;
-    const { id } = s.insert.get(m.from, m.to, m.channel, m.subject, m.body, m.replyTo, m.threadId, m.claimable ? 1 : 0, m.taskId, m.createdAt, toJson(m.meta), encodeRecipients(recipients)) as {
+    const { id, thread_id: threadId } = s.insert.get(m.from, m.to, m.channel, m.subject, m.body, m.replyTo, m.threadId, m.claimable ? 1 : 0, m.taskId, m.createdAt, toJson(m.meta), encodeRecipients(recipients)) as {
       id: number;
+      thread_id: number;
     };
-    const threadId = m.threadId ?? id;
-    if (m.threadId === null) s.setThreadRoot.run(id);
+    if (m.threadId === null && threadId !== id) throw new Error(`message ${id}: thread root written as ${threadId} (the messages sequence is out of step)`);
     for (const agentId of recipients) this.bounds.addressed(agentId, id);
     return { ...m, id, threadId };
   }

@@ -192,7 +192,14 @@ async function finish(t: Test, rig: Rig, messages: Record<string, { token: strin
   t.comment(await rig.s.screen());
   await prompt(rig.s, '/exit');
   await waitFor(async () => !(await rig.s.alive()), 'claude to exit after /exit', 20_000, 100);
-  await waitFor(async () => (await agent(rig))?.status === 'offline', 'SessionEnd to mark the agent offline', 10_000, 100);
+  const exited = Date.now() - started;
+  await waitFor(async () => (await agent(rig))?.status === 'offline', 'SessionEnd to mark the agent offline', 10_000, 100).catch(async (err: Error) => {
+    // Say what the relay and the hooks saw: a timed-out hook logs its problem, a revived agent shows in its events.
+    const { events } = await rig.observer.call('event/list', { limit: 1000 });
+    const mine = events.filter((e: any) => e.agentId === rig.agentId).map((e: any) => `+${e.at - started} ms ${e.kind} ${JSON.stringify(e.data)}`);
+    const relayLog = rig.relay.logs.filter((l) => JSON.stringify(l).includes(rig.agentId)).map((l) => `+${Number(l.time) - started} ${l.msg} ${JSON.stringify(l)}`.slice(0, 400));
+    throw new Error(`${err.message}; agent ${JSON.stringify(await agent(rig))}; its events: ${mine.join(' | ')}; hook log: ${logLines(rig.relayHome).join(' | ') || 'empty'}; relay log: ${relayLog.join(' | ')}; claude exited at +${exited} ms, now +${Date.now() - started} ms`);
+  });
   t.pass('/exit: SessionEnd marked the agent offline');
   t.same(logLines(rig.relayHome), [], 'no hook problem was logged');
   t.same(claims(rig), [], 'SessionEnd pruned the claim files (every message is read)');

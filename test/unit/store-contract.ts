@@ -270,7 +270,13 @@ export function storeContract(t: Test, open: (t: Test) => Promise<RelayStore>): 
     t.match(value(o), { messages: 1, prunedThrough: 1, agents: ['gone'] });
     t.same(o.changes, [{ kind: 'agentRemoved', id: 'gone' }]);
     t.equal(store.prunedThrough(), 1);
-    const next = value<{ message: { id: number } }>(await one(store, send())).message.id;
-    t.ok(next > 1, 'ids are never reused after a prune');
+    const next = value<{ message: { id: number; threadId: number } }>(await one(store, send())).message;
+    t.ok(next.id > 1, 'ids are never reused after a prune');
+    t.equal(next.threadId, next.id, 'a message sent after the prune still roots its own thread');
+    t.same(
+      store.messages.all({ since: 0, limit: 10, channel: null, threadId: next.id }).map((m) => m.id),
+      [next.id],
+      'and is found by its thread id',
+    );
   });
 }
