@@ -107,7 +107,20 @@ export class MessageTable {
   /** Insert a message with its recipients (each one's delivery starts queued); returns the stored message. */
   insert(m: NewMessage, recipients: readonly string[]): Message {
     const s = this.stmts;
-    const { id, thread_id: threadId } = s.insert.get(m.from, m.to, m.channel, m.subject, m.body, m.replyTo, m.threadId, m.claimable ? 1 : 0, m.taskId, m.createdAt, toJson(m.meta), encodeRecipients(recipients)) as {
+    const { id, thread_id: threadId } = s.insert.get(
+      m.from,
+      m.to,
+      m.channel,
+      m.subject,
+      m.body,
+      m.replyTo,
+      m.threadId,
+      m.claimable ? 1 : 0,
+      m.taskId,
+      m.createdAt,
+      toJson(m.meta),
+      encodeRecipients(recipients),
+    ) as {
       id: number;
       thread_id: number;
     };

@@ -198,7 +198,9 @@ async function finish(t: Test, rig: Rig, messages: Record<string, { token: strin
     const { events } = await rig.observer.call('event/list', { limit: 1000 });
     const mine = events.filter((e: any) => e.agentId === rig.agentId).map((e: any) => `+${e.at - started} ms ${e.kind} ${JSON.stringify(e.data)}`);
     const relayLog = rig.relay.logs.filter((l) => JSON.stringify(l).includes(rig.agentId)).map((l) => `+${Number(l.time) - started} ${l.msg} ${JSON.stringify(l)}`.slice(0, 400));
-    throw new Error(`${err.message}; agent ${JSON.stringify(await agent(rig))}; its events: ${mine.join(' | ')}; hook log: ${logLines(rig.relayHome).join(' | ') || 'empty'}; relay log: ${relayLog.join(' | ')}; claude exited at +${exited} ms, now +${Date.now() - started} ms`);
+    throw new Error(
+      `${err.message}; agent ${JSON.stringify(await agent(rig))}; its events: ${mine.join(' | ')}; hook log: ${logLines(rig.relayHome).join(' | ') || 'empty'}; relay log: ${relayLog.join(' | ')}; claude exited at +${exited} ms, now +${Date.now() - started} ms`,
+    );
   });
   t.pass('/exit: SessionEnd marked the agent offline');
   t.same(logLines(rig.relayHome), [], 'no hook problem was logged');
