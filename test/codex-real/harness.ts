@@ -62,7 +62,7 @@ export interface ModelStep {
   /** Stream a `response.failed` event with this error message instead of completing. */
   failMessage?: string;
   /** Answer with a function call (a tool Codex offers, e.g. exec_command {cmd}) instead of text. */
-  call?: { name: string; arguments: Record<string, unknown> };
+  call?: { name: string; arguments: Record<string, unknown>; namespace?: string };
 }
 
 export interface ModelRequest {
@@ -132,7 +132,15 @@ export async function startFakeModel(t: Test): Promise<FakeModel> {
     res.on('close', () => open.delete(res));
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
     if (step.call) {
-      const item = { type: 'function_call', id: `fc_${n}`, call_id: `call_${n}`, name: step.call.name, arguments: JSON.stringify(step.call.arguments), status: 'completed' };
+      const item = {
+        type: 'function_call',
+        id: `fc_${n}`,
+        call_id: `call_${n}`,
+        name: step.call.name,
+        ...(step.call.namespace ? { namespace: step.call.namespace } : {}),
+        arguments: JSON.stringify(step.call.arguments),
+        status: 'completed',
+      };
       sse(res, 'response.created', { response: { id, object: 'response', status: 'in_progress', output: [] } });
       sse(res, 'response.output_item.added', { output_index: 0, item: { ...item, arguments: '', status: 'in_progress' } });
       sse(res, 'response.output_item.done', { output_index: 0, item });

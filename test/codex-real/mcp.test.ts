@@ -1,0 +1,88 @@
+import t, { type Test } from 'tap';
+import { spawn } from 'node:child_process';
+import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { delimiter, join } from 'node:path';
+import { ROOT, trackChild, untrackChild } from '../helpers/child.js';
+import { startRelay } from '../helpers/relay.js';
+import { waitFor } from '../helpers/wait.js';
+import { connectAgent } from '../helpers/ws-client.js';
+import { codexCommand, codexConfigToml, type FakeModel, startFakeModel } from './harness.js';
+
+/**
+ * The README's `[mcp_servers]` entry in the real Codex (0.171, `codex exec`, offline against the
+ * fake model): Codex starts `agent-relay mcp`, offers its tools to the model, and runs the one the
+ * model calls, which reaches a relay agent. Nothing but 127.0.0.1 is reached.
+ */
+
+/** The entry the README gives, with this relay's address. */
+function mcpEntry(relayUrl: string): string {
+  return `
+[mcp_servers.agent-relay]
+command = "agent-relay"
+args = ["mcp", "--client", "codex"]
+env = { AGENT_RELAY_URL = "${relayUrl}" }
+default_tools_approval_mode = "approve"
+`;
+}
+
+/** `codex exec PROMPT` with stdin closed (exec reads a piped stdin to its end before it starts). */
+async function codexExec(t: Test, dir: string, prompt: string): Promise<{ code: number | null; out: string }> {
+  const codex = codexCommand();
+  const child = spawn(codex.command, [...codex.args, 'exec', '--skip-git-repo-check', prompt], {
+    cwd: join(dir, 'project'),
+    env: { PATH: `${join(dir, 'bin')}${delimiter}${process.env.PATH ?? ''}`, HOME: dir, CODEX_HOME: join(dir, 'codex-home'), MOCK_API_KEY: 'mock-key', RUST_LOG: 'warn', NO_COLOR: '1' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  trackChild(child.pid!);
+  let out = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (out += d));
+  const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+  const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
+  clearTimeout(timer);
+  untrackChild(child.pid!);
+  t.comment(`codex exec ${JSON.stringify(prompt)}: exit ${code}`);
+  return { code, out };
+}
+
+function setup(t: Test, model: FakeModel, relayUrl: string): string {
+  const dir = t.testdir();
+  mkdirSync(join(dir, 'bin'));
+  mkdirSync(join(dir, 'project'));
+  mkdirSync(join(dir, 'codex-home'));
+  symlinkSync(join(ROOT, 'bin', 'agent-relay.js'), join(dir, 'bin', 'agent-relay'));
+  writeFileSync(join(dir, 'codex-home', 'config.toml'), codexConfigToml(model.url) + mcpEntry(relayUrl));
+  return dir;
+}
+
+/** The function tools a model request offers, by name. */
+/** The tools a model request offers: `namespace/name` for a namespace's tools (0.171 groups an MCP server's tools in one). */
+function toolNames(body: any): string[] {
+  return (body?.tools ?? []).flatMap((x: any) => (x.type === 'namespace' ? (x.tools ?? []).map((y: any) => `${x.name}/${y.name}`) : [x.name]));
+}
+
+t.test('Codex offers the relay tools to the model and runs the one it calls', async (t) => {
+  const relay = await startRelay(t);
+  const bob = await connectAgent(t, relay.wsUrl, { id: 'bob' });
+  const model = await startFakeModel(t);
+  const dir = setup(t, model, relay.url);
+
+  const first = await codexExec(t, dir, 'who is online?');
+  t.equal(first.code, 0, `codex exec ran (${first.out.trim().split('\n').at(-1)})`);
+  const offered = toolNames(model.responses()[0]?.body);
+  const relayTools = offered.filter((n) => /agent.relay/.test(n));
+  t.ok(relayTools.length >= 10, `the relay's tools are offered to the model: ${relayTools.join(', ')}`);
+  const send = relayTools.find((n) => n.endsWith('send_message'));
+  t.ok(send, 'send_message among them');
+
+  const [namespace, name] = send!.split('/') as [string, string];
+  model.next({ call: { namespace, name, arguments: { to: 'bob', body: 'hello from codex over MCP' } } });
+  model.next({ text: 'sent' });
+  const second = await codexExec(t, dir, 'tell bob hello');
+  t.equal(second.code, 0, `codex exec ran the tool (${second.out.trim().split('\n').at(-1)})`);
+  await waitFor(() => bob.rpc.notifications.some((n) => n.method === 'message/new' && (n.params as any).message.body === 'hello from codex over MCP'), 'bob got the message');
+  const got = bob.rpc.notifications.find((n) => n.method === 'message/new')!.params as any;
+  t.match(got.message.from, /-codex-project$/, 'sent as the MCP agent HOST-codex-FOLDER');
+  const toolOutput = JSON.stringify(model.responses().at(-1)?.body?.input ?? []);
+  t.match(toolOutput, /sent #\d+ to bob/, "the tool's answer went back to the model");
+});
