@@ -16,6 +16,15 @@ export const LIMITS = {
   /** Page size ceiling for list methods. */
   maxListLimit: 1000,
   defaultListLimit: 100,
+  /** message/search: the query's length (UTF-16 code units) and its words; a page of hits (each carries a snippet). */
+  maxSearchQueryChars: 500,
+  maxSearchTerms: 16,
+  defaultSearchLimit: 20,
+  maxSearchLimit: 100,
+  /** A search ranks at most this many hits; its pages come from that ranking, kept this long, for this many searches at once. */
+  maxSearchHits: 1000,
+  searchKeptMs: 10 * 60_000,
+  maxSearchesKept: 256,
   /** Object keys in one frame, counted before it is parsed (a frame of 100k keys held the loop ~700 ms). */
   maxFrameKeys: 10_000,
   /** Top-level keys of one `meta` object (agent, message, task). */

@@ -30,6 +30,7 @@ export const METHODS = {
   'agent/list': spec(agent.AgentListParamsSchema, agent.AgentListResultSchema, 'any', false, 'List agents.'),
   'message/send': spec(message.MessageSendParamsSchema, message.MessageSendResultSchema, 'any', true, 'Send a message to an agent, tag:, cap:, label: or broadcast.'),
   'message/list': spec(message.MessageListParamsSchema, message.MessageListResultSchema, 'any', false, 'List an inbox (or all messages, for observers) by cursor.'),
+  'message/search': spec(message.MessageSearchParamsSchema, message.MessageSearchResultSchema, 'any', false, 'Find messages by words in subject and body, ranked, with snippets.'),
   'message/read': spec(message.MessageReadParamsSchema, message.MessageReadResultSchema, 'agent', true, "Mark messages read in the caller's inbox."),
   'message/get': spec(message.MessageGetParamsSchema, message.MessageGetResultSchema, 'any', false, 'One message with its per-recipient delivery states.'),
   'message/ack': spec(message.MessageAckParamsSchema, message.MessageAckResultSchema, 'agent', true, 'Confirm a message reached the agent session (injected) or was read.'),

@@ -82,6 +82,21 @@ export const REST_ROUTES: RestRoute[] = [
         unread: bool(r.query.get('unread')),
       }),
   },
+  {
+    verb: 'GET',
+    pattern: /^\/api\/messages\/search$/,
+    method: 'message/search',
+    params: (r) =>
+      clean({
+        query: r.query.get('q') ?? undefined,
+        channel: str(r.query.get('channel')),
+        from: str(r.query.get('from')),
+        to: str(r.query.get('to')),
+        since: num(r.query.get('since')),
+        limit: num(r.query.get('limit')),
+        after: str(r.query.get('after')),
+      }),
+  },
   { verb: 'POST', pattern: /^\/api\/messages\/read$/, method: 'message/read', params: (r) => withBody(r, {}) },
   { verb: 'GET', pattern: /^\/api\/messages\/(?<id>\d+)$/, method: 'message/get', params: (r) => ({ id: id(r) }) },
   { verb: 'POST', pattern: /^\/api\/messages\/(?<id>\d+)\/claim$/, method: 'message/claim', params: (r) => withBody(r, { id: id(r) }) },

@@ -4,6 +4,7 @@ import type { Logger } from '../logger.js';
 import { AgentDirectory } from './agent-directory.js';
 import { CommitQueue } from './commit-queue.js';
 import { Notifier } from './notifier.js';
+import { SearchPages } from './search-pages.js';
 import type { Clock } from './ports.js';
 import { SessionRegistry } from './sessions.js';
 import type { Change, RelayStore } from './store-port.js';
@@ -26,6 +27,7 @@ export class Domain {
   readonly agents: AgentDirectory;
   readonly notifier: Notifier;
   readonly queue: CommitQueue;
+  readonly searches: SearchPages;
   readonly startedAt: number;
 
   constructor(
@@ -44,6 +46,7 @@ export class Domain {
       ...(hooks.observeCommit ? { observeCommit: hooks.observeCommit } : {}),
     });
     this.notifier = new Notifier(this.sessions, store, this.queue, log, () => clock.now());
+    this.searches = new SearchPages(() => clock.now());
     this.startedAt = clock.now();
   }
 

@@ -15,3 +15,12 @@ export function inboxReader(ctx: Caller, agentId: string): string {
     `unauthorized: the inbox of agent ${agentId} is read only with its own credential (its registered connection, or agentId + agentToken; X-Agent-Token over HTTP)${ctx.agentId ? `, not as ${ctx.agentId}` : ''}; without agentId message/list is the global feed`,
   );
 }
+
+/**
+ * Whose messages message/search looks through: what message/list without agentId shows the caller.
+ * An agent (registered connection, or agentId + agentToken) searches its own inbox; an observer
+ * searches the global feed (null). A search never finds a message the caller could not list.
+ */
+export function searchScope(ctx: Caller): string | null {
+  return ctx.agentId ?? null;
+}

@@ -38,6 +38,37 @@ export interface ListFilter {
   threadId: number | null;
 }
 
+/** One word or phrase of a search; `prefix`: its last word may be the start of a longer one. */
+export interface SearchTerm {
+  text: string;
+  prefix: boolean;
+}
+
+export interface SearchFilter {
+  /** Every term must match the subject or the body. */
+  terms: readonly SearchTerm[];
+  /** Only ids above this. */
+  since: number;
+  channel: string | null;
+  from: string | null;
+  to: string | null;
+  /** Only this agent's inbox (the messages addressed to it, above its inbox floor); null: every message. */
+  inbox: { agentId: string; floor: number } | null;
+  limit: number;
+}
+
+/** A match in the store's relevance order: ascending `rank`, equal ranks newest first. */
+export interface RankedId {
+  id: number;
+  rank: number;
+}
+
+export interface StoredHit {
+  message: Message;
+  /** Text around the best match, matched words between « and ». */
+  snippet: string;
+}
+
 export interface TaskFilter {
   status: TaskStatus | null;
   target: string | null;
@@ -247,6 +278,10 @@ export interface MessageReads {
   inbox(agentId: string, f: ListFilter & { floor: number } & ({ unread: false } | { unread: true; readThrough: number })): Message[];
   all(f: ListFilter): Message[];
   thread(threadId: number, since: number, limit: number): Message[];
+  /** The best matches first, at most `limit`. */
+  rankMatches(f: SearchFilter): RankedId[];
+  /** These matches of the terms with their snippets, in the order given; an id no longer stored is left out. */
+  searchHits(terms: readonly SearchTerm[], ids: readonly number[]): StoredHit[];
 }
 
 export interface DeliveryReads {

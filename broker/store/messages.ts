@@ -1,23 +1,10 @@
 import type { Message } from '../../protocol/index.js';
-import type { ListFilter, NewMessage } from '../domain/store-port.js';
+import type { ListFilter, NewMessage, RankedId, SearchFilter, SearchTerm, StoredHit } from '../domain/store-port.js';
 import type { Db } from './db.js';
 import { encodeRecipients, NOT_MARKED_READ, recipientNeedle } from './deliveries.js';
-import { parseObject, toJson } from './json.js';
-
-interface MessageRow {
-  id: number;
-  from_id: string;
-  to_target: string;
-  channel: string | null;
-  subject: string | null;
-  body: string;
-  reply_to: number | null;
-  thread_id: number;
-  claimable: number;
-  task_id: number | null;
-  created_at: number;
-  meta: string;
-}
+import { toJson } from './json.js';
+import { messageFromRow, type MessageRow } from './message-row.js';
+import { MessageSearch } from './message-search.js';
 
 // A message that starts a thread is its root: its thread id is its own id, which AUTOINCREMENT
 // makes one above the table's sequence (the highest id ever used), so one statement writes it.
@@ -42,23 +29,6 @@ const ALL = `
   ORDER BY id LIMIT @limit`;
 const THREAD = `SELECT * FROM messages WHERE thread_id = ? AND id > ? ORDER BY id LIMIT ?`;
 const PRUNE = `DELETE FROM messages WHERE created_at < ? RETURNING id`;
-
-export function messageFromRow(r: MessageRow): Message {
-  return {
-    id: r.id,
-    from: r.from_id,
-    to: r.to_target,
-    channel: r.channel,
-    subject: r.subject,
-    body: r.body,
-    replyTo: r.reply_to,
-    threadId: r.thread_id,
-    claimable: r.claimable === 1,
-    taskId: r.task_id,
-    createdAt: r.created_at,
-    meta: parseObject(r.meta),
-  };
-}
 
 /**
  * Per agent, an id no message addressed to it lies above: raised by every insert naming it, and
@@ -91,8 +61,10 @@ class InboxBounds {
 export class MessageTable {
   private readonly stmts;
   private readonly bounds = new InboxBounds();
+  private readonly searcher: MessageSearch;
 
   constructor(db: Db) {
+    this.searcher = new MessageSearch(db);
     this.stmts = {
       insert: db.prepare(INSERT),
       get: db.prepare<[number], MessageRow>(GET),
@@ -180,6 +152,14 @@ export class MessageTable {
   /** The thread's messages after `since`, in id order, at most `limit`. */
   thread(threadId: number, since: number, limit: number): Message[] {
     return this.stmts.thread.all(threadId, since, limit).map(messageFromRow);
+  }
+
+  rankMatches(f: SearchFilter): RankedId[] {
+    return this.searcher.rank(f);
+  }
+
+  searchHits(terms: readonly SearchTerm[], ids: readonly number[]): StoredHit[] {
+    return this.searcher.hits(terms, ids);
   }
 
   /** Delete messages created before `cutoff`; returns the highest id deleted (0 if none). */

@@ -64,6 +64,34 @@ export const MessageListResultSchema = z.object({
   more: z.boolean().optional(),
 });
 
+export const MessageSearchParamsSchema = z.strictObject({
+  /** Words to find in subjects and bodies (PROTOCOL.md "Search" has the rule); every word must match. */
+  query: z.string().min(1).max(LIMITS.maxSearchQueryChars),
+  channel: ChannelSchema.optional(),
+  /** Only messages from this sender (an agent id or `ext:NAME`). */
+  from: z.string().min(1).max(128).optional(),
+  /** Only messages sent to exactly this target (an agent id, `tag:NAME`, ..., `broadcast`). */
+  to: TargetSchema.optional(),
+  /** Only messages with an id above this cursor. */
+  since: CursorSchema.optional(),
+  limit: z.number().int().min(1).max(LIMITS.maxSearchLimit).optional(),
+  /** The `nextCursor` of the previous page. */
+  after: z.string().min(1).max(128).optional(),
+  ...IdentityFields,
+});
+export const SearchHitSchema = z.object({
+  message: MessageSchema,
+  /** Plain text around the best match, the matched words between « and », cuts marked with …. */
+  snippet: z.string(),
+});
+export const MessageSearchResultSchema = z.object({
+  /** Best match first (bm25, a subject word counting twice a body word); equally good ones newest first. */
+  hits: z.array(SearchHitSchema),
+  /** True when more hits may follow: search again with `after: nextCursor`. */
+  more: z.boolean().optional(),
+  nextCursor: z.string().optional(),
+});
+
 export const MessageReadParamsSchema = z.strictObject({
   ids: z.array(IdSchema).min(1).max(LIMITS.maxListLimit).optional(),
   /** Marks every message in the caller's inbox with an id up to and including this one. */
@@ -104,6 +132,9 @@ export type MessageSendParams = z.infer<typeof MessageSendParamsSchema>;
 export type MessageSendResult = z.infer<typeof MessageSendResultSchema>;
 export type MessageListParams = z.infer<typeof MessageListParamsSchema>;
 export type MessageListResult = z.infer<typeof MessageListResultSchema>;
+export type MessageSearchParams = z.infer<typeof MessageSearchParamsSchema>;
+export type MessageSearchResult = z.infer<typeof MessageSearchResultSchema>;
+export type SearchHit = z.infer<typeof SearchHitSchema>;
 export type MessageReadParams = z.infer<typeof MessageReadParamsSchema>;
 export type MessageReadResult = z.infer<typeof MessageReadResultSchema>;
 export type MessageGetParams = z.infer<typeof MessageGetParamsSchema>;

@@ -96,6 +96,8 @@ function paramsFor(method: MethodName | typeof DISCOVER_METHOD, ids: { task: num
       return { id: ids.task, claimToken: 1, status: 'done' };
     case 'stream/subscribe':
       return { topics: ['messages'] };
+    case 'message/search':
+      return { query: 'secret' };
     default:
       return {};
   }

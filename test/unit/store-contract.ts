@@ -1,6 +1,6 @@
 import type { Test } from 'tap';
 import { storedAgent } from '../helpers/records.js';
-import type { NewMessage, Outcome, RelayStore, StoredAgent, TaskCreateInput, WriteOp } from '../../broker/domain/store-port.js';
+import type { NewMessage, Outcome, RelayStore, SearchFilter, StoredAgent, TaskCreateInput, WriteOp } from '../../broker/domain/store-port.js';
 
 /**
  * The store contract: what the domain relies on from any store behind the port (broker/domain/
@@ -278,5 +278,40 @@ export function storeContract(t: Test, open: (t: Test) => Promise<RelayStore>): 
       [next.id],
       'and is found by its thread id',
     );
+  });
+
+  t.test('search: ranked matches of every term, filtered, with snippets; a committed send is found, a pruned one is not', async (t) => {
+    const store = await open(t);
+    const sent = async (over: Partial<NewMessage>, recipients = ['bob']) => value<{ message: { id: number } }>(await one(store, send(over, recipients))).message.id;
+    const twice = await sent({ body: 'disk full on disk two' });
+    const once = await sent({ body: 'a disk alarm, and a very long body after it to push its rank below the others', channel: 'ops' });
+    const subject = await sent({ subject: 'Disk', body: 'see above', from: 'ext:ci', to: 'tag:crew' }, ['bob', 'carol']);
+    await sent({ body: 'nothing here' });
+    const terms = (...words: string[]) => words.map((text) => ({ text, prefix: false }));
+    const f: SearchFilter = { terms: terms('disk'), since: 0, channel: null, from: null, to: null, inbox: null, limit: 10 };
+    const rank = (over: Partial<SearchFilter>) => store.messages.rankMatches({ ...f, ...over }).map((r) => r.id);
+    t.same(rank({}), [subject, twice, once], 'best first: a subject word, then two body words, then one in a long body');
+    t.same(rank({ limit: 2 }), [subject, twice], 'limit');
+    t.same(rank({ terms: terms('disk', 'full') }), [twice], 'every term must match');
+    t.same(rank({ terms: [{ text: 'ala', prefix: true }] }), [once], 'a prefix');
+    t.same(rank({ terms: terms('two disk') }), [], 'a term of two words is a phrase, in order');
+    t.same(rank({ channel: 'ops' }), [once], 'channel');
+    t.same(rank({ from: 'ext:ci' }), [subject], 'from');
+    t.same(rank({ to: 'tag:crew' }), [subject], 'to');
+    t.same(rank({ since: twice }), [subject, once], 'since');
+    t.same(rank({ inbox: { agentId: 'carol', floor: 0 } }), [subject], 'an inbox: the messages addressed to it');
+    t.same(rank({ inbox: { agentId: 'bob', floor: once } }), [subject], 'from its floor up');
+    t.same(
+      store.messages.searchHits(terms('disk'), [twice, 999, subject]).map((h) => [h.message.id, h.snippet]),
+      [
+        [twice, '«disk» full on «disk» two'],
+        [subject, '«Disk»'],
+      ],
+      'hits in the order asked, matched words between « and », an unknown id left out',
+    );
+    value(await one(store, { op: 'prune', at: at + 10, cutoff: at + 1, offlineCutoff: 0 }));
+    t.same(rank({}), [], 'pruned messages are not found');
+    const late = await sent({ body: 'disk replaced' });
+    t.same(rank({}), [late], 'a send is found once its commit is answered');
   });
 }

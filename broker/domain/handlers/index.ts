@@ -15,6 +15,7 @@ export const HANDLERS: { [M in MethodName]: Handler<M> } = {
   'agent/list': agent.list,
   'message/send': message.send,
   'message/list': message.list,
+  'message/search': message.search,
   'message/read': message.read,
   'message/get': message.get,
   'message/ack': message.ack,

@@ -12,6 +12,8 @@ import {
   type MessageReadParams,
   type MessageReadResult,
   type MessageSendParams,
+  type MessageSearchParams,
+  type MessageSearchResult,
   type MessageSendResult,
   type Message,
   type ThreadGetParams,
@@ -19,7 +21,8 @@ import {
 } from '../../../protocol/index.js';
 import { requireAgent, type CallContext } from '../context.js';
 import { checkCursor, inbox } from '../delivery.js';
-import { inboxReader } from '../read-rule.js';
+import { inboxReader, searchScope } from '../read-rule.js';
+import { parseSearchQuery } from '../search-query.js';
 import { withinBudget } from '../result-budget.js';
 import { senderOf } from '../sender.js';
 import { claimTask } from './task.js';
@@ -85,6 +88,43 @@ function recordPolled({ domain: d }: CallContext, agentId: string, messages: rea
   if (last === undefined) return;
   if (unfilteredSince !== null && d.notifier.pushes.polled(agentId, unfilteredSince, last)) return;
   d.queue.defer({ op: 'delivery.mark', at: d.now(), agentId, messageIds: messages.map((m) => m.id), state: 'pushed' });
+}
+
+/**
+ * Ranked full-text search over what the caller may list: its inbox, or the global feed for an
+ * observer (read-rule.ts). The first page ranks the best hits; later pages are cut from that
+ * ranking (search-pages.ts), so paging neither repeats nor skips a hit.
+ */
+export function search(ctx: CallContext, p: MessageSearchParams): MessageSearchResult {
+  const { domain: d } = ctx;
+  const terms = parseSearchQuery(p.query);
+  const scope = searchScope(ctx);
+  const limit = p.limit ?? LIMITS.defaultSearchLimit;
+  let ids: readonly number[];
+  let served: (count: number) => string | null;
+  if (p.after !== undefined) {
+    const page = d.searches.page(scope, p.after, limit);
+    ids = page.ids;
+    served = (count) => d.searches.next(page.key, page.offset + count);
+  } else {
+    const ranked = d.store.messages
+      .rankMatches({
+        terms,
+        since: p.since ?? 0,
+        channel: p.channel ?? null,
+        from: p.from ?? null,
+        to: p.to ?? null,
+        inbox: scope === null ? null : { agentId: scope, floor: d.agents.inboxFloor(scope) },
+        limit: LIMITS.maxSearchHits,
+      })
+      .map((r) => r.id);
+    ids = ranked.slice(0, limit);
+    // Kept only when a second page exists.
+    served = (count) => (count < ranked.length ? d.searches.keep(scope, ranked, count) : null);
+  }
+  const page = withinBudget(d.store.messages.searchHits(terms, ids), LIMITS.maxResultBytes);
+  const next = served(page.cut ? page.records.length : ids.length);
+  return next === null ? { hits: page.records } : { hits: page.records, more: true, nextCursor: next };
 }
 
 export async function read(ctx: CallContext, p: MessageReadParams): Promise<MessageReadResult> {
