@@ -1,4 +1,5 @@
 import type { Agent, AgentSummary, Message, RelayEvent, Task } from '../../protocol/common.js';
+import type { SearchHit } from '../../protocol/methods/message.js';
 
 type Colors = ReturnType<typeof import('picocolors').createColors>;
 
@@ -30,6 +31,18 @@ export function messageLine(m: Message, c: Colors, max = 120): string {
   const claim = m.claimable ? c.yellow(` claimable task #${m.taskId}`) : '';
   const subject = m.subject ? `${c.bold(m.subject)}: ` : '';
   return `${c.cyan(`#${m.id}`)} ${m.from} → ${m.to}${channel}${reply}${claim} ${subject}${clip(m.body, max)}`;
+}
+
+/**
+ * A search hit: who, where and when, then its snippet indented, the matched words (between « and »
+ * on the wire) highlighted; without colors the markers stay, so the match still shows.
+ */
+export function hitLines(h: SearchHit, c: Colors): string {
+  const m = h.message;
+  const channel = m.channel ? c.dim(` [${m.channel}]`) : '';
+  const subject = m.subject ? ` ${c.bold(clip(m.subject, 80))}` : '';
+  const snippet = c.isColorSupported ? clip(h.snippet, 400).replace(/«([^»]*)»/g, (_all, word: string) => c.yellow(c.bold(word))) : clip(h.snippet, 400);
+  return `${c.cyan(`#${m.id}`)} ${m.from} → ${m.to}${channel} ${c.dim(time(m.createdAt))}${subject}\n    ${snippet}`;
 }
 
 export function agentsTable(agents: Agent[]): string {

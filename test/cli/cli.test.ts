@@ -372,6 +372,63 @@ t.test('inbox: --json, human lines, --since, --limit, --unread and --mark-read',
   t.same((await viaEnv.json('inbox')).messages, [m1, m2, m3], 'AGENT_RELAY_AGENT stands for --as');
 });
 
+t.test('search: ranked hits with snippets, --as for the inbox, filters, --json, paging with --after', async (t) => {
+  const { cli } = await setup(t);
+  await cli.ok('register', '--id', 'alice');
+  await cli.ok('register', '--id', 'bob');
+  await cli.ok('register', '--id', 'carol');
+  const toBob = (await cli.json('send', '--as', 'alice', 'bob', 'the canary deploy is green', '--channel', 'ops')).message;
+  const toCarol = (await cli.json('send', '--as', 'alice', 'carol', 'canary secrets for carol')).message;
+  const subject = (await cli.json('send', 'bob', 'see the dashboard', '--subject', 'Canary')).message;
+
+  const all = await cli.json('search', 'canary');
+  t.equal(all.hits[0].message.id, subject.id, 'the subject match first');
+  t.same(all.hits.map((h: any) => h.message.id).sort(), [subject.id, toBob.id, toCarol.id].sort(), 'every message');
+  const human = (await cli.ok('search', 'canary deploy')).out.split('\n');
+  t.equal(human.length, 2, 'one hit: two lines');
+  t.match(human[0], new RegExp(`^#${toBob.id} alice → bob \\[ops\\] \\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d$`), 'who, where, when');
+  t.equal(human[1], '    the «canary» «deploy» is green', 'the snippet, indented, matches marked');
+  t.same(
+    (await cli.json('search', 'canary', '--as', 'bob')).hits.map((h: any) => h.message.id),
+    [subject.id, toBob.id],
+    "--as bob: his inbox, not carol's message",
+  );
+  t.same(
+    (await cli.json('search', 'canary', '--channel', 'ops')).hits.map((h: any) => h.message.id),
+    [toBob.id],
+    '--channel',
+  );
+  t.same(
+    (await cli.json('search', 'canary', '--from', 'ext:cli')).hits.map((h: any) => h.message.id),
+    [subject.id],
+    '--from',
+  );
+  t.same(
+    (await cli.json('search', 'canary', '--to', 'carol')).hits.map((h: any) => h.message.id),
+    [toCarol.id],
+    '--to',
+  );
+  t.same(
+    (await cli.json('search', 'canary', '--since', String(toBob.id))).hits.map((h: any) => h.message.id),
+    [subject.id, toCarol.id],
+    '--since',
+  );
+
+  const first = await cli.ok('search', 'canary', '--limit', '2');
+  const hint = first.out.split('\n').at(-1)!;
+  t.match(hint, /^more: add --after \S+$/, 'a cut page says how to go on');
+  const rest = await cli.json('search', 'canary', '--limit', '2', '--after', hint.split(' ').at(-1)!);
+  t.same(
+    rest.hits.map((h: any) => h.message.id),
+    [all.hits[2].message.id],
+    'the next page: the third hit',
+  );
+  t.equal((await cli.ok('search', 'nothingmatches')).out, 'no messages found');
+  const bad = await cli.run('search', '!!!');
+  t.not(bad.code, 0, 'a query without words fails');
+  t.match(bad.err, /query/, 'and says why');
+});
+
 t.test('threads: every message of a thread, in order, from any of its ids', async (t) => {
   const { cli } = await setup(t);
   await cli.ok('register', '--id', 'alice');

@@ -5,7 +5,7 @@ import { externalSender } from '../../../protocol/senders.js';
 import { getWholeThread } from '../../pages.js';
 import { type CliContext, wholeNumber } from '../context.js';
 import { followForever } from '../follow.js';
-import { messageLine } from '../format.js';
+import { hitLines, messageLine } from '../format.js';
 
 type Run = (action: (ctx: CliContext, ...args: any[]) => Promise<void>) => (...args: any[]) => Promise<void>;
 
@@ -82,6 +82,41 @@ export function messageCommands(program: Command, run: Run): void {
           const next = await ctx.http.inbox(identity, { since: since!, waitSec: FOLLOW_WAIT_SEC });
           await show(next.messages);
           since = next.messages.at(-1)?.id ?? Math.max(since!, next.cursor);
+        });
+      }),
+    );
+
+  program
+    .command('search')
+    .description("find messages by words in subject and body, best first (an agent's inbox with --as, else every message)")
+    .argument('<query>', 'words (all must match); "a phrase" in quotes; word* for a prefix')
+    .option('--channel <channel>', 'only this channel')
+    .option('--from <sender>', 'only from this sender (agent id or ext:NAME)')
+    .option('--to <target>', 'only sent to exactly this target')
+    .option('--since <id>', 'only messages after this id', wholeNumber)
+    .option('--limit <n>', 'at most this many hits (default 20, at most 100)', wholeNumber)
+    .option('--after <cursor>', 'the next page: the cursor a previous search printed')
+    .action(
+      run(async (ctx, query: string, o: { channel?: string; from?: string; to?: string; since?: number; limit?: number; after?: string }) => {
+        const identity = ctx.optionalIdentity();
+        const r = await ctx.http.call(
+          'message/search',
+          {
+            query,
+            ...(o.channel ? { channel: o.channel } : {}),
+            ...(o.from ? { from: o.from } : {}),
+            ...(o.to ? { to: o.to } : {}),
+            ...(o.since !== undefined ? { since: o.since } : {}),
+            ...(o.limit ? { limit: o.limit } : {}),
+            ...(o.after ? { after: o.after } : {}),
+          },
+          identity ?? undefined,
+        );
+        ctx.print(r, () => {
+          if (r.hits.length === 0) return 'no messages found';
+          const lines = r.hits.map((h) => hitLines(h, ctx.color));
+          if (r.nextCursor) lines.push(ctx.color.dim(`more: add --after ${r.nextCursor}`));
+          return lines.join('\n');
         });
       }),
     );
