@@ -3,6 +3,7 @@ import type { Message } from '../../protocol/common.js';
 import { externalSender } from '../../protocol/senders.js';
 import { getWholeThread } from '../pages.js';
 import { clock, useAction } from './hooks.js';
+import { SearchBox } from './search.js';
 import type { DashboardStore } from './store.js';
 
 const ROW_HEIGHT = 56;
@@ -158,6 +159,7 @@ export function MessagesPanel({ store, onOpen }: { store: DashboardStore; onOpen
           </select>
         </div>
       </header>
+      <SearchBox store={store} channel={channel} onOpen={onOpen} />
       <MessageList messages={shown} onOpen={onOpen} />
       <Composer store={store} />
     </section>

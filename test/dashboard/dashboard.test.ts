@@ -181,6 +181,35 @@ t.test('a message sent from the page reaches a test client, and its reply shows 
   t.same([consoleErrors, pageErrors], [[], []], 'no console or page error');
 });
 
+t.test('the search box finds a message by its words, marks them, and a hit opens its thread', async (t) => {
+  const relay = await startRelay(t);
+  const alice = await connectAgent(t, relay.wsUrl, { id: 'alice' });
+  await connectAgent(t, relay.wsUrl, { id: 'bob' });
+  const hit = (await alice.rpc.call('message/send', { to: 'bob', body: 'the nightly canary rollout stalled at 40%' })).message;
+  await alice.rpc.call('message/send', { to: 'bob', body: 'lunch is ready' });
+  const { page, consoleErrors, pageErrors } = await openDashboard(t, relay);
+
+  const box = page.getByRole('search');
+  await box.getByLabel('Search messages').fill('canary rollout');
+  await box.getByLabel('Search messages').press('Enter');
+  const results = page.getByRole('list', { name: 'Search results' });
+  await results.locator(`li[data-message-id="${hit.id}"]`).waitFor();
+  t.equal(await results.locator('li[data-message-id]').count(), 1, 'one hit: the message with both words');
+  t.same(await results.locator('mark').allTextContents(), ['canary', 'rollout'], 'the matched words are marked');
+  t.match(await results.locator(`li[data-message-id="${hit.id}"] .meta`).textContent(), /alice → bob/, 'sender and recipient');
+  await results.getByRole('button', { name: `Search hit: message ${hit.id} from alice: open its thread` }).click();
+  const drawer = page.getByRole('complementary', { name: `Thread of message ${hit.threadId}` });
+  await drawer.locator(`.thread li[data-message-id="${hit.id}"]`).waitFor();
+  await drawer.getByRole('button', { name: 'Close thread' }).click();
+
+  await box.getByLabel('Search messages').fill('nothingmatches');
+  await box.getByLabel('Search messages').press('Enter');
+  await results.getByText('no messages found').waitFor();
+  await box.getByRole('button', { name: 'Clear search' }).click();
+  await results.waitFor({ state: 'detached' });
+  t.same([consoleErrors, pageErrors], [[], []], 'no console or page error');
+});
+
 t.test('a label edited on the page is stored by the relay and still there after a reload', async (t) => {
   const relay = await startRelay(t);
   const bob = await connectAgent(t, relay.wsUrl, { id: 'bob', label: 'bob' });
