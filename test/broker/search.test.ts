@@ -118,6 +118,22 @@ t.test('paging: every hit once, in rank order, and later messages stay out of a 
   t.equal((await rpcErrorOf(bob.rpc.call('message/search', { query: 'alpha', after: first.nextCursor }))).code, ERRORS.cursorExpired.code, "another caller's cursor: -32007");
 });
 
+t.test("a search's pages are kept 10 minutes; past that its cursor is -32007 and a new search starts over", async (t) => {
+  const clock = new ManualClock();
+  const relay = await startRelay(t, {}, { clock });
+  const obs = await WsRpc.connect(t, relay.wsUrl);
+  await connectAgent(t, relay.wsUrl, { id: 'bob' });
+  for (let i = 0; i < 3; i++) await obs.call('message/send', { to: 'bob', body: `gamma ${i}` });
+  const first = await obs.call('message/search', { query: 'gamma', limit: 1 });
+  clock.advance(9 * 60_000);
+  t.equal((await obs.call('message/search', { query: 'gamma', limit: 1, after: first.nextCursor })).hits.length, 1, 'within 10 minutes: the next page');
+  clock.advance(60_000);
+  const err = await rpcErrorOf(obs.call('message/search', { query: 'gamma', limit: 1, after: first.nextCursor }));
+  t.equal(err.code, ERRORS.cursorExpired.code, 'after 10 minutes: -32007');
+  t.match(err.message, /search again/, 'the message says what to do');
+  t.equal((await obs.call('message/search', { query: 'gamma', limit: 5 })).hits.length, 3, 'a new search finds them all');
+});
+
 t.test('visibility follows message/list: an agent searches its inbox, an observer the global feed', async (t) => {
   const relay = await startRelay(t);
   const alice = await connectAgent(t, relay.wsUrl, { id: 'alice' });

@@ -180,7 +180,7 @@ t.test('the bin: --help, a real command, and exit 3 when the relay is unreachabl
   const help = await runBin(t, ['--help']);
   t.equal(help.code, 0, '--help exits 0');
   t.match(help.stdout, /^Usage: agent-relay \[options\] \[command\]/);
-  for (const command of ['register', 'agents', 'status', 'send', 'inbox', 'threads', 'claim', 'tasks', 'task', 'event', 'tail', 'monitor']) {
+  for (const command of ['register', 'agents', 'status', 'send', 'inbox', 'search', 'threads', 'claim', 'tasks', 'task', 'event', 'tail', 'monitor']) {
     t.match(help.stdout, new RegExp(`\\n  ${command}\\b`), `--help lists ${command}`);
   }
 
