@@ -1,9 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { LIMITS, RelayError } from '../../protocol/index.js';
+import type { SearchTerm } from './store-port.js';
 
 interface Kept {
   /** Whose search it is (an agent id, or null for the global feed): no one else pages it. */
   scope: string | null;
+  /** The first page's terms: later pages' snippets mark the words that were ranked. */
+  terms: readonly SearchTerm[];
   ids: readonly number[];
   until: number;
 }
@@ -20,17 +23,17 @@ export class SearchPages {
   constructor(private readonly now: () => number) {}
 
   /** Keep a ranking whose first page was served; returns the cursor of its second. */
-  keep(scope: string | null, ids: readonly number[], served: number): string {
+  keep(scope: string | null, terms: readonly SearchTerm[], ids: readonly number[], served: number): string {
     this.expire();
     // Oldest first: Map keeps insertion order.
     while (this.kept.size >= LIMITS.maxSearchesKept) this.kept.delete(this.kept.keys().next().value!);
     const key = randomBytes(12).toString('base64url');
-    this.kept.set(key, { scope, ids, until: this.now() + LIMITS.searchKeptMs });
+    this.kept.set(key, { scope, terms, ids, until: this.now() + LIMITS.searchKeptMs });
     return cursor(key, served);
   }
 
-  /** The ids of the page after `after`, and the cursor of the page after that one (null at the end). */
-  page(scope: string | null, after: string, limit: number): { ids: readonly number[]; offset: number; key: string } {
+  /** The page at cursor `after`: its ids, the search's terms, and where it starts. */
+  page(scope: string | null, after: string, limit: number): { terms: readonly SearchTerm[]; ids: readonly number[]; offset: number; key: string } {
     const m = /^([A-Za-z0-9_-]{16}):(\d+)$/.exec(after);
     if (!m) throw new RelayError('invalidParams', 'after: not a nextCursor of message/search');
     this.expire();
@@ -40,7 +43,7 @@ export class SearchPages {
       throw new RelayError('cursorExpired', `after: this search's pages are no longer kept (${LIMITS.searchKeptMs / 60_000} minutes, ${LIMITS.maxSearchesKept} searches); search again`);
     }
     const offset = Number(m[2]);
-    return { ids: kept.ids.slice(offset, offset + limit), offset, key: m[1]! };
+    return { terms: kept.terms, ids: kept.ids.slice(offset, offset + limit), offset, key: m[1]! };
   }
 
   /** The cursor past `served` hits of a kept ranking, or null when none is left. */

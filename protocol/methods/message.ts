@@ -75,7 +75,7 @@ export const MessageSearchParamsSchema = z.strictObject({
   /** Only messages with an id above this cursor. */
   since: CursorSchema.optional(),
   limit: z.number().int().min(1).max(LIMITS.maxSearchLimit).optional(),
-  /** The `nextCursor` of the previous page. */
+  /** The `nextCursor` of the previous page: the first page's query and filters hold, only `limit` is read. */
   after: z.string().min(1).max(128).optional(),
   ...IdentityFields,
 });

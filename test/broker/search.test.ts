@@ -105,6 +105,10 @@ t.test('paging: every hit once, in rank order, and later messages stay out of a 
   t.equal(pages, 5, '23 hits in pages of 5');
   t.same(seen, ids(all), 'the pages together are the one-page answer: no duplicate, no gap, same order');
   t.equal((await obs.call('message/search', { query: 'alpha', limit: 100 })).hits.length, 24, 'a new search finds the late message');
+  const one = await obs.call('message/search', { query: 'alpha', limit: 5 });
+  const other = await obs.call('message/search', { query: 'something else', limit: 5, after: one.nextCursor });
+  t.same(ids(other), ids(await obs.call('message/search', { query: 'alpha', limit: 5, after: one.nextCursor })), "a later page is the first page's search, whatever query it names");
+  t.ok(other.hits.every((h: Hit) => h.snippet.includes('«alpha»')), "its snippets mark the first page's words");
   for (const bad of ['nope', '1:2', 'AAAAAAAAAAAAAAAA:x']) {
     const err = await rpcErrorOf(obs.call('message/search', { query: 'alpha', after: bad }));
     t.equal(err.code, ERRORS.invalidParams.code, `after ${bad}: -32602`);

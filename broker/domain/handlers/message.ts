@@ -25,6 +25,7 @@ import { inboxReader, searchScope } from '../read-rule.js';
 import { parseSearchQuery } from '../search-query.js';
 import { withinBudget } from '../result-budget.js';
 import { senderOf } from '../sender.js';
+import type { SearchTerm } from '../store-port.js';
 import { claimTask } from './task.js';
 
 export async function send(ctx: CallContext, p: MessageSendParams): Promise<MessageSendResult> {
@@ -97,19 +98,20 @@ function recordPolled({ domain: d }: CallContext, agentId: string, messages: rea
  */
 export function search(ctx: CallContext, p: MessageSearchParams): MessageSearchResult {
   const { domain: d } = ctx;
-  const terms = parseSearchQuery(p.query);
   const scope = searchScope(ctx);
   const limit = p.limit ?? LIMITS.defaultSearchLimit;
+  let terms: readonly SearchTerm[];
   let ids: readonly number[];
   let served: (count: number) => string | null;
   if (p.after !== undefined) {
     const page = d.searches.page(scope, p.after, limit);
-    ids = page.ids;
+    ({ terms, ids } = page);
     served = (count) => d.searches.next(page.key, page.offset + count);
   } else {
+    const parsed = parseSearchQuery(p.query);
     const ranked = d.store.messages
       .rankMatches({
-        terms,
+        terms: parsed,
         since: p.since ?? 0,
         channel: p.channel ?? null,
         from: p.from ?? null,
@@ -118,9 +120,10 @@ export function search(ctx: CallContext, p: MessageSearchParams): MessageSearchR
         limit: LIMITS.maxSearchHits,
       })
       .map((r) => r.id);
+    terms = parsed;
     ids = ranked.slice(0, limit);
     // Kept only when a second page exists.
-    served = (count) => (count < ranked.length ? d.searches.keep(scope, ranked, count) : null);
+    served = (count) => (count < ranked.length ? d.searches.keep(scope, parsed, ranked, count) : null);
   }
   const page = withinBudget(d.store.messages.searchHits(terms, ids), LIMITS.maxResultBytes);
   const next = served(page.cut ? page.records.length : ids.length);
