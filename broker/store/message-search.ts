@@ -7,7 +7,8 @@ import { messageFromRow, type MessageRow } from './message-row.js';
 // A subject match counts twice a body match.
 const RANK = `bm25(messages_fts, 2.0, 1.0)`;
 // Snippets are made for the page only, not for every match ranked. The rowid is bounded as a range:
-// FTS5 (SQLite 3.53) ignored `rowid = ?` with a bound parameter beside MATCH and scanned every match.
+// better-sqlite3 binds a JS number as REAL, and beside MATCH FTS5 (SQLite 3.53) ignores `rowid = ?`
+// given a REAL (every match comes back); range bounds take it.
 const SNIPPET = `
   SELECT snippet(messages_fts, -1, '«', '»', '…', 16) AS snippet FROM messages_fts
   WHERE messages_fts MATCH @match AND messages_fts.rowid >= @id AND messages_fts.rowid <= @id`;
