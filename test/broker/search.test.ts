@@ -108,7 +108,10 @@ t.test('paging: every hit once, in rank order, and later messages stay out of a 
   const one = await obs.call('message/search', { query: 'alpha', limit: 5 });
   const other = await obs.call('message/search', { query: 'something else', limit: 5, after: one.nextCursor });
   t.same(ids(other), ids(await obs.call('message/search', { query: 'alpha', limit: 5, after: one.nextCursor })), "a later page is the first page's search, whatever query it names");
-  t.ok(other.hits.every((h: Hit) => h.snippet.includes('«alpha»')), "its snippets mark the first page's words");
+  t.ok(
+    other.hits.every((h: Hit) => h.snippet.includes('«alpha»')),
+    "its snippets mark the first page's words",
+  );
   for (const bad of ['nope', '1:2', 'AAAAAAAAAAAAAAAA:x']) {
     const err = await rpcErrorOf(obs.call('message/search', { query: 'alpha', after: bad }));
     t.equal(err.code, ERRORS.invalidParams.code, `after ${bad}: -32602`);
@@ -120,6 +123,23 @@ t.test('paging: every hit once, in rank order, and later messages stay out of a 
   const first = await obs.call('message/search', { query: 'alpha', limit: 5 });
   const bob = await connectAgent(t, relay.wsUrl, { id: 'bob2' });
   t.equal((await rpcErrorOf(bob.rpc.call('message/search', { query: 'alpha', after: first.nextCursor }))).code, ERRORS.cursorExpired.code, "another caller's cursor: -32007");
+});
+
+t.test('a page stops at the 1 MiB result budget and the next one starts after its last hit', async (t) => {
+  const relay = await startRelay(t);
+  const obs = await WsRpc.connect(t, relay.wsUrl);
+  await connectAgent(t, relay.wsUrl, { id: 'bob' });
+  const sent: number[] = [];
+  for (let i = 0; i < 8; i++) sent.push((await obs.call('message/send', { to: 'bob', body: `bulky ${i} ${'x'.repeat(200_000)}` })).message.id);
+  const seen: number[] = [];
+  let page = await obs.call('message/search', { query: 'bulky' });
+  t.ok(page.hits.length < 8 && page.more === true, `the first page stopped at the budget (${page.hits.length} hits)`);
+  seen.push(...ids(page));
+  while (page.nextCursor) {
+    page = await obs.call('message/search', { query: 'bulky', after: page.nextCursor });
+    seen.push(...ids(page));
+  }
+  t.same([...seen].sort(), [...sent].sort(), 'every hit once across the pages');
 });
 
 t.test("a search's pages are kept 10 minutes; past that its cursor is -32007 and a new search starts over", async (t) => {

@@ -126,7 +126,8 @@ export function search(ctx: CallContext, p: MessageSearchParams): MessageSearchR
     served = (count) => (count < ranked.length ? d.searches.keep(scope, parsed, ranked, count) : null);
   }
   const page = withinBudget(d.store.messages.searchHits(terms, ids), LIMITS.maxResultBytes);
-  const next = served(page.cut ? page.records.length : ids.length);
+  // A cut page resumes after its last hit (ids of hits pruned meanwhile are skipped, not counted).
+  const next = served(page.cut ? ids.indexOf(page.records.at(-1)!.message.id) + 1 : ids.length);
   return next === null ? { hits: page.records } : { hits: page.records, more: true, nextCursor: next };
 }
 
