@@ -142,6 +142,19 @@ export const TOOLS: Record<string, ToolSpec<z.ZodObject>> = {
     },
   }),
 
+  search_messages: tool({
+    title: 'Search messages',
+    description:
+      'Full-text search of the subjects and bodies of messages in this agent\'s inbox, best match first, each hit with a snippet (matched words between « and »). Every word must match; "a phrase" in quotes, a trailing * for a prefix. Filters: channel, from (sender), to (target), since (a message id). With more, call again with after = nextCursor.',
+    input: message.MessageSearchParamsSchema.pick({ query: true, channel: true, from: true, to: true, since: true, limit: true, after: true }),
+    run: async (ctx, args) => {
+      const r = await ctx.relay.call('message/search', withoutUndefined(args));
+      const lines = r.hits.map((h) => `#${h.message.id} from ${h.message.from} to ${h.message.to}${h.message.subject ? ` [${h.message.subject}]` : ''}: ${h.snippet}`);
+      const more = r.more && r.nextCursor ? `\n(more: call again with after "${r.nextCursor}")` : '';
+      return { text: `${lines.length ? lines.join('\n') : 'no matches'}${more}`, data: r };
+    },
+  }),
+
   claim: tool({
     title: 'Claim work',
     description: 'Claim a task (taskId) or a claimable message (messageId): exactly one agent gets it; a conflict names who has it. The claim token is kept for update_task and release_task.',

@@ -20,7 +20,7 @@ import { connectAgent } from '../helpers/ws-client.js';
  */
 
 const BIN = join(ROOT, 'bin', 'agent-relay.js');
-const TOOL_NAMES = ['claim', 'get_thread', 'inbox', 'list_agents', 'mark_read', 'read_message', 'release_task', 'send_message', 'update_task', 'whoami'];
+const TOOL_NAMES = ['claim', 'get_thread', 'inbox', 'list_agents', 'mark_read', 'read_message', 'release_task', 'search_messages', 'send_message', 'update_task', 'whoami'];
 
 interface Mcp {
   client: Client;
@@ -172,6 +172,33 @@ t.test('a message to the agent is announced, listed, read, marked and threaded',
     'the thread of the reply',
   );
   t.match((await mcp.refused('mark_read', {})).message, /give ids .* or upTo/, 'mark_read with nothing to mark');
+});
+
+t.test('search_messages finds ranked hits with snippets in the inbox, and pages', async (t) => {
+  const { relay, mcp, me } = await setup(t);
+  const bob = await connectAgent(t, relay.wsUrl, { id: 'bob' });
+  const carol = await connectAgent(t, relay.wsUrl, { id: 'carol' });
+  const deploy = await bob.rpc.call('message/send', { to: me, subject: 'deploy', body: 'the deploy of the billing service failed at step three' });
+  await bob.rpc.call('message/send', { to: me, body: 'lunch at noon?' });
+  await carol.rpc.call('message/send', { to: 'bob', body: 'the deploy is blocked' });
+  for (let i = 0; i < 3; i++) await bob.rpc.call('message/send', { to: me, body: `deploy note ${i}` });
+  const r = await mcp.call('search_messages', { query: 'deploy billing' });
+  t.notOk(r.isError);
+  const data = r.structuredContent as any;
+  t.same(
+    data.hits.map((h: any) => h.message.id),
+    [deploy.message.id],
+    'every word must match',
+  );
+  t.match(data.hits[0].snippet, /«deploy».*«billing»/, 'the snippet marks the words');
+  t.match(text(r), new RegExp(`#${deploy.message.id} from bob`), 'one line per hit');
+  const all = await mcp.ok('search_messages', { query: 'deploy', limit: 2 });
+  t.equal(all.hits.length, 2);
+  t.equal(all.more, true);
+  const next = await mcp.ok('search_messages', { query: 'deploy', after: all.nextCursor });
+  const ids = [...all.hits, ...next.hits].map((h: any) => h.message.id);
+  t.equal(new Set(ids).size, 4, "four hits over two pages, none twice, carol's DM to bob not among them");
+  t.equal((await mcp.refused('search_messages', { query: '!!!' })).code, ERRORS.invalidParams.code, 'a query without words is refused with -32602');
 });
 
 t.test('inbox waits for a message when asked', async (t) => {
