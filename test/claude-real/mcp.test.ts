@@ -8,6 +8,7 @@ import { startRelay } from '../helpers/relay.js';
 import { waitFor } from '../helpers/wait.js';
 import { connectAgent } from '../helpers/ws-client.js';
 import { CLAUDE, NO_CLAUDE } from './harness.js';
+import { README_RELAY_URL, testedBlock } from '../helpers/readme.js';
 
 /**
  * The README's `claude mcp add` line, pasted into the real Claude Code (2.1.197): `claude mcp list`
@@ -55,11 +56,20 @@ function session(t: Test): { env: (relayUrl: string) => NodeJS.ProcessEnv; cwd: 
   };
 }
 
+/** The README's `claude mcp add` line as arguments of `claude`, pointed at `relayUrl`. */
+function readmeMcpAdd(relayUrl: string): string[] {
+  const line = testedBlock('mcp-claude')
+    .split('\n')
+    .find((l) => l.startsWith('claude mcp add'));
+  if (!line) throw new Error('the mcp-claude block has no `claude mcp add` line');
+  return line.replace(README_RELAY_URL, relayUrl).split(/\s+/).slice(1);
+}
+
 t.test('the pasted `claude mcp add` line: Claude Code connects to the server, which joins the relay', { skip: NO_CLAUDE }, async (t) => {
   const relay = await startRelay(t);
   const s = session(t);
   const env = s.env('http://127.0.0.1:1');
-  const add = await claude(t, ['mcp', 'add', 'agent-relay', '-e', `AGENT_RELAY_URL=${relay.url}`, '--', 'agent-relay', 'mcp', '--client', 'claude'], env, s.cwd);
+  const add = await claude(t, readmeMcpAdd(relay.url), env, s.cwd);
   t.equal(add.code, 0, 'claude mcp add');
   const watcher = await connectAgent(t, relay.wsUrl, { id: 'watcher' });
   const list = await claude(t, ['mcp', 'list'], env, s.cwd);
@@ -80,7 +90,7 @@ t.test('with the relay down, claude mcp list reports the server failed, and retu
   });
   const s = session(t);
   const env = s.env('http://127.0.0.1:1');
-  t.equal((await claude(t, ['mcp', 'add', 'agent-relay', '-e', `AGENT_RELAY_URL=http://127.0.0.1:${closedPort}`, '--', 'agent-relay', 'mcp'], env, s.cwd)).code, 0);
+  t.equal((await claude(t, readmeMcpAdd(`http://127.0.0.1:${closedPort}`), env, s.cwd)).code, 0);
   const list = await claude(t, ['mcp', 'list'], env, s.cwd);
-  t.match(list.out, /agent-relay: agent-relay mcp - ✘ Failed to connect/, 'reported as failed');
+  t.match(list.out, /agent-relay: agent-relay mcp --client claude - ✘ Failed to connect/, 'reported as failed');
 });

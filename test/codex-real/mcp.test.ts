@@ -6,6 +6,7 @@ import { ROOT, trackChild, untrackChild } from '../helpers/child.js';
 import { startRelay } from '../helpers/relay.js';
 import { waitFor } from '../helpers/wait.js';
 import { connectAgent } from '../helpers/ws-client.js';
+import { README_RELAY_URL, testedBlock } from '../helpers/readme.js';
 import { codexCommand, codexConfigToml, type FakeModel, startFakeModel } from './harness.js';
 
 /**
@@ -16,13 +17,7 @@ import { codexCommand, codexConfigToml, type FakeModel, startFakeModel } from '.
 
 /** The entry the README gives, with this relay's address. */
 function mcpEntry(relayUrl: string): string {
-  return `
-[mcp_servers.agent-relay]
-command = "agent-relay"
-args = ["mcp", "--client", "codex"]
-env = { AGENT_RELAY_URL = "${relayUrl}" }
-default_tools_approval_mode = "approve"
-`;
+  return `\n${testedBlock('mcp-codex').replace(README_RELAY_URL, relayUrl)}\n`;
 }
 
 /** `codex exec PROMPT` with stdin closed (exec reads a piped stdin to its end before it starts). */

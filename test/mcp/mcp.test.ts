@@ -11,6 +11,7 @@ import { childEnv, ROOT, trackChild, untrackChild } from '../helpers/child.js';
 import { startRelay, type TestRelay } from '../helpers/relay.js';
 import { waitFor } from '../helpers/wait.js';
 import { connectAgent } from '../helpers/ws-client.js';
+import { testedBlock } from '../helpers/readme.js';
 
 /**
  * `agent-relay mcp` as MCP clients run it: the real bin as a child process over stdio, driven by
@@ -296,4 +297,17 @@ t.test('with the relay down the server exits with the reason, without hanging', 
   t.ok(err, 'the MCP client cannot connect');
   t.match(stderr, new RegExp(`agent-relay: relay not reachable at ${url} .*is it running\\? start it with agent-relay serve`), 'stderr says why and what to do');
   t.ok(Date.now() - started < 20_000, 'it exits within the connect bound (5 s) plus start-up: no hang');
+});
+
+t.test("the plugins' READMEs give the README's MCP configuration, word for word", async (t) => {
+  const { readFileSync } = await import('node:fs');
+  const claudeLine = testedBlock('mcp-claude')
+    .split('\n')
+    .find((l) => l.startsWith('claude mcp add'))!;
+  t.ok(readFileSync(join(ROOT, 'adapters/claude/plugin/README.md'), 'utf8').includes(claudeLine), 'Claude Code plugin');
+  const codexEntry = testedBlock('mcp-codex')
+    .split('\n')
+    .filter((l) => !l.startsWith('#'))
+    .join('\n');
+  t.ok(readFileSync(join(ROOT, 'adapters/codex/plugin/README.md'), 'utf8').includes(codexEntry), 'Codex plugin');
 });

@@ -1,10 +1,11 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { childEnv, ROOT, spawnChild, type TsChild } from '../helpers/child.js';
 import { startRelay } from '../helpers/relay.js';
 import { waitFor } from '../helpers/wait.js';
 import { WsRpc } from '../helpers/ws-client.js';
+import { testedBlock as readmeBlock } from '../helpers/readme.js';
 
 /**
  * The README's walk-throughs run as written, each against a real relay on a fresh database, so
@@ -27,17 +28,8 @@ import { WsRpc } from '../helpers/ws-client.js';
  * string value `"..."` matches any value (tokens, times). Arrays match element by element.
  */
 
-const README = readFileSync(join(ROOT, 'README.md'), 'utf8');
 /** Generous bound for one step (a child's start-up included): a safety net, not a timing assertion. */
 const STEP_MS = 30_000;
-
-/** The body of the fenced block following `<!-- tested: name`. */
-function testedBlock(readme: string, name: string): string {
-  const marker = new RegExp(`<!-- tested: ${name}\\b[^>]*-->\\n\`\`\`[a-z]*\\n([\\s\\S]*?)\\n\`\`\`\\n`);
-  const m = marker.exec(readme);
-  if (!m) throw new Error(`README.md has no fenced block after <!-- tested: ${name} -->`);
-  return m[1]!;
-}
 
 const MORE = '...';
 
@@ -95,7 +87,7 @@ t.test('the matching rule can fail', async (t) => {
 t.test('the wscat session answers as shown', async (t) => {
   const relay = await startRelay(t);
   const rpc = await WsRpc.connect(t, relay.wsUrl);
-  const lines = testedBlock(README, 'wscat').split('\n');
+  const lines = readmeBlock('wscat').split('\n');
   t.ok(lines.length >= 10, `${lines.length} lines`);
   const requested: unknown[] = [];
   const shownIds: unknown[] = [];
@@ -149,7 +141,7 @@ const CURL_PRELUDE = `curl() {
  */
 async function runCurlBlock(t: Test, name: string, url: string, vars: Record<string, string> = {}): Promise<void> {
   // R= in the block is pointed at the test relay; a block without one gets R from the environment.
-  const script = testedBlock(README, name).replace(/^R=.*$/m, `R=${url}`);
+  const script = readmeBlock(name).replace(/^R=.*$/m, `R=${url}`);
   // The calls in order: each `curl` at a line's start or after `;`, `(` or `|`, comments aside.
   const calls = script
     .split('\n')
@@ -171,14 +163,14 @@ async function runCurlBlock(t: Test, name: string, url: string, vars: Record<str
 
 /** The README's example integrations file, and its pagerduty secret. */
 function readmeIntegrations(): { text: string; secret: string } {
-  const text = testedBlock(README, 'integrations');
+  const text = readmeBlock('integrations');
   const secret = (JSON.parse(text) as { integrations: Array<{ name: string; secret: string }> }).integrations.find((i) => i.name === 'pagerduty')!.secret;
   return { text, secret };
 }
 
 t.test('the curl block runs as written', async (t) => {
   const relay = await startRelay(t);
-  t.match(testedBlock(README, 'curl'), /^R=http:\/\/127\.0\.0\.1:4850$/m, 'the block sets R to the default address');
+  t.match(readmeBlock('curl'), /^R=http:\/\/127\.0\.0\.1:4850$/m, 'the block sets R to the default address');
   await runCurlBlock(t, 'curl', relay.url);
 });
 
@@ -258,7 +250,7 @@ t.test('the CLI walk-through runs as written', async (t) => {
   // The relay's integrations are the README's example file, so the `event` line has its pagerduty.
   const { text, secret } = readmeIntegrations();
   writeFileSync(join(dir, 'integrations.json'), text);
-  const lines = testedBlock(README, 'cli').split('\n');
+  const lines = readmeBlock('cli').split('\n');
   const home = join(dir, 'home');
   let url: string | null = null;
   const cliEnv = () => childEnv({ AGENT_RELAY_HOME: home, ...(url ? { AGENT_RELAY_URL: url } : {}) }, (k) => k.startsWith('AGENT_RELAY_') || k === 'NO_COLOR');
