@@ -78,6 +78,12 @@ export const CONFIG_VARS = {
   busyTimeoutMs: { env: 'AGENT_RELAY_BUSY_TIMEOUT_MS', schema: int(0, 60_000), default: '2000', doc: 'How long a write waits for a database lock held by another process before -32008.' },
   pruneIntervalMs: { env: 'AGENT_RELAY_PRUNE_INTERVAL_MS', schema: int(100, 86_400_000), default: '600000', doc: 'How often pruning runs.' },
   presenceIntervalMs: { env: 'AGENT_RELAY_PRESENCE_INTERVAL_MS', schema: int(50, 600_000), default: '5000', doc: 'How often stale agents are looked for.' },
+  leaseSweepIntervalMs: {
+    env: 'AGENT_RELAY_LEASE_SWEEP_INTERVAL_MS',
+    schema: int(50, 600_000),
+    default: '1000',
+    doc: 'How often the end of leases whose TTL passed is recorded (an expired lease is free to others at once either way).',
+  },
   idleTimeoutSec: { env: 'AGENT_RELAY_IDLE_TIMEOUT_S', schema: int(8, 960), default: '120', doc: 'A WebSocket silent this long (pings unanswered) is closed.' },
   listenWaitMs: {
     env: 'AGENT_RELAY_LISTEN_WAIT_MS',

@@ -126,7 +126,39 @@ export const TaskSchema = z.object({
   meta: MetaSchema,
 });
 
-export const EventKindSchema = z.enum(['task.created', 'task.deduped', 'task.claimed', 'task.updated', 'task.released', 'task.closed', 'agent.online', 'agent.offline']);
+export const EventKindSchema = z.enum([
+  'task.created',
+  'task.deduped',
+  'task.claimed',
+  'task.updated',
+  'task.released',
+  'task.closed',
+  'agent.online',
+  'agent.offline',
+  'lease.acquired',
+  'lease.renewed',
+  'lease.released',
+]);
+
+export const LeaseModeSchema = z.enum(['exclusive', 'shared']);
+/** Why a lease ended: its holder released it, its TTL passed, or its holder went offline. */
+export const LeaseEndSchema = z.enum(['released', 'expired', 'offline']);
+
+export const LeaseSchema = z.object({
+  id: IdSchema,
+  agentId: z.string(),
+  mode: LeaseModeSchema,
+  resources: z.array(z.string()),
+  reason: z.string().nullable(),
+  /** The fencing token: the newest acquire or renew of this lease; higher than any issued before it on this relay. */
+  token: z.number().int(),
+  ttlMs: z.number().int(),
+  acquiredAt: TimeSchema,
+  renewedAt: TimeSchema,
+  expiresAt: TimeSchema,
+  releasedAt: TimeSchema.nullable(),
+  endedBy: LeaseEndSchema.nullable(),
+});
 
 export const EventSchema = z.object({
   id: IdSchema,
@@ -162,3 +194,6 @@ export type TaskStatus = z.infer<typeof TaskStatusSchema>;
 export type RelayEvent = z.infer<typeof EventSchema>;
 export type CallbackDelivery = z.infer<typeof CallbackDeliverySchema>;
 export type EventKind = z.infer<typeof EventKindSchema>;
+export type Lease = z.infer<typeof LeaseSchema>;
+export type LeaseMode = z.infer<typeof LeaseModeSchema>;
+export type LeaseEnd = z.infer<typeof LeaseEndSchema>;

@@ -18,3 +18,5 @@ export * from './methods/agent.js';
 export * from './methods/message.js';
 export * from './methods/task.js';
 export * from './methods/event.js';
+export * from './methods/lease.js';
+export * from './lease-patterns.js';

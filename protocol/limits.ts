@@ -38,4 +38,13 @@ export const LIMITS = {
    * record is always returned), well under the default 4 MiB send buffer.
    */
   maxResultBytes: 1024 * 1024,
+  /** Resources of one lease, and the longest resource (UTF-16 code units). */
+  maxLeaseResources: 32,
+  maxLeaseResourceChars: 512,
+  /** A lease's time to live, in milliseconds: from one second to one day; 5 minutes when not given. */
+  minLeaseTtlMs: 1000,
+  maxLeaseTtlMs: 86_400_000,
+  defaultLeaseTtlMs: 300_000,
+  /** Longest `reason` of a lease. */
+  maxLeaseReasonChars: 512,
 } as const;

@@ -1,6 +1,7 @@
 import type { z } from 'zod';
 import * as agent from './methods/agent.js';
 import * as event from './methods/event.js';
+import * as lease from './methods/lease.js';
 import * as message from './methods/message.js';
 import * as task from './methods/task.js';
 
@@ -42,8 +43,12 @@ export const METHODS = {
   'task/release': spec(task.TaskReleaseParamsSchema, task.TaskReleaseResultSchema, 'agent', true, 'Give a claimed task back; it is announced again.'),
   'task/list': spec(task.TaskListParamsSchema, task.TaskListResultSchema, 'any', false, 'List tasks.'),
   'task/get': spec(task.TaskGetParamsSchema, task.TaskGetResultSchema, 'any', false, 'One task with its events.'),
+  'lease/acquire': spec(lease.LeaseAcquireParamsSchema, lease.LeaseAcquireResultSchema, 'agent', true, 'Hold named resources (paths or SCHEME:NAME), all or none; answers a fencing token.'),
+  'lease/renew': spec(lease.LeaseRenewParamsSchema, lease.LeaseRenewResultSchema, 'agent', true, "Extend the caller's lease; answers a new fencing token."),
+  'lease/release': spec(lease.LeaseReleaseParamsSchema, lease.LeaseReleaseResultSchema, 'agent', true, "End the caller's lease."),
+  'lease/list': spec(lease.LeaseListParamsSchema, lease.LeaseListResultSchema, 'any', false, 'Leases in force now.'),
   'event/list': spec(event.EventListParamsSchema, event.EventListResultSchema, 'any', false, 'The event log by cursor.'),
-  'stream/subscribe': spec(event.StreamSubscribeParamsSchema, event.StreamSubscribeResultSchema, 'session', false, 'Live feed of messages, tasks, agents and events.'),
+  'stream/subscribe': spec(event.StreamSubscribeParamsSchema, event.StreamSubscribeResultSchema, 'session', false, 'Live feed of messages, tasks, agents, leases and events.'),
 } as const;
 
 export type MethodName = keyof typeof METHODS;

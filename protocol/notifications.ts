@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { AgentSummarySchema, EventSchema, MessageSchema, TaskSchema } from './common.js';
+import { AgentSummarySchema, EventSchema, LeaseSchema, MessageSchema, TaskSchema } from './common.js';
 
 /** Every notification is sent only after the change it reports has been committed. */
 export const NOTIFICATIONS = {
@@ -9,6 +9,8 @@ export const NOTIFICATIONS = {
   'task/updated': z.object({ task: TaskSchema, event: EventSchema }),
   /** To observers subscribed to `agents`: the agent without `meta`, which can be large (agent/list has it). */
   'agent/updated': z.object({ agent: AgentSummarySchema }),
+  /** To the lease's holder and to observers subscribed to `leases`: the lease right after the event. */
+  'lease/updated': z.object({ lease: LeaseSchema, event: EventSchema }),
   /** To observers subscribed to `events`. */
   'event/new': z.object({ event: EventSchema }),
 } as const;
@@ -19,3 +21,4 @@ export type MessageNewParams = NotificationParams<'message/new'>;
 export type TaskUpdatedParams = NotificationParams<'task/updated'>;
 export type AgentUpdatedParams = NotificationParams<'agent/updated'>;
 export type EventNewParams = NotificationParams<'event/new'>;
+export type LeaseUpdatedParams = NotificationParams<'lease/updated'>;

@@ -121,6 +121,15 @@ export const REST_ROUTES: RestRoute[] = [
   { verb: 'POST', pattern: /^\/api\/tasks\/(?<id>\d+)\/claim$/, method: 'task/claim', params: (r) => withBody(r, { id: id(r) }) },
   { verb: 'PATCH', pattern: /^\/api\/tasks\/(?<id>\d+)$/, method: 'task/update', params: (r) => withBody(r, { id: id(r) }) },
   { verb: 'POST', pattern: /^\/api\/tasks\/(?<id>\d+)\/release$/, method: 'task/release', params: (r) => withBody(r, { id: id(r) }) },
+  { verb: 'POST', pattern: /^\/api\/leases$/, method: 'lease/acquire', params: (r) => withBody(r, {}), status: () => 201 },
+  {
+    verb: 'GET',
+    pattern: /^\/api\/leases$/,
+    method: 'lease/list',
+    params: (r) => clean({ holder: str(r.query.get('holder')), resource: str(r.query.get('resource')), limit: num(r.query.get('limit')), since: num(r.query.get('since')) }),
+  },
+  { verb: 'POST', pattern: /^\/api\/leases\/(?<id>\d+)\/renew$/, method: 'lease/renew', params: (r) => withBody(r, { leaseId: id(r) }) },
+  { verb: 'POST', pattern: /^\/api\/leases\/(?<id>\d+)\/release$/, method: 'lease/release', params: (r) => withBody(r, { leaseId: id(r) }) },
   {
     verb: 'GET',
     pattern: /^\/api\/events$/,

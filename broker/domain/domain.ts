@@ -81,6 +81,9 @@ export class Domain {
         case 'agentRemoved':
           this.agents.removed(c.id);
           break;
+        case 'lease':
+          this.notifier.leaseUpdated(c.lease, c.event);
+          break;
         case 'callback':
           callbacks = true;
           break;

@@ -1,4 +1,4 @@
-import { CLOSE_CODES, type AgentSummary, type Message, type RelayEvent, type Task } from '../../protocol/index.js';
+import { CLOSE_CODES, type AgentSummary, type Lease, type Message, type RelayEvent, type Task } from '../../protocol/index.js';
 import type { Logger } from '../logger.js';
 import type { CommitQueue } from './commit-queue.js';
 import type { FrameMeta, Session } from './ports.js';
@@ -77,6 +77,16 @@ export class Notifier {
       }
     }
     for (const s of this.sessions.subscribers('tasks')) if (!sentTo.has(s)) this.write(s, text, meta);
+    this.eventNew(event);
+  }
+
+  /** To the lease's holder (it hears of an expiry or an offline release) and to `leases` subscribers. */
+  leaseUpdated(lease: Lease, event: RelayEvent): void {
+    const text = frame('lease/updated', { lease, event });
+    const meta: FrameMeta = { method: 'lease/updated' };
+    const holder = this.sessions.forAgent(lease.agentId);
+    if (holder) this.write(holder, text, meta);
+    for (const s of this.sessions.subscribers('leases')) if (s !== holder) this.write(s, text, meta);
     this.eventNew(event);
   }
 

@@ -1,4 +1,5 @@
 import type { Domain } from './domain.js';
+import { sweepExpiredLeases } from './lease-expiry.js';
 import { LoopWatch } from './loop-watch.js';
 import { sweepStaleAgents } from './presence.js';
 import { prune } from './prune.js';
@@ -16,12 +17,13 @@ export class Scheduler {
   }
 
   start(): void {
-    const { presenceIntervalMs, pruneIntervalMs } = this.core.config;
+    const { presenceIntervalMs, pruneIntervalMs, leaseSweepIntervalMs } = this.core.config;
     this.loop.start();
     this.every(presenceIntervalMs, 'presence sweep', () => sweepStaleAgents(this.core, this.loop.check()));
+    this.every(leaseSweepIntervalMs, 'lease expiry sweep', () => sweepExpiredLeases(this.core));
     this.every(pruneIntervalMs, 'prune', async () => {
       const r = await prune(this.core);
-      if (r.messages || r.events || r.tasks || r.agents.length) this.core.log.info({ prune: r }, 'pruned');
+      if (r.messages || r.events || r.tasks || r.leases || r.agents.length) this.core.log.info({ prune: r }, 'pruned');
     });
   }
 

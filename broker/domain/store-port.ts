@@ -1,4 +1,4 @@
-import type { Agent, Delivery, DeliveryState, EventKind, Message, RelayEvent, Task, TaskStatus } from '../../protocol/index.js';
+import type { Agent, Delivery, DeliveryState, EventKind, Lease, LeaseMode, Message, RelayEvent, Task, TaskStatus } from '../../protocol/index.js';
 
 /*
  * The store the domain needs. The domain plans every write as an op with its preconditions; the
@@ -182,8 +182,8 @@ export type WriteOp =
   /** Change fields of an agent whose token hash and status are still `expect`. */
   | { op: 'agent.patch'; at: number; id: string; expect: { tokenHash: string; status: Agent['status'] }; patch: AgentPatch; events: EventSpec[] }
   /**
-   * Take an agent offline and release its claimed work. Preconditions: it is not offline, and its
-   * unfinished claimed tasks are exactly `releases` (same attempts).
+   * Take an agent offline and release its claimed work and its leases. Preconditions: it is not
+   * offline, and its unfinished claimed tasks are exactly `releases` (same attempts).
    */
   | { op: 'agent.offline'; at: number; id: string; patch: AgentPatch; reason: string; releases: PlannedRelease[] }
   /** Keep last-seen fresh (bookkeeping). */
@@ -196,8 +196,33 @@ export type WriteOp =
   /** Record a span of pushed messages: a new row, or extend the row `rowId`. */
   | { op: 'delivery.span'; at: number; agentId: string; rowId: number | null; first: number; last: number }
   | { op: 'callback.attempt'; at: number; id: number; state: OutboxState; nextAt: number; status: number | null; error: string | null }
+  /**
+   * Hold resources, all or none. Precondition: no lease of another agent in force at `at` overlaps
+   * them where either is exclusive. Leases whose TTL passed by `at` are ended first (every lease op does).
+   */
+  | { op: 'lease.acquire'; at: number; agentId: string; mode: LeaseMode; resources: string[]; reason: string | null; ttlMs: number }
+  /** A new token and expiry; `ttlMs` null keeps the lease's own. Precondition: see LeaseHold. */
+  | { op: 'lease.renew'; at: number; hold: LeaseHold; ttlMs: number | null }
+  /** End a lease. Precondition: see LeaseHold. */
+  | { op: 'lease.release'; at: number; hold: LeaseHold }
+  /** End every lease whose TTL passed by `at` (the sweep). */
+  | { op: 'lease.expire'; at: number }
   /** Retention. */
   | { op: 'prune'; at: number; cutoff: number; offlineCutoff: number };
+
+/** Who presents which lease: it must be in force, held by `agentId`, with `token` its newest. */
+export interface LeaseHold {
+  leaseId: number;
+  agentId: string;
+  token: number;
+}
+
+/** A lease that stands in the way of an acquire, and which of its resources meets which asked for. */
+export interface LeaseConflict {
+  lease: Lease;
+  held: string;
+  requested: string;
+}
 
 export type OpName = WriteOp['op'];
 
@@ -211,6 +236,8 @@ export type Change =
   | { kind: 'event'; event: RelayEvent }
   | { kind: 'agent'; agent: StoredAgent }
   | { kind: 'agentRemoved'; id: string }
+  /** A lease event: the lease as it was right after it. */
+  | { kind: 'lease'; lease: Lease; event: RelayEvent }
   /** An outbox entry was written: the dispatcher should look. */
   | { kind: 'callback' };
 
@@ -221,6 +248,7 @@ export interface PruneCounts {
   tasks: number;
   callbacks: number;
   receipts: number;
+  leases: number;
   agents: string[];
 }
 
@@ -240,6 +268,10 @@ export interface Results {
   'delivery.mark': null;
   'delivery.span': { rowId: number };
   'callback.attempt': null;
+  'lease.acquire': { lease: Lease };
+  'lease.renew': { lease: Lease };
+  'lease.release': { lease: Lease };
+  'lease.expire': { leases: Lease[] };
   prune: PruneCounts;
 }
 
@@ -258,6 +290,10 @@ export type Refusal =
   | { refused: 'unroutable'; message: string }
   | { refused: 'full'; count: number }
   | { refused: 'notDelivered' }
+  /** Another agent's lease in force overlaps the resources asked for. */
+  | { refused: 'leaseConflict'; conflicts: LeaseConflict[] }
+  /** The lease is not the presenter's to change: another holder, ended, expired, or an older token. */
+  | { refused: 'leaseNotHeld'; lease: Lease }
   /** The op threw (a bug or a constraint the plan missed); only its own writes were undone. */
   | { refused: 'error'; error: unknown };
 
@@ -317,6 +353,14 @@ export interface AgentReads {
   metaOf(id: string): Record<string, unknown>;
 }
 
+export interface LeaseReads {
+  get(id: number): Lease | undefined;
+  /** Leases in force at `now` with an id above `since`, in id order. */
+  list(f: { now: number; since: number; holder: string | null }): Lease[];
+  /** Leases whose TTL passed by `now` and whose end is not recorded yet. */
+  expired(now: number): Lease[];
+}
+
 export interface ReceiptReads {
   seen(integration: string, deliveryId: string): { taskId: number | null } | undefined;
 }
@@ -338,6 +382,7 @@ export interface RelayStore {
   readonly outbox: OutboxReads;
   readonly agents: AgentReads;
   readonly receipts: ReceiptReads;
+  readonly leases: LeaseReads;
   readonly health: StoreHealth;
   /** Messages with ids up to this were pruned: a cursor below it cannot be resumed. */
   prunedThrough(): number;

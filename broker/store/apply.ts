@@ -1,10 +1,12 @@
-import { TERMINAL_TASK_STATUSES, type RelayEvent, type Task, type TaskStatus } from '../../protocol/index.js';
+import { resourcesOverlap, TERMINAL_TASK_STATUSES, type Lease, type LeaseEnd, type RelayEvent, type Task, type TaskStatus } from '../../protocol/index.js';
 import {
   callbackPayload,
   callbackWebhookId,
   type Announcement,
   type Change,
   type EventSpec,
+  type LeaseConflict,
+  type LeaseHold,
   type OpOf,
   type Outcome,
   type PlannedRelease,
@@ -85,6 +87,14 @@ export class OpApplier {
       case 'callback.attempt':
         this.t.outbox.recordAttempt(op.id, { state: op.state, nextAt: op.nextAt, status: op.status, error: op.error, now: op.at });
         return ok(null);
+      case 'lease.acquire':
+        return this.acquireLease(op);
+      case 'lease.renew':
+        return this.renewLease(op);
+      case 'lease.release':
+        return this.releaseLease(op);
+      case 'lease.expire':
+        return ok({ leases: this.expireLeases(op.at) } satisfies Results['lease.expire']);
       case 'prune':
         return ok(this.prune(op));
     }
@@ -275,7 +285,68 @@ export class OpApplier {
     this.saveAgent(agent);
     this.agentEvents(op.at, op.id, [{ kind: 'agent.offline', agentId: op.id, data: { reason: op.reason } }]);
     for (const task of claimed) this.release(op.at, task, planned.get(task.id)!);
+    for (const lease of this.t.leases.heldBy(op.id)) this.endLease(op.at, lease, lease.expiresAt <= op.at ? 'expired' : 'offline');
     return ok({ agent } satisfies Results['agent.offline']);
+  }
+
+  // ---- leases ----
+
+  /**
+   * All or none: the lease is granted only if no lease of another agent in force at `at` overlaps
+   * any resource asked for where either side is exclusive. Decided here, inside the transaction,
+   * against the rows as committed so far (earlier ops of this batch included).
+   */
+  private acquireLease(op: OpOf<'lease.acquire'>): ReturnType<OpApplier['run']> {
+    this.expireLeases(op.at);
+    const conflicts: LeaseConflict[] = [];
+    for (const held of this.t.leases.inForce(op.at)) {
+      if (held.agentId === op.agentId || (held.mode === 'shared' && op.mode === 'shared')) continue;
+      const meet = firstOverlap(held.resources, op.resources);
+      if (meet) conflicts.push({ lease: held, ...meet });
+    }
+    if (conflicts.length > 0) return refuse({ refused: 'leaseConflict', conflicts });
+    const lease = this.t.leases.insert({ agentId: op.agentId, mode: op.mode, resources: op.resources, reason: op.reason, ttlMs: op.ttlMs, at: op.at });
+    this.leaseEvent(op.at, lease, 'lease.acquired', { mode: lease.mode, resources: lease.resources, reason: lease.reason, expiresAt: lease.expiresAt });
+    return ok({ lease } satisfies Results['lease.acquire']);
+  }
+
+  /** The lease the hold names, when it is in force, the presenter's, and presented with its newest token. */
+  private heldLease(at: number, hold: LeaseHold): Lease | Refusal {
+    this.expireLeases(at);
+    const lease = this.t.leases.get(hold.leaseId);
+    if (!lease) return { refused: 'notFound' };
+    if (lease.releasedAt !== null || lease.agentId !== hold.agentId || lease.token !== hold.token) return { refused: 'leaseNotHeld', lease };
+    return lease;
+  }
+
+  private renewLease(op: OpOf<'lease.renew'>): ReturnType<OpApplier['run']> {
+    const held = this.heldLease(op.at, op.hold);
+    if ('refused' in held) return refuse(held);
+    const lease = this.t.leases.renew(held.id, op.ttlMs ?? held.ttlMs, op.at);
+    this.leaseEvent(op.at, lease, 'lease.renewed', { previousToken: held.token, expiresAt: lease.expiresAt });
+    return ok({ lease } satisfies Results['lease.renew']);
+  }
+
+  private releaseLease(op: OpOf<'lease.release'>): ReturnType<OpApplier['run']> {
+    const held = this.heldLease(op.at, op.hold);
+    if ('refused' in held) return refuse(held);
+    return ok({ lease: this.endLease(op.at, held, 'released') } satisfies Results['lease.release']);
+  }
+
+  /** End every lease whose TTL passed by `at`, oldest first, each with its event. */
+  private expireLeases(at: number): Lease[] {
+    return this.t.leases.expired(at).map((lease) => this.endLease(at, lease, 'expired'));
+  }
+
+  private endLease(at: number, lease: Lease, endedBy: LeaseEnd): Lease {
+    const ended = this.t.leases.end(lease.id, endedBy, at) ?? lease;
+    this.leaseEvent(at, ended, 'lease.released', { reason: endedBy });
+    return ended;
+  }
+
+  private leaseEvent(at: number, lease: Lease, kind: 'lease.acquired' | 'lease.renewed' | 'lease.released', data: Record<string, unknown>): void {
+    const event = this.t.events.append({ at, kind, taskId: null, agentId: lease.agentId, data: { leaseId: lease.id, token: lease.token, ...data } });
+    this.changes.push({ kind: 'lease', lease, event });
   }
 
   // ---- retention ----
@@ -291,10 +362,17 @@ export class OpApplier {
     // Finished callback deliveries and webhook receipts age out with the rest; pending ones stay.
     const callbacks = this.t.outbox.pruneFinishedBefore(op.cutoff);
     const receipts = this.t.receipts.pruneBefore(op.cutoff);
+    const leases = this.t.leases.pruneEndedBefore(op.cutoff);
     const agents = this.t.agents.pruneOffline(op.offlineCutoff);
     for (const id of agents) this.changes.push({ kind: 'agentRemoved', id });
-    return { messages: maxPruned > 0 ? maxPruned - before : 0, prunedThrough, events, tasks, callbacks, receipts, agents };
+    return { messages: maxPruned > 0 ? maxPruned - before : 0, prunedThrough, events, tasks, callbacks, receipts, leases, agents };
   }
+}
+
+/** The first resource held that meets one asked for, if any. */
+function firstOverlap(held: readonly string[], requested: readonly string[]): { held: string; requested: string } | null {
+  for (const h of held) for (const r of requested) if (resourcesOverlap(h, r)) return { held: h, requested: r };
+  return null;
 }
 
 function patched(a: StoredAgent, p: StoredAgentPatch): StoredAgent {

@@ -6,6 +6,7 @@ import type { AgentTable } from './agents.js';
 import type { Db, OpenOptions } from './db.js';
 import type { DeliveryTable } from './deliveries.js';
 import type { EventTable } from './events.js';
+import type { LeaseTable } from './leases.js';
 import type { MessageTable } from './messages.js';
 import { databaseOpenError } from './open-error.js';
 import type { OutboxTable } from './outbox.js';
@@ -47,6 +48,7 @@ export class SqliteStore implements RelayStore {
   readonly events: EventTable;
   readonly outbox: OutboxTable;
   readonly receipts: ReceiptTable;
+  readonly leases: LeaseTable;
   readonly health: StoreHealth;
   private readonly getMeta;
   private readonly waiters = new Map<number, Waiter>();
@@ -63,7 +65,16 @@ export class SqliteStore implements RelayStore {
     private readonly onFatal: (err: Error) => void,
   ) {
     // The read side: every table's statements on the read-only connection.
-    ({ agents: this.agents, messages: this.messages, deliveries: this.deliveries, tasks: this.tasks, events: this.events, outbox: this.outbox, receipts: this.receipts } = openTables(reader));
+    ({
+      agents: this.agents,
+      messages: this.messages,
+      deliveries: this.deliveries,
+      tasks: this.tasks,
+      events: this.events,
+      outbox: this.outbox,
+      receipts: this.receipts,
+      leases: this.leases,
+    } = openTables(reader));
     this.getMeta = reader.prepare<[string], { value: string }>(GET_META);
     const store = this;
     this.health = {

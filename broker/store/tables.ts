@@ -2,6 +2,7 @@ import { AgentTable } from './agents.js';
 import type { Db } from './db.js';
 import { DeliveryTable } from './deliveries.js';
 import { EventTable } from './events.js';
+import { LeaseTable } from './leases.js';
 import { MessageTable } from './messages.js';
 import { OutboxTable } from './outbox.js';
 import { ReceiptTable } from './receipts.js';
@@ -16,6 +17,7 @@ export interface TableSet {
   readonly events: EventTable;
   readonly outbox: OutboxTable;
   readonly receipts: ReceiptTable;
+  readonly leases: LeaseTable;
 }
 
 /** The SQLite tables an op is applied to, inside the writer's open transaction. */
@@ -34,5 +36,6 @@ export function openTables(db: Db): TableSet {
     events: new EventTable(db),
     outbox: new OutboxTable(db),
     receipts: new ReceiptTable(db),
+    leases: new LeaseTable(db),
   };
 }

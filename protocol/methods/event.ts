@@ -16,10 +16,10 @@ export const EventListResultSchema = z.object({
   more: z.boolean().optional(),
 });
 
-export const StreamTopicSchema = z.enum(['messages', 'tasks', 'agents', 'events']);
+export const StreamTopicSchema = z.enum(['messages', 'tasks', 'agents', 'events', 'leases']);
 
 export const StreamSubscribeParamsSchema = z.strictObject({
-  topics: z.array(StreamTopicSchema).min(1).max(4),
+  topics: z.array(StreamTopicSchema).min(1).max(5),
   /** Message cursor: messages after it are pushed before live ones. */
   since: CursorSchema.optional(),
   /** Event cursor: events after it are pushed before live ones. */

@@ -727,3 +727,37 @@ t.test('a malformed percent-escape in a path is 404, never 500', async (t) => {
     await res.arrayBuffer();
   }
 });
+
+t.test('leases over REST: POST /api/leases (201), GET /api/leases, renew and release by path id', async (t) => {
+  const relay = await startRelay(t);
+  const alice = await register(t, relay, { id: 'alice' });
+  const bob = await register(t, relay, { id: 'bob' });
+  const got = await api(relay, 'POST', '/api/leases', { as: alice, body: { resources: ['src/auth/**'], ttlMs: 60_000, reason: 'login rewrite' } });
+  t.equal(got.status, 201, 'POST /api/leases granting: 201');
+  t.equal(got.body.lease.agentId, 'alice');
+  const { lease, token } = got.body;
+
+  const refused = await api(relay, 'POST', '/api/leases', { as: bob, body: { resources: ['src/auth/a.ts'] } });
+  expectHttpError(t, refused, 409, ERRORS.conflict.code, 'an overlapping lease', /held exclusive by alice/);
+  t.match(refused.body.error.data, { holder: 'alice', reason: 'login rewrite', expiresAt: lease.expiresAt });
+  expectHttpError(t, await api(relay, 'POST', '/api/leases', { body: { resources: ['x'] } }), 401, ERRORS.unauthorized.code, 'without an agent identity', /X-Agent-Token/);
+  expectHttpError(t, await api(relay, 'POST', '/api/leases', { as: bob, body: { resources: ['a/**b'] } }), 400, ERRORS.invalidParams.code, 'an ambiguous pattern', /a\/\*\*b/);
+
+  const list = await api(relay, 'GET', '/api/leases?resource=src/auth/x.ts');
+  t.equal(list.status, 200, 'GET /api/leases: 200, for any caller');
+  t.same(
+    list.body.leases.map((l: { id: number }) => l.id),
+    [lease.id],
+  );
+  t.same((await api(relay, 'GET', '/api/leases?holder=bob')).body.leases, []);
+
+  const renewed = await api(relay, 'POST', `/api/leases/${lease.id}/renew`, { as: alice, body: { token, ttlMs: 120_000 } });
+  t.equal(renewed.status, 200);
+  t.ok(renewed.body.token > token, 'a renewal answers a new token');
+  expectHttpError(t, await api(relay, 'POST', `/api/leases/${lease.id}/renew`, { as: alice, body: { token } }), 409, ERRORS.staleClaim.code, 'renewal by a stale token');
+  expectHttpError(t, await api(relay, 'POST', `/api/leases/${lease.id}/release`, { as: bob, body: { token: renewed.body.token } }), 409, ERRORS.conflict.code, "another agent's release");
+  const released = await api(relay, 'POST', `/api/leases/${lease.id}/release`, { as: alice, body: { token: renewed.body.token } });
+  t.equal(released.status, 200);
+  t.equal(released.body.lease.endedBy, 'released');
+  t.equal((await api(relay, 'POST', '/api/leases', { as: bob, body: { resources: ['src/auth/a.ts'] } })).status, 201, 'free again');
+});

@@ -98,6 +98,11 @@ function paramsFor(method: MethodName | typeof DISCOVER_METHOD, ids: { task: num
       return { topics: ['messages'] };
     case 'message/search':
       return { query: 'secret' };
+    case 'lease/acquire':
+      return { resources: ['src/**'] };
+    case 'lease/renew':
+    case 'lease/release':
+      return { leaseId: 1, token: 1 };
     default:
       return {};
   }

@@ -2,6 +2,7 @@ import type { MethodName, MethodParams, MethodResult } from '../../../protocol/i
 import type { CallContext } from '../context.js';
 import * as agent from './agent.js';
 import * as event from './event.js';
+import * as lease from './lease.js';
 import * as message from './message.js';
 import * as task from './task.js';
 
@@ -27,6 +28,10 @@ export const HANDLERS: { [M in MethodName]: Handler<M> } = {
   'task/release': task.release,
   'task/list': task.list,
   'task/get': task.get,
+  'lease/acquire': lease.acquire,
+  'lease/renew': lease.renew,
+  'lease/release': lease.release,
+  'lease/list': lease.list,
   'event/list': event.list,
   'stream/subscribe': event.subscribe,
 };
