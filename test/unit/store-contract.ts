@@ -262,6 +262,73 @@ export function storeContract(t: Test, open: (t: Test) => Promise<RelayStore>): 
     t.ok(span.rowId > 0, 'a pushed span gets a row');
   });
 
+  t.test('lease.acquire: all or none in one batch; own leases never conflict; expired ones are ended first', async (t) => {
+    const store = await open(t);
+    const acquire = (agentId: string, resources: string[], mode: 'exclusive' | 'shared' = 'exclusive', when = at): WriteOp => ({
+      op: 'lease.acquire',
+      at: when,
+      agentId,
+      mode,
+      resources,
+      reason: `${agentId} works`,
+      ttlMs: 1000,
+    });
+    // Two conflicting acquires in one batch: the first wins, the second is refused against it.
+    const [a, b, c] = await store.apply([acquire('alice', ['src/**']), acquire('bob', ['docs/**', 'src/x.ts']), acquire('alice', ['src/x.ts'])]);
+    const lease = value<{ lease: { id: number; token: number } }>(a!).lease;
+    t.match(b, { ok: false, refused: 'leaseConflict', conflicts: [{ lease: { id: lease.id, agentId: 'alice' }, held: 'src/**', requested: 'src/x.ts' }], changes: [] });
+    t.ok(c!.ok, "an agent's own lease does not conflict");
+    t.same(store.leases.list({ now: at, since: 0, holder: 'bob' }), [], 'the refused acquire granted nothing (docs/** neither)');
+    const shared = await store.apply([acquire('carol', ['lib/**'], 'shared'), acquire('dave', ['lib/a'], 'shared'), acquire('erin', ['lib/a'])]);
+    t.same(
+      shared.map((o) => o.ok),
+      [true, true, false],
+      'shared with shared coexist; exclusive against them is refused',
+    );
+    // At its expiry a lease is free: the acquire ends it first (its event), then grants.
+    const late = await one(store, acquire('bob', ['src/x.ts'], 'exclusive', at + 1000));
+    t.ok(late.ok, 'free once the TTL passed');
+    const ends = late.changes.filter((ch) => ch.kind === 'lease' && ch.event.kind === 'lease.released');
+    t.ok(ends.length >= 1, 'the expired leases were ended in the same op');
+    t.match(ends[0], { kind: 'lease', lease: { id: lease.id, endedBy: 'expired' }, event: { data: { leaseId: lease.id, reason: 'expired' } } });
+    t.ok(value<{ lease: { token: number } }>(late).lease.token > lease.token, 'tokens only rise');
+  });
+
+  t.test('lease.renew and lease.release: only the holder with the newest token; lease.expire ends what is due', async (t) => {
+    const store = await open(t);
+    const got = value<{ lease: { id: number; token: number } }>(
+      await one(store, { op: 'lease.acquire', at, agentId: 'alice', mode: 'exclusive', resources: ['db:migrations'], reason: null, ttlMs: 1000 }),
+    ).lease;
+    const hold = { leaseId: got.id, agentId: 'alice', token: got.token };
+    const renewed = value<{ lease: { token: number; expiresAt: number } }>(await one(store, { op: 'lease.renew', at: at + 500, hold, ttlMs: null })).lease;
+    t.ok(renewed.token > got.token, 'a renewal takes a new token');
+    t.equal(renewed.expiresAt, at + 1500, 'and keeps its own TTL from now');
+    t.match(await one(store, { op: 'lease.renew', at: at + 600, hold, ttlMs: null }), { ok: false, refused: 'leaseNotHeld' }, 'the old token is stale');
+    t.match(await one(store, { op: 'lease.release', at: at + 600, hold: { ...hold, agentId: 'bob', token: renewed.token } }), { ok: false, refused: 'leaseNotHeld' }, 'not the holder');
+    t.match(await one(store, { op: 'lease.release', at, hold: { ...hold, leaseId: 999 } }), { ok: false, refused: 'notFound' });
+    t.same(value(await one(store, { op: 'lease.expire', at: at + 1499 })), { leases: [] }, 'nothing due yet');
+    t.same(
+      store.leases.expired(at + 1500).map((l) => l.id),
+      [got.id],
+    );
+    const expired = value<{ leases: Array<{ id: number; endedBy: string }> }>(await one(store, { op: 'lease.expire', at: at + 1500 }));
+    t.match(expired.leases, [{ id: got.id, endedBy: 'expired' }]);
+    t.match(await one(store, { op: 'lease.release', at: at + 1600, hold: { ...hold, token: renewed.token } }), { ok: false, refused: 'leaseNotHeld', lease: { endedBy: 'expired' } });
+  });
+
+  t.test("agent.offline ends the agent's leases in the same op", async (t) => {
+    const store = await open(t);
+    value(await one(store, { op: 'agent.insert', at, agent: agent('alice'), maxAgents: 10, events: [] }));
+    const lease = value<{ lease: { id: number } }>(await one(store, { op: 'lease.acquire', at, agentId: 'alice', mode: 'shared', resources: ['a/**'], reason: null, ttlMs: 60_000 })).lease;
+    const o = await one(store, { op: 'agent.offline', at: at + 1, id: 'alice', patch: {}, reason: 'stale', releases: [] });
+    t.ok(o.ok);
+    t.match(
+      o.changes.filter((c) => c.kind === 'lease'),
+      [{ lease: { id: lease.id, endedBy: 'offline', releasedAt: at + 1 }, event: { kind: 'lease.released', agentId: 'alice', data: { reason: 'offline' } } }],
+    );
+    t.same(store.leases.list({ now: at + 1, since: 0, holder: null }), []);
+  });
+
   t.test('prune: old rows go, the cursor floor rises, pruned agents are announced', async (t) => {
     const store = await open(t);
     value(await one(store, send()));
