@@ -95,14 +95,22 @@ export class CliContext {
   /**
    * Store `identity`, merged with the file as it is now: another command may have written it since
    * this one read it (a running monitor records its cursor as messages arrive, `claim` adds a claim
-   * token), and neither may drop what the other wrote.
+   * token, `lease acquire` a lease token), and neither may drop what the other wrote.
    */
   remember(identity: StoredIdentity): void {
     const { id, token, url } = identity;
     const current = loadIdentity(this.home, id, url);
     const claims = { ...current?.claims, ...identity.claims };
+    const leases = { ...current?.leases, ...identity.leases };
     const cursors = [current?.cursor, identity.cursor].filter((c): c is number => c !== undefined);
-    saveIdentity(this.home, { id, token, url, ...(Object.keys(claims).length ? { claims } : {}), ...(cursors.length ? { cursor: Math.max(...cursors) } : {}) });
+    saveIdentity(this.home, {
+      id,
+      token,
+      url,
+      ...(Object.keys(claims).length ? { claims } : {}),
+      ...(Object.keys(leases).length ? { leases } : {}),
+      ...(cursors.length ? { cursor: Math.max(...cursors) } : {}),
+    });
   }
 
   /** Print a result: JSON for scripts, or the human rendering. */

@@ -1,4 +1,4 @@
-import type { Agent, AgentSummary, Message, RelayEvent, Task } from '../../protocol/common.js';
+import type { Agent, AgentSummary, Lease, Message, RelayEvent, Task } from '../../protocol/common.js';
 import type { SearchHit } from '../../protocol/methods/message.js';
 
 type Colors = ReturnType<typeof import('picocolors').createColors>;
@@ -56,6 +56,13 @@ export function tasksTable(tasks: Task[]): string {
   return table(
     ['ID', 'STATUS', 'PROGRESS', 'OWNER', 'TARGET', 'SOURCE', 'SEEN', 'TITLE'],
     tasks.map((t) => [String(t.id), t.status, `${t.progress}%`, t.claimedBy ?? '', t.target, t.source, `×${t.occurrences}`, clip(t.title, 60)]),
+  );
+}
+
+export function leasesTable(leases: Lease[], now: number): string {
+  return table(
+    ['ID', 'HOLDER', 'MODE', 'EXPIRES IN', 'TOKEN', 'RESOURCES', 'REASON'],
+    leases.map((l) => [String(l.id), l.agentId, l.mode, `${Math.max(0, Math.round((l.expiresAt - now) / 1000))}s`, String(l.token), l.resources.join(' '), clip(l.reason ?? '', 60)]),
   );
 }
 

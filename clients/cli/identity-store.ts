@@ -12,6 +12,8 @@ export interface StoredIdentity {
   url: string;
   /** Claim tokens of tasks this agent claimed, by task id. */
   claims?: Record<string, number>;
+  /** Newest fencing tokens of leases this agent acquired or renewed, by lease id. */
+  leases?: Record<string, number>;
   /** Highest message id `inbox` has shown (the default `since` of the next call). */
   cursor?: number;
 }

@@ -3,6 +3,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { agentCommands } from './commands/agents.js';
 import { liveCommands } from './commands/live.js';
 import { messageCommands } from './commands/messages.js';
+import { leaseCommands } from './commands/leases.js';
 import { taskCommands } from './commands/tasks.js';
 import { InvalidRelayUrlError, relayHttpUrl } from '../relay-url.js';
 import { CliContext, EXIT, UsageError, type GlobalOptions, type Io } from './context.js';
@@ -59,6 +60,7 @@ export function buildProgram(io: Io, exit: { code: number }, groups: CommandGrou
   agentCommands(program, run);
   messageCommands(program, run);
   taskCommands(program, run);
+  leaseCommands(program, run);
   liveCommands(program, run);
   for (const group of groups) group(program, run, io);
   usageAfterErrors(program, 'agent-relay');

@@ -1061,3 +1061,43 @@ t.test('a refused command line shows the usage of the command that refused it', 
     t.notMatch(r.err, /TypeError|\n\s+at /, 'no TypeError, no stack');
   }
 });
+
+t.test('lease acquire, list, renew, release: tokens remembered; a conflict names the holder; bad input is a usage error', async (t) => {
+  const { relay, cli } = await setup(t);
+  for (const id of ['alice', 'bob']) await cli.ok('register', '--id', id);
+  const got = await cli.json('lease', 'acquire', '--as', 'alice', 'src/auth/**', 'db:migrations', '--ttl', '10m', '--reason', 'login rewrite');
+  t.match(got.lease, { agentId: 'alice', mode: 'exclusive', resources: ['src/auth/**', 'db:migrations'], reason: 'login rewrite', ttlMs: 600_000 });
+  t.same(stored(cli.home, 'alice').leases, { [got.lease.id]: got.token }, 'the token is remembered for renew and release');
+
+  const refused = await cli.run('lease', 'acquire', '--as', 'bob', 'src/auth/login.ts');
+  t.equal(refused.code, EXIT.refused);
+  t.match(refused.err, /held exclusive by alice \("login rewrite"\)/);
+  const shared = await cli.ok('lease', 'acquire', '--as', 'bob', '--shared', 'docs/**', '--ttl', '90s');
+  t.match(shared.out, /^lease #\d+ \(shared\) on docs\/\*\* until .*, token \d+$/);
+
+  const listed = await cli.ok('lease', 'list');
+  t.match(listed.out, /^ID\s+HOLDER\s+MODE\s+EXPIRES IN\s+TOKEN\s+RESOURCES\s+REASON/);
+  t.match(listed.out, /alice\s+exclusive\s+(600|599)s\s+\d+\s+src\/auth\/\*\* db:migrations\s+login rewrite/);
+  t.same(
+    (await cli.json('lease', 'list', '--resource', 'docs/x.md')).leases.map((l: { agentId: string }) => l.agentId),
+    ['bob'],
+  );
+  t.same(
+    (await cli.json('lease', 'list', '--as', 'alice', '--mine')).leases.map((l: { id: number }) => l.id),
+    [got.lease.id],
+  );
+
+  const renewed = await cli.json('lease', 'renew', '--as', 'alice', String(got.lease.id), '--ttl', '1h');
+  t.ok(renewed.token > got.token, 'renew answers a new token');
+  t.equal(stored(cli.home, 'alice').leases?.[got.lease.id], renewed.token, 'and the stored one follows');
+  const stale = await cli.run('lease', 'renew', '--as', 'alice', String(got.lease.id), '--lease-token', String(got.token));
+  t.equal(stale.code, EXIT.refused, 'an explicit stale token is refused');
+  t.match(stale.err, /is stale/);
+  const noToken = await cli.run('lease', 'release', '--as', 'bob', String(got.lease.id));
+  t.equal(noToken.code, EXIT.usage, 'no stored token and no --lease-token: a usage error');
+  t.match(noToken.err, /pass --lease-token/);
+  t.equal((await cli.run('lease', 'acquire', '--as', 'bob', 'x', '--ttl', '5 minutes')).code, EXIT.usage, 'a malformed --ttl');
+
+  await cli.ok('lease', 'release', '--as', 'alice', String(got.lease.id));
+  t.same((await rpc(relay, 'lease/list', { holder: 'alice' })).leases, [], 'released on the relay');
+});
