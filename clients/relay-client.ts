@@ -7,7 +7,7 @@ import type { MethodName, MethodParams, MethodResult } from '../protocol/method-
 import type { AgentRegisterParams } from '../protocol/methods/agent.js';
 import type { StreamTopic } from '../protocol/methods/event.js';
 import type { MessageSendParams } from '../protocol/methods/message.js';
-import type { TaskUpdatedParams } from '../protocol/notifications.js';
+import type { LeaseUpdatedParams, TaskUpdatedParams } from '../protocol/notifications.js';
 import { DEFAULT_BACKOFF, reconnectDelay, type BackoffPolicy } from './backoff.js';
 import { RelayClosedError, RelayDisconnectedError, RelayRpcError, RelayTimeoutError } from './errors.js';
 import { RecentIds } from './recent-ids.js';
@@ -77,6 +77,8 @@ export interface RelayClientEvents {
   /** Every message once, in order, across reconnects. */
   message: [message: Message];
   task: [update: TaskUpdatedParams];
+  /** A lease was acquired, renewed or ended (to its holder, and to observers of `leases`). */
+  lease: [update: LeaseUpdatedParams];
   /** An agent changed: it comes without `meta` (agent/list has it). */
   agent: [agent: AgentSummary];
   event: [event: RelayEvent];
@@ -445,6 +447,9 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
       }
       case 'task/updated':
         this.emit('task', params as unknown as TaskUpdatedParams);
+        return;
+      case 'lease/updated':
+        this.emit('lease', params as unknown as LeaseUpdatedParams);
         return;
       case 'agent/updated': {
         const agent = params.agent as AgentSummary;

@@ -3,6 +3,7 @@ import { useEffect, useState } from 'preact/hooks';
 import type { Message } from '../../protocol/common.js';
 import { AgentsPanel } from './agents.js';
 import { useStore } from './hooks.js';
+import { LeasesPanel } from './leases.js';
 import { MessagesPanel, ThreadView } from './messages.js';
 import { DashboardStore } from './store.js';
 import { Approvals, TaskBoard, TaskDetails } from './tasks.js';
@@ -39,6 +40,7 @@ function Dashboard({ store }: { store: DashboardStore }) {
         <AgentsPanel store={store} />
         <MessagesPanel store={store} onOpen={(m) => (setTaskId(null), setThread(m))} />
         <TaskBoard store={store} onOpen={(id) => (setThread(null), setTaskId(id))} />
+        <LeasesPanel store={store} />
       </main>
       {thread && <ThreadView store={store} root={thread} onClose={() => setThread(null)} />}
       {taskId !== null && <TaskDetails store={store} id={taskId} onClose={() => setTaskId(null)} />}

@@ -1,6 +1,6 @@
 import { listAllAgents } from '../pages.js';
 import { RelayClient } from '../relay-client.js';
-import type { Agent, Message, RelayEvent, Task } from '../../protocol/common.js';
+import type { Agent, Lease, Message, RelayEvent, Task } from '../../protocol/common.js';
 import type { MethodName, MethodParams, MethodResult } from '../../protocol/method-table.js';
 
 export type ConnectionState = 'connecting' | 'live' | 'reconnecting' | 'closed';
@@ -12,12 +12,14 @@ const HISTORY = 500;
 const OPERATOR_KEY = 'agent-relay.operator';
 
 /**
- * Everything the page shows, fed by one observer connection (messages, tasks, agents, events)
+ * Everything the page shows, fed by one observer connection (messages, tasks, agents, leases, events)
  * and refreshed from the relay after every reconnect. Views subscribe and re-render on change.
  */
 export class DashboardStore {
   readonly agents = new Map<string, Agent>();
   readonly tasks = new Map<number, Task>();
+  /** Leases in force, by id: an ended one is dropped when its push arrives. */
+  readonly leases = new Map<number, Lease>();
   messages: Message[] = [];
   events: RelayEvent[] = [];
   state: ConnectionState = 'connecting';
@@ -32,7 +34,7 @@ export class DashboardStore {
     private readonly url: string,
     private readonly token: string | undefined,
   ) {
-    this.observer = new RelayClient({ url, ...(token ? { token } : {}), observe: ['messages', 'tasks', 'agents', 'events'], waitForRelay: true, reconnect: { initialMs: 300, maxMs: 5000 } });
+    this.observer = new RelayClient({ url, ...(token ? { token } : {}), observe: ['messages', 'tasks', 'agents', 'leases', 'events'], waitForRelay: true, reconnect: { initialMs: 300, maxMs: 5000 } });
     this.observer.on('message', (m) => {
       this.messages.push(m);
       if (this.messages.length > MAX_MESSAGES) this.messages.splice(0, this.messages.length - MAX_MESSAGES);
@@ -40,6 +42,11 @@ export class DashboardStore {
     });
     this.observer.on('task', ({ task }) => {
       this.tasks.set(task.id, task);
+      this.changed();
+    });
+    this.observer.on('lease', ({ lease }) => {
+      if (lease.releasedAt === null) this.leases.set(lease.id, lease);
+      else this.leases.delete(lease.id);
       this.changed();
     });
     this.observer.on('agent', (a) => {
@@ -71,10 +78,16 @@ export class DashboardStore {
 
   private async refresh(): Promise<void> {
     try {
-      const [agents, tasks] = await Promise.all([listAllAgents((p) => this.observer.call('agent/list', p)), this.observer.call('task/list', { limit: 500 })]);
+      const [agents, tasks, leases] = await Promise.all([
+        listAllAgents((p) => this.observer.call('agent/list', p)),
+        this.observer.call('task/list', { limit: 500 }),
+        this.observer.call('lease/list', { limit: 500 }),
+      ]);
       this.agents.clear();
       for (const a of agents) this.agents.set(a.id, a);
       for (const t of tasks.tasks) this.tasks.set(t.id, t);
+      this.leases.clear();
+      for (const l of leases.leases) this.leases.set(l.id, l);
       if (!this.historyLoaded) {
         // Ids are one global sequence: the last HISTORY of them are the recent past.
         const recent = await this.observer.call('message/list', { since: Math.max(0, this.observer.cursor - HISTORY), limit: HISTORY });

@@ -132,6 +132,27 @@ t.test('an agent registered by a test client appears within a second and goes of
   t.same([consoleErrors, pageErrors], [[], []], 'no console or page error');
 });
 
+t.test('the leases panel lists leases in force (holder, resources, mode, reason, expires in) and follows them live', async (t) => {
+  const relay = await startRelay(t);
+  const alice = await connectAgent(t, relay.wsUrl, { id: 'alice' });
+  const bob = await connectAgent(t, relay.wsUrl, { id: 'bob' });
+  const before = await alice.rpc.call('lease/acquire', { resources: ['src/auth/**', 'db:migrations'], ttlMs: 600_000, reason: 'login rewrite' });
+  const { page, consoleErrors, pageErrors } = await openDashboard(t, relay);
+  const row = (id: number) => page.locator(`.leases-panel tr[data-lease-id="${id}"]`);
+  await row(before.lease.id).waitFor();
+  t.match(await row(before.lease.id).textContent(), /alice.*src\/auth\/\*\*.*db:migrations.*exclusive.*login rewrite.*(10m 0s|9m 5\ds)/, 'a lease held before the page opened, from lease/list');
+
+  const live = await bob.rpc.call('lease/acquire', { resources: ['docs/**'], mode: 'shared', ttlMs: 30_000 });
+  await row(live.lease.id).waitFor();
+  t.match(await row(live.lease.id).textContent(), /bob.*docs\/\*\*.*shared.*(30s|29s)/, 'a new lease appears live');
+  t.equal(await page.locator('#leases-h .count').textContent(), '2');
+
+  await alice.rpc.call('lease/release', { leaseId: before.lease.id, token: before.token });
+  await row(before.lease.id).waitFor({ state: 'detached' });
+  t.equal(await page.locator('#leases-h .count').textContent(), '1', 'a released lease leaves the panel');
+  t.same([consoleErrors, pageErrors], [[], []], 'no console or page error');
+});
+
 t.test('every agent is shown when agent/list answers in several pages', async (t) => {
   const relay = await startRelay(t);
   // 90 agents of 16 KiB meta pass agent/list's 1 MiB page budget: the page must follow nextCursor.
