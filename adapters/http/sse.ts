@@ -71,7 +71,7 @@ export function handleStream(ex: HttpExchange, caller: Caller, relay: RelayEdge,
         })
       : agentId
         ? []
-        : (['messages', 'tasks', 'agents', 'events'] as StreamTopic[]);
+        : [...StreamTopicSchema.options];
     const request = { agentId, ...(since !== undefined ? { since } : {}), topics };
     // The cursor and the read rule are checked before the stream starts: a refusal is an HTTP error.
     relay.checkAttach(request, caller);

@@ -197,8 +197,8 @@ export type WriteOp =
   | { op: 'delivery.span'; at: number; agentId: string; rowId: number | null; first: number; last: number }
   | { op: 'callback.attempt'; at: number; id: number; state: OutboxState; nextAt: number; status: number | null; error: string | null }
   /**
-   * Hold resources, all or none. Precondition: no lease of another agent in force at `at` overlaps
-   * them where either is exclusive. Leases whose TTL passed by `at` are ended first (every lease op does).
+   * Hold resources, all or none. Preconditions: the agent is not offline, and no lease of another
+   * agent in force at `at` overlaps them where either is exclusive. Leases whose TTL passed by `at` are ended first (every lease op does).
    */
   | { op: 'lease.acquire'; at: number; agentId: string; mode: LeaseMode; resources: string[]; reason: string | null; ttlMs: number }
   /** A new token and expiry; `ttlMs` null keeps the lease's own. Precondition: see LeaseHold. */
@@ -290,6 +290,8 @@ export type Refusal =
   | { refused: 'unroutable'; message: string }
   | { refused: 'full'; count: number }
   | { refused: 'notDelivered' }
+  /** The agent asking for a lease is offline (an HTTP caller that stopped heartbeating). */
+  | { refused: 'holderOffline' }
   /** Another agent's lease in force overlaps the resources asked for. */
   | { refused: 'leaseConflict'; conflicts: LeaseConflict[] }
   /** The lease is not the presenter's to change: another holder, ended, expired, or an older token. */

@@ -298,6 +298,8 @@ export class OpApplier {
    */
   private acquireLease(op: OpOf<'lease.acquire'>): ReturnType<OpApplier['run']> {
     this.expireLeases(op.at);
+    // Nothing would end it but its TTL: going offline is what releases an agent's leases.
+    if (this.t.agents.get(op.agentId)?.status === 'offline') return refuse({ refused: 'holderOffline' });
     const conflicts: LeaseConflict[] = [];
     for (const held of this.t.leases.inForce(op.at)) {
       if (held.agentId === op.agentId || (held.mode === 'shared' && op.mode === 'shared')) continue;

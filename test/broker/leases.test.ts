@@ -4,6 +4,7 @@ import { resourcesOverlap } from '../../protocol/lease-patterns.js';
 import { ManualClock, startRelay } from '../helpers/relay.js';
 import { waitFor } from '../helpers/wait.js';
 import { connectAgent, rpcErrorOf, WsRpc } from '../helpers/ws-client.js';
+import { seeded } from '../helpers/random.js';
 
 interface LeaseRecord {
   id: number;
@@ -304,15 +305,7 @@ t.test('an agent that goes offline loses its leases (stale TTL, or leaving), rea
   await carol.rpc.call('agent/update', { status: 'offline' });
   await waitFor(async () => (await bob.rpc.call('lease/list', { holder: 'carol' })).leases.length === 0, 'carol left: her lease released', 5000);
   t.match((await bob.rpc.call('event/list', { kind: 'lease.released' })).events.at(-1), { agentId: 'carol', data: { leaseId: c.lease.id, reason: 'offline' } });
+  const offline = await rpcErrorOf(carol.rpc.call('lease/acquire', { resources: ['docs/**'] }));
+  t.equal(offline.code, -32003, 'an offline agent is granted nothing');
+  t.match(offline.message, /carol is offline/);
 });
-
-/** mulberry32: a small seeded generator whose low bits are as random as its high ones (an LCG's are not). */
-function seeded(seed: number): (n: number) => number {
-  let a = seed >>> 0;
-  return (n) => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = Math.imul(a ^ (a >>> 15), a | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return Math.floor((((x ^ (x >>> 14)) >>> 0) / 2 ** 32) * n);
-  };
-}

@@ -64,7 +64,7 @@ t.test('prune(core): retention of messages, events, tasks and agents, and the cu
 
   // Nothing is old yet: a prune now removes nothing.
   const early = await prune(relay.core);
-  t.same(early, { messages: 0, prunedThrough: 0, events: 0, tasks: 0, callbacks: 0, receipts: 0, agents: [] }, 'a prune at T0 removes nothing');
+  t.same(early, { messages: 0, prunedThrough: 0, events: 0, tasks: 0, callbacks: 0, receipts: 0, leases: 0, agents: [] }, 'a prune at T0 removes nothing');
 
   // ---- T1 = T0 + 1 day: exactly at the retention edge when we prune at T2 ----
   clock.advance(DAY);

@@ -1,5 +1,6 @@
 import t from 'tap';
 import { parseResource, resourcesOverlap, segmentsOverlap } from '../../protocol/lease-patterns.js';
+import { seeded } from '../helpers/random.js';
 
 /**
  * The overlap rule of leases (PROTOCOL.md, "Leases"): what is refused, what overlaps, and a
@@ -136,13 +137,3 @@ t.test('brute force: whenever a path lies under both patterns, overlap says true
   t.ok(overlapping > 100 && disjoint > 20, `${overlapping} of ${PAIRS} random pairs share a path, ${disjoint} are disjoint: the check is not vacuous`);
   t.pass(`${PAIRS} random pairs checked against ${paths.length} paths`);
 });
-/** mulberry32: a small seeded generator whose low bits are as random as its high ones (an LCG's are not). */
-function seeded(seed: number): (n: number) => number {
-  let a = seed >>> 0;
-  return (n) => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = Math.imul(a ^ (a >>> 15), a | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return Math.floor((((x ^ (x >>> 14)) >>> 0) / 2 ** 32) * n);
-  };
-}

@@ -316,7 +316,7 @@ export function storeContract(t: Test, open: (t: Test) => Promise<RelayStore>): 
     t.match(await one(store, { op: 'lease.release', at: at + 1600, hold: { ...hold, token: renewed.token } }), { ok: false, refused: 'leaseNotHeld', lease: { endedBy: 'expired' } });
   });
 
-  t.test("agent.offline ends the agent's leases in the same op", async (t) => {
+  t.test("agent.offline ends the agent's leases in the same op; an offline agent acquires none", async (t) => {
     const store = await open(t);
     value(await one(store, { op: 'agent.insert', at, agent: agent('alice'), maxAgents: 10, events: [] }));
     const lease = value<{ lease: { id: number } }>(await one(store, { op: 'lease.acquire', at, agentId: 'alice', mode: 'shared', resources: ['a/**'], reason: null, ttlMs: 60_000 })).lease;
@@ -327,14 +327,26 @@ export function storeContract(t: Test, open: (t: Test) => Promise<RelayStore>): 
       [{ lease: { id: lease.id, endedBy: 'offline', releasedAt: at + 1 }, event: { kind: 'lease.released', agentId: 'alice', data: { reason: 'offline' } } }],
     );
     t.same(store.leases.list({ now: at + 1, since: 0, holder: null }), []);
+    t.match(
+      await one(store, { op: 'lease.acquire', at: at + 2, agentId: 'alice', mode: 'shared', resources: ['a/**'], reason: null, ttlMs: 60_000 }),
+      { ok: false, refused: 'holderOffline' },
+      'an offline agent is granted nothing (nothing but its TTL would end it)',
+    );
   });
 
   t.test('prune: old rows go, the cursor floor rises, pruned agents are announced', async (t) => {
     const store = await open(t);
     value(await one(store, send()));
     value(await one(store, { op: 'agent.insert', at, agent: agent('gone', { status: 'offline', offlineAt: at }), maxAgents: 10, events: [] }));
+    const ended = value<{ lease: { id: number; token: number } }>(
+      await one(store, { op: 'lease.acquire', at, agentId: 'alice', mode: 'exclusive', resources: ['a'], reason: null, ttlMs: 1000 }),
+    ).lease;
+    value(await one(store, { op: 'lease.release', at, hold: { leaseId: ended.id, agentId: 'alice', token: ended.token } }));
+    const held = value<{ lease: { id: number } }>(await one(store, { op: 'lease.acquire', at, agentId: 'alice', mode: 'exclusive', resources: ['b'], reason: null, ttlMs: 60_000 })).lease;
     const o = await one(store, { op: 'prune', at: at + 10, cutoff: at + 1, offlineCutoff: at + 1 });
-    t.match(value(o), { messages: 1, prunedThrough: 1, agents: ['gone'] });
+    t.match(value(o), { messages: 1, prunedThrough: 1, leases: 1, agents: ['gone'] }, 'a lease that ended before the cutoff is pruned');
+    t.ok(store.leases.get(held.id), 'one in force stays');
+    t.notOk(store.leases.get(ended.id));
     t.same(o.changes, [{ kind: 'agentRemoved', id: 'gone' }]);
     t.equal(store.prunedThrough(), 1);
     const next = value<{ message: { id: number; threadId: number } }>(await one(store, send())).message;

@@ -30,6 +30,8 @@ export function acquire(ctx: CallContext, p: LeaseAcquireParams): Promise<LeaseA
   return d.queue.apply(op, (o) => {
     if (o.ok) return { lease: o.value.lease, token: o.value.lease.token };
     if (o.refused === 'leaseConflict') throw conflictError(o.conflicts);
+    if (o.refused === 'holderOffline')
+      throw new RelayError('conflict', `agent ${agentId} is offline: send agent/heartbeat (or register again) first; an offline agent holds no leases`, { status: 'offline' });
     throw unexpected(o);
   });
 }
