@@ -45,6 +45,8 @@ export const LIMITS = {
   minLeaseTtlMs: 1000,
   maxLeaseTtlMs: 86_400_000,
   defaultLeaseTtlMs: 300_000,
+  /** Leases one agent may hold at once (every acquire is checked against all leases in force). */
+  maxLeasesPerAgent: 64,
   /** Longest `reason` of a lease. */
   maxLeaseReasonChars: 512,
 } as const;

@@ -197,10 +197,11 @@ export type WriteOp =
   | { op: 'delivery.span'; at: number; agentId: string; rowId: number | null; first: number; last: number }
   | { op: 'callback.attempt'; at: number; id: number; state: OutboxState; nextAt: number; status: number | null; error: string | null }
   /**
-   * Hold resources, all or none. Preconditions: the agent is not offline, and no lease of another
-   * agent in force at `at` overlaps them where either is exclusive. Leases whose TTL passed by `at` are ended first (every lease op does).
+   * Hold resources, all or none. Preconditions: the agent is not offline and holds fewer than
+   * `maxHeld` leases in force, and no lease of another agent in force at `at` overlaps them where
+   * either is exclusive. Leases whose TTL passed by `at` are ended first (every lease op does).
    */
-  | { op: 'lease.acquire'; at: number; agentId: string; mode: LeaseMode; resources: string[]; reason: string | null; ttlMs: number }
+  | { op: 'lease.acquire'; at: number; agentId: string; mode: LeaseMode; resources: string[]; reason: string | null; ttlMs: number; maxHeld: number }
   /** A new token and expiry; `ttlMs` null keeps the lease's own. Precondition: see LeaseHold. */
   | { op: 'lease.renew'; at: number; hold: LeaseHold; ttlMs: number | null }
   /** End a lease. Precondition: see LeaseHold. */

@@ -300,8 +300,11 @@ export class OpApplier {
     this.expireLeases(op.at);
     // Nothing would end it but its TTL: going offline is what releases an agent's leases.
     if (this.t.agents.get(op.agentId)?.status === 'offline') return refuse({ refused: 'holderOffline' });
+    const inForce = this.t.leases.inForce(op.at);
+    const own = inForce.filter((l) => l.agentId === op.agentId).length;
+    if (own >= op.maxHeld) return refuse({ refused: 'full', count: own });
     const conflicts: LeaseConflict[] = [];
-    for (const held of this.t.leases.inForce(op.at)) {
+    for (const held of inForce) {
       if (held.agentId === op.agentId || (held.mode === 'shared' && op.mode === 'shared')) continue;
       const meet = firstOverlap(held.resources, op.resources);
       if (meet) conflicts.push({ lease: held, ...meet });

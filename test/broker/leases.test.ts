@@ -84,7 +84,7 @@ t.test('acquire grants all or none; a conflict names the holder, its reason and 
   t.same((await bob.rpc.call('lease/list', { limit: 2 })).more, true, 'a page stopped at limit says more');
 });
 
-t.test('invalid or ambiguous resources are refused with -32602 naming the resource', async (t) => {
+t.test('invalid or ambiguous resources are refused with -32602 naming the resource; at most 64 leases an agent', async (t) => {
   const relay = await startRelay(t);
   const alice = await connectAgent(t, relay.wsUrl, { id: 'alice' });
   for (const bad of ['/etc/passwd', 'src/../x', 'src/a**b', 'src/{a,b}', 'db:*', 'src//x']) {
@@ -94,9 +94,13 @@ t.test('invalid or ambiguous resources are refused with -32602 naming the resour
   }
   t.equal((await rpcErrorOf(alice.rpc.call('lease/acquire', { resources: ['x'], ttlMs: 999 }))).code, -32602, 'ttlMs under the minimum');
   t.equal((await rpcErrorOf(alice.rpc.call('lease/acquire', { resources: [] }))).code, -32602, 'no resources');
+  for (let i = 0; i < 64; i++) await alice.rpc.call('lease/acquire', { resources: [`many/${i}`] });
+  const full = await rpcErrorOf(alice.rpc.call('lease/acquire', { resources: ['many/64'] }));
+  t.equal(full.code, -32005, 'past 64 leases in force: too large');
+  t.match(full.message, /holds 64 leases/);
   const observer = await WsRpc.connect(t, relay.wsUrl);
   t.equal((await rpcErrorOf(observer.call('lease/acquire', { resources: ['x'] }))).code, -32004, 'an observer cannot hold a lease');
-  t.same((await observer.call('lease/list', {})).leases, [], 'but may list them');
+  t.equal((await observer.call('lease/list', { limit: 1000 })).leases.length, 64, 'but may list them');
 });
 
 t.test('20 agents racing for overlapping globs: never two conflicting holders at once', async (t) => {

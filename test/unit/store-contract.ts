@@ -272,6 +272,7 @@ export function storeContract(t: Test, open: (t: Test) => Promise<RelayStore>): 
       resources,
       reason: `${agentId} works`,
       ttlMs: 1000,
+      maxHeld: 3,
     });
     // Two conflicting acquires in one batch: the first wins, the second is refused against it.
     const [a, b, c] = await store.apply([acquire('alice', ['src/**']), acquire('bob', ['docs/**', 'src/x.ts']), acquire('alice', ['src/x.ts'])]);
@@ -292,12 +293,19 @@ export function storeContract(t: Test, open: (t: Test) => Promise<RelayStore>): 
     t.ok(ends.length >= 1, 'the expired leases were ended in the same op');
     t.match(ends[0], { kind: 'lease', lease: { id: lease.id, endedBy: 'expired' }, event: { data: { leaseId: lease.id, reason: 'expired' } } });
     t.ok(value<{ lease: { token: number } }>(late).lease.token > lease.token, 'tokens only rise');
+    const full = await store.apply([
+      acquire('frank', ['f/1'], 'exclusive', at + 1000),
+      acquire('frank', ['f/2'], 'exclusive', at + 1000),
+      acquire('frank', ['f/3'], 'exclusive', at + 1000),
+      acquire('frank', ['f/4'], 'exclusive', at + 1000),
+    ]);
+    t.match(full.at(-1), { ok: false, refused: 'full', count: 3 }, 'past maxHeld leases in force: refused');
   });
 
   t.test('lease.renew and lease.release: only the holder with the newest token; lease.expire ends what is due', async (t) => {
     const store = await open(t);
     const got = value<{ lease: { id: number; token: number } }>(
-      await one(store, { op: 'lease.acquire', at, agentId: 'alice', mode: 'exclusive', resources: ['db:migrations'], reason: null, ttlMs: 1000 }),
+      await one(store, { op: 'lease.acquire', at, agentId: 'alice', mode: 'exclusive', resources: ['db:migrations'], reason: null, ttlMs: 1000, maxHeld: 64 }),
     ).lease;
     const hold = { leaseId: got.id, agentId: 'alice', token: got.token };
     const renewed = value<{ lease: { token: number; expiresAt: number } }>(await one(store, { op: 'lease.renew', at: at + 500, hold, ttlMs: null })).lease;
@@ -319,7 +327,9 @@ export function storeContract(t: Test, open: (t: Test) => Promise<RelayStore>): 
   t.test("agent.offline ends the agent's leases in the same op; an offline agent acquires none", async (t) => {
     const store = await open(t);
     value(await one(store, { op: 'agent.insert', at, agent: agent('alice'), maxAgents: 10, events: [] }));
-    const lease = value<{ lease: { id: number } }>(await one(store, { op: 'lease.acquire', at, agentId: 'alice', mode: 'shared', resources: ['a/**'], reason: null, ttlMs: 60_000 })).lease;
+    const lease = value<{ lease: { id: number } }>(
+      await one(store, { op: 'lease.acquire', at, agentId: 'alice', mode: 'shared', resources: ['a/**'], reason: null, ttlMs: 60_000, maxHeld: 64 }),
+    ).lease;
     const o = await one(store, { op: 'agent.offline', at: at + 1, id: 'alice', patch: {}, reason: 'stale', releases: [] });
     t.ok(o.ok);
     t.match(
@@ -328,7 +338,7 @@ export function storeContract(t: Test, open: (t: Test) => Promise<RelayStore>): 
     );
     t.same(store.leases.list({ now: at + 1, since: 0, holder: null }), []);
     t.match(
-      await one(store, { op: 'lease.acquire', at: at + 2, agentId: 'alice', mode: 'shared', resources: ['a/**'], reason: null, ttlMs: 60_000 }),
+      await one(store, { op: 'lease.acquire', at: at + 2, agentId: 'alice', mode: 'shared', resources: ['a/**'], reason: null, ttlMs: 60_000, maxHeld: 64 }),
       { ok: false, refused: 'holderOffline' },
       'an offline agent is granted nothing (nothing but its TTL would end it)',
     );
@@ -339,10 +349,10 @@ export function storeContract(t: Test, open: (t: Test) => Promise<RelayStore>): 
     value(await one(store, send()));
     value(await one(store, { op: 'agent.insert', at, agent: agent('gone', { status: 'offline', offlineAt: at }), maxAgents: 10, events: [] }));
     const ended = value<{ lease: { id: number; token: number } }>(
-      await one(store, { op: 'lease.acquire', at, agentId: 'alice', mode: 'exclusive', resources: ['a'], reason: null, ttlMs: 1000 }),
+      await one(store, { op: 'lease.acquire', at, agentId: 'alice', mode: 'exclusive', resources: ['a'], reason: null, ttlMs: 1000, maxHeld: 64 }),
     ).lease;
     value(await one(store, { op: 'lease.release', at, hold: { leaseId: ended.id, agentId: 'alice', token: ended.token } }));
-    const held = value<{ lease: { id: number } }>(await one(store, { op: 'lease.acquire', at, agentId: 'alice', mode: 'exclusive', resources: ['b'], reason: null, ttlMs: 60_000 })).lease;
+    const held = value<{ lease: { id: number } }>(await one(store, { op: 'lease.acquire', at, agentId: 'alice', mode: 'exclusive', resources: ['b'], reason: null, ttlMs: 60_000, maxHeld: 64 })).lease;
     const o = await one(store, { op: 'prune', at: at + 10, cutoff: at + 1, offlineCutoff: at + 1 });
     t.match(value(o), { messages: 1, prunedThrough: 1, leases: 1, agents: ['gone'] }, 'a lease that ended before the cutoff is pruned');
     t.ok(store.leases.get(held.id), 'one in force stays');

@@ -26,10 +26,20 @@ export function acquire(ctx: CallContext, p: LeaseAcquireParams): Promise<LeaseA
   const agentId = requireAgent(ctx);
   const d = ctx.domain;
   const resources = [...new Set(p.resources)];
-  const op = { op: 'lease.acquire' as const, at: d.now(), agentId, mode: p.mode ?? 'exclusive', resources, reason: p.reason ?? null, ttlMs: p.ttlMs ?? LIMITS.defaultLeaseTtlMs };
+  const op = {
+    op: 'lease.acquire' as const,
+    at: d.now(),
+    agentId,
+    mode: p.mode ?? 'exclusive',
+    resources,
+    reason: p.reason ?? null,
+    ttlMs: p.ttlMs ?? LIMITS.defaultLeaseTtlMs,
+    maxHeld: LIMITS.maxLeasesPerAgent,
+  };
   return d.queue.apply(op, (o) => {
     if (o.ok) return { lease: o.value.lease, token: o.value.lease.token };
     if (o.refused === 'leaseConflict') throw conflictError(o.conflicts);
+    if (o.refused === 'full') throw new RelayError('tooLarge', `too large: ${agentId} holds ${o.count} leases in force, the most one agent may; release some (or lease a wider pattern)`);
     if (o.refused === 'holderOffline')
       throw new RelayError('conflict', `agent ${agentId} is offline: send agent/heartbeat (or register again) first; an offline agent holds no leases`, { status: 'offline' });
     throw unexpected(o);
