@@ -1,12 +1,10 @@
-import { resourcesOverlap, TERMINAL_TASK_STATUSES, type Lease, type LeaseEnd, type RelayEvent, type Task, type TaskStatus } from '../../protocol/index.js';
+import { TERMINAL_TASK_STATUSES, type RelayEvent, type Task, type TaskStatus } from '../../protocol/index.js';
 import {
   callbackPayload,
   callbackWebhookId,
   type Announcement,
   type Change,
   type EventSpec,
-  type LeaseConflict,
-  type LeaseHold,
   type OpOf,
   type Outcome,
   type PlannedRelease,
@@ -17,6 +15,8 @@ import {
   type TaskGuard,
   type WriteOp,
 } from '../domain/store-port.js';
+import { LeaseApplier } from './apply-leases.js';
+import { ok, refuse, type Applied } from './applied.js';
 import type { Tables } from './tables.js';
 
 function isTerminal(status: TaskStatus): boolean {
@@ -31,12 +31,15 @@ function isTerminal(status: TaskStatus): boolean {
  */
 export class OpApplier {
   private changes: Change[] = [];
+  private readonly leases: LeaseApplier;
 
   constructor(
     private readonly t: Tables,
     /** Which secret signs a task's callbacks, by the task's source. */
     private readonly callbackSigner: (source: string) => string,
-  ) {}
+  ) {
+    this.leases = new LeaseApplier(t, (c) => this.changes.push(c));
+  }
 
   apply(op: WriteOp): Outcome {
     this.changes = [];
@@ -44,7 +47,7 @@ export class OpApplier {
     return { ...result, changes: this.changes } as Outcome;
   }
 
-  private run(op: WriteOp): { ok: true; value: unknown } | ({ ok: false } & Refusal) {
+  private run(op: WriteOp): Applied {
     switch (op.op) {
       case 'message.send':
         return this.send(op);
@@ -88,13 +91,13 @@ export class OpApplier {
         this.t.outbox.recordAttempt(op.id, { state: op.state, nextAt: op.nextAt, status: op.status, error: op.error, now: op.at });
         return ok(null);
       case 'lease.acquire':
-        return this.acquireLease(op);
+        return this.leases.acquire(op);
       case 'lease.renew':
-        return this.renewLease(op);
+        return this.leases.renew(op);
       case 'lease.release':
-        return this.releaseLease(op);
+        return this.leases.release(op);
       case 'lease.expire':
-        return ok({ leases: this.expireLeases(op.at) } satisfies Results['lease.expire']);
+        return ok({ leases: this.leases.expire(op.at) } satisfies Results['lease.expire']);
       case 'prune':
         return ok(this.prune(op));
     }
@@ -102,7 +105,7 @@ export class OpApplier {
 
   // ---- messages and tasks ----
 
-  private send(op: OpOf<'message.send'>): ReturnType<OpApplier['run']> {
+  private send(op: OpOf<'message.send'>): Applied {
     let threadId: number | null = null;
     if (op.message.replyTo !== null) {
       const parent = this.t.messages.get(op.message.replyTo);
@@ -116,7 +119,7 @@ export class OpApplier {
     return ok({ message, task } satisfies Results['message.send']);
   }
 
-  private createTask(op: OpOf<'task.create'>): ReturnType<OpApplier['run']> {
+  private createTask(op: OpOf<'task.create'>): Applied {
     const seen = op.receipt ? this.t.receipts.seen(op.receipt.integration, op.receipt.deliveryId) : undefined;
     if (seen) return refuse({ refused: 'duplicate', taskId: seen.taskId });
     const result = this.createOrDedupe(op);
@@ -126,7 +129,7 @@ export class OpApplier {
     return result;
   }
 
-  private createOrDedupe(op: OpOf<'task.create'>): ReturnType<OpApplier['run']> {
+  private createOrDedupe(op: OpOf<'task.create'>): Applied {
     const { input } = op;
     const live = input.dedupeKey ? this.t.tasks.findLive(op.source, input.dedupeKey) : undefined;
     if (op.action === 'resolve') {
@@ -152,7 +155,7 @@ export class OpApplier {
     return task;
   }
 
-  private claim(op: OpOf<'task.claim'>): ReturnType<OpApplier['run']> {
+  private claim(op: OpOf<'task.claim'>): Applied {
     const task = this.t.tasks.claim(op.taskId, op.agentId, op.at);
     if (!task) {
       const current = this.t.tasks.get(op.taskId);
@@ -172,7 +175,7 @@ export class OpApplier {
     return task;
   }
 
-  private transition(op: OpOf<'task.transition'>): ReturnType<OpApplier['run']> {
+  private transition(op: OpOf<'task.transition'>): Applied {
     const current = this.guarded(op.taskId, op.guard);
     if ('refused' in current) return refuse(current);
     const task = this.t.tasks.setState(op.taskId, op.status, op.progress, op.at);
@@ -180,7 +183,7 @@ export class OpApplier {
     return ok({ task } satisfies Results['task.transition']);
   }
 
-  private releaseOwned(op: OpOf<'task.release'>): ReturnType<OpApplier['run']> {
+  private releaseOwned(op: OpOf<'task.release'>): Applied {
     const current = this.guarded(op.release.taskId, op.guard);
     if ('refused' in current) return refuse(current);
     return ok({ task: this.release(op.at, current, op.release) } satisfies Results['task.release']);
@@ -253,7 +256,7 @@ export class OpApplier {
     this.changes.push({ kind: 'agent', agent });
   }
 
-  private insertAgent(op: OpOf<'agent.insert'>): ReturnType<OpApplier['run']> {
+  private insertAgent(op: OpOf<'agent.insert'>): Applied {
     if (this.t.agents.get(op.agent.id)) return refuse({ refused: 'changed' });
     const count = this.t.agents.count();
     if (count >= op.maxAgents) return refuse({ refused: 'full', count });
@@ -264,7 +267,7 @@ export class OpApplier {
     return ok({ agent, newestMessageId } satisfies Results['agent.insert']);
   }
 
-  private patchAgent(op: OpOf<'agent.patch'>): ReturnType<OpApplier['run']> {
+  private patchAgent(op: OpOf<'agent.patch'>): Applied {
     const existing = this.t.agents.get(op.id);
     if (!existing) return refuse({ refused: 'notFound' });
     if (existing.tokenHash !== op.expect.tokenHash || existing.status !== op.expect.status) return refuse({ refused: 'changed' });
@@ -274,7 +277,7 @@ export class OpApplier {
     return ok({ agent, newestMessageId: this.t.messages.maxId() } satisfies Results['agent.patch']);
   }
 
-  private offline(op: OpOf<'agent.offline'>): ReturnType<OpApplier['run']> {
+  private offline(op: OpOf<'agent.offline'>): Applied {
     const existing = this.t.agents.get(op.id);
     if (!existing) return refuse({ refused: 'notFound' });
     if (existing.status === 'offline') return refuse({ refused: 'changed' });
@@ -285,73 +288,8 @@ export class OpApplier {
     this.saveAgent(agent);
     this.agentEvents(op.at, op.id, [{ kind: 'agent.offline', agentId: op.id, data: { reason: op.reason } }]);
     for (const task of claimed) this.release(op.at, task, planned.get(task.id)!);
-    for (const lease of this.t.leases.heldBy(op.id)) this.endLease(op.at, lease, lease.expiresAt <= op.at ? 'expired' : 'offline');
+    this.leases.endAllOf(op.id, op.at);
     return ok({ agent } satisfies Results['agent.offline']);
-  }
-
-  // ---- leases ----
-
-  /**
-   * All or none: the lease is granted only if no lease of another agent in force at `at` overlaps
-   * any resource asked for where either side is exclusive. Decided here, inside the transaction,
-   * against the rows as committed so far (earlier ops of this batch included).
-   */
-  private acquireLease(op: OpOf<'lease.acquire'>): ReturnType<OpApplier['run']> {
-    this.expireLeases(op.at);
-    // Nothing would end it but its TTL: going offline is what releases an agent's leases.
-    if (this.t.agents.get(op.agentId)?.status === 'offline') return refuse({ refused: 'holderOffline' });
-    const inForce = this.t.leases.inForce(op.at);
-    const own = inForce.filter((l) => l.agentId === op.agentId).length;
-    if (own >= op.maxHeld) return refuse({ refused: 'full', count: own });
-    const conflicts: LeaseConflict[] = [];
-    for (const held of inForce) {
-      if (held.agentId === op.agentId || (held.mode === 'shared' && op.mode === 'shared')) continue;
-      const meet = firstOverlap(held.resources, op.resources);
-      if (meet) conflicts.push({ lease: held, ...meet });
-    }
-    if (conflicts.length > 0) return refuse({ refused: 'leaseConflict', conflicts });
-    const lease = this.t.leases.insert({ agentId: op.agentId, mode: op.mode, resources: op.resources, reason: op.reason, ttlMs: op.ttlMs, at: op.at });
-    this.leaseEvent(op.at, lease, 'lease.acquired', { mode: lease.mode, resources: lease.resources, reason: lease.reason, expiresAt: lease.expiresAt });
-    return ok({ lease } satisfies Results['lease.acquire']);
-  }
-
-  /** The lease the hold names, when it is in force, the presenter's, and presented with its newest token. */
-  private heldLease(at: number, hold: LeaseHold): Lease | Refusal {
-    this.expireLeases(at);
-    const lease = this.t.leases.get(hold.leaseId);
-    if (!lease) return { refused: 'notFound' };
-    if (lease.releasedAt !== null || lease.agentId !== hold.agentId || lease.token !== hold.token) return { refused: 'leaseNotHeld', lease };
-    return lease;
-  }
-
-  private renewLease(op: OpOf<'lease.renew'>): ReturnType<OpApplier['run']> {
-    const held = this.heldLease(op.at, op.hold);
-    if ('refused' in held) return refuse(held);
-    const lease = this.t.leases.renew(held.id, op.ttlMs ?? held.ttlMs, op.at);
-    this.leaseEvent(op.at, lease, 'lease.renewed', { previousToken: held.token, expiresAt: lease.expiresAt });
-    return ok({ lease } satisfies Results['lease.renew']);
-  }
-
-  private releaseLease(op: OpOf<'lease.release'>): ReturnType<OpApplier['run']> {
-    const held = this.heldLease(op.at, op.hold);
-    if ('refused' in held) return refuse(held);
-    return ok({ lease: this.endLease(op.at, held, 'released') } satisfies Results['lease.release']);
-  }
-
-  /** End every lease whose TTL passed by `at`, oldest first, each with its event. */
-  private expireLeases(at: number): Lease[] {
-    return this.t.leases.expired(at).map((lease) => this.endLease(at, lease, 'expired'));
-  }
-
-  private endLease(at: number, lease: Lease, endedBy: LeaseEnd): Lease {
-    const ended = this.t.leases.end(lease.id, endedBy, at) ?? lease;
-    this.leaseEvent(at, ended, 'lease.released', { reason: endedBy });
-    return ended;
-  }
-
-  private leaseEvent(at: number, lease: Lease, kind: 'lease.acquired' | 'lease.renewed' | 'lease.released', data: Record<string, unknown>): void {
-    const event = this.t.events.append({ at, kind, taskId: null, agentId: lease.agentId, data: { leaseId: lease.id, token: lease.token, ...data } });
-    this.changes.push({ kind: 'lease', lease, event });
   }
 
   // ---- retention ----
@@ -374,12 +312,6 @@ export class OpApplier {
   }
 }
 
-/** The first resource held that meets one asked for, if any. */
-function firstOverlap(held: readonly string[], requested: readonly string[]): { held: string; requested: string } | null {
-  for (const h of held) for (const r of requested) if (resourcesOverlap(h, r)) return { held: h, requested: r };
-  return null;
-}
-
 function patched(a: StoredAgent, p: StoredAgentPatch): StoredAgent {
   const next = { ...a };
   for (const [k, v] of Object.entries(p)) if (v !== undefined) (next as Record<string, unknown>)[k] = v;
@@ -389,11 +321,3 @@ function patched(a: StoredAgent, p: StoredAgentPatch): StoredAgent {
 }
 
 type StoredAgentPatch = OpOf<'agent.patch'>['patch'];
-
-function ok(value: unknown): { ok: true; value: unknown } {
-  return { ok: true, value };
-}
-
-function refuse(r: Refusal): { ok: false } & Refusal {
-  return { ok: false, ...r };
-}
