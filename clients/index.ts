@@ -7,7 +7,7 @@ export * from './backoff.js';
 export * from './pages.js';
 export type * from '../protocol/common.js';
 export type { MethodName, MethodParams, MethodResult } from '../protocol/method-table.js';
-export type { TaskUpdatedParams } from '../protocol/notifications.js';
+export type { LeaseUpdatedParams, TaskUpdatedParams } from '../protocol/notifications.js';
 
 /** Node sockets via `ws`: the token goes in an Authorization header, and no Origin is sent. */
 export const nodeSocket: SocketFactory = (url, protocols, token) => new WebSocket(url, protocols, { headers: token ? { authorization: `Bearer ${token}` } : {} }) as unknown as WebSocketLike;
