@@ -10,7 +10,7 @@ import { startTcpProxy } from '../helpers/tcp-proxy.js';
 function until(client: RelayClient, cond: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
   return new Promise((resolve, reject) => {
     if (cond()) return resolve();
-    const events = ['message', 'ready', 'disconnected', 'task', 'agent', 'event', 'closed'] as const;
+    const events = ['message', 'ready', 'disconnected', 'task', 'lease', 'agent', 'event', 'closed'] as const;
     const check = () => {
       if (!cond()) return;
       cleanup();
@@ -222,6 +222,24 @@ t.test('heartbeats keep lastSeen moving; close({leave}) takes the agent offline 
   await alice.close({ leave: true });
   await until(observer, () => updates.includes('alice:offline'), 'alice offline');
   t.pass('the observer saw alice leave');
+});
+
+t.test("lease changes reach the holder and 'leases' observers as 'lease' events, typed calls included", async (t) => {
+  const relay = await startRelay(t);
+  const alice = client(t, { url: relay.url, agent: { id: 'alice' } });
+  await alice.connect();
+  const observer = client(t, { url: relay.url, observe: ['leases'] });
+  await observer.connect();
+  const seen: string[] = [];
+  const mine: string[] = [];
+  observer.on('lease', ({ lease, event }) => seen.push(`${event.kind}:${lease.id}`));
+  alice.on('lease', ({ event }) => mine.push(event.kind));
+  const { lease, token } = await alice.call('lease/acquire', { resources: ['src/**'], reason: 'refactor' });
+  const renewed = await alice.call('lease/renew', { leaseId: lease.id, token });
+  await alice.call('lease/release', { leaseId: lease.id, token: renewed.token });
+  await until(observer, () => seen.length === 3, 'three lease events');
+  t.same(seen, [`lease.acquired:${lease.id}`, `lease.renewed:${lease.id}`, `lease.released:${lease.id}`]);
+  await until(alice, () => mine.length === 3, 'the holder hears them too');
 });
 
 t.test('observers resume the message feed by cursor across a restart', async (t) => {
