@@ -1,4 +1,4 @@
-import type { Agent, Message, Task } from '../../clients/index.js';
+import type { Agent, Lease, Message, Task } from '../../clients/index.js';
 
 /** How much of a body a listing shows: the model asks for the whole message with read_message. */
 const PREVIEW_CHARS = 240;
@@ -29,4 +29,9 @@ export function taskLine(t: Task): string {
   const owner = t.claimedBy ? ` claimed by ${t.claimedBy}` : '';
   const progress = t.progress > 0 ? ` ${t.progress}%` : '';
   return `task #${t.id} "${t.title}" ${t.status}${progress}${owner}`;
+}
+
+export function leaseLine(l: Lease): string {
+  const reason = l.reason ? ` (${l.reason})` : '';
+  return `lease #${l.id} ${l.mode} ${l.resources.join(', ')} held by ${l.agentId}${reason} until ${new Date(l.expiresAt).toISOString()}`;
 }

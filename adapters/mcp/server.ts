@@ -10,7 +10,7 @@ import { createRelayClient, RelayRpcError, type Message, type RelayClient } from
 import { derivedAgentId } from '../../protocol/agent-id.js';
 import { describeZodError, type WireError } from '../../protocol/error-reply.js';
 import { messageLine } from './format.js';
-import { type ClaimBook, type ToolContext, ToolInputError, TOOLS } from './tools.js';
+import { type TokenBook, type ToolContext, ToolInputError, TOOLS } from './tools.js';
 
 export interface McpServeOptions {
   /** The MCP client this serves (claude, codex, ...): part of the default agent id and the agent's tags. */
@@ -70,10 +70,10 @@ export async function serveMcp(ctx: CliContext, o: McpServeOptions): Promise<voi
     { name: 'agent-relay', title: 'Agent Relay', version: o.version },
     {
       capabilities: { logging: {}, resources: { subscribe: true } },
-      instructions: `You are agent ${id} on Agent Relay, where other coding agents, CI and people find each other, talk and share work. Use list_agents to see who is online, send_message to talk, inbox/read_message for what reached you, claim/update_task/release_task for work. New messages are announced as log notifications and as updates of ${INBOX_URI}.`,
+      instructions: `You are agent ${id} on Agent Relay, where other coding agents, CI and people find each other, talk and share work. Use list_agents to see who is online, send_message to talk, inbox/read_message/search_messages for what reached you, claim/update_task/release_task for work, lease_acquire before editing files others may touch. New messages are announced as log notifications and as updates of ${INBOX_URI}.`,
     },
   );
-  const toolCtx: ToolContext = { relay, url, claims: claimBook(ctx, id, url, relay), nextMessage: (ms) => nextMessage(relay, ms) };
+  const toolCtx: ToolContext = { relay, url, claims: tokenBook(ctx, id, url, relay, 'claims'), leases: tokenBook(ctx, id, url, relay, 'leases'), nextMessage: (ms) => nextMessage(relay, ms) };
   serveTools(server, toolCtx);
   serveInbox(server, relay);
 
@@ -168,11 +168,11 @@ function nextMessage(relay: RelayClient, ms: number): Promise<void> {
   });
 }
 
-/** Claim tokens in the identity store, merged on every write (the CLI may hold claims of this agent too). */
-function claimBook(ctx: CliContext, id: string, url: string, relay: RelayClient): ClaimBook {
+/** Claim or lease tokens in the identity store, merged on every write (the CLI may hold some of this agent's too). */
+function tokenBook(ctx: CliContext, id: string, url: string, relay: RelayClient, kind: 'claims' | 'leases'): TokenBook {
   return {
-    get: (taskId) => loadIdentity(ctx.home, id, url)?.claims?.[String(taskId)],
-    set: (taskId, token) => ctx.remember({ id, token: relay.agentToken!, url, claims: { [String(taskId)]: token } }),
+    get: (key) => loadIdentity(ctx.home, id, url)?.[kind]?.[String(key)],
+    set: (key, token) => ctx.remember({ id, token: relay.agentToken!, url, [kind]: { [String(key)]: token } }),
   };
 }
 

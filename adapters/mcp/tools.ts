@@ -2,9 +2,10 @@ import { z } from 'zod';
 import type { RelayClient } from '../../clients/index.js';
 import { IdSchema } from '../../protocol/common.js';
 import * as agent from '../../protocol/methods/agent.js';
+import * as lease from '../../protocol/methods/lease.js';
 import * as message from '../../protocol/methods/message.js';
 import * as task from '../../protocol/methods/task.js';
-import { agentLine, messageLine, messageLines, taskLine } from './format.js';
+import { agentLine, leaseLine, messageLine, messageLines, taskLine } from './format.js';
 
 /** What a tool hands back: one short text for the model, and the relay's answer as structured content. */
 export interface ToolAnswer {
@@ -17,15 +18,18 @@ export interface ToolContext {
   relay: RelayClient;
   /** The relay's HTTP base, for whoami. */
   url: string;
-  claims: ClaimBook;
+  /** Claim tokens by task id. */
+  claims: TokenBook;
+  /** Newest fencing tokens by lease id. */
+  leases: TokenBook;
   /** Resolves when a message reaches this agent, or after `ms`. */
   nextMessage(ms: number): Promise<void>;
 }
 
-/** Claim tokens by task id: kept in the identity store, so `agent-relay --as ID` sees them too. */
-export interface ClaimBook {
-  get(taskId: number): number | undefined;
-  set(taskId: number, token: number): void;
+/** Tokens by task or lease id: kept in the identity store, so `agent-relay --as ID` sees them too. */
+export interface TokenBook {
+  get(id: number): number | undefined;
+  set(id: number, token: number): void;
 }
 
 /** A refusal of the tool's own (before any relay call), with the contract's invalid-params code. */
@@ -186,6 +190,53 @@ export const TOOLS: Record<string, ToolSpec<z.ZodObject>> = {
       const claimToken = ctx.claims.get(args.id);
       const r = await ctx.relay.call('task/release', { ...withoutUndefined(args), ...(claimToken !== undefined ? { claimToken } : {}) });
       return { text: `released ${taskLine(r.task)}`, data: r };
+    },
+  }),
+
+  lease_acquire: tool({
+    title: 'Reserve files or resources',
+    description:
+      'Take a lease on resources others should keep off while you work: paths and globs (src/auth/**, src/*.ts; a folder holds everything beneath it) or names (db:migrations). All or none; exclusive (default) or shared; it ends after ttlMs (default 5 min) unless renewed, and when this agent goes offline. A conflict names the holder, its reason and when it expires.',
+    input: lease.LeaseAcquireParamsSchema.pick({ resources: true, mode: true, ttlMs: true, reason: true }),
+    run: async (ctx, args) => {
+      const r = await ctx.relay.call('lease/acquire', withoutUndefined(args));
+      ctx.leases.set(r.lease.id, r.token);
+      return { text: `acquired ${leaseLine(r.lease)}`, data: r };
+    },
+  }),
+
+  lease_renew: tool({
+    title: 'Renew a lease',
+    description: 'Extend a lease this agent holds, by ttlMs from now (default its own TTL); the lease gets a new fencing token.',
+    input: lease.LeaseRenewParamsSchema.pick({ leaseId: true, ttlMs: true }),
+    run: async (ctx, args) => {
+      const token = ctx.leases.get(args.leaseId);
+      if (token === undefined) throw new ToolInputError(`no token kept for lease #${args.leaseId}: it was not acquired by this agent here`);
+      const r = await ctx.relay.call('lease/renew', { ...withoutUndefined(args), token });
+      ctx.leases.set(r.lease.id, r.token);
+      return { text: `renewed ${leaseLine(r.lease)}`, data: r };
+    },
+  }),
+
+  lease_release: tool({
+    title: 'Release a lease',
+    description: 'End a lease this agent holds, so others may take its resources.',
+    input: lease.LeaseReleaseParamsSchema.pick({ leaseId: true }),
+    run: async (ctx, args) => {
+      const token = ctx.leases.get(args.leaseId);
+      if (token === undefined) throw new ToolInputError(`no token kept for lease #${args.leaseId}: it was not acquired by this agent here`);
+      const r = await ctx.relay.call('lease/release', { leaseId: args.leaseId, token });
+      return { text: `released lease #${r.lease.id}`, data: r };
+    },
+  }),
+
+  lease_list: tool({
+    title: 'Leases in force',
+    description: 'Leases in force now, with holder, mode, resources, reason and expiry: of one holder, or those overlapping a resource (check before you edit).',
+    input: lease.LeaseListParamsSchema.pick({ holder: true, resource: true, limit: true, since: true }),
+    run: async (ctx, args) => {
+      const r = await ctx.relay.call('lease/list', withoutUndefined(args));
+      return { text: r.leases.length ? r.leases.map(leaseLine).join('\n') : 'no leases in force', data: r };
     },
   }),
 };

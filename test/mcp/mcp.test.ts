@@ -21,7 +21,23 @@ import { testedBlock } from '../helpers/readme.js';
  */
 
 const BIN = join(ROOT, 'bin', 'agent-relay.js');
-const TOOL_NAMES = ['claim', 'get_thread', 'inbox', 'list_agents', 'mark_read', 'read_message', 'release_task', 'search_messages', 'send_message', 'update_task', 'whoami'];
+const TOOL_NAMES = [
+  'claim',
+  'get_thread',
+  'inbox',
+  'lease_acquire',
+  'lease_list',
+  'lease_release',
+  'lease_renew',
+  'list_agents',
+  'mark_read',
+  'read_message',
+  'release_task',
+  'search_messages',
+  'send_message',
+  'update_task',
+  'whoami',
+];
 
 interface Mcp {
   client: Client;
@@ -258,6 +274,46 @@ t.test('claim, update and release work, with the contract codes on refusals', as
   const bad = await mcp.call('send_message', { to: 'nobody knows', body: 'x' });
   t.equal(bad.isError, true, 'an invalid target is refused');
   t.match(text(bad), /to|target/i, 'naming the field');
+});
+
+t.test('lease_acquire, lease_list, lease_renew and lease_release hold resources against other agents', async (t) => {
+  const { relay, mcp, me } = await setup(t);
+  const bob = await connectAgent(t, relay.wsUrl, { id: 'bob' });
+  const got = await mcp.ok('lease_acquire', { resources: ['src/auth/**', 'db:migrations'], reason: 'refactoring login', ttlMs: 60_000 });
+  t.equal(got.lease.agentId, me);
+  t.equal(got.lease.mode, 'exclusive');
+  const refused = await bob.rpc.call('lease/acquire', { resources: ['src/auth/session.ts'] }).catch((e: { code: number; error: { data: any } }) => e);
+  t.equal(refused.code, ERRORS.conflict.code, 'bob is kept off src/auth/session.ts');
+  t.equal(refused.error.data.holder, me, 'the conflict names the MCP agent');
+  t.equal(refused.error.data.reason, 'refactoring login');
+
+  const theirs = await bob.rpc.call('lease/acquire', { resources: ['docs/**'], reason: 'rewriting the guide' });
+  const conflict = await mcp.refused('lease_acquire', { resources: ['docs/README.md'] });
+  t.equal(conflict.code, ERRORS.conflict.code, 'a conflict carries -32003');
+  t.equal((conflict.data as any).holder, 'bob', 'and its data names the holder');
+  t.match(conflict.message, /bob/);
+
+  const listed = await mcp.call('lease_list', { resource: 'src/auth/login.ts' });
+  t.same(
+    (listed.structuredContent as any).leases.map((l: any) => l.id),
+    [got.lease.id],
+    'lease_list by an overlapping resource',
+  );
+  t.match(text(listed), new RegExp(`lease #${got.lease.id} exclusive src/auth/\\*\\*, db:migrations held by ${me} \\(refactoring login\\)`));
+  t.same(
+    (await mcp.ok('lease_list', { holder: 'bob' })).leases.map((l: any) => l.id),
+    [theirs.lease.id],
+  );
+
+  const renewed = await mcp.ok('lease_renew', { leaseId: got.lease.id, ttlMs: 120_000 });
+  t.ok(renewed.token > got.token, 'renewing gives a newer fencing token');
+  t.ok(renewed.lease.expiresAt > got.lease.expiresAt, 'and a later expiry');
+  const released = await mcp.ok('lease_release', { leaseId: got.lease.id });
+  t.equal(released.lease.endedBy, 'released');
+  const now = await bob.rpc.call('lease/acquire', { resources: ['src/auth/session.ts'] });
+  t.equal(now.lease.agentId, 'bob', 'bob gets it once released');
+  t.equal((await mcp.refused('lease_release', { leaseId: theirs.lease.id })).code, ERRORS.invalidParams.code, "no token kept for bob's lease");
+  t.equal((await mcp.refused('lease_acquire', { resources: ['../etc'] })).code, ERRORS.invalidParams.code, 'a bad resource is -32602');
 });
 
 t.test('closing the MCP client takes the agent offline', async (t) => {
