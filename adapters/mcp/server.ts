@@ -150,7 +150,10 @@ async function connectBounded(relay: RelayClient, url: string, ms: number): Prom
   } catch (err) {
     await relay.close();
     if (err instanceof RelayRpcError) throw err; // refused (a token): explained as such
-    throw err instanceof RelayUnreachableError ? err : new RelayUnreachableError(url, err instanceof Error ? err.message : String(err));
+    if (err instanceof RelayUnreachableError) throw err;
+    // The client's own wording names the WebSocket address; the cause alone goes in ours.
+    const cause = (err instanceof Error ? err.message : String(err)).replace(/^relay not reachable at \S+: /, '');
+    throw new RelayUnreachableError(url, cause);
   } finally {
     clearTimeout(timer);
   }
