@@ -24,6 +24,8 @@ await esbuild.build({
     'broker/main': join(root, 'broker', 'main.ts'),
     // The store's writer thread (a worker_threads entry; broker/store/store.ts names this file).
     'broker/store-writer': join(root, 'broker', 'store', 'writer-thread.ts'),
+    // Its search thread (message/search off the event loop; broker/store/search-client.ts).
+    'broker/store-search': join(root, 'broker', 'store', 'search-thread.ts'),
     'client/index': join(root, 'clients', 'index.ts'),
   },
   bundle: true,
@@ -37,7 +39,7 @@ await esbuild.build({
   chunkNames: 'chunks/[name]-[hash]',
   logLevel: 'warning',
 });
-console.log('built dist/bin/agent-relay.js, dist/bin/codex-relay.js, dist/broker/main.js, dist/broker/store-writer.js, dist/client/index.js');
+console.log('built dist/bin/agent-relay.js, dist/bin/codex-relay.js, dist/broker/main.js, dist/broker/store-writer.js, dist/broker/store-search.js, dist/client/index.js');
 
 const src = join(root, 'clients', 'dashboard');
 const out = join(dist, 'dashboard');

@@ -317,10 +317,17 @@ export interface MessageReads {
   inbox(agentId: string, f: ListFilter & { floor: number } & ({ unread: false } | { unread: true; readThrough: number })): Message[];
   all(f: ListFilter): Message[];
   thread(threadId: number, since: number, limit: number): Message[];
+}
+
+/**
+ * Full-text search: asynchronous, since ranking every match of a common word over a million
+ * messages takes a tenth of a second and more (bench/search.ts): a store runs it off the event loop.
+ */
+export interface SearchReads {
   /** The best matches first, at most `limit`. */
-  rankMatches(f: SearchFilter): RankedId[];
+  rank(f: SearchFilter): Promise<RankedId[]>;
   /** These matches of the terms with their snippets, in the order given; an id no longer stored is left out. */
-  searchHits(terms: readonly SearchTerm[], ids: readonly number[]): StoredHit[];
+  hits(terms: readonly SearchTerm[], ids: readonly number[]): Promise<StoredHit[]>;
 }
 
 export interface DeliveryReads {
@@ -379,6 +386,7 @@ export interface StoreHealth {
 
 export interface RelayStore {
   readonly messages: MessageReads;
+  readonly search: SearchReads;
   readonly deliveries: DeliveryReads;
   readonly tasks: TaskReads;
   readonly events: EventReads;

@@ -1,10 +1,9 @@
 import type { Message } from '../../protocol/index.js';
-import type { ListFilter, NewMessage, RankedId, SearchFilter, SearchTerm, StoredHit } from '../domain/store-port.js';
+import type { ListFilter, NewMessage } from '../domain/store-port.js';
 import type { Db } from './db.js';
 import { encodeRecipients, NOT_MARKED_READ, recipientNeedle } from './deliveries.js';
 import { toJson } from './json.js';
 import { messageFromRow, type MessageRow } from './message-row.js';
-import { MessageSearch } from './message-search.js';
 
 // A message that starts a thread is its root: its thread id is its own id, which AUTOINCREMENT
 // makes one above the table's sequence (the highest id ever used), so one statement writes it.
@@ -61,10 +60,8 @@ class InboxBounds {
 export class MessageTable {
   private readonly stmts;
   private readonly bounds = new InboxBounds();
-  private readonly searcher: MessageSearch;
 
   constructor(db: Db) {
-    this.searcher = new MessageSearch(db);
     this.stmts = {
       insert: db.prepare(INSERT),
       get: db.prepare<[number], MessageRow>(GET),
@@ -152,14 +149,6 @@ export class MessageTable {
   /** The thread's messages after `since`, in id order, at most `limit`. */
   thread(threadId: number, since: number, limit: number): Message[] {
     return this.stmts.thread.all(threadId, since, limit).map(messageFromRow);
-  }
-
-  rankMatches(f: SearchFilter): RankedId[] {
-    return this.searcher.rank(f);
-  }
-
-  searchHits(terms: readonly SearchTerm[], ids: readonly number[]): StoredHit[] {
-    return this.searcher.hits(terms, ids);
   }
 
   /** Delete messages created before `cutoff`; returns the highest id deleted (0 if none). */

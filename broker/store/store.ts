@@ -13,7 +13,8 @@ import type { OutboxTable } from './outbox.js';
 import type { ReceiptTable } from './receipts.js';
 import type { TaskTable } from './tasks.js';
 import { openTables } from './tables.js';
-import { writerEntry } from './writer-entry.js';
+import { SearchThread } from './search-client.js';
+import { workerEntry } from './writer-entry.js';
 import { fromWire, outcomeFromWire, type Failure, type Reply, type Request, type Settings, type WriterData } from './writer-protocol.js';
 
 export { storageError } from './writer.js';
@@ -49,6 +50,7 @@ export class SqliteStore implements RelayStore {
   readonly outbox: OutboxTable;
   readonly receipts: ReceiptTable;
   readonly leases: LeaseTable;
+  readonly search: SearchThread;
   readonly health: StoreHealth;
   private readonly getMeta;
   private readonly waiters = new Map<number, Waiter>();
@@ -63,7 +65,9 @@ export class SqliteStore implements RelayStore {
     private readonly exited: Promise<void>,
     settings: Settings,
     private readonly onFatal: (err: Error) => void,
+    opts: StoreOptions,
   ) {
+    this.search = new SearchThread({ path: opts.path, busyTimeoutMs: opts.busyTimeoutMs });
     // The read side: every table's statements on the read-only connection.
     ({
       agents: this.agents,
@@ -98,7 +102,7 @@ export class SqliteStore implements RelayStore {
    */
   static async open(opts: StoreOptions): Promise<SqliteStore> {
     const data: WriterData = { path: opts.path, synchronous: opts.synchronous, busyTimeoutMs: opts.busyTimeoutMs, signedSources: opts.signedSources ?? [] };
-    const entry = await writerEntry();
+    const entry = await workerEntry('writer');
     const worker = new Worker(entry.url, { workerData: data, execArgv: entry.execArgv, name: 'agent-relay store writer' });
     let exitCode = -1;
     const exited = new Promise<void>((resolve) => worker.once('exit', (code) => resolve(void (exitCode = code))));
@@ -126,7 +130,7 @@ export class SqliteStore implements RelayStore {
       throw databaseOpenError(opts.path, err) ?? err;
     }
     const onFatal = opts.onFatal ?? ((err: Error) => console.error("agent-relay: the store's writer thread died; every write is refused from now on", err));
-    return new SqliteStore(reader, worker, exited, settings, onFatal);
+    return new SqliteStore(reader, worker, exited, settings, onFatal, opts);
   }
 
   async apply(ops: readonly WriteOp[]): Promise<Outcome[]> {
@@ -182,6 +186,7 @@ export class SqliteStore implements RelayStore {
   /** Refuse new work, let the writer finish what it was given, close its connection, wait for the thread to end. */
   close(): Promise<void> {
     this.closing ??= (async () => {
+      await this.search.close();
       if (!this.dead) {
         this.worker.ref();
         this.worker.postMessage({ type: 'close' } satisfies Request);

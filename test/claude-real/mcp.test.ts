@@ -30,7 +30,8 @@ async function claude(t: Test, args: string[], env: NodeJS.ProcessEnv, cwd: stri
 }
 
 /** A HOME with `agent-relay` on PATH (this checkout's bin, as `npm link` would put it). */
-function session(t: Test): { env: (relayUrl: string) => NodeJS.ProcessEnv; cwd: string } {
+function session(t: Test): { env: (relayUrl: string) => NodeJS.ProcessEnv; cwd: string; dir: string } {
+  // The test's one testdir: a second t.testdir() call would empty it.
   const dir = t.testdir();
   const bin = join(dir, 'bin');
   const cwd = join(dir, 'project');
@@ -39,6 +40,7 @@ function session(t: Test): { env: (relayUrl: string) => NodeJS.ProcessEnv; cwd: 
   symlinkSync(join(ROOT, 'bin', 'agent-relay.js'), join(bin, 'agent-relay'));
   return {
     cwd,
+    dir,
     env: (relayUrl) =>
       childEnv(
         {
@@ -66,8 +68,8 @@ function readmeMcpAdd(relayUrl: string): string[] {
 }
 
 t.test('the pasted `claude mcp add` line: Claude Code connects to the server, which joins the relay', { skip: NO_CLAUDE }, async (t) => {
-  const relay = await startRelay(t);
   const s = session(t);
+  const relay = await startRelay(t, {}, { dir: join(s.dir, 'relay') });
   const env = s.env('http://127.0.0.1:1');
   const add = await claude(t, readmeMcpAdd(relay.url), env, s.cwd);
   t.equal(add.code, 0, 'claude mcp add');

@@ -40,14 +40,12 @@ async function codexExec(t: Test, dir: string, prompt: string): Promise<{ code: 
   return { code, out };
 }
 
-function setup(t: Test, model: FakeModel, relayUrl: string): string {
-  const dir = t.testdir();
+function setup(dir: string, model: FakeModel, relayUrl: string): void {
   mkdirSync(join(dir, 'bin'));
   mkdirSync(join(dir, 'project'));
   mkdirSync(join(dir, 'codex-home'));
   symlinkSync(join(ROOT, 'bin', 'agent-relay.js'), join(dir, 'bin', 'agent-relay'));
   writeFileSync(join(dir, 'codex-home', 'config.toml'), codexConfigToml(model.url) + mcpEntry(relayUrl));
-  return dir;
 }
 
 /** The function tools a model request offers, by name. */
@@ -57,10 +55,12 @@ function toolNames(body: any): string[] {
 }
 
 t.test('Codex offers the relay tools to the model and runs the one it calls', async (t) => {
-  const relay = await startRelay(t);
+  // The test's one testdir (a second t.testdir() call would empty it, the relay's database with it).
+  const dir = t.testdir();
+  const relay = await startRelay(t, {}, { dir: join(dir, 'relay') });
   const bob = await connectAgent(t, relay.wsUrl, { id: 'bob' });
   const model = await startFakeModel(t);
-  const dir = setup(t, model, relay.url);
+  setup(dir, model, relay.url);
 
   const first = await codexExec(t, dir, 'who is online?');
   t.equal(first.code, 0, `codex exec ran (${first.out.trim().split('\n').at(-1)})`);

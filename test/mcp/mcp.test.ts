@@ -95,8 +95,10 @@ function text(r: CallToolResult): string {
 }
 
 async function setup(t: Test): Promise<{ relay: TestRelay; mcp: Mcp; me: string; home: string }> {
-  const relay = await startRelay(t);
-  const home = t.testdir();
+  // One testdir: a second t.testdir() call empties the folder, the relay's database with it.
+  const dir = t.testdir();
+  const relay = await startRelay(t, {}, { dir });
+  const home = join(dir, 'home');
   const mcp = await startMcp(t, relay.url, home);
   return { relay, mcp, me: derivedAgentId([hostname(), 'test', basename(ROOT)]), home };
 }
@@ -200,7 +202,7 @@ t.test('search_messages finds ranked hits with snippets in the inbox, and pages'
   await carol.rpc.call('message/send', { to: 'bob', body: 'the deploy is blocked' });
   for (let i = 0; i < 3; i++) await bob.rpc.call('message/send', { to: me, body: `deploy note ${i}` });
   const r = await mcp.call('search_messages', { query: 'deploy billing' });
-  t.notOk(r.isError);
+  t.notOk(r.isError, text(r));
   const data = r.structuredContent as any;
   t.same(
     data.hits.map((h: any) => h.message.id),

@@ -27,19 +27,19 @@ t.test('a v4 database is indexed by the migration; later writes keep the index',
   t.equal(await store.pragma('user_version'), listMigrations().at(-1)!.version, 'migrated to the latest version');
   const terms = (text: string) => [{ text, prefix: false }];
   const filter = { since: 0, channel: null, from: null, to: null, inbox: null, limit: 10 };
-  const ranked = store.messages.rankMatches({ ...filter, terms: terms('release') }).map((r) => r.id);
+  const ranked = (await store.search.rank({ ...filter, terms: terms('release') })).map((r) => r.id);
   t.same(ranked, [old, both], 'messages stored before the migration are found, the subject match first');
   t.same(
-    store.messages.rankMatches({ ...filter, terms: terms('lunch') }).map((r) => r.id),
+    (await store.search.rank({ ...filter, terms: terms('lunch') })).map((r) => r.id),
     [other],
   );
   t.same(
-    store.messages.searchHits(terms('release'), ranked).map((h) => h.snippet),
+    (await store.search.hits(terms('release'), ranked)).map((h) => h.snippet),
     ['«Release» train', '«release» notes for everyone'],
     'snippets read the text from the messages table',
   );
   t.same(
-    store.messages.rankMatches({ ...filter, terms: terms('release'), inbox: { agentId: 'carol', floor: 0 } }).map((r) => r.id),
+    (await store.search.rank({ ...filter, terms: terms('release'), inbox: { agentId: 'carol', floor: 0 } })).map((r) => r.id),
     [both],
     "carol's inbox",
   );
@@ -55,17 +55,17 @@ t.test('a v4 database is indexed by the migration; later writes keep the index',
   ]);
   const id = (sent as { ok: true; value: { message: { id: number } } }).value.message.id;
   t.same(
-    store.messages.rankMatches({ ...filter, terms: terms('done') }).map((r) => r.id),
+    (await store.search.rank({ ...filter, terms: terms('done') })).map((r) => r.id),
     [id],
     'a new message is indexed in its commit',
   );
   await store.apply([{ op: 'prune', at: 9000, cutoff: 2000, offlineCutoff: 0 }]);
   t.same(
-    store.messages.rankMatches({ ...filter, terms: terms('release') }).map((r) => r.id),
+    (await store.search.rank({ ...filter, terms: terms('release') })).map((r) => r.id),
     [id, both],
     'pruned messages leave the index',
   );
-  t.same(store.messages.rankMatches({ ...filter, terms: terms('lunch') }), []);
+  t.same(await store.search.rank({ ...filter, terms: terms('lunch') }), []);
 
   const check = new Database(path, { readonly: false });
   t.teardown(() => check.close());

@@ -378,20 +378,20 @@ export function storeContract(t: Test, open: (t: Test) => Promise<RelayStore>): 
     await sent({ body: 'nothing here' });
     const terms = (...words: string[]) => words.map((text) => ({ text, prefix: false }));
     const f: SearchFilter = { terms: terms('disk'), since: 0, channel: null, from: null, to: null, inbox: null, limit: 10 };
-    const rank = (over: Partial<SearchFilter>) => store.messages.rankMatches({ ...f, ...over }).map((r) => r.id);
-    t.same(rank({}), [subject, twice, once], 'best first: a subject word, then two body words, then one in a long body');
-    t.same(rank({ limit: 2 }), [subject, twice], 'limit');
-    t.same(rank({ terms: terms('disk', 'full') }), [twice], 'every term must match');
-    t.same(rank({ terms: [{ text: 'ala', prefix: true }] }), [once], 'a prefix');
-    t.same(rank({ terms: terms('two disk') }), [], 'a term of two words is a phrase, in order');
-    t.same(rank({ channel: 'ops' }), [once], 'channel');
-    t.same(rank({ from: 'ext:ci' }), [subject], 'from');
-    t.same(rank({ to: 'tag:crew' }), [subject], 'to');
-    t.same(rank({ since: twice }), [subject, once], 'since');
-    t.same(rank({ inbox: { agentId: 'carol', floor: 0 } }), [subject], 'an inbox: the messages addressed to it');
-    t.same(rank({ inbox: { agentId: 'bob', floor: once } }), [subject], 'from its floor up');
+    const rank = async (over: Partial<SearchFilter>) => (await store.search.rank({ ...f, ...over })).map((r) => r.id);
+    t.same(await rank({}), [subject, twice, once], 'best first: a subject word, then two body words, then one in a long body');
+    t.same(await rank({ limit: 2 }), [subject, twice], 'limit');
+    t.same(await rank({ terms: terms('disk', 'full') }), [twice], 'every term must match');
+    t.same(await rank({ terms: [{ text: 'ala', prefix: true }] }), [once], 'a prefix');
+    t.same(await rank({ terms: terms('two disk') }), [], 'a term of two words is a phrase, in order');
+    t.same(await rank({ channel: 'ops' }), [once], 'channel');
+    t.same(await rank({ from: 'ext:ci' }), [subject], 'from');
+    t.same(await rank({ to: 'tag:crew' }), [subject], 'to');
+    t.same(await rank({ since: twice }), [subject, once], 'since');
+    t.same(await rank({ inbox: { agentId: 'carol', floor: 0 } }), [subject], 'an inbox: the messages addressed to it');
+    t.same(await rank({ inbox: { agentId: 'bob', floor: once } }), [subject], 'from its floor up');
     t.same(
-      store.messages.searchHits(terms('disk'), [twice, 999, subject]).map((h) => [h.message.id, h.snippet]),
+      (await store.search.hits(terms('disk'), [twice, 999, subject])).map((h) => [h.message.id, h.snippet]),
       [
         [twice, '«disk» full on «disk» two'],
         [subject, '«Disk»'],
@@ -399,8 +399,8 @@ export function storeContract(t: Test, open: (t: Test) => Promise<RelayStore>): 
       'hits in the order asked, matched words between « and », an unknown id left out',
     );
     value(await one(store, { op: 'prune', at: at + 10, cutoff: at + 1, offlineCutoff: 0 }));
-    t.same(rank({}), [], 'pruned messages are not found');
+    t.same(await rank({}), [], 'pruned messages are not found');
     const late = await sent({ body: 'disk replaced' });
-    t.same(rank({}), [late], 'a send is found once its commit is answered');
+    t.same(await rank({}), [late], 'a send is found once its commit is answered');
   });
 }

@@ -96,7 +96,7 @@ function recordPolled({ domain: d }: CallContext, agentId: string, messages: rea
  * observer (read-rule.ts). The first page ranks the best hits; later pages are cut from that
  * ranking (search-pages.ts), so paging neither repeats nor skips a hit.
  */
-export function search(ctx: CallContext, p: MessageSearchParams): MessageSearchResult {
+export async function search(ctx: CallContext, p: MessageSearchParams): Promise<MessageSearchResult> {
   const { domain: d } = ctx;
   const scope = searchScope(ctx);
   const limit = p.limit ?? LIMITS.defaultSearchLimit;
@@ -109,8 +109,8 @@ export function search(ctx: CallContext, p: MessageSearchParams): MessageSearchR
     served = (count) => d.searches.next(page.key, page.offset + count);
   } else {
     const parsed = parseSearchQuery(p.query);
-    const ranked = d.store.messages
-      .rankMatches({
+    const ranked = (
+      await d.store.search.rank({
         terms: parsed,
         since: p.since ?? 0,
         channel: p.channel ?? null,
@@ -119,13 +119,13 @@ export function search(ctx: CallContext, p: MessageSearchParams): MessageSearchR
         inbox: scope === null ? null : { agentId: scope, floor: d.agents.inboxFloor(scope) },
         limit: LIMITS.maxSearchHits,
       })
-      .map((r) => r.id);
+    ).map((r) => r.id);
     terms = parsed;
     ids = ranked.slice(0, limit);
     // Kept only when a second page exists.
     served = (count) => (count < ranked.length ? d.searches.keep(scope, parsed, ranked, count) : null);
   }
-  const page = withinBudget(d.store.messages.searchHits(terms, ids), LIMITS.maxResultBytes);
+  const page = withinBudget(await d.store.search.hits(terms, ids), LIMITS.maxResultBytes);
   // A cut page resumes after its last hit (ids of hits pruned meanwhile are skipped, not counted).
   const next = served(page.cut ? ids.indexOf(page.records.at(-1)!.message.id) + 1 : ids.length);
   return next === null ? { hits: page.records } : { hits: page.records, more: true, nextCursor: next };
