@@ -44,6 +44,7 @@ export async function createRelay(config: RelayConfig, log: Logger, options: Rel
   const store = await SqliteStore.open({
     path: config.dbPath,
     synchronous: config.sync,
+    searchIndex: config.searchIndex === 'on',
     busyTimeoutMs: config.busyTimeoutMs,
     signedSources: [...integrations.keys()],
     // Loud, and no silent restart: what the dead thread had in hand is unknown, so every write is refused from now on.

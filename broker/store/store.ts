@@ -24,6 +24,8 @@ const GET_META = `SELECT value FROM relay_meta WHERE key = ?`;
 export interface StoreOptions extends OpenOptions {
   /** Sources whose task callbacks are signed with their integration's secret (`integration:NAME`); the rest with the relay's. */
   signedSources?: readonly string[];
+  /** Keep the full-text index message/search reads (default true): search-index.ts. */
+  searchIndex?: boolean;
   /** Told once when the writer thread dies; every write is refused from then on (default: print it). */
   onFatal?: (err: Error) => void;
 }
@@ -101,7 +103,7 @@ export class SqliteStore implements RelayStore {
    * connection. A file that cannot be used rejects with a DatabaseOpenError saying why.
    */
   static async open(opts: StoreOptions): Promise<SqliteStore> {
-    const data: WriterData = { path: opts.path, synchronous: opts.synchronous, busyTimeoutMs: opts.busyTimeoutMs, signedSources: opts.signedSources ?? [] };
+    const data: WriterData = { path: opts.path, synchronous: opts.synchronous, busyTimeoutMs: opts.busyTimeoutMs, signedSources: opts.signedSources ?? [], searchIndex: opts.searchIndex ?? true };
     const entry = await workerEntry('writer');
     const worker = new Worker(entry.url, { workerData: data, execArgv: entry.execArgv, name: 'agent-relay store writer' });
     let exitCode = -1;

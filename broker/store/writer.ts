@@ -5,6 +5,7 @@ import { RelayError } from '../../protocol/index.js';
 import { callbackSigner, type Outcome, type WriteOp } from '../domain/store-port.js';
 import { OpApplier } from './apply.js';
 import { openDatabase, type Db, type OpenOptions } from './db.js';
+import { setSearchIndex } from './search-index.js';
 import { migrate } from './migrate.js';
 import { openTables } from './tables.js';
 
@@ -15,6 +16,8 @@ export const SYNC_NAMES: Record<number, string> = { 0: 'OFF', 1: 'NORMAL', 2: 'F
 export interface WriterOptions extends OpenOptions {
   /** Sources whose task callbacks are signed with their integration's secret (`integration:NAME`); the rest with the relay's. */
   signedSources: readonly string[];
+  /** Keep the full-text index of messages (AGENT_RELAY_SEARCH_INDEX): its triggers are dropped, or put back and the index rebuilt. */
+  searchIndex: boolean;
 }
 
 /**
@@ -55,6 +58,7 @@ export class StoreWriter {
     const db = openDatabase(opts);
     try {
       migrate(db);
+      setSearchIndex(db, opts.searchIndex);
       syncWal(opts.path);
       return new StoreWriter(db, opts.signedSources);
     } catch (err) {

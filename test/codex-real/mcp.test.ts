@@ -81,3 +81,46 @@ t.test('Codex offers the relay tools to the model and runs the one it calls', as
   const toolOutput = JSON.stringify(model.responses().at(-1)?.body?.input ?? []);
   t.match(toolOutput, /sent #\d+ to bob/, "the tool's answer went back to the model");
 });
+
+t.test('through MCP tools alone, a Codex agent finds who is online, messages, searches, claims and holds a lease', async (t) => {
+  const dir = t.testdir();
+  const relay = await startRelay(t, {}, { dir: join(dir, 'relay') });
+  const bob = await connectAgent(t, relay.wsUrl, { id: 'bob' });
+  const model = await startFakeModel(t);
+  setup(dir, model, relay.url);
+  t.equal((await codexExec(t, dir, 'hello')).code, 0, 'a first session registers the agent');
+  const me = (await bob.rpc.call('agent/list', {})).agents.find((a: { client: string }) => a.client === 'codex-mcp').id as string;
+  await bob.rpc.call('message/send', { to: me, body: 'the deploy of billing failed at step three' });
+  const task = (await bob.rpc.call('task/create', { title: 'fix the billing deploy', target: me })).task;
+
+  const ns = 'mcp__agent_relay';
+  const steps: Array<[string, Record<string, unknown>]> = [
+    ['list_agents', {}],
+    ['send_message', { to: 'bob', body: 'looking at billing now' }],
+    ['search_messages', { query: 'billing deploy' }],
+    ['claim', { taskId: task.id }],
+    ['lease_acquire', { resources: ['services/billing/**'], reason: 'fixing the deploy' }],
+  ];
+  for (const [name, args] of steps) model.next({ call: { namespace: ns, name, arguments: args } });
+  model.next({ text: 'on it' });
+  const run = await codexExec(t, dir, 'take the billing deploy');
+  t.equal(run.code, 0, `codex exec ran five tools (${run.out.trim().split('\n').at(-1)})`);
+
+  // What each tool answered, as the model got it (the function_call_output items of the last request).
+  const outputs = (model.responses().at(-1)?.body?.input ?? []).filter((i: any) => i.type === 'function_call_output').map((i: any) => String(i.output));
+  t.equal(outputs.length, steps.length, 'five tool answers went back to the model');
+  t.match(outputs[0], /"id":"bob"/, 'list_agents: bob is online');
+  t.match(outputs[1], /sent #\d+ to bob/, 'send_message');
+  t.match(outputs[2], /«billing»/, 'search_messages: a snippet with the words marked');
+  t.match(outputs[3], new RegExp(`claimed task #${task.id}`), 'claim');
+  t.match(outputs[4], /acquired lease #\d+ exclusive services\/billing\/\*\*/, 'lease_acquire');
+
+  await waitFor(() => bob.rpc.notifications.some((n) => n.method === 'message/new' && (n.params as any).message.body === 'looking at billing now'), 'bob got the message');
+  // The session is over: the server left, which released its claim and its lease (the presence rules).
+  const events = (await bob.rpc.call('event/list', {})).events as Array<{ kind: string; agentId: string | null; taskId: number | null; data: any }>;
+  const mine = events.filter((e) => e.agentId === me).map((e) => e.kind);
+  t.ok(mine.includes('task.claimed') && mine.includes('lease.acquired'), `the Codex agent claimed the task and took the lease (${mine.join(', ')})`);
+  const released = events.find((e) => e.kind === 'lease.released' && e.agentId === me);
+  t.equal(released?.data.reason, 'offline', 'the lease ended when the session ended and the agent left');
+  t.equal((await bob.rpc.call('task/get', { id: task.id })).task.status, 'open', 'and the task is open again');
+});

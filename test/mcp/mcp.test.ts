@@ -369,3 +369,14 @@ t.test("the plugins' READMEs give the README's MCP configuration, word for word"
     .join('\n');
   t.ok(readFileSync(join(ROOT, 'adapters/codex/plugin/README.md'), 'utf8').includes(codexEntry), 'Codex plugin');
 });
+
+t.test('PROTOCOL.md "MCP adapter" lists every tool and only methods of the method table', async (t) => {
+  const { readFileSync } = await import('node:fs');
+  const { METHODS } = await import('../../protocol/method-table.js');
+  const { TOOLS } = await import('../../adapters/mcp/tools.js');
+  const doc = readFileSync(join(ROOT, 'docs/PROTOCOL.md'), 'utf8');
+  const section = doc.slice(doc.indexOf('## MCP adapter'), doc.indexOf('\n## ', doc.indexOf('## MCP adapter') + 1));
+  const rows = [...section.matchAll(/^\| `([a-z_]+)` \| (.*) \|$/gm)].map((m) => ({ tool: m[1]!, methods: [...m[2]!.matchAll(/`([a-z]+\/[a-zA-Z]+)`/g)].map((x) => x[1]!) }));
+  t.same(rows.map((r) => r.tool).sort(), Object.keys(TOOLS).sort(), 'one row per tool');
+  for (const r of rows) for (const m of r.methods) t.ok(Object.hasOwn(METHODS, m), `${r.tool}: ${m} is a method`);
+});

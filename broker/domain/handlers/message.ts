@@ -98,6 +98,7 @@ function recordPolled({ domain: d }: CallContext, agentId: string, messages: rea
  */
 export async function search(ctx: CallContext, p: MessageSearchParams): Promise<MessageSearchResult> {
   const { domain: d } = ctx;
+  if (d.config.searchIndex === 'off') throw new RelayError('methodNotFound', 'message/search is off on this relay (AGENT_RELAY_SEARCH_INDEX=off): its operator can turn it on');
   const scope = searchScope(ctx);
   const limit = p.limit ?? LIMITS.defaultSearchLimit;
   let terms: readonly SearchTerm[];
