@@ -37,7 +37,7 @@ export const CONFIG_VARS = {
     env: 'AGENT_RELAY_SEARCH_INDEX',
     schema: z.enum(['on', 'off']),
     default: 'on',
-    doc: "The full-text index message/search reads, written in each message's transaction. off: message/search is refused and durable publishes run about 30% faster (bench/RESULTS.md); on again: the index is rebuilt at start-up.",
+    doc: "The full-text index message/search reads, written in each message's transaction. off: message/search is refused and durable publishes run about 25% faster (bench/RESULTS.md); on again: the index is rebuilt at start-up.",
   },
   integrationsPath: { env: 'AGENT_RELAY_INTEGRATIONS', schema: z.string().min(1).optional(), default: undefined, doc: 'JSON file of webhook integrations.' },
   allowedOrigins: { env: 'AGENT_RELAY_ALLOWED_ORIGINS', schema: csv, default: '', doc: 'Browser origins allowed besides the relay’s own (comma-separated).' },
