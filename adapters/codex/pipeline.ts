@@ -182,6 +182,16 @@ export function sendPlan(s: Pipeline, steer: boolean): { kind: 'start' } | { kin
  * it gave no answer, and its messages were not re-delivered before: once per message, so an
  * app-server that dies on every try cannot loop. A person's interrupt sets completedAt: answered.
  */
+/**
+ * `interrupted` with no `completedAt` on a live connection is a turn not settled yet: after a model
+ * error 0.171 reports the thread `systemError` and lists the turn so before turn/completed brings
+ * `failed` with the reason (seen once in a CI run). Only turn/completed, or recovery after a
+ * reattach (the app-server died: recoveryVerdict), answers it.
+ */
+function settling(turn: CodexTurn): boolean {
+  return turn.status === 'interrupted' && turn.completedAt == null;
+}
+
 export function recoveryVerdict(turn: CodexTurn, hasAnswer: boolean, redeliveredBefore: boolean): 'running' | 'ended' | 'redeliver' {
   if (!turn.status || turn.status === 'inProgress') return 'running';
   const cutOff = turn.status === 'interrupted' && turn.completedAt == null && !hasAnswer;
@@ -210,7 +220,7 @@ export function reconcileVerdict(d: Delivery | null, active: boolean, turns: Cod
   if (d !== asOf.delivery || (d && d.turnId !== asOf.turnId)) return { kind: 'stale' };
   if (active || !d?.turnId) return null;
   const turn = turns.find((t) => t.id === d.turnId);
-  if (turn && turn.status !== 'inProgress') return { kind: 'ended', turn };
+  if (turn && turn.status !== 'inProgress' && !settling(turn)) return { kind: 'ended', turn };
   if (!turn && !d.started) return { kind: 'phantom' };
   return null;
 }

@@ -62,6 +62,8 @@ export class DashboardStore {
     this.observer.on('ready', () => {
       this.state = 'live';
       this.lastError = '';
+      // Shown at once, not when the reads below are answered (they may take a while on a busy relay).
+      this.changed();
       // Agent and task changes are not replayed by cursor: read their current state instead.
       void this.refresh();
     });

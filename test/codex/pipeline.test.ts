@@ -78,6 +78,16 @@ t.test('reconcileVerdict: an ended turn, a phantom that never ran, or nothing ye
   t.equal(reconcileVerdict(d, false, [{ id: 'T1', status: 'inProgress' }], asOf(d)), null);
   t.equal(reconcileVerdict(d, true, [{ id: 'T1', status: 'completed' }], asOf(d)), null, 'an active thread is not reconciled');
   t.same(reconcileVerdict(d, false, [], asOf(d)), { kind: 'phantom' });
+  t.equal(
+    reconcileVerdict(d, false, [{ id: 'T1', status: 'interrupted', completedAt: null }], asOf(d)),
+    null,
+    'interrupted with no completedAt is not settled yet (a model error before turn/completed brings failed)',
+  );
+  t.same(
+    reconcileVerdict(d, false, [{ id: 'T1', status: 'interrupted', completedAt: 5 }], asOf(d)),
+    { kind: 'ended', turn: { id: 'T1', status: 'interrupted', completedAt: 5 } },
+    'a person interrupted it',
+  );
   const running = { ...d, started: true };
   t.equal(reconcileVerdict(running, false, [], asOf(running)), null, 'a started turn missing from the read is not a phantom');
   const unanswered = delivery(null);
