@@ -46,6 +46,13 @@ interface ToolSpec<S extends z.ZodObject> {
 
 const tool = <S extends z.ZodObject>(spec: ToolSpec<S>): ToolSpec<z.ZodObject> => spec as unknown as ToolSpec<z.ZodObject>;
 
+/** The newest token this agent was given for the lease (renew and release present it). */
+function leaseToken(ctx: ToolContext, leaseId: number): number {
+  const token = ctx.leases.get(leaseId);
+  if (token === undefined) throw new ToolInputError(`no token kept for lease #${leaseId}: it was not acquired by this agent here`);
+  return token;
+}
+
 /** Longest an inbox call waits for a first message: MCP clients time tool calls out (about 60 s). */
 const MAX_WAIT_SEC = 50;
 
@@ -210,8 +217,7 @@ export const TOOLS: Record<string, ToolSpec<z.ZodObject>> = {
     description: 'Extend a lease this agent holds, by ttlMs from now (default its own TTL); the lease gets a new fencing token.',
     input: lease.LeaseRenewParamsSchema.pick({ leaseId: true, ttlMs: true }),
     run: async (ctx, args) => {
-      const token = ctx.leases.get(args.leaseId);
-      if (token === undefined) throw new ToolInputError(`no token kept for lease #${args.leaseId}: it was not acquired by this agent here`);
+      const token = leaseToken(ctx, args.leaseId);
       const r = await ctx.relay.call('lease/renew', { ...withoutUndefined(args), token });
       ctx.leases.set(r.lease.id, r.token);
       return { text: `renewed ${leaseLine(r.lease)}`, data: r };
@@ -223,8 +229,7 @@ export const TOOLS: Record<string, ToolSpec<z.ZodObject>> = {
     description: 'End a lease this agent holds, so others may take its resources.',
     input: lease.LeaseReleaseParamsSchema.pick({ leaseId: true }),
     run: async (ctx, args) => {
-      const token = ctx.leases.get(args.leaseId);
-      if (token === undefined) throw new ToolInputError(`no token kept for lease #${args.leaseId}: it was not acquired by this agent here`);
+      const token = leaseToken(ctx, args.leaseId);
       const r = await ctx.relay.call('lease/release', { leaseId: args.leaseId, token });
       return { text: `released lease #${r.lease.id}`, data: r };
     },

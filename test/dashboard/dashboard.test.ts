@@ -66,8 +66,22 @@ async function openDashboard(t: Test, relay: { url: string }, opts: { viewport?:
   return p;
 }
 
-function live(page: Page, timeout = WAIT): Promise<void> {
-  return page.locator('.conn[data-state="live"]').waitFor({ timeout });
+/**
+ * Until the page's connection is live. 30 s: three CI runs (d399efa, 2026-12-03 twice) waited past
+ * 10 s for it now and then, after a reload or on a fresh page, and never alone; cause not found.
+ * A timeout says what the page showed instead.
+ */
+async function live(page: Page, timeout = 3 * WAIT): Promise<void> {
+  const conn = page.locator('.conn[data-state="live"]');
+  try {
+    await conn.waitFor({ timeout });
+  } catch (err) {
+    const shown = await page
+      .locator('.conn')
+      .evaluateAll((els) => els.map((e) => `${e.getAttribute('data-state')}: ${e.textContent ?? ''}`))
+      .catch(() => []);
+    throw new Error(`the page was not live after ${timeout} ms; its connection indicator: ${JSON.stringify(shown)} (${(err as Error).message.split('\n')[0]})`);
+  }
 }
 
 const agentRow = (page: Page, id: string): Locator => page.locator(`li.agent[data-agent-id="${id}"]`);
@@ -246,7 +260,7 @@ t.test('a label edited on the page is stored by the relay and still there after 
   await page.reload();
   // A reload reconnects from scratch. In two fresh-clone CI runs (coverage on, another file beside
   // it) it took more than 10 s, and never alone; the cause is not found yet, so this wait is longer.
-  await live(page, 3 * WAIT);
+  await live(page);
   await page.getByRole('button', { name: 'Edit label of bob' }).filter({ hasText: 'Build bot' }).waitFor();
   t.pass('label shown after a reload');
 
