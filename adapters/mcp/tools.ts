@@ -56,10 +56,6 @@ function leaseToken(ctx: ToolContext, leaseId: number): number {
 /** Longest an inbox call waits for a first message: MCP clients time tool calls out (about 60 s). */
 const MAX_WAIT_SEC = 50;
 
-function withoutUndefined<T extends Record<string, unknown>>(o: T): T {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
-}
-
 /**
  * The tools, by name. A small set on purpose: each maps onto one or two methods of the relay's
  * method table, with its input schema taken from protocol/ (the fields that name the caller left
@@ -83,7 +79,7 @@ export const TOOLS: Record<string, ToolSpec<z.ZodObject>> = {
       'List agents (online ones unless a status is given), optionally those with a tag or capability. Send to one by its id, to a group with tag:NAME, cap:NAME or label:NAME, or to all with broadcast.',
     input: agent.AgentListParamsSchema.pick({ status: true, tag: true, capability: true, limit: true }),
     run: async (ctx, args) => {
-      const r = await ctx.relay.call('agent/list', { status: 'online', ...withoutUndefined(args) });
+      const r = await ctx.relay.call('agent/list', { status: 'online', ...args });
       return { text: r.agents.length ? r.agents.map(agentLine).join('\n') : 'no agents match', data: r };
     },
   }),
@@ -94,7 +90,7 @@ export const TOOLS: Record<string, ToolSpec<z.ZodObject>> = {
       "Send a message. `to` is an agent id, tag:NAME, cap:NAME, label:NAME or broadcast. `replyTo` (a message id) answers in that message's thread. `claimable: true` makes it a task that exactly one recipient can claim. Answers the message id and who it reached.",
     input: message.MessageSendParamsSchema.pick({ to: true, body: true, subject: true, channel: true, replyTo: true, claimable: true }),
     run: async (ctx, args) => {
-      const r = await ctx.relay.call('message/send', withoutUndefined(args));
+      const r = await ctx.relay.call('message/send', args);
       const warnings = r.warnings.map((w) => `${w.agentId}: ${w.reason}`).join(', ');
       const task = r.task ? `; claimable as task #${r.task.id}` : '';
       return { text: `sent #${r.message.id} to ${r.recipients.length ? r.recipients.join(', ') : 'nobody'}${task}${warnings ? ` (${warnings})` : ''}`, data: r };
@@ -108,7 +104,7 @@ export const TOOLS: Record<string, ToolSpec<z.ZodObject>> = {
       waitSec: z.number().int().min(0).max(MAX_WAIT_SEC).optional(),
     }),
     run: async (ctx, { waitSec, ...args }) => {
-      const params = { unread: true, ...withoutUndefined(args) };
+      const params = { unread: true, ...args };
       let r = await ctx.relay.call('message/list', params);
       if (r.messages.length === 0 && waitSec) {
         await ctx.nextMessage(waitSec * 1000);
@@ -138,7 +134,7 @@ export const TOOLS: Record<string, ToolSpec<z.ZodObject>> = {
     input: message.MessageReadParamsSchema.pick({ ids: true, upTo: true }),
     run: async (ctx, args) => {
       if (!args.ids && args.upTo === undefined) throw new ToolInputError('give ids (message ids) or upTo (a message id)');
-      const r = await ctx.relay.call('message/read', withoutUndefined(args));
+      const r = await ctx.relay.call('message/read', args);
       return { text: `marked ${r.marked} read`, data: r };
     },
   }),
@@ -148,7 +144,7 @@ export const TOOLS: Record<string, ToolSpec<z.ZodObject>> = {
     description: 'Every message of the thread a message belongs to, oldest first (since: only after that message id).',
     input: message.ThreadGetParamsSchema.pick({ id: true, since: true }),
     run: async (ctx, args) => {
-      const r = await ctx.relay.call('thread/get', withoutUndefined(args));
+      const r = await ctx.relay.call('thread/get', args);
       return { text: `thread #${r.threadId}${r.more ? ' (more: call again with since)' : ''}\n${messageLines(r.messages, 'no messages')}`, data: r };
     },
   }),
@@ -159,7 +155,7 @@ export const TOOLS: Record<string, ToolSpec<z.ZodObject>> = {
       'Full-text search of the subjects and bodies of messages in this agent\'s inbox, best match first, each hit with a snippet (matched words between « and »). Every word must match; "a phrase" in quotes, a trailing * for a prefix. Filters: channel, from (sender), to (target), since (a message id). With more, call again with after = nextCursor.',
     input: message.MessageSearchParamsSchema.pick({ query: true, channel: true, from: true, to: true, since: true, limit: true, after: true }),
     run: async (ctx, args) => {
-      const r = await ctx.relay.call('message/search', withoutUndefined(args));
+      const r = await ctx.relay.call('message/search', args);
       const lines = r.hits.map((h) => `#${h.message.id} from ${h.message.from} to ${h.message.to}${h.message.subject ? ` [${h.message.subject}]` : ''}: ${h.snippet}`);
       const more = r.more && r.nextCursor ? `\n(more: call again with after "${r.nextCursor}")` : '';
       return { text: `${lines.length ? lines.join('\n') : 'no matches'}${more}`, data: r };
@@ -184,7 +180,7 @@ export const TOOLS: Record<string, ToolSpec<z.ZodObject>> = {
     input: task.TaskUpdateParamsSchema.pick({ id: true, status: true, progress: true, note: true }),
     run: async (ctx, args) => {
       const claimToken = ctx.claims.get(args.id);
-      const r = await ctx.relay.call('task/update', { ...withoutUndefined(args), ...(claimToken !== undefined ? { claimToken } : {}) });
+      const r = await ctx.relay.call('task/update', { ...args, ...(claimToken !== undefined ? { claimToken } : {}) });
       return { text: `updated ${taskLine(r.task)}`, data: r };
     },
   }),
@@ -195,7 +191,7 @@ export const TOOLS: Record<string, ToolSpec<z.ZodObject>> = {
     input: task.TaskReleaseParamsSchema.pick({ id: true, note: true }),
     run: async (ctx, args) => {
       const claimToken = ctx.claims.get(args.id);
-      const r = await ctx.relay.call('task/release', { ...withoutUndefined(args), ...(claimToken !== undefined ? { claimToken } : {}) });
+      const r = await ctx.relay.call('task/release', { ...args, ...(claimToken !== undefined ? { claimToken } : {}) });
       return { text: `released ${taskLine(r.task)}`, data: r };
     },
   }),
@@ -206,7 +202,7 @@ export const TOOLS: Record<string, ToolSpec<z.ZodObject>> = {
       'Take a lease on resources others should keep off while you work: paths and globs (src/auth/**, src/*.ts; a folder holds everything beneath it) or names (db:migrations). All or none; exclusive (default) or shared; it ends after ttlMs (default 5 min) unless renewed, and when this agent goes offline. A conflict names the holder, its reason and when it expires.',
     input: lease.LeaseAcquireParamsSchema.pick({ resources: true, mode: true, ttlMs: true, reason: true }),
     run: async (ctx, args) => {
-      const r = await ctx.relay.call('lease/acquire', withoutUndefined(args));
+      const r = await ctx.relay.call('lease/acquire', args);
       ctx.leases.set(r.lease.id, r.token);
       return { text: `acquired ${leaseLine(r.lease)}`, data: r };
     },
@@ -218,7 +214,7 @@ export const TOOLS: Record<string, ToolSpec<z.ZodObject>> = {
     input: lease.LeaseRenewParamsSchema.pick({ leaseId: true, ttlMs: true }),
     run: async (ctx, args) => {
       const token = leaseToken(ctx, args.leaseId);
-      const r = await ctx.relay.call('lease/renew', { ...withoutUndefined(args), token });
+      const r = await ctx.relay.call('lease/renew', { ...args, token });
       ctx.leases.set(r.lease.id, r.token);
       return { text: `renewed ${leaseLine(r.lease)}`, data: r };
     },
@@ -240,7 +236,7 @@ export const TOOLS: Record<string, ToolSpec<z.ZodObject>> = {
     description: 'Leases in force now, with holder, mode, resources, reason and expiry: of one holder, or those overlapping a resource (check before you edit).',
     input: lease.LeaseListParamsSchema.pick({ holder: true, resource: true, limit: true, since: true }),
     run: async (ctx, args) => {
-      const r = await ctx.relay.call('lease/list', withoutUndefined(args));
+      const r = await ctx.relay.call('lease/list', args);
       return { text: r.leases.length ? r.leases.map(leaseLine).join('\n') : 'no leases in force', data: r };
     },
   }),
