@@ -26,6 +26,15 @@ export const CONFIG_VARS = {
     doc: 'Folder of the relay’s own files: the database by default, and the CLI’s and hooks’ agent tokens.',
   },
   dbPath: { env: 'AGENT_RELAY_DB', schema: z.string().min(1), default: undefined, doc: 'SQLite database file (created with its folder); default `$AGENT_RELAY_HOME/relay.db`.' },
+  store: {
+    env: 'AGENT_RELAY_STORE',
+    schema: z
+      .string()
+      .regex(/^postgres(ql)?:\/\/\S+$/, 'must be a PostgreSQL URL (postgres://user@host:port/database), or unset for the SQLite file AGENT_RELAY_DB')
+      .optional(),
+    default: undefined,
+    doc: 'Keep the relay’s state in PostgreSQL (`postgres://user:password@host:port/database`) instead of the SQLite file. Unset: SQLite (the default). See the README’s “PostgreSQL” section.',
+  },
   token: {
     env: 'AGENT_RELAY_TOKEN',
     schema: z.string().min(16, 'must be at least 16 characters').optional(),
@@ -146,4 +155,16 @@ function expandHome(path: string): string {
 
 export function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
+/** Where the relay keeps its state, for the log: the SQLite file, or the PostgreSQL URL without its password. */
+export function describeStore(config: Pick<RelayConfig, 'store' | 'dbPath'>): string {
+  if (!config.store) return config.dbPath;
+  try {
+    const url = new URL(config.store);
+    if (url.password) url.password = '***';
+    return url.toString();
+  } catch {
+    return 'postgres://(unparsable URL)';
+  }
 }

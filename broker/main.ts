@@ -1,4 +1,4 @@
-import { ConfigError, loadConfig, type RelayConfig } from './config.js';
+import { ConfigError, describeStore, loadConfig, type RelayConfig } from './config.js';
 import { createLogger, type Logger } from './logger.js';
 import { stopWhenNpmParentExits } from './npm-parent.js';
 import { createRelay, type Relay } from './relay.js';
@@ -45,7 +45,7 @@ export async function serve(argv: string[], err: LineWriter = stderrLine): Promi
     return 1;
   }
   log.info(
-    { url: relay.url, db: config.dbPath, sync: config.sync, auth: config.token ? 'token' : 'none' },
+    { url: relay.url, store: describeStore(config), ...(config.store ? {} : { sync: config.sync }), auth: config.token ? 'token' : 'none' },
     `agent relay listening on ${relay.url} (dashboard ${relay.url}/, WebSocket ${relay.url.replace('http', 'ws')}/rpc)`,
   );
   stopOnSignals(relay, log);

@@ -12,6 +12,7 @@ import { systemClock, type Clock, type RelayEdge } from './domain/ports.js';
 import { Scheduler } from './domain/scheduler.js';
 import type { Logger } from './logger.js';
 import { PACKAGE_ROOT, RELAY_VERSION } from './package-root.js';
+import type { RelayStore } from './domain/store-port.js';
 import { SqliteStore } from './store/store.js';
 import { RpcDispatcher } from './transport/rpc-dispatch.js';
 import { startTransport, type RunningTransport } from './transport/index.js';
@@ -22,7 +23,7 @@ export interface Relay {
   /** The domain every entry acts on. */
   readonly core: Domain;
   /** The store behind it (tests read it directly). */
-  readonly store: SqliteStore;
+  readonly store: RelayStore;
   readonly callbacks: CallbackDispatcher;
   /** Graceful stop: stop accepting, answer what is in flight, close sockets, close the database. */
   close(): Promise<void>;
@@ -41,15 +42,7 @@ export interface RelayOptions {
 
 export async function createRelay(config: RelayConfig, log: Logger, options: RelayOptions = {}): Promise<Relay> {
   const integrations = loadIntegrations(config.integrationsPath);
-  const store = await SqliteStore.open({
-    path: config.dbPath,
-    synchronous: config.sync,
-    searchIndex: config.searchIndex === 'on',
-    busyTimeoutMs: config.busyTimeoutMs,
-    signedSources: [...integrations.keys()],
-    // Loud, and no silent restart: what the dead thread had in hand is unknown, so every write is refused from now on.
-    onFatal: (err) => log.fatal({ err }, 'the store writer thread died: every write is refused until the relay is restarted'),
-  });
+  const store = await openStore(config, [...integrations.keys()], log);
   const metrics = createMetrics();
   // Hooks that reach parts built later (the dispatcher, the transport) go through these closures.
   let callbacks: CallbackDispatcher | undefined;
@@ -107,4 +100,26 @@ export async function createRelay(config: RelayConfig, log: Logger, options: Rel
         await store.close();
       })()),
   };
+}
+
+/** The store the configuration names: SQLite by default, PostgreSQL for a `postgres://` AGENT_RELAY_STORE. */
+async function openStore(config: RelayConfig, signedSources: string[], log: Logger): Promise<RelayStore> {
+  if (config.store) {
+    // Loaded only when asked for: a SQLite relay never loads the PostgreSQL driver.
+    const { PostgresStore } = await import('./store-postgres/store.js');
+    return PostgresStore.open({
+      url: config.store,
+      signedSources,
+      onConnectionError: (err) => log.warn({ err: err.message }, 'a PostgreSQL connection failed; the pool connects again'),
+    });
+  }
+  return SqliteStore.open({
+    path: config.dbPath,
+    synchronous: config.sync,
+    searchIndex: config.searchIndex === 'on',
+    busyTimeoutMs: config.busyTimeoutMs,
+    signedSources,
+    // Loud, and no silent restart: what the dead thread had in hand is unknown, so every write is refused from now on.
+    onFatal: (err) => log.fatal({ err }, 'the store writer thread died: every write is refused until the relay is restarted'),
+  });
 }

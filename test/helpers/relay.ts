@@ -6,6 +6,7 @@ import { createLogger } from '../../broker/logger.js';
 import { createRelay, type Relay, type RelayOptions } from '../../broker/relay.js';
 import type { Clock } from '../../broker/domain/ports.js';
 import type { CallbackPolicy } from '../../broker/domain/callbacks.js';
+import { SqliteStore } from '../../broker/store/store.js';
 import { testTransportEnv } from './child.js';
 
 export interface TestRelay extends Relay {
@@ -67,4 +68,10 @@ export class ManualClock implements Clock {
   advance(ms: number): void {
     this.t += ms;
   }
+}
+
+/** The SQLite store of a relay started on the default store (tests of SQLite's own behaviour: PRAGMAs, faults). */
+export function sqliteStoreOf(relay: Relay): SqliteStore {
+  if (!(relay.store instanceof SqliteStore)) throw new Error('this test needs a relay on the SQLite store');
+  return relay.store;
 }

@@ -6,7 +6,7 @@ import { runCli } from '../../clients/cli/main.js';
 import { RelayHttpClient } from '../../clients/http-client.js';
 import { ERRORS } from '../../protocol/errors.js';
 import { spawnRelay } from '../helpers/relay-process.js';
-import { startRelay } from '../helpers/relay.js';
+import { startRelay, sqliteStoreOf } from '../helpers/relay.js';
 import { connectAgent, RpcError, WsRpc } from '../helpers/ws-client.js';
 import { figure, sleep, uniqueDir } from './support.js';
 
@@ -149,9 +149,9 @@ t.test('a full disk (max_page_count lowered mid-load): errors, no acknowledged-b
   });
 
   await sleep(300);
-  const pages = Number(await relay.store.pragma('page_count'));
+  const pages = Number(await sqliteStoreOf(relay).pragma('page_count'));
   // The relay's own connection may not grow the file any more: the disk is "full".
-  await relay.store.pragma(`max_page_count = ${pages + 2}`);
+  await sqliteStoreOf(relay).pragma(`max_page_count = ${pages + 2}`);
   phase = 'full';
   const fullFrom = seq;
   await sleep(800);
@@ -167,7 +167,7 @@ t.test('a full disk (max_page_count lowered mid-load): errors, no acknowledged-b
     (e: unknown) => e as RpcError,
   );
 
-  await relay.store.pragma('max_page_count = 1073741823');
+  await sqliteStoreOf(relay).pragma('max_page_count = 1073741823');
   phase = 'after';
   await sleep(300);
   running = false;
@@ -244,7 +244,7 @@ t.test('/healthz reports a full disk (dbWritable false, the last commit failure)
   };
   t.match(await health(), { status: 200, body: { dbWritable: true, lastCommitFailure: null } }, 'writable before');
 
-  await relay.store.pragma(`max_page_count = ${Number(await relay.store.pragma('page_count'))}`);
+  await sqliteStoreOf(relay).pragma(`max_page_count = ${Number(await sqliteStoreOf(relay).pragma('page_count'))}`);
   const refused = await alice.rpc.call('message/send', { to: 'bob', body: 'y'.repeat(100_000) }).then(
     () => null,
     (e: unknown) => e as RpcError,
@@ -262,14 +262,14 @@ t.test('/healthz reports a full disk (dbWritable false, the last commit failure)
   t.equal(code, EXIT.refused, 'agent-relay status exits 1 while the database cannot be written');
   t.match(out.join('\n'), /NOT OK, database not writable\nlast commit failed at \S+: SQLITE_FULL: /, `it prints why (${out[0]})`);
 
-  await relay.store.pragma('max_page_count = 1073741823');
+  await sqliteStoreOf(relay).pragma('max_page_count = 1073741823');
   await alice.rpc.call('message/send', { to: 'bob', body: 'room again' });
   t.match(await health(), { status: 200, body: { dbWritable: true, lastCommitFailure: null } }, 'writable again once a commit succeeded');
 });
 
 t.test('when a write of a group commit meets a full disk, every write of it is refused and none is written', async (t) => {
   const relay = await startRelay(t, {}, { dir: uniqueDir(t) });
-  const store = relay.store;
+  const store = sqliteStoreOf(relay);
   const write = (body: string) =>
     relay.core.queue.apply(
       {

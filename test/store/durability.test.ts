@@ -7,7 +7,7 @@ import { SqliteStore } from '../../broker/store/store.js';
 import type { StoredAgent } from '../../broker/domain/store-port.js';
 import { RelayStartError, spawnRelay } from '../helpers/relay-process.js';
 import { storedAgent } from '../helpers/records.js';
-import { startRelay } from '../helpers/relay.js';
+import { startRelay, sqliteStoreOf } from '../helpers/relay.js';
 import { connectAgent, RpcError } from '../helpers/ws-client.js';
 
 const SYNC_VALUE = { FULL: 2, NORMAL: 1 } as const;
@@ -72,17 +72,17 @@ t.test('PRAGMA synchronous is the configured value on a fresh and on a reopened 
 t.test('the relay opens its database with the configured sync mode', async (t) => {
   const full = await startRelay(t, {});
   t.equal(full.config.sync, 'FULL', 'FULL is the default');
-  t.equal(await full.store.pragma('synchronous'), 2, 'default relay: synchronous=FULL');
-  t.equal(await full.store.pragma('journal_mode'), 'wal', 'default relay: wal');
+  t.equal(await sqliteStoreOf(full).pragma('synchronous'), 2, 'default relay: synchronous=FULL');
+  t.equal(await sqliteStoreOf(full).pragma('journal_mode'), 'wal', 'default relay: wal');
   const normal = await startRelay(t, { sync: 'NORMAL' });
-  t.equal(await normal.store.pragma('synchronous'), 1, 'AGENT_RELAY_SYNC=NORMAL relay: synchronous=NORMAL');
-  t.equal(await normal.store.pragma('journal_mode'), 'wal', 'NORMAL relay: wal');
+  t.equal(await sqliteStoreOf(normal).pragma('synchronous'), 1, 'AGENT_RELAY_SYNC=NORMAL relay: synchronous=NORMAL');
+  t.equal(await sqliteStoreOf(normal).pragma('journal_mode'), 'wal', 'NORMAL relay: wal');
   // Restart the NORMAL relay on its (now WAL) database: the mode is set again on reopen.
   const dir = t.testdir();
   const first = await startRelay(t, { sync: 'NORMAL' }, { dir });
   await first.close();
   const second = await startRelay(t, { sync: 'NORMAL' }, { dir });
-  t.equal(await second.store.pragma('synchronous'), 1, 'restarted NORMAL relay: synchronous=NORMAL');
+  t.equal(await sqliteStoreOf(second).pragma('synchronous'), 1, 'restarted NORMAL relay: synchronous=NORMAL');
 });
 
 t.test('migrations set user_version to the latest; a newer database is refused', async (t) => {
