@@ -62,8 +62,8 @@ export function watchState(register: Registry, core: Domain, extra: { longPolls:
     name: 'agent_relay_message_cursor',
     help: 'Highest message id committed (messages ever sent).',
     registers: [register],
-    collect() {
-      this.set(core.store.messages.maxId());
+    async collect() {
+      this.set(await core.store.messages.maxId());
     },
   });
   new Gauge({
@@ -71,9 +71,10 @@ export function watchState(register: Registry, core: Domain, extra: { longPolls:
     help: 'Tasks by status.',
     labelNames: ['status'],
     registers: [register],
-    collect() {
+    async collect() {
+      const counts = await core.store.tasks.countByStatus();
       this.reset();
-      for (const [status, n] of Object.entries(core.store.tasks.countByStatus())) this.set({ status }, n);
+      for (const [status, n] of Object.entries(counts)) this.set({ status }, n);
     },
   });
   new Gauge({
@@ -81,9 +82,10 @@ export function watchState(register: Registry, core: Domain, extra: { longPolls:
     help: 'Callback outbox entries by state (pending is the depth; dead are dead letters).',
     labelNames: ['state'],
     registers: [register],
-    collect() {
+    async collect() {
+      const depth = await core.store.outbox.depthByState();
       this.reset();
-      for (const [state, n] of Object.entries(core.store.outbox.depthByState())) this.set({ state }, n);
+      for (const [state, n] of Object.entries(depth)) this.set({ state }, n);
     },
   });
   // Debugging aid, present only when node runs with --expose-gc (the soak test does): heap in use

@@ -54,7 +54,7 @@ export async function createRelay(config: RelayConfig, log: Logger, options: Rel
   // Hooks that reach parts built later (the dispatcher, the transport) go through these closures.
   let callbacks: CallbackDispatcher | undefined;
   let transport: RunningTransport | undefined;
-  const core = new Domain(store, config, log, options.clock ?? systemClock, integrations, {
+  const core = await Domain.open(store, config, log, options.clock ?? systemClock, integrations, {
     onCallbackEnqueued: () => callbacks?.kick(),
     holdCommitWhile: () => (transport?.framesWaiting() ?? 0) > 0 || (options.holdCommitWhile?.() ?? false),
     observeCommit: (ms, ops) => {

@@ -61,39 +61,49 @@ export async function handleInbox(ex: HttpExchange, caller: Caller, agentId: str
       if (value !== undefined) params[key] = value;
     }
     const poll = () => relay.call('message/list', params, caller) as Promise<MessageListResult>;
-    const first = await poll();
-    if (first.messages.length > 0 || wait === 0) return sendJson(ex, 200, first);
-
     const deadline = Date.now() + wait * 1000;
-    await new Promise<void>((resolve) => {
-      let cancel = () => {};
-      const finish = (result: MessageListResult) => {
-        clearTimeout(timer);
-        cancel();
-        sendJson(ex, 200, result);
-        resolve();
-      };
-      const timer = setTimeout(() => finish({ messages: [], cursor: first.cursor }), deadline - Date.now());
-      const arm = () => {
-        cancel = waiters.wait(agentId, () => {
-          poll().then(
-            (r) => (r.messages.length > 0 ? finish(r) : arm()),
-            (err: unknown) => {
-              clearTimeout(timer);
-              sendError(ex, err);
-              resolve();
-            },
-          );
-        });
-      };
-      arm();
-      ex.onAbort(() => {
-        clearTimeout(timer);
-        cancel();
-        resolve();
-      });
+    let gone = false;
+    let stopWaiting = () => {};
+    ex.onAbort(() => {
+      gone = true;
+      stopWaiting();
     });
+    // Armed before every poll: a message published while the poll reads wakes it, one published
+    // before is in what it reads. Nothing falls between.
+    let wake = armWake(waiters, agentId);
+    try {
+      let result = await poll();
+      while (result.messages.length === 0 && !gone && Date.now() < deadline) {
+        const woke = await new Promise<boolean>((resolve) => {
+          const timer = setTimeout(() => resolve(false), deadline - Date.now());
+          stopWaiting = () => {
+            clearTimeout(timer);
+            resolve(false);
+          };
+          void wake.woken.then(() => {
+            clearTimeout(timer);
+            resolve(true);
+          });
+        });
+        wake.cancel();
+        if (!woke) break;
+        wake = armWake(waiters, agentId);
+        result = await poll();
+      }
+      sendJson(ex, 200, result);
+    } finally {
+      wake.cancel();
+    }
   } catch (err) {
     sendError(ex, err);
   }
+}
+
+/** The next message published to the agent (`woken`), until cancelled. */
+function armWake(waiters: InboxWaiters, agentId: string): { woken: Promise<void>; cancel: () => void } {
+  let cancel = () => {};
+  const woken = new Promise<void>((resolve) => {
+    cancel = waiters.wait(agentId, resolve);
+  });
+  return { woken, cancel };
 }

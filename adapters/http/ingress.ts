@@ -31,7 +31,7 @@ export async function handleIngress(ex: HttpExchange, caller: Caller, relay: Rel
     if (!delivery || !integration) throw new RelayError('unauthorized', 'unauthorized: a webhook delivery needs its integration’s credentials');
     const name = delivery.name;
     if (delivery.replayKey) {
-      const seen = relay.receiptSeen(name, delivery.replayKey);
+      const seen = await relay.receiptSeen(name, delivery.replayKey);
       if (seen) return sendJson(ex, 200, { duplicate: true, taskId: seen.taskId });
     }
     let raw: unknown;

@@ -45,7 +45,7 @@ export interface SseOptions {
  * With agentId (and X-Agent-Token) it is that agent's live connection: its messages, resumed from
  * `since` or Last-Event-ID. Without, an observer feed of the chosen topics (default all).
  */
-export function handleStream(ex: HttpExchange, caller: Caller, relay: RelayEdge, opts: SseOptions): void {
+export async function handleStream(ex: HttpExchange, caller: Caller, relay: RelayEdge, opts: SseOptions): Promise<void> {
   let session: SseSession | null = null;
   let keepAlive: NodeJS.Timeout | undefined;
   let cleaned = false;
@@ -74,7 +74,7 @@ export function handleStream(ex: HttpExchange, caller: Caller, relay: RelayEdge,
         : [...StreamTopicSchema.options];
     const request = { agentId, ...(since !== undefined ? { since } : {}), topics };
     // The cursor and the read rule are checked before the stream starts: a refusal is an HTTP error.
-    relay.checkAttach(request, caller);
+    await relay.checkAttach(request, caller);
     const stream = ex.stream(200, {
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-store',
@@ -83,10 +83,10 @@ export function handleStream(ex: HttpExchange, caller: Caller, relay: RelayEdge,
     });
     session = new SseSession(stream, cleanup);
     stream.write('retry: 2000\n\n');
-    relay.attach(session, request, caller);
     const s = session;
     keepAlive = setInterval(() => s.comment('keep-alive'), opts.keepAliveMs);
     keepAlive.unref();
+    await relay.attach(session, request, caller);
   } catch (err) {
     if (session) cleanup();
     sendError(ex, err);

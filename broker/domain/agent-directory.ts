@@ -15,8 +15,10 @@ export class AgentDirectory {
   constructor(
     private readonly reads: AgentReads,
     private readonly sessions: SessionRegistry,
+    /** Every stored agent, read when the relay starts. */
+    stored: readonly StoredAgent[],
   ) {
-    for (const a of reads.all()) this.byId.set(a.id, withoutMeta(a));
+    for (const a of stored) this.byId.set(a.id, withoutMeta(a));
   }
 
   get(id: string): CachedAgent | undefined {
@@ -67,8 +69,8 @@ export class AgentDirectory {
   }
 
   /** With its meta, read from the store (the cache does not hold it). */
-  withMeta(a: CachedAgent): StoredAgent {
-    return { ...a, meta: this.reads.metaOf(a.id) };
+  async withMeta(a: CachedAgent): Promise<StoredAgent> {
+    return { ...a, meta: await this.reads.metaOf(a.id) };
   }
 
   /** No message below this id can be addressed to the agent: inbox scans start here. */

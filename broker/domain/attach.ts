@@ -9,36 +9,47 @@ import { inboxReader } from './read-rule.js';
 const EVENT_PAGE = 500;
 
 /**
- * The one attach, for agent/register, stream/subscribe and SSE: bind the agent, replay what the
- * session missed (bounded: it stops once a write is refused and the session is cut, the client
- * resumes by cursor), then follow the topics. Runs in one synchronous step, so nothing committed
- * meanwhile slips between the backlog and the live pushes. `upTo` is the newest message id the
- * backlog covers: later ones are pushed live by their own commits.
+ * The one attach, for agent/register, stream/subscribe and SSE: bind the agent and follow the
+ * topics, replay what the session missed (bounded: it stops once a write is refused and the
+ * session is cut, the client resumes by cursor), then go live. The binding comes first and the
+ * live frames wait for the backlog (Notifier.hold), so nothing committed meanwhile slips between
+ * the backlog and the live pushes however long the reads take: the backlog covers what was
+ * published when the session was bound, the live feed everything after. `upTo` (register: the
+ * newest message id its commit saw, which is published by then) defaults to that point.
  */
-export function attach(d: Domain, session: Session, req: AttachRequest, upTo = d.store.messages.maxId()): { cursor: number; eventCursor: number } {
+export async function attach(d: Domain, session: Session, req: AttachRequest, upTo?: number): Promise<{ cursor: number; eventCursor: number }> {
+  const published = d.notifier.publishedThrough();
+  const cursor = upTo ?? published.messageId;
+  const eventCursor = published.eventId;
   d.sessions.add(session);
-  if (req.agentId !== null && d.sessions.attach(session, req.agentId)) {
-    d.notifier.pushes.attached(req.agentId, session, req.since ?? upTo);
-    if (req.since !== undefined) replayBacklog(d, session, req.agentId, req.since, upTo);
-  } else if (req.agentId === null && req.since !== undefined && req.topics.includes('messages')) {
-    replayBacklog(d, session, null, req.since, upTo);
-  }
-  const eventCursor = d.store.events.maxId();
-  if (req.eventsSince !== undefined && req.topics.includes('events')) replayEvents(d, session, req.eventsSince, eventCursor);
+  const asAgent = req.agentId !== null && d.sessions.attach(session, req.agentId);
   d.sessions.subscribe(session, req.topics);
-  return { cursor: upTo, eventCursor };
+  d.notifier.hold(session);
+  try {
+    if (asAgent && req.agentId !== null) {
+      const recorded = await d.notifier.pushes.recordedThrough(req.agentId);
+      if (!session.closed) d.notifier.pushes.attached(req.agentId, session, req.since ?? cursor, recorded);
+      if (req.since !== undefined) await replayBacklog(d, session, req.agentId, req.since, cursor);
+    } else if (req.agentId === null && req.since !== undefined && req.topics.includes('messages')) {
+      await replayBacklog(d, session, null, req.since, cursor);
+    }
+    if (req.eventsSince !== undefined && req.topics.includes('events')) await replayEvents(d, session, req.eventsSince, eventCursor);
+  } finally {
+    d.notifier.release(session);
+  }
+  return { cursor, eventCursor };
 }
 
 /** The refusals a stream opened by a caller (SSE) meets: an expired cursor, another agent's inbox. */
-export function checkAttach(d: Domain, req: AttachRequest, caller: Caller): void {
-  checkCursor(d, req.since);
+export async function checkAttach(d: Domain, req: AttachRequest, caller: Caller): Promise<void> {
+  await checkCursor(d, req.since);
   if (req.agentId !== null) inboxReader(caller, req.agentId);
 }
 
 /** attach for a stream opened by a caller (SSE): refused as checkAttach says, else attached. */
-export function attachStream(d: Domain, session: Session, req: AttachRequest, caller: Caller): void {
-  checkAttach(d, req, caller);
-  attach(d, session, req);
+export async function attachStream(d: Domain, session: Session, req: AttachRequest, caller: Caller): Promise<void> {
+  await checkAttach(d, req, caller);
+  await attach(d, session, req);
 }
 
 /** The session is gone: forget it; an agent it spoke for is now disconnected (its TTL counts from here). */
@@ -48,10 +59,10 @@ export function detach(d: Domain, session: Session): string | null {
   return agentId;
 }
 
-function replayEvents(d: Domain, session: Session, since: number, upTo: number): void {
+async function replayEvents(d: Domain, session: Session, since: number, upTo: number): Promise<void> {
   let cursor = since;
   while (!session.closed && cursor < upTo) {
-    const page = d.store.events.list({ since: cursor, kind: null, taskId: null, limit: EVENT_PAGE });
+    const page = await d.store.events.list({ since: cursor, kind: null, taskId: null, limit: EVENT_PAGE });
     for (const event of page) {
       if (event.id > upTo || !d.notifier.sendTo(session, 'event/new', { event })) return;
       cursor = event.id;

@@ -81,7 +81,7 @@ export class CallbackDispatcher {
     this.running = true;
     try {
       for (;;) {
-        const due = this.core.store.outbox.due(this.core.now(), 32).filter((e) => !this.inFlight.has(e.id));
+        const due = (await this.core.store.outbox.due(this.core.now(), 32)).filter((e) => !this.inFlight.has(e.id));
         if (due.length === 0) break;
         await Promise.all(due.map((e) => this.attempt(e)));
         if (this.stopped) return;
@@ -89,7 +89,7 @@ export class CallbackDispatcher {
     } finally {
       this.running = false;
     }
-    const next = this.core.store.outbox.nextDueAt();
+    const next = await this.core.store.outbox.nextDueAt();
     if (next !== null && !this.stopped) this.kick(Math.max(0, next - this.core.now()));
   }
 

@@ -10,10 +10,10 @@ import type { ListFilter } from './store-port.js';
 const BACKLOG_PAGE = 100;
 
 /** The agent's messages after `since`; with `unread`, those it has not read. */
-export function inbox(d: Domain, agentId: string, f: ListFilter & { unread: boolean }): Message[] {
+export async function inbox(d: Domain, agentId: string, f: ListFilter & { unread: boolean }): Promise<Message[]> {
   const floor = d.agents.inboxFloor(agentId);
   return f.unread
-    ? d.store.messages.inbox(agentId, { ...f, floor, unread: true, readThrough: d.store.deliveries.readThrough(agentId) })
+    ? d.store.messages.inbox(agentId, { ...f, floor, unread: true, readThrough: await d.store.deliveries.readThrough(agentId) })
     : d.store.messages.inbox(agentId, { ...f, floor, unread: false });
 }
 
@@ -23,11 +23,11 @@ export function inbox(d: Domain, agentId: string, f: ListFilter & { unread: bool
  * Stops once the session closes: a write past its backpressure limit cuts it, and the client
  * resumes from the last id it got.
  */
-export function replayBacklog(d: Domain, session: Session, agentId: string | null, since: number, upTo: number): void {
+export async function replayBacklog(d: Domain, session: Session, agentId: string | null, since: number, upTo: number): Promise<void> {
   let cursor = since;
   while (!session.closed && cursor < upTo) {
     const filter = { since: cursor, limit: BACKLOG_PAGE, channel: null, threadId: null };
-    const page = agentId ? inbox(d, agentId, { ...filter, unread: false }) : d.store.messages.all(filter);
+    const page = await (agentId ? inbox(d, agentId, { ...filter, unread: false }) : d.store.messages.all(filter));
     const inRange = page.filter((m) => m.id <= upTo);
     if (inRange.length === 0) break;
     d.notifier.backlog(session, inRange, agentId);
@@ -37,9 +37,9 @@ export function replayBacklog(d: Domain, session: Session, agentId: string | nul
 }
 
 /** Enforce the retention floor: a cursor below what is still held must resync, never skip. */
-export function checkCursor(d: Domain, since: number | undefined, field = 'since'): void {
+export async function checkCursor(d: Domain, since: number | undefined, field = 'since'): Promise<void> {
   if (since === undefined) return;
-  const floor = d.store.prunedThrough();
+  const floor = await d.store.prunedThrough();
   if (since < floor) {
     throw new RelayError('cursorExpired', `${field}: cursor ${since} is below the retention floor ${floor}; resync with message/list`, { floor });
   }

@@ -7,7 +7,7 @@ import { Notifier } from './notifier.js';
 import { SearchPages } from './search-pages.js';
 import type { Clock } from './ports.js';
 import { SessionRegistry } from './sessions.js';
-import type { Change, RelayStore } from './store-port.js';
+import type { Change, RelayStore, StoredAgent } from './store-port.js';
 
 export interface DomainHooks {
   /** Wakes the callback dispatcher once an outbox entry is durable. */
@@ -17,10 +17,18 @@ export interface DomainHooks {
   observeCommit?: (ms: number, ops: number) => void;
 }
 
+/** What the domain reads from the store once, when the relay starts. */
+export interface DomainStart {
+  agents: readonly StoredAgent[];
+  /** The newest message and event: the live feed goes on from there. */
+  messageId: number;
+  eventId: number;
+}
+
 /**
  * What every handler works with: the store port, the group commit in front of it, the agent
- * directory, live sessions and the notifier. Built once by the composition root (broker/relay.ts);
- * the hooks come in here, never assigned afterwards.
+ * directory, live sessions and the notifier. Built once by the composition root (broker/relay.ts)
+ * with `Domain.open`; the hooks come in here, never assigned afterwards.
  */
 export class Domain {
   readonly sessions = new SessionRegistry();
@@ -30,22 +38,29 @@ export class Domain {
   readonly searches: SearchPages;
   readonly startedAt: number;
 
-  constructor(
+  /** Read what the domain starts from, then build it. */
+  static async open(store: RelayStore, config: RelayConfig, log: Logger, clock: Clock, integrations: ReadonlyMap<string, Integration> = new Map(), hooks: DomainHooks = {}): Promise<Domain> {
+    const [agents, messageId, eventId] = await Promise.all([store.agents.all(), store.messages.maxId(), store.events.maxId()]);
+    return new Domain(store, config, log, clock, integrations, hooks, { agents, messageId, eventId });
+  }
+
+  private constructor(
     readonly store: RelayStore,
     readonly config: RelayConfig,
     readonly log: Logger,
     readonly clock: Clock,
-    readonly integrations: ReadonlyMap<string, Integration> = new Map(),
-    hooks: DomainHooks = {},
+    readonly integrations: ReadonlyMap<string, Integration>,
+    hooks: DomainHooks,
+    start: DomainStart,
   ) {
-    this.agents = new AgentDirectory(store.agents, this.sessions);
+    this.agents = new AgentDirectory(store.agents, this.sessions, start.agents);
     const onCallback = hooks.onCallbackEnqueued ?? (() => {});
     this.queue = new CommitQueue(store, log.child({ component: 'commit' }), {
       publish: (changes) => this.publish(changes, onCallback),
       ...(hooks.holdCommitWhile ? { holdWhile: hooks.holdCommitWhile } : {}),
       ...(hooks.observeCommit ? { observeCommit: hooks.observeCommit } : {}),
     });
-    this.notifier = new Notifier(this.sessions, store, this.queue, log, () => clock.now());
+    this.notifier = new Notifier(this.sessions, store, this.queue, log, () => clock.now(), { messageId: start.messageId, eventId: start.eventId }, config.maxBackpressureBytes);
     this.searches = new SearchPages(() => clock.now());
     this.startedAt = clock.now();
   }

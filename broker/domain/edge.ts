@@ -33,7 +33,7 @@ export function domainEdge(d: Domain): Omit<RelayEdge, 'call' | 'handleFrame'> {
         lastCommitFailure,
         agents: d.agents.size,
         connections: d.sessions.size,
-        cursor: d.store.messages.maxId(),
+        cursor: d.notifier.publishedThrough().messageId,
         storage: d.store.health.settings(),
       };
     },

@@ -7,6 +7,6 @@ import type { Domain } from './domain.js';
  */
 export async function sweepExpiredLeases(d: Domain): Promise<number> {
   const now = d.now();
-  if (d.store.leases.expired(now).length === 0) return 0;
+  if ((await d.store.leases.expired(now)).length === 0) return 0;
   return d.queue.apply({ op: 'lease.expire', at: now }, (o) => (o.ok ? o.value.leases.length : 0));
 }

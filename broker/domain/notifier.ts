@@ -17,9 +17,30 @@ function frame(method: string, params: unknown): string {
  */
 export type MessageListener = (message: Message, recipients: readonly string[]) => void;
 
+/** A live frame waiting for a session to finish its backlog; `written` runs once it was written (or refused). */
+interface HeldFrame {
+  text: string;
+  meta: FrameMeta;
+  written?: (ok: boolean) => void;
+}
+
+interface Hold {
+  frames: HeldFrame[];
+  bytes: number;
+}
+
+/** Where the live feed stands: everything up to these ids was published (so is committed and readable). */
+export interface PublishedThrough {
+  messageId: number;
+  eventId: number;
+}
+
 export class Notifier {
   readonly pushes: PushRecorder;
   private readonly messageListeners: MessageListener[] = [];
+  /** Sessions replaying a backlog: their live frames wait here, in order, until it is done. */
+  private readonly held = new Map<Session, Hold>();
+  private readonly published: PublishedThrough;
 
   constructor(
     private readonly sessions: SessionRegistry,
@@ -27,8 +48,37 @@ export class Notifier {
     queue: CommitQueue,
     private readonly log: Logger,
     now: () => number,
+    /** The newest message and event when the relay started: the live feed goes on from there. */
+    start: PublishedThrough,
+    /** How much may wait for a session replaying its backlog before it is cut (it resumes by cursor). */
+    private readonly maxHeldBytes: number,
   ) {
     this.pushes = new PushRecorder(store.deliveries, queue, now);
+    this.published = { ...start };
+  }
+
+  /** The newest message and event published so far: a backlog read up to here meets the live feed exactly. */
+  publishedThrough(): PublishedThrough {
+    return { ...this.published };
+  }
+
+  /**
+   * From now until `release`, live frames for the session wait (its backlog is being read, and
+   * it must get the backlog first). Frames written with `backlog` and `sendTo` do not wait.
+   */
+  hold(session: Session): void {
+    if (!this.held.has(session)) this.held.set(session, { frames: [], bytes: 0 });
+  }
+
+  /** The backlog is written: write what waited, in order, then go live. */
+  release(session: Session): void {
+    const hold = this.held.get(session);
+    if (!hold) return;
+    this.held.delete(session);
+    for (const f of hold.frames) {
+      const ok = !session.closed && this.writeNow(session, f.text, f.meta);
+      f.written?.(ok);
+    }
   }
 
   /** Adapters without a Session (long-polls) hear of committed messages here. */
@@ -37,6 +87,7 @@ export class Notifier {
   }
 
   messageNew(message: Message, recipients: readonly string[]): void {
+    this.published.messageId = Math.max(this.published.messageId, message.id);
     const text = frame('message/new', { message });
     const meta: FrameMeta = { method: 'message/new', cursor: message.id };
     const sentTo = new Set<Session>();
@@ -44,8 +95,7 @@ export class Notifier {
       const s = this.sessions.forAgent(agentId);
       if (!s) continue;
       sentTo.add(s);
-      if (this.write(s, text, meta)) this.pushes.pushed(agentId, s, message.id);
-      else this.pushes.ended(agentId, s);
+      this.write(s, text, meta, (ok) => (ok ? this.pushes.pushed(agentId, s, message.id) : this.pushes.ended(agentId, s)));
     }
     for (const s of this.sessions.subscribers('messages')) {
       if (!sentTo.has(s)) this.write(s, text, meta);
@@ -56,7 +106,7 @@ export class Notifier {
   /** Push already-committed messages to one session (resume backlog); records them as pushed. */
   backlog(session: Session, messages: readonly Message[], asAgent: string | null): void {
     for (const message of messages) {
-      if (!this.write(session, frame('message/new', { message }), { method: 'message/new', cursor: message.id })) {
+      if (!this.writeNow(session, frame('message/new', { message }), { method: 'message/new', cursor: message.id })) {
         if (asAgent) this.pushes.ended(asAgent, session);
         return;
       }
@@ -91,6 +141,7 @@ export class Notifier {
   }
 
   eventNew(event: RelayEvent): void {
+    this.published.eventId = Math.max(this.published.eventId, event.id);
     const subs = this.sessions.subscribers('events');
     if (subs.size === 0) return;
     const text = frame('event/new', { event });
@@ -104,12 +155,34 @@ export class Notifier {
     for (const s of subs) this.write(s, text, { method: 'agent/updated' });
   }
 
+  /** Write one frame to the session now (a backlog's own frames: they never wait). */
   sendTo(session: Session, method: string, params: unknown, cursor?: number): boolean {
-    return this.write(session, frame(method, params), cursor === undefined ? { method } : { method, cursor });
+    return this.writeNow(session, frame(method, params), cursor === undefined ? { method } : { method, cursor });
+  }
+
+  /** A live frame: written now, or after the session's backlog if it is replaying one. */
+  private write(session: Session, text: string, meta: FrameMeta, written?: (ok: boolean) => void): void {
+    const hold = this.held.get(session);
+    if (!hold) {
+      const ok = this.writeNow(session, text, meta);
+      written?.(ok);
+      return;
+    }
+    hold.bytes += text.length;
+    if (hold.bytes > this.maxHeldBytes) {
+      // The live feed outran the backlog past what a send buffer may hold: cut it like a slow consumer.
+      this.held.delete(session);
+      for (const f of hold.frames) f.written?.(false);
+      written?.(false);
+      this.log.warn({ session: session.id, agentId: session.agentId }, 'slow consumer disconnected while replaying its backlog');
+      session.close(CLOSE_CODES.slowConsumer, 'slow consumer: live messages outran the backlog, resume by cursor');
+      return;
+    }
+    hold.frames.push(written ? { text, meta, written } : { text, meta });
   }
 
   /** Write a frame; a consumer past its backpressure limit is cut (it resumes by cursor). */
-  private write(session: Session, text: string, meta: FrameMeta): boolean {
+  private writeNow(session: Session, text: string, meta: FrameMeta): boolean {
     const result = session.send(text, meta);
     if (result === 'dropped') {
       this.log.warn({ session: session.id, agentId: session.agentId }, 'slow consumer disconnected');

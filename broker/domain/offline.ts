@@ -18,8 +18,8 @@ export function plannedRelease(d: Domain, task: Task, reason: string, by: string
  * Take an agent offline: its unfinished claimed work is released and offered again, routed as if
  * it were offline already (fan-out does not offer the work back to the agent that dropped it).
  */
-export function offlineOp(d: Domain, agent: CachedAgent, patch: AgentPatch, reason: string): OpOf<'agent.offline'> {
-  const releases = d.store.tasks.liveClaimedBy(agent.id).map((task) => plannedRelease(d, task, `owner ${agent.id} went offline`, null, agent.id));
+export async function offlineOp(d: Domain, agent: CachedAgent, patch: AgentPatch, reason: string): Promise<OpOf<'agent.offline'>> {
+  const releases = (await d.store.tasks.liveClaimedBy(agent.id)).map((task) => plannedRelease(d, task, `owner ${agent.id} went offline`, null, agent.id));
   return { op: 'agent.offline', at: d.now(), id: agent.id, patch, reason, releases };
 }
 
@@ -31,7 +31,8 @@ export async function takeOffline(d: Domain, id: string, patch: AgentPatch, reas
   for (let round = 0; ; round++) {
     const agent = d.agents.get(id);
     if (!agent || agent.status === 'offline' || !stillWanted(agent)) return null;
-    const result = await d.queue.apply(offlineOp(d, agent, patch, reason), (o) => (o.ok ? o.value.agent : o.refused === 'notFound' ? null : undefined));
+    const op = await offlineOp(d, agent, patch, reason);
+    const result = await d.queue.apply(op, (o) => (o.ok ? o.value.agent : o.refused === 'notFound' ? null : undefined));
     if (result !== undefined) return result;
     if (round >= REPLANS) throw new RelayError('conflict', `agent ${id}'s claimed work kept changing while it was taken offline; retry`);
   }

@@ -116,9 +116,9 @@ export interface RelayEdge {
    * the backlog (bounded by the session's backpressure), subscribes the topics; nothing committed
    * meanwhile slips between. Throws a RelayError when refused.
    */
-  attach(session: Session, request: AttachRequest, caller: Caller): void;
+  attach(session: Session, request: AttachRequest, caller: Caller): Promise<void>;
   /** The refusals `attach` would meet (cursor expired, another agent's inbox), before a stream starts. */
-  checkAttach(request: AttachRequest, caller: Caller): void;
+  checkAttach(request: AttachRequest, caller: Caller): Promise<void>;
   /** The session is gone (an agent's presence TTL counts from now). */
   detach(session: Session): string | null;
   /** The integration named so, if configured. */
@@ -126,7 +126,7 @@ export interface RelayEdge {
   /** A verified webhook delivery as task/create (source = the integration); a replayed delivery id answers its task. */
   ingest(caller: Caller, params: TaskCreateParams): Promise<TaskCreateResult | { duplicate: true; taskId: number | null }>;
   /** A delivery id the integration already delivered (replay), with its task. */
-  receiptSeen(integration: string, deliveryId: string): { taskId: number | null } | undefined;
+  receiptSeen(integration: string, deliveryId: string): Promise<{ taskId: number | null } | undefined>;
   health(): Promise<HealthReport>;
   /** Hear of every committed message (long-polls wake on it). */
   onMessage(listener: (message: Message, recipients: readonly string[]) => void): void;

@@ -38,9 +38,12 @@ export class PushRecorder {
     private readonly now: () => number,
   ) {}
 
-  /** `session` now speaks for the agent and will be written every message to it after `cursor`. */
-  attached(agentId: string, session: Session, cursor: number): void {
-    const from = Math.max(cursor, this.recordedThrough(agentId));
+  /**
+   * `session` now speaks for the agent and will be written every message to it after `cursor`;
+   * `recorded` is what recordedThrough answered just before (a new span never overlaps an older one).
+   */
+  attached(agentId: string, session: Session, cursor: number, recorded: number): void {
+    const from = Math.max(cursor, this.latest.get(agentId)?.last ?? recorded);
     this.latest.set(agentId, { agentId, session, rowId: null, inserting: false, first: from + 1, last: from, at: this.now() });
   }
 
@@ -74,10 +77,12 @@ export class PushRecorder {
    * Returns false when it cannot be recorded as a range (a live session's span is still growing,
    * and ranges of one agent must not overlap); the caller records the messages one by one.
    */
-  polled(agentId: string, since: number, last: number): boolean {
-    const open = this.latest.get(agentId);
-    if (open?.session) return false;
-    const from = Math.max(since, this.recordedThrough(agentId));
+  async polled(agentId: string, since: number, last: number): Promise<boolean> {
+    if (this.latest.get(agentId)?.session) return false;
+    const recorded = await this.recordedThrough(agentId);
+    // A session may have attached while the store answered: its span is the one that grows.
+    if (this.latest.get(agentId)?.session) return false;
+    const from = Math.max(since, this.latest.get(agentId)?.last ?? recorded);
     if (last <= from) return true;
     const span: OpenSpan = { agentId, session: null, rowId: null, inserting: false, first: from + 1, last, at: this.now() };
     this.latest.set(agentId, span);
@@ -85,10 +90,11 @@ export class PushRecorder {
     return true;
   }
 
-  private recordedThrough(agentId: string): number {
+  /** The last message id the agent's recorded (or still open) spans cover. */
+  async recordedThrough(agentId: string): Promise<number> {
     const open = this.latest.get(agentId);
     if (open) return open.last;
-    return this.deliveries.latestSpan(agentId, 'pushed')?.last ?? 0;
+    return (await this.deliveries.latestSpan(agentId, 'pushed'))?.last ?? 0;
   }
 
   private markDirty(span: OpenSpan): void {

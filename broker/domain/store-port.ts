@@ -8,8 +8,8 @@ import type { Agent, Delivery, DeliveryState, EventKind, Lease, LeaseMode, Messa
  * over the network. SQLite (broker/store) is one implementation; the store contract suite
  * (test/unit/store-contract.ts) is what a second one must pass.
  *
- * Reads are synchronous today: the one store is embedded and the read connection answers at once.
- * A networked store needs them asynchronous; that change belongs to that store's step.
+ * Reads are asynchronous too: a networked store answers them over the network. The SQLite store
+ * answers at once from its read connection (promised.ts wraps its synchronous tables).
  */
 
 // ---- records -------------------------------------------------------------------------------
@@ -308,15 +308,15 @@ export type OpOf<N extends OpName> = Extract<WriteOp, { op: N }>;
 // ---- reads ---------------------------------------------------------------------------------
 
 export interface MessageReads {
-  get(id: number): Message | undefined;
-  maxId(): number;
+  get(id: number): Promise<Message | undefined>;
+  maxId(): Promise<number>;
   /**
    * Messages addressed to the agent after `since`, from no lower than its inbox `floor`; with
    * `unread`, from past its read-through cursor, leaving out single messages it marked read.
    */
-  inbox(agentId: string, f: ListFilter & { floor: number } & ({ unread: false } | { unread: true; readThrough: number })): Message[];
-  all(f: ListFilter): Message[];
-  thread(threadId: number, since: number, limit: number): Message[];
+  inbox(agentId: string, f: ListFilter & { floor: number } & ({ unread: false } | { unread: true; readThrough: number })): Promise<Message[]>;
+  all(f: ListFilter): Promise<Message[]>;
+  thread(threadId: number, since: number, limit: number): Promise<Message[]>;
 }
 
 /**
@@ -331,48 +331,48 @@ export interface SearchReads {
 }
 
 export interface DeliveryReads {
-  forMessage(messageId: number): Delivery[];
-  get(agentId: string, messageId: number): Delivery | undefined;
-  readThrough(agentId: string): number;
-  latestSpan(agentId: string, state: SpanState): DeliverySpan | undefined;
+  forMessage(messageId: number): Promise<Delivery[]>;
+  get(agentId: string, messageId: number): Promise<Delivery | undefined>;
+  readThrough(agentId: string): Promise<number>;
+  latestSpan(agentId: string, state: SpanState): Promise<DeliverySpan | undefined>;
 }
 
 export interface TaskReads {
-  get(id: number): Task | undefined;
-  list(f: TaskFilter): Task[];
-  liveClaimedBy(agentId: string): Task[];
-  countByStatus(): Record<string, number>;
+  get(id: number): Promise<Task | undefined>;
+  list(f: TaskFilter): Promise<Task[]>;
+  liveClaimedBy(agentId: string): Promise<Task[]>;
+  countByStatus(): Promise<Record<string, number>>;
 }
 
 export interface EventReads {
-  list(f: { since: number; kind: EventKind | null; taskId: number | null; limit: number }): RelayEvent[];
-  ofTask(taskId: number, since?: number, limit?: number): RelayEvent[];
-  maxId(): number;
+  list(f: { since: number; kind: EventKind | null; taskId: number | null; limit: number }): Promise<RelayEvent[]>;
+  ofTask(taskId: number, since?: number, limit?: number): Promise<RelayEvent[]>;
+  maxId(): Promise<number>;
 }
 
 export interface OutboxReads {
-  due(now: number, limit: number): OutboxEntry[];
-  nextDueAt(): number | null;
-  ofTask(taskId: number, firstEventId?: number, lastEventId?: number): OutboxEntry[];
-  depthByState(): Record<OutboxState, number>;
+  due(now: number, limit: number): Promise<OutboxEntry[]>;
+  nextDueAt(): Promise<number | null>;
+  ofTask(taskId: number, firstEventId?: number, lastEventId?: number): Promise<OutboxEntry[]>;
+  depthByState(): Promise<Record<OutboxState, number>>;
 }
 
 export interface AgentReads {
-  all(): StoredAgent[];
-  get(id: string): StoredAgent | undefined;
-  metaOf(id: string): Record<string, unknown>;
+  all(): Promise<StoredAgent[]>;
+  get(id: string): Promise<StoredAgent | undefined>;
+  metaOf(id: string): Promise<Record<string, unknown>>;
 }
 
 export interface LeaseReads {
-  get(id: number): Lease | undefined;
+  get(id: number): Promise<Lease | undefined>;
   /** Leases in force at `now` with an id above `since`, in id order. */
-  list(f: { now: number; since: number; holder: string | null }): Lease[];
+  list(f: { now: number; since: number; holder: string | null }): Promise<Lease[]>;
   /** Leases whose TTL passed by `now` and whose end is not recorded yet. */
-  expired(now: number): Lease[];
+  expired(now: number): Promise<Lease[]>;
 }
 
 export interface ReceiptReads {
-  seen(integration: string, deliveryId: string): { taskId: number | null } | undefined;
+  seen(integration: string, deliveryId: string): Promise<{ taskId: number | null } | undefined>;
 }
 
 export interface StoreHealth {
@@ -396,7 +396,7 @@ export interface RelayStore {
   readonly leases: LeaseReads;
   readonly health: StoreHealth;
   /** Messages with ids up to this were pruned: a cursor below it cannot be resumed. */
-  prunedThrough(): number;
+  prunedThrough(): Promise<number>;
   /**
    * Apply the ops in one transaction, in order; each answers its outcome. Rejects (with a
    * RelayError) only when the batch as a whole was not written: nothing of it is then durable.

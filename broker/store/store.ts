@@ -1,17 +1,11 @@
 import Database from 'better-sqlite3';
 import { Worker } from 'node:worker_threads';
 import { RelayError } from '../../protocol/index.js';
-import type { Outcome, RelayStore, StoreHealth, WriteOp } from '../domain/store-port.js';
-import type { AgentTable } from './agents.js';
+import type { AgentReads, DeliveryReads, EventReads, LeaseReads, MessageReads, Outcome, OutboxReads, ReceiptReads, RelayStore, StoreHealth, TaskReads, WriteOp } from '../domain/store-port.js';
 import type { Db, OpenOptions } from './db.js';
-import type { DeliveryTable } from './deliveries.js';
-import type { EventTable } from './events.js';
-import type { LeaseTable } from './leases.js';
 import type { MessageTable } from './messages.js';
 import { databaseOpenError } from './open-error.js';
-import type { OutboxTable } from './outbox.js';
-import type { ReceiptTable } from './receipts.js';
-import type { TaskTable } from './tasks.js';
+import { promised } from './promised.js';
 import { openTables } from './tables.js';
 import { SearchThread } from './search-client.js';
 import { workerEntry } from './writer-entry.js';
@@ -44,15 +38,17 @@ type Waiter = { resolve: (r: Reply) => void; reject: (err: unknown) => void };
  * relay does").
  */
 export class SqliteStore implements RelayStore {
-  readonly agents: AgentTable;
-  readonly messages: MessageTable;
-  readonly deliveries: DeliveryTable;
-  readonly tasks: TaskTable;
-  readonly events: EventTable;
-  readonly outbox: OutboxTable;
-  readonly receipts: ReceiptTable;
-  readonly leases: LeaseTable;
+  readonly agents: AgentReads;
+  readonly messages: MessageReads;
+  readonly deliveries: DeliveryReads;
+  readonly tasks: TaskReads;
+  readonly events: EventReads;
+  readonly outbox: OutboxReads;
+  readonly receipts: ReceiptReads;
+  readonly leases: LeaseReads;
   readonly search: SearchThread;
+  /** The read connection's message statements, whose in-memory inbox bounds follow every commit. */
+  private readonly messageTable: MessageTable;
   readonly health: StoreHealth;
   private readonly getMeta;
   private readonly waiters = new Map<number, Waiter>();
@@ -71,16 +67,16 @@ export class SqliteStore implements RelayStore {
   ) {
     this.search = new SearchThread({ path: opts.path, busyTimeoutMs: opts.busyTimeoutMs });
     // The read side: every table's statements on the read-only connection.
-    ({
-      agents: this.agents,
-      messages: this.messages,
-      deliveries: this.deliveries,
-      tasks: this.tasks,
-      events: this.events,
-      outbox: this.outbox,
-      receipts: this.receipts,
-      leases: this.leases,
-    } = openTables(reader));
+    const t = openTables(reader);
+    this.messageTable = t.messages;
+    this.agents = promised(t.agents, ['all', 'get', 'metaOf']);
+    this.messages = promised(t.messages, ['get', 'maxId', 'inbox', 'all', 'thread']);
+    this.deliveries = promised(t.deliveries, ['forMessage', 'get', 'readThrough', 'latestSpan']);
+    this.tasks = promised(t.tasks, ['get', 'list', 'liveClaimedBy', 'countByStatus']);
+    this.events = promised(t.events, ['list', 'ofTask', 'maxId']);
+    this.outbox = promised(t.outbox, ['due', 'nextDueAt', 'ofTask', 'depthByState']);
+    this.receipts = promised(t.receipts, ['seen']);
+    this.leases = promised(t.leases, ['get', 'list', 'expired']);
     this.getMeta = reader.prepare<[string], { value: string }>(GET_META);
     const store = this;
     this.health = {
@@ -142,15 +138,15 @@ export class SqliteStore implements RelayStore {
     // This connection's in-memory inbox bounds follow the commits the writer made (before anyone is answered).
     for (const o of outcomes) {
       for (const c of o.changes) {
-        if (c.kind === 'message') this.messages.noteAddressed(c.recipients, c.message.id);
-        else if (c.kind === 'agentRemoved') this.messages.forgetInbox(c.id);
+        if (c.kind === 'message') this.messageTable.noteAddressed(c.recipients, c.message.id);
+        else if (c.kind === 'agentRemoved') this.messageTable.forgetInbox(c.id);
       }
     }
     return outcomes;
   }
 
   /** Messages with ids up to this were pruned: a cursor below it cannot be resumed. */
-  prunedThrough(): number {
+  async prunedThrough(): Promise<number> {
     return Number(this.getMeta.get('pruned_through')?.value ?? 0);
   }
 

@@ -176,12 +176,12 @@ t.test('reading by ids moves the read-through cursor to just before the first un
   const unread = async () => ((await bob.rpc.call('message/list', { unread: true })).messages as Array<{ id: number }>).map((m) => m.id);
 
   t.same(await bob.rpc.call('message/read', { ids: [b0, b1] }), { marked: 2 });
-  t.equal(readThrough(), b3 - 1, 'past both read messages and alice’s message between them, up to bob’s first unread');
+  t.equal(await readThrough(), b3 - 1, 'past both read messages and alice’s message between them, up to bob’s first unread');
   t.same(await bob.rpc.call('message/read', { ids: [b4] }), { marked: 1 });
-  t.equal(readThrough(), b3 - 1, 'a read past an unread message leaves the cursor where it was');
+  t.equal(await readThrough(), b3 - 1, 'a read past an unread message leaves the cursor where it was');
   t.same(await unread(), [b3, b5]);
   t.same(await bob.rpc.call('message/read', { ids: [b3, b5] }), { marked: 2 });
-  t.equal(readThrough(), b5, 'all read: the cursor is at the newest message');
+  t.equal(await readThrough(), b5, 'all read: the cursor is at the newest message');
   t.same(await unread(), []);
   const later = (await alice.rpc.call('message/send', { to: 'bob', body: 'later' })).message.id as number;
   t.same(await unread(), [later], 'a message sent afterwards arrives unread');
@@ -190,7 +190,7 @@ t.test('reading by ids moves the read-through cursor to just before the first un
   const markedAt = got.deliveries[0].at as number;
   t.equal(got.deliveries[0].state, 'read');
   t.ok(markedAt <= Date.now() && markedAt >= got.message.createdAt, 'a message keeps the time it was read by id');
-  t.not(relay.core.store.deliveries.get('alice', other)?.state, 'read', 'alice’s message is untouched by bob’s cursor');
+  t.not((await relay.core.store.deliveries.get('alice', other))?.state, 'read', 'alice’s message is untouched by bob’s cursor');
 });
 
 t.test('an agent’s inbox starts at its floor: the newest message when it was first registered', async (t) => {

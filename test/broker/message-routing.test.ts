@@ -181,7 +181,7 @@ for (const form of FORMS) {
 
     // The offline member is not a recipient of any of them.
     // Only gone itself may list its inbox over the wire (read rule): look at it in the relay.
-    const gone = inbox(relay.core, 'gone', { since: 0, limit: 100, channel: null, threadId: null, unread: false });
+    const gone = await inbox(relay.core, 'gone', { since: 0, limit: 100, channel: null, threadId: null, unread: false });
     t.same(
       gone.map((m) => m.id),
       [],

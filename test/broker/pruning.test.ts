@@ -85,7 +85,7 @@ t.test('prune(core): retention of messages, events, tasks and agents, and the cu
   t.equal(r.tasks, 3, 'three terminal tasks closed at T0 were pruned');
   t.equal(r.events, oldEvents.length, 'every T0 event was pruned');
   t.same(r.agents, ['ghost'], 'only the agent offline for longer than OFFLINE_PRUNE_MS was pruned');
-  t.equal(relay.core.store.prunedThrough(), oldMax, 'the floor is stored');
+  t.equal(await relay.core.store.prunedThrough(), oldMax, 'the floor is stored');
 
   // Messages.
   for (const id of oldMessages) t.equal(await rpcCode(obs.call('message/get', { id })), -32002, `old message ${id} is gone`);
@@ -178,7 +178,7 @@ t.test('the scheduler prunes on its own every pruneIntervalMs', async (t: Test) 
   // Let the scheduler tick a few times: nothing is old yet, so nothing goes.
   const ticks = relay.logs.length;
   await new Promise((r) => setTimeout(r, 350));
-  t.equal(relay.core.store.prunedThrough(), 0, 'scheduled prunes of fresh data remove nothing');
+  t.equal(await relay.core.store.prunedThrough(), 0, 'scheduled prunes of fresh data remove nothing');
   t.equal((await alice.rpc.call('message/get', { id: old })).message.body, 'old', 'the message is still there');
   t.notOk(
     relay.logs.slice(ticks).some((l) => l.msg === 'pruned'),
@@ -187,8 +187,8 @@ t.test('the scheduler prunes on its own every pruneIntervalMs', async (t: Test) 
 
   clock.advance(2 * DAY);
   const recent = (await alice.rpc.call('message/send', { to: 'bob', body: 'recent' })).message.id as number;
-  await waitFor(() => relay.core.store.prunedThrough() >= old && !relay.core.agents.has('ghost'), 'the scheduled prune', 5000);
-  t.equal(relay.core.store.prunedThrough(), old, 'the scheduler moved the floor to the old message');
+  await waitFor(async () => (await relay.core.store.prunedThrough()) >= old && !relay.core.agents.has('ghost'), 'the scheduled prune', 5000);
+  t.equal(await relay.core.store.prunedThrough(), old, 'the scheduler moved the floor to the old message');
   t.equal(await rpcCode(alice.rpc.call('message/get', { id: old })), -32002, 'the old message is gone');
   t.equal((await alice.rpc.call('message/get', { id: recent })).message.body, 'recent', 'the recent message is kept');
   t.notOk(

@@ -48,7 +48,7 @@ for (const [route, path, frame] of [
     t.ok(Number(limited.retryAfter) >= 1, `Retry-After says when (${limited.retryAfter})`);
     t.equal(clientView(limited.body).kind, 'rateLimited', 'the client reads it as rate limited');
     t.equal(clientView(limited.body).retryable, true, 'and may retry it');
-    t.equal(relay.core.store.messages.maxId(), 0, 'neither request wrote anything');
+    t.equal(await relay.core.store.messages.maxId(), 0, 'neither request wrote anything');
   });
 }
 

@@ -72,7 +72,7 @@ t.test('source pd with an own callbackUrl is refused before anything is written 
   const err = await rpcErrorOf(obs.call('task/create', { title: 'give me signatures', target: 'oncall', source: 'pd', callbackUrl: 'http://127.0.0.1:9/steal' }));
   t.equal(err.code, ERRORS.unauthorized.code, '-32001');
   t.same((await obs.call('task/list', {})).tasks, [], 'no task');
-  t.equal(relay.core.store.outbox.nextDueAt(), null, 'no callback queued to be signed');
+  t.equal(await relay.core.store.outbox.nextDueAt(), null, 'no callback queued to be signed');
 
   const free = await obs.call('task/create', { title: 'disk alert', target: 'oncall', source: 'grafana', dedupeKey: 'd1' });
   t.equal(free.task.source, 'grafana', 'a source that names no integration stays free');

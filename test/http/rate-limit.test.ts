@@ -26,6 +26,6 @@ t.test('HTTP over the per-address rate gets 429 with Retry-After; nothing it ask
   t.equal(body.error.code, -32005);
   t.match(body.error.message, /rate limited/);
   // Only the admitted sends exist.
-  const list = relay.core.store.messages.maxId();
+  const list = await relay.core.store.messages.maxId();
   t.equal(list, 3, 'refused requests wrote nothing');
 });

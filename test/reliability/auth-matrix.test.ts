@@ -162,29 +162,29 @@ async function setup(t: Test): Promise<Setup> {
   t.equal(claim.claimToken, 1, 'the victim owns the task (claim token 1)');
   // The victim's pushed state is bookkeeping written a little later: let it land before the
   // snapshot the refused calls are compared against.
-  await waitFor(() => relay.core.store.deliveries.get('victim', message.id)?.state === 'pushed', 'the message to the victim to read pushed', 5000);
+  await waitFor(async () => (await relay.core.store.deliveries.get('victim', message.id))?.state === 'pushed', 'the message to the victim to read pushed', 5000);
   await v.close();
   await a.close();
   return { relay, ids: { task: task.id, message: message.id }, victim: { token: victim.agentToken }, attacker: { token: attacker.agentToken }, secrets };
 }
 
 /** Everything a refused call could have changed. */
-function state(relay: TestRelay): string {
+async function state(relay: TestRelay): Promise<string> {
   const s = relay.core.store;
-  const victim = s.agents.get('victim')!;
+  const victim = (await s.agents.get('victim'))!;
   return JSON.stringify({
-    maxMessage: s.messages.maxId(),
-    tasks: s.tasks.countByStatus(),
-    task: s.tasks.get(1),
+    maxMessage: await s.messages.maxId(),
+    tasks: await s.tasks.countByStatus(),
+    task: await s.tasks.get(1),
     victim: { ...victim, lastSeenAt: 0 },
-    deliveries: s.deliveries.forMessage(1),
+    deliveries: await s.deliveries.forMessage(1),
   });
 }
 
 t.test('every method and endpoint × no token, wrong token, another agent’s token: all refused, nothing changed', async (t) => {
   const { relay, ids, victim, attacker, secrets } = await setup(t);
   const port = relay.port;
-  const before = state(relay);
+  const before = await state(relay);
   const failures: string[] = [];
   let cells = 0;
   const expect = (what: string, ok: boolean) => {
@@ -269,7 +269,7 @@ t.test('every method and endpoint × no token, wrong token, another agent’s to
   expect('ingress × the victim’s agent token', (await hook({ Authorization: `Bearer ${victim.token}` })).status === 401);
 
   t.same(failures, [], `every cell of the matrix refused (${cells} cells)`);
-  const unchanged = t.same(JSON.parse(state(relay)), JSON.parse(before), 'nothing the refused calls aimed at changed (messages, tasks, the claim, the victim)');
+  const unchanged = t.same(JSON.parse(await state(relay)), JSON.parse(before), 'nothing the refused calls aimed at changed (messages, tasks, the claim, the victim)');
 
   // A valid credential in the same places is served: the refusals are about the credential.
   const served = await http(port, 'GET', '/api/agents/victim/inbox', { Authorization: BEARER, 'X-Agent-Token': victim.token });
@@ -327,7 +327,7 @@ t.test('Origin and Host refusals on every endpoint: cross-site WebSocket hijacki
       for (const host of evilHosts.slice(0, 2)) expect(`${e.verb} ${e.path} with Host ${host}`, (await http(port, e.verb, e.path, { ...headers, Host: host }, e.body)).status, 403);
     }
     expect('GET /healthz from the relay’s own origin', (await http(port, 'GET', '/healthz', { ...auth, Origin: `http://localhost:${port}` })).status, 200);
-    t.equal(relay.core.store.messages.maxId(), 0, `${label}: nothing refused wrote anything`);
+    t.equal(await relay.core.store.messages.maxId(), 0, `${label}: nothing refused wrote anything`);
   }
   t.same(failures, [], `every foreign Origin and rebinding Host was refused with 403 (${cells} cells)`);
   figure(t, 'origin-host', { cells, refused_or_admitted_as_expected: cells - failures.length, wrong: failures.length });

@@ -146,7 +146,7 @@ t.test(`fuzz: ${WS_FRAMES} WebSocket frames and ${HTTP.rpc + HTTP.rest + HTTP.in
     'no probe connection was dropped',
   );
   const store = relay.core.store;
-  const forged = store.messages.all({ since: 0, limit: 1000, channel: null, threadId: null }).filter((m) => m.body === 'forged' || m.body === 'x').length;
+  const forged = (await store.messages.all({ since: 0, limit: 1000, channel: null, threadId: null })).filter((m) => m.body === 'forged' || m.body === 'x').length;
   t.equal(forged, 0, 'no refused message/send was stored');
   t.equal(relay.core.agents.size, 1, 'no agent was registered by the fuzz (only the one registered after it)');
   const internal = relay.logs.filter((l) => Number(l.level) >= 50);

@@ -289,17 +289,10 @@ t.test('when a write of a group commit meets a full disk, every write of it is r
   const codes = outcomes.map((o) => (o.status === 'rejected' ? (o.reason as { code?: number }).code : 'acknowledged'));
   t.same(codes, [ERRORS.storageBusy.code, ERRORS.storageBusy.code, ERRORS.storageBusy.code], 'all three are refused with -32008 (none as an internal error)');
   t.match((outcomes[0] as PromiseRejectedResult).reason.message, /storage full/, 'saying storage full');
-  t.equal(store.messages.maxId(), 0, 'none was written: the first and third did not commit without the second');
+  t.equal(await store.messages.maxId(), 0, 'none was written: the first and third did not commit without the second');
   t.notOk(await store.inTransaction(), 'no transaction was left open');
   const after = await write('after');
   t.equal(after, 'after', 'the next write goes through');
-  t.equal(
-    store.messages
-      .all({ since: 0, limit: 10, channel: null, threadId: null })
-      .map((m) => m.body)
-      .join(','),
-    'after',
-    'and only it is stored',
-  );
-  figure(t, 'storage-rolled-back-batch', { refused_32008: codes.filter((c) => c === ERRORS.storageBusy.code).length, written: store.messages.maxId() - 1 });
+  t.equal((await store.messages.all({ since: 0, limit: 10, channel: null, threadId: null })).map((m) => m.body).join(','), 'after', 'and only it is stored');
+  figure(t, 'storage-rolled-back-batch', { refused_32008: codes.filter((c) => c === ERRORS.storageBusy.code).length, written: (await store.messages.maxId()) - 1 });
 });

@@ -43,7 +43,7 @@ t.test('PRAGMA synchronous is the configured value on a fresh and on a reopened 
     t.teardown(() => second.close());
     t.equal(await second.pragma('journal_mode'), 'wal', `${sync}: a second open is wal`);
     t.equal(await second.pragma('synchronous'), SYNC_VALUE[sync], `${sync}: a second open of a WAL database keeps synchronous=${SYNC_VALUE[sync]}`);
-    t.equal(second.agents.get('a1')?.id, 'a1', `${sync}: the second connection reads the first one's commit`);
+    t.equal((await second.agents.get('a1'))?.id, 'a1', `${sync}: the second connection reads the first one's commit`);
     await second.close();
     await first.close();
 
@@ -103,7 +103,7 @@ t.test('migrations set user_version to the latest; a newer database is refused',
   const again = await open(path);
   t.teardown(() => again.close());
   t.equal(await again.pragma('user_version'), LATEST, 'reopening does not change user_version');
-  t.equal(again.agents.get('keeper')?.id, 'keeper', 'reopening (no migration re-run) keeps the data');
+  t.equal((await again.agents.get('keeper'))?.id, 'keeper', 'reopening (no migration re-run) keeps the data');
   await again.close();
 
   // A database written by a newer relay.
@@ -175,14 +175,17 @@ t.test('integrity_check is ok after SIGKILL of a relay mid-load, and acknowledge
   t.teardown(() => store.close());
   t.equal(store.integrityCheck(), 'ok', 'PRAGMA integrity_check is ok after reopening');
   t.equal(await store.pragma('user_version'), LATEST, 'user_version is intact');
-  const lost = [...acked].filter(([id, body]) => store.messages.get(id)?.body !== body);
+  const lost: number[] = [];
+  const undelivered: number[] = [];
+  for (const [id, body] of acked) {
+    if ((await store.messages.get(id))?.body !== body) lost.push(id);
+    if ((await store.deliveries.get('bob', id)) === undefined) undelivered.push(id);
+  }
   t.same(lost, [], 'every acknowledged message is in the database');
-  t.ok(
-    [...acked.keys()].every((id) => store.deliveries.get('bob', id) !== undefined),
-    'with its delivery to bob',
-  );
-  t.ok(ackedTasks.length > 0 && ackedTasks.every((id) => store.tasks.get(id)?.status === 'open'), `acknowledged claimable sends kept their tasks (${ackedTasks.length})`);
-  const max = store.messages.maxId();
+  t.same(undelivered, [], 'with its delivery to bob');
+  const taskStates = await Promise.all(ackedTasks.map(async (id) => (await store.tasks.get(id))?.status));
+  t.ok(ackedTasks.length > 0 && taskStates.every((s) => s === 'open'), `acknowledged claimable sends kept their tasks (${ackedTasks.length})`);
+  const max = await store.messages.maxId();
   await store.close();
 
   // And a relay starts on it and carries on after the highest id.

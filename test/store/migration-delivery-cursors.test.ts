@@ -31,7 +31,7 @@ t.test('a v2 database with deliveries in every state migrates without changing a
   t.teardown(() => store.close());
   t.equal(await store.pragma('user_version'), listMigrations().at(-1)!.version, 'migrated to the latest version');
   t.same(
-    store.deliveries.forMessage(fan),
+    await store.deliveries.forMessage(fan),
     [
       { messageId: fan, agentId: 'bob', state: 'pushed', at: 1100 },
       { messageId: fan, agentId: 'carol', state: 'read', at: 1400 },
@@ -39,23 +39,23 @@ t.test('a v2 database with deliveries in every state migrates without changing a
     ],
     'the fan-out keeps each recipient, state and time',
   );
-  t.same(store.deliveries.forMessage(direct), [{ messageId: direct, agentId: 'bob', state: 'injected', at: 2300 }]);
-  t.same(store.deliveries.forMessage(nobody), [], 'a message that had no recipient still has none');
-  t.equal(store.deliveries.get('alice', fan), undefined, 'the sender was not a recipient');
+  t.same(await store.deliveries.forMessage(direct), [{ messageId: direct, agentId: 'bob', state: 'injected', at: 2300 }]);
+  t.same(await store.deliveries.forMessage(nobody), [], 'a message that had no recipient still has none');
+  t.equal(await store.deliveries.get('alice', fan), undefined, 'the sender was not a recipient');
 
-  const inbox = (agent: string, unread: boolean) =>
-    store.messages
-      .inbox(
+  const inbox = async (agent: string, unread: boolean) =>
+    (
+      await store.messages.inbox(
         agent,
         unread
-          ? { since: 0, floor: 0, limit: 10, channel: null, threadId: null, unread: true, readThrough: store.deliveries.readThrough(agent) }
+          ? { since: 0, floor: 0, limit: 10, channel: null, threadId: null, unread: true, readThrough: await store.deliveries.readThrough(agent) }
           : { since: 0, floor: 0, limit: 10, channel: null, threadId: null, unread: false },
       )
-      .map((m) => m.id);
-  t.same(inbox('bob', false), [fan, direct], 'bob’s inbox');
-  t.same(inbox('carol', false), [fan], 'carol’s inbox');
-  t.same(inbox('carol', true), [], 'carol read hers');
-  t.same(inbox('dan', true), [fan], 'dan did not');
+    ).map((m) => m.id);
+  t.same(await inbox('bob', false), [fan, direct], 'bob’s inbox');
+  t.same(await inbox('carol', false), [fan], 'carol’s inbox');
+  t.same(await inbox('carol', true), [], 'carol read hers');
+  t.same(await inbox('dan', true), [fan], 'dan did not');
 
   const raw2 = new Database(path, { readonly: true });
   t.teardown(() => raw2.close());

@@ -23,7 +23,7 @@ t.test('sqlite: an op that throws fails alone; the batch around it commits', asy
   t.equal(a!.ok, true);
   t.match(b, { ok: false, refused: 'error' });
   t.equal(c!.ok, true);
-  t.equal(store.messages.all({ since: 0, limit: 10, channel: null, threadId: null }).length, 2, 'the two good ones are stored');
+  t.equal((await store.messages.all({ since: 0, limit: 10, channel: null, threadId: null })).length, 2, 'the two good ones are stored');
   t.equal(store.health.lastFailure, null, 'a refused op is no storage fault');
 });
 

@@ -55,17 +55,17 @@ export function storeContract(t: Test, open: (t: Test) => Promise<RelayStore>): 
     const reply = value<{ message: { id: number; threadId: number } }>(await one(store, send({ replyTo: first.id }))).message;
     t.ok(reply.id > second.id, 'and across batches');
     t.equal(reply.threadId, first.id, 'a reply joins its parent’s thread');
-    t.equal(store.messages.maxId(), reply.id);
+    t.equal(await store.messages.maxId(), reply.id);
     t.same(
-      store.messages.thread(first.id, 0, 10).map((m) => m.id),
+      (await store.messages.thread(first.id, 0, 10)).map((m) => m.id),
       [first.id, reply.id],
     );
     t.same(
-      store.messages.inbox('bob', { since: 0, limit: 10, channel: null, threadId: null, floor: 0, unread: false }).map((m) => m.id),
+      (await store.messages.inbox('bob', { since: 0, limit: 10, channel: null, threadId: null, floor: 0, unread: false })).map((m) => m.id),
       [first.id, second.id, reply.id],
       'the inbox holds what named bob',
     );
-    t.same(store.messages.inbox('carol', { since: 0, limit: 10, channel: null, threadId: null, floor: 0, unread: false }), [], 'and no one else');
+    t.same(await store.messages.inbox('carol', { since: 0, limit: 10, channel: null, threadId: null, floor: 0, unread: false }), [], 'and no one else');
   });
 
   t.test('message.send: a missing replyTo is refused and writes nothing; its neighbours commit', async (t) => {
@@ -73,7 +73,7 @@ export function storeContract(t: Test, open: (t: Test) => Promise<RelayStore>): 
     const [bad, good] = await store.apply([send({ replyTo: 999 }), send()]);
     t.match(bad, { ok: false, refused: 'replyToMissing', changes: [] });
     t.equal(good!.ok, true, 'the next op of the batch still commits');
-    t.equal(store.messages.all({ since: 0, limit: 10, channel: null, threadId: null }).length, 1);
+    t.equal((await store.messages.all({ since: 0, limit: 10, channel: null, threadId: null })).length, 1);
   });
 
   t.test('message.send with a task: the task first, then its message, linked both ways', async (t) => {
@@ -100,7 +100,7 @@ export function storeContract(t: Test, open: (t: Test) => Promise<RelayStore>): 
       ['task', 'message'],
       'the task event, then the announcement',
     );
-    const announced = store.messages.get(created.task.messageId)!;
+    const announced = (await store.messages.get(created.task.messageId))!;
     t.match(announced, { claimable: true, taskId: created.task.id, from: 'ext:ci' });
     const again = value<{ task: { id: number; occurrences: number }; created: boolean }>(await one(store, create({ dedupeKey: 'k' })));
     t.match(again, { created: false, task: { id: created.task.id, occurrences: 2 } }, 'the same key dedupes');
@@ -108,7 +108,7 @@ export function storeContract(t: Test, open: (t: Test) => Promise<RelayStore>): 
     t.match(resolved.task, { status: 'done', progress: 100 });
     t.match(await one(store, create({ dedupeKey: 'k' }, 'resolve')), { ok: false, refused: 'noLiveTask' }, 'nothing live to resolve any more');
     t.same(
-      store.events.ofTask(created.task.id).map((e) => e.kind),
+      (await store.events.ofTask(created.task.id)).map((e) => e.kind),
       ['task.created', 'task.deduped', 'task.closed'],
     );
   });
@@ -118,7 +118,7 @@ export function storeContract(t: Test, open: (t: Test) => Promise<RelayStore>): 
     value(await one(store, create({ dedupeKey: 'k' })));
     const unroutable = { ...(create({ dedupeKey: 'other' }) as Extract<WriteOp, { op: 'task.create' }>), announce: { unroutable: 'to: no agent with id x' } };
     t.match(await one(store, unroutable), { ok: false, refused: 'unroutable', message: /no agent/ });
-    t.equal(store.tasks.list({ status: null, target: null, channel: null, claimedBy: null, since: 0, limit: 10 }).length, 1, 'no task was created');
+    t.equal((await store.tasks.list({ status: null, target: null, channel: null, claimedBy: null, since: 0, limit: 10 })).length, 1, 'no task was created');
     t.equal(value<{ created: boolean }>(await one(store, { ...unroutable, input: input({ dedupeKey: 'k' }) })).created, false, 'the live task is deduped');
   });
 
@@ -126,7 +126,7 @@ export function storeContract(t: Test, open: (t: Test) => Promise<RelayStore>): 
     const store = await open(t);
     const receipt = { integration: 'ci', deliveryId: 'd1' };
     t.match(await one(store, create({ dedupeKey: 'k' }, 'resolve', receipt)), { ok: false, refused: 'noLiveTask' });
-    t.equal(store.receipts.seen('ci', 'd1'), undefined, 'the refused delivery was not recorded');
+    t.equal(await store.receipts.seen('ci', 'd1'), undefined, 'the refused delivery was not recorded');
     const first = value<{ task: { id: number } }>(await one(store, create({ dedupeKey: 'k' }, 'trigger', receipt)));
     const [again, other] = await store.apply([create({ dedupeKey: 'k' }, 'trigger', receipt), create({ dedupeKey: 'k' }, 'trigger', { integration: 'ci', deliveryId: 'd2' })]);
     t.match(again, { ok: false, refused: 'duplicate', taskId: first.task.id });
@@ -182,20 +182,20 @@ export function storeContract(t: Test, open: (t: Test) => Promise<RelayStore>): 
       'the change says an outbox entry was written',
     );
     value(await one(store, { op: 'task.claim', at, taskId: task.id, agentId: 'bob' }));
-    const entries = store.outbox.ofTask(task.id);
+    const entries = await store.outbox.ofTask(task.id);
     t.equal(entries.length, 2, 'task.created and task.claimed');
     t.same(
       entries.map((e) => JSON.parse(e.payload).type),
       ['task.created', 'task.claimed'],
     );
     t.same(
-      store.outbox.due(at, 10).map((e) => e.webhookId),
+      (await store.outbox.due(at, 10)).map((e) => e.webhookId),
       [entries[0]!.webhookId],
       'one due per task, oldest first',
     );
     await store.apply([{ op: 'callback.attempt', at, id: entries[0]!.id, state: 'delivered', nextAt: at, status: 200, error: null }]);
     t.same(
-      store.outbox.due(at, 10).map((e) => e.webhookId),
+      (await store.outbox.due(at, 10)).map((e) => e.webhookId),
       [entries[1]!.webhookId],
       'then the next',
     );
@@ -212,13 +212,7 @@ export function storeContract(t: Test, open: (t: Test) => Promise<RelayStore>): 
     t.match(await one(store, { op: 'agent.insert', at, agent: agent('bob'), maxAgents: 5, events: [] }), { ok: false, refused: 'changed' }, 'the id is taken');
     value(await one(store, { op: 'agent.insert', at, agent: agent('carol'), maxAgents: 2, events: [] }));
     t.match(await one(store, { op: 'agent.insert', at, agent: agent('dave'), maxAgents: 2, events: [] }), { ok: false, refused: 'full', count: 2 });
-    t.same(
-      store.agents
-        .all()
-        .map((a) => a.id)
-        .sort(),
-      ['bob', 'carol'],
-    );
+    t.same((await store.agents.all()).map((a) => a.id).sort(), ['bob', 'carol']);
   });
 
   t.test('agent.patch: only while token and status are as planned; last-seen never goes back', async (t) => {
@@ -230,7 +224,7 @@ export function storeContract(t: Test, open: (t: Test) => Promise<RelayStore>): 
     await store.apply([{ op: 'agent.touch', at: at + 500, ids: ['bob'] }]);
     const patched = value<{ agent: StoredAgent }>(await one(store, { op: 'agent.patch', at, id: 'bob', expect, patch: { label: 'B', tags: ['x'], lastSeenAt: at + 100 }, events: [] })).agent;
     t.match(patched, { label: 'B', tags: ['x'], lastSeenAt: at + 500, capabilities: [] }, 'patched fields only; last-seen kept the newer touch');
-    t.same(store.agents.get('bob'), patched, 'as stored');
+    t.same(await store.agents.get('bob'), patched, 'as stored');
   });
 
   t.test('agent.offline: releases exactly the claims it was planned with, else is refused', async (t) => {
@@ -246,7 +240,7 @@ export function storeContract(t: Test, open: (t: Test) => Promise<RelayStore>): 
       o.changes.map((c) => c.kind),
       ['agent', 'event', 'task', 'message'],
     );
-    t.match(store.tasks.get(task.id), { status: 'open', claimedBy: null });
+    t.match(await store.tasks.get(task.id), { status: 'open', claimedBy: null });
     t.match(await one(store, { op: 'agent.offline', at, id: 'bob', patch: {}, reason: 'left', releases: [] }), { ok: false, refused: 'changed' }, 'already offline');
   });
 
@@ -257,7 +251,7 @@ export function storeContract(t: Test, open: (t: Test) => Promise<RelayStore>): 
     t.match(value(await one(store, { op: 'delivery.ack', at, agentId: 'bob', messageId: id, state: 'injected' })), { delivery: { state: 'injected', agentId: 'bob' } });
     t.same(value(await one(store, { op: 'delivery.read', at, agentId: 'bob', ids: [id, id], upTo: null })), { marked: 1 });
     t.same(value(await one(store, { op: 'delivery.read', at, agentId: 'bob', ids: [id], upTo: null })), { marked: 0 }, 'already read');
-    t.equal(store.deliveries.get('bob', id)?.state, 'read');
+    t.equal((await store.deliveries.get('bob', id))?.state, 'read');
     const span = value<{ rowId: number }>(await one(store, { op: 'delivery.span', at, agentId: 'bob', rowId: null, first: 1, last: 1 }));
     t.ok(span.rowId > 0, 'a pushed span gets a row');
   });
@@ -279,7 +273,7 @@ export function storeContract(t: Test, open: (t: Test) => Promise<RelayStore>): 
     const lease = value<{ lease: { id: number; token: number } }>(a!).lease;
     t.match(b, { ok: false, refused: 'leaseConflict', conflicts: [{ lease: { id: lease.id, agentId: 'alice' }, held: 'src/**', requested: 'src/x.ts' }], changes: [] });
     t.ok(c!.ok, "an agent's own lease does not conflict");
-    t.same(store.leases.list({ now: at, since: 0, holder: 'bob' }), [], 'the refused acquire granted nothing (docs/** neither)');
+    t.same(await store.leases.list({ now: at, since: 0, holder: 'bob' }), [], 'the refused acquire granted nothing (docs/** neither)');
     const shared = await store.apply([acquire('carol', ['lib/**'], 'shared'), acquire('dave', ['lib/a'], 'shared'), acquire('erin', ['lib/a'])]);
     t.same(
       shared.map((o) => o.ok),
@@ -316,7 +310,7 @@ export function storeContract(t: Test, open: (t: Test) => Promise<RelayStore>): 
     t.match(await one(store, { op: 'lease.release', at, hold: { ...hold, leaseId: 999 } }), { ok: false, refused: 'notFound' });
     t.same(value(await one(store, { op: 'lease.expire', at: at + 1499 })), { leases: [] }, 'nothing due yet');
     t.same(
-      store.leases.expired(at + 1500).map((l) => l.id),
+      (await store.leases.expired(at + 1500)).map((l) => l.id),
       [got.id],
     );
     const expired = value<{ leases: Array<{ id: number; endedBy: string }> }>(await one(store, { op: 'lease.expire', at: at + 1500 }));
@@ -336,7 +330,7 @@ export function storeContract(t: Test, open: (t: Test) => Promise<RelayStore>): 
       o.changes.filter((c) => c.kind === 'lease'),
       [{ lease: { id: lease.id, endedBy: 'offline', releasedAt: at + 1 }, event: { kind: 'lease.released', agentId: 'alice', data: { reason: 'offline' } } }],
     );
-    t.same(store.leases.list({ now: at + 1, since: 0, holder: null }), []);
+    t.same(await store.leases.list({ now: at + 1, since: 0, holder: null }), []);
     t.match(
       await one(store, { op: 'lease.acquire', at: at + 2, agentId: 'alice', mode: 'shared', resources: ['a/**'], reason: null, ttlMs: 60_000, maxHeld: 64 }),
       { ok: false, refused: 'holderOffline' },
@@ -355,15 +349,15 @@ export function storeContract(t: Test, open: (t: Test) => Promise<RelayStore>): 
     const held = value<{ lease: { id: number } }>(await one(store, { op: 'lease.acquire', at, agentId: 'alice', mode: 'exclusive', resources: ['b'], reason: null, ttlMs: 60_000, maxHeld: 64 })).lease;
     const o = await one(store, { op: 'prune', at: at + 10, cutoff: at + 1, offlineCutoff: at + 1 });
     t.match(value(o), { messages: 1, prunedThrough: 1, leases: 1, agents: ['gone'] }, 'a lease that ended before the cutoff is pruned');
-    t.ok(store.leases.get(held.id), 'one in force stays');
-    t.notOk(store.leases.get(ended.id));
+    t.ok(await store.leases.get(held.id), 'one in force stays');
+    t.notOk(await store.leases.get(ended.id));
     t.same(o.changes, [{ kind: 'agentRemoved', id: 'gone' }]);
-    t.equal(store.prunedThrough(), 1);
+    t.equal(await store.prunedThrough(), 1);
     const next = value<{ message: { id: number; threadId: number } }>(await one(store, send())).message;
     t.ok(next.id > 1, 'ids are never reused after a prune');
     t.equal(next.threadId, next.id, 'a message sent after the prune still roots its own thread');
     t.same(
-      store.messages.all({ since: 0, limit: 10, channel: null, threadId: next.id }).map((m) => m.id),
+      (await store.messages.all({ since: 0, limit: 10, channel: null, threadId: next.id })).map((m) => m.id),
       [next.id],
       'and is found by its thread id',
     );

@@ -18,7 +18,7 @@ import { attach } from '../attach.js';
 import { checkCursor } from '../delivery.js';
 import type { Domain } from '../domain.js';
 import { takeOffline } from '../offline.js';
-import { withinBudget } from '../result-budget.js';
+import { withinBudgetRead } from '../result-budget.js';
 import { REPLANS, type AgentPatch, type CachedAgent, type EventSpec, type OpOf, type StoredAgent } from '../store-port.js';
 import { hashToken, newToken, verifyToken } from '../tokens.js';
 
@@ -30,7 +30,7 @@ export function generateAgentId(p: { host?: string | undefined; client?: string 
 
 export async function register(ctx: CallContext, p: AgentRegisterParams): Promise<AgentRegisterResult> {
   const d = ctx.domain;
-  checkCursor(d, p.since);
+  await checkCursor(d, p.since);
   const id = p.id ?? generateAgentId(p);
   for (let round = 0; ; round++) {
     const existing = d.agents.get(id);
@@ -94,11 +94,16 @@ export async function register(ctx: CallContext, p: AgentRegisterParams): Promis
         return null; // the agent changed (or appeared) meanwhile: plan again
       }
       const { agent, newestMessageId: cursor } = o.value;
-      // Messages committed after this point are pushed live by their own commits; the backlog stops here.
-      if (ctx.session) attach(d, ctx.session, { agentId: id, ...(p.since !== undefined ? { since: p.since } : {}), topics: [] }, cursor);
-      return { agent: d.agents.wire(agent), agentToken: token, cursor, created: !existing };
+      // Messages committed after this point are pushed live by their own commits; the backlog stops
+      // here. The session is bound now, in commit order; its backlog is read after.
+      const attached = ctx.session ? attach(d, ctx.session, { agentId: id, ...(p.since !== undefined ? { since: p.since } : {}), topics: [] }, cursor) : null;
+      return { result: { agent: d.agents.wire(agent), agentToken: token, cursor, created: !existing }, attached };
     });
-    if (done) return done;
+    if (done) {
+      // The missed messages are pushed before the answer.
+      await done.attached;
+      return done.result;
+    }
     if (round >= REPLANS) throw new RelayError('conflict', `agent ${id} kept changing while it registered; retry`);
   }
 }
@@ -172,7 +177,7 @@ function onlineIfOffline(d: Domain, id: string): 'online' | undefined {
 }
 
 /** One page of agents in id order (code-point order, so `after` is exact), bounded by count and size. */
-export function list({ domain: d }: CallContext, p: AgentListParams): AgentListResult {
+export async function list({ domain: d }: CallContext, p: AgentListParams): Promise<AgentListResult> {
   const matching: CachedAgent[] = [];
   for (const a of d.agents.values()) {
     if (p.after !== undefined && a.id <= p.after) continue;
@@ -184,7 +189,7 @@ export function list({ domain: d }: CallContext, p: AgentListParams): AgentListR
   matching.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   const limit = p.limit ?? LIMITS.defaultListLimit;
   // Meta comes from the store, for the page only: the cache does not hold it.
-  const page = withinBudget(matching.slice(0, limit), LIMITS.maxResultBytes, (a) => d.agents.wire(d.agents.withMeta(a)));
+  const page = await withinBudgetRead(matching.slice(0, limit), LIMITS.maxResultBytes, async (a) => d.agents.wire(await d.agents.withMeta(a)));
   const more = page.cut || matching.length > limit;
   return more ? { agents: page.records, nextCursor: page.records.at(-1)!.id } : { agents: page.records };
 }

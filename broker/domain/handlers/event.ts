@@ -4,9 +4,9 @@ import { attach } from '../attach.js';
 import { checkCursor } from '../delivery.js';
 import { withinBudget } from '../result-budget.js';
 
-export function list({ domain: d }: CallContext, p: EventListParams): EventListResult {
+export async function list({ domain: d }: CallContext, p: EventListParams): Promise<EventListResult> {
   const page = withinBudget(
-    d.store.events.list({
+    await d.store.events.list({
       since: p.since ?? 0,
       kind: p.kind ?? null,
       taskId: p.taskId ?? null,
@@ -21,9 +21,9 @@ export function list({ domain: d }: CallContext, p: EventListParams): EventListR
  * Follow topics live. Backlogs (messages after `since`, events after `eventsSince`) are pushed
  * before this returns, by the one attach: nothing committed meanwhile can slip between them.
  */
-export function subscribe(ctx: CallContext, p: StreamSubscribeParams): StreamSubscribeResult {
+export async function subscribe(ctx: CallContext, p: StreamSubscribeParams): Promise<StreamSubscribeResult> {
   const { domain: d, session } = ctx;
   if (!session) throw new RelayError('invalidRequest', 'stream/subscribe needs a live connection (WebSocket or GET /api/stream)');
-  checkCursor(d, p.since);
+  await checkCursor(d, p.since);
   return attach(d, session, { agentId: null, ...(p.since !== undefined ? { since: p.since } : {}), ...(p.eventsSince !== undefined ? { eventsSince: p.eventsSince } : {}), topics: p.topics });
 }

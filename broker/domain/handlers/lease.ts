@@ -117,9 +117,9 @@ function notHeld(o: Outcome<'lease.renew'> | Outcome<'lease.release'>, hold: Lea
   });
 }
 
-export function list({ domain: d }: CallContext, p: LeaseListParams): LeaseListResult {
+export async function list({ domain: d }: CallContext, p: LeaseListParams): Promise<LeaseListResult> {
   const limit = p.limit ?? LIMITS.defaultListLimit;
-  const inForce = d.store.leases.list({ now: d.now(), since: p.since ?? 0, holder: p.holder ?? null });
+  const inForce = await d.store.leases.list({ now: d.now(), since: p.since ?? 0, holder: p.holder ?? null });
   const matching = p.resource === undefined ? inForce : inForce.filter((l) => l.resources.some((r) => resourcesOverlap(r, p.resource!)));
   const page = withinBudget<Lease>(matching.slice(0, limit), LIMITS.maxResultBytes);
   return page.cut || matching.length > limit ? { leases: page.records, more: true } : { leases: page.records };

@@ -60,21 +60,21 @@ function firstLine(body: string): string {
   return (line.length > 120 ? `${line.slice(0, 117)}...` : line) || '(untitled)';
 }
 
-export function list(ctx: CallContext, p: MessageListParams): MessageListResult {
+export async function list(ctx: CallContext, p: MessageListParams): Promise<MessageListResult> {
   const { domain: d } = ctx;
   const agentId = p.agentId ?? ctx.agentId;
   if (agentId) inboxReader(ctx, agentId);
-  checkCursor(d, p.since);
+  await checkCursor(d, p.since);
   const since = p.since ?? 0;
   const filter = { since, limit: p.limit ?? LIMITS.defaultListLimit, channel: p.channel ?? null, threadId: p.threadId ?? null };
   let page: { records: Message[]; cut: boolean };
   if (agentId) {
-    page = withinBudget(inbox(d, agentId, { ...filter, unread: Boolean(p.unread) }), LIMITS.maxResultBytes);
+    page = withinBudget(await inbox(d, agentId, { ...filter, unread: Boolean(p.unread) }), LIMITS.maxResultBytes);
     // Only what the page returns counts as handed over.
-    if (ctx.transport === 'http' && agentId === ctx.agentId) recordPolled(ctx, agentId, page.records, p.unread || filter.channel !== null || filter.threadId !== null ? null : since);
+    if (ctx.transport === 'http' && agentId === ctx.agentId) await recordPolled(ctx, agentId, page.records, p.unread || filter.channel !== null || filter.threadId !== null ? null : since);
   } else {
     if (p.unread) throw new RelayError('invalidParams', 'unread: needs an agent (agentId, or a registered connection)');
-    page = withinBudget(d.store.messages.all(filter), LIMITS.maxResultBytes);
+    page = withinBudget(await d.store.messages.all(filter), LIMITS.maxResultBytes);
   }
   const messages = page.records;
   return { messages, cursor: messages.at(-1)?.id ?? since, ...(page.cut ? { more: true } : {}) };
@@ -84,10 +84,10 @@ export function list(ctx: CallContext, p: MessageListParams): MessageListResult 
  * A poll by the recipient itself hands messages over: they count as pushed. An unfiltered page is
  * every message to the agent in (since, last id]: one range; a filtered one is recorded per message.
  */
-function recordPolled({ domain: d }: CallContext, agentId: string, messages: readonly Message[], unfilteredSince: number | null): void {
+async function recordPolled({ domain: d }: CallContext, agentId: string, messages: readonly Message[], unfilteredSince: number | null): Promise<void> {
   const last = messages.at(-1)?.id;
   if (last === undefined) return;
-  if (unfilteredSince !== null && d.notifier.pushes.polled(agentId, unfilteredSince, last)) return;
+  if (unfilteredSince !== null && (await d.notifier.pushes.polled(agentId, unfilteredSince, last))) return;
   d.queue.defer({ op: 'delivery.mark', at: d.now(), agentId, messageIds: messages.map((m) => m.id), state: 'pushed' });
 }
 
@@ -138,10 +138,10 @@ export async function read(ctx: CallContext, p: MessageReadParams): Promise<Mess
   return ctx.domain.queue.apply({ op: 'delivery.read', at: ctx.domain.now(), agentId, ids: p.ids ?? null, upTo: p.upTo ?? null }, (o) => ({ marked: o.ok ? o.value.marked : 0 }));
 }
 
-export function get({ domain: d }: CallContext, p: MessageGetParams): MessageGetResult {
-  const message = d.store.messages.get(p.id);
+export async function get({ domain: d }: CallContext, p: MessageGetParams): Promise<MessageGetResult> {
+  const message = await d.store.messages.get(p.id);
   if (!message) throw new RelayError('notFound', `id: no message ${p.id}`);
-  return { message, deliveries: d.store.deliveries.forMessage(p.id) };
+  return { message, deliveries: await d.store.deliveries.forMessage(p.id) };
 }
 
 export async function ack(ctx: CallContext, p: MessageAckParams): Promise<MessageAckResult> {
@@ -153,16 +153,16 @@ export async function ack(ctx: CallContext, p: MessageAckParams): Promise<Messag
 }
 
 export async function claim(ctx: CallContext, p: MessageClaimParams): Promise<MessageClaimResult> {
-  const message = ctx.domain.store.messages.get(p.id);
+  const message = await ctx.domain.store.messages.get(p.id);
   if (!message) throw new RelayError('notFound', `id: no message ${p.id}`);
   if (message.taskId === null) throw new RelayError('conflict', `id: message ${p.id} is not claimable`);
   return claimTask(ctx, message.taskId);
 }
 
-export function thread({ domain: d }: CallContext, p: ThreadGetParams): ThreadGetResult {
-  const message = d.store.messages.get(p.id);
+export async function thread({ domain: d }: CallContext, p: ThreadGetParams): Promise<ThreadGetResult> {
+  const message = await d.store.messages.get(p.id);
   if (!message) throw new RelayError('notFound', `id: no message ${p.id}`);
-  const rows = d.store.messages.thread(message.threadId, p.since ?? 0, LIMITS.maxListLimit);
+  const rows = await d.store.messages.thread(message.threadId, p.since ?? 0, LIMITS.maxListLimit);
   const page = withinBudget(rows, LIMITS.maxResultBytes);
   const more = page.cut || rows.length === LIMITS.maxListLimit;
   return more ? { threadId: message.threadId, messages: page.records, more: true } : { threadId: message.threadId, messages: page.records };

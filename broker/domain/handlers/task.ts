@@ -126,8 +126,8 @@ function checkOwnership(ctx: CallContext, task: Task, claimToken: number | undef
 }
 
 /** The task as it is now, refused when it is unknown or already closed. */
-function openTask(d: Domain, id: number): Task {
-  const task = d.store.tasks.get(id);
+async function openTask(d: Domain, id: number): Promise<Task> {
+  const task = await d.store.tasks.get(id);
   if (!task) throw new RelayError('notFound', `id: no task ${id}`);
   if (isTerminal(task.status)) throw new RelayError('conflict', `task ${id} is already ${task.status}`, { status: task.status });
   return task;
@@ -144,7 +144,7 @@ function guardOf(task: Task): TaskGuard {
  */
 async function changeTask(ctx: CallContext, id: number, plan: (task: Task) => Parameters<Domain['queue']['apply']>[0]): Promise<Task> {
   for (let round = 0; ; round++) {
-    const op = plan(openTask(ctx.domain, id));
+    const op = plan(await openTask(ctx.domain, id));
     const task = await ctx.domain.queue.apply(op, (o: Outcome) => {
       if (o.ok) return (o.value as { task: Task }).task;
       if (o.refused === 'changed' || o.refused === 'notFound') return null;
@@ -185,9 +185,9 @@ export function unexpected(o: { refused?: string }): Error {
   return new Error(`unexpected store outcome: ${o.refused ?? 'ok'}`);
 }
 
-export function list({ domain: d }: CallContext, p: TaskListParams): TaskListResult {
+export async function list({ domain: d }: CallContext, p: TaskListParams): Promise<TaskListResult> {
   const page = withinBudget(
-    d.store.tasks.list({
+    await d.store.tasks.list({
       status: p.status ?? null,
       target: p.target ?? null,
       channel: p.channel ?? null,
@@ -200,13 +200,13 @@ export function list({ domain: d }: CallContext, p: TaskListParams): TaskListRes
   return page.cut ? { tasks: page.records, more: true } : { tasks: page.records };
 }
 
-export function get({ domain: d }: CallContext, p: TaskGetParams): TaskGetResult {
-  const task = d.store.tasks.get(p.id);
+export async function get({ domain: d }: CallContext, p: TaskGetParams): Promise<TaskGetResult> {
+  const task = await d.store.tasks.get(p.id);
   if (!task) throw new RelayError('notFound', `id: no task ${p.id}`);
   // A long-lived task collects events (every progress update) and their callbacks: page them, so
   // one answer stays under the result budget. An event is counted with its callbacks.
-  const rows = d.store.events.ofTask(p.id, p.since ?? 0, LIMITS.maxListLimit);
-  const callbacks = rows.length ? d.store.outbox.ofTask(p.id, rows[0]!.id, rows.at(-1)!.id).map(callbackView) : [];
+  const rows = await d.store.events.ofTask(p.id, p.since ?? 0, LIMITS.maxListLimit);
+  const callbacks = rows.length ? (await d.store.outbox.ofTask(p.id, rows[0]!.id, rows.at(-1)!.id)).map(callbackView) : [];
   const byEvent = new Map<number, typeof callbacks>();
   for (const c of callbacks) {
     const list = byEvent.get(c.eventId);
