@@ -30,7 +30,10 @@ export async function resolveLostBatch(pool: pg.Pool, batchId: string, cause: un
   let last: unknown = cause;
   for (;;) {
     if (closing()) {
-      throw new RelayError('storageBusy', `storage busy: the connection to PostgreSQL broke while a batch was out (${describe(cause)}), and the relay closed before its outcome could be looked up (last: ${describe(last)})`);
+      throw new RelayError(
+        'storageBusy',
+        `storage busy: the connection to PostgreSQL broke while a batch was out (${describe(cause)}), and the relay closed before its outcome could be looked up (last: ${describe(last)})`,
+      );
     }
     try {
       const fenced = await pool.query(FENCE, [batchId]);
