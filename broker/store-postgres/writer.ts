@@ -9,6 +9,18 @@ import { outcomesFromRaw } from './outcomes.js';
 
 const APPLY = 'SELECT relay_apply($1::json) AS r';
 
+// A checked-out client whose connection breaks also emits 'error' (pg), which would be thrown
+// without a listener; the query's rejection is what this module acts on.
+const listening = new WeakSet<pg.PoolClient>();
+async function connect(pool: pg.Pool): Promise<pg.PoolClient> {
+  const client = await pool.connect();
+  if (!listening.has(client)) {
+    listening.add(client);
+    client.on('error', () => {});
+  }
+  return client;
+}
+
 /**
  * The write side: each batch is one call of relay_apply (0002_apply.sql) on the writer pool's
  * connection: one round trip, committed when it returns (autocommit, synchronous_commit=on).
@@ -48,7 +60,7 @@ export class PostgresWriter {
     const batchId = randomUUID();
     let client: pg.PoolClient;
     try {
-      client = await this.writerPool.connect();
+      client = await connect(this.writerPool);
     } catch (err) {
       this.noteFailure(err);
       throw storageBusy('PostgreSQL cannot be reached', err);
@@ -75,7 +87,7 @@ export class PostgresWriter {
   private async opByOp(ops: readonly WriteOp[], batchId: string): Promise<unknown> {
     let client: pg.PoolClient;
     try {
-      client = await this.writerPool.connect();
+      client = await connect(this.writerPool);
     } catch (err) {
       this.noteFailure(err);
       throw storageBusy('PostgreSQL cannot be reached', err);
