@@ -154,9 +154,13 @@ export async function startPostgres(t: Test): Promise<TestPostgres> {
   };
 
   await start();
+  // A test process that dies before its teardown still kills the server (trackChild) and leaves no folder.
+  const removeFolder = () => rmSync(dir, { recursive: true, force: true });
+  process.once('exit', removeFolder);
   t.teardown(async () => {
     await stop();
-    rmSync(dir, { recursive: true, force: true });
+    removeFolder();
+    process.off('exit', removeFolder);
   });
   return {
     port,
