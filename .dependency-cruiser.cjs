@@ -8,6 +8,7 @@
 //   broker/ support files      config, logger, metrics, integrations, package-root, startup-error,
 //                              serve-args, npm-parent, config-doc: protocol + domain + each other
 //   broker/store/              protocol + domain + support + its own folder (never transport)
+//   broker/store-postgres/     the same for the PostgreSQL store: never transport, never broker/store
 //   broker/transport/          protocol + domain + support + its own folder (never store)
 //   adapters/NAME/             protocol, broker/domain/ports.ts, clients/ (the relay client library,
 //                              for adapters that are relay clients: codex, claude), its own folder;
@@ -75,6 +76,7 @@ module.exports = {
     },
     onlyTo('support-below-store-and-transport', 'The broker\'s support files (config, logger, metrics...) import only protocol/, broker/domain/ and each other.', SUPPORT, ['^protocol/', '^broker/domain/', SUPPORT]),
     onlyTo('store-imports-protocol-domain-support', 'broker/store/ imports only protocol/, broker/domain/, the support files and broker/store/ (never transport).', '^broker/store/', ['^protocol/', '^broker/domain/', SUPPORT, '^broker/store/']),
+    onlyTo('store-postgres-imports-protocol-domain-support', 'broker/store-postgres/ imports only protocol/, broker/domain/, the support files and broker/store-postgres/ (never transport, never the SQLite store).', '^broker/store-postgres/', ['^protocol/', '^broker/domain/', SUPPORT, '^broker/store-postgres/']),
     onlyTo('transport-imports-protocol-domain-support', 'broker/transport/ imports only protocol/, broker/domain/, the support files and broker/transport/ (never store).', '^broker/transport/', ['^protocol/', '^broker/domain/', SUPPORT, '^broker/transport/']),
     onlyTo('composition-imports-broker-and-adapters', 'broker/main.ts and broker/relay.ts compose protocol/, broker/ and adapters/ (not clients/, not bin/).', COMPOSITION, ['^protocol/', '^broker/', '^adapters/']),
     {

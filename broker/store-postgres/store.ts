@@ -1,0 +1,137 @@
+import type pg from 'pg';
+import type { Outcome, RelayStore, StoreHealth, WriteOp } from '../domain/store-port.js';
+import { StartupError } from '../startup-error.js';
+import { type ConnectionSettings, DEFAULT_SETTINGS, describe, openPool, type Query, readQuery, redactedUrl } from './connection.js';
+import { migrate } from './migrate.js';
+import { PgAgentReads, PgLeaseReads } from './reads-agents.js';
+import { PgDeliveryReads, PgMessageReads } from './reads-messages.js';
+import { PgEventReads, PgOutboxReads, PgReceiptReads, PgTaskReads } from './reads-tasks.js';
+import { PgSearch } from './search.js';
+import { PostgresWriter } from './writer.js';
+
+export interface PostgresStoreOptions extends Partial<Omit<ConnectionSettings, 'url'>> {
+  /** postgres://user:password@host:port/database */
+  url: string;
+  /** Connections for reads (and for looking up lost replies). */
+  readConnections?: number;
+  /** Sources whose task callbacks are signed with their integration's secret (`integration:NAME`); the rest with the relay's. */
+  signedSources?: readonly string[];
+  /** Told when an idle pooled connection fails (the pool drops it and connects anew). */
+  onConnectionError?: (err: Error) => void;
+}
+
+const PROBE_TIMEOUT_MS = 2_000;
+
+/**
+ * The store port on PostgreSQL, for several relay nodes on one database (../shared/SCALE-OUT.md).
+ * Writes: one writer connection; each batch is one relay_apply call (writer.ts, 0002_apply.sql),
+ * which takes the head row lock, so batches of every node commit one after another and ids are
+ * assigned in commit order. Reads: a small pool, each read one statement (a snapshot of what was
+ * committed when it started). PostgreSQL down or restarting: writes and reads reject with -32008
+ * and the pools connect again by themselves once it is back.
+ */
+export class PostgresStore implements RelayStore {
+  readonly messages;
+  readonly deliveries;
+  readonly tasks;
+  readonly events;
+  readonly outbox;
+  readonly agents;
+  readonly receipts;
+  readonly leases;
+  readonly search;
+  readonly health: StoreHealth;
+  private readonly q: Query;
+  private closing: Promise<void> | null = null;
+
+  private constructor(
+    private readonly writerPool: pg.Pool,
+    private readonly readPool: pg.Pool,
+    private readonly writer: PostgresWriter,
+    settings: { synchronous: string; journalMode: string },
+  ) {
+    const q = (this.q = readQuery(readPool));
+    this.messages = new PgMessageReads(q);
+    this.deliveries = new PgDeliveryReads(q);
+    this.tasks = new PgTaskReads(q);
+    this.events = new PgEventReads(q);
+    this.outbox = new PgOutboxReads(q);
+    this.agents = new PgAgentReads(q);
+    this.receipts = new PgReceiptReads(q);
+    this.leases = new PgLeaseReads(q);
+    this.search = new PgSearch(q);
+    this.health = {
+      get lastFailure() {
+        return writer.lastFailure;
+      },
+      isWritable: () => this.isWritable(),
+      settings: () => settings,
+    };
+  }
+
+  /** Connect, migrate (one node at a time), check the durability setting. Refusals name the server and why. */
+  static async open(opts: PostgresStoreOptions): Promise<PostgresStore> {
+    const settings: ConnectionSettings = { ...DEFAULT_SETTINGS, ...definedOnly(opts), url: opts.url };
+    const onError = opts.onConnectionError ?? (() => {});
+    const writerPool = openPool(settings, 'writer', 1, onError);
+    const readPool = openPool(settings, 'reader', opts.readConnections ?? 4, onError);
+    try {
+      const client = await writerPool.connect().catch((err: unknown) => {
+        throw new StartupError(`cannot open PostgreSQL store ${redactedUrl(opts.url)}: ${describe(err)}`);
+      });
+      let reported: { synchronous: string; journalMode: string };
+      try {
+        await migrate(client);
+        const sync = (await client.query<{ s: string }>("SELECT current_setting('synchronous_commit') AS s")).rows[0]!.s;
+        const version = (await client.query<{ v: string }>("SELECT current_setting('server_version') AS v")).rows[0]!.v;
+        if (sync !== 'on') throw new StartupError(`PostgreSQL store ${redactedUrl(opts.url)}: synchronous_commit is ${sync}, expected on`);
+        reported = { synchronous: `synchronous_commit=${sync}`, journalMode: `postgresql ${version} (WAL)` };
+      } finally {
+        client.release();
+      }
+      return new PostgresStore(writerPool, readPool, new PostgresWriter(writerPool, readPool, opts.signedSources ?? []), reported);
+    } catch (err) {
+      await Promise.allSettled([writerPool.end(), readPool.end()]);
+      throw err;
+    }
+  }
+
+  apply(ops: readonly WriteOp[]): Promise<Outcome[]> {
+    return this.writer.apply(ops);
+  }
+
+  /** Messages with ids up to this were pruned: a cursor below it cannot be resumed. */
+  async prunedThrough(): Promise<number> {
+    return (await this.q<{ n: number }>('SELECT pruned_through AS n FROM relay_head'))[0]!.n;
+  }
+
+  /** Whether a write could be taken now: a primary, not read-only, answering within the probe's bound. */
+  async isWritable(): Promise<boolean> {
+    const probe = this.q<{ w: boolean }>(`SELECT NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off' AS w`).then(
+      (rows) => rows[0]?.w === true,
+      () => false,
+    );
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), PROBE_TIMEOUT_MS);
+    });
+    try {
+      return await Promise.race([probe, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Finish the batch in hand, then end the pools. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      await this.writer.close();
+      await Promise.allSettled([this.writerPool.end(), this.readPool.end()]);
+    })();
+    return this.closing;
+  }
+}
+
+function definedOnly<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

@@ -1,0 +1,133 @@
+import { randomUUID } from 'node:crypto';
+import type pg from 'pg';
+import { RelayError } from '../../protocol/index.js';
+import type { Outcome, WriteOp } from '../domain/store-port.js';
+import { applyOpByOp } from './apply-fallback.js';
+import { classify, describe, storageBusy } from './connection.js';
+import { resolveLostBatch } from './lost-reply.js';
+import { outcomesFromRaw } from './outcomes.js';
+
+const APPLY = 'SELECT relay_apply($1::json) AS r';
+
+// A checked-out client whose connection breaks also emits 'error' (pg), which would be thrown
+// without a listener; the query's rejection is what this module acts on.
+const listening = new WeakSet<pg.PoolClient>();
+async function connect(pool: pg.Pool): Promise<pg.PoolClient> {
+  const client = await pool.connect();
+  if (!listening.has(client)) {
+    listening.add(client);
+    client.on('error', () => {});
+  }
+  return client;
+}
+
+/**
+ * The write side: each batch is one call of relay_apply (0002_apply.sql) on the writer pool's
+ * connection: one round trip, committed when it returns (autocommit, synchronous_commit=on).
+ * Batches go one at a time, in the order given. A batch that fails as a whole rejects with -32008
+ * and wrote nothing; one whose connection broke while it was out is looked up (lost-reply.ts).
+ */
+export class PostgresWriter {
+  lastFailure: { at: number; error: string } | null = null;
+  private tail: Promise<unknown> = Promise.resolve();
+  private closing = false;
+  /** Lookups of lost replies still running (they do not hold up the batches after them). */
+  private readonly lookups = new Set<Promise<unknown>>();
+
+  constructor(
+    private readonly writerPool: pg.Pool,
+    /** For lookups of lost replies: a fresh connection, never the one that broke. */
+    private readonly lookupPool: pg.Pool,
+    private readonly signed: readonly string[],
+  ) {}
+
+  apply(ops: readonly WriteOp[]): Promise<Outcome[]> {
+    if (this.closing) return Promise.reject(new RelayError('storageBusy', 'relay is shutting down: nothing was written'));
+    const run = this.tail.then(() => this.applyNow(ops));
+    this.tail = run.then(
+      () => {},
+      () => {},
+    );
+    return run.then((r) => (typeof r === 'function' ? r() : r));
+  }
+
+  /**
+   * The batch's outcomes; or, when its reply was lost, a function that waits for the lookup, so
+   * the next batch need not wait for it (PostgreSQL may be down for a while; the next batch then
+   * fails at once with -32008 instead of queueing behind the lookup).
+   */
+  private async applyNow(ops: readonly WriteOp[]): Promise<Outcome[] | (() => Promise<Outcome[]>)> {
+    const batchId = randomUUID();
+    let client: pg.PoolClient;
+    try {
+      client = await connect(this.writerPool);
+    } catch (err) {
+      this.noteFailure(err);
+      throw storageBusy('PostgreSQL cannot be reached', err);
+    }
+    let raw: unknown;
+    try {
+      raw = (await client.query<{ r: unknown }>(APPLY, [JSON.stringify({ id: batchId, signed: this.signed, ops })])).rows[0]!.r;
+      client.release();
+    } catch (err) {
+      const kind = classify(err);
+      client.release(kind === 'lost' ? (err as Error) : undefined);
+      if (kind === 'busy') {
+        this.noteFailure(err);
+        throw storageBusy('the batch was refused', err);
+      }
+      if (kind === 'lost') return this.lookUp(ops, batchId, err);
+      raw = await this.opByOp(ops, batchId);
+      if (typeof raw === 'function') return raw as () => Promise<Outcome[]>;
+    }
+    return this.answered(ops, raw);
+  }
+
+  /** relay_apply raised: an op threw. The batch op by op, so only that op fails (apply-fallback.ts). */
+  private async opByOp(ops: readonly WriteOp[], batchId: string): Promise<unknown> {
+    let client: pg.PoolClient;
+    try {
+      client = await connect(this.writerPool);
+    } catch (err) {
+      this.noteFailure(err);
+      throw storageBusy('PostgreSQL cannot be reached', err);
+    }
+    try {
+      const raw = await applyOpByOp(client, batchId, ops, this.signed);
+      client.release();
+      return raw;
+    } catch (err) {
+      const kind = classify(err);
+      client.release(kind === 'lost' ? (err as Error) : undefined);
+      if (kind === 'lost') return this.lookUp(ops, batchId, err);
+      this.noteFailure(err);
+      throw storageBusy('the batch was refused', err);
+    }
+  }
+
+  private lookUp(ops: readonly WriteOp[], batchId: string, cause: unknown): () => Promise<Outcome[]> {
+    this.noteFailure(cause);
+    const lookup = resolveLostBatch(this.lookupPool, batchId, cause, () => this.closing).then((raw) => this.answered(ops, raw));
+    this.lookups.add(lookup);
+    const forget = () => this.lookups.delete(lookup);
+    lookup.then(forget, forget);
+    return () => lookup;
+  }
+
+  private answered(ops: readonly WriteOp[], raw: unknown): Outcome[] {
+    const outcomes = outcomesFromRaw(ops, raw);
+    if (outcomes.some((o) => o.ok)) this.lastFailure = null;
+    return outcomes;
+  }
+
+  private noteFailure(err: unknown): void {
+    this.lastFailure = { at: Date.now(), error: describe(err) };
+  }
+
+  /** Refuse new batches, finish the one in hand (and end the lookups), then return. */
+  async close(): Promise<void> {
+    this.closing = true;
+    await this.tail;
+    await Promise.allSettled([...this.lookups]);
+  }
+}
