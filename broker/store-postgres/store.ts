@@ -7,6 +7,7 @@ import { PgAgentReads, PgLeaseReads } from './reads-agents.js';
 import { PgDeliveryReads, PgMessageReads } from './reads-messages.js';
 import { PgEventReads, PgOutboxReads, PgReceiptReads, PgTaskReads } from './reads-tasks.js';
 import { PgSearch } from './search.js';
+import { SoleNode } from './sole-node.js';
 import { PostgresWriter } from './writer.js';
 
 export interface PostgresStoreOptions extends Partial<Omit<ConnectionSettings, 'url'>> {
@@ -18,6 +19,11 @@ export interface PostgresStoreOptions extends Partial<Omit<ConnectionSettings, '
   signedSources?: readonly string[];
   /** Told when an idle pooled connection fails (the pool drops it and connects anew). */
   onConnectionError?: (err: Error) => void;
+  /**
+   * Serve the database as its only relay node (sole-node.ts): a second node is refused at open.
+   * A relay sets it; tests of the store itself open several stores on one database.
+   */
+  soleNode?: { onLost: (why: string) => void };
 }
 
 const PROBE_TIMEOUT_MS = 2_000;
@@ -49,6 +55,7 @@ export class PostgresStore implements RelayStore {
     private readonly readPool: pg.Pool,
     private readonly writer: PostgresWriter,
     settings: { synchronous: string; journalMode: string },
+    private readonly node: { lock: SoleNode; pool: pg.Pool } | null,
   ) {
     const q = (this.q = readQuery(readPool));
     this.messages = new PgMessageReads(q);
@@ -89,7 +96,16 @@ export class PostgresStore implements RelayStore {
       } finally {
         client.release();
       }
-      return new PostgresStore(writerPool, readPool, new PostgresWriter(writerPool, readPool, opts.signedSources ?? []), reported);
+      let node: { lock: SoleNode; pool: pg.Pool } | null = null;
+      if (opts.soleNode) {
+        const pool = openPool(settings, 'node lock', 1, onError);
+        const lock = await SoleNode.take(pool, opts.url, opts.soleNode.onLost).catch(async (err: unknown) => {
+          await pool.end();
+          throw err;
+        });
+        node = { lock, pool };
+      }
+      return new PostgresStore(writerPool, readPool, new PostgresWriter(writerPool, readPool, opts.signedSources ?? []), reported, node);
     } catch (err) {
       await Promise.allSettled([writerPool.end(), readPool.end()]);
       throw err;
@@ -126,6 +142,10 @@ export class PostgresStore implements RelayStore {
   close(): Promise<void> {
     this.closing ??= (async () => {
       await this.writer.close();
+      if (this.node) {
+        await this.node.lock.release();
+        await this.node.pool.end();
+      }
       await Promise.allSettled([this.writerPool.end(), this.readPool.end()]);
     })();
     return this.closing;

@@ -1,6 +1,6 @@
 import Database from 'better-sqlite3';
 import t from 'tap';
-import { startRelay, type TestRelay } from '../helpers/relay.js';
+import { onPostgres, startRelay, type TestRelay } from '../helpers/relay.js';
 import { connectAgent, WsRpc, untilDisconnected } from '../helpers/ws-client.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -140,7 +140,7 @@ t.test('read upTo covers only messages that exist; single reads and the unread f
   t.equal(d.deliveries[0].state, 'read');
 });
 
-t.test('a fan-out to 40 agents writes no row per recipient, and every recipient reads pushed', async (t) => {
+t.test('a fan-out to 40 agents writes no row per recipient, and every recipient reads pushed', { skip: onPostgres && 'counts rows in the SQLite file' }, async (t) => {
   const relay = await startRelay(t);
   const observer = await WsRpc.connect(t, relay.wsUrl);
   const sender = await connectAgent(t, relay.wsUrl, { id: 'sender' });

@@ -1,7 +1,7 @@
 import Database from 'better-sqlite3';
 import t from 'tap';
 import { resourcesOverlap } from '../../protocol/lease-patterns.js';
-import { ManualClock, startRelay } from '../helpers/relay.js';
+import { ManualClock, onPostgres, startRelay } from '../helpers/relay.js';
 import { waitFor } from '../helpers/wait.js';
 import { connectAgent, rpcErrorOf, WsRpc } from '../helpers/ws-client.js';
 import { seeded } from '../helpers/random.js';
@@ -168,6 +168,10 @@ t.test('20 agents racing for overlapping globs: never two conflicting holders at
   t.equal(inForce.size, 0, 'every lease was released');
 
   // 3. The database: conflicting leases' [acquired, released) intervals by the relay clock never overlap.
+  if (onPostgres) {
+    t.comment('3. reads the SQLite file: left out on PostgreSQL (the contract suite checks its lease rows)');
+    return;
+  }
   const db = new Database(relay.config.dbPath, { readonly: true });
   t.teardown(() => db.close());
   const rows = db.prepare('SELECT * FROM leases ORDER BY id').all() as Array<Record<string, any>>;

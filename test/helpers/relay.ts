@@ -1,6 +1,6 @@
 import { Writable } from 'node:stream';
 import { join } from 'node:path';
-import type { Test } from 'tap';
+import tap, { type Test } from 'tap';
 import { loadConfig, type RelayConfig } from '../../broker/config.js';
 import { createLogger } from '../../broker/logger.js';
 import { createRelay, type Relay, type RelayOptions } from '../../broker/relay.js';
@@ -8,6 +8,7 @@ import type { Clock } from '../../broker/domain/ports.js';
 import type { CallbackPolicy } from '../../broker/domain/callbacks.js';
 import { SqliteStore } from '../../broker/store/store.js';
 import { testTransportEnv } from './child.js';
+import { startPostgres, type TestPostgres } from './postgres.js';
 
 export interface TestRelay extends Relay {
   config: RelayConfig;
@@ -31,7 +32,10 @@ export async function startRelay(
   > = {},
 ): Promise<TestRelay> {
   const dir = opts.dir ?? t.testdir();
-  const config = loadConfig(testTransportEnv(), { port: 0, dbPath: join(dir, 'relay.db'), logLevel: 'info', ...overrides });
+  const dbPath = overrides.dbPath ?? join(dir, 'relay.db');
+  // A folder or file named by the test is one it restarts on: the same database again.
+  const reopens = opts.dir !== undefined || overrides.dbPath !== undefined;
+  const config = loadConfig(testTransportEnv(), { port: 0, dbPath, ...(await testStore(reopens ? dbPath : null)), logLevel: 'info', ...overrides });
   // Pass `logs` to read them even when start-up fails.
   const logs: Array<Record<string, unknown>> = opts.logs ?? [];
   let raw = '';
@@ -57,6 +61,32 @@ export async function startRelay(
     logs,
     logText: () => raw,
   }) as TestRelay;
+}
+
+let postgres: Promise<TestPostgres> | null = null;
+/** The database standing in for each SQLite file path: a relay restarted on the same file gets the same database. */
+const databases = new Map<string, Promise<string>>();
+
+/** True when this test process runs its relays on PostgreSQL (AGENT_RELAY_TEST_STORE=postgres). */
+export const onPostgres = process.env.AGENT_RELAY_TEST_STORE === 'postgres';
+
+/**
+ * The store AGENT_RELAY_TEST_STORE names for the relays of this test process: unset, each relay's
+ * own SQLite file; `postgres`, a fresh database per relay (the same one again for a folder or file
+ * the test names, which it restarts on), on one throwaway
+ * PostgreSQL per test process (test/helpers/postgres.ts), stopped when the process's tests end.
+ * `npm run test:postgres` runs suites so.
+ */
+async function testStore(reopen: string | null): Promise<Partial<RelayConfig>> {
+  if (!onPostgres) return {};
+  postgres ??= startPostgres(tap);
+  const server = postgres;
+  let url = reopen === null ? undefined : databases.get(reopen);
+  if (!url) {
+    url = server.then((s) => s.freshDatabase());
+    if (reopen !== null) databases.set(reopen, url);
+  }
+  return { store: await url };
 }
 
 /** A clock tests can move by hand. */

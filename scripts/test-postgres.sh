@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# `npm run test:postgres`: the PostgreSQL profile. First test/postgres/ (the store contract on
+# PostgreSQL and what is PostgreSQL's own: ids in commit order across writers, restarts, lost
+# replies, timeouts), one file at a time: each starts its own throwaway server. Then relay suites
+# again with every relay on PostgreSQL (AGENT_RELAY_TEST_STORE=postgres: test/helpers/relay.ts),
+# one server per test file. The suites are those whose assertions hold on any store; suites that
+# read the SQLite file itself, or SQLite's PRAGMAs and faults, run only in `npm test`.
+set -u
+cd "$(dirname "$0")/.."
+npx tap --disable-coverage --jobs=1 test/postgres/
+own=$?
+suites=(
+  test/broker/smoke.test.ts
+  test/broker/message-routing.test.ts
+  test/broker/task-claim.test.ts
+  test/broker/task-dedupe.test.ts
+  test/broker/delivery-states.test.ts
+  test/broker/delivery-spans.test.ts
+  test/broker/threads-read-markers.test.ts
+  test/broker/read-rule.test.ts
+  test/broker/presence.test.ts
+  test/broker/register-close-race.test.ts
+  test/broker/batch-order.test.ts
+  test/broker/agent-authority.test.ts
+  test/broker/leases.test.ts
+  test/broker/pruning.test.ts
+  test/http/sse.test.ts
+  test/http/callbacks.test.ts
+  test/http/inbox-longpoll.test.ts
+  test/http/rest.test.ts
+  test/http/rpc-http.test.ts
+)
+AGENT_RELAY_TEST_STORE=postgres npx tap --disable-coverage --jobs=2 "${suites[@]}"
+relays=$?
+[ "$own" -eq 0 ] && [ "$relays" -eq 0 ]
