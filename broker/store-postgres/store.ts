@@ -29,7 +29,7 @@ export interface PostgresStoreOptions extends Partial<Omit<ConnectionSettings, '
 const PROBE_TIMEOUT_MS = 2_000;
 
 /**
- * The store port on PostgreSQL, for several relay nodes on one database (../shared/SCALE-OUT.md).
+ * The store port on PostgreSQL (README "PostgreSQL (one node)"; several nodes once they share a change feed).
  * Writes: one writer connection; each batch is one relay_apply call (writer.ts, 0002_apply.sql),
  * which takes the head row lock, so batches of every node commit one after another and ids are
  * assigned in commit order. Reads: a small pool, each read one statement (a snapshot of what was

@@ -7,7 +7,7 @@
 -- tokens. Every batch locks this row FOR UPDATE first and holds it to COMMIT, so ids are assigned
 -- in commit order, and a snapshot that sees id N sees every id below it (a sequence does not give
 -- that: ids become visible out of order, and a reader polling `id > cursor` skips some for good).
--- An aborted batch rolls its counters back: no holes. ../shared/SCALE-OUT.md has the figures.
+-- An aborted batch rolls its counters back: no holes (test/postgres/cursor-order.test.ts).
 CREATE TABLE relay_head (
   only_row        boolean PRIMARY KEY DEFAULT true CHECK (only_row),
   last_message    bigint NOT NULL DEFAULT 0,

@@ -5,7 +5,7 @@
 -- outcomes are row images (to_jsonb of the row: column names, JSON columns as text) that
 -- broker/store-postgres/rows.ts turns into protocol objects, the same functions as the reads use.
 -- No EXCEPTION blocks or savepoints here: each one starts a subtransaction, and past 64 of them
--- every session slows (../shared/SCALE-OUT.md). An op that raises fails the call; the store then
+-- every session slows (measured on PostgreSQL 15). An op that raises fails the call; the store then
 -- applies the batch op by op (apply-fallback.ts).
 --
 -- The input is `json`, not `jsonb`: json keeps the text as sent, so meta objects and event data
