@@ -58,7 +58,8 @@ t.test('the packed package installs and runs agent-relay serve from any folder',
   ]) {
     t.ok(files.includes(wanted), `the package holds ${wanted}`);
   }
-  const allowed = /^(bin\/[^/]+\.js|dist\/.+|broker\/store(-postgres)?\/migrations\/\d{4}_[a-z_]+\.sql|adapters\/(claude|codex)\/plugin\/.+|\.claude-plugin\/.+|docs\/[^/]+\.md|README\.md|LICENSE|package\.json)$/;
+  const allowed =
+    /^(bin\/[^/]+\.js|dist\/.+|broker\/store(-postgres)?\/migrations\/\d{4}_[a-z_]+\.sql|adapters\/(claude|codex)\/plugin\/.+|\.claude-plugin\/.+|docs\/[^/]+\.md|README\.md|LICENSE|package\.json)$/;
   t.same(
     files.filter((f) => !allowed.test(f)),
     [],
