@@ -17,11 +17,11 @@ function frame(method: string, params: unknown): string {
  */
 export type MessageListener = (message: Message, recipients: readonly string[]) => void;
 
-/** A live frame waiting for a session to finish its backlog; `written` runs once it was written (or refused). */
+/** A live frame waiting for a session to finish its backlog; `asAgent`: a message to that agent, recorded as pushed once written. */
 interface HeldFrame {
   text: string;
   meta: FrameMeta;
-  written?: (ok: boolean) => void;
+  asAgent: string | null;
 }
 
 interface Hold {
@@ -75,10 +75,7 @@ export class Notifier {
     const hold = this.held.get(session);
     if (!hold) return;
     this.held.delete(session);
-    for (const f of hold.frames) {
-      const ok = !session.closed && this.writeNow(session, f.text, f.meta);
-      f.written?.(ok);
-    }
+    for (const f of hold.frames) this.deliver(session, f.text, f.meta, f.asAgent);
   }
 
   /** Adapters without a Session (long-polls) hear of committed messages here. */
@@ -95,7 +92,7 @@ export class Notifier {
       const s = this.sessions.forAgent(agentId);
       if (!s) continue;
       sentTo.add(s);
-      this.write(s, text, meta, (ok) => (ok ? this.pushes.pushed(agentId, s, message.id) : this.pushes.ended(agentId, s)));
+      this.write(s, text, meta, agentId);
     }
     for (const s of this.sessions.subscribers('messages')) {
       if (!sentTo.has(s)) this.write(s, text, meta);
@@ -106,11 +103,7 @@ export class Notifier {
   /** Push already-committed messages to one session (resume backlog); records them as pushed. */
   backlog(session: Session, messages: readonly Message[], asAgent: string | null): void {
     for (const message of messages) {
-      if (!this.writeNow(session, frame('message/new', { message }), { method: 'message/new', cursor: message.id })) {
-        if (asAgent) this.pushes.ended(asAgent, session);
-        return;
-      }
-      if (asAgent) this.pushes.pushed(asAgent, session, message.id);
+      if (!this.deliver(session, frame('message/new', { message }), { method: 'message/new', cursor: message.id }, asAgent)) return;
     }
   }
 
@@ -160,25 +153,36 @@ export class Notifier {
     return this.writeNow(session, frame(method, params), cursor === undefined ? { method } : { method, cursor });
   }
 
-  /** A live frame: written now, or after the session's backlog if it is replaying one. */
-  private write(session: Session, text: string, meta: FrameMeta, written?: (ok: boolean) => void): void {
+  /**
+   * A live frame: written now, or after the session's backlog if it is replaying one. `asAgent`:
+   * the frame is a message to that agent (meta.cursor its id), recorded as pushed once written.
+   */
+  private write(session: Session, text: string, meta: FrameMeta, asAgent: string | null = null): void {
     const hold = this.held.get(session);
     if (!hold) {
-      const ok = this.writeNow(session, text, meta);
-      written?.(ok);
+      this.deliver(session, text, meta, asAgent);
       return;
     }
     hold.bytes += text.length;
     if (hold.bytes > this.maxHeldBytes) {
       // The live feed outran the backlog past what a send buffer may hold: cut it like a slow consumer.
       this.held.delete(session);
-      for (const f of hold.frames) f.written?.(false);
-      written?.(false);
+      if (session.agentId) this.pushes.ended(session.agentId, session);
       this.log.warn({ session: session.id, agentId: session.agentId }, 'slow consumer disconnected while replaying its backlog');
       session.close(CLOSE_CODES.slowConsumer, 'slow consumer: live messages outran the backlog, resume by cursor');
       return;
     }
-    hold.frames.push(written ? { text, meta, written } : { text, meta });
+    hold.frames.push({ text, meta, asAgent });
+  }
+
+  /** Write a frame now; a message to `asAgent` is recorded as pushed, or its span ends if the write was refused. */
+  private deliver(session: Session, text: string, meta: FrameMeta, asAgent: string | null): boolean {
+    const ok = !session.closed && this.writeNow(session, text, meta);
+    if (asAgent !== null) {
+      if (ok) this.pushes.pushed(asAgent, session, meta.cursor!);
+      else this.pushes.ended(asAgent, session);
+    }
+    return ok;
   }
 
   /** Write a frame; a consumer past its backpressure limit is cut (it resumes by cursor). */

@@ -9,6 +9,11 @@ import { outcomesFromRaw } from './outcomes.js';
 
 const APPLY = 'SELECT relay_apply($1::json) AS r';
 
+/** A batch whose reply was lost: the lookup that settles its outcome (lost-reply.ts). */
+interface LostReply {
+  lookup: Promise<Outcome[]>;
+}
+
 // A checked-out client whose connection breaks also emits 'error' (pg), which would be thrown
 // without a listener; the query's rejection is what this module acts on.
 const listening = new WeakSet<pg.PoolClient>();
@@ -48,23 +53,17 @@ export class PostgresWriter {
       () => {},
       () => {},
     );
-    return run.then((r) => (typeof r === 'function' ? r() : r));
+    return run.then((r) => (Array.isArray(r) ? r : r.lookup));
   }
 
   /**
-   * The batch's outcomes; or, when its reply was lost, a function that waits for the lookup, so
-   * the next batch need not wait for it (PostgreSQL may be down for a while; the next batch then
-   * fails at once with -32008 instead of queueing behind the lookup).
+   * The batch's outcomes; or, when its reply was lost, the lookup of its outcome, which the next
+   * batch does not wait for (PostgreSQL may be down for a while; the next batch then fails at once
+   * with -32008 instead of queueing behind the lookup).
    */
-  private async applyNow(ops: readonly WriteOp[]): Promise<Outcome[] | (() => Promise<Outcome[]>)> {
+  private async applyNow(ops: readonly WriteOp[]): Promise<Outcome[] | LostReply> {
     const batchId = randomUUID();
-    let client: pg.PoolClient;
-    try {
-      client = await connect(this.writerPool);
-    } catch (err) {
-      this.noteFailure(err);
-      throw storageBusy('PostgreSQL cannot be reached', err);
-    }
+    const client = await this.checkout();
     let raw: unknown;
     try {
       raw = (await client.query<{ r: unknown }>(APPLY, [JSON.stringify({ id: batchId, signed: this.signed, ops })])).rows[0]!.r;
@@ -77,21 +76,26 @@ export class PostgresWriter {
         throw storageBusy('the batch was refused', err);
       }
       if (kind === 'lost') return this.lookUp(ops, batchId, err);
-      raw = await this.opByOp(ops, batchId);
-      if (typeof raw === 'function') return raw as () => Promise<Outcome[]>;
+      const fallback = await this.opByOp(ops, batchId);
+      if (!Array.isArray(fallback)) return fallback;
+      raw = fallback;
     }
     return this.answered(ops, raw);
   }
 
-  /** relay_apply raised: an op threw. The batch op by op, so only that op fails (apply-fallback.ts). */
-  private async opByOp(ops: readonly WriteOp[], batchId: string): Promise<unknown> {
-    let client: pg.PoolClient;
+  /** A writer connection, or -32008 when PostgreSQL cannot be reached. */
+  private async checkout(): Promise<pg.PoolClient> {
     try {
-      client = await connect(this.writerPool);
+      return await connect(this.writerPool);
     } catch (err) {
       this.noteFailure(err);
       throw storageBusy('PostgreSQL cannot be reached', err);
     }
+  }
+
+  /** relay_apply raised: an op threw. The batch op by op, so only that op fails (apply-fallback.ts). */
+  private async opByOp(ops: readonly WriteOp[], batchId: string): Promise<unknown[] | LostReply> {
+    const client = await this.checkout();
     try {
       const raw = await applyOpByOp(client, batchId, ops, this.signed);
       client.release();
@@ -105,13 +109,13 @@ export class PostgresWriter {
     }
   }
 
-  private lookUp(ops: readonly WriteOp[], batchId: string, cause: unknown): () => Promise<Outcome[]> {
+  private lookUp(ops: readonly WriteOp[], batchId: string, cause: unknown): LostReply {
     this.noteFailure(cause);
     const lookup = resolveLostBatch(this.lookupPool, batchId, cause, () => this.closing).then((raw) => this.answered(ops, raw));
     this.lookups.add(lookup);
     const forget = () => this.lookups.delete(lookup);
     lookup.then(forget, forget);
-    return () => lookup;
+    return { lookup };
   }
 
   private answered(ops: readonly WriteOp[], raw: unknown): Outcome[] {
