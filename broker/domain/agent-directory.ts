@@ -7,7 +7,8 @@ import { verifyToken } from './tokens.js';
 /**
  * The committed agents, in memory, without their meta: routing and listing read this, never the
  * database. The only owner of the cache: it changes when a commit that wrote an agent is
- * published (CommitQueue), and nowhere else.
+ * published (by the commit queue, or by the store's change feed: every node's commits), and when
+ * the feed lost its place (reload), nowhere else.
  */
 export class AgentDirectory {
   private readonly byId = new Map<string, CachedAgent>();
@@ -18,7 +19,7 @@ export class AgentDirectory {
     /** Every stored agent, read when the relay starts. */
     stored: readonly StoredAgent[],
   ) {
-    for (const a of stored) this.byId.set(a.id, withoutMeta(a));
+    this.reload(stored);
   }
 
   get(id: string): CachedAgent | undefined {
@@ -40,6 +41,12 @@ export class AgentDirectory {
   /** A commit wrote the agent. */
   committed(agent: StoredAgent): void {
     this.byId.set(agent.id, withoutMeta(agent));
+  }
+
+  /** Every stored agent read again (the change feed lost its place): replaces what the cache held. */
+  reload(stored: readonly StoredAgent[]): void {
+    this.byId.clear();
+    for (const a of stored) this.byId.set(a.id, withoutMeta(a));
   }
 
   /** A commit pruned the agent. */

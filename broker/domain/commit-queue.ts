@@ -10,8 +10,11 @@ interface Pending {
 }
 
 export interface CommitQueueOptions {
-  /** Publishes what a commit changed (pushes, the agent directory), in commit order. */
-  publish: (changes: readonly Change[]) => void;
+  /**
+   * Publishes what a commit changed (pushes, the agent directory), in commit order. Absent when
+   * the store publishes through its change feed (RelayStore.feed), before it answers.
+   */
+  publish?: (changes: readonly Change[]) => void;
   /**
    * True while frames that arrived with the pending writes still wait their turn (the transport
    * spreads a burst over several event-loop turns). Meanwhile the commit is held open, at most
@@ -48,7 +51,7 @@ export class CommitQueue {
   private settled: Promise<void> = Promise.resolve();
   private closed = false;
   private oldestPendingAt = 0;
-  private readonly publish: CommitQueueOptions['publish'];
+  private readonly publish: (changes: readonly Change[]) => void;
   private readonly holdWhile: () => boolean;
   private readonly observeCommit: (ms: number, ops: number) => void;
 
@@ -57,7 +60,7 @@ export class CommitQueue {
     private readonly log: Logger,
     options: CommitQueueOptions,
   ) {
-    this.publish = options.publish;
+    this.publish = options.publish ?? (() => {});
     this.holdWhile = options.holdWhile ?? (() => false);
     this.observeCommit = options.observeCommit ?? (() => {});
   }

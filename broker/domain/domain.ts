@@ -1,3 +1,4 @@
+import { CLOSE_CODES } from '../../protocol/index.js';
 import type { RelayConfig } from '../config.js';
 import type { Integration } from '../integrations.js';
 import type { Logger } from '../logger.js';
@@ -55,14 +56,27 @@ export class Domain {
   ) {
     this.agents = new AgentDirectory(store.agents, this.sessions, start.agents);
     const onCallback = hooks.onCallbackEnqueued ?? (() => {});
+    const publish = (changes: readonly Change[]) => this.publish(changes, onCallback);
+    // A store with a change feed publishes every node's commits, this one's too, before it answers.
     this.queue = new CommitQueue(store, log.child({ component: 'commit' }), {
-      publish: (changes) => this.publish(changes, onCallback),
+      ...(store.feed ? {} : { publish }),
       ...(hooks.holdCommitWhile ? { holdWhile: hooks.holdCommitWhile } : {}),
       ...(hooks.observeCommit ? { observeCommit: hooks.observeCommit } : {}),
     });
     this.notifier = new Notifier(this.sessions, store, this.queue, log, () => clock.now(), { messageId: start.messageId, eventId: start.eventId }, config.maxBackpressureBytes);
     this.searches = new SearchPages(() => clock.now());
     this.startedAt = clock.now();
+    store.feed?.follow(publish, (why) => void this.resync(why));
+  }
+
+  /**
+   * The feed lost its place: pushes since may have gaps and the directory may be stale. Every
+   * session is closed to resume by cursor (which reads the store), and the directory read again.
+   */
+  private async resync(why: string): Promise<void> {
+    this.log.error({ why }, 'the change feed lost its place: closing every session to resume by cursor');
+    for (const s of [...this.sessions.sessions()]) s.close(CLOSE_CODES.shutdown, 'the relay lost its place in the change feed: resume by cursor');
+    this.agents.reload(await this.store.agents.all());
   }
 
   now(): number {

@@ -384,6 +384,20 @@ export interface StoreHealth {
   settings(): { synchronous: string; journalMode: string };
 }
 
+/**
+ * How a store several relay nodes share publishes: every batch committed on any node reaches each
+ * node here, in commit order, and a node's own batch is answered (apply resolves) only once its
+ * feed has published it. A store without a feed (SQLite: one process) leaves publishing to the
+ * commit queue, from what apply answers.
+ */
+export interface ChangeFeed {
+  /**
+   * Publish every batch committed since the store opened, in order. `resync`: the feed lost its
+   * place (rows it had not read were pruned); what was published since may have gaps.
+   */
+  follow(publish: (changes: readonly Change[]) => void, resync: (why: string) => void): void;
+}
+
 export interface RelayStore {
   readonly messages: MessageReads;
   readonly search: SearchReads;
@@ -395,6 +409,7 @@ export interface RelayStore {
   readonly receipts: ReceiptReads;
   readonly leases: LeaseReads;
   readonly health: StoreHealth;
+  readonly feed?: ChangeFeed;
   /** Messages with ids up to this were pruned: a cursor below it cannot be resumed. */
   prunedThrough(): Promise<number>;
   /**

@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import type { WriteOp } from '../domain/store-port.js';
 import { classify } from './connection.js';
+import type { RawBatch } from './outcomes.js';
 
 /*
  * The batch again, op by op, after relay_apply raised: an op threw (a bug, or a constraint its
@@ -8,10 +9,10 @@ import { classify } from './connection.js';
  * only the op that throws answers {refused: 'error'} and the rest commit as planned. Savepoints
  * are kept out of the normal path (a subtransaction each; past 64 every session slows): this is
  * the rare path, several round trips long. The batch id is recorded as on the normal path, so a
- * lost COMMIT reply is settled the same way. Errors other than an op's own (a broken connection,
+ * lost COMMIT reply is settled the same way, and its changes are logged for the feed as relay_apply logs them. Errors other than an op's own (a broken connection,
  * a timeout) are thrown for the caller to handle like the normal path's.
  */
-export async function applyOpByOp(client: pg.PoolClient, batchId: string, ops: readonly WriteOp[], signed: readonly string[]): Promise<unknown[]> {
+export async function applyOpByOp(client: pg.PoolClient, batchId: string, ops: readonly WriteOp[], signed: readonly string[]): Promise<RawBatch> {
   await client.query('BEGIN');
   try {
     await client.query('SELECT 1 FROM relay_head FOR UPDATE');
@@ -29,9 +30,11 @@ export async function applyOpByOp(client: pg.PoolClient, batchId: string, ops: r
         outcomes.push({ ok: false, refused: 'error', error: { message: e.message ?? String(err), code: e.code }, changes: [] });
       }
     }
-    await client.query('INSERT INTO relay_batches (id, outcomes) VALUES ($1, $2::jsonb)', [batchId, JSON.stringify(outcomes)]);
+    const json = JSON.stringify(outcomes);
+    const position = (await client.query<{ p: number | null }>('SELECT relay_log_batch($1::jsonb) AS p', [json])).rows[0]!.p;
+    await client.query('INSERT INTO relay_batches (id, outcomes, position) VALUES ($1, $2::jsonb, $3)', [batchId, json, position]);
     await client.query('COMMIT');
-    return outcomes;
+    return { outcomes, position };
   } catch (err) {
     // A statement error left the transaction aborted; a broken connection needs no rollback.
     if (classify(err) !== 'lost') await client.query('ROLLBACK').catch(() => {});

@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
 import { RelayError } from '../../protocol/index.js';
 import { describe } from './connection.js';
+import type { RawBatch } from './outcomes.js';
 
 /*
  * A batch whose connection broke while its call was out may have committed (the reply, not the
@@ -13,7 +14,7 @@ import { describe } from './connection.js';
  *    ours wins, and the batch fails on the primary key when it gets there: it can never commit
  *    after this answer.
  * 2. Our row went in: the batch did not commit, and now never will. Answer -32008 (nothing written).
- * 3. Its row was there: SELECT its outcomes (a new statement, so a new snapshot that sees the
+ * 3. Its row was there: SELECT its outcomes and feed position (a new statement, so a new snapshot that sees the
  *    commit we waited for) and answer them, as if the reply had arrived.
  *
  * So nothing acknowledged is missing and nothing refused is present. While PostgreSQL cannot be
@@ -24,9 +25,9 @@ import { describe } from './connection.js';
 const RETRY_MS = 250;
 
 const FENCE = `INSERT INTO relay_batches (id, outcomes) VALUES ($1, NULL) ON CONFLICT (id) DO NOTHING RETURNING id`;
-const OUTCOMES = `SELECT outcomes FROM relay_batches WHERE id = $1`;
+const OUTCOMES = `SELECT outcomes, position FROM relay_batches WHERE id = $1`;
 
-export async function resolveLostBatch(pool: pg.Pool, batchId: string, cause: unknown, closing: () => boolean): Promise<unknown> {
+export async function resolveLostBatch(pool: pg.Pool, batchId: string, cause: unknown, closing: () => boolean): Promise<RawBatch> {
   let last: unknown = cause;
   for (;;) {
     if (closing()) {
@@ -38,10 +39,10 @@ export async function resolveLostBatch(pool: pg.Pool, batchId: string, cause: un
     try {
       const fenced = await pool.query(FENCE, [batchId]);
       if (fenced.rowCount === 1) throw notWritten(cause);
-      const row = (await pool.query<{ outcomes: unknown }>(OUTCOMES, [batchId])).rows[0];
+      const row = (await pool.query<{ outcomes: unknown[] | null; position: number | null }>(OUTCOMES, [batchId])).rows[0];
       // A row without outcomes is an earlier lookup's fence (this one's first try got through).
       if (!row || row.outcomes === null) throw notWritten(cause);
-      return row.outcomes;
+      return { outcomes: row.outcomes, position: row.position };
     } catch (err) {
       if (err instanceof RelayError) throw err;
       last = err;

@@ -9,7 +9,14 @@ import { agentFromRow, eventFromRow, leaseFromRow, messageFromRow, taskFromRow }
 type Raw = Record<string, unknown>;
 type Rows = Raw[];
 
-function change(c: Raw): Change {
+/** A batch as relay_apply answers it: its ops' outcomes, and its position in the change feed (null: it changed nothing). */
+export interface RawBatch {
+  outcomes: unknown[];
+  position: number | null;
+}
+
+/** One change as relay_apply logs and answers it (a row image inside) to the port's Change. */
+export function changeFromRaw(c: Raw): Change {
   switch (c.kind) {
     case 'message':
       return { kind: 'message', message: messageFromRow(c.message as Raw), recipients: c.recipients as string[] };
@@ -111,7 +118,7 @@ function errorFromRaw(e: unknown): Error {
 
 /** One raw outcome of op `op`. */
 export function outcomeFromRaw(op: WriteOp, raw: Raw): Outcome {
-  const changes = ((raw.changes as Rows | undefined) ?? []).map(change);
+  const changes = ((raw.changes as Rows | undefined) ?? []).map(changeFromRaw);
   if (raw.ok === true) return { ok: true, value: value(op.op, raw.value as Raw | null), changes } as Outcome;
   return { ok: false, ...refusal(raw), changes } as Outcome;
 }

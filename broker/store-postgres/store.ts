@@ -7,6 +7,7 @@ import { PgAgentReads, PgLeaseReads } from './reads-agents.js';
 import { PgDeliveryReads, PgMessageReads } from './reads-messages.js';
 import { PgEventReads, PgOutboxReads, PgReceiptReads, PgTaskReads } from './reads-tasks.js';
 import { PgSearch } from './search.js';
+import { PostgresFeed } from './feed.js';
 import { SoleNode } from './sole-node.js';
 import { PostgresWriter } from './writer.js';
 
@@ -17,7 +18,7 @@ export interface PostgresStoreOptions extends Partial<Omit<ConnectionSettings, '
   readConnections?: number;
   /** Sources whose task callbacks are signed with their integration's secret (`integration:NAME`); the rest with the relay's. */
   signedSources?: readonly string[];
-  /** Told when an idle pooled connection fails (the pool drops it and connects anew). */
+  /** Told when an idle pooled connection fails (the pool drops it and connects anew), and when the change feed cannot read or listen (it tries again). */
   onConnectionError?: (err: Error) => void;
   /**
    * Serve the database as its only relay node (sole-node.ts): a second node is refused at open.
@@ -29,10 +30,12 @@ export interface PostgresStoreOptions extends Partial<Omit<ConnectionSettings, '
 const PROBE_TIMEOUT_MS = 2_000;
 
 /**
- * The store port on PostgreSQL (README "PostgreSQL (one node)"; several nodes once they share a change feed).
+ * The store port on PostgreSQL (README "PostgreSQL (one node)").
  * Writes: one writer connection; each batch is one relay_apply call (writer.ts, 0002_apply.sql),
  * which takes the head row lock, so batches of every node commit one after another and ids are
- * assigned in commit order. Reads: a small pool, each read one statement (a snapshot of what was
+ * assigned in commit order. Publishing: each batch's changes are logged for the change feed
+ * (feed.ts, 0004_feed.sql), which this node reads like every other; a batch is answered once the
+ * feed has published it. Reads: a small pool, each read one statement (a snapshot of what was
  * committed when it started). PostgreSQL down or restarting: writes and reads reject with -32008
  * and the pools connect again by themselves once it is back.
  */
@@ -47,6 +50,7 @@ export class PostgresStore implements RelayStore {
   readonly leases;
   readonly search;
   readonly health: StoreHealth;
+  readonly feed: PostgresFeed;
   private readonly q: Query;
   private closing: Promise<void> | null = null;
 
@@ -54,9 +58,12 @@ export class PostgresStore implements RelayStore {
     private readonly writerPool: pg.Pool,
     private readonly readPool: pg.Pool,
     private readonly writer: PostgresWriter,
+    private readonly listenPool: pg.Pool,
+    feed: PostgresFeed,
     settings: { synchronous: string; journalMode: string },
     private readonly node: { lock: SoleNode; pool: pg.Pool } | null,
   ) {
+    this.feed = feed;
     const q = (this.q = readQuery(readPool));
     this.messages = new PgMessageReads(q);
     this.deliveries = new PgDeliveryReads(q);
@@ -82,6 +89,8 @@ export class PostgresStore implements RelayStore {
     const onError = opts.onConnectionError ?? (() => {});
     const writerPool = openPool(settings, 'writer', 1, onError);
     const readPool = openPool(settings, 'reader', opts.readConnections ?? 4, onError);
+    // The LISTEN connection of the change feed: held for as long as the store is open.
+    const listenPool = openPool(settings, 'feed', 1, onError);
     try {
       const client = await writerPool.connect().catch((err: unknown) => {
         throw new StartupError(`cannot open PostgreSQL store ${redactedUrl(opts.url)}: ${describe(err)}`);
@@ -96,6 +105,8 @@ export class PostgresStore implements RelayStore {
       } finally {
         client.release();
       }
+      // Taken before anything else reads the store: what commits from here on, the feed publishes.
+      const feed = await PostgresFeed.open(listenPool, readQuery(readPool), (err) => onError(err instanceof Error ? err : new Error(String(err))));
       let node: { lock: SoleNode; pool: pg.Pool } | null = null;
       if (opts.soleNode) {
         const pool = openPool(settings, 'node lock', 1, onError);
@@ -105,15 +116,18 @@ export class PostgresStore implements RelayStore {
         });
         node = { lock, pool };
       }
-      return new PostgresStore(writerPool, readPool, new PostgresWriter(writerPool, readPool, opts.signedSources ?? []), reported, node);
+      return new PostgresStore(writerPool, readPool, new PostgresWriter(writerPool, readPool, opts.signedSources ?? []), listenPool, feed, reported, node);
     } catch (err) {
-      await Promise.allSettled([writerPool.end(), readPool.end()]);
+      await Promise.allSettled([writerPool.end(), readPool.end(), listenPool.end()]);
       throw err;
     }
   }
 
-  apply(ops: readonly WriteOp[]): Promise<Outcome[]> {
-    return this.writer.apply(ops);
+  /** Answered once committed and published by this node's feed (the commit queue publishes nothing itself). */
+  async apply(ops: readonly WriteOp[]): Promise<Outcome[]> {
+    const batch = await this.writer.apply(ops);
+    if (batch.position !== null) await this.feed.passed(batch.position);
+    return batch.outcomes;
   }
 
   /** Messages with ids up to this were pruned: a cursor below it cannot be resumed. */
@@ -142,11 +156,12 @@ export class PostgresStore implements RelayStore {
   close(): Promise<void> {
     this.closing ??= (async () => {
       await this.writer.close();
+      await this.feed.close();
       if (this.node) {
         await this.node.lock.release();
         await this.node.pool.end();
       }
-      await Promise.allSettled([this.writerPool.end(), this.readPool.end()]);
+      await Promise.allSettled([this.writerPool.end(), this.readPool.end(), this.listenPool.end()]);
     })();
     return this.closing;
   }

@@ -5,13 +5,19 @@ import type { Outcome, WriteOp } from '../domain/store-port.js';
 import { applyOpByOp } from './apply-fallback.js';
 import { classify, describe, storageBusy } from './connection.js';
 import { resolveLostBatch } from './lost-reply.js';
-import { outcomesFromRaw } from './outcomes.js';
+import { outcomesFromRaw, type RawBatch } from './outcomes.js';
 
 const APPLY = 'SELECT relay_apply($1::json) AS r';
 
+/** A committed batch's outcomes, and its position in the change feed (null: it changed nothing anyone publishes). */
+export interface AppliedBatch {
+  outcomes: Outcome[];
+  position: number | null;
+}
+
 /** A batch whose reply was lost: the lookup that settles its outcome (lost-reply.ts). */
 interface LostReply {
-  lookup: Promise<Outcome[]>;
+  lookup: Promise<AppliedBatch>;
 }
 
 // A checked-out client whose connection breaks also emits 'error' (pg), which would be thrown
@@ -46,14 +52,14 @@ export class PostgresWriter {
     private readonly signed: readonly string[],
   ) {}
 
-  apply(ops: readonly WriteOp[]): Promise<Outcome[]> {
+  apply(ops: readonly WriteOp[]): Promise<AppliedBatch> {
     if (this.closing) return Promise.reject(new RelayError('storageBusy', 'relay is shutting down: nothing was written'));
     const run = this.tail.then(() => this.applyNow(ops));
     this.tail = run.then(
       () => {},
       () => {},
     );
-    return run.then((r) => (Array.isArray(r) ? r : r.lookup));
+    return run.then((r) => ('lookup' in r ? r.lookup : r));
   }
 
   /**
@@ -61,12 +67,12 @@ export class PostgresWriter {
    * batch does not wait for (PostgreSQL may be down for a while; the next batch then fails at once
    * with -32008 instead of queueing behind the lookup).
    */
-  private async applyNow(ops: readonly WriteOp[]): Promise<Outcome[] | LostReply> {
+  private async applyNow(ops: readonly WriteOp[]): Promise<AppliedBatch | LostReply> {
     const batchId = randomUUID();
     const client = await this.checkout();
-    let raw: unknown;
+    let raw: RawBatch;
     try {
-      raw = (await client.query<{ r: unknown }>(APPLY, [JSON.stringify({ id: batchId, signed: this.signed, ops })])).rows[0]!.r;
+      raw = (await client.query<{ r: RawBatch }>(APPLY, [JSON.stringify({ id: batchId, signed: this.signed, ops })])).rows[0]!.r;
       client.release();
     } catch (err) {
       const kind = classify(err);
@@ -77,7 +83,7 @@ export class PostgresWriter {
       }
       if (kind === 'lost') return this.lookUp(ops, batchId, err);
       const fallback = await this.opByOp(ops, batchId);
-      if (!Array.isArray(fallback)) return fallback;
+      if ('lookup' in fallback) return fallback;
       raw = fallback;
     }
     return this.answered(ops, raw);
@@ -94,7 +100,7 @@ export class PostgresWriter {
   }
 
   /** relay_apply raised: an op threw. The batch op by op, so only that op fails (apply-fallback.ts). */
-  private async opByOp(ops: readonly WriteOp[], batchId: string): Promise<unknown[] | LostReply> {
+  private async opByOp(ops: readonly WriteOp[], batchId: string): Promise<RawBatch | LostReply> {
     const client = await this.checkout();
     try {
       const raw = await applyOpByOp(client, batchId, ops, this.signed);
@@ -118,10 +124,10 @@ export class PostgresWriter {
     return { lookup };
   }
 
-  private answered(ops: readonly WriteOp[], raw: unknown): Outcome[] {
-    const outcomes = outcomesFromRaw(ops, raw);
+  private answered(ops: readonly WriteOp[], raw: RawBatch): AppliedBatch {
+    const outcomes = outcomesFromRaw(ops, raw.outcomes);
     if (outcomes.some((o) => o.ok)) this.lastFailure = null;
-    return outcomes;
+    return { outcomes, position: raw.position };
   }
 
   private noteFailure(err: unknown): void {

@@ -73,6 +73,16 @@ export interface TestPostgres {
 
 /** Start a PostgreSQL for this test file; it is stopped and its folder deleted when `t` ends. */
 export async function startPostgres(t: Test): Promise<TestPostgres> {
+  const server = await launchPostgres();
+  t.teardown(() => server.shutdown());
+  return server;
+}
+
+/**
+ * Start a throwaway PostgreSQL outside a test (the benchmarks): `shutdown` stops it and deletes
+ * its folder (a process that exits first still kills it and deletes the folder).
+ */
+export async function launchPostgres(): Promise<TestPostgres & { shutdown(): Promise<void> }> {
   const bin = postgresBinaries();
   if (!bin) throw new Error('PostgreSQL is not installed: no initdb on PATH or under /usr/lib/postgresql/*/bin (Debian: apt-get install postgresql)');
   const user = serverUser();
@@ -157,12 +167,12 @@ export async function startPostgres(t: Test): Promise<TestPostgres> {
   // A test process that dies before its teardown still kills the server (trackChild) and leaves no folder.
   const removeFolder = () => rmSync(dir, { recursive: true, force: true });
   process.once('exit', removeFolder);
-  t.teardown(async () => {
-    await stop();
-    removeFolder();
-    process.off('exit', removeFolder);
-  });
   return {
+    async shutdown() {
+      await stop();
+      removeFolder();
+      process.off('exit', removeFolder);
+    },
     port,
     url,
     async freshDatabase() {
