@@ -2,6 +2,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import { cpus, loadavg, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { startPostgresPeer } from './peers/postgres.js';
 import { ensureInstalled, startNats, startRedis } from './peers/setup.js';
 import { nowMs } from './lib/clock.js';
 import { PROFILES, type BenchContext, type Peers, type Profile } from './lib/context.js';
@@ -67,6 +68,13 @@ async function main(): Promise<void> {
     if (!missing.includes('nats-server')) peers.nats = await startNats();
     if (!missing.includes('redis-server')) peers.redis = await startRedis();
     for (const p of Object.values(peers)) log(`  ${p.name} ${p.version}: pid ${p.pid}, 127.0.0.1:${p.port}`);
+  }
+  if (only.includes('durable')) {
+    const postgres = await startPostgresPeer();
+    if (postgres) {
+      peers.postgres = postgres;
+      log(`  postgresql ${postgres.version}: pid ${postgres.pid}, 127.0.0.1:${postgres.port}`);
+    } else log('  postgresql is not installed (apt-get install postgresql): the relay on PostgreSQL is left out');
   }
   if (!peers.nats) systems = systems.filter((s) => s !== 'nats' && s !== 'jetstream');
   if (!peers.redis) systems = systems.filter((s) => s !== 'redis-pubsub' && s !== 'redis-streams');

@@ -1,3 +1,4 @@
+import type { PostgresPeer } from '../peers/postgres.js';
 import type { PeerProc } from '../peers/setup.js';
 import type { SystemName } from './drivers.js';
 
@@ -68,6 +69,8 @@ export const PROFILES: Record<Profile, ProfileConfig> = {
 export interface Peers {
   nats?: PeerProc;
   redis?: PeerProc;
+  /** For the relay on its PostgreSQL store (the durable scenario). */
+  postgres?: PostgresPeer;
 }
 
 export interface BenchContext {

@@ -171,6 +171,7 @@ export function buildReport(r: BenchResults, previous?: BenchResults | null): Re
       note: "Relay sends go to one registered agent: one message row each, its recipient in the row. Raw better-sqlite3 writes the same rows with nothing else in the process (1 msg/commit: no group commit; 250: the disk's batched limit). Raw fdatasync: one after another on a small file beside the relay databases, nothing else in the process; its p99 enters the latency target.",
     });
     const full = d.runs.find((x) => x.system === 'relay' && x.durability.includes('FULL'))?.ackedPerSec;
+    const onPostgres = d.runs.find((x) => x.system === 'relay' && x.durability.startsWith('PostgreSQL'))?.ackedPerSec;
     const normal = d.runs.find((x) => x.system === 'relay' && x.durability.includes('NORMAL'))?.ackedPerSec;
     const js = d.runs.find((x) => x.system === 'jetstream')?.ackedPerSec;
     const redisAlways = d.runs.find((x) => x.durability.includes('always'))?.ackedPerSec;
@@ -184,6 +185,7 @@ export function buildReport(r: BenchResults, previous?: BenchResults | null): Re
       'durable.relayNORMAL/sqliteBatchedNORMAL': ratio(normal, sqBN),
       'durable.relayFULL/sqlite1PerCommitFULL (group commit gain)': ratio(full, sq1),
       'durable.relayNORMAL/relayFULL': ratio(normal, full),
+      'durable.relayPostgres/relayFULL': ratio(onPostgres, full),
     });
     tables.push({
       title: '2b. Durable publish ratios',
@@ -195,6 +197,7 @@ export function buildReport(r: BenchResults, previous?: BenchResults | null): Re
         ['relay NORMAL ÷ raw SQLite NORMAL batched', pct(ratio(normal, sqBN))],
         ['relay FULL ÷ raw SQLite FULL 1 msg/commit (what group commit buys)', x(ratio(full, sq1))],
         ['relay NORMAL ÷ relay FULL', x(ratio(normal, full))],
+        ['relay on PostgreSQL ÷ relay on SQLite FULL (issue 18 aims ≥ 0.5×)', x(ratio(onPostgres, full))],
       ],
     });
   }

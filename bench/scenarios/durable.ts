@@ -73,6 +73,26 @@ export async function runDurable(ctx: BenchContext): Promise<DurableResult> {
         await relay.stop();
       }
     }
+    if (ctx.peers.postgres) {
+      // The same relay on its PostgreSQL store (issue 18): one node, a fresh database.
+      const relay = await startRelay({ name: 'durable-postgres', env: { AGENT_RELAY_STORE: await ctx.peers.postgres.freshDatabase() }, cpuProf: ctx.cpuProf });
+      try {
+        const rpc = await RpcWs.connect(relay.wsUrl);
+        await rpc.call('agent/register', { id: 'sink' });
+        await rpc.close();
+        runs.push(
+          await drive(
+            ctx,
+            workers,
+            { system: 'relay', url: relay.wsUrl, topic: 'durable', target: 'sink' },
+            'relay message/send, PostgreSQL store',
+            `PostgreSQL ${ctx.peers.postgres.version} synchronous_commit=on`,
+          ),
+        );
+      } finally {
+        await relay.stop();
+      }
+    }
     if (ctx.peers.nats) {
       const ep: Endpoint = { system: 'jetstream', port: ctx.peers.nats.port, topic: 'durable' };
       await (await loadDriver('jetstream')).prepare!(ep);
