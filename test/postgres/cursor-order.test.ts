@@ -2,6 +2,7 @@ import t from 'tap';
 import type { NewMessage, WriteOp } from '../../broker/domain/store-port.js';
 import { PostgresStore } from '../../broker/store-postgres/store.js';
 import { startPostgres } from '../helpers/postgres.js';
+import { newMessage, taskCreateOp } from '../helpers/records.js';
 
 /*
  * Ids are cursors: with several writers on one database, a reader polling `id > cursor` must never
@@ -16,19 +17,7 @@ const WRITERS = 3;
 const BATCHES = 120;
 const PER_BATCH = 10;
 
-const message = (body: string, replyTo: number | null = null): NewMessage => ({
-  from: 'alice',
-  to: 'bob',
-  channel: null,
-  subject: null,
-  body,
-  replyTo,
-  threadId: null,
-  claimable: false,
-  taskId: null,
-  createdAt: 1,
-  meta: {},
-});
+const message = (body: string, replyTo: number | null = null): NewMessage => newMessage({ body, replyTo });
 
 t.test('three writers, one reader polling id > cursor: nothing skipped, no holes, commit order', async (t) => {
   const url = await server.freshDatabase();
@@ -46,17 +35,7 @@ t.test('three writers, one reader polling id > cursor: nothing skipped, no holes
       for (let i = 0; i < PER_BATCH; i++) ops.push({ op: 'message.send', at: 1, message: message(`w${w} b${b} m${i}`), recipients: ['bob'], task: null });
       // Every 10th batch: a refused op (reply to a message that does not exist) and a task, whose events are cursors too.
       if (b % 10 === 0) ops.push({ op: 'message.send', at: 1, message: message('refused', 1e12), recipients: [], task: null });
-      if (b % 10 === 5)
-        ops.push({
-          op: 'task.create',
-          at: 1,
-          from: 'ext:ci',
-          source: 'ci',
-          input: { title: `t${w}.${b}`, target: 'bob', body: null, channel: null, dedupeKey: null, callbackUrl: null, meta: {} },
-          action: 'trigger',
-          announce: { from: 'ext:ci', recipients: ['bob'] },
-          receipt: null,
-        });
+      if (b % 10 === 5) ops.push(taskCreateOp(`t${w}.${b}`));
       for (const o of await store.apply(ops)) {
         for (const c of o.changes) if (c.kind === 'message') acked.push(c.message.id);
       }

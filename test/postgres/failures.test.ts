@@ -6,6 +6,7 @@ import type { NewMessage, WriteOp } from '../../broker/domain/store-port.js';
 import { PostgresStore } from '../../broker/store-postgres/store.js';
 import { ERRORS, RelayError } from '../../protocol/index.js';
 import { startPostgres } from '../helpers/postgres.js';
+import { newMessage, sendOp } from '../helpers/records.js';
 import { waitFor } from '../helpers/wait.js';
 
 /*
@@ -15,21 +16,8 @@ import { waitFor } from '../helpers/wait.js';
 
 const server = await startPostgres(t);
 
-const message = (body: string, over: Partial<NewMessage> = {}): NewMessage => ({
-  from: 'alice',
-  to: 'bob',
-  channel: null,
-  subject: null,
-  body,
-  replyTo: null,
-  threadId: null,
-  claimable: false,
-  taskId: null,
-  createdAt: 1,
-  meta: {},
-  ...over,
-});
-const send = (body: string): WriteOp => ({ op: 'message.send', at: 1, message: message(body), recipients: ['bob'], task: null });
+const message = (body: string, over: Partial<NewMessage> = {}): NewMessage => newMessage({ body, ...over });
+const send = (body: string): WriteOp => sendOp({ body });
 
 async function bodies(url: string): Promise<string[]> {
   const c = new pg.Client({ connectionString: url });

@@ -1,8 +1,9 @@
 import pg from 'pg';
 import t from 'tap';
-import type { Change, NewMessage, WriteOp } from '../../broker/domain/store-port.js';
+import type { Change } from '../../broker/domain/store-port.js';
 import { PostgresStore } from '../../broker/store-postgres/store.js';
 import { startPostgres } from '../helpers/postgres.js';
+import { sendOp, taskCreateOp } from '../helpers/records.js';
 import { waitFor } from '../helpers/wait.js';
 
 /*
@@ -13,30 +14,7 @@ import { waitFor } from '../helpers/wait.js';
 
 const server = await startPostgres(t);
 
-const message = (body: string): NewMessage => ({
-  from: 'alice',
-  to: 'bob',
-  channel: null,
-  subject: null,
-  body,
-  replyTo: null,
-  threadId: null,
-  claimable: false,
-  taskId: null,
-  createdAt: 1,
-  meta: {},
-});
-const send = (body: string): WriteOp => ({ op: 'message.send', at: 1, message: message(body), recipients: ['bob'], task: null });
-const task = (title: string): WriteOp => ({
-  op: 'task.create',
-  at: 1,
-  from: 'ext:ci',
-  source: 'ci',
-  input: { title, target: 'bob', body: null, channel: null, dedupeKey: null, callbackUrl: null, meta: {} },
-  action: 'trigger',
-  announce: { from: 'ext:ci', recipients: ['bob'] },
-  receipt: null,
-});
+const send = (body: string) => sendOp({ body });
 
 /** What one node's feed published: the message ids and every change, in order. */
 function recorder() {
@@ -88,7 +66,7 @@ t.test('three nodes: each publishes every batch of every node, in commit order, 
     const own = new Set(seen[i]!.messageIds);
     for (let b = 0; b < BATCHES; b++) {
       const ops = Array.from({ length: PER_BATCH }, (_, m) => send(`n${i} b${b} m${m}`));
-      if (b % 6 === 0) ops.push(task(`n${i} t${b}`));
+      if (b % 6 === 0) ops.push(taskCreateOp(`n${i} t${b}`));
       const outcomes = await nodes[i]!.apply(ops);
       for (const id of seen[i]!.messageIds) own.add(id);
       for (const o of outcomes) {

@@ -7,7 +7,7 @@ import { PostgresStore } from '../../broker/store-postgres/store.js';
 import { resourcesOverlap } from '../../protocol/index.js';
 import { startPostgres } from '../helpers/postgres.js';
 import { seeded } from '../helpers/random.js';
-import { storedAgent } from '../helpers/records.js';
+import { newMessage, storedAgent } from '../helpers/records.js';
 
 /*
  * The same batches on a SQLite store and a PostgreSQL store answer the same outcomes and leave
@@ -28,20 +28,8 @@ async function bothStores(tt: Test) {
 }
 
 const at = 1_700_000_000_123;
-const msg = (over: Partial<NewMessage> = {}): NewMessage => ({
-  from: 'alice',
-  to: 'bob',
-  channel: null,
-  subject: null,
-  body: 'hi',
-  replyTo: null,
-  threadId: null,
-  claimable: false,
-  taskId: null,
-  createdAt: at,
-  meta: { z: 1, a: { y: [1, 'two', null], b: true } },
-  ...over,
-});
+// Meta with nested keys out of order: both stores must keep them as sent.
+const msg = (over: Partial<NewMessage> = {}): NewMessage => newMessage({ createdAt: at, meta: { z: 1, a: { y: [1, 'two', null], b: true } }, ...over });
 const input = (over: Partial<TaskCreateInput> = {}): TaskCreateInput => ({
   title: 'build',
   target: 'tag:ci',

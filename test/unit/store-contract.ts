@@ -1,5 +1,5 @@
 import type { Test } from 'tap';
-import { storedAgent } from '../helpers/records.js';
+import { newMessage, storedAgent } from '../helpers/records.js';
 import type { NewMessage, Outcome, RelayStore, SearchFilter, StoredAgent, TaskCreateInput, WriteOp } from '../../broker/domain/store-port.js';
 
 /**
@@ -9,20 +9,7 @@ import type { NewMessage, Outcome, RelayStore, SearchFilter, StoredAgent, TaskCr
  */
 export function storeContract(t: Test, open: (t: Test) => Promise<RelayStore>): void {
   const at = 1_000_000;
-  const msg = (over: Partial<NewMessage> = {}): NewMessage => ({
-    from: 'alice',
-    to: 'bob',
-    channel: null,
-    subject: null,
-    body: 'hi',
-    replyTo: null,
-    threadId: null,
-    claimable: false,
-    taskId: null,
-    createdAt: at,
-    meta: {},
-    ...over,
-  });
+  const msg = (over: Partial<NewMessage> = {}): NewMessage => newMessage({ createdAt: at, ...over });
   const send = (over: Partial<NewMessage> = {}, recipients = ['bob']): WriteOp => ({ op: 'message.send', at, message: msg(over), recipients, task: null });
   const input = (over: Partial<TaskCreateInput> = {}): TaskCreateInput => ({ title: 'build', target: 'tag:ci', body: null, channel: null, dedupeKey: null, callbackUrl: null, meta: {}, ...over });
   const create = (over: Partial<TaskCreateInput> = {}, action: 'trigger' | 'resolve' = 'trigger', receipt: { integration: string; deliveryId: string } | null = null): WriteOp => ({
