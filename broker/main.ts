@@ -1,5 +1,6 @@
 import { ConfigError, describeStore, loadConfig, type RelayConfig } from './config.js';
 import { createLogger, type Logger } from './logger.js';
+import { MIGRATE_USAGE, MigrateUsageError, parseMigrateArgs } from './migrate-args.js';
 import { stopWhenNpmParentExits } from './npm-parent.js';
 import { createRelay, type Relay } from './relay.js';
 import { parseServeArgs, ServeUsageError, USAGE } from './serve-args.js';
@@ -10,6 +11,7 @@ import { DatabaseOpenError } from './store/open-error.js';
 export type LineWriter = (line: string) => void;
 
 const stderrLine: LineWriter = (line) => process.stderr.write(`${line}\n`);
+const stdoutLine: LineWriter = (line) => process.stdout.write(`${line}\n`);
 
 /**
  * Start the relay (`npm start` and `agent-relay serve`). Resolves with 0 once it is listening
@@ -50,6 +52,45 @@ export async function serve(argv: string[], err: LineWriter = stderrLine): Promi
   );
   stopOnSignals(relay, log);
   return 0;
+}
+
+/**
+ * `agent-relay migrate --to postgres://… [--db PATH]`: copy a stopped relay's SQLite file into an
+ * empty PostgreSQL database (broker/store-postgres/import-sqlite.ts). Resolves with 0 once copied,
+ * 2 for a wrong command line or setting, 1 when the copy was refused or failed (nothing written).
+ */
+export async function migrate(argv: string[], out: LineWriter = stdoutLine, err: LineWriter = stderrLine): Promise<number> {
+  let args: ReturnType<typeof parseMigrateArgs>;
+  let dbPath: string;
+  try {
+    args = parseMigrateArgs(argv);
+    if (args.help) {
+      out(MIGRATE_USAGE);
+      return 0;
+    }
+    // The file the relay would serve: --db, else AGENT_RELAY_DB, else $AGENT_RELAY_HOME/relay.db.
+    dbPath = loadConfig(process.env, args.dbPath !== undefined ? { dbPath: args.dbPath } : {}).dbPath;
+  } catch (e) {
+    if (e instanceof MigrateUsageError) {
+      err(`agent-relay migrate: ${e.message}\n\n${MIGRATE_USAGE}`);
+      return 2;
+    }
+    if (e instanceof ConfigError) {
+      err(`agent-relay: ${e.message}`);
+      return 2;
+    }
+    throw e;
+  }
+  // Loaded only when run: the relay's start-up never loads the importer (nor `pg`).
+  const { describeImport, importSqlite } = await import('./store-postgres/import-sqlite.js');
+  try {
+    for (const line of describeImport(await importSqlite({ sqlitePath: dbPath, postgresUrl: args.to }))) out(line);
+    return 0;
+  } catch (e) {
+    if (isBug(e)) throw e;
+    err(`agent-relay migrate: ${e instanceof Error ? e.message : String(e)}`);
+    return 1;
+  }
 }
 
 /** One line for the operator; a bug's stack goes to the log at error level as well. */

@@ -19,6 +19,15 @@ const DEFAULT_URL = 'http://127.0.0.1:4850';
  */
 export type ServeCommand = (argv: string[], err: (line: string) => void) => Promise<number>;
 
+/** `agent-relay migrate`: copies a stopped relay's SQLite file into PostgreSQL; handed in like serve. */
+export type MigrateCommand = (argv: string[], out: (line: string) => void, err: (line: string) => void) => Promise<number>;
+
+/** The commands that run the broker's own code, handed in by the entry point. */
+export interface BrokerCommands {
+  serve?: ServeCommand;
+  migrate?: MigrateCommand;
+}
+
 /** Extra command groups (the Claude Code hooks) plug in here without the CLI knowing them. */
 export type CommandGroup = (program: Command, run: (action: (ctx: CliContext, ...args: any[]) => Promise<void>) => (...args: any[]) => Promise<void>, io: Io) => void;
 
@@ -56,6 +65,7 @@ export function buildProgram(io: Io, exit: { code: number }, groups: CommandGrou
     };
 
   program.command('serve').description('start the relay (same as npm start)').argument('[options...]', '--port N --db PATH --host ADDR --insecure --help');
+  program.command('migrate').description("copy a stopped relay's SQLite database into an empty PostgreSQL database, cursors kept").argument('[options...]', '--to postgres://URL --db PATH --help');
 
   agentCommands(program, run);
   messageCommands(program, run);
@@ -114,11 +124,21 @@ function withIoEnv(opts: GlobalOptions, program: Command, env: NodeJS.ProcessEnv
 }
 
 /**
- * Run the CLI with `argv` (without node and script); resolves with the exit code. `serve` runs
- * the relay for `agent-relay serve` (a program without it refuses that command).
+ * Run the CLI with `argv` (without node and script); resolves with the exit code. `broker.serve`
+ * runs the relay for `agent-relay serve`, `broker.migrate` is `agent-relay migrate` (a program
+ * without them refuses those commands).
  */
-export async function runCli(argv: string[], io: Io, groups: CommandGroup[] = [], serve?: ServeCommand): Promise<number> {
+export async function runCli(argv: string[], io: Io, groups: CommandGroup[] = [], broker: BrokerCommands = {}): Promise<number> {
+  if (argv[0] === 'migrate') {
+    if (!broker.migrate) {
+      io.err('agent-relay migrate: this program does not migrate relay databases (use agent-relay migrate)');
+      return EXIT.usage;
+    }
+    // It parses its own flags, as serve does.
+    return broker.migrate(argv.slice(1), io.out, io.err);
+  }
   if (argv[0] === 'serve') {
+    const serve = broker.serve;
     if (!serve) {
       io.err('agent-relay serve: this program does not run the relay (use agent-relay serve or npm start)');
       return EXIT.usage;
