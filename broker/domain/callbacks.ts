@@ -48,19 +48,25 @@ interface AttemptResult {
 /**
  * Delivers the callback outbox: signed Standard Webhooks POSTs, only 2xx counts, no redirects
  * followed, backoff with full jitter (Retry-After honoured), dead-letter after maxAttempts.
- * State lives in the outbox table, so a restart resumes where it stopped.
+ * State lives in the outbox table, so a restart resumes where it stopped. Entries are leased
+ * before they are sent (callback.lease), so dispatchers of several relay nodes on one store send
+ * each callback once at a time; an entry whose dispatcher died is due again when its lease ends.
  */
 export class CallbackDispatcher {
   private timer: NodeJS.Timeout | null = null;
   private running = false;
   private stopped = false;
   private readonly inFlight = new Set<number>();
+  /** Past the longest attempt (its timeout), so a lease ends only when its dispatcher is gone. */
+  private readonly leaseMs: number;
 
   constructor(
     private readonly core: Domain,
     private readonly secretFor: (signer: string) => string | undefined,
     private readonly policy: CallbackPolicy = DEFAULT_CALLBACK_POLICY,
-  ) {}
+  ) {
+    this.leaseMs = 3 * policy.timeoutMs;
+  }
 
   /** Look for due entries soon (after an enqueue commits, or on start). */
   kick(delayMs = 0): void {
@@ -81,9 +87,12 @@ export class CallbackDispatcher {
     this.running = true;
     try {
       for (;;) {
-        const due = (await this.core.store.outbox.due(this.core.now(), 32)).filter((e) => !this.inFlight.has(e.id));
-        if (due.length === 0) break;
-        await Promise.all(due.map((e) => this.attempt(e)));
+        // A read first: a pass with nothing due writes nothing.
+        if ((await this.core.store.outbox.due(this.core.now(), 1)).length === 0) break;
+        const leased = await this.core.queue.apply({ op: 'callback.lease', at: this.core.now(), limit: 32, leaseMs: this.leaseMs }, (o) => (o.ok ? o.value.entries : []));
+        const mine = leased.filter((e) => !this.inFlight.has(e.id));
+        if (mine.length === 0) break;
+        await Promise.all(mine.map((e) => this.attempt(e)));
         if (this.stopped) return;
       }
     } finally {
@@ -109,8 +118,10 @@ export class CallbackDispatcher {
           nextAt = now + Math.min(this.policy.maxDelayMs, retryAfter ?? backoffDelay(attempts - 1, this.policy));
         }
       }
-      await this.core.queue.apply({ op: 'callback.attempt', at: now, id: entry.id, state, nextAt, status: result.status, error: result.error }, () => undefined);
-      if (state === 'dead') this.core.log.warn({ outbox: entry.id, taskId: entry.taskId, status: result.status, error: result.error }, 'callback dead-lettered');
+      const recorded = await this.core.queue.apply({ op: 'callback.attempt', at: now, id: entry.id, epoch: entry.leaseEpoch, state, nextAt, status: result.status, error: result.error }, (o) => o.ok);
+      // Its lease ran out while the attempt was out, and another dispatcher leased it since: that one records it.
+      if (!recorded) this.core.log.warn({ outbox: entry.id, taskId: entry.taskId, status: result.status }, 'a callback attempt outlasted its lease: not recorded');
+      else if (state === 'dead') this.core.log.warn({ outbox: entry.id, taskId: entry.taskId, status: result.status, error: result.error }, 'callback dead-lettered');
     } catch (err) {
       this.core.log.warn({ err, outbox: entry.id }, 'recording a callback attempt failed');
     } finally {

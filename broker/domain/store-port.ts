@@ -96,6 +96,8 @@ export interface OutboxEntry {
   lastError: string | null;
   createdAt: number;
   updatedAt: number;
+  /** Raised each time a dispatcher leases the entry: its attempt is recorded only under the lease it took. */
+  leaseEpoch: number;
 }
 
 /** The states a span can record: a range of an agent's messages handed over together, or read together. */
@@ -195,7 +197,14 @@ export type WriteOp =
   | { op: 'delivery.mark'; at: number; agentId: string; messageIds: number[]; state: DeliveryState }
   /** Record a span of pushed messages: a new row, or extend the row `rowId`. */
   | { op: 'delivery.span'; at: number; agentId: string; rowId: number | null; first: number; last: number }
-  | { op: 'callback.attempt'; at: number; id: number; state: OutboxState; nextAt: number; status: number | null; error: string | null }
+  /**
+   * Lease up to `limit` due entries to the dispatcher asking (the oldest pending entry of each
+   * task only, so a task's callbacks go in event order): each is due again `leaseMs` from `at`
+   * (a dispatcher that died re-sends it then, with the same webhook-id) and its epoch is raised.
+   */
+  | { op: 'callback.lease'; at: number; limit: number; leaseMs: number }
+  /** Record an attempt. Precondition: the entry is still under the lease of `epoch` (refused `notLeased` otherwise). */
+  | { op: 'callback.attempt'; at: number; id: number; epoch: number; state: OutboxState; nextAt: number; status: number | null; error: string | null }
   /**
    * Hold resources, all or none. Preconditions: the agent is not offline and holds fewer than
    * `maxHeld` leases in force, and no lease of another agent in force at `at` overlaps them where
@@ -268,6 +277,7 @@ export interface Results {
   'delivery.ack': { delivery: Delivery };
   'delivery.mark': null;
   'delivery.span': { rowId: number };
+  'callback.lease': { entries: OutboxEntry[] };
   'callback.attempt': null;
   'lease.acquire': { lease: Lease };
   'lease.renew': { lease: Lease };
@@ -297,6 +307,8 @@ export type Refusal =
   | { refused: 'leaseConflict'; conflicts: LeaseConflict[] }
   /** The lease is not the presenter's to change: another holder, ended, expired, or an older token. */
   | { refused: 'leaseNotHeld'; lease: Lease }
+  /** The outbox entry's lease passed to another dispatcher (this one's expired): its attempt is not recorded. */
+  | { refused: 'notLeased' }
   /** The op threw (a bug or a constraint the plan missed); only its own writes were undone. */
   | { refused: 'error'; error: unknown };
 

@@ -1,5 +1,5 @@
 import type { Change, OpName, Outcome, PruneCounts, Refusal, Results, WriteOp } from '../domain/store-port.js';
-import { agentFromRow, eventFromRow, leaseFromRow, messageFromRow, taskFromRow } from './rows.js';
+import { agentFromRow, eventFromRow, leaseFromRow, messageFromRow, outboxFromRow, taskFromRow } from './rows.js';
 
 /*
  * relay_apply's outcomes (jsonb: row images, keys in jsonb's order) to the port's Outcome objects,
@@ -78,6 +78,8 @@ function value(op: OpName, v: Raw | null): unknown {
         agents: p.agents,
       } satisfies PruneCounts;
     }
+    case 'callback.lease':
+      return { entries: (v!.entries as Rows).map(outboxFromRow) } satisfies Results['callback.lease'];
     case 'agent.touch':
     case 'delivery.mark':
     case 'callback.attempt':

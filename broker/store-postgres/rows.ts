@@ -120,6 +120,7 @@ export function outboxFromRow(r: Row): OutboxEntry {
     lastError: sn(r.last_error),
     createdAt: n(r.created_at),
     updatedAt: n(r.updated_at),
+    leaseEpoch: n(r.lease_epoch),
   };
 }
 

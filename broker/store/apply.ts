@@ -87,8 +87,10 @@ export class OpApplier {
         this.t.deliveries.extendSpan(op.agentId, { id: op.rowId, first: op.first }, op.last);
         return ok({ rowId: op.rowId });
       }
+      case 'callback.lease':
+        return ok({ entries: this.t.outbox.lease(op.at, op.limit, op.at + op.leaseMs) } satisfies Results['callback.lease']);
       case 'callback.attempt':
-        this.t.outbox.recordAttempt(op.id, { state: op.state, nextAt: op.nextAt, status: op.status, error: op.error, now: op.at });
+        if (!this.t.outbox.recordAttempt(op.id, { epoch: op.epoch, state: op.state, nextAt: op.nextAt, status: op.status, error: op.error, now: op.at })) return refuse({ refused: 'notLeased' });
         return ok(null);
       case 'lease.acquire':
         return this.leases.acquire(op);

@@ -16,6 +16,7 @@ interface OutboxRow {
   last_error: string | null;
   created_at: number;
   updated_at: number;
+  lease_epoch: number;
 }
 
 const INSERT = `
@@ -28,10 +29,11 @@ const DUE = `
     AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.task_id = o.task_id AND p.state = 'pending' AND p.id < o.id)
   ORDER BY o.next_at, o.id LIMIT ?`;
 const NEXT_DUE_AT = `SELECT MIN(next_at) AS at FROM outbox WHERE state = 'pending'`;
+const LEASE = `UPDATE outbox SET next_at = ?, lease_epoch = lease_epoch + 1 WHERE id = ? RETURNING *`;
 const RECORD = `
   UPDATE outbox SET state = @state, attempts = attempts + 1, next_at = @next_at, last_status = @status,
     last_error = @error, updated_at = @now
-  WHERE id = @id`;
+  WHERE id = @id AND lease_epoch = @epoch`;
 const OF_TASK = `SELECT * FROM outbox WHERE task_id = ? AND event_id BETWEEN ? AND ? ORDER BY id`;
 const DEPTH = `SELECT state, COUNT(*) AS n FROM outbox GROUP BY state`;
 const PRUNE = `DELETE FROM outbox WHERE state != 'pending' AND updated_at < ?`;
@@ -52,6 +54,7 @@ function fromRow(r: OutboxRow): OutboxEntry {
     lastError: r.last_error,
     createdAt: r.created_at,
     updatedAt: r.updated_at,
+    leaseEpoch: r.lease_epoch,
   };
 }
 
@@ -63,6 +66,7 @@ export class OutboxTable {
       insert: db.prepare(INSERT),
       due: db.prepare<[number, number], OutboxRow>(DUE),
       nextDueAt: db.prepare<[], { at: number | null }>(NEXT_DUE_AT),
+      lease: db.prepare<[number, number], OutboxRow>(LEASE),
       record: db.prepare(RECORD),
       ofTask: db.prepare<[number, number, number], OutboxRow>(OF_TASK),
       depth: db.prepare<[], { state: string; n: number }>(DEPTH),
@@ -82,9 +86,14 @@ export class OutboxTable {
     return this.s.nextDueAt.get()?.at ?? null;
   }
 
-  /** Record one attempt: delivered, retry at `nextAt`, or dead (given up). */
-  recordAttempt(id: number, r: { state: OutboxState; nextAt: number; status: number | null; error: string | null; now: number }): void {
-    this.s.record.run({ id, state: r.state, next_at: r.nextAt, status: r.status, error: r.error, now: r.now });
+  /** Lease the due entries (see the callback.lease op): each due again at `until`, its epoch raised. */
+  lease(now: number, limit: number, until: number): OutboxEntry[] {
+    return this.due(now, limit).map((e) => fromRow(this.s.lease.get(until, e.id)!));
+  }
+
+  /** Record one attempt (delivered, retry at `nextAt`, or dead) under the lease of `epoch`; false when that lease has passed on. */
+  recordAttempt(id: number, r: { epoch: number; state: OutboxState; nextAt: number; status: number | null; error: string | null; now: number }): boolean {
+    return this.s.record.run({ id, epoch: r.epoch, state: r.state, next_at: r.nextAt, status: r.status, error: r.error, now: r.now }).changes === 1;
   }
 
   /** The callbacks of the task's events with ids from `firstEventId` to `lastEventId`. */

@@ -48,14 +48,14 @@ export function sendOp(over: Partial<NewMessage> = {}, recipients: string[] = ['
   return { op: 'message.send', at, message: newMessage(over), recipients, task: null };
 }
 
-/** A task.create op from integration `ci`, targeting bob, announced to bob. */
-export function taskCreateOp(title: string, at = 1): WriteOp {
+/** A task.create op from integration `ci`, targeting bob, announced to bob (with a callback to `callbackUrl`, if given). */
+export function taskCreateOp(title: string, at = 1, callbackUrl: string | null = null): WriteOp {
   return {
     op: 'task.create',
     at,
     from: 'ext:ci',
     source: 'ci',
-    input: { title, target: 'bob', body: null, channel: null, dedupeKey: null, callbackUrl: null, meta: {} },
+    input: { title, target: 'bob', body: null, channel: null, dedupeKey: null, callbackUrl, meta: {} },
     action: 'trigger',
     announce: { from: 'ext:ci', recipients: ['bob'] },
     receipt: null,

@@ -136,8 +136,10 @@ function* script(): Generator<WriteOp[], void, Outcome[]> {
       reason: 'left',
       releases: [{ taskId: t2, attempts: 1, reason: 'owner carol went offline', by: null, announce: { from: 'ext:relay', recipients: ['bob'] } }],
     },
-    { op: 'callback.attempt', at: at + 23, id: 1, state: 'delivered', nextAt: at + 23, status: 200, error: null },
-    { op: 'callback.attempt', at: at + 23, id: 2, state: 'pending', nextAt: at + 1000, status: 500, error: 'HTTP 500' },
+    { op: 'callback.lease', at: at + 23, limit: 10, leaseMs: 30_000 },
+    { op: 'callback.attempt', at: at + 23, id: 1, epoch: 1, state: 'delivered', nextAt: at + 23, status: 200, error: null },
+    { op: 'callback.attempt', at: at + 23, id: 2, epoch: 1, state: 'pending', nextAt: at + 1000, status: 500, error: 'HTTP 500' },
+    { op: 'callback.attempt', at: at + 23, id: 2, epoch: 0, state: 'dead', nextAt: at + 1000, status: 500, error: 'a stale lease' },
   ];
   yield [{ op: 'prune', at: at + 100, cutoff: at + 1, offlineCutoff: at + 30 }];
 }

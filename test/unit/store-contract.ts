@@ -180,12 +180,60 @@ export function storeContract(t: Test, open: (t: Test) => Promise<RelayStore>): 
       [entries[0]!.webhookId],
       'one due per task, oldest first',
     );
-    await store.apply([{ op: 'callback.attempt', at, id: entries[0]!.id, state: 'delivered', nextAt: at, status: 200, error: null }]);
+    await store.apply([{ op: 'callback.attempt', at, id: entries[0]!.id, epoch: 0, state: 'delivered', nextAt: at, status: 200, error: null }]);
     t.same(
       (await store.outbox.due(at, 10)).map((e) => e.webhookId),
       [entries[1]!.webhookId],
       'then the next',
     );
+  });
+
+  t.test('callback.lease: each due entry to one dispatcher at a time, in task order; an attempt under a lease that passed on is refused', async (t) => {
+    const store = await open(t);
+    const first = value<{ task: { id: number } }>(await one(store, create({ callbackUrl: 'https://example.test/a' }))).task.id;
+    value(await one(store, { op: 'task.claim', at, taskId: first, agentId: 'bob' }));
+    const second = value<{ task: { id: number } }>(await one(store, create({ title: 'second', callbackUrl: 'https://example.test/b' }))).task.id;
+    const [a1, a2] = await store.outbox.ofTask(first);
+    const [b1] = await store.outbox.ofTask(second);
+    const leased = async (when: number) =>
+      value<{ entries: { id: number; leaseEpoch: number; nextAt: number }[] }>(await one(store, { op: 'callback.lease', at: when, limit: 10, leaseMs: 1000 })).entries;
+
+    const taken = await leased(at);
+    t.same(
+      taken.map((e) => [e.id, e.leaseEpoch, e.nextAt]),
+      [
+        [a1!.id, 1, at + 1000],
+        [b1!.id, 1, at + 1000],
+      ],
+      "the oldest pending entry of each task, its epoch raised, due again at the lease's end",
+    );
+    t.same(await leased(at), [], 'leased entries are not due to anyone else');
+    t.same(await store.outbox.due(at, 10), [], 'nor read as due');
+
+    value(await one(store, { op: 'callback.attempt', at, id: a1!.id, epoch: 1, state: 'delivered', nextAt: at, status: 200, error: null }));
+    t.same(
+      (await leased(at)).map((e) => e.id),
+      [a2!.id],
+      "recorded under its lease: the task's next entry is due",
+    );
+
+    const again = await leased(at + 1000);
+    t.same(
+      again.map((e) => [e.id, e.leaseEpoch]),
+      [
+        [a2!.id, 2],
+        [b1!.id, 2],
+      ],
+      'a lease that ended (its dispatcher gone) is taken again, with a new epoch (due at the same time: by id)',
+    );
+    t.match(
+      await one(store, { op: 'callback.attempt', at: at + 1001, id: b1!.id, epoch: 1, state: 'delivered', nextAt: at, status: 200, error: null }),
+      { ok: false, refused: 'notLeased' },
+      'the first dispatcher, back late, is refused',
+    );
+    t.match((await store.outbox.ofTask(second))[0], { state: 'pending', attempts: 0 }, 'and recorded nothing');
+    value(await one(store, { op: 'callback.attempt', at: at + 1001, id: b1!.id, epoch: 2, state: 'delivered', nextAt: at, status: 200, error: null }));
+    t.match((await store.outbox.ofTask(second))[0], { state: 'delivered', attempts: 1, leaseEpoch: 2 }, 'the one holding the lease records it');
   });
 
   t.test('agent.insert: a free id below the limit; its inbox floor is the newest message', async (t) => {
