@@ -35,6 +35,12 @@ export const CONFIG_VARS = {
     default: undefined,
     doc: 'Keep the relay’s state in PostgreSQL (`postgres://user:password@host:port/database`) instead of the SQLite file. Unset: SQLite (the default). See the README’s “PostgreSQL” section.',
   },
+  cluster: {
+    env: 'AGENT_RELAY_CLUSTER',
+    schema: z.enum(['on', 'off']),
+    default: 'off',
+    doc: 'Experimental: `on` lets several relay nodes serve one PostgreSQL database (AGENT_RELAY_STORE); `off`, a second node is refused. See the README’s “Several nodes (experimental)”.',
+  },
   token: {
     env: 'AGENT_RELAY_TOKEN',
     schema: z.string().min(16, 'must be at least 16 characters').optional(),
@@ -142,6 +148,9 @@ export function loadConfig(env: NodeJS.ProcessEnv, overrides: Partial<RelayConfi
   // One default location for the checkout, a global install and the CLI alike, wherever it runs.
   out.dbPath ??= join(out.home as string, 'relay.db');
   const config = Object.freeze(out) as RelayConfig;
+  if (config.cluster === 'on' && !config.store) {
+    throw new ConfigError('AGENT_RELAY_CLUSTER=on needs AGENT_RELAY_STORE=postgres://…: nodes share a PostgreSQL database (a SQLite file has one relay)');
+  }
   if (!isLoopback(config.host) && !config.token && !config.insecure) {
     throw new ConfigError(`refusing to bind ${config.host} without AGENT_RELAY_TOKEN: set a token, bind 127.0.0.1, or pass --insecure on a trusted network`);
   }

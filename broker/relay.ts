@@ -111,7 +111,7 @@ async function openStore(config: RelayConfig, signedSources: string[], log: Logg
       url: config.store,
       signedSources,
       onConnectionError: (err) => log.warn({ err: err.message }, 'a PostgreSQL connection failed; the pool connects again'),
-      soleNode: { onLost: (why) => log.error(why) },
+      ...(config.cluster === 'on' ? {} : { soleNode: { onLost: (why: string) => log.error(why) } }),
     });
   }
   return SqliteStore.open({

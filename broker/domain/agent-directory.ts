@@ -18,6 +18,8 @@ export class AgentDirectory {
     private readonly sessions: SessionRegistry,
     /** Every stored agent, read when the relay starts. */
     stored: readonly StoredAgent[],
+    /** True when the agent is connected through another relay node (SessionBindings.elsewhere). */
+    private readonly connectedElsewhere: (id: string) => boolean = () => false,
   ) {
     this.reload(stored);
   }
@@ -72,7 +74,7 @@ export class AgentDirectory {
   /** The agent on the wire without its meta (agent/updated). */
   summary(a: CachedAgent): AgentSummary {
     const { tokenHash: _t, offlineAt: _o, inboxFloor: _f, meta: _m, ...rest } = a as CachedAgent & Partial<StoredAgent>;
-    return { ...rest, connected: this.sessions.isConnected(a.id) };
+    return { ...rest, connected: this.sessions.isConnected(a.id) || this.connectedElsewhere(a.id) };
   }
 
   /** With its meta, read from the store (the cache does not hold it). */

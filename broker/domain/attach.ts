@@ -55,7 +55,7 @@ export async function attachStream(d: Domain, session: Session, req: AttachReque
 /** The session is gone: forget it; an agent it spoke for is now disconnected (its TTL counts from here). */
 export function detach(d: Domain, session: Session): string | null {
   const agentId = d.sessions.remove(session);
-  if (agentId) noteDisconnected(d, agentId);
+  if (agentId) noteDisconnected(d, agentId, session);
   return agentId;
 }
 

@@ -2,13 +2,15 @@ import { CLOSE_CODES } from '../../protocol/index.js';
 import type { RelayConfig } from '../config.js';
 import type { Integration } from '../integrations.js';
 import type { Logger } from '../logger.js';
+import { randomUUID } from 'node:crypto';
 import { AgentDirectory } from './agent-directory.js';
+import { MOVED_ELSEWHERE, SessionBindings } from './bindings.js';
 import { CommitQueue } from './commit-queue.js';
 import { Notifier } from './notifier.js';
 import { SearchPages } from './search-pages.js';
 import type { Clock } from './ports.js';
 import { SessionRegistry } from './sessions.js';
-import type { Change, RelayStore, StoredAgent } from './store-port.js';
+import type { Change, RelayStore, StoredAgent, StoredSession } from './store-port.js';
 
 export interface DomainHooks {
   /** Wakes the callback dispatcher once an outbox entry is durable. */
@@ -21,6 +23,8 @@ export interface DomainHooks {
 /** What the domain reads from the store once, when the relay starts. */
 export interface DomainStart {
   agents: readonly StoredAgent[];
+  /** Where each agent's connection was bound last. */
+  sessions: readonly StoredSession[];
   /** The newest message and event: the live feed goes on from there. */
   messageId: number;
   eventId: number;
@@ -34,6 +38,7 @@ export interface DomainStart {
 export class Domain {
   readonly sessions = new SessionRegistry();
   readonly agents: AgentDirectory;
+  readonly bindings: SessionBindings;
   readonly notifier: Notifier;
   readonly queue: CommitQueue;
   readonly searches: SearchPages;
@@ -41,8 +46,8 @@ export class Domain {
 
   /** Read what the domain starts from, then build it. */
   static async open(store: RelayStore, config: RelayConfig, log: Logger, clock: Clock, integrations: ReadonlyMap<string, Integration> = new Map(), hooks: DomainHooks = {}): Promise<Domain> {
-    const [agents, messageId, eventId] = await Promise.all([store.agents.all(), store.messages.maxId(), store.events.maxId()]);
-    return new Domain(store, config, log, clock, integrations, hooks, { agents, messageId, eventId });
+    const [agents, sessions, messageId, eventId] = await Promise.all([store.agents.all(), store.sessions.all(), store.messages.maxId(), store.events.maxId()]);
+    return new Domain(store, config, log, clock, integrations, hooks, { agents, sessions, messageId, eventId });
   }
 
   private constructor(
@@ -54,7 +59,8 @@ export class Domain {
     hooks: DomainHooks,
     start: DomainStart,
   ) {
-    this.agents = new AgentDirectory(store.agents, this.sessions, start.agents);
+    this.bindings = new SessionBindings(store.nodes?.self ?? `node-${randomUUID()}`, store.nodes, start.sessions);
+    this.agents = new AgentDirectory(store.agents, this.sessions, start.agents, (id) => this.bindings.elsewhere(id, clock.now()));
     const onCallback = hooks.onCallbackEnqueued ?? (() => {});
     const publish = (changes: readonly Change[]) => this.publish(changes, onCallback);
     // A store with a change feed publishes every node's commits, this one's too, before it answers.
@@ -67,6 +73,19 @@ export class Domain {
     this.searches = new SearchPages(() => clock.now());
     this.startedAt = clock.now();
     store.feed?.follow(publish, (why) => void this.resync(why));
+  }
+
+  /**
+   * A commit moved an agent's connection. Bound to another node with a newer epoch than this
+   * node's session of the agent: that session is closed with 4502 (one session per agent across
+   * the nodes). Observers hear of the agent's connected state either way.
+   */
+  private sessionMoved(s: StoredSession): void {
+    this.bindings.committed(s);
+    const local = this.sessions.forAgent(s.agentId);
+    if (local && s.node !== null && s.node !== this.bindings.self && (this.bindings.epochOf(local) ?? 0) < s.epoch) this.sessions.evict(s.agentId, MOVED_ELSEWHERE);
+    const a = this.agents.get(s.agentId);
+    if (a) this.notifier.agentUpdated(this.agents.summary(a));
   }
 
   /**
@@ -109,6 +128,9 @@ export class Domain {
           break;
         case 'agentRemoved':
           this.agents.removed(c.id);
+          break;
+        case 'session':
+          this.sessionMoved(c.session);
           break;
         case 'lease':
           this.notifier.leaseUpdated(c.lease, c.event);

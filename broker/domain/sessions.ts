@@ -31,6 +31,15 @@ export class SessionRegistry {
     return true;
   }
 
+  /** The agent's connection moved to another relay node: this node's session of it is closed as replaced. */
+  evict(agentId: string, reason: string): void {
+    const session = this.byAgent.get(agentId);
+    if (!session) return;
+    this.byAgent.delete(agentId);
+    session.agentId = null;
+    session.close(CLOSE_CODES.replaced, reason);
+  }
+
   subscribe(session: Session, topics: readonly StreamTopic[]): void {
     for (const t of topics) {
       session.topics.add(t);

@@ -28,6 +28,23 @@ export function withoutMeta(a: StoredAgent): CachedAgent {
   return rest;
 }
 
+/**
+ * Which relay node holds the agent's connection: `epoch` rises with every binding, so of two
+ * connections of one agent on different nodes the newer is known everywhere (the older is closed
+ * with 4502). `node` null: connected nowhere since `at`.
+ */
+export interface StoredSession {
+  agentId: string;
+  node: string | null;
+  epoch: number;
+  at: number;
+}
+
+/** Bind the agent's connection to this node (with a registration): a new epoch. */
+export interface SessionBind {
+  node: string;
+}
+
 export type NewMessage = Omit<Message, 'id' | 'threadId'> & { threadId: number | null };
 export type NewTask = Pick<Task, 'title' | 'body' | 'target' | 'channel' | 'dedupeKey' | 'source' | 'callbackUrl' | 'meta' | 'createdAt'>;
 
@@ -180,9 +197,11 @@ export type WriteOp =
   /** Return a claimed task to open, record why, and announce it again. */
   | { op: 'task.release'; at: number; guard: TaskGuard; release: PlannedRelease }
   /** A new agent. Preconditions: the id is free and the registry below `maxAgents`. */
-  | { op: 'agent.insert'; at: number; agent: Omit<StoredAgent, 'inboxFloor'>; maxAgents: number; events: EventSpec[] }
+  | { op: 'agent.insert'; at: number; agent: Omit<StoredAgent, 'inboxFloor'>; maxAgents: number; events: EventSpec[]; bind?: SessionBind }
   /** Change fields of an agent whose token hash and status are still `expect`. */
-  | { op: 'agent.patch'; at: number; id: string; expect: { tokenHash: string; status: Agent['status'] }; patch: AgentPatch; events: EventSpec[] }
+  | { op: 'agent.patch'; at: number; id: string; expect: { tokenHash: string; status: Agent['status'] }; patch: AgentPatch; events: EventSpec[]; bind?: SessionBind }
+  /** The agent's connection to `node` (of `epoch`) is gone. Precondition: its binding is still that one. */
+  | { op: 'session.unbind'; at: number; agentId: string; node: string; epoch: number }
   /**
    * Take an agent offline and release its claimed work and its leases. Preconditions: it is not
    * offline, and its unfinished claimed tasks are exactly `releases` (same attempts).
@@ -246,6 +265,8 @@ export type Change =
   | { kind: 'event'; event: RelayEvent }
   | { kind: 'agent'; agent: StoredAgent }
   | { kind: 'agentRemoved'; id: string }
+  /** Where the agent is connected now (node null: nowhere). */
+  | { kind: 'session'; session: StoredSession }
   /** A lease event: the lease as it was right after it. */
   | { kind: 'lease'; lease: Lease; event: RelayEvent }
   /** An outbox entry was written: the dispatcher should look. */
@@ -269,8 +290,9 @@ export interface Results {
   'task.claim': { task: Task };
   'task.transition': { task: Task };
   'task.release': { task: Task };
-  'agent.insert': { agent: StoredAgent; newestMessageId: number };
-  'agent.patch': { agent: StoredAgent; newestMessageId: number };
+  'agent.insert': { agent: StoredAgent; newestMessageId: number; session: StoredSession | null };
+  'agent.patch': { agent: StoredAgent; newestMessageId: number; session: StoredSession | null };
+  'session.unbind': { session: StoredSession };
   'agent.offline': { agent: StoredAgent };
   'agent.touch': null;
   'delivery.read': { marked: number };
@@ -369,6 +391,18 @@ export interface OutboxReads {
   depthByState(): Promise<Record<OutboxState, number>>;
 }
 
+export interface SessionReads {
+  all(): Promise<StoredSession[]>;
+}
+
+/** The relay nodes sharing a store, as far as this one has heard (a store of one node has none). */
+export interface NodeDirectory {
+  /** This node's id: new at every start. */
+  readonly self: string;
+  /** When `node` was last heard from (this node's clock), or undefined when never. */
+  lastHeard(node: string): number | undefined;
+}
+
 export interface AgentReads {
   all(): Promise<StoredAgent[]>;
   get(id: string): Promise<StoredAgent | undefined>;
@@ -420,6 +454,8 @@ export interface RelayStore {
   readonly agents: AgentReads;
   readonly receipts: ReceiptReads;
   readonly leases: LeaseReads;
+  readonly sessions: SessionReads;
+  readonly nodes?: NodeDirectory;
   readonly health: StoreHealth;
   readonly feed?: ChangeFeed;
   /** Messages with ids up to this were pruned: a cursor below it cannot be resumed. */

@@ -24,6 +24,8 @@ export const COPIED_TABLES: readonly CopiedTable[] = [
   { name: 'outbox', order: 'id', identity: 'outbox' },
   { name: 'webhook_receipts', order: 'integration, delivery_id' },
   { name: 'leases', order: 'id' },
+  // Epochs keep rising after the move; the nodes named are the old relay's, gone.
+  { name: 'agent_sessions', order: 'agent_id' },
 ];
 
 /**

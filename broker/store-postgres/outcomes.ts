@@ -1,5 +1,5 @@
 import type { Change, OpName, Outcome, PruneCounts, Refusal, Results, WriteOp } from '../domain/store-port.js';
-import { agentFromRow, eventFromRow, leaseFromRow, messageFromRow, outboxFromRow, taskFromRow } from './rows.js';
+import { agentFromRow, eventFromRow, leaseFromRow, messageFromRow, outboxFromRow, sessionFromRow, taskFromRow } from './rows.js';
 
 /*
  * relay_apply's outcomes (jsonb: row images, keys in jsonb's order) to the port's Outcome objects,
@@ -28,6 +28,8 @@ export function changeFromRaw(c: Raw): Change {
       return { kind: 'agent', agent: agentFromRow(c.agent as Raw) };
     case 'agentRemoved':
       return { kind: 'agentRemoved', id: c.id as string };
+    case 'session':
+      return { kind: 'session', session: sessionFromRow(c.session as Raw) };
     case 'lease':
       return { kind: 'lease', lease: leaseFromRow(c.lease as Raw), event: eventFromRow(c.event as Raw) };
     case 'callback':
@@ -48,7 +50,9 @@ function value(op: OpName, v: Raw | null): unknown {
       return { task: taskFromRow(v!.task as Raw) };
     case 'agent.insert':
     case 'agent.patch':
-      return { agent: agentFromRow(v!.agent as Raw), newestMessageId: v!.newestMessageId as number };
+      return { agent: agentFromRow(v!.agent as Raw), newestMessageId: v!.newestMessageId as number, session: v!.session ? sessionFromRow(v!.session as Raw) : null };
+    case 'session.unbind':
+      return { session: sessionFromRow(v!.session as Raw) } satisfies Results['session.unbind'];
     case 'agent.offline':
       return { agent: agentFromRow(v!.agent as Raw) };
     case 'delivery.read':

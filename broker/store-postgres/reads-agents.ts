@@ -1,7 +1,7 @@
 import type { Lease } from '../../protocol/index.js';
-import type { AgentReads, LeaseReads, StoredAgent } from '../domain/store-port.js';
+import type { AgentReads, LeaseReads, SessionReads, StoredAgent, StoredSession } from '../domain/store-port.js';
 import type { Query } from './connection.js';
-import { agentFromRow, leaseFromRow } from './rows.js';
+import { agentFromRow, leaseFromRow, sessionFromRow } from './rows.js';
 
 // SQLite lists agents in the order they were first stored (rowid); registration time is that order.
 const ALL = `SELECT * FROM agents ORDER BY registered_at, id`;
@@ -47,5 +47,13 @@ export class PgLeaseReads implements LeaseReads {
   /** Leases whose TTL passed by `now` and whose end is not recorded yet. */
   async expired(now: number): Promise<Lease[]> {
     return (await this.q(EXPIRED, [now])).map(leaseFromRow);
+  }
+}
+
+export class PgSessionReads implements SessionReads {
+  constructor(private readonly q: Query) {}
+
+  async all(): Promise<StoredSession[]> {
+    return (await this.q('SELECT * FROM agent_sessions')).map(sessionFromRow);
   }
 }

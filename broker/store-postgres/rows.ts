@@ -1,5 +1,5 @@
 import type { AgentStatus, EventKind, Lease, LeaseEnd, LeaseMode, Message, RelayEvent, Task, TaskStatus } from '../../protocol/index.js';
-import type { DeliverySpan, OutboxEntry, OutboxState, StoredAgent } from '../domain/store-port.js';
+import type { DeliverySpan, OutboxEntry, OutboxState, StoredAgent, StoredSession } from '../domain/store-port.js';
 
 /*
  * Rows to protocol objects: the same objects, field for field, as the SQLite store returns
@@ -122,6 +122,10 @@ export function outboxFromRow(r: Row): OutboxEntry {
     updatedAt: n(r.updated_at),
     leaseEpoch: n(r.lease_epoch),
   };
+}
+
+export function sessionFromRow(r: Row): StoredSession {
+  return { agentId: s(r.agent_id), node: sn(r.node), epoch: n(r.epoch), at: n(r.at) };
 }
 
 export function spanFromRow(r: Row): DeliverySpan {

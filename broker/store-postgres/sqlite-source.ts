@@ -8,7 +8,7 @@ import { MigrateRefused } from './migrate-refused.js';
  * store after its migration 0006, whose tables 0001_schema.sql mirrors. A newer SQLite schema needs
  * this copy (and the PostgreSQL schema) brought along first: such a file is refused, not half-copied.
  */
-export const SQLITE_SCHEMA_VERSION = 7;
+export const SQLITE_SCHEMA_VERSION = 8;
 
 /** The SQLite tables that are not copied row for row. */
 const NOT_COPIED = new Set([

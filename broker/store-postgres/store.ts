@@ -3,7 +3,8 @@ import type { Outcome, RelayStore, StoreHealth, WriteOp } from '../domain/store-
 import { StartupError } from '../startup-error.js';
 import { type ConnectionSettings, DEFAULT_SETTINGS, describe, openPool, type Query, readQuery, redactedUrl } from './connection.js';
 import { migrate } from './migrate.js';
-import { PgAgentReads, PgLeaseReads } from './reads-agents.js';
+import { NodeHeartbeats } from './nodes.js';
+import { PgAgentReads, PgLeaseReads, PgSessionReads } from './reads-agents.js';
 import { PgDeliveryReads, PgMessageReads } from './reads-messages.js';
 import { PgEventReads, PgOutboxReads, PgReceiptReads, PgTaskReads } from './reads-tasks.js';
 import { PgSearch } from './search.js';
@@ -49,6 +50,7 @@ export class PostgresStore implements RelayStore {
   readonly receipts;
   readonly leases;
   readonly search;
+  readonly sessions;
   readonly health: StoreHealth;
   readonly feed: PostgresFeed;
   private readonly q: Query;
@@ -60,6 +62,7 @@ export class PostgresStore implements RelayStore {
     private readonly writer: PostgresWriter,
     private readonly listenPool: pg.Pool,
     feed: PostgresFeed,
+    readonly nodes: NodeHeartbeats,
     settings: { synchronous: string; journalMode: string },
     private readonly node: { lock: SoleNode; pool: pg.Pool } | null,
   ) {
@@ -74,6 +77,7 @@ export class PostgresStore implements RelayStore {
     this.receipts = new PgReceiptReads(q);
     this.leases = new PgLeaseReads(q);
     this.search = new PgSearch(q);
+    this.sessions = new PgSessionReads(q);
     this.health = {
       get lastFailure() {
         return writer.lastFailure;
@@ -107,6 +111,8 @@ export class PostgresStore implements RelayStore {
       }
       // Taken before anything else reads the store: what commits from here on, the feed publishes.
       const feed = await PostgresFeed.open(listenPool, readQuery(readPool), (err) => onError(err instanceof Error ? err : new Error(String(err))));
+      const nodes = new NodeHeartbeats(readQuery(readPool), (err) => onError(err instanceof Error ? err : new Error(String(err))));
+      await nodes.start();
       let node: { lock: SoleNode; pool: pg.Pool } | null = null;
       if (opts.soleNode) {
         const pool = openPool(settings, 'node lock', 1, onError);
@@ -116,7 +122,7 @@ export class PostgresStore implements RelayStore {
         });
         node = { lock, pool };
       }
-      return new PostgresStore(writerPool, readPool, new PostgresWriter(writerPool, readPool, opts.signedSources ?? []), listenPool, feed, reported, node);
+      return new PostgresStore(writerPool, readPool, new PostgresWriter(writerPool, readPool, opts.signedSources ?? []), listenPool, feed, nodes, reported, node);
     } catch (err) {
       await Promise.allSettled([writerPool.end(), readPool.end(), listenPool.end()]);
       throw err;
@@ -155,6 +161,7 @@ export class PostgresStore implements RelayStore {
   /** Finish the batch in hand, then end the pools. */
   close(): Promise<void> {
     this.closing ??= (async () => {
+      this.nodes.stop();
       await this.writer.close();
       await this.feed.close();
       if (this.node) {

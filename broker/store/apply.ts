@@ -12,6 +12,7 @@ import {
   type Refusal,
   type Results,
   type StoredAgent,
+  type StoredSession,
   type TaskGuard,
   type WriteOp,
 } from '../domain/store-port.js';
@@ -65,6 +66,8 @@ export class OpApplier {
         return this.patchAgent(op);
       case 'agent.offline':
         return this.offline(op);
+      case 'session.unbind':
+        return this.unbind(op);
       case 'agent.touch':
         for (const id of op.ids) this.t.agents.touchLastSeen(id, op.at);
         return ok(null);
@@ -266,7 +269,7 @@ export class OpApplier {
     const agent: StoredAgent = { ...op.agent, inboxFloor: newestMessageId };
     this.saveAgent(agent);
     this.agentEvents(op.at, agent.id, op.events);
-    return ok({ agent, newestMessageId } satisfies Results['agent.insert']);
+    return ok({ agent, newestMessageId, session: this.bind(op) } satisfies Results['agent.insert']);
   }
 
   private patchAgent(op: OpOf<'agent.patch'>): Applied {
@@ -276,7 +279,22 @@ export class OpApplier {
     const agent = patched(existing, op.patch);
     this.saveAgent(agent);
     this.agentEvents(op.at, agent.id, op.events);
-    return ok({ agent, newestMessageId: this.t.messages.maxId() } satisfies Results['agent.patch']);
+    return ok({ agent, newestMessageId: this.t.messages.maxId(), session: this.bind(op) } satisfies Results['agent.patch']);
+  }
+
+  /** A registration's binding of the agent's connection to its node, if it asked for one. */
+  private bind(op: OpOf<'agent.insert'> | OpOf<'agent.patch'>): StoredSession | null {
+    if (!op.bind) return null;
+    const session = this.t.sessions.bind(op.op === 'agent.insert' ? op.agent.id : op.id, op.bind.node, op.at);
+    this.changes.push({ kind: 'session', session });
+    return session;
+  }
+
+  private unbind(op: OpOf<'session.unbind'>): Applied {
+    const session = this.t.sessions.unbind(op.agentId, op.node, op.epoch, op.at);
+    if (!session) return refuse({ refused: 'changed' });
+    this.changes.push({ kind: 'session', session });
+    return ok({ session } satisfies Results['session.unbind']);
   }
 
   private offline(op: OpOf<'agent.offline'>): Applied {

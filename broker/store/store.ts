@@ -1,7 +1,21 @@
 import Database from 'better-sqlite3';
 import { Worker } from 'node:worker_threads';
 import { RelayError } from '../../protocol/index.js';
-import type { AgentReads, DeliveryReads, EventReads, LeaseReads, MessageReads, Outcome, OutboxReads, ReceiptReads, RelayStore, StoreHealth, TaskReads, WriteOp } from '../domain/store-port.js';
+import type {
+  AgentReads,
+  DeliveryReads,
+  EventReads,
+  LeaseReads,
+  MessageReads,
+  Outcome,
+  OutboxReads,
+  ReceiptReads,
+  RelayStore,
+  SessionReads,
+  StoreHealth,
+  TaskReads,
+  WriteOp,
+} from '../domain/store-port.js';
 import type { Db, OpenOptions } from './db.js';
 import type { MessageTable } from './messages.js';
 import { databaseOpenError } from './open-error.js';
@@ -46,6 +60,7 @@ export class SqliteStore implements RelayStore {
   readonly outbox: OutboxReads;
   readonly receipts: ReceiptReads;
   readonly leases: LeaseReads;
+  readonly sessions: SessionReads;
   readonly search: SearchThread;
   /** The read connection's message statements, whose in-memory inbox bounds follow every commit. */
   private readonly messageTable: MessageTable;
@@ -77,6 +92,7 @@ export class SqliteStore implements RelayStore {
     this.outbox = promised(t.outbox, ['due', 'nextDueAt', 'ofTask', 'depthByState']);
     this.receipts = promised(t.receipts, ['seen']);
     this.leases = promised(t.leases, ['get', 'list', 'expired']);
+    this.sessions = promised(t.sessions, ['all']);
     this.getMeta = reader.prepare<[string], { value: string }>(GET_META);
     const store = this;
     this.health = {

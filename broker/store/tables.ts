@@ -6,6 +6,7 @@ import { LeaseTable } from './leases.js';
 import { MessageTable } from './messages.js';
 import { OutboxTable } from './outbox.js';
 import { ReceiptTable } from './receipts.js';
+import { SessionTable } from './sessions.js';
 import { TaskTable } from './tasks.js';
 
 /** The statements of every table on one connection (the writer's, or the read-only one). */
@@ -18,6 +19,7 @@ export interface TableSet {
   readonly outbox: OutboxTable;
   readonly receipts: ReceiptTable;
   readonly leases: LeaseTable;
+  readonly sessions: SessionTable;
 }
 
 /** The SQLite tables an op is applied to, inside the writer's open transaction. */
@@ -37,5 +39,6 @@ export function openTables(db: Db): TableSet {
     outbox: new OutboxTable(db),
     receipts: new ReceiptTable(db),
     leases: new LeaseTable(db),
+    sessions: new SessionTable(db),
   };
 }

@@ -48,7 +48,7 @@ const agent = (id: string, over: Partial<StoredAgent> = {}): Omit<StoredAgent, '
 /** Batches planned on the outcomes so far (ids are read back from the SQLite answers). */
 function* script(): Generator<WriteOp[], void, Outcome[]> {
   let o = yield [
-    { op: 'agent.insert', at, agent: agent('bob'), maxAgents: 10, events: [{ kind: 'agent.online', agentId: 'bob', data: { client: 'x', resumed: false } }] },
+    { op: 'agent.insert', at, agent: agent('bob'), maxAgents: 10, events: [{ kind: 'agent.online', agentId: 'bob', data: { client: 'x', resumed: false } }], bind: { node: 'n1' } },
     { op: 'agent.insert', at, agent: agent('carol'), maxAgents: 10, events: [] },
     { op: 'message.send', at, message: msg(), recipients: ['bob', 'carol'], task: null },
     { op: 'message.send', at, message: msg({ subject: 'S', body: 'second', channel: 'ops' }), recipients: ['bob'], task: null },
@@ -109,7 +109,17 @@ function* script(): Generator<WriteOp[], void, Outcome[]> {
     { op: 'delivery.read', at: at + 7, agentId: 'bob', ids: [first, first, 99], upTo: null },
     { op: 'delivery.read', at: at + 7, agentId: 'carol', ids: null, upTo: 1_000 },
     { op: 'agent.touch', at: at + 8, ids: ['bob', 'nobody'] },
-    { op: 'agent.patch', at: at + 9, id: 'carol', expect: { tokenHash: 'h'.repeat(64), status: 'online' }, patch: { label: 'C', meta: { q: 1, b: 2 }, lastSeenAt: at + 1, client: null }, events: [] },
+    {
+      op: 'agent.patch',
+      at: at + 9,
+      id: 'carol',
+      expect: { tokenHash: 'h'.repeat(64), status: 'online' },
+      patch: { label: 'C', meta: { q: 1, b: 2 }, lastSeenAt: at + 1, client: null },
+      events: [],
+      bind: { node: 'n2' },
+    },
+    { op: 'session.unbind', at: at + 9, agentId: 'bob', node: 'n1', epoch: 1 },
+    { op: 'session.unbind', at: at + 9, agentId: 'carol', node: 'n1', epoch: 1 },
   ];
   o = yield [
     { op: 'lease.acquire', at: at + 10, agentId: 'bob', mode: 'exclusive', resources: ['src/**', 'db:main'], reason: 'migrating', ttlMs: 1000, maxHeld: 4 },
@@ -163,6 +173,7 @@ async function reads(s: RelayStore) {
     agents: await s.agents.all(),
     meta: await s.agents.metaOf('bob'),
     leases: await s.leases.list({ now: at, since: 0, holder: null }),
+    sessions: (await s.sessions.all()).sort((x, y) => x.agentId.localeCompare(y.agentId)),
     lease1: await s.leases.get(1),
     expired: await s.leases.expired(at + 100_000),
     receipt: await s.receipts.seen('gh', 'd1'),

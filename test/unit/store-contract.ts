@@ -236,6 +236,26 @@ export function storeContract(t: Test, open: (t: Test) => Promise<RelayStore>): 
     t.match((await store.outbox.ofTask(second))[0], { state: 'delivered', attempts: 1, leaseEpoch: 2 }, 'the one holding the lease records it');
   });
 
+  t.test('sessions: a registration binds the agent to its node with the next epoch; a disconnect unbinds only that binding', async (t) => {
+    const store = await open(t);
+    const inserted = value<{ session: unknown }>(await one(store, { op: 'agent.insert', at, agent: agent('bob'), maxAgents: 10, events: [], bind: { node: 'n1' } }));
+    t.same(inserted.session, { agentId: 'bob', node: 'n1', epoch: 1, at }, 'bound to n1, epoch 1');
+    const unbound = value<{ session: unknown }>(await one(store, { op: 'agent.insert', at, agent: agent('carol'), maxAgents: 10, events: [] }));
+    t.equal(unbound.session, null, 'a registration without a socket binds nothing');
+    const expect = { tokenHash: agent('bob').tokenHash, status: 'online' as const };
+    const moved = await one(store, { op: 'agent.patch', at: at + 1, id: 'bob', expect, patch: {}, events: [], bind: { node: 'n2' } });
+    t.same(value<{ session: unknown }>(moved).session, { agentId: 'bob', node: 'n2', epoch: 2, at: at + 1 }, 'registered again on n2: epoch 2');
+    t.same(
+      moved.changes.filter((c) => c.kind === 'session'),
+      [{ kind: 'session', session: { agentId: 'bob', node: 'n2', epoch: 2, at: at + 1 } }],
+      'published as a session change',
+    );
+    t.match(await one(store, { op: 'session.unbind', at: at + 2, agentId: 'bob', node: 'n1', epoch: 1 }), { ok: false, refused: 'changed' }, "n1's old connection going away does not unbind n2's");
+    const gone = await one(store, { op: 'session.unbind', at: at + 3, agentId: 'bob', node: 'n2', epoch: 2 });
+    t.same(value<{ session: unknown }>(gone).session, { agentId: 'bob', node: null, epoch: 2, at: at + 3 }, "n2's connection gone: connected nowhere");
+    t.same(await store.sessions.all(), [{ agentId: 'bob', node: null, epoch: 2, at: at + 3 }], 'read back');
+  });
+
   t.test('agent.insert: a free id below the limit; its inbox floor is the newest message', async (t) => {
     const store = await open(t);
     value(await one(store, send()));

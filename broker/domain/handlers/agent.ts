@@ -18,6 +18,7 @@ import { attach } from '../attach.js';
 import { checkCursor } from '../delivery.js';
 import type { Domain } from '../domain.js';
 import { takeOffline } from '../offline.js';
+import { registered } from '../presence.js';
 import { withinBudgetRead } from '../result-budget.js';
 import { REPLANS, type AgentPatch, type CachedAgent, type EventSpec, type OpOf, type StoredAgent } from '../store-port.js';
 import { hashToken, newToken, verifyToken } from '../tokens.js';
@@ -32,6 +33,8 @@ export async function register(ctx: CallContext, p: AgentRegisterParams): Promis
   const d = ctx.domain;
   await checkCursor(d, p.since);
   const id = p.id ?? generateAgentId(p);
+  // A registration over a socket binds the agent's connection to this node (a new epoch); over HTTP there is none.
+  const bind = ctx.session ? { bind: { node: d.bindings.self } } : {};
   for (let round = 0; ; round++) {
     const existing = d.agents.get(id);
     const now = d.now();
@@ -59,7 +62,7 @@ export async function register(ctx: CallContext, p: AgentRegisterParams): Promis
         offlineAt: null,
       };
       const events: EventSpec[] = existing.status === 'offline' ? [{ kind: 'agent.online', agentId: id, data: { client: p.client ?? existing.client, resumed: true } }] : [];
-      op = { op: 'agent.patch' as const, at: now, id, expect: { tokenHash: existing.tokenHash, status: existing.status }, patch, events };
+      op = { op: 'agent.patch' as const, at: now, id, expect: { tokenHash: existing.tokenHash, status: existing.status }, patch, events, ...bind };
     } else {
       token = newToken();
       const agent = {
@@ -81,7 +84,14 @@ export async function register(ctx: CallContext, p: AgentRegisterParams): Promis
         offlineAt: null,
         meta: p.meta ?? {},
       };
-      op = { op: 'agent.insert' as const, at: now, agent, maxAgents: d.config.maxAgents, events: [{ kind: 'agent.online' as const, agentId: id, data: { client: agent.client, resumed: false } }] };
+      op = {
+        op: 'agent.insert' as const,
+        at: now,
+        agent,
+        maxAgents: d.config.maxAgents,
+        events: [{ kind: 'agent.online' as const, agentId: id, data: { client: agent.client, resumed: false } }],
+        ...bind,
+      };
     }
     const done = await d.queue.apply(op, (o) => {
       if (!o.ok) {
@@ -97,6 +107,7 @@ export async function register(ctx: CallContext, p: AgentRegisterParams): Promis
       // Messages committed after this point are pushed live by their own commits; the backlog stops
       // here. The session is bound now, in commit order; its backlog is read after.
       const attached = ctx.session ? attach(d, ctx.session, { agentId: id, ...(p.since !== undefined ? { since: p.since } : {}), topics: [] }, cursor) : null;
+      if (ctx.session && o.value.session) registered(d, ctx.session, id, o.value.session.epoch);
       return { result: { agent: d.agents.wire(agent), agentToken: token, cursor, created: !existing }, attached };
     });
     if (done) {

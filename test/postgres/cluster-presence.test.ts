@@ -1,0 +1,120 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t, { type Test } from 'tap';
+import { CLOSE_CODES } from '../../protocol/index.js';
+import { startPostgres } from '../helpers/postgres.js';
+import { spawnRelay, type RelayProcess } from '../helpers/relay-process.js';
+import { waitFor } from '../helpers/wait.js';
+import { connectAgent, WsRpc } from '../helpers/ws-client.js';
+
+/*
+ * Presence across relay nodes (AGENT_RELAY_CLUSTER=on): relay processes on one PostgreSQL
+ * database. One session per agent across the nodes (a newer registration on another node closes
+ * the old socket with 4502); an agent connected through another live node is listed connected
+ * and is not stale; a dead node's agents are released only STALE_TTL_MS after they were last
+ * heard from, and one that reconnects to another node within it never.
+ */
+
+const server = await startPostgres(t);
+const TTL_MS = 3_000;
+
+async function nodes(t: Test, n: number): Promise<RelayProcess[]> {
+  const url = await server.freshDatabase();
+  const dir = mkdtempSync(join(tmpdir(), 'relay-cluster-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const env = { AGENT_RELAY_STORE: url, AGENT_RELAY_CLUSTER: 'on', STALE_TTL_MS: String(TTL_MS), AGENT_RELAY_PRESENCE_INTERVAL_MS: '200' };
+  const out: RelayProcess[] = [];
+  for (let i = 0; i < n; i++) out.push(await spawnRelay(t, { dbPath: join(dir, `unused-${i}.db`), env }));
+  return out;
+}
+
+type Listed = { id: string; status: string; connected: boolean; lastSeenAt: number };
+const listed = async (rpc: WsRpc, id: string): Promise<Listed | undefined> => ((await rpc.call('agent/list', {})).agents as Listed[]).find((a) => a.id === id);
+
+t.test('one session per agent across nodes; connected through another node is connected', async (t) => {
+  const [a, b] = await nodes(t, 2);
+  const observer = await WsRpc.connect(t, a!.wsUrl);
+  const first = await connectAgent(t, a!.wsUrl, { id: 'x' });
+  t.match(await listed(observer, 'x'), { connected: true }, 'x on node 1, listed connected there');
+
+  const second = await WsRpc.connect(t, b!.wsUrl);
+  const at = Date.now();
+  await second.call('agent/register', { id: 'x', agentToken: first.token });
+  const code = await first.rpc.closed;
+  t.equal(code, CLOSE_CODES.replaced, `registering x on node 2 closed its node-1 socket with 4502 (${Date.now() - at} ms after)`);
+  t.match(first.rpc.closeReason, /another relay node/, 'saying why');
+  t.equal(second.closeCode, null, 'the newer socket stays open');
+  await waitFor(async () => (await listed(observer, 'x'))?.connected === true, 'node 1 to list x as connected (through node 2)');
+  t.pass('node 1 lists x connected while its socket is on node 2');
+
+  await second.close();
+  await waitFor(async () => (await listed(observer, 'x'))?.connected === false, 'node 1 to list x as disconnected');
+  t.pass('and disconnected once that socket closed');
+  t.match(await listed(observer, 'x'), { status: 'online' }, 'still online: its TTL counts from the disconnect');
+});
+
+t.test("a dead node's agents: released only STALE_TTL_MS after they were last heard from; one that reconnects elsewhere, never", async (t) => {
+  const [a, b] = await nodes(t, 2);
+  const observer = await WsRpc.connect(t, a!.wsUrl);
+  const y = await connectAgent(t, b!.wsUrl, { id: 'y' });
+  const z = await connectAgent(t, b!.wsUrl, { id: 'z' });
+  const { task } = await observer.call('task/create', { title: 'held by y', target: 'y', from: 'ext:ci' });
+  await y.rpc.call('task/claim', { id: task.id });
+  await waitFor(async () => (await listed(observer, 'y'))?.connected === true, 'node 1 to list y as connected through node 2');
+
+  const killedAt = Date.now();
+  await b!.kill9();
+  // z moves to node 1 well within its TTL.
+  await new Promise((r) => setTimeout(r, 500));
+  const zAgain = await WsRpc.connect(t, a!.wsUrl);
+  await zAgain.call('agent/register', { id: 'z', agentToken: z.token });
+
+  const ySeen = (await listed(observer, 'y'))!.lastSeenAt;
+  t.ok((await listed(observer, 'y'))?.status === 'online' && Date.now() - ySeen < TTL_MS, 'y is still online right after its node died');
+  await waitFor(async () => (await listed(observer, 'y'))?.status === 'offline', 'y to go offline', TTL_MS + 15_000, 50);
+  const offlineAt = Date.now();
+  const y2 = (await listed(observer, 'y'))!;
+  t.ok(
+    offlineAt - y2.lastSeenAt >= TTL_MS,
+    `y went offline ${offlineAt - y2.lastSeenAt} ms after it was last heard from (STALE_TTL_MS ${TTL_MS}; ${offlineAt - killedAt} ms after its node was killed)`,
+  );
+  const after = await observer.call('task/get', { id: task.id });
+  t.equal(after.task.status, 'open', "y's claimed task was released");
+
+  await new Promise((r) => setTimeout(r, 1000));
+  t.match(await listed(observer, 'z'), { status: 'online', connected: true }, 'z, back on node 1 within its TTL, was never released');
+  const events = (await observer.call('event/list', { kind: 'agent.offline' })).events as { agentId: string }[];
+  t.same(
+    events.map((e) => e.agentId),
+    ['y'],
+    'the only agent.offline event is y’s',
+  );
+});
+
+t.test('a message sent on one node reaches a socket on another, in id order; resumed by cursor on a third', async (t) => {
+  const [a, b, c] = await nodes(t, 3);
+  const sender = await connectAgent(t, a!.wsUrl, { id: 'sender' });
+  const x = await connectAgent(t, b!.wsUrl, { id: 'x' });
+  await waitFor(async () => (await listed(sender.rpc, 'x'))?.connected === true, 'node 1 to know x');
+  const SENT = 200;
+  const ids: number[] = [];
+  for (let i = 0; i < SENT; i++) ids.push((await sender.rpc.call('message/send', { to: 'x', body: `m${i}` })).message.id);
+  await waitFor(() => x.rpc.messages().length >= SENT, `x (node 2) to get ${SENT} messages sent on node 1`);
+  t.same(
+    x.rpc.messages().map((m) => m.id as number),
+    ids,
+    `x got all ${SENT}, each once, in id order`,
+  );
+  const cursor = ids.at(-1)!;
+  await x.rpc.close();
+  const later: number[] = [];
+  for (let i = 0; i < 50; i++) later.push((await sender.rpc.call('message/send', { to: 'x', body: `later ${i}` })).message.id);
+  const back = await WsRpc.connect(t, c!.wsUrl);
+  await back.call('agent/register', { id: 'x', agentToken: x.token, since: cursor });
+  t.same(
+    back.messages().map((m) => m.id as number),
+    later,
+    'registering on node 3 with its cursor: exactly the 50 it missed, in order, before the answer',
+  );
+});
