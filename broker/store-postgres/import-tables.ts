@@ -2,8 +2,8 @@ import type pg from 'pg';
 import { MigrateRefused } from './migrate-refused.js';
 
 /**
- * The relay's tables as both schemas have them (broker/store/migrations after 0006,
- * migrations/0001_schema.sql), copied in this order with their ids. Never copied: relay_head (set
+ * The relay's tables as both schemas have them (broker/store/migrations through 0008,
+ * migrations/0001_schema.sql and 0005_cluster.sql), copied in this order with their ids. Never copied: relay_head (set
  * from the source's counters), relay_batches (lost-reply records of one PostgreSQL node), relay_migrations.
  */
 export interface CopiedTable {

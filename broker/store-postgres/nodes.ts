@@ -13,7 +13,7 @@ const AGES = `SELECT node_id, relay_now_ms() - heartbeat_at AS age FROM relay_no
 const FORGET = `DELETE FROM relay_nodes WHERE heartbeat_at < relay_now_ms() - $1`;
 
 /**
- * The relay nodes sharing the database (relay_nodes, 0007): this node writes its heartbeat every
+ * The relay nodes sharing the database (relay_nodes, migration 0005_cluster): this node writes its heartbeat every
  * HEARTBEAT_MS and reads everyone's age by the database's clock, which it turns into "last heard"
  * on its own clock, so the nodes' clocks need not agree. Beats go through the read pool, not the
  * commit queue: they are not relay state anything is published from.

@@ -5,7 +5,7 @@ import { MigrateRefused } from './migrate-refused.js';
 
 /**
  * The schema (PRAGMA user_version, broker/store/migrations) the copy is written for: the SQLite
- * store after its migration 0006, whose tables 0001_schema.sql mirrors. A newer SQLite schema needs
+ * store after its migration 0008, whose tables the PostgreSQL migrations mirror. A newer SQLite schema needs
  * this copy (and the PostgreSQL schema) brought along first: such a file is refused, not half-copied.
  */
 export const SQLITE_SCHEMA_VERSION = 8;
