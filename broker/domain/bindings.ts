@@ -46,8 +46,8 @@ export class SessionBindings {
 
   /** Connected through another node that is alive (heard from within NODE_LIVE_MS). */
   elsewhere(agentId: string, now: number): boolean {
-    const node = this.byAgent.get(agentId)?.node;
-    if (!node || node === this.self) return false;
+    const node = this.otherNode(agentId);
+    if (node === null) return false;
     const heard = this.nodes?.lastHeard(node);
     return heard !== undefined && now - heard <= NODE_LIVE_MS;
   }
@@ -57,8 +57,13 @@ export class SessionBindings {
    * the node that held it, or -Infinity when no other node held it (its own last-seen counts).
    */
   orphanedSince(agentId: string): number {
+    const node = this.otherNode(agentId);
+    return node === null ? -Infinity : (this.nodes?.lastHeard(node) ?? -Infinity);
+  }
+
+  /** The other node the agent's connection is bound to; null when bound here or nowhere. */
+  private otherNode(agentId: string): string | null {
     const node = this.byAgent.get(agentId)?.node;
-    if (!node || node === this.self) return -Infinity;
-    return this.nodes?.lastHeard(node) ?? -Infinity;
+    return node && node !== this.self ? node : null;
   }
 }

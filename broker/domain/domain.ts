@@ -1,8 +1,8 @@
+import { randomUUID } from 'node:crypto';
 import { CLOSE_CODES } from '../../protocol/index.js';
 import type { RelayConfig } from '../config.js';
 import type { Integration } from '../integrations.js';
 import type { Logger } from '../logger.js';
-import { randomUUID } from 'node:crypto';
 import { AgentDirectory } from './agent-directory.js';
 import { MOVED_ELSEWHERE, SessionBindings } from './bindings.js';
 import { CommitQueue } from './commit-queue.js';
@@ -78,14 +78,16 @@ export class Domain {
   /**
    * A commit moved an agent's connection. Bound to another node with a newer epoch than this
    * node's session of the agent: that session is closed with 4502 (one session per agent across
-   * the nodes). Observers hear of the agent's connected state either way.
+   * the nodes). Observers hear of it when the agent's connected state as seen here changed (a
+   * binding of this node's own register or disconnect was announced there already).
    */
   private sessionMoved(s: StoredSession): void {
+    const a = this.agents.get(s.agentId);
+    const wasConnected = a ? this.agents.summary(a).connected : false;
     this.bindings.committed(s);
     const local = this.sessions.forAgent(s.agentId);
     if (local && s.node !== null && s.node !== this.bindings.self && (this.bindings.epochOf(local) ?? 0) < s.epoch) this.sessions.evict(s.agentId, MOVED_ELSEWHERE);
-    const a = this.agents.get(s.agentId);
-    if (a) this.notifier.agentUpdated(this.agents.summary(a));
+    if (a && this.agents.summary(a).connected !== wasConnected) this.notifier.agentUpdated(this.agents.summary(a));
   }
 
   /**

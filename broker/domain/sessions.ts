@@ -21,17 +21,13 @@ export class SessionRegistry {
     if (session.agentId && session.agentId !== agentId && this.byAgent.get(session.agentId) === session) {
       this.byAgent.delete(session.agentId);
     }
-    const previous = this.byAgent.get(agentId);
-    if (previous && previous !== session) {
-      previous.agentId = null;
-      previous.close(CLOSE_CODES.replaced, 'replaced by a newer connection of the same agent');
-    }
+    if (this.byAgent.get(agentId) !== session) this.evict(agentId, 'replaced by a newer connection of the same agent');
     session.agentId = agentId;
     this.byAgent.set(agentId, session);
     return true;
   }
 
-  /** The agent's connection moved to another relay node: this node's session of it is closed as replaced. */
+  /** Close the agent's session here as replaced (4502): a newer connection of it, on this node or another, speaks for it. */
   evict(agentId: string, reason: string): void {
     const session = this.byAgent.get(agentId);
     if (!session) return;
