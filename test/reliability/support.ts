@@ -152,3 +152,27 @@ export async function scrape(url: string, headers: Record<string, string> = {}):
   }
   return out;
 }
+
+// A window's p99 is a few scheduler pauses: one that lands in the disturbed windows can cross 2×
+// alone (CI runs: a rate-limit bystander 2.03 ms against a quiet 0.79 ms floored to 1 ms; a slow
+// consumer's fast subscribers 11.16 against 5.45 ms). A disturbance that really slows the others
+// does so in every measurement, so a miss is measured again, from scratch, up to this many times,
+// and every measurement's figures are printed.
+const ATTEMPTS = 3;
+
+type Measured = { ratio: number; p99Quiet: number; p99Disturbed: number };
+
+/**
+ * Run `measure` until its ratio is within 2×, ATTEMPTS runs are spent, or `measure` says it cannot
+ * go on (`stop`, for a run whose other checks already failed); returns every run.
+ */
+export async function untilWithinTwice<M extends { c: Measured; stop?: boolean }>(t: Test, measure: () => Promise<M>): Promise<M[]> {
+  const runs: M[] = [];
+  do runs.push(await measure());
+  while (runs.at(-1)!.c.ratio > 2 && !runs.at(-1)!.stop && runs.length < ATTEMPTS);
+  if (runs.length > 1) t.comment(`p99 ratios over ${runs.length} measurements: ${runs.map((r) => r.c.ratio.toFixed(2)).join(', ')}`);
+  return runs;
+}
+
+/** Every run's disturbed and quiet p99, for an assertion's message. */
+export const ratios = (runs: { c: Measured }[]) => runs.map((r) => `${r.c.p99Disturbed.toFixed(2)} ms vs ${r.c.p99Quiet.toFixed(2)} ms`).join('; then ');
