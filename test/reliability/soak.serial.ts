@@ -7,6 +7,7 @@ import { createRelayClient, RelayRpcError } from '../../clients/index.js';
 import { spawnRelay } from '../helpers/relay-process.js';
 import { WsRpc } from '../helpers/ws-client.js';
 import { figure, LONG, scrape, seededRandom, seedFromEnv, sleep, uniqueDir } from './support.js';
+import { sqliteHistoryRows } from './history.js';
 import { Workload } from './workload.js';
 
 /**
@@ -183,8 +184,8 @@ t.test(`soak: ${DURATION_MS / 60_000} minutes of mixed load with connects and di
   // The history is checked while the receivers are still connected (agents that leave go offline
   // after STALE_TTL_MS, and an offline owner's unfinished work would be released and re-announced).
   const db = join(dir, 'relay.db');
-  for (let i = 0; i < 60 && h.missing(db, load.receivers) > 0; i++) await sleep(500);
-  const f = h.check(db, { publishers: load.isPublisher, hookSource: 'ci', clients: load.receivers });
+  for (let i = 0; i < 60 && h.missing(sqliteHistoryRows(db, load.receivers)) > 0; i++) await sleep(500);
+  const f = h.check(sqliteHistoryRows(db, load.receivers), { publishers: load.isPublisher, hookSource: 'ci' });
   for (const c of load.clients.values()) await c.close();
   let after = await sample(startedAt);
   const leftBy = Date.now() + 30_000;
@@ -248,7 +249,7 @@ t.test(`soak: ${DURATION_MS / 60_000} minutes of mixed load with connects and di
     unexpected: f.unexpected,
     app_duplicates: f.app_duplicates,
     app_missing: f.app_missing,
-    integrity: f.integrity,
+    integrity: f.integrity ?? 'none',
   });
   t.equal(await relay.stop('SIGTERM'), 0, 'the relay stops cleanly');
 });
