@@ -8,6 +8,9 @@
 // 2. Relay to relay: two relay processes (AGENT_RELAY_CLUSTER=on) on the database; a publisher on
 //    node 1 sends message/send over a WebSocket, to a subscriber's socket on node 2 (cross-node)
 //    and, in a second run, on node 1 (same node), timed to the message/new frame's arrival.
+// 3. Fan-out across nodes: three relay nodes; a publisher on node 1 sends to `tag:` of N
+//    subscribers (in three load-generator processes), all on node 1, then spread one third on
+//    each node; deliveries per second and latency at each offered rate (`--fanout-rates`).
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { CommitQueue } from '../broker/domain/commit-queue.js';
@@ -23,6 +26,41 @@ import { forkWorker, runMain } from './lib/proc.js';
 import { startRelay } from './lib/relay-proc.js';
 import { RpcWs } from './lib/rpc-ws.js';
 import { textTable } from './lib/table.js';
+import { fanoutStep } from './scenarios/fanout.js';
+
+const FANOUT_N = 100;
+
+/** Part 3: N subscribers all on node 1, then spread over three nodes; the publisher on node 1. */
+async function clusterFanout(url: string, rates: number[], durationMs: number): Promise<(string | number)[][]> {
+  const env = { AGENT_RELAY_STORE: url, AGENT_RELAY_CLUSTER: 'on' };
+  const nodes = [await startRelay({ name: 'fanout-1', env }), await startRelay({ name: 'fanout-2', env }), await startRelay({ name: 'fanout-3', env })];
+  const subs = await Promise.all([0, 1, 2].map((i) => forkWorker(`fanout-sub-${i}`, 'scenarios/fanout-worker.ts')));
+  const pub = await forkWorker('fanout-pub', 'scenarios/fanout-worker.ts');
+  const rows: (string | number)[][] = [];
+  try {
+    for (const layout of ['one node', 'three nodes'] as const) {
+      const topic = layout === 'one node' ? 'one' : 'three';
+      const shares = [Math.ceil(FANOUT_N / 3), Math.ceil(FANOUT_N / 3), FANOUT_N - 2 * Math.ceil(FANOUT_N / 3)];
+      let from = 0;
+      for (const [i, w] of subs.entries()) {
+        const node = layout === 'one node' ? nodes[0]! : nodes[i]!;
+        await w.call('subs', { endpoint: { system: 'relay', url: node.wsUrl, topic }, from, count: shares[i]! }, 120_000);
+        from += shares[i]!;
+      }
+      await pub.call('pubOpen', { endpoint: { system: 'relay', url: nodes[0]!.wsUrl, topic } });
+      await sleep(500); // node 1 hears of the other nodes' registrations through the feed
+      for (const rate of rates) {
+        const st = await fanoutStep({ warmupMs: 1000, durationMs, drainMs: 5000 }, console.log, 'relay', FANOUT_N, rate, pub, subs);
+        rows.push([layout, rate, st.sentRate, st.deliveredPerSec, `${(st.deliveredFraction * 100).toFixed(1)}%`, st.latency.p50, st.latency.p99, st.held ? 'yes' : 'no']);
+      }
+      await Promise.all([...subs, pub].map((w) => w.call('close')));
+    }
+  } finally {
+    await Promise.all([...subs, pub].map((w) => w.stop()));
+    for (const n of nodes) await n.stop();
+  }
+  return rows;
+}
 
 /** Part 2: publish on node 1 to the agent `to` whose socket is `subscriber`, timed to the frame's arrival. */
 async function relayRun(publisher: RpcWs, subscriber: RpcWs, to: string, rate: number, durationMs: number): Promise<(string | number)[]> {
@@ -42,8 +80,9 @@ async function relayRun(publisher: RpcWs, subscriber: RpcWs, to: string, rate: n
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { rates: { type: 'string' }, seconds: { type: 'string' } } });
+  const { values } = parseArgs({ options: { rates: { type: 'string' }, seconds: { type: 'string' }, 'fanout-rates': { type: 'string' } } });
   const rates = (values.rates ?? '1000,3000').split(',').map(Number);
+  const fanoutRates = (values['fanout-rates'] ?? '250,500,1000,2000').split(',').map(Number);
   const durationMs = Number(values.seconds ?? 10) * 1000;
   console.log(`bench/feed: rates ${rates.join(', ')} msgs/s, ${durationMs / 1000} s each; load average at start ${loadavg()[0]!.toFixed(2)}`);
   const server = await launchPostgres();
@@ -114,6 +153,14 @@ async function main(): Promise<void> {
       await one.stop();
       await two.stop();
     }
+    const fanout = await clusterFanout(await server.freshDatabase(), fanoutRates, Math.min(durationMs, 5000));
+    console.log(
+      textTable({
+        title: `Fan-out across nodes: a publisher on node 1 to tag: of ${FANOUT_N} subscribers, all on node 1 or a third on each of three nodes (ms from the due send time)`,
+        headers: ['subscribers on', 'offered msgs/s', 'sent/s', 'deliveries/s', 'delivered', 'p50', 'p99', 'held (all, p99 < 50 ms)'],
+        rows: fanout,
+      }),
+    );
     console.log(`load average at end ${loadavg()[0]!.toFixed(2)}`);
   } finally {
     await follower.stop();

@@ -49,9 +49,11 @@ async function subStats(subs: Worker[], cmd: 'stats' | 'collect'): Promise<Stats
 
 const sum = (xs: Stats[], k: 'received' | 'reconnects') => xs.reduce((n, x) => n + x[k], 0);
 
+/** How long a step warms up, measures and drains. */
+export type StepTiming = Pick<BenchContext['cfg']['fanout'], 'warmupMs' | 'durationMs' | 'drainMs'>;
+
 /** One offered rate: reset, publish paced, wait for the deliveries to drain, collect. */
-async function step(ctx: BenchContext, system: SystemName, n: number, rate: number, pub: Worker, subs: Worker[]): Promise<FanoutStep> {
-  const f = ctx.cfg.fanout;
+export async function fanoutStep(f: StepTiming, log: (line: string) => void, system: SystemName, n: number, rate: number, pub: Worker, subs: Worker[]): Promise<FanoutStep> {
   await Promise.all(subs.map((w) => w.call('reset')));
   const pr = await pub.call<PaceResult>('pubRun', { rate, warmupMs: f.warmupMs, durationMs: f.durationMs, maxInflight: Math.max(1000, Math.round(rate / 5)) }, 60_000);
   const expected = pr.measuredSent * n;
@@ -95,7 +97,7 @@ async function step(ctx: BenchContext, system: SystemName, n: number, rate: numb
     prev = cur;
     await sleep(300);
   }
-  ctx.log(
+  log(
     `  fanout ${system.padEnd(13)} N=${String(n).padEnd(4)} offered ${String(rate).padStart(6)}/s  delivered ${String(result.deliveredPerSec).padStart(8)}/s (${(deliveredFraction * 100).toFixed(1)}%)  p50 ${fmt(latency.p50)} p99 ${fmt(latency.p99)} p99.9 ${fmt(latency.p999)} ms${result.held ? '' : '  (not held)'}`,
   );
   return result;
@@ -181,7 +183,7 @@ export async function runFanout(ctx: BenchContext): Promise<FanoutResult> {
               ctx.log(`  fanout ${system.padEnd(13)} N=${String(n).padEnd(4)} offered ${String(rate).padStart(6)}/s  skipped: a lower rate already saturated it`);
               continue;
             }
-            const s = await step(ctx, system, n, rate, pub, procs);
+            const s = await fanoutStep(f, ctx.log, system, n, rate, pub, procs);
             saturated = s.deliveredFraction < 0.5 || !(s.latency.p99 < 1000);
             steps.push(s);
             outcomes.set(rate, s.held);
@@ -190,7 +192,7 @@ export async function runFanout(ctx: BenchContext): Promise<FanoutResult> {
             for (let i = 0; i < f.searchSteps; i++) {
               const probe = nextProbe(outcomes);
               if (probe === null || probe > 400_000) break;
-              const s = await step(ctx, system, n, probe, pub, procs);
+              const s = await fanoutStep(f, ctx.log, system, n, probe, pub, procs);
               s.search = true;
               steps.push(s);
               outcomes.set(probe, s.held);

@@ -15,11 +15,14 @@ const EVENT_PAGE = 500;
  * live frames wait for the backlog (Notifier.hold), so nothing committed meanwhile slips between
  * the backlog and the live pushes however long the reads take: the backlog covers what was
  * published when the session was bound, the live feed everything after. `upTo` (register: the
- * newest message id its commit saw, which is published by then) defaults to that point.
+ * newest message id its commit saw) raises that point when the commit's own messages are not
+ * published yet; it never lowers it: on a store with a change feed, other nodes' commits after
+ * the register's may be published before its answer runs, and with no session bound then, only
+ * the backlog can bring them (a CI-style cluster run lost one message to a reconnecting client so).
  */
 export async function attach(d: Domain, session: Session, req: AttachRequest, upTo?: number): Promise<{ cursor: number; eventCursor: number }> {
   const published = d.notifier.publishedThrough();
-  const cursor = upTo ?? published.messageId;
+  const cursor = Math.max(upTo ?? 0, published.messageId);
   const eventCursor = published.eventId;
   d.sessions.add(session);
   const asAgent = req.agentId !== null && d.sessions.attach(session, req.agentId);

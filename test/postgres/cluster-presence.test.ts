@@ -118,3 +118,37 @@ t.test('a message sent on one node reaches a socket on another, in id order; res
     'registering on node 3 with its cursor: exactly the 50 it missed, in order, before the answer',
   );
 });
+
+t.test('a client that keeps re-registering on other nodes, by cursor, while another node sends to it, misses nothing', async (t) => {
+  // Each register is answered after other nodes' commits may already be published on its node:
+  // with no session bound yet, only the backlog can bring those (attach.ts).
+  const [a, b, c] = await nodes(t, 3);
+  const sender = await connectAgent(t, a!.wsUrl, { id: 'sender' });
+  const first = await connectAgent(t, b!.wsUrl, { id: 'mover' });
+  const sent: number[] = [];
+  let sending = true;
+  const sends = (async () => {
+    for (let i = 0; sending; i++) {
+      const batch = await Promise.all(Array.from({ length: 8 }, (_, k) => sender.rpc.call('message/send', { to: 'mover', body: `m${i}.${k}` })));
+      sent.push(...batch.map((r) => r.message.id as number));
+    }
+  })();
+  const got = new Set<number>();
+  let cursor = 0;
+  let rpc = first.rpc;
+  const ROUNDS = 40;
+  for (let round = 0; round < ROUNDS; round++) {
+    await new Promise((r) => setTimeout(r, 30));
+    for (const m of rpc.messages()) got.add(m.id as number);
+    cursor = Math.max(cursor, ...rpc.messages().map((m) => m.id as number));
+    await rpc.close();
+    rpc = await WsRpc.connect(t, (round % 2 ? b! : c!).wsUrl);
+    await rpc.call('agent/register', { id: 'mover', agentToken: first.token, since: cursor });
+  }
+  sending = false;
+  await sends;
+  await waitFor(() => sent.every((id) => got.has(id) || rpc.messages().some((m) => m.id === id)), 'the last socket to get the rest', 10_000).catch(() => {});
+  for (const m of rpc.messages()) got.add(m.id as number);
+  const missing = sent.filter((id) => !got.has(id));
+  t.same(missing, [], `${ROUNDS} re-registrations on nodes 2 and 3 while node 1 sent ${sent.length}: none missing`);
+});

@@ -104,16 +104,16 @@ export async function register(ctx: CallContext, p: AgentRegisterParams): Promis
         return null; // the agent changed (or appeared) meanwhile: plan again
       }
       const { agent, newestMessageId: cursor } = o.value;
-      // Messages committed after this point are pushed live by their own commits; the backlog stops
-      // here. The session is bound now, in commit order; its backlog is read after.
+      // The session is bound now; its backlog (through this commit, or further if more is published
+      // already) is read after, and what is published from here on is pushed live.
       const attached = ctx.session ? attach(d, ctx.session, { agentId: id, ...(p.since !== undefined ? { since: p.since } : {}), topics: [] }, cursor) : null;
       if (ctx.session && o.value.session) registered(d, ctx.session, id, o.value.session.epoch);
       return { result: { agent: d.agents.wire(agent), agentToken: token, cursor, created: !existing }, attached };
     });
     if (done) {
-      // The missed messages are pushed before the answer.
-      await done.attached;
-      return done.result;
+      // The missed messages are pushed before the answer, which names the point they reach.
+      const through = await done.attached;
+      return through ? { ...done.result, cursor: through.cursor } : done.result;
     }
     if (round >= REPLANS) throw new RelayError('conflict', `agent ${id} kept changing while it registered; retry`);
   }
