@@ -13,7 +13,9 @@ import { connectAgent, WsRpc } from '../helpers/ws-client.js';
  * database. One session per agent across the nodes (a newer registration on another node closes
  * the old socket with 4502); an agent connected through another live node is listed connected
  * and is not stale; a dead node's agents are released only STALE_TTL_MS after they were last
- * heard from, and one that reconnects to another node within it never.
+ * heard from, and one that reconnects to another node within it never. Messages committed on one
+ * node reach the sockets, SSE streams and long-polls of another, and a client re-registering by
+ * cursor on other nodes misses none.
  */
 
 const server = await startPostgres(t);
@@ -151,4 +153,56 @@ t.test('a client that keeps re-registering on other nodes, by cursor, while anot
   for (const m of rpc.messages()) got.add(m.id as number);
   const missing = sent.filter((id) => !got.has(id));
   t.same(missing, [], `${ROUNDS} re-registrations on nodes 2 and 3 while node 1 sent ${sent.length}: none missing`);
+});
+
+t.test('SSE and long-poll on one node get what another node commits, in id order', async (t) => {
+  const [a, b] = await nodes(t, 2);
+  const sender = await connectAgent(t, a!.wsUrl, { id: 'sender' });
+  const reader = await connectAgent(t, b!.wsUrl, { id: 'reader' });
+  await reader.rpc.close();
+  const headers = { 'x-agent-token': reader.token };
+
+  // SSE on node 2, from the start of the inbox.
+  const ac = new AbortController();
+  t.teardown(() => ac.abort());
+  const res = await fetch(`${b!.url}/api/stream?agentId=reader&since=0`, { headers, signal: ac.signal });
+  t.match(res.headers.get('content-type'), /^text\/event-stream/, 'node 2 opened the stream');
+  const streamed: number[] = [];
+  void (async () => {
+    let buffer = '';
+    const decoder = new TextDecoder();
+    try {
+      const body = res.body!.getReader();
+      for (;;) {
+        const { value, done } = await body.read();
+        if (done) break;
+        buffer += decoder.decode(value, { stream: true });
+        let end: number;
+        while ((end = buffer.indexOf('\n\n')) >= 0) {
+          const block = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          if (!/^event: message\/new$/m.test(block)) continue;
+          const data = /^data: (.*)$/m.exec(block)?.[1];
+          if (data) streamed.push((JSON.parse(data) as { params: { message: { id: number } } }).params.message.id);
+        }
+      }
+    } catch {
+      // aborted at teardown
+    }
+  })();
+
+  // A long-poll on node 2, waiting before anything is sent.
+  const polled = fetch(`${b!.url}/api/agents/reader/inbox?since=0&wait=20`, { headers, signal: AbortSignal.timeout(25_000) }).then(async (r) => ({
+    at: Date.now(),
+    body: (await r.json()) as { messages: { id: number }[] },
+  }));
+  await new Promise((r) => setTimeout(r, 300));
+  const sentAt = Date.now();
+  const ids: number[] = [];
+  for (let i = 0; i < 30; i++) ids.push((await sender.rpc.call('message/send', { to: 'reader', body: `n${i}` })).message.id as number);
+
+  const poll = await polled;
+  t.ok(poll.body.messages.length > 0 && poll.body.messages[0]!.id === ids[0], `the long-poll on node 2 returned with the first message sent on node 1, ${poll.at - sentAt} ms after the send began`);
+  await waitFor(() => streamed.length >= ids.length, 'the SSE stream on node 2 to carry all 30', 10_000);
+  t.same(streamed, ids, 'the SSE stream on node 2 carried all 30, each once, in id order');
 });
