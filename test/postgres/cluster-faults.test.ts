@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import t, { type Test } from 'tap';
-import { createRelayClient, RelayRpcError, type RelayClient } from '../../clients/index.js';
+import { RelayRpcError } from '../../clients/index.js';
 import { ERRORS } from '../../protocol/errors.js';
 import { startPostgres } from '../helpers/postgres.js';
 import { spawnRelay, type RelayProcess } from '../helpers/relay-process.js';
@@ -15,7 +15,7 @@ import { waitFor } from '../helpers/wait.js';
 import { WsRpc } from '../helpers/ws-client.js';
 import type { History } from '../reliability/history.js';
 import { figure, percentile, sleep } from '../reliability/support.js';
-import { Workload } from '../reliability/workload.js';
+import { Workload, workloadAgent } from '../reliability/workload.js';
 import { postgresHistoryRows } from './history-rows.js';
 
 /*
@@ -105,12 +105,13 @@ function probes(t: Test, h: History, urls: () => string[]) {
     let rpc: WsRpc | null = null;
     let token: string | undefined;
     while (running) {
+      let body: string | null = null;
       try {
         if (!rpc || rpc.closeCode !== null) {
           rpc = await WsRpc.connect(t, urls()[node]!);
           token = (await rpc.call('agent/register', { id: `probe-${node}`, ...(token ? { agentToken: token } : {}) })).agentToken as string;
         }
-        const body = `probe-${node}:${n++}`;
+        body = `probe-${node}:${n++}`;
         h.sendsAttempted.add(body);
         const startedAt = Date.now();
         // To itself: an agent that is surely there, on the same node.
@@ -121,7 +122,8 @@ function probes(t: Test, h: History, urls: () => string[]) {
         // Its node is down or frozen: try again on whatever the URL points at now.
         if (rpc && rpc.closeCode === null) await rpc.close().catch(() => {});
         rpc = null;
-        if (err && typeof err === 'object' && 'code' in err && typeof err.code === 'number') h.sendsRefused.set(err.code, (h.sendsRefused.get(err.code) ?? 0) + 1);
+        const code = err && typeof err === 'object' && 'code' in err && typeof err.code === 'number' ? err.code : null;
+        if (body !== null) h.noteSendResult(body, `probe-${node}`, code === null ? 'indeterminate' : { code });
       }
       await sleep(PROBE_EVERY_MS);
     }
@@ -143,14 +145,8 @@ function probes(t: Test, h: History, urls: () => string[]) {
  * finishing with its first token must get -32006. A round that hits a fault part-way is skipped.
  */
 function fencing(t: Test, h: History, url: string) {
-  const client = (id: string): RelayClient => {
-    const c = createRelayClient({ url, agent: { id, capabilities: ['fence'] }, reconnect: { initialMs: 100, maxMs: 800 }, waitForRelay: true, callTimeoutMs: 30_000, heartbeatMs: 0 });
-    c.on('error', () => undefined);
-    t.teardown(() => c.close());
-    return c;
-  };
-  const a = client('fence-a');
-  const b = client('fence-b');
+  const a = workloadAgent(t, url, 'fence-a', { capabilities: ['fence'] });
+  const b = workloadAgent(t, url, 'fence-b', { capabilities: ['fence'] });
   const figures = { rounds: 0, staleTried: 0, staleRefused: 0, staleAccepted: 0, skipped: 0 };
   let running = true;
   const loop = (async () => {
@@ -160,7 +156,10 @@ function fencing(t: Test, h: History, url: string) {
       const body = `fence-a:${n++}`;
       h.sendsAttempted.add(body);
       try {
-        const sent = await a.send('cap:fence', body, { claimable: true });
+        const sent = await a.send('cap:fence', body, { claimable: true }).catch((err: unknown) => {
+          h.noteSendResult(body, 'cap:fence', err instanceof RelayRpcError ? { code: err.code } : 'indeterminate');
+          throw err;
+        });
         h.noteSendResult(body, 'cap:fence', { id: sent.message.id, taskId: sent.task!.id });
         const id = sent.task!.id;
         const first = (await a.call('task/claim', { id })).claimToken;
@@ -290,9 +289,12 @@ t.test('three nodes behind a round-robin proxy: a node killed and restarted, one
   await db.connect();
   t.teardown(() => db.end());
   const pendingCallbacks = async () => Number((await db.query(`SELECT count(*) AS n FROM outbox WHERE state <> 'delivered'`)).rows[0].n);
-  for (let i = 0; i < 120 && (h.missing(await postgresHistoryRows(url, load.receivers)) > 0 || (await pendingCallbacks()) > 0); i++) await sleep(500);
-
-  const rows = await postgresHistoryRows(url, load.receivers);
+  // The snapshot the checks read is the drain's last one (one full read of the history per round).
+  let rows = await postgresHistoryRows(url, load.receivers);
+  for (let i = 0; i < 120 && (h.missing(rows) > 0 || (await pendingCallbacks()) > 0); i++) {
+    await sleep(500);
+    rows = await postgresHistoryRows(url, load.receivers);
+  }
   const f = h.check(rows, { publishers: (from) => load.isPublisher(from) || /^(probe-\d|fence-a|cut-sender)$/.test(from), hookSource: 'ci' });
   const missing = h.missingIds(rows);
   const createdAt = new Map(

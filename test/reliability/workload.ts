@@ -30,6 +30,25 @@ export interface WorkloadOptions {
   prefix?: string;
 }
 
+/**
+ * A client-library agent as the workloads run them: reconnecting quickly, waiting for a relay that
+ * is down, no heartbeats; closed at teardown. Handled trouble (a call that failed while the relay
+ * was down) is not an error here.
+ */
+export function workloadAgent(t: Test, url: string, id: string, extra: { capabilities?: string[] } = {}): RelayClient {
+  const c = createRelayClient({
+    url,
+    agent: { id, ...extra },
+    reconnect: { initialMs: 100, maxMs: 800 },
+    waitForRelay: true,
+    callTimeoutMs: 30_000,
+    heartbeatMs: 0,
+  });
+  t.teardown(() => c.close());
+  c.on('error', () => undefined);
+  return c;
+}
+
 export class Workload {
   readonly history = new History();
   readonly clients = new Map<string, RelayClient>();
@@ -55,20 +74,10 @@ export class Workload {
   isPublisher = (from: string): boolean => from.startsWith(`${this.prefix}pub-`);
 
   private client(id: string, extra: { capabilities?: string[] } = {}): RelayClient {
-    const c = createRelayClient({
-      url: this.opts.url,
-      agent: { id, ...extra },
-      reconnect: { initialMs: 100, maxMs: 800 },
-      waitForRelay: true,
-      callTimeoutMs: 30_000,
-      heartbeatMs: 0,
-    });
-    this.t.teardown(() => c.close());
+    const c = workloadAgent(this.t, this.opts.url, id, extra);
     c.on('ready', (r) => {
       if (r.reconnected) this.reconnects.set(id, (this.reconnects.get(id) ?? 0) + 1);
     });
-    // Handled trouble (a heartbeat that failed while the relay was down): nothing to do.
-    c.on('error', () => undefined);
     this.clients.set(id, c);
     return c;
   }
