@@ -23,6 +23,9 @@ export const DEFAULT_CALLBACK_POLICY: CallbackPolicy = {
   random: Math.random,
 };
 
+/** How long after a failed pass (the store refused a read or a write) the dispatcher looks again. */
+const RETRY_PASS_MS = 2_000;
+
 /** Exponential backoff with full jitter: uniform in [0, min(max, base·2^attempt)). */
 export function backoffDelay(attempt: number, p: Pick<CallbackPolicy, 'baseDelayMs' | 'maxDelayMs' | 'random'>): number {
   const cap = Math.min(p.maxDelayMs, p.baseDelayMs * 2 ** attempt);
@@ -72,8 +75,23 @@ export class CallbackDispatcher {
   kick(delayMs = 0): void {
     if (this.stopped) return;
     if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(() => void this.run(), delayMs);
+    this.timer = setTimeout(() => void this.pass(), delayMs);
     this.timer.unref();
+  }
+
+  /**
+   * A timed pass: a store that fails a read or a write (PostgreSQL restarting, SQLite busy) costs
+   * this pass, not the process (a rejection nobody awaits ends a Node process). The outbox keeps
+   * every entry, so the next pass, a few seconds on, sends what this one could not.
+   */
+  private async pass(): Promise<void> {
+    try {
+      await this.run();
+    } catch (err) {
+      if (this.stopped) return;
+      this.core.log.warn({ err }, `a callback dispatcher pass failed; trying again in ${RETRY_PASS_MS} ms`);
+      this.kick(RETRY_PASS_MS);
+    }
   }
 
   stop(): void {

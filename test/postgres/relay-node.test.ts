@@ -1,7 +1,13 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import t from 'tap';
 import { startPostgres } from '../helpers/postgres.js';
 import { describeStore } from '../../broker/config.js';
 import { startRelay } from '../helpers/relay.js';
+import { spawnRelay } from '../helpers/relay-process.js';
+import { waitFor } from '../helpers/wait.js';
 import { connectAgent } from '../helpers/ws-client.js';
 
 /** A relay on AGENT_RELAY_STORE=postgres://…: the one node of its database, until nodes share a change feed. */
@@ -33,4 +39,38 @@ t.test('a relay serves a PostgreSQL database; a second node on it is refused, an
 t.test('the start-up line names the store without its password', async (t) => {
   t.equal(describeStore({ store: 'postgres://relay:s3cret@db.internal:5432/relay', dbPath: '/unused' }), 'postgres://relay:***@db.internal:5432/relay');
   t.equal(describeStore({ store: undefined, dbPath: '/home/me/.agent-relay/relay.db' }), '/home/me/.agent-relay/relay.db', 'SQLite: the file');
+});
+
+t.test('a callback retry due while PostgreSQL is down: the relay process stays up, and the retry is sent once it is back', async (t) => {
+  const store = await server.freshDatabase();
+  // The receiver fails the first attempt, so a retry is due within a second (backoff base 1 s).
+  const hits: string[] = [];
+  const rx = http.createServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      hits.push(String(req.headers['webhook-id']));
+      res.writeHead(hits.length === 1 ? 500 : 200).end();
+    });
+  });
+  await new Promise<void>((r) => rx.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => rx.close(() => r())));
+  const url = `http://127.0.0.1:${(rx.address() as AddressInfo).port}/hook`;
+  const relay = await spawnRelay(t, {
+    dbPath: join(t.testdir(), 'unused.db'),
+    env: { AGENT_RELAY_STORE: store, AGENT_RELAY_CALLBACK_SECRET: `whsec_${Buffer.alloc(32, 7).toString('base64')}`, AGENT_RELAY_ALLOW_PRIVATE_CALLBACKS: 'true' },
+  });
+  let exitedWith: unknown = null;
+  void relay.exited.then((e) => (exitedWith = e));
+  const boss = await connectAgent(t, relay.wsUrl, { id: 'boss' });
+  await boss.rpc.call('task/create', { title: 'build it', target: 'boss', callbackUrl: url });
+  await waitFor(() => hits.length === 1, 'the first attempt (answered 500)');
+  await server.stop();
+  // The retry's pass falls in this window: its reads fail with the server gone.
+  await sleep(2500);
+  await server.start();
+  await waitFor(() => hits.length === 2 || exitedWith !== null, 'the retry after PostgreSQL is back', 20_000);
+  t.equal(exitedWith, null, `the relay process is still running${exitedWith ? `: it exited ${JSON.stringify(exitedWith)}; stderr: ${relay.stderr().slice(-1500)}` : ''}`);
+  t.same(hits, [hits[0], hits[0]], 'the same callback (one webhook-id), sent again once the store was back');
+  t.match(relay.stdout(), /a callback dispatcher pass failed; trying again/, 'the failed pass is logged');
+  t.equal(await relay.stop(), 0, 'and it shuts down cleanly');
 });
