@@ -17,6 +17,9 @@ export class RpcError extends Error {
   }
 }
 
+/** Past any long-poll a test asks for (message/wait and the like take at most 50 s), short of tap's 120 s per file. */
+const CALL_TIMEOUT_MS = 60_000;
+
 interface Notification {
   method: string;
   params: Record<string, any>;
@@ -76,10 +79,29 @@ export class WsRpc {
     });
   }
 
-  call<T = any>(method: string, params?: unknown): Promise<T> {
+  /**
+   * One request. Fails at once on a socket that is not open (ws drops such a send silently, so the
+   * answer would never come), and after `timeoutMs` with no answer, naming the method: a test that
+   * waits on an unanswered request says which one instead of running into the file's timeout.
+   */
+  call<T = any>(method: string, params?: unknown, timeoutMs = CALL_TIMEOUT_MS): Promise<T> {
     const id = this.nextId++;
+    if (this.ws.readyState !== WebSocket.OPEN) return Promise.reject(new Error(`${method}: the socket is not open (readyState ${this.ws.readyState}, close code ${this.closeCode})`));
     return new Promise<T>((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new Error(`${method} (request ${id}): no answer within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.pending.set(id, {
+        resolve: (value: T) => {
+          clearTimeout(timer);
+          resolve(value);
+        },
+        reject: (error: unknown) => {
+          clearTimeout(timer);
+          reject(error);
+        },
+      });
       this.ws.send(JSON.stringify({ jsonrpc: '2.0', id, method, ...(params === undefined ? {} : { params }) }));
     });
   }
