@@ -289,6 +289,8 @@ export async function startRealAppServer(t: Test, model: FakeModel, o: { approva
   const spawnServer = async (): Promise<TsChild> => {
     const codex = codexCommand();
     const child = spawnChild(t, codex.command, [...codex.args, 'app-server', '--listen', directUrl], {
+      // Whatever the app-server starts (a command's shell) is killed with it.
+      group: true,
       cwd: dir,
       env: { PATH: process.env.PATH, HOME: dir, CODEX_HOME: codexHome, MOCK_API_KEY: 'mock-key', RUST_LOG: 'warn', NO_COLOR: '1' },
     });

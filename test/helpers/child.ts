@@ -91,35 +91,68 @@ export function spawnTs(t: Test, script: string, opts: { args?: string[]; env?: 
 }
 
 /**
- * Run any program (from the repository root unless `cwd` says otherwise) with exactly `env`,
- * tracked and killed like spawnTs's children.
+ * After a child exits, how long its output pipes may stay open. A grandchild that inherited them
+ * (a shell the program started) holds them open past the exit; reading stops then, so `exited`
+ * and the teardown never wait on a process nobody asked about.
  */
-export function spawnChild(t: Test, command: string, args: string[], opts: { env: NodeJS.ProcessEnv; cwd?: string; user?: { uid: number; gid: number } }): TsChild {
-  const child = spawn(command, args, { cwd: opts.cwd ?? ROOT, env: opts.env, stdio: ['pipe', 'pipe', 'pipe'], ...(opts.user ?? {}) });
+const STDIO_DRAIN_MS = 2000;
+
+/**
+ * Run any program (from the repository root unless `cwd` says otherwise) with exactly `env`,
+ * tracked and killed like spawnTs's children. `group`: the program leads a process group of its
+ * own, and signals (the teardown's SIGKILL too) go to the whole group, so whatever it started
+ * goes with it.
+ */
+export function spawnChild(t: Test, command: string, args: string[], opts: { env: NodeJS.ProcessEnv; cwd?: string; user?: { uid: number; gid: number }; group?: boolean }): TsChild {
+  const group = opts.group === true;
+  const child = spawn(command, args, { cwd: opts.cwd ?? ROOT, env: opts.env, stdio: ['pipe', 'pipe', 'pipe'], detached: group, ...(opts.user ?? {}) });
   const pid = child.pid;
   if (pid === undefined) {
     child.once('error', () => undefined); // reported by the throw below, not as an uncaught event
     throw new Error(`${command} did not start`);
   }
-  trackChild(pid);
+  // A negative pid signals the group (its id is the leader's pid).
+  const target = group ? -pid : pid;
+  trackChild(target);
   child.stdin.on('error', () => undefined);
   let out = '';
   let err = '';
   child.stdout.setEncoding('utf8').on('data', (s: string) => (out += s));
   child.stderr.setEncoding('utf8').on('data', (s: string) => (err += s));
+  // The process has exited (its pid may be reused from now on: no more signals to it).
+  let gone = false;
   let done = false;
-  // 'close', not 'exit': by then stdout and stderr are fully read.
-  const exited = new Promise<ChildExit>((resolve) =>
-    child.once('close', (code, signal) => {
+  // 'close', not 'exit': by then stdout and stderr are fully read; or STDIO_DRAIN_MS after the exit.
+  const exited = new Promise<ChildExit>((resolve) => {
+    let status: ChildExit | undefined;
+    let drain: NodeJS.Timeout | undefined;
+    const finish = () => {
+      if (done) return;
       done = true;
-      untrackChild(pid);
-      resolve({ code, signal });
-    }),
-  );
+      clearTimeout(drain);
+      untrackChild(target);
+      resolve(status!);
+    };
+    child.once('exit', (code, signal) => {
+      gone = true;
+      status = { code, signal };
+      drain = setTimeout(() => {
+        child.stdout.destroy();
+        child.stderr.destroy();
+        finish();
+      }, STDIO_DRAIN_MS);
+    });
+    child.once('close', (code, signal) => {
+      gone = true;
+      status ??= { code, signal };
+      finish();
+    });
+  });
   const kill = (signal: NodeJS.Signals = 'SIGTERM') => {
-    if (done) return;
+    // A group outlives its leader while a member runs; its id is not reused until it is empty.
+    if (group ? done : gone) return;
     try {
-      process.kill(pid, signal);
+      process.kill(target, signal);
     } catch {
       // already gone
     }
