@@ -2,7 +2,7 @@ import type { Caller } from './context.js';
 import { checkCursor, replayBacklog } from './delivery.js';
 import type { Domain } from './domain.js';
 import type { AttachRequest, Session } from './ports.js';
-import { noteDisconnected } from './presence.js';
+import { noteDisconnected, registered } from './presence.js';
 import { inboxReader } from './read-rule.js';
 
 /** Rows read per event backlog page (events are small; the page stops at the session's backpressure too). */
@@ -49,10 +49,27 @@ export async function checkAttach(d: Domain, req: AttachRequest, caller: Caller)
   if (req.agentId !== null) inboxReader(caller, req.agentId);
 }
 
-/** attach for a stream opened by a caller (SSE): refused as checkAttach says, else attached. */
+/**
+ * attach for a stream opened by a caller (SSE): refused as checkAttach says, else attached. An
+ * agent's stream is its connection, so it is bound to this node as a registration's socket is:
+ * every node shows the agent connected and counts it present, and a newer connection of the agent
+ * on another node closes this one (4502).
+ */
 export async function attachStream(d: Domain, session: Session, req: AttachRequest, caller: Caller): Promise<void> {
   await checkAttach(d, req, caller);
   await attach(d, session, req);
+  if (req.agentId !== null && d.sessions.forAgent(req.agentId) === session) await bindStream(d, session, req.agentId);
+}
+
+async function bindStream(d: Domain, session: Session, agentId: string): Promise<void> {
+  const node = d.bindings.self;
+  const { epoch } = await d.queue.apply({ op: 'session.bind', at: d.now(), agentId, node }, (o) => {
+    if (!o.ok) throw new Error(`session.bind refused (${o.refused})`);
+    return o.value.session;
+  });
+  registered(d, session, agentId, epoch);
+  // Gone before its binding committed: detach had no epoch to unbind, so the binding is undone here.
+  if (session.closed) d.queue.defer({ op: 'session.unbind', at: d.now(), agentId, node, epoch });
 }
 
 /** The session is gone: forget it; an agent it spoke for is now disconnected (its TTL counts from here). */

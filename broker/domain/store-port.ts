@@ -200,6 +200,8 @@ export type WriteOp =
   | { op: 'agent.insert'; at: number; agent: Omit<StoredAgent, 'inboxFloor'>; maxAgents: number; events: EventSpec[]; bind?: SessionBind }
   /** Change fields of an agent whose token hash and status are still `expect`. */
   | { op: 'agent.patch'; at: number; id: string; expect: { tokenHash: string; status: Agent['status'] }; patch: AgentPatch; events: EventSpec[]; bind?: SessionBind }
+  /** The agent's connection is on `node` now (an SSE stream; a registration binds with its own op): the next epoch. */
+  | { op: 'session.bind'; at: number; agentId: string; node: string }
   /** The agent's connection to `node` (of `epoch`) is gone. Precondition: its binding is still that one. */
   | { op: 'session.unbind'; at: number; agentId: string; node: string; epoch: number }
   /**
@@ -292,6 +294,7 @@ export interface Results {
   'task.release': { task: Task };
   'agent.insert': { agent: StoredAgent; newestMessageId: number; session: StoredSession | null };
   'agent.patch': { agent: StoredAgent; newestMessageId: number; session: StoredSession | null };
+  'session.bind': { session: StoredSession };
   'session.unbind': { session: StoredSession };
   'agent.offline': { agent: StoredAgent };
   'agent.touch': null;

@@ -51,6 +51,7 @@ function value(op: OpName, v: Raw | null): unknown {
     case 'agent.insert':
     case 'agent.patch':
       return { agent: agentFromRow(v!.agent as Raw), newestMessageId: v!.newestMessageId as number, session: v!.session ? sessionFromRow(v!.session as Raw) : null };
+    case 'session.bind':
     case 'session.unbind':
       return { session: sessionFromRow(v!.session as Raw) } satisfies Results['session.unbind'];
     case 'agent.offline':

@@ -66,6 +66,11 @@ export class OpApplier {
         return this.patchAgent(op);
       case 'agent.offline':
         return this.offline(op);
+      case 'session.bind': {
+        const session = this.t.sessions.bind(op.agentId, op.node, op.at);
+        this.changes.push({ kind: 'session', session });
+        return ok({ session } satisfies Results['session.bind']);
+      }
       case 'session.unbind':
         return this.unbind(op);
       case 'agent.touch':

@@ -56,6 +56,52 @@ t.test('one session per agent across nodes; connected through another node is co
   t.match(await listed(observer, 'x'), { status: 'online' }, 'still online: its TTL counts from the disconnect');
 });
 
+/** An SSE stream of `agentId` on `url`; `ended` turns true when the relay ends it. */
+async function sseStream(t: Test, url: string, agentId: string, token: string): Promise<{ ended: () => boolean; abort: () => void }> {
+  const ac = new AbortController();
+  t.teardown(() => ac.abort());
+  const res = await fetch(`${url}/api/stream?agentId=${agentId}`, { headers: { 'x-agent-token': token }, signal: ac.signal });
+  t.equal(res.status, 200, `the stream of ${agentId} opened`);
+  let ended = false;
+  void (async () => {
+    try {
+      const body = res.body!.getReader();
+      while (!(await body.read()).done);
+      ended = true;
+    } catch {
+      // aborted by the test
+    }
+  })();
+  return { ended: () => ended, abort: () => ac.abort() };
+}
+
+t.test("an agent's SSE stream on one node is its connection on every node: listed, replaced by a newer registration elsewhere, gone when it ends", async (t) => {
+  const [a, b] = await nodes(t, 2);
+  const x = await connectAgent(t, a!.wsUrl, { id: 'x' });
+  await x.rpc.close();
+  const observer = await WsRpc.connect(t, b!.wsUrl);
+  await waitFor(async () => (await listed(observer, 'x'))?.connected === false, 'node 2 to list x disconnected once its socket closed');
+
+  const first = await sseStream(t, a!.url, 'x', x.token);
+  await waitFor(async () => (await listed(observer, 'x'))?.connected === true, 'node 2 to list x connected through its SSE stream on node 1');
+  t.pass('node 2 lists x connected while its SSE stream is on node 1');
+  first.abort();
+  await waitFor(async () => (await listed(observer, 'x'))?.connected === false, 'node 2 to list x disconnected once the stream closed');
+  t.pass('and disconnected once the stream closed');
+
+  const second = await sseStream(t, a!.url, 'x', x.token);
+  await waitFor(async () => (await listed(observer, 'x'))?.connected === true, 'node 2 to list x connected through its second stream');
+  const ws = await WsRpc.connect(t, b!.wsUrl);
+  const at = Date.now();
+  await ws.call('agent/register', { id: 'x', agentToken: x.token });
+  await waitFor(second.ended, 'the SSE stream on node 1 to end once x registered on node 2');
+  t.pass(`registering x over a WebSocket on node 2 ended its SSE stream on node 1 (${Date.now() - at} ms after)`);
+  t.equal(ws.closeCode, null, 'the newer socket stays open');
+  const onA = await WsRpc.connect(t, a!.wsUrl);
+  await waitFor(async () => (await listed(onA, 'x'))?.connected === true, 'node 1 to list x connected through node 2');
+  t.pass('node 1 lists x connected (through node 2)');
+});
+
 t.test("a dead node's agents: released only STALE_TTL_MS after they were last heard from; one that reconnects elsewhere, never", async (t) => {
   const [a, b] = await nodes(t, 2);
   const observer = await WsRpc.connect(t, a!.wsUrl);

@@ -256,6 +256,25 @@ export function storeContract(t: Test, open: (t: Test) => Promise<RelayStore>): 
     t.same(await store.sessions.all(), [{ agentId: 'bob', node: null, epoch: 2, at: at + 3 }], 'read back');
   });
 
+  t.test("sessions: an SSE stream's session.bind takes the next epoch on its node, as a registration does", async (t) => {
+    const store = await open(t);
+    value(await one(store, { op: 'agent.insert', at, agent: agent('bob'), maxAgents: 10, events: [], bind: { node: 'n1' } }));
+    const bound = await one(store, { op: 'session.bind', at: at + 1, agentId: 'bob', node: 'n2' });
+    t.same(value<{ session: unknown }>(bound).session, { agentId: 'bob', node: 'n2', epoch: 2, at: at + 1 }, 'bound to n2, epoch 2');
+    t.same(bound.changes, [{ kind: 'session', session: { agentId: 'bob', node: 'n2', epoch: 2, at: at + 1 } }], 'published as a session change');
+    t.match(await one(store, { op: 'session.unbind', at: at + 2, agentId: 'bob', node: 'n1', epoch: 1 }), { ok: false, refused: 'changed' }, "the registration's older binding no longer unbinds it");
+    const first = value<{ session: unknown }>(await one(store, { op: 'session.bind', at: at + 3, agentId: 'dave', node: 'n1' }));
+    t.same(first, { session: { agentId: 'dave', node: 'n1', epoch: 1, at: at + 3 } }, 'an agent never bound before starts at epoch 1');
+    t.same(
+      (await store.sessions.all()).sort((a, b) => a.agentId.localeCompare(b.agentId)),
+      [
+        { agentId: 'bob', node: 'n2', epoch: 2, at: at + 1 },
+        { agentId: 'dave', node: 'n1', epoch: 1, at: at + 3 },
+      ],
+      'read back',
+    );
+  });
+
   t.test('agent.insert: a free id below the limit; its inbox floor is the newest message', async (t) => {
     const store = await open(t);
     value(await one(store, send()));
