@@ -8,6 +8,11 @@ export interface Route {
 
 export class UnknownAgentError extends Error {}
 
+/** A target whose recipients depend on the agents' tags, capabilities, labels and status (not one id). */
+export function isFanOut(target: string): boolean {
+  return target === 'broadcast' || target.startsWith('tag:') || target.startsWith('cap:') || target.startsWith('label:');
+}
+
 /**
  * Resolve a target to recipient ids over a snapshot of agents. Fan-out forms reach agents that
  * are not offline, skip agents whose channel list excludes the message's channel, and never
@@ -15,7 +20,7 @@ export class UnknownAgentError extends Error {}
  */
 export function resolveTarget(target: string, channel: string | null, senderId: string, agents: ReadonlyMap<string, CachedAgent>): Route {
   let recipients: string[];
-  if (target === 'broadcast' || target.startsWith('tag:') || target.startsWith('cap:') || target.startsWith('label:')) {
+  if (isFanOut(target)) {
     const match = matcher(target);
     recipients = [];
     for (const a of agents.values()) {

@@ -172,14 +172,24 @@ export interface TaskCreateInput {
   meta: Record<string, unknown>;
 }
 
+/**
+ * Recipients resolved by tag, capability, label or broadcast from a node's agent directory, which
+ * follows the change feed (several nodes): `routedAt` is the feed position the directory had
+ * reached. Precondition: no batch after that position changed an agent's routing (it is refused
+ * as staleRoute, naming the newest such position, and planned again once the node has it).
+ */
+export interface RoutedAt {
+  routedAt?: number;
+}
+
 export type WriteOp =
-  /** Insert a message (and, when claimable, its task first). Precondition: `replyTo` exists. */
-  | { op: 'message.send'; at: number; message: NewMessage; recipients: string[]; task: (TaskCreateInput & { source: string }) | null }
+  /** Insert a message (and, when claimable, its task first). Precondition: `replyTo` exists (and see RoutedAt). */
+  | ({ op: 'message.send'; at: number; message: NewMessage; recipients: string[]; task: (TaskCreateInput & { source: string }) | null } & RoutedAt)
   /**
    * task/create: resolve (close the live task of source + dedupeKey), dedupe (bump it), or create
    * and announce. With a receipt, a webhook delivery id already recorded is a duplicate.
    */
-  | {
+  | ({
       op: 'task.create';
       at: number;
       from: string;
@@ -189,7 +199,7 @@ export type WriteOp =
       /** The route of the announcement, or why there is none (used only if a task is created). */
       announce: Announcement | { unroutable: string };
       receipt: { integration: string; deliveryId: string } | null;
-    }
+    } & RoutedAt)
   /** Claim an open, unclaimed task. */
   | { op: 'task.claim'; at: number; taskId: number; agentId: string }
   /** Set status and progress of a task still as `guard` says. */
@@ -316,6 +326,8 @@ export const REPLANS = 5;
 
 export type Refusal =
   | { refused: 'replyToMissing' }
+  /** An agent's routing changed after `routedAt` (see RoutedAt): at feed position `position`. */
+  | { refused: 'staleRoute'; position: number }
   | { refused: 'notFound' }
   /** The task is claimed (by `owner`) or closed: it can no longer be claimed. */
   | { refused: 'notOpen'; task: Task }
@@ -445,6 +457,10 @@ export interface ChangeFeed {
    * place (rows it had not read were pruned); what was published since may have gaps.
    */
   follow(publish: (changes: readonly Change[]) => void, resync: (why: string) => void): void;
+  /** The newest position this node has published. */
+  through(): number;
+  /** Resolves once this node has published every batch through `position`. */
+  passed(position: number): Promise<void>;
 }
 
 export interface RelayStore {

@@ -42,7 +42,7 @@ export class PostgresFeed implements ChangeFeed {
     private readonly listenPool: pg.Pool,
     private readonly q: Query,
     /** The newest position published (or, before the first read, the newest when the store opened). */
-    private through: number,
+    private published: number,
     private readonly onError: (err: unknown) => void,
   ) {}
 
@@ -58,12 +58,16 @@ export class PostgresFeed implements ChangeFeed {
     this.start();
   }
 
-  /** Resolves once this node has published every batch through `position` (a batch it committed). */
+  through(): number {
+    return this.published;
+  }
+
+  /** Resolves once this node has published every batch through `position` (one it committed, or another node's). */
   passed(position: number): Promise<void> {
-    if (position <= this.through) return Promise.resolve();
+    if (position <= this.published) return Promise.resolve();
     if (this.closed) {
       return this.readAll().then(() => {
-        if (position > this.through) throw unpublished();
+        if (position > this.published) throw unpublished();
       });
     }
     this.start();
@@ -147,7 +151,7 @@ export class PostgresFeed implements ChangeFeed {
   private async readAll(): Promise<void> {
     try {
       for (;;) {
-        const rows = await this.q<{ position: number; changes: Record<string, unknown>[] }>(READ, [this.through, PAGE]);
+        const rows = await this.q<{ position: number; changes: Record<string, unknown>[] }>(READ, [this.published, PAGE]);
         for (const row of rows) this.take(row.position, row.changes);
         this.settle();
         if (rows.length < PAGE) return;
@@ -159,10 +163,10 @@ export class PostgresFeed implements ChangeFeed {
   }
 
   private take(position: number, changes: Record<string, unknown>[]): void {
-    if (position !== this.through + 1) {
-      this.resync(`the change feed went from position ${this.through} to ${position}: the rows between were pruned before this node read them`);
+    if (position !== this.published + 1) {
+      this.resync(`the change feed went from position ${this.published} to ${position}: the rows between were pruned before this node read them`);
     }
-    this.through = position;
+    this.published = position;
     if (!this.publish) return;
     try {
       this.publish(changes.map(changeFromRaw));
@@ -175,7 +179,7 @@ export class PostgresFeed implements ChangeFeed {
     if (this.waiters.length === 0) return;
     const still: Waiter[] = [];
     for (const w of this.waiters) {
-      if (w.position <= this.through) w.resolve();
+      if (w.position <= this.published) w.resolve();
       else still.push(w);
     }
     this.waiters = still;

@@ -102,6 +102,8 @@ function refusal(r: Raw): Refusal {
       return { refused: 'unroutable', message: r.message as string };
     case 'full':
       return { refused: 'full', count: r.count as number };
+    case 'staleRoute':
+      return { refused: 'staleRoute', position: r.position as number };
     case 'leaseConflict':
       return {
         refused: 'leaseConflict',

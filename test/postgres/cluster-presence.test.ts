@@ -102,6 +102,40 @@ t.test("an agent's SSE stream on one node is its connection on every node: liste
   t.pass('node 1 lists x connected (through node 2)');
 });
 
+t.test('a send or task by tag right after a registration on another node reaches the new agent', async (t) => {
+  const [a, b] = await nodes(t, 2);
+  const sender = await connectAgent(t, a!.wsUrl, { id: 'sender' });
+  const ROUNDS = 12;
+  const missed: string[] = [];
+  const started = Date.now();
+  for (let i = 0; i < ROUNDS; i++) {
+    const id = `fresh-${i}`;
+    // With the LISTEN connections cut (they come back after 1 s), node 1 hears of node 2's next
+    // commit only at its next poll of the log, up to 1 s later, unless it asks.
+    await server.admin(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'agent-relay feed'`);
+    // Answered by node 2 once committed and published there.
+    const fresh = await connectAgent(t, b!.wsUrl, { id, tags: ['fresh'] });
+    // Even rounds a message, odd ones a task (a send's own commit brings node 1 up to date).
+    if (i % 2 === 0) {
+      const sent = await sender.rpc.call('message/send', { to: 'tag:fresh', body: `hello ${i}` });
+      if (!(sent.recipients as string[]).includes(id)) missed.push(`message ${sent.message.id} to tag:fresh missed ${id}`);
+    } else {
+      const { task } = await sender.rpc.call('task/create', { title: `job ${i}`, target: 'tag:fresh' });
+      await fresh.rpc
+        .until(() => fresh.rpc.messages().some((m) => m.taskId === task.id), 3_000, `${id} to be offered task ${task.id}`)
+        .catch(() => {
+          missed.push(`task ${task.id} for tag:fresh was not offered to ${id}`);
+        });
+    }
+    await fresh.rpc.close();
+  }
+  t.same(
+    missed,
+    [],
+    `${ROUNDS} registrations on node 2, each followed at once on node 1 by a send or a task to tag:fresh, the nodes' LISTEN connections cut before each: none missed the new agent (${Date.now() - started} ms in all)`,
+  );
+});
+
 t.test("a dead node's agents: released only STALE_TTL_MS after they were last heard from; one that reconnects elsewhere, never", async (t) => {
   const [a, b] = await nodes(t, 2);
   const observer = await WsRpc.connect(t, a!.wsUrl);

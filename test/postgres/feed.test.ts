@@ -1,9 +1,9 @@
 import pg from 'pg';
 import t from 'tap';
-import type { Change } from '../../broker/domain/store-port.js';
+import type { Change, WriteOp } from '../../broker/domain/store-port.js';
 import { PostgresStore } from '../../broker/store-postgres/store.js';
 import { startPostgres } from '../helpers/postgres.js';
-import { sendOp, taskCreateOp } from '../helpers/records.js';
+import { sendOp, storedAgent, taskCreateOp } from '../helpers/records.js';
 import { waitFor } from '../helpers/wait.js';
 
 /*
@@ -163,4 +163,39 @@ t.test('a batch that changed nothing published has no position, and is answered 
   const [o] = await store.apply([{ op: 'agent.touch', at: 1, ids: ['nobody'] }]);
   t.equal(o!.ok, true, 'a last-seen touch of an agent that does not exist');
   t.same(await sql(url, 'SELECT position FROM relay_log'), [], 'logged nothing');
+});
+
+t.test("routedAt: an op routed from a copy of the agents older than the newest change of an agent's routing is refused as staleRoute; a heartbeat changes no routing", async (t) => {
+  const url = await server.freshDatabase();
+  const store = await PostgresStore.open({ url });
+  t.teardown(() => store.close());
+  const feed = store.feed!;
+  const routed = (routedAt: number, body: string) => ({ ...sendOp({ to: 'tag:x', body }), routedAt }) as WriteOp;
+  const { inboxFloor: _f, ...bob } = storedAgent('bob', { tags: ['x'] });
+  const [inserted] = await store.apply([{ op: 'agent.insert', at: 1, agent: bob, maxAgents: 10, events: [] }]);
+  t.equal(inserted!.ok, true, 'bob registered');
+  const registeredAt = feed.through();
+
+  t.match(
+    (await store.apply([routed(registeredAt - 1, 'before')]))[0],
+    { ok: false, refused: 'staleRoute', position: registeredAt },
+    'routed before the registration was published: refused, naming its position',
+  );
+  t.match((await store.apply([routed(registeredAt, 'after')]))[0], { ok: true }, 'routed with it: applied');
+
+  const expect = { tokenHash: bob.tokenHash, status: 'online' as const };
+  await store.apply([{ op: 'agent.patch', at: 2, id: 'bob', expect, patch: { lastSeenAt: 2 }, events: [] }]);
+  t.ok(feed.through() > registeredAt, 'the heartbeat was a batch of its own');
+  t.match((await store.apply([routed(registeredAt, 'after the heartbeat')]))[0], { ok: true }, 'a heartbeat changed no routing: still applied');
+
+  await store.apply([{ op: 'agent.patch', at: 3, id: 'bob', expect, patch: { tags: [] }, events: [] }]);
+  const retaggedAt = feed.through();
+  const batch = await store.apply([routed(retaggedAt, 'fresh'), routed(retaggedAt - 1, 'stale'), sendOp({ body: 'unrouted' })]);
+  t.match(
+    batch,
+    [{ ok: true }, { ok: false, refused: 'staleRoute', position: retaggedAt }, { ok: true }],
+    'after a tag change, in one batch of plain sends: the stale one refused, the others applied in order',
+  );
+  const bodies = (await sql<{ body: string }>(url, 'SELECT body FROM messages ORDER BY id')).map((r) => r.body);
+  t.same(bodies, ['after', 'after the heartbeat', 'fresh', 'unrouted'], 'no refused send was written');
 });

@@ -23,7 +23,10 @@ import { requireAgent, type CallContext } from '../context.js';
 import { checkCursor, inbox } from '../delivery.js';
 import { inboxReader, searchScope } from '../read-rule.js';
 import { parseSearchQuery } from '../search-query.js';
+import type { Domain } from '../domain.js';
 import { withinBudget } from '../result-budget.js';
+import { applyRouted, type RoutedPlan } from '../routed.js';
+import type { Route } from '../routing.js';
 import { senderOf } from '../sender.js';
 import type { SearchTerm } from '../store-port.js';
 import { claimTask } from './task.js';
@@ -32,7 +35,13 @@ export async function send(ctx: CallContext, p: MessageSendParams): Promise<Mess
   const { domain: d } = ctx;
   const from = senderOf(ctx, p.from);
   const channel = p.channel ?? null;
-  const route = d.agents.route(p.to, channel, from);
+  return applyRouted(d, p.to, () => {
+    const route = d.agents.route(p.to, channel, from);
+    return planSend(d, p, from, channel, route);
+  });
+}
+
+function planSend(d: Domain, p: MessageSendParams, from: string, channel: string | null, route: Route): RoutedPlan<'message.send', MessageSendResult> {
   const at = d.now();
   const task = p.claimable ? { title: p.subject ?? firstLine(p.body), target: p.to, body: p.body, channel, source: from, dedupeKey: null, callbackUrl: null, meta: p.meta ?? {} } : null;
   const message = {
@@ -48,11 +57,14 @@ export async function send(ctx: CallContext, p: MessageSendParams): Promise<Mess
     createdAt: at,
     meta: p.meta ?? {},
   };
-  return d.queue.apply({ op: 'message.send', at, message, recipients: route.recipients, task }, (o) => {
-    if (!o.ok) throw new RelayError('notFound', `replyTo: no message ${p.replyTo}`);
-    const { message, task } = o.value;
-    return { message, recipients: route.recipients, warnings: route.warnings, ...(task ? { task } : {}) };
-  });
+  return {
+    op: { op: 'message.send', at, message, recipients: route.recipients, task },
+    answer: (o) => {
+      if (!o.ok) throw new RelayError('notFound', `replyTo: no message ${p.replyTo}`);
+      const { message, task } = o.value;
+      return { message, recipients: route.recipients, warnings: route.warnings, ...(task ? { task } : {}) };
+    },
+  };
 }
 
 function firstLine(body: string): string {

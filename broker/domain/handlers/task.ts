@@ -19,6 +19,7 @@ import {
 import { requireAgent, type CallContext } from '../context.js';
 import type { Domain } from '../domain.js';
 import { withinBudget } from '../result-budget.js';
+import { applyRouted } from '../routed.js';
 import { senderOf } from '../sender.js';
 import { plannedRelease } from '../offline.js';
 import { callbackSigner, REPLANS, type Announcement, type OutboxEntry, type Outcome, type TaskGuard } from '../store-port.js';
@@ -71,20 +72,25 @@ export function createTask(
   receipt: { integration: string; deliveryId: string } | null,
 ): Promise<TaskCreateResult | { duplicate: true; taskId: number | null }> {
   const channel = p.channel ?? null;
-  let announce: Announcement | { unroutable: string };
-  try {
-    announce = { from, recipients: d.agents.route(p.target, channel, from).recipients };
-  } catch (err) {
-    if (!(err instanceof RelayError)) throw err;
-    announce = { unroutable: err.message };
-  }
   const input = { title: p.title, target: p.target, body: p.body ?? null, channel, dedupeKey: p.dedupeKey ?? null, callbackUrl: p.callbackUrl ?? null, meta: p.meta ?? {} };
-  return d.queue.apply({ op: 'task.create', at: d.now(), from, source, input, action: p.action ?? 'trigger', announce, receipt }, (o) => {
-    if (o.ok) return o.value;
-    if (o.refused === 'duplicate') return { duplicate: true as const, taskId: o.taskId };
-    if (o.refused === 'noLiveTask') throw new RelayError('notFound', `dedupeKey: no open task "${p.dedupeKey}" from source ${source}`);
-    if (o.refused === 'unroutable') throw new RelayError('notFound', o.message);
-    throw unexpected(o);
+  return applyRouted(d, p.target, () => {
+    let announce: Announcement | { unroutable: string };
+    try {
+      announce = { from, recipients: d.agents.route(p.target, channel, from).recipients };
+    } catch (err) {
+      if (!(err instanceof RelayError)) throw err;
+      announce = { unroutable: err.message };
+    }
+    return {
+      op: { op: 'task.create', at: d.now(), from, source, input, action: p.action ?? 'trigger', announce, receipt },
+      answer: (o) => {
+        if (o.ok) return o.value;
+        if (o.refused === 'duplicate') return { duplicate: true as const, taskId: o.taskId };
+        if (o.refused === 'noLiveTask') throw new RelayError('notFound', `dedupeKey: no open task "${p.dedupeKey}" from source ${source}`);
+        if (o.refused === 'unroutable') throw new RelayError('notFound', o.message);
+        throw unexpected(o);
+      },
+    };
   });
 }
 
