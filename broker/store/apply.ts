@@ -66,11 +66,8 @@ export class OpApplier {
         return this.patchAgent(op);
       case 'agent.offline':
         return this.offline(op);
-      case 'session.bind': {
-        const session = this.t.sessions.bind(op.agentId, op.node, op.at);
-        this.changes.push({ kind: 'session', session });
-        return ok({ session } satisfies Results['session.bind']);
-      }
+      case 'session.bind':
+        return ok({ session: this.bindSession(op.agentId, op.node, op.at) } satisfies Results['session.bind']);
       case 'session.unbind':
         return this.unbind(op);
       case 'agent.touch':
@@ -289,8 +286,12 @@ export class OpApplier {
 
   /** A registration's binding of the agent's connection to its node, if it asked for one. */
   private bind(op: OpOf<'agent.insert'> | OpOf<'agent.patch'>): StoredSession | null {
-    if (!op.bind) return null;
-    const session = this.t.sessions.bind(op.op === 'agent.insert' ? op.agent.id : op.id, op.bind.node, op.at);
+    return op.bind ? this.bindSession(op.op === 'agent.insert' ? op.agent.id : op.id, op.bind.node, op.at) : null;
+  }
+
+  /** The agent's connection is on `node` now (the next epoch), published as a session change. */
+  private bindSession(agentId: string, node: string, at: number): StoredSession {
+    const session = this.t.sessions.bind(agentId, node, at);
     this.changes.push({ kind: 'session', session });
     return session;
   }
