@@ -1,5 +1,6 @@
 import { RelayError, type Task } from '../../protocol/index.js';
 import type { Domain } from './domain.js';
+import { caughtUpWith, routeStamp, StaleRoute, staleRoute } from './routed.js';
 import { REPLANS, type AgentPatch, type CachedAgent, type OpOf, type PlannedRelease, type StoredAgent } from './store-port.js';
 
 /** Release planned for a claimed task: offered again to its target, from the relay. */
@@ -19,21 +20,28 @@ export function plannedRelease(d: Domain, task: Task, reason: string, by: string
  * it were offline already (fan-out does not offer the work back to the agent that dropped it).
  */
 export async function offlineOp(d: Domain, agent: CachedAgent, patch: AgentPatch, reason: string): Promise<OpOf<'agent.offline'>> {
-  const releases = (await d.store.tasks.liveClaimedBy(agent.id)).map((task) => plannedRelease(d, task, `owner ${agent.id} went offline`, null, agent.id));
-  return { op: 'agent.offline', at: d.now(), id: agent.id, patch, reason, releases };
+  const tasks = await d.store.tasks.liveClaimedBy(agent.id);
+  const stamp = routeStamp(
+    d,
+    tasks.map((task) => task.target),
+  );
+  const releases = tasks.map((task) => plannedRelease(d, task, `owner ${agent.id} went offline`, null, agent.id));
+  return { op: 'agent.offline', at: d.now(), id: agent.id, patch, reason, releases, ...stamp };
 }
 
 /**
- * Apply an offline, planning it again while its claims moved between the plan and the commit.
- * Resolves to the offline agent, or null when it was offline already (or gone).
+ * Apply an offline, planning it again while its claims moved between the plan and the commit, or
+ * the route of their offers went stale (another node changed a matching agent). Resolves to the
+ * offline agent, or null when it was offline already (or gone).
  */
 export async function takeOffline(d: Domain, id: string, patch: AgentPatch, reason: string, stillWanted: (a: CachedAgent) => boolean = () => true): Promise<StoredAgent | null> {
   for (let round = 0; ; round++) {
     const agent = d.agents.get(id);
     if (!agent || agent.status === 'offline' || !stillWanted(agent)) return null;
     const op = await offlineOp(d, agent, patch, reason);
-    const result = await d.queue.apply(op, (o) => (o.ok ? o.value.agent : o.refused === 'notFound' ? null : undefined));
-    if (result !== undefined) return result;
-    if (round >= REPLANS) throw new RelayError('conflict', `agent ${id}'s claimed work kept changing while it was taken offline; retry`);
+    const result = await d.queue.apply(op, (o) => (o.ok ? o.value.agent : o.refused === 'notFound' ? null : (staleRoute(o) ?? undefined)));
+    if (result instanceof StaleRoute) await caughtUpWith(d, result, round, `the targets of ${id}'s claimed work`);
+    else if (result !== undefined) return result;
+    else if (round >= REPLANS) throw new RelayError('conflict', `agent ${id}'s claimed work kept changing while it was taken offline; retry`);
   }
 }

@@ -1,7 +1,16 @@
 import { RelayError } from '../../protocol/index.js';
 import type { Domain } from './domain.js';
 import { isFanOut } from './routing.js';
-import { REPLANS, type OpOf, type Outcome } from './store-port.js';
+import { REPLANS, type OpOf, type Outcome, type RoutedAt } from './store-port.js';
+
+/*
+ * Recipients are resolved from this node's agent directory. With several nodes the directory
+ * follows the change feed, so a registration or tag change committed on another node a moment ago
+ * may not be in it yet. An op routed by tag, capability, label or broadcast then carries the feed
+ * position the directory had reached (routedAt); the store refuses it when an agent's routing
+ * changed after that (staleRoute), and the caller plans it again once this node has published that
+ * change. A store without a feed has one writer, this node, and its directory is exact.
+ */
 
 type RoutedOp = 'message.send' | 'task.create';
 
@@ -11,26 +20,49 @@ export interface RoutedPlan<N extends RoutedOp, R> {
   answer: (outcome: Outcome<N>) => R;
 }
 
-class StaleRoute {
+/** A refusal: an agent's routing changed at feed position `position`, after the plan's routedAt. */
+export class StaleRoute {
   constructor(readonly position: number) {}
 }
 
 /**
- * Apply an op whose recipients `plan` resolved from this node's agent directory. With several
- * nodes the directory follows the change feed, so a registration or tag change committed on
- * another node a moment ago may not be in it yet: the op then carries the feed position the
- * directory has reached, the store refuses it when an agent's routing changed after that
- * (staleRoute), and it is planned again once this node has published that change. A store without
- * a feed has one writer, this node, and its directory is exact; so is a route to one id.
+ * The feed position to stamp on an op about to be routed to `targets`: take it before routing, so
+ * the directory the route reads is at least that new. Empty when none fans out or there is no feed.
+ */
+export function routeStamp(d: Domain, targets: readonly string[]): RoutedAt {
+  const feed = d.store.feed;
+  return feed && targets.some(isFanOut) ? { routedAt: feed.through() } : {};
+}
+
+/** The outcome's staleRoute refusal, if that is what it is. */
+export function staleRoute(o: Outcome): StaleRoute | null {
+  return !o.ok && o.refused === 'staleRoute' ? new StaleRoute(o.position) : null;
+}
+
+/** Wait until this node has published the routing change a refusal named, so the next plan sees it. */
+export async function caughtUpWith(d: Domain, stale: StaleRoute, round: number, what: string): Promise<void> {
+  if (round >= REPLANS) throw new RelayError('conflict', `the agents matching ${what} kept changing on other relay nodes while this was routed; retry`);
+  await d.store.feed!.passed(stale.position);
+}
+
+/**
+ * Apply an op whose recipients `plan` resolves for `target`, planning it again while its route is
+ * stale. A direct id this node does not know may have registered on another node a moment ago:
+ * the node first catches up with the feed, so the answer is -32002 only if it is unknown everywhere.
  */
 export async function applyRouted<N extends RoutedOp, R>(d: Domain, target: string, plan: () => RoutedPlan<N, R>): Promise<R> {
   const feed = d.store.feed;
+  if (feed && isAgentId(target) && !d.agents.get(target)) await feed.caughtUp();
   for (let round = 0; ; round++) {
-    const routedAt = feed && isFanOut(target) ? feed.through() : undefined;
+    const stamp = routeStamp(d, [target]);
     const { op, answer } = plan();
-    const result = await d.queue.apply<N, R | StaleRoute>(routedAt === undefined ? op : { ...op, routedAt }, (o) => (!o.ok && o.refused === 'staleRoute' ? new StaleRoute(o.position) : answer(o)));
+    const result = await d.queue.apply<N, R | StaleRoute>({ ...op, ...stamp }, (o) => staleRoute(o) ?? answer(o));
     if (!(result instanceof StaleRoute)) return result;
-    if (round >= REPLANS) throw new RelayError('conflict', `the agents matching ${target} kept changing on other relay nodes while this was routed; retry`);
-    await feed!.passed(result.position);
+    await caughtUpWith(d, result, round, target);
   }
+}
+
+/** A target naming one agent (not a fan-out form, not an external sender). */
+function isAgentId(target: string): boolean {
+  return !isFanOut(target) && !target.startsWith('ext:');
 }

@@ -204,8 +204,8 @@ export type WriteOp =
   | { op: 'task.claim'; at: number; taskId: number; agentId: string }
   /** Set status and progress of a task still as `guard` says. */
   | { op: 'task.transition'; at: number; taskId: number; guard: TaskGuard; status: TaskStatus; progress: number; event: EventSpec }
-  /** Return a claimed task to open, record why, and announce it again. */
-  | { op: 'task.release'; at: number; guard: TaskGuard; release: PlannedRelease }
+  /** Return a claimed task to open, record why, and announce it again (see RoutedAt for the announcement's route). */
+  | ({ op: 'task.release'; at: number; guard: TaskGuard; release: PlannedRelease } & RoutedAt)
   /** A new agent. Preconditions: the id is free and the registry below `maxAgents`. */
   | { op: 'agent.insert'; at: number; agent: Omit<StoredAgent, 'inboxFloor'>; maxAgents: number; events: EventSpec[]; bind?: SessionBind }
   /** Change fields of an agent whose token hash and status are still `expect`. */
@@ -216,9 +216,10 @@ export type WriteOp =
   | { op: 'session.unbind'; at: number; agentId: string; node: string; epoch: number }
   /**
    * Take an agent offline and release its claimed work and its leases. Preconditions: it is not
-   * offline, and its unfinished claimed tasks are exactly `releases` (same attempts).
+   * offline, and its unfinished claimed tasks are exactly `releases` (same attempts); see RoutedAt
+   * for the route of their announcements.
    */
-  | { op: 'agent.offline'; at: number; id: string; patch: AgentPatch; reason: string; releases: PlannedRelease[] }
+  | ({ op: 'agent.offline'; at: number; id: string; patch: AgentPatch; reason: string; releases: PlannedRelease[] } & RoutedAt)
   /** Keep last-seen fresh (bookkeeping). */
   | { op: 'agent.touch'; at: number; ids: string[] }
   | { op: 'delivery.read'; at: number; agentId: string; ids: number[] | null; upTo: number | null }
@@ -461,6 +462,8 @@ export interface ChangeFeed {
   through(): number;
   /** Resolves once this node has published every batch through `position`. */
   passed(position: number): Promise<void>;
+  /** Resolves once this node has published every batch committed (on any node) before the call. */
+  caughtUp(): Promise<void>;
 }
 
 export interface RelayStore {

@@ -5,6 +5,7 @@ import type { Query } from './connection.js';
 import { changeFromRaw } from './outcomes.js';
 
 const READ = 'SELECT position, changes FROM relay_log WHERE position > $1 ORDER BY position LIMIT $2';
+const HEAD = 'SELECT coalesce(max(position), 0) AS p FROM relay_log';
 const PAGE = 256;
 /** Read the log this often even with no notification: a NOTIFY lost with its connection is caught up within it. */
 const POLL_MS = 1_000;
@@ -48,7 +49,7 @@ export class PostgresFeed implements ChangeFeed {
 
   /** The feed from the log's newest position now: what commits after this is what it publishes. */
   static async open(listenPool: pg.Pool, q: Query, onError: (err: unknown) => void): Promise<PostgresFeed> {
-    const [head] = await q<{ p: number }>('SELECT coalesce(max(position), 0) AS p FROM relay_log');
+    const [head] = await q<{ p: number }>(HEAD);
     return new PostgresFeed(listenPool, q, head!.p, onError);
   }
 
@@ -75,6 +76,12 @@ export class PostgresFeed implements ChangeFeed {
       this.waiters.push({ position, resolve, reject });
       this.wake();
     });
+  }
+
+  /** Positions are taken in commit order under relay_head's lock, so the newest visible one covers every earlier commit. */
+  async caughtUp(): Promise<void> {
+    const [head] = await this.q<{ p: number }>(HEAD);
+    await this.passed(head!.p);
   }
 
   /** Read what is left for the batches still waiting, then stop; a batch the feed could not reach rejects. */

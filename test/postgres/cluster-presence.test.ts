@@ -15,7 +15,8 @@ import { connectAgent, WsRpc } from '../helpers/ws-client.js';
  * and is not stale; a dead node's agents are released only STALE_TTL_MS after they were last
  * heard from, and one that reconnects to another node within it never. Messages committed on one
  * node reach the sockets, SSE streams and long-polls of another, and a client re-registering by
- * cursor on other nodes misses none.
+ * cursor on other nodes misses none. Sends, tasks and released work routed by tag reach an agent
+ * that registered on another node a moment ago, and so does a send to its id.
  */
 
 const server = await startPostgres(t);
@@ -134,6 +135,36 @@ t.test('a send or task by tag right after a registration on another node reaches
     [],
     `${ROUNDS} registrations on node 2, each followed at once on node 1 by a send or a task to tag:fresh, the nodes' LISTEN connections cut before each: none missed the new agent (${Date.now() - started} ms in all)`,
   );
+});
+
+t.test('work released right after a registration on another node is offered to the new agent; so is a direct send to it', async (t) => {
+  const [a, b] = await nodes(t, 2);
+  const observer = await WsRpc.connect(t, a!.wsUrl);
+  const ROUNDS = 8;
+  const missed: string[] = [];
+  for (let i = 0; i < ROUNDS; i++) {
+    const holder = await connectAgent(t, a!.wsUrl, { id: `holder-${i}`, tags: ['pool'] });
+    const { task } = await observer.call('task/create', { title: `job ${i}`, target: 'tag:pool', from: 'ext:ci' });
+    const { claimToken } = await holder.rpc.call('task/claim', { id: task.id });
+    await server.admin(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'agent-relay feed'`);
+    const id = `fresh-${i}`;
+    const fresh = await connectAgent(t, b!.wsUrl, { id, tags: ['pool'] });
+    // Even rounds the owner releases the task; odd ones it leaves, which releases it too.
+    if (i % 2 === 0) await holder.rpc.call('task/release', { id: task.id, claimToken });
+    else await holder.rpc.call('agent/update', { id: holder.id, status: 'offline' });
+    await fresh.rpc
+      .until(() => fresh.rpc.messages().some((m) => m.taskId === task.id), 3_000, `${id} to be offered task ${task.id} again`)
+      .catch(() => missed.push(`task ${task.id} ${i % 2 === 0 ? 'released' : 'left'} by ${holder.id} was not offered to ${id}`));
+    await holder.rpc.close();
+    await fresh.rpc.close();
+  }
+  t.same(missed, [], `${ROUNDS} releases on node 1, each right after a registration of a matching agent on node 2 with the LISTEN connections cut: none missed it`);
+
+  // A direct id node 1 has not heard of yet: found by catching up, not refused with -32002.
+  await server.admin(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'agent-relay feed'`);
+  await connectAgent(t, b!.wsUrl, { id: 'direct' });
+  const sent = await observer.call('message/send', { to: 'direct', body: 'hi', from: 'ext:ci' });
+  t.same(sent.recipients, ['direct'], 'a send to an id registered on node 2 a moment ago is delivered to it');
 });
 
 t.test("a dead node's agents: released only STALE_TTL_MS after they were last heard from; one that reconnects elsewhere, never", async (t) => {

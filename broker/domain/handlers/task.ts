@@ -19,7 +19,7 @@ import {
 import { requireAgent, type CallContext } from '../context.js';
 import type { Domain } from '../domain.js';
 import { withinBudget } from '../result-budget.js';
-import { applyRouted } from '../routed.js';
+import { applyRouted, caughtUpWith, routeStamp, StaleRoute, staleRoute } from '../routed.js';
 import { senderOf } from '../sender.js';
 import { plannedRelease } from '../offline.js';
 import { callbackSigner, REPLANS, type Announcement, type OutboxEntry, type Outcome, type TaskGuard } from '../store-port.js';
@@ -154,10 +154,13 @@ async function changeTask(ctx: CallContext, id: number, plan: (task: Task) => Pa
     const task = await ctx.domain.queue.apply(op, (o: Outcome) => {
       if (o.ok) return (o.value as { task: Task }).task;
       if (o.refused === 'changed' || o.refused === 'notFound') return null;
+      const stale = staleRoute(o);
+      if (stale) return stale;
       throw unexpected(o);
     });
-    if (task) return task;
-    if (round >= REPLANS) throw new RelayError('conflict', `task ${id} kept changing while this change was planned; retry`);
+    if (task instanceof StaleRoute) await caughtUpWith(ctx.domain, task, round, `task ${id}'s target`);
+    else if (task) return task;
+    else if (round >= REPLANS) throw new RelayError('conflict', `task ${id} kept changing while this change was planned; retry`);
   }
 }
 
@@ -181,7 +184,8 @@ export async function update(ctx: CallContext, p: TaskUpdateParams): Promise<Tas
 export async function release(ctx: CallContext, p: TaskReleaseParams): Promise<TaskReleaseResult> {
   const task = await changeTask(ctx, p.id, (task) => {
     checkOwnership(ctx, task, p.claimToken);
-    return { op: 'task.release', at: ctx.domain.now(), guard: guardOf(task), release: plannedRelease(ctx.domain, task, p.note ?? 'released by owner', ctx.agentId) };
+    const stamp = routeStamp(ctx.domain, [task.target]);
+    return { op: 'task.release', at: ctx.domain.now(), guard: guardOf(task), release: plannedRelease(ctx.domain, task, p.note ?? 'released by owner', ctx.agentId), ...stamp };
   });
   return { task };
 }
