@@ -20,6 +20,8 @@ export class AgentDirectory {
     stored: readonly StoredAgent[],
     /** True when the agent is connected through another relay node (SessionBindings.elsewhere). */
     private readonly connectedElsewhere: (id: string) => boolean = () => false,
+    /** With several nodes: resolves once every batch committed anywhere so far is in this cache (ChangeFeed.caughtUp). */
+    private readonly caughtUp: (() => Promise<void>) | null = null,
   ) {
     this.reload(stored);
   }
@@ -103,8 +105,14 @@ export class AgentDirectory {
     }
   }
 
-  /** Verify an agent credential; returns the agent id or throws -32001. */
-  authenticate(agentId: string | undefined, agentToken: string): string {
+  /**
+   * Verify an agent credential; resolves to the agent id or rejects with -32001. An agent this
+   * node does not know may have registered on another node a moment ago: the cache first catches
+   * up with the feed. That read makes an unknown id slower to refuse than a known one; it tells
+   * nothing agent/list does not (any caller past the relay token may list the ids).
+   */
+  async authenticate(agentId: string | undefined, agentToken: string): Promise<string> {
+    if (agentId && this.caughtUp && !this.byId.has(agentId)) await this.caughtUp();
     const agent = agentId ? this.byId.get(agentId) : undefined;
     // Compare even when the agent is unknown, so timing does not reveal which ids exist.
     const ok = verifyToken(agentToken, agent?.tokenHash ?? '0'.repeat(64));

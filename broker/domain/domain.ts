@@ -60,7 +60,8 @@ export class Domain {
     start: DomainStart,
   ) {
     this.bindings = new SessionBindings(store.nodes?.self ?? `node-${randomUUID()}`, store.nodes, start.sessions);
-    this.agents = new AgentDirectory(store.agents, this.sessions, start.agents, (id) => this.bindings.elsewhere(id, clock.now()));
+    const feed = store.feed;
+    this.agents = new AgentDirectory(store.agents, this.sessions, start.agents, (id) => this.bindings.elsewhere(id, clock.now()), feed ? () => feed.caughtUp() : null);
     const onCallback = hooks.onCallbackEnqueued ?? (() => {});
     const publish = (changes: readonly Change[]) => this.publish(changes, onCallback);
     // A store with a change feed publishes every node's commits, this one's too, before it answers.

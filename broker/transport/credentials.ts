@@ -20,8 +20,8 @@ export class Credentials {
     private readonly now: () => number,
   ) {}
 
-  /** An agent credential (JSON-RPC params or headers): the agent id, or -32001. */
-  agent(agentId: string | undefined, agentToken: string): string {
+  /** An agent credential (headers): the agent id, or -32001. */
+  agent(agentId: string | undefined, agentToken: string): Promise<string> {
     return this.agents.authenticate(agentId, agentToken);
   }
 
@@ -33,7 +33,7 @@ export class Credentials {
    * without X-Agent-Token, and a token that names no agent, are 401 too. Webhook ingress
    * authenticates with its integration's secret instead (404 for an unknown integration).
    */
-  http(ex: HttpExchange): Caller {
+  async http(ex: HttpExchange): Promise<Caller> {
     const ingress = INGRESS_PATH.exec(ex.path);
     if (ingress) return { session: null, agentId: null, transport: 'http', integration: this.delivery(ex, ingress[1]!) };
     const token = ex.headers['x-agent-token'];
@@ -51,7 +51,7 @@ export class Credentials {
     if (named === undefined) {
       throw new RelayError('unauthorized', `unauthorized: X-Agent-Token is given but X-Agent-Id is missing: ${ex.method} ${ex.path} does not name the agent, so add X-Agent-Id`);
     }
-    return { session: null, agentId: this.agent(named, token), transport: 'http' };
+    return { session: null, agentId: await this.agent(named, token), transport: 'http' };
   }
 
   /** A webhook delivery, verified over the raw body before any parse or write. */

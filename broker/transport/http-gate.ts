@@ -1,5 +1,5 @@
 import { httpErrorReply, INGRESS_PATH, RelayError } from '../../protocol/index.js';
-import type { Caller, HttpExchange } from '../domain/ports.js';
+import type { HttpExchange } from '../domain/ports.js';
 import { checkRequest } from './auth.js';
 import { Credentials } from './credentials.js';
 import { ClientRateLimiter } from './rate-limit.js';
@@ -76,17 +76,14 @@ export function createHttpGate(deps: TransportDeps, port: () => number): (exchan
   const limiter = new ClientRateLimiter(config.httpRateLimitPerSec, config.httpRateBurst);
   const credentials = new Credentials(deps.domain.agents, deps.domain.integrations, log, () => deps.domain.now());
   const dispatch = (exchange: GateExchange) => {
-    let caller: Caller;
-    try {
-      caller = credentials.http(exchange);
-    } catch (err) {
-      replyError(exchange, err);
-      return;
-    }
-    Promise.resolve(deps.http(exchange, caller)).catch((err: unknown) => {
-      log.error({ err, path: exchange.path }, 'http handler failed');
-      replyError(exchange, err);
-    });
+    credentials.http(exchange).then(
+      (caller) =>
+        Promise.resolve(deps.http(exchange, caller)).catch((err: unknown) => {
+          log.error({ err, path: exchange.path }, 'http handler failed');
+          replyError(exchange, err);
+        }),
+      (err: unknown) => replyError(exchange, err),
+    );
   };
   return (exchange, remote, readBody) => {
     const retryAfter = limiter.check(remote);

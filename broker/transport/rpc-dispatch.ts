@@ -70,12 +70,12 @@ export class RpcDispatcher {
     for (const name of Object.keys(METHODS) as MethodName[]) {
       this.server.addMethod(name, (params: unknown, ctx: Caller) => this.call(name, params, ctx));
     }
-    this.server.addMethod(DISCOVER_METHOD, (params: unknown) => {
+    this.server.addMethod(DISCOVER_METHOD, async (params: unknown) => {
       // The document is public, but a presented agent credential is still checked, as on every
       // other method: a wrong or foreign agentToken is refused, never silently ignored (auth matrix).
       const p = params as { agentId?: unknown; agentToken?: unknown } | undefined;
       if (p && typeof p === 'object' && typeof p.agentToken === 'string') {
-        this.domain.agents.authenticate(typeof p.agentId === 'string' ? p.agentId : undefined, p.agentToken);
+        await this.domain.agents.authenticate(typeof p.agentId === 'string' ? p.agentId : undefined, p.agentToken);
       }
       return (this.discoverDoc ??= buildOpenRpcDocument(this.version));
     });
@@ -96,7 +96,7 @@ export class RpcDispatcher {
     const params = spec.params.parse(rawParams ?? {}) as Record<string, unknown>;
     let agentId = ctx.session?.agentId ?? ctx.agentId;
     if (typeof params.agentToken === 'string' && name !== 'agent/register') {
-      agentId = this.domain.agents.authenticate(params.agentId as string | undefined, params.agentToken);
+      agentId = await this.domain.agents.authenticate(params.agentId as string | undefined, params.agentToken);
     }
     const call: CallContext = { session: ctx.session, agentId, transport: ctx.transport, domain: this.domain };
     if (spec.auth === 'agent') requireAgent(call);

@@ -165,6 +165,23 @@ t.test('work released right after a registration on another node is offered to t
   await connectAgent(t, b!.wsUrl, { id: 'direct' });
   const sent = await observer.call('message/send', { to: 'direct', body: 'hi', from: 'ext:ci' });
   t.same(sent.recipients, ['direct'], 'a send to an id registered on node 2 a moment ago is delivered to it');
+
+  // And the agent itself, moving to node 1 at once with its token, is the same agent there.
+  await server.admin(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'agent-relay feed'`);
+  const mover = await connectAgent(t, b!.wsUrl, { id: 'mover' });
+  const moved = await WsRpc.connect(t, a!.wsUrl);
+  const again = await moved.call('agent/register', { id: 'mover', agentToken: mover.token });
+  t.equal(again.created, false, 'an agent registered on node 2 a moment ago re-registers on node 1 with its token');
+
+  // An HTTP hook behind a round-robin balancer: registered through node 2, its next request lands on node 1.
+  await server.admin(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'agent-relay feed'`);
+  const registered = await fetch(`${b!.url}/rpc`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'agent/register', params: { id: 'hook' } }),
+  }).then((r) => r.json() as Promise<{ result: { agentToken: string } }>);
+  const inbox = await fetch(`${a!.url}/api/agents/hook/inbox`, { headers: { 'x-agent-token': registered.result.agentToken } });
+  t.equal(inbox.status, 200, `an HTTP agent registered through node 2 a moment ago is served by node 1 with its token (${inbox.status} ${await inbox.text()})`.slice(0, 200));
 });
 
 t.test("a dead node's agents: released only STALE_TTL_MS after they were last heard from; one that reconnects elsewhere, never", async (t) => {

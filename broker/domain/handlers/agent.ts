@@ -116,6 +116,8 @@ export async function register(ctx: CallContext, p: AgentRegisterParams): Promis
       return through ? { ...done.result, cursor: through.cursor } : done.result;
     }
     if (round >= REPLANS) throw new RelayError('conflict', `agent ${id} kept changing while it registered; retry`);
+    // An id refused as taken that this node does not know registered on another node a moment ago.
+    if (!existing) await d.store.feed?.caughtUp();
   }
 }
 
