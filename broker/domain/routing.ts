@@ -1,5 +1,5 @@
 import type { Warning } from '../../protocol/index.js';
-import type { CachedAgent } from './store-port.js';
+import type { AgentPatch, CachedAgent, WriteOp } from './store-port.js';
 
 export interface Route {
   recipients: string[];
@@ -11,6 +11,27 @@ export class UnknownAgentError extends Error {}
 /** A target whose recipients depend on the agents' tags, capabilities, labels and status (not one id). */
 export function isFanOut(target: string): boolean {
   return target === 'broadcast' || target.startsWith('tag:') || target.startsWith('cap:') || target.startsWith('label:');
+}
+
+/** The agent fields resolveTarget reads to choose fan-out recipients (matcher, channel filter, offline). */
+const ROUTED_FIELDS = ['label', 'tags', 'capabilities', 'channels', 'status'] as const satisfies readonly (keyof AgentPatch)[];
+
+/**
+ * Whether `op`, if applied, can change who a fan-out target reaches: a new agent, one going
+ * offline, or a change of a field resolveTarget reads. Heartbeats cannot, nor can a prune (it
+ * removes offline agents, whom fan-out skips). A store with a change feed records where the last
+ * such op committed, so an op routed from an older copy of the agents is refused (RoutedAt).
+ */
+export function changesRouting(op: WriteOp): boolean {
+  switch (op.op) {
+    case 'agent.insert':
+    case 'agent.offline':
+      return true;
+    case 'agent.patch':
+      return ROUTED_FIELDS.some((field) => op.patch[field] !== undefined);
+    default:
+      return false;
+  }
 }
 
 /**

@@ -1,5 +1,4 @@
 import type pg from 'pg';
-import type { WriteOp } from '../domain/store-port.js';
 import { classify } from './connection.js';
 import type { RawBatch } from './outcomes.js';
 
@@ -12,7 +11,7 @@ import type { RawBatch } from './outcomes.js';
  * lost COMMIT reply is settled the same way, and its changes are logged for the feed as relay_apply logs them. Errors other than an op's own (a broken connection,
  * a timeout) are thrown for the caller to handle like the normal path's.
  */
-export async function applyOpByOp(client: pg.PoolClient, batchId: string, ops: readonly WriteOp[], signed: readonly string[]): Promise<RawBatch> {
+export async function applyOpByOp(client: pg.PoolClient, batchId: string, ops: readonly object[], signed: readonly string[]): Promise<RawBatch> {
   await client.query('BEGIN');
   try {
     await client.query('SELECT 1 FROM relay_head FOR UPDATE');

@@ -1,7 +1,7 @@
 // Unit layer: pure domain functions, no relay, no sockets, no database (`npm run test:unit`).
 import t from 'tap';
-import { resolveTarget, UnknownAgentError } from '../../broker/domain/routing.js';
-import type { CachedAgent } from '../../broker/domain/store-port.js';
+import { changesRouting, resolveTarget, UnknownAgentError } from '../../broker/domain/routing.js';
+import type { CachedAgent, WriteOp } from '../../broker/domain/store-port.js';
 import { storedAgent } from '../helpers/records.js';
 
 function agent(id: string, over: Partial<CachedAgent> = {}): CachedAgent {
@@ -52,4 +52,16 @@ t.test('a direct id always gets the message, offline or not; an unknown id is re
 
 t.test('ext: targets (the dashboard, scripts) hold no inbox: nobody, and no warning', async (t) => {
   t.same(resolveTarget('ext:dashboard', null, 'alice', agents), { recipients: [], warnings: [] });
+});
+
+t.test('changesRouting: what can change who a fan-out target reaches (the ops a cluster refuses stale routes after)', async (t) => {
+  const { inboxFloor: _f, ...bob } = storedAgent('bob');
+  const patch = (p: object): WriteOp => ({ op: 'agent.patch', at: 1, id: 'bob', expect: { tokenHash: bob.tokenHash, status: 'online' }, patch: p, events: [] });
+  t.equal(changesRouting({ op: 'agent.insert', at: 1, agent: bob, maxAgents: 10, events: [] }), true, 'a new agent');
+  t.equal(changesRouting({ op: 'agent.offline', at: 1, id: 'bob', patch: {}, reason: 'left', releases: [] }), true, 'an agent going offline');
+  for (const field of ['label', 'tags', 'capabilities', 'channels', 'status'] as const) {
+    t.equal(changesRouting(patch({ [field]: field === 'label' || field === 'status' ? 'x' : [] })), true, `a change of ${field}`);
+  }
+  t.equal(changesRouting(patch({ lastSeenAt: 2, ready: false, meta: {} })), false, 'a heartbeat, readiness or meta');
+  t.equal(changesRouting({ op: 'agent.touch', at: 1, ids: ['bob'] }), false, 'a last-seen touch');
 });
