@@ -30,6 +30,16 @@ export class AgentDirectory {
     return this.byId.get(id);
   }
 
+  /**
+   * The agent; when this node does not know it, after catching up with the change feed first (with
+   * several nodes it may have registered on another node a moment ago). Unknown means unknown
+   * everywhere as of the call.
+   */
+  async lookup(id: string): Promise<CachedAgent | undefined> {
+    if (this.caughtUp && !this.byId.has(id)) await this.caughtUp();
+    return this.byId.get(id);
+  }
+
   has(id: string): boolean {
     return this.byId.has(id);
   }
@@ -106,14 +116,13 @@ export class AgentDirectory {
   }
 
   /**
-   * Verify an agent credential; resolves to the agent id or rejects with -32001. An agent this
-   * node does not know may have registered on another node a moment ago: the cache first catches
-   * up with the feed. That read makes an unknown id slower to refuse than a known one; it tells
-   * nothing agent/list does not (any caller past the relay token may list the ids).
+   * Verify an agent credential; resolves to the agent id or rejects with -32001. The agent is
+   * looked up (lookup): with several nodes an unknown id is slower to refuse than a known one by a
+   * read of the feed's head, which tells nothing agent/list does not (any caller past the relay
+   * token may list the ids).
    */
   async authenticate(agentId: string | undefined, agentToken: string): Promise<string> {
-    if (agentId && this.caughtUp && !this.byId.has(agentId)) await this.caughtUp();
-    const agent = agentId ? this.byId.get(agentId) : undefined;
+    const agent = agentId ? await this.lookup(agentId) : undefined;
     // Compare even when the agent is unknown, so timing does not reveal which ids exist.
     const ok = verifyToken(agentToken, agent?.tokenHash ?? '0'.repeat(64));
     if (!agentId) throw new RelayError('invalidParams', 'agentId: required with agentToken');

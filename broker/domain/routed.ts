@@ -47,12 +47,11 @@ export async function caughtUpWith(d: Domain, stale: StaleRoute, round: number, 
 
 /**
  * Apply an op whose recipients `plan` resolves for `target`, planning it again while its route is
- * stale. A direct id this node does not know may have registered on another node a moment ago:
- * the node first catches up with the feed, so the answer is -32002 only if it is unknown everywhere.
+ * stale. A direct id is looked up first (AgentDirectory.lookup), so the answer is -32002 only if it
+ * is unknown on every node.
  */
 export async function applyRouted<N extends RoutedOp, R>(d: Domain, target: string, plan: () => RoutedPlan<N, R>): Promise<R> {
-  const feed = d.store.feed;
-  if (feed && isAgentId(target) && !d.agents.get(target)) await feed.caughtUp();
+  if (isAgentId(target)) await d.agents.lookup(target);
   for (let round = 0; ; round++) {
     const stamp = routeStamp(d, [target]);
     const { op, answer } = plan();

@@ -173,6 +173,11 @@ t.test('work released right after a registration on another node is offered to t
   const again = await moved.call('agent/register', { id: 'mover', agentToken: mover.token });
   t.equal(again.created, false, 'an agent registered on node 2 a moment ago re-registers on node 1 with its token');
 
+  await server.admin(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'agent-relay feed'`);
+  await connectAgent(t, b!.wsUrl, { id: 'renamed' });
+  const { agent } = await observer.call('agent/update', { id: 'renamed', label: 'Renamed' });
+  t.equal(agent.label, 'Renamed', 'an observer on node 1 relabels an agent registered on node 2 a moment ago');
+
   // An HTTP hook behind a round-robin balancer: registered through node 2, its next request lands on node 1.
   await server.admin(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'agent-relay feed'`);
   const registered = await fetch(`${b!.url}/rpc`, {

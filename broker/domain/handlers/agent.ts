@@ -117,7 +117,7 @@ export async function register(ctx: CallContext, p: AgentRegisterParams): Promis
     }
     if (round >= REPLANS) throw new RelayError('conflict', `agent ${id} kept changing while it registered; retry`);
     // An id refused as taken that this node does not know registered on another node a moment ago.
-    if (!existing) await d.store.feed?.caughtUp();
+    if (!existing) await d.agents.lookup(id);
   }
 }
 
@@ -149,7 +149,7 @@ export async function update(ctx: CallContext, p: AgentUpdateParams): Promise<Ag
     throw new RelayError('unauthorized', `unauthorized: ${reserved.join(', ')} of agent ${id} change only with its own agentToken (X-Agent-Token over HTTP); an observer may change only its label`);
   }
   for (let round = 0; ; round++) {
-    const existing = d.agents.get(id);
+    const existing = await d.agents.lookup(id);
     if (!existing) throw new RelayError('notFound', `id: no agent ${id}`);
     const now = d.now();
     const patch: AgentPatch = {
