@@ -21,10 +21,8 @@ export function plannedRelease(d: Domain, task: Task, reason: string, by: string
  */
 export async function offlineOp(d: Domain, agent: CachedAgent, patch: AgentPatch, reason: string): Promise<OpOf<'agent.offline'>> {
   const tasks = await d.store.tasks.liveClaimedBy(agent.id);
-  const stamp = routeStamp(
-    d,
-    tasks.map((task) => task.target),
-  );
+  const targets = tasks.map((task) => task.target);
+  const stamp = routeStamp(d, targets);
   const releases = tasks.map((task) => plannedRelease(d, task, `owner ${agent.id} went offline`, null, agent.id));
   return { op: 'agent.offline', at: d.now(), id: agent.id, patch, reason, releases, ...stamp };
 }

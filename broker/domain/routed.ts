@@ -1,6 +1,6 @@
 import { RelayError } from '../../protocol/index.js';
 import type { Domain } from './domain.js';
-import { isFanOut } from './routing.js';
+import { isAgentId, isFanOut } from './routing.js';
 import { REPLANS, type OpOf, type Outcome, type RoutedAt } from './store-port.js';
 
 /*
@@ -25,13 +25,16 @@ export class StaleRoute {
   constructor(readonly position: number) {}
 }
 
+/** One empty stamp for every op that needs none: spread into an op, it adds nothing. */
+const NO_STAMP: RoutedAt = Object.freeze({});
+
 /**
  * The feed position to stamp on an op about to be routed to `targets`: take it before routing, so
  * the directory the route reads is at least that new. Empty when none fans out or there is no feed.
  */
 export function routeStamp(d: Domain, targets: readonly string[]): RoutedAt {
   const feed = d.store.feed;
-  return feed && targets.some(isFanOut) ? { routedAt: feed.through() } : {};
+  return feed && targets.some(isFanOut) ? { routedAt: feed.through() } : NO_STAMP;
 }
 
 /** The outcome's staleRoute refusal, if that is what it is. */
@@ -55,13 +58,10 @@ export async function applyRouted<N extends RoutedOp, R>(d: Domain, target: stri
   for (let round = 0; ; round++) {
     const stamp = routeStamp(d, [target]);
     const { op, answer } = plan();
-    const result = await d.queue.apply<N, R | StaleRoute>({ ...op, ...stamp }, (o) => staleRoute(o) ?? answer(o));
+    // Without a stamp (one node, or a route to one id) the op goes as planned, not copied: the send path.
+    const stamped = stamp === NO_STAMP ? op : { ...op, ...stamp };
+    const result = await d.queue.apply<N, R | StaleRoute>(stamped, (o) => staleRoute(o) ?? answer(o));
     if (!(result instanceof StaleRoute)) return result;
     await caughtUpWith(d, result, round, target);
   }
-}
-
-/** A target naming one agent (not a fan-out form, not an external sender). */
-function isAgentId(target: string): boolean {
-  return !isFanOut(target) && !target.startsWith('ext:');
 }

@@ -13,6 +13,11 @@ export function isFanOut(target: string): boolean {
   return target === 'broadcast' || target.startsWith('tag:') || target.startsWith('cap:') || target.startsWith('label:');
 }
 
+/** A target naming one agent: neither a fan-out form nor an external sender (resolveTarget's third case). */
+export function isAgentId(target: string): boolean {
+  return !isFanOut(target) && !target.startsWith('ext:');
+}
+
 /** The agent fields resolveTarget reads to choose fan-out recipients (matcher, channel filter, offline). */
 const ROUTED_FIELDS = ['label', 'tags', 'capabilities', 'channels', 'status'] as const satisfies readonly (keyof AgentPatch)[];
 
