@@ -38,10 +38,10 @@ export function changeFromRaw(c: Raw): Change {
   throw new Error(`relay_apply answered a change of unknown kind ${String(c.kind)}`);
 }
 
-function value(op: OpName, v: Raw | null): unknown {
+function value(op: OpName, v: Raw | null, changes: readonly Change[]): unknown {
   switch (op) {
     case 'message.send':
-      return { message: messageFromRow(v!.message as Raw), task: v!.task ? taskFromRow(v!.task as Raw) : null } satisfies Results['message.send'];
+      return { message: v!.message ? messageFromRow(v!.message as Raw) : sentMessage(changes), task: v!.task ? taskFromRow(v!.task as Raw) : null } satisfies Results['message.send'];
     case 'task.create':
       return { task: taskFromRow(v!.task as Raw), created: v!.created as boolean } satisfies Results['task.create'];
     case 'task.claim':
@@ -92,6 +92,13 @@ function value(op: OpName, v: Raw | null): unknown {
   }
 }
 
+/** A plain send's message, which relay_send_rows answers once, in its change (0008_send_speed.sql): the same object, as the SQLite store answers it. */
+function sentMessage(changes: readonly Change[]): Results['message.send']['message'] {
+  const change = changes.find((c) => c.kind === 'message');
+  if (!change) throw new Error('relay_apply answered a message.send with no message');
+  return change.message;
+}
+
 function refusal(r: Raw): Refusal {
   switch (r.refused) {
     case 'notOpen':
@@ -128,7 +135,7 @@ function errorFromRaw(e: unknown): Error {
 /** One raw outcome of op `op`. */
 export function outcomeFromRaw(op: WriteOp, raw: Raw): Outcome {
   const changes = ((raw.changes as Rows | undefined) ?? []).map(changeFromRaw);
-  if (raw.ok === true) return { ok: true, value: value(op.op, raw.value as Raw | null), changes } as Outcome;
+  if (raw.ok === true) return { ok: true, value: value(op.op, raw.value as Raw | null, changes), changes } as Outcome;
   return { ok: false, ...refusal(raw), changes } as Outcome;
 }
 

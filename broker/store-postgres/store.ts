@@ -9,6 +9,7 @@ import { PgDeliveryReads, PgMessageReads } from './reads-messages.js';
 import { PgEventReads, PgOutboxReads, PgReceiptReads, PgTaskReads } from './reads-tasks.js';
 import { PgSearch } from './search.js';
 import { PostgresFeed } from './feed.js';
+import { databaseAgrees } from './search-vector.js';
 import { SoleNode } from './sole-node.js';
 import { PostgresWriter } from './writer.js';
 
@@ -109,6 +110,7 @@ export class PostgresStore implements RelayStore {
       } finally {
         client.release();
       }
+      const vectors = await databaseAgrees(readQuery(readPool));
       // Taken before anything else reads the store: what commits from here on, the feed publishes.
       const feed = await PostgresFeed.open(listenPool, readQuery(readPool), (err) => onError(err instanceof Error ? err : new Error(String(err))));
       const nodes = new NodeHeartbeats(readQuery(readPool), (err) => onError(err instanceof Error ? err : new Error(String(err))));
@@ -122,7 +124,7 @@ export class PostgresStore implements RelayStore {
         });
         node = { lock, pool };
       }
-      return new PostgresStore(writerPool, readPool, new PostgresWriter(writerPool, readPool, opts.signedSources ?? []), listenPool, feed, nodes, reported, node);
+      return new PostgresStore(writerPool, readPool, new PostgresWriter(writerPool, readPool, opts.signedSources ?? [], vectors), listenPool, feed, nodes, reported, node);
     } catch (err) {
       await Promise.allSettled([writerPool.end(), readPool.end(), listenPool.end()]);
       throw err;

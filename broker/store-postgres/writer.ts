@@ -1,19 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { RelayError } from '../../protocol/index.js';
-import { changesRouting } from '../domain/routing.js';
 import type { Outcome, WriteOp } from '../domain/store-port.js';
 import { applyOpByOp } from './apply-fallback.js';
 import { classify, describe, storageBusy } from './connection.js';
 import { resolveLostBatch } from './lost-reply.js';
+import { wireOps } from './wire.js';
 import { outcomesFromRaw, type RawBatch } from './outcomes.js';
 
 const APPLY = 'SELECT relay_apply($1::json) AS r';
-
-/** The ops as sent to relay_apply: each that changes routing (the domain's rule) marked `reroutes` (0007_routing_rule.sql). */
-function wireOps(ops: readonly WriteOp[]): readonly object[] {
-  return ops.some(changesRouting) ? ops.map((op) => (changesRouting(op) ? { ...op, reroutes: true } : op)) : ops;
-}
 
 /** A committed batch's outcomes, and its position in the change feed (null: it changed nothing anyone publishes). */
 export interface AppliedBatch {
@@ -56,6 +51,8 @@ export class PostgresWriter {
     /** For lookups of lost replies: a fresh connection, never the one that broke. */
     private readonly lookupPool: pg.Pool,
     private readonly signed: readonly string[],
+    /** Whether sends carry their search vector (the database agreed on open: search-vector.ts). */
+    private readonly vectors: boolean,
   ) {}
 
   apply(ops: readonly WriteOp[]): Promise<AppliedBatch> {
@@ -78,7 +75,7 @@ export class PostgresWriter {
     const client = await this.checkout();
     let raw: RawBatch;
     try {
-      raw = (await client.query<{ r: RawBatch }>(APPLY, [JSON.stringify({ id: batchId, signed: this.signed, ops: wireOps(ops) })])).rows[0]!.r;
+      raw = (await client.query<{ r: RawBatch }>(APPLY, [JSON.stringify({ id: batchId, signed: this.signed, ops: wireOps(ops, { vectors: this.vectors, runs: true }) })])).rows[0]!.r;
       client.release();
     } catch (err) {
       const kind = classify(err);
@@ -109,7 +106,7 @@ export class PostgresWriter {
   private async opByOp(ops: readonly WriteOp[], batchId: string): Promise<RawBatch | LostReply> {
     const client = await this.checkout();
     try {
-      const raw = await applyOpByOp(client, batchId, wireOps(ops), this.signed);
+      const raw = await applyOpByOp(client, batchId, wireOps(ops, { vectors: this.vectors, runs: false }), this.signed);
       client.release();
       return raw;
     } catch (err) {

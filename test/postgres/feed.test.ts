@@ -198,4 +198,6 @@ t.test("routedAt: an op routed from a copy of the agents older than the newest c
   );
   const bodies = (await sql<{ body: string }>(url, 'SELECT body FROM messages ORDER BY id')).map((r) => r.body);
   t.same(bodies, ['after', 'after the heartbeat', 'fresh', 'unrouted'], 'no refused send was written');
+  const sentId = (o: (typeof batch)[number]) => (o.ok ? (o.value as { message: { id: number } }).message.id : null);
+  t.equal(sentId(batch[2]!), sentId(batch[0]!)! + 1, 'and the refused one took no id: the ids go on without a hole');
 });
