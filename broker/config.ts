@@ -39,7 +39,7 @@ export const CONFIG_VARS = {
     env: 'AGENT_RELAY_CLUSTER',
     schema: z.enum(['on', 'off']),
     default: 'off',
-    doc: 'Experimental: `on` lets several relay nodes serve one PostgreSQL database (AGENT_RELAY_STORE); `off`, a second node is refused. See the README’s “Several nodes (experimental)”.',
+    doc: '`on` lets several relay nodes serve one PostgreSQL database (AGENT_RELAY_STORE); `off`, a second node is refused. See the README’s “Several nodes”.',
   },
   token: {
     env: 'AGENT_RELAY_TOKEN',
