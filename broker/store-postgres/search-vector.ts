@@ -3,12 +3,14 @@ import type { Query } from './connection.js';
 /*
  * A message's search vector, computed by the node that plans the send instead of by PostgreSQL
  * inside the batch (a quarter of the database's time per send: bench/RESULTS.md, issue 18). It
- * must equal what the database would store, setweight(to_tsvector('simple', relay_words(subject)),
- * 'A') || setweight(to_tsvector('simple', relay_words(body)), 'B') (relay_search_vector, 0008_send_speed.sql), so it
- * is computed only where that is plain: all-ASCII text (letters and digits mean the same under
- * every locale), at most MAX_POSITIONS words, none of MAX_WORD characters or more, no word more
- * than MAX_REPEATS times, none the parser would split (SCIENTIFIC). Anything else is left to the database (null). The store checks on open
- * that the database agrees (databaseAgrees), and sends none if it does not.
+ * must equal what the database would store (relay_search_vector, 0008_send_speed.sql):
+ *   setweight(to_tsvector('simple', relay_words(subject)), 'A')
+ *     || setweight(to_tsvector('simple', relay_words(body)), 'B')
+ * so it is computed only where that is plain: all-ASCII text (letters and digits mean the same
+ * under every locale), at most MAX_POSITIONS words, none of MAX_WORD characters or more, no word
+ * more than MAX_REPEATS times, none the parser would split (SCIENTIFIC). Anything else is left to
+ * the database (null). The store checks on open that the database agrees (databaseAgrees), and
+ * sends no vectors if it does not.
  */
 
 /** to_tsvector's limits (PostgreSQL's MAXENTRYPOS, MAXSTRLEN, MAXNUMPOS): past them it caps or drops. */
