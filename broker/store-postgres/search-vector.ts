@@ -67,11 +67,15 @@ export async function databaseAgrees(query: Query): Promise<boolean> {
     [null, `${'w '.repeat(MAX_REPEATS)}${'a'.repeat(MAX_WORD - 1)} end`],
     ['', `${Array.from({ length: MAX_POSITIONS }, (_, i) => `w${i % 1000}`).join(' ')}`],
   ];
-  for (const [subject, body] of probes) {
+  const vectors = probes.map(([subject, body]) => {
     const vector = searchVector(subject, body);
     if (vector === null) throw new Error('searchVector refused its own probe');
-    const [row] = await query<{ same: boolean }>('SELECT relay_search_vector($1, $2) = $3::tsvector AS same', [subject, body, vector]);
-    if (!row?.same) return false;
-  }
-  return true;
+    return vector;
+  });
+  // One round trip at start-up for all the probes.
+  const [row] = await query<{ same: boolean }>(
+    'SELECT bool_and(relay_search_vector(p.subject, p.body) = p.vector::tsvector) AS same FROM unnest($1::text[], $2::text[], $3::text[]) AS p(subject, body, vector)',
+    [probes.map((p) => p[0]), probes.map((p) => p[1]), vectors],
+  );
+  return row?.same === true;
 }
