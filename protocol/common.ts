@@ -101,6 +101,11 @@ export const DeliverySchema = z.object({
 export const TaskStatusSchema = z.enum(['open', 'claimed', 'in_progress', 'blocked', 'done', 'failed', 'canceled']);
 export const TERMINAL_TASK_STATUSES = ['done', 'failed', 'canceled'] as const;
 
+/** A task in one of these states is finished: it can no longer be claimed, released or changed. */
+export function isTerminalStatus(status: z.infer<typeof TaskStatusSchema>): boolean {
+  return (TERMINAL_TASK_STATUSES as readonly string[]).includes(status);
+}
+
 export const TaskSchema = z.object({
   id: IdSchema,
   title: z.string(),

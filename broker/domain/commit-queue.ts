@@ -51,6 +51,8 @@ export class CommitQueue {
   private settled: Promise<void> = Promise.resolve();
   private closed = false;
   private oldestPendingAt = 0;
+  /** Ops submitted and not yet answered, by name. */
+  private readonly unsettled = new Map<OpName, number>();
   private readonly publish: (changes: readonly Change[]) => void;
   private readonly holdWhile: () => boolean;
   private readonly observeCommit: (ms: number, ops: number) => void;
@@ -74,8 +76,18 @@ export class CommitQueue {
     return new Promise<R>((resolve, reject) => {
       if (this.pending.length === 0) this.oldestPendingAt = performance.now();
       this.pending.push({ op, answer: then as (o: Outcome) => unknown, resolve: resolve as (v: unknown) => void, reject });
+      this.count(op.op, 1);
       this.schedule();
     });
+  }
+
+  /** How many ops of this name were submitted and not yet answered (queued, or with the store). */
+  onTheWay(name: OpName): number {
+    return this.unsettled.get(name) ?? 0;
+  }
+
+  private count(name: OpName, by: number): void {
+    this.unsettled.set(name, (this.unsettled.get(name) ?? 0) + by);
   }
 
   /** Bookkeeping (delivery states, last-seen, push spans) written with the next commit; nobody waits on it. */
@@ -136,7 +148,10 @@ export class CommitQueue {
         },
         (err: unknown) => {
           this.log.error({ err }, 'group commit failed: nothing in it was acknowledged');
-          for (const p of batch) p.reject(err);
+          for (const p of batch) {
+            this.count(p.op.op, -1);
+            p.reject(err);
+          }
         },
       )
       .finally(() => {
@@ -152,6 +167,7 @@ export class CommitQueue {
     batch.forEach((p, i) => {
       const outcome = outcomes[i]!;
       this.publishSafely(outcome.changes);
+      this.count(p.op.op, -1);
       if (!outcome.ok && outcome.refused === 'error') {
         this.log.error({ err: outcome.error, op: p.op.op }, 'a write failed');
         p.reject(outcome.error instanceof RelayError ? outcome.error : new RelayError('internal', 'internal error'));

@@ -5,6 +5,7 @@ import type { Integration } from '../integrations.js';
 import type { Logger } from '../logger.js';
 import { AgentDirectory } from './agent-directory.js';
 import { MOVED_ELSEWHERE, SessionBindings } from './bindings.js';
+import { ClaimedTasks } from './claimed-tasks.js';
 import { CommitQueue } from './commit-queue.js';
 import { Notifier } from './notifier.js';
 import { SearchPages } from './search-pages.js';
@@ -41,6 +42,7 @@ export class Domain {
   readonly bindings: SessionBindings;
   readonly notifier: Notifier;
   readonly queue: CommitQueue;
+  readonly claimed: ClaimedTasks;
   readonly searches: SearchPages;
   readonly startedAt: number;
 
@@ -70,6 +72,8 @@ export class Domain {
       ...(hooks.holdCommitWhile ? { holdWhile: hooks.holdCommitWhile } : {}),
       ...(hooks.observeCommit ? { observeCommit: hooks.observeCommit } : {}),
     });
+    const queue = this.queue;
+    this.claimed = new ClaimedTasks(!store.feed, () => queue.onTheWay('task.release') + queue.onTheWay('agent.offline') > 0);
     this.notifier = new Notifier(this.sessions, store, this.queue, log, () => clock.now(), { messageId: start.messageId, eventId: start.eventId }, config.maxBackpressureBytes);
     this.searches = new SearchPages(() => clock.now());
     this.startedAt = clock.now();
@@ -120,6 +124,7 @@ export class Domain {
           this.notifier.messageNew(c.message, c.recipients);
           break;
         case 'task':
+          this.claimed.committed(c.task);
           this.notifier.taskUpdated(c.task, c.event, c.alsoAgents);
           break;
         case 'event':

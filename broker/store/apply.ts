@@ -1,4 +1,4 @@
-import { TERMINAL_TASK_STATUSES, type RelayEvent, type Task, type TaskStatus } from '../../protocol/index.js';
+import { isTerminalStatus, type RelayEvent, type Task } from '../../protocol/index.js';
 import {
   callbackPayload,
   callbackWebhookId,
@@ -19,10 +19,6 @@ import {
 import { LeaseApplier } from './apply-leases.js';
 import { ok, refuse, type Applied } from './applied.js';
 import type { Tables } from './tables.js';
-
-function isTerminal(status: TaskStatus): boolean {
-  return (TERMINAL_TASK_STATUSES as readonly string[]).includes(status);
-}
 
 /**
  * Applies write ops inside the open transaction: checks each op's preconditions against the rows
@@ -176,7 +172,7 @@ export class OpApplier {
   private guarded(taskId: number, guard: TaskGuard): Task | Refusal {
     const task = this.t.tasks.get(taskId);
     if (!task) return { refused: 'notFound' };
-    if (isTerminal(task.status) || task.status !== guard.status || task.claimedBy !== guard.claimedBy || task.attempts !== guard.attempts) {
+    if (isTerminalStatus(task.status) || task.status !== guard.status || task.claimedBy !== guard.claimedBy || task.attempts !== guard.attempts) {
       return { refused: 'changed' };
     }
     return task;

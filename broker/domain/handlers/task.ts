@@ -1,7 +1,7 @@
 import {
   LIMITS,
   RelayError,
-  TERMINAL_TASK_STATUSES,
+  isTerminalStatus,
   type Task,
   type TaskClaimResult,
   type TaskCreateParams,
@@ -12,7 +12,6 @@ import {
   type TaskListResult,
   type TaskReleaseParams,
   type TaskReleaseResult,
-  type TaskStatus,
   type TaskUpdateParams,
   type TaskUpdateResult,
 } from '../../../protocol/index.js';
@@ -21,12 +20,9 @@ import type { Domain } from '../domain.js';
 import { withinBudget } from '../result-budget.js';
 import { applyRouted, caughtUpWith, routeStamp, StaleRoute, staleRoute } from '../routed.js';
 import { senderOf } from '../sender.js';
+import { notClaimable } from '../claimed-tasks.js';
 import { plannedRelease } from '../offline.js';
 import { callbackSigner, REPLANS, type Announcement, type OutboxEntry, type Outcome, type TaskGuard } from '../store-port.js';
-
-export function isTerminal(status: TaskStatus): boolean {
-  return (TERMINAL_TASK_STATUSES as readonly string[]).includes(status);
-}
 
 export async function create(ctx: CallContext, p: TaskCreateParams): Promise<TaskCreateResult> {
   const from = senderOf(ctx, p.from);
@@ -97,15 +93,14 @@ export function createTask(
 export function claimTask(ctx: CallContext, id: number): Promise<TaskClaimResult> {
   const agentId = requireAgent(ctx);
   const d = ctx.domain;
+  const known = d.claimed.refusal(id);
+  if (known) return Promise.reject(known);
   return d.queue.apply({ op: 'task.claim', at: d.now(), taskId: id, agentId }, (o) => {
     if (o.ok) return { task: o.value.task, claimToken: o.value.task.attempts };
     if (o.refused === 'notFound') throw new RelayError('notFound', `id: no task ${id}`);
     if (o.refused !== 'notOpen') throw unexpected(o);
-    const current = o.task;
-    if (current.claimedBy) {
-      throw new RelayError('conflict', `task ${id} is already claimed by ${current.claimedBy}`, { owner: current.claimedBy, status: current.status });
-    }
-    throw new RelayError('conflict', `task ${id} is ${current.status}: it can no longer be claimed`, { status: current.status });
+    d.claimed.committed(o.task);
+    throw notClaimable(id, o.task);
   });
 }
 
@@ -135,7 +130,7 @@ function checkOwnership(ctx: CallContext, task: Task, claimToken: number | undef
 async function openTask(d: Domain, id: number): Promise<Task> {
   const task = await d.store.tasks.get(id);
   if (!task) throw new RelayError('notFound', `id: no task ${id}`);
-  if (isTerminal(task.status)) throw new RelayError('conflict', `task ${id} is already ${task.status}`, { status: task.status });
+  if (isTerminalStatus(task.status)) throw new RelayError('conflict', `task ${id} is already ${task.status}`, { status: task.status });
   return task;
 }
 
@@ -173,7 +168,7 @@ export async function update(ctx: CallContext, p: TaskUpdateParams): Promise<Tas
     const status = p.status ?? task.status;
     const progress = p.progress ?? (status === 'done' ? 100 : task.progress);
     const data = { by, ...(p.note !== undefined ? { note: p.note } : {}), progress };
-    const event = isTerminal(status)
+    const event = isTerminalStatus(status)
       ? { kind: 'task.closed' as const, agentId: task.claimedBy, data: { status, ...data } }
       : { kind: 'task.updated' as const, agentId: task.claimedBy, data: { status, ...data } };
     return { op: 'task.transition', at: ctx.domain.now(), taskId: task.id, guard: guardOf(task), status, progress, event };
