@@ -1,7 +1,8 @@
 import { RelayError, type Task } from '../../protocol/index.js';
 import type { Domain } from './domain.js';
-import { caughtUpWith, routeStamp, StaleRoute, staleRoute } from './routed.js';
-import { REPLANS, type AgentPatch, type CachedAgent, type OpOf, type PlannedRelease, type StoredAgent } from './store-port.js';
+import { PLAN_AGAIN, replanning, staleRoute } from './replan.js';
+import { routeStamp } from './routed.js';
+import type { AgentPatch, CachedAgent, OpOf, PlannedRelease, StoredAgent } from './store-port.js';
 
 /** Release planned for a claimed task: offered again to its target, from the relay. */
 export function plannedRelease(d: Domain, task: Task, reason: string, by: string | null, asOffline?: string): PlannedRelease {
@@ -33,13 +34,11 @@ export async function offlineOp(d: Domain, agent: CachedAgent, patch: AgentPatch
  * offline agent, or null when it was offline already (or gone).
  */
 export async function takeOffline(d: Domain, id: string, patch: AgentPatch, reason: string, stillWanted: (a: CachedAgent) => boolean = () => true): Promise<StoredAgent | null> {
-  for (let round = 0; ; round++) {
+  const giveUp = { changed: `agent ${id}'s claimed work kept changing while it was taken offline`, routedTo: `the targets of ${id}'s claimed work` };
+  return replanning(d, giveUp, async () => {
     const agent = d.agents.get(id);
     if (!agent || agent.status === 'offline' || !stillWanted(agent)) return null;
     const op = await offlineOp(d, agent, patch, reason);
-    const result = await d.queue.apply(op, (o) => (o.ok ? o.value.agent : o.refused === 'notFound' ? null : (staleRoute(o) ?? undefined)));
-    if (result instanceof StaleRoute) await caughtUpWith(d, result, round, `the targets of ${id}'s claimed work`);
-    else if (result !== undefined) return result;
-    else if (round >= REPLANS) throw new RelayError('conflict', `agent ${id}'s claimed work kept changing while it was taken offline; retry`);
-  }
+    return d.queue.apply(op, (o) => (o.ok ? o.value.agent : o.refused === 'notFound' ? null : (staleRoute(o) ?? PLAN_AGAIN)));
+  });
 }

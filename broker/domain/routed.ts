@@ -1,7 +1,7 @@
-import { RelayError } from '../../protocol/index.js';
 import type { Domain } from './domain.js';
+import { replanning, type StaleRoute, staleRoute } from './replan.js';
 import { isAgentId, isFanOut } from './routing.js';
-import { REPLANS, type OpOf, type Outcome, type RoutedAt } from './store-port.js';
+import type { OpOf, Outcome, RoutedAt } from './store-port.js';
 
 /*
  * Recipients are resolved from this node's agent directory. With several nodes the directory
@@ -20,11 +20,6 @@ export interface RoutedPlan<N extends RoutedOp, R> {
   answer: (outcome: Outcome<N>) => R;
 }
 
-/** A refusal: an agent's routing changed at feed position `position`, after the plan's routedAt. */
-export class StaleRoute {
-  constructor(readonly position: number) {}
-}
-
 /** One empty stamp for every op that needs none: spread into an op, it adds nothing. */
 const NO_STAMP: RoutedAt = Object.freeze({});
 
@@ -37,17 +32,6 @@ export function routeStamp(d: Domain, targets: readonly string[]): RoutedAt {
   return feed && targets.some(isFanOut) ? { routedAt: feed.through() } : NO_STAMP;
 }
 
-/** The outcome's staleRoute refusal, if that is what it is. */
-export function staleRoute(o: Outcome): StaleRoute | null {
-  return !o.ok && o.refused === 'staleRoute' ? new StaleRoute(o.position) : null;
-}
-
-/** Wait until this node has published the routing change a refusal named, so the next plan sees it. */
-export async function caughtUpWith(d: Domain, stale: StaleRoute, round: number, what: string): Promise<void> {
-  if (round >= REPLANS) throw new RelayError('conflict', `the agents matching ${what} kept changing on other relay nodes while this was routed; retry`);
-  await d.store.feed!.passed(stale.position);
-}
-
 /**
  * Apply an op whose recipients `plan` resolves for `target`, planning it again while its route is
  * stale. A direct id is looked up first (AgentDirectory.lookup), so the answer is -32002 only if it
@@ -55,13 +39,11 @@ export async function caughtUpWith(d: Domain, stale: StaleRoute, round: number, 
  */
 export async function applyRouted<N extends RoutedOp, R>(d: Domain, target: string, plan: () => RoutedPlan<N, R>): Promise<R> {
   if (isAgentId(target)) await d.agents.lookup(target);
-  for (let round = 0; ; round++) {
+  return replanning(d, { routedTo: target }, () => {
     const stamp = routeStamp(d, [target]);
     const { op, answer } = plan();
     // Without a stamp (one node, or a route to one id) the op goes as planned, not copied: the send path.
     const stamped = stamp === NO_STAMP ? op : { ...op, ...stamp };
-    const result = await d.queue.apply<N, R | StaleRoute>(stamped, (o) => staleRoute(o) ?? answer(o));
-    if (!(result instanceof StaleRoute)) return result;
-    await caughtUpWith(d, result, round, target);
-  }
+    return d.queue.apply<N, R | StaleRoute>(stamped, (o) => staleRoute(o) ?? answer(o));
+  });
 }

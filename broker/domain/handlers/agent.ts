@@ -20,7 +20,8 @@ import type { Domain } from '../domain.js';
 import { takeOffline } from '../offline.js';
 import { registered } from '../presence.js';
 import { withinBudgetRead } from '../result-budget.js';
-import { REPLANS, type AgentPatch, type CachedAgent, type EventSpec, type OpOf, type StoredAgent } from '../store-port.js';
+import { PLAN_AGAIN, replanning } from '../replan.js';
+import type { AgentPatch, CachedAgent, EventSpec, OpOf, StoredAgent } from '../store-port.js';
 import { hashToken, newToken, verifyToken } from '../tokens.js';
 
 /** `host-client-rig-basename(cwd)-8hex`, lowercase [a-z0-9-]. */
@@ -35,7 +36,7 @@ export async function register(ctx: CallContext, p: AgentRegisterParams): Promis
   const id = p.id ?? generateAgentId(p);
   // A registration over a socket binds the agent's connection to this node (a new epoch); over HTTP there is none.
   const bind = ctx.session ? { bind: { node: d.bindings.self } } : {};
-  for (let round = 0; ; round++) {
+  return replanning(d, { changed: `agent ${id} kept changing while it registered` }, async () => {
     const existing = d.agents.get(id);
     const now = d.now();
     let token: string;
@@ -110,15 +111,15 @@ export async function register(ctx: CallContext, p: AgentRegisterParams): Promis
       if (ctx.session && o.value.session) registered(d, ctx.session, id, o.value.session.epoch);
       return { result: { agent: d.agents.wire(agent), agentToken: token, cursor, created: !existing }, attached };
     });
-    if (done) {
-      // The missed messages are pushed before the answer, which names the point they reach.
-      const through = await done.attached;
-      return through ? { ...done.result, cursor: through.cursor } : done.result;
+    if (!done) {
+      // An id refused as taken that this node does not know registered on another node a moment ago.
+      if (!existing) await d.agents.lookup(id);
+      return PLAN_AGAIN;
     }
-    if (round >= REPLANS) throw new RelayError('conflict', `agent ${id} kept changing while it registered; retry`);
-    // An id refused as taken that this node does not know registered on another node a moment ago.
-    if (!existing) await d.agents.lookup(id);
-  }
+    // The missed messages are pushed before the answer, which names the point they reach.
+    const through = await done.attached;
+    return through ? { ...done.result, cursor: through.cursor } : done.result;
+  });
 }
 
 /**
@@ -148,7 +149,7 @@ export async function update(ctx: CallContext, p: AgentUpdateParams): Promise<Ag
   if (!self && reserved.length > 0) {
     throw new RelayError('unauthorized', `unauthorized: ${reserved.join(', ')} of agent ${id} change only with its own agentToken (X-Agent-Token over HTTP); an observer may change only its label`);
   }
-  for (let round = 0; ; round++) {
+  return replanning(d, { changed: `agent ${id} kept changing while it was updated` }, async () => {
     const existing = await d.agents.lookup(id);
     if (!existing) throw new RelayError('notFound', `id: no agent ${id}`);
     const now = d.now();
@@ -174,9 +175,8 @@ export async function update(ctx: CallContext, p: AgentUpdateParams): Promise<Ag
       const op = { op: 'agent.patch' as const, at: now, id, expect: { tokenHash: existing.tokenHash, status: existing.status }, patch, events };
       agent = await d.queue.apply(op, (o) => (o.ok ? o.value.agent : null));
     }
-    if (agent) return { agent: d.agents.wire(agent) };
-    if (round >= REPLANS) throw new RelayError('conflict', `agent ${id} kept changing while it was updated; retry`);
-  }
+    return agent ? { agent: d.agents.wire(agent) } : PLAN_AGAIN;
+  });
 }
 
 export async function heartbeat(ctx: CallContext, p: AgentHeartbeatParams): Promise<AgentHeartbeatResult> {

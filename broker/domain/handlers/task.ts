@@ -18,11 +18,12 @@ import {
 import { requireAgent, type CallContext } from '../context.js';
 import type { Domain } from '../domain.js';
 import { withinBudget } from '../result-budget.js';
-import { applyRouted, caughtUpWith, routeStamp, StaleRoute, staleRoute } from '../routed.js';
+import { PLAN_AGAIN, replanning, staleRoute } from '../replan.js';
+import { applyRouted, routeStamp } from '../routed.js';
 import { senderOf } from '../sender.js';
 import { notClaimable } from '../claimed-tasks.js';
 import { plannedRelease } from '../offline.js';
-import { callbackSigner, REPLANS, type Announcement, type OutboxEntry, type Outcome, type TaskGuard } from '../store-port.js';
+import { callbackSigner, type Announcement, type OutboxEntry, type Outcome, type TaskGuard } from '../store-port.js';
 
 export async function create(ctx: CallContext, p: TaskCreateParams): Promise<TaskCreateResult> {
   const from = senderOf(ctx, p.from);
@@ -144,19 +145,16 @@ function guardOf(task: Task): TaskGuard {
  * answer for the state the change would really meet.
  */
 async function changeTask(ctx: CallContext, id: number, plan: (task: Task) => Parameters<Domain['queue']['apply']>[0]): Promise<Task> {
-  for (let round = 0; ; round++) {
+  return replanning(ctx.domain, { changed: `task ${id} kept changing while this change was planned`, routedTo: `task ${id}'s target` }, async () => {
     const op = plan(await openTask(ctx.domain, id));
-    const task = await ctx.domain.queue.apply(op, (o: Outcome) => {
+    return ctx.domain.queue.apply(op, (o: Outcome) => {
       if (o.ok) return (o.value as { task: Task }).task;
-      if (o.refused === 'changed' || o.refused === 'notFound') return null;
+      if (o.refused === 'changed' || o.refused === 'notFound') return PLAN_AGAIN;
       const stale = staleRoute(o);
       if (stale) return stale;
       throw unexpected(o);
     });
-    if (task instanceof StaleRoute) await caughtUpWith(ctx.domain, task, round, `task ${id}'s target`);
-    else if (task) return task;
-    else if (round >= REPLANS) throw new RelayError('conflict', `task ${id} kept changing while this change was planned; retry`);
-  }
+  });
 }
 
 export async function update(ctx: CallContext, p: TaskUpdateParams): Promise<TaskUpdateResult> {
