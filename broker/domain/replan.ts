@@ -22,7 +22,7 @@ export function staleRoute(o: Outcome): StaleRoute | null {
   return !o.ok && o.refused === 'staleRoute' ? new StaleRoute(o.position) : null;
 }
 
-/** The -32003 an attempt hears when it gave up; `changing` says what kept changing. */
+/** The words of the -32003 the caller hears when the attempts gave up; only the kind its attempt can answer needs naming. */
 export interface GiveUp {
   /** Refused as changed every round: "task 7 kept changing while this change was planned". */
   changed?: string;
@@ -39,10 +39,10 @@ export async function replanning<R>(d: Domain, giveUp: GiveUp, attempt: () => Pr
   for (let round = 0; ; round++) {
     const result = await attempt();
     if (result instanceof StaleRoute) {
-      if (round >= REPLANS) throw new RelayError('conflict', `the agents matching ${giveUp.routedTo} kept changing on other relay nodes while this was routed; retry`);
+      if (round >= REPLANS) throw new RelayError('conflict', `the agents matching ${giveUp.routedTo ?? "this write's target"} kept changing on other relay nodes while this was routed; retry`);
       await d.store.feed!.passed(result.position);
     } else if (result === PLAN_AGAIN) {
-      if (round >= REPLANS) throw new RelayError('conflict', `${giveUp.changed}; retry`);
+      if (round >= REPLANS) throw new RelayError('conflict', `${giveUp.changed ?? 'what this write was planned against kept changing'}; retry`);
     } else {
       return result;
     }
