@@ -62,8 +62,12 @@ t.test('a callback retry due while PostgreSQL is down: the relay process stays u
   let exitedWith: unknown = null;
   void relay.exited.then((e) => (exitedWith = e));
   const boss = await connectAgent(t, relay.wsUrl, { id: 'boss' });
-  await boss.rpc.call('task/create', { title: 'build it', target: 'boss', callbackUrl: url });
+  const { task } = await boss.rpc.call('task/create', { title: 'build it', target: 'boss', callbackUrl: url });
   await waitFor(() => hits.length === 1, 'the first attempt (answered 500)');
+  // The database stops only once that attempt's outcome is stored: an outcome lost with the database
+  // leaves its entry leased, sent again only when the lease ends (3 x the 10 s attempt timeout).
+  const recorded = async () => ((await boss.rpc.call('task/get', { id: task.id })).callbacks as { lastStatus: number | null }[]).some((c) => c.lastStatus === 500);
+  await waitFor(recorded, 'the first attempt recorded as answered 500');
   await server.stop();
   // The retry's pass falls in this window: its reads fail with the server gone.
   await sleep(2500);
