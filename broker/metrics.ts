@@ -1,4 +1,5 @@
 import { collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import type { CommitObserver } from './domain/commit-queue.js';
 import type { Domain } from './domain/domain.js';
 
 /**
@@ -6,7 +7,7 @@ import type { Domain } from './domain/domain.js';
  * the group commit, which exists before the state it measures: `createMetrics` gives the
  * observer first, `watchState` adds the gauges read at scrape time once the domain exists.
  */
-export function createMetrics(): { register: Registry; observeCommit: (ms: number, ops: number) => void } {
+export function createMetrics(): { register: Registry; observeCommit: CommitObserver } {
   const register = new Registry();
   // prom-client's default names already start with process_ or nodejs_: the prefix is only ours.
   collectDefaultMetrics({ register, prefix: 'agent_relay_', eventLoopMonitoringPrecision: 20 });
@@ -22,9 +23,9 @@ export function createMetrics(): { register: Registry; observeCommit: (ms: numbe
     buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000],
     registers: [register],
   });
-  const observeCommit = (ms: number, ops: number) => {
+  const observeCommit: CommitObserver = (ms, writes) => {
     commits.observe(ms / 1000);
-    if (ops > 0) batch.observe(ops);
+    if (writes.length > 0) batch.observe(writes.length);
   };
   return { register, observeCommit };
 }

@@ -3,6 +3,7 @@ import { CLOSE_CODES } from '../protocol/index.js';
 import { createHttpHandler } from '../adapters/http/router.js';
 import type { RelayConfig } from './config.js';
 import { CallbackDispatcher, DEFAULT_CALLBACK_POLICY, type CallbackPolicy } from './domain/callbacks.js';
+import type { CommitObserver } from './domain/commit-queue.js';
 import { Domain } from './domain/domain.js';
 import { loadIntegrations } from './integrations.js';
 import { createMetrics, watchState } from './metrics.js';
@@ -36,8 +37,8 @@ export interface RelayOptions {
   sseKeepAliveMs?: number;
   /** Also hold each group commit open while this says so (tests widen the window a commit waits in). */
   holdCommitWhile?: () => boolean;
-  /** Also told each commit's duration and size (beside the metrics). */
-  observeCommit?: (ms: number, ops: number) => void;
+  /** Also told each commit's duration and the writes it answered (beside the metrics). */
+  observeCommit?: CommitObserver;
 }
 
 export async function createRelay(config: RelayConfig, log: Logger, options: RelayOptions = {}): Promise<Relay> {
@@ -50,9 +51,9 @@ export async function createRelay(config: RelayConfig, log: Logger, options: Rel
   const core = await Domain.open(store, config, log, options.clock ?? systemClock, integrations, {
     onCallbackEnqueued: () => callbacks?.kick(),
     holdCommitWhile: () => (transport?.framesWaiting() ?? 0) > 0 || (options.holdCommitWhile?.() ?? false),
-    observeCommit: (ms, ops) => {
-      metrics.observeCommit(ms, ops);
-      options.observeCommit?.(ms, ops);
+    observeCommit: (ms, writes) => {
+      metrics.observeCommit(ms, writes);
+      options.observeCommit?.(ms, writes);
     },
   });
   callbacks = new CallbackDispatcher(core, (signer) => core.secretFor(signer), { ...DEFAULT_CALLBACK_POLICY, ...options.callbackPolicy });

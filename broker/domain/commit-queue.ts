@@ -21,9 +21,15 @@ export interface CommitQueueOptions {
    * MAX_HOLD_MS and MAX_BATCH writes, so the burst still shares one group commit.
    */
   holdWhile?: () => boolean;
-  /** Each commit's duration and size, for metrics. */
-  observeCommit?: (ms: number, ops: number) => void;
+  /** Each commit's duration and the writes it answered, for metrics. */
+  observeCommit?: CommitObserver;
 }
+
+/**
+ * Told of each commit: how long it took and the writes it answers (deferred writes, which nobody
+ * waits for, ride along uncounted).
+ */
+export type CommitObserver = (ms: number, writes: readonly WriteOp[]) => void;
 
 const MAX_BATCH = 1000;
 /**
@@ -55,7 +61,7 @@ export class CommitQueue {
   private readonly unsettled = new Map<OpName, number>();
   private readonly publish: (changes: readonly Change[]) => void;
   private readonly holdWhile: () => boolean;
-  private readonly observeCommit: (ms: number, ops: number) => void;
+  private readonly observeCommit: CommitObserver;
 
   constructor(
     private readonly store: RelayStore,
@@ -135,7 +141,8 @@ export class CommitQueue {
     const deferred = this.deferred.splice(0);
     if (batch.length === 0 && deferred.length === 0) return Promise.resolve();
     const started = performance.now();
-    const ops = deferred.length === 0 ? batch.map((p) => p.op) : [...batch.map((p) => p.op), ...deferred];
+    const answered = batch.map((p) => p.op);
+    const ops = deferred.length === 0 ? answered : [...answered, ...deferred];
     this.inFlight++;
     const applied = this.store.apply(ops);
     applied.catch(() => undefined); // handled below, once the batch before it has settled
@@ -143,7 +150,7 @@ export class CommitQueue {
       .then(() => applied)
       .then(
         (outcomes) => {
-          this.observeCommit(performance.now() - started, batch.length);
+          this.observeCommit(performance.now() - started, answered);
           this.settle(batch, outcomes, deferred);
         },
         (err: unknown) => {

@@ -6,7 +6,7 @@ import type { Logger } from '../logger.js';
 import { AgentDirectory } from './agent-directory.js';
 import { MOVED_ELSEWHERE, SessionBindings } from './bindings.js';
 import { ClaimedTasks } from './claimed-tasks.js';
-import { CommitQueue } from './commit-queue.js';
+import { type CommitObserver, CommitQueue } from './commit-queue.js';
 import { Notifier } from './notifier.js';
 import { SearchPages } from './search-pages.js';
 import type { Clock } from './ports.js';
@@ -18,7 +18,7 @@ export interface DomainHooks {
   onCallbackEnqueued?: () => void;
   /** See CommitQueueOptions. */
   holdCommitWhile?: () => boolean;
-  observeCommit?: (ms: number, ops: number) => void;
+  observeCommit?: CommitObserver;
 }
 
 /** What the domain reads from the store once, when the relay starts. */

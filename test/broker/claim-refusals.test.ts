@@ -1,25 +1,14 @@
 import t from 'tap';
-import { onPostgres, startRelay } from '../helpers/relay.js';
+import { onPostgres, startRelay, writeCounter } from '../helpers/relay.js';
 import { connectAgent, rpcErrorOf, WsRpc } from '../helpers/ws-client.js';
 
 // A claim of a task this relay saw claimed is refused from memory (broker/domain/claimed-tasks.ts);
 // these tests hold it to the store's answers. Several nodes on PostgreSQL always ask the store.
 
-/** Counts the writes that reached a commit. */
-function commitCounter(): { observeCommit: (ms: number, ops: number) => void; writes: () => number } {
-  let writes = 0;
-  return {
-    observeCommit: (_ms, ops) => {
-      writes += ops;
-    },
-    writes: () => writes,
-  };
-}
-
 t.test('a claim that loses to a committed owner is refused without a write, in the words the store uses', async (t) => {
   const dir = t.testdir();
-  const counter = commitCounter();
-  const relay = await startRelay(t, {}, { dir, observeCommit: counter.observeCommit });
+  const claims = writeCounter('task.claim');
+  const relay = await startRelay(t, {}, { dir, observeCommit: claims.observeCommit });
   const alice = await connectAgent(t, relay.wsUrl, { id: 'alice', tags: ['workers'] });
   const bob = await connectAgent(t, relay.wsUrl, { id: 'bob', tags: ['workers'] });
   const observer = await WsRpc.connect(t, relay.wsUrl);
@@ -27,12 +16,12 @@ t.test('a claim that loses to a committed owner is refused without a write, in t
   const claimed = await alice.rpc.call('task/claim', { id: task.id });
   t.equal(claimed.claimToken, 1);
 
-  const before = counter.writes();
+  const before = claims.total();
   const remembered = await rpcErrorOf(bob.rpc.call('task/claim', { id: task.id }));
   t.equal(remembered.code, -32003);
   t.equal(remembered.error.message, `task ${task.id} is already claimed by alice`);
   t.same(remembered.error.data, { owner: 'alice', status: 'claimed' });
-  t.equal(counter.writes() - before, onPostgres ? 1 : 0, 'on a store of its own, the refusal took no write');
+  t.equal(claims.total() - before, onPostgres ? 1 : 0, 'on a store of its own, the refusal took no write');
 
   // A fresh relay on the same database knows nothing yet: the store refuses, with the same answer.
   await relay.close();

@@ -6,6 +6,8 @@ import { createLogger } from '../../broker/logger.js';
 import { createRelay, type Relay, type RelayOptions } from '../../broker/relay.js';
 import type { Clock } from '../../broker/domain/ports.js';
 import type { CallbackPolicy } from '../../broker/domain/callbacks.js';
+import type { CommitObserver } from '../../broker/domain/commit-queue.js';
+import type { OpName } from '../../broker/domain/store-port.js';
 import { SqliteStore } from '../../broker/store/store.js';
 import { testTransportEnv } from './child.js';
 import { startPostgres, type TestPostgres } from './postgres.js';
@@ -61,6 +63,23 @@ export async function startRelay(
     logs,
     logText: () => raw,
   }) as TestRelay;
+}
+
+/**
+ * Counts the writes of the named kinds that commits answered, for `observeCommit`. Only those:
+ * other writes run beside them on their own clock (a live push opens a push span, whose row is
+ * written 50 ms on; the presence sweep touches connected agents), and a slow run would count them.
+ */
+export function writeCounter(...kinds: OpName[]): { observeCommit: CommitObserver; total: () => number; perCommit: number[] } {
+  const perCommit: number[] = [];
+  return {
+    observeCommit: (_ms, writes) => {
+      const n = writes.filter((w) => kinds.includes(w.op)).length;
+      if (n > 0) perCommit.push(n);
+    },
+    total: () => perCommit.reduce((a, b) => a + b, 0),
+    perCommit,
+  };
 }
 
 let postgres: Promise<TestPostgres> | null = null;
