@@ -2,10 +2,11 @@
 // costs and gives, on a database of N messages (default 1,000,000) of varied text.
 //
 // 1. Insert cost of the index, same run: two fresh databases at the current schema, one with the
-//    FTS5 index and its triggers (migration 0005) and one with them dropped (the schema before
-//    0005). Both take the same messages through the relay's own insert (MessageTable.insert, the
-//    statement the writer thread runs), in transactions of --batch rows (default 500; the relay's group commits
-//    range from 1 to hundreds; synchronous=NORMAL, so the
+//    FTS5 index (migrations 0005 and 0009) and one with it dropped (the schema before 0005). Both
+//    take the same messages through the relay's own insert (MessageTable.insert, the statement the
+//    writer thread runs), in transactions of --batch rows (default 500; the relay's group commits
+//    range from 1 to hundreds), the indexed one then indexing them as the writer does since 0009
+//    (SearchIndexer, a transaction of its own after the insert's); synchronous=NORMAL, so the
 //    figure is the index's work, not fsync), alternating batch by batch between the two so both
 //    see the same machine. Reported: messages/s of each and their ratio; then the time migration
 //    0005 takes to index the unindexed database (what a relay upgrading that database spends at
@@ -22,6 +23,8 @@ import { hashToken } from '../broker/domain/tokens.js';
 import { openDatabase, type Db } from '../broker/store/db.js';
 import { listMigrations, migrate } from '../broker/store/migrate.js';
 import { MessageTable } from '../broker/store/messages.js';
+import { INDEXED_THROUGH } from '../broker/store/search-index.js';
+import { SearchIndexer } from '../broker/store/search-indexer.js';
 import { type Latency, newHist, recordMs, summarize } from './lib/hist.js';
 import { runMain } from './lib/proc.js';
 import { benchTmp, startRelay, tempDbPath } from './lib/relay-proc.js';
@@ -64,7 +67,7 @@ function textMaker(seed: number): { sentence: (min: number, max: number) => stri
   return { sentence, random };
 }
 
-function insertAll(dbs: { name: string; db: Db; table: MessageTable }[], n: number, batchSize: number): Map<string, number> {
+function insertAll(dbs: { name: string; db: Db; table: MessageTable; indexer: SearchIndexer | null }[], n: number, batchSize: number): Map<string, number> {
   const text = textMaker(42);
   const ms = new Map(dbs.map((d) => [d.name, 0]));
   const now = Date.now();
@@ -94,6 +97,7 @@ function insertAll(dbs: { name: string; db: Db; table: MessageTable }[], n: numb
       d.db.transaction(() => {
         for (const b of batch) d.table.insert(b.message, b.recipients);
       })();
+      d.indexer?.indexSome(batch.length);
       ms.set(d.name, ms.get(d.name)! + performance.now() - t0);
     }
   }
@@ -101,7 +105,7 @@ function insertAll(dbs: { name: string; db: Db; table: MessageTable }[], n: numb
 }
 
 function withoutIndex(db: Db): void {
-  db.exec(`DROP TRIGGER messages_fts_insert; DROP TRIGGER messages_fts_delete; DROP TRIGGER messages_fts_update; DROP TABLE messages_fts;`);
+  db.exec(`DROP TRIGGER messages_fts_delete; DROP TRIGGER messages_fts_update; DROP TABLE messages_fts; DELETE FROM relay_meta WHERE key = '${INDEXED_THROUGH}';`);
 }
 
 function seedAgents(db: Db): Array<{ id: string; token: string }> {
@@ -124,7 +128,7 @@ async function main(): Promise<void> {
     const db = openDatabase({ path: tempDbPath(`search-${name.replace(' ', '-')}`), synchronous: 'NORMAL', busyTimeoutMs: 5000 });
     migrate(db);
     if (name === 'without index') withoutIndex(db);
-    return { name, db, table: new MessageTable(db) };
+    return { name, db, table: new MessageTable(db), indexer: name === 'without index' ? null : new SearchIndexer(db) };
   });
   const indexed = dbs[0]!;
   const agents = seedAgents(indexed.db);

@@ -5,10 +5,11 @@ import { MigrateRefused } from './migrate-refused.js';
 
 /**
  * The schema (PRAGMA user_version, broker/store/migrations) the copy is written for: the SQLite
- * store after its migration 0008, whose tables the PostgreSQL migrations mirror. A newer SQLite schema needs
+ * store after its migration 0009, whose tables the PostgreSQL migrations mirror (0009 changed only
+ * the full-text index's triggers and a relay_meta key, neither copied). A newer SQLite schema needs
  * this copy (and the PostgreSQL schema) brought along first: such a file is refused, not half-copied.
  */
-export const SQLITE_SCHEMA_VERSION = 8;
+export const SQLITE_SCHEMA_VERSION = 9;
 
 /** The SQLite tables that are not copied row for row. */
 const NOT_COPIED = new Set([

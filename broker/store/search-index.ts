@@ -1,34 +1,18 @@
 import type { Db } from './db.js';
 
 /*
- * Whether the full-text index of messages is kept (AGENT_RELAY_SEARCH_INDEX). Migration 0005 made
- * it and its triggers; with the setting off the triggers are dropped and the index emptied, so a
- * send writes nothing more than before 0005 (the index costs the writer about 5× per message:
- * bench/search.ts). Turned on again, the triggers come back and the index is rebuilt from the
- * messages, in one transaction, before the relay listens.
+ * Whether the full-text index of messages is kept (AGENT_RELAY_SEARCH_INDEX). Since migration 0009
+ * the index is kept when relay_meta has `search_indexed_through` (the newest message id indexed;
+ * search-indexer.ts moves it); the triggers that take pruned messages out of the index fire only
+ * below it, so with the key gone they do nothing. Off empties the index and removes the key; on
+ * again rebuilds the index from the messages, in one transaction, before the relay listens.
  */
 
-// The same triggers as migration 0005 (which stays as it was applied).
-const TRIGGERS = `
-CREATE TRIGGER IF NOT EXISTS messages_fts_insert AFTER INSERT ON messages BEGIN
-  INSERT INTO messages_fts (rowid, subject, body) VALUES (new.id, new.subject, new.body);
-END;
-CREATE TRIGGER IF NOT EXISTS messages_fts_delete AFTER DELETE ON messages BEGIN
-  INSERT INTO messages_fts (messages_fts, rowid, subject, body) VALUES ('delete', old.id, old.subject, old.body);
-END;
-CREATE TRIGGER IF NOT EXISTS messages_fts_update AFTER UPDATE OF subject, body ON messages BEGIN
-  INSERT INTO messages_fts (messages_fts, rowid, subject, body) VALUES ('delete', old.id, old.subject, old.body);
-  INSERT INTO messages_fts (rowid, subject, body) VALUES (new.id, new.subject, new.body);
-END;`;
-const DROP = `
-DROP TRIGGER IF EXISTS messages_fts_insert;
-DROP TRIGGER IF EXISTS messages_fts_delete;
-DROP TRIGGER IF EXISTS messages_fts_update;
-INSERT INTO messages_fts (messages_fts) VALUES ('delete-all');`;
+export const INDEXED_THROUGH = 'search_indexed_through';
 
-/** True while the index is kept: its insert trigger exists. */
+/** True while the index is kept. */
 export function searchIndexKept(db: Db): boolean {
-  return db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = 'messages_fts_insert'`).get() !== undefined;
+  return db.prepare(`SELECT 1 FROM relay_meta WHERE key = ?`).get(INDEXED_THROUGH) !== undefined;
 }
 
 /** Keep or drop the index as configured; nothing to do when it already is so. */
@@ -36,10 +20,11 @@ export function setSearchIndex(db: Db, keep: boolean): void {
   if (searchIndexKept(db) === keep) return;
   db.transaction(() => {
     if (keep) {
-      db.exec(TRIGGERS);
       db.exec(`INSERT INTO messages_fts (messages_fts) VALUES ('rebuild')`);
+      db.prepare(`INSERT INTO relay_meta (key, value) VALUES (?, (SELECT coalesce(max(id), 0) FROM messages))`).run(INDEXED_THROUGH);
     } else {
-      db.exec(DROP);
+      db.exec(`INSERT INTO messages_fts (messages_fts) VALUES ('delete-all')`);
+      db.prepare(`DELETE FROM relay_meta WHERE key = ?`).run(INDEXED_THROUGH);
     }
   }).immediate();
 }

@@ -11,6 +11,7 @@ import type {
   OutboxReads,
   ReceiptReads,
   RelayStore,
+  SearchReads,
   SessionReads,
   StoreHealth,
   TaskReads,
@@ -34,6 +35,8 @@ export interface StoreOptions extends OpenOptions {
   signedSources?: readonly string[];
   /** Keep the full-text index message/search reads (default true): search-index.ts. */
   searchIndex?: boolean;
+  /** How long after a commit its messages wait to be indexed (default 50 ms; a search never waits for it). */
+  searchIndexDelayMs?: number;
   /** Told once when the writer thread dies; every write is refused from then on (default: print it). */
   onFatal?: (err: Error) => void;
 }
@@ -61,7 +64,8 @@ export class SqliteStore implements RelayStore {
   readonly receipts: ReceiptReads;
   readonly leases: LeaseReads;
   readonly sessions: SessionReads;
-  readonly search: SearchThread;
+  readonly search: SearchReads;
+  private readonly searchThread: SearchThread;
   /** The read connection's message statements, whose in-memory inbox bounds follow every commit. */
   private readonly messageTable: MessageTable;
   readonly health: StoreHealth;
@@ -80,7 +84,17 @@ export class SqliteStore implements RelayStore {
     private readonly onFatal: (err: Error) => void,
     opts: StoreOptions,
   ) {
-    this.search = new SearchThread({ path: opts.path, busyTimeoutMs: opts.busyTimeoutMs });
+    const thread = new SearchThread({ path: opts.path, busyTimeoutMs: opts.busyTimeoutMs });
+    this.searchThread = thread;
+    this.search = {
+      // The index follows the commits a little behind: the writer catches it up first, so a search
+      // finds every message acknowledged before it was asked.
+      rank: async (filter) => {
+        await this.request((id) => ({ type: 'index', id }));
+        return thread.rank(filter);
+      },
+      hits: (terms, ids) => thread.hits(terms, ids),
+    };
     // The read side: every table's statements on the read-only connection.
     const t = openTables(reader);
     this.messageTable = t.messages;
@@ -115,7 +129,14 @@ export class SqliteStore implements RelayStore {
    * connection. A file that cannot be used rejects with a DatabaseOpenError saying why.
    */
   static async open(opts: StoreOptions): Promise<SqliteStore> {
-    const data: WriterData = { path: opts.path, synchronous: opts.synchronous, busyTimeoutMs: opts.busyTimeoutMs, signedSources: opts.signedSources ?? [], searchIndex: opts.searchIndex ?? true };
+    const data: WriterData = {
+      path: opts.path,
+      synchronous: opts.synchronous,
+      busyTimeoutMs: opts.busyTimeoutMs,
+      signedSources: opts.signedSources ?? [],
+      searchIndex: opts.searchIndex ?? true,
+      ...(opts.searchIndexDelayMs !== undefined ? { searchIndexDelayMs: opts.searchIndexDelayMs } : {}),
+    };
     const entry = await workerEntry('writer');
     const worker = new Worker(entry.url, { workerData: data, execArgv: entry.execArgv, name: 'agent-relay store writer' });
     let exitCode = -1;
@@ -200,7 +221,7 @@ export class SqliteStore implements RelayStore {
   /** Refuse new work, let the writer finish what it was given, close its connection, wait for the thread to end. */
   close(): Promise<void> {
     this.closing ??= (async () => {
-      await this.search.close();
+      await this.searchThread.close();
       if (!this.dead) {
         this.worker.ref();
         this.worker.postMessage({ type: 'close' } satisfies Request);

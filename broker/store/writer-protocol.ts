@@ -13,6 +13,7 @@ export type WriterData = WriterOptions;
 
 export type Request =
   | { type: 'apply'; id: number; ops: readonly WriteOp[] }
+  | { type: 'index'; id: number }
   | { type: 'probe'; id: number }
   | { type: 'pragma'; id: number; text: string }
   | { type: 'inTransaction'; id: number }

@@ -6,18 +6,23 @@ import { callbackSigner, type Outcome, type WriteOp } from '../domain/store-port
 import { OpApplier } from './apply.js';
 import { openDatabase, type Db, type OpenOptions } from './db.js';
 import { setSearchIndex } from './search-index.js';
+import { SearchIndexer } from './search-indexer.js';
 import { migrate } from './migrate.js';
 import { openTables } from './tables.js';
 
 const GET_META = `SELECT value FROM relay_meta WHERE key = ?`;
 const SET_META = `INSERT INTO relay_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`;
+/** Messages per indexing transaction: a backlog is indexed in several, with other work between them. */
+export const INDEX_CHUNK = 2000;
 export const SYNC_NAMES: Record<number, string> = { 0: 'OFF', 1: 'NORMAL', 2: 'FULL', 3: 'EXTRA' };
 
 export interface WriterOptions extends OpenOptions {
   /** Sources whose task callbacks are signed with their integration's secret (`integration:NAME`); the rest with the relay's. */
   signedSources: readonly string[];
-  /** Keep the full-text index of messages (AGENT_RELAY_SEARCH_INDEX): its triggers are dropped, or put back and the index rebuilt. */
+  /** Keep the full-text index of messages (AGENT_RELAY_SEARCH_INDEX): off empties it, on again rebuilds it. */
   searchIndex: boolean;
+  /** How long after a commit with new messages the writer indexes them (writer-thread.ts; default 50 ms). */
+  searchIndexDelayMs?: number;
 }
 
 /**
@@ -32,6 +37,7 @@ export class StoreWriter {
   /** The newest storage fault a commit met, cleared by the next commit that wrote without one. */
   lastFailure: { at: number; error: string } | null = null;
   private readonly applier: OpApplier;
+  private readonly indexer: SearchIndexer;
   private readonly batch: Database.Transaction<(ops: readonly WriteOp[], isolate: boolean) => Outcome[]>;
   private readonly savepoint: Database.Transaction<(op: WriteOp) => Outcome>;
   private readonly getMeta;
@@ -45,6 +51,7 @@ export class StoreWriter {
     this.setMeta = db.prepare(SET_META);
     const tables = { ...openTables(db), prunedThrough: () => this.prunedThrough(), setPrunedThrough: (id: number) => this.setPrunedThrough(id) };
     this.applier = new OpApplier(tables, callbackSigner(new Set(signedSources)));
+    this.indexer = new SearchIndexer(db);
     // Built once: building a transaction function per write was 6% of the claims benchmark.
     this.savepoint = db.transaction((op: WriteOp) => this.applier.apply(op));
     this.batch = db.transaction((ops: readonly WriteOp[], isolate: boolean) => (isolate ? ops.map((op) => this.isolated(op)) : ops.map((op) => this.applier.apply(op))));
@@ -84,6 +91,25 @@ export class StoreWriter {
     }
     if (outcomes.some((o) => o.ok)) this.lastFailure = null;
     return outcomes;
+  }
+
+  /** Index up to INDEX_CHUNK new messages for search, in a transaction of their own; how many. Throws as `apply` does. */
+  indexSome(): number {
+    return this.storing(() => this.indexer.indexSome(INDEX_CHUNK));
+  }
+
+  /** Index every message committed so far (a search is about to read the index). */
+  indexAll(): void {
+    this.storing(() => this.indexer.catchUp(INDEX_CHUNK));
+  }
+
+  private storing<T>(write: () => T): T {
+    try {
+      return write();
+    } catch (err) {
+      if (isStorageFault(err)) this.noteFailure(err);
+      throw storageError(err);
+    }
   }
 
   private isolated(op: WriteOp): Outcome {
