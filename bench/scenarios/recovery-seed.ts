@@ -1,6 +1,7 @@
 import { openDatabase } from '../../broker/store/db.js';
 import { encodeRecipients } from '../../broker/store/deliveries.js';
 import { migrate } from '../../broker/store/migrate.js';
+import { SearchIndexer } from '../../broker/store/search-indexer.js';
 import { hashToken } from '../../broker/domain/tokens.js';
 import { makeBody } from '../lib/payload.js';
 import { serveWorker } from '../lib/proc.js';
@@ -9,7 +10,7 @@ import { serveWorker } from '../lib/proc.js';
  * Write a relay database as a long-running relay would have left it: `messages` messages (all but
  * the last `missed` to one agent each, the last `missed` broadcast to every agent), `tasks` tasks
  * with their events (70% done, 30% open), `agents` agents with known tokens, all resumable from
- * cursor = messages - missed.
+ * cursor = messages - missed, and every message in the search index.
  */
 export function seed(a: { path: string; messages: number; tasks: number; agents: number; missed: number }): { since: number; agents: Array<{ id: string; token: string; since: number }>; ms: number } {
   const t0 = performance.now();
@@ -57,6 +58,8 @@ export function seed(a: { path: string; messages: number; tasks: number; agents:
       }
     }).immediate();
   }
+  // A running relay indexes its messages for search as they come (migration 0009): so does the seed.
+  new SearchIndexer(db).catchUp(chunk);
   db.pragma('wal_checkpoint(TRUNCATE)');
   db.close();
   return { since, agents: agents.map((ag) => ({ ...ag, since })), ms: performance.now() - t0 };
