@@ -1,7 +1,8 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { databaseOpenError } from './open-error.js';
 import { outcomeToWire, toWire, type Reply, type Request, type WriterData } from './writer-protocol.js';
-import { INDEX_CHUNK, StoreWriter } from './writer.js';
+import { INDEX_CHUNK } from './search-indexer.js';
+import { StoreWriter } from './writer.js';
 
 /*
  * The store's writer thread (a worker_threads entry: dist/broker/store-writer.js when built). It
@@ -33,7 +34,6 @@ if (writer) {
   const indexDelayMs = data.searchIndexDelayMs ?? 50;
   let indexTimer: NodeJS.Timeout | null = null;
   const indexSoon = (delayMs = indexDelayMs): void => {
-    if (!data.searchIndex) return;
     indexTimer ??= setTimeout(() => {
       indexTimer = null;
       try {

@@ -12,8 +12,6 @@ import { openTables } from './tables.js';
 
 const GET_META = `SELECT value FROM relay_meta WHERE key = ?`;
 const SET_META = `INSERT INTO relay_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`;
-/** Messages per indexing transaction: a backlog is indexed in several, with other work between them. */
-export const INDEX_CHUNK = 2000;
 export const SYNC_NAMES: Record<number, string> = { 0: 'OFF', 1: 'NORMAL', 2: 'FULL', 3: 'EXTRA' };
 
 export interface WriterOptions extends OpenOptions {
@@ -76,33 +74,30 @@ export class StoreWriter {
 
   /** The batch in one transaction; throws (a RelayError for busy/full) when nothing of it was written. */
   apply(ops: readonly WriteOp[]): Outcome[] {
-    let outcomes: Outcome[];
-    try {
+    const outcomes = this.storing(() => {
       try {
-        outcomes = this.batch.immediate(ops, false);
+        return this.batch.immediate(ops, false);
       } catch (err) {
         if (isStorageFault(err) || isBusy(err)) throw err;
         // An op threw: run the batch again with each op in its own savepoint, so only it fails.
-        outcomes = this.batch.immediate(ops, true);
+        return this.batch.immediate(ops, true);
       }
-    } catch (err) {
-      if (isStorageFault(err)) this.noteFailure(err);
-      throw storageError(err);
-    }
+    });
     if (outcomes.some((o) => o.ok)) this.lastFailure = null;
     return outcomes;
   }
 
   /** Index up to INDEX_CHUNK new messages for search, in a transaction of their own; how many. Throws as `apply` does. */
   indexSome(): number {
-    return this.storing(() => this.indexer.indexSome(INDEX_CHUNK));
+    return this.storing(() => this.indexer.indexSome());
   }
 
   /** Index every message committed so far (a search is about to read the index). */
   indexAll(): void {
-    this.storing(() => this.indexer.catchUp(INDEX_CHUNK));
+    this.storing(() => this.indexer.catchUp());
   }
 
+  /** Run a write; a storage fault is remembered for /healthz, and busy/full become the contract's -32008. */
   private storing<T>(write: () => T): T {
     try {
       return write();

@@ -4,6 +4,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { spawnRelay, type RelayProcess } from '../helpers/relay-process.js';
+import { ftsCheckPasses } from '../helpers/search-index.js';
 import { startTcpProxy } from '../helpers/tcp-proxy.js';
 import { figure, LONG, seededRandom, seedFromEnv, sleep, uniqueDir } from './support.js';
 import { sqliteHistoryRows } from './history.js';
@@ -40,13 +41,7 @@ async function searchIndexAfterKills(relay: RelayProcess, dbPath: string): Promi
   try {
     const messages = db.prepare('SELECT count(*) FROM messages').pluck().get() as number;
     const indexed = db.prepare('SELECT count(*) FROM messages_fts_docsize').pluck().get() as number;
-    let agrees = true;
-    try {
-      db.exec(`INSERT INTO messages_fts (messages_fts, rank) VALUES ('integrity-check', 1)`);
-    } catch {
-      agrees = false;
-    }
-    return { messages, indexed, agrees };
+    return { messages, indexed, agrees: ftsCheckPasses(db, 1) };
   } finally {
     db.close();
   }

@@ -4,6 +4,7 @@ import t from 'tap';
 import type { WriteOp } from '../../broker/domain/store-port.js';
 import { listMigrations } from '../../broker/store/migrate.js';
 import { SqliteStore } from '../../broker/store/store.js';
+import { ftsCheckPasses } from '../helpers/search-index.js';
 import { waitFor } from '../helpers/wait.js';
 
 /**
@@ -41,18 +42,9 @@ function onDisk(path: string): { mark: number | null; indexed: number; intact: b
   try {
     const mark = db.prepare(`SELECT value FROM relay_meta WHERE key = 'search_indexed_through'`).pluck().get() as string | undefined;
     const indexed = db.prepare(`SELECT count(*) FROM messages_fts_docsize`).pluck().get() as number;
-    return { mark: mark === undefined ? null : Number(mark), indexed, intact: checks(db, 0) };
+    return { mark: mark === undefined ? null : Number(mark), indexed, intact: ftsCheckPasses(db, 0) };
   } finally {
     db.close();
-  }
-}
-
-function checks(db: Database.Database, rank: 0 | 1): boolean {
-  try {
-    db.exec(`INSERT INTO messages_fts (messages_fts, rank) VALUES ('integrity-check', ${rank})`);
-    return true;
-  } catch {
-    return false;
   }
 }
 
@@ -60,7 +52,7 @@ function checks(db: Database.Database, rank: 0 | 1): boolean {
 function agrees(path: string): boolean {
   const db = new Database(path);
   try {
-    return checks(db, 1);
+    return ftsCheckPasses(db, 1);
   } finally {
     db.close();
   }
