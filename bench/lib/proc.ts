@@ -142,6 +142,48 @@ export function procStats(pid: number): { cpuSec: number; rssBytes: number } {
   return { cpuSec: ticks / 100, rssBytes: rss };
 }
 
+/** The whole machine's CPU ticks since boot (all cores, from /proc/stat): busy, total, and how many cores. */
+function machineTicks(): { busy: number; total: number; cores: number } {
+  const lines = readFileSync('/proc/stat', 'utf8').split('\n');
+  const n = lines[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const total = n.slice(0, 8).reduce((a, b) => a + b, 0); // user … steal (guest time is inside user)
+  return { busy: total - n[3]! - n[4]!, total, cores: lines.filter((l) => /^cpu\d/.test(l)).length }; // busy: less idle and iowait
+}
+
+/** CPU used while a piece of work ran, by the processes named and by the whole machine. */
+export interface CpuShare {
+  /** CPU seconds (user+system) of each process named, all its threads. */
+  cpuSec: Record<string, number>;
+  /** Busy share of the machine, in cores (2 = both cores of a 2-core machine busy throughout). */
+  machineBusyCores: number;
+}
+
+/**
+ * Start measuring the CPU that processes (by name → pid) and the whole machine spend from now;
+ * `stop()` says how much. From /proc: Linux only (elsewhere, and if a process has gone, undefined).
+ */
+export function cpuMeter(pids: Record<string, number>): { stop(): CpuShare | undefined } {
+  const sample = () => {
+    try {
+      return { procs: Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, procStats(pid).cpuSec])), machine: machineTicks() };
+    } catch {
+      return undefined;
+    }
+  };
+  const before = sample();
+  return {
+    stop() {
+      const after = sample();
+      if (!before || !after) return undefined;
+      const ticks = after.machine.total - before.machine.total;
+      return {
+        cpuSec: Object.fromEntries(Object.keys(pids).map((name) => [name, after.procs[name]! - before.procs[name]!])),
+        machineBusyCores: ticks > 0 ? ((after.machine.busy - before.machine.busy) / ticks) * after.machine.cores : 0,
+      };
+    },
+  };
+}
+
 // ---------------------------------------------------------------- workers
 
 export interface Worker {

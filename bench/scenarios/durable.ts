@@ -1,9 +1,9 @@
 import type { FsyncCeiling, SqliteCeiling, SqliteCeilingArgs } from '../ceilings/sqlite.js';
-import { nowMs } from '../lib/clock.js';
+import { nowMs, sleep } from '../lib/clock.js';
 import type { BenchContext } from '../lib/context.js';
 import { loadDriver, type Endpoint } from '../lib/drivers.js';
 import { mergeHists, summarize, type Latency } from '../lib/hist.js';
-import { forkWorker, split, type Worker } from '../lib/proc.js';
+import { cpuMeter, forkWorker, split, type Worker } from '../lib/proc.js';
 import { startRelay } from '../lib/relay-proc.js';
 import { RpcWs } from '../lib/rpc-ws.js';
 import { Redis } from 'ioredis';
@@ -17,6 +17,17 @@ export interface DurableRun {
   latency: Latency;
   errors: number;
   firstError?: string;
+  /** CPU per acknowledged send while the run's window lasted (Linux; absent in runs before 2026-12-07). */
+  cpu?: DurableCpu;
+}
+
+export interface DurableCpu {
+  /** The server's process (all its threads: the relay's writer too); for the relay on PostgreSQL, the relay alone. */
+  serverUsPerAck: number;
+  /** The load generators' processes together. */
+  generatorsUsPerAck: number;
+  /** How many of the machine's cores were busy, on average (everything on the machine). */
+  machineBusyCores: number;
 }
 
 export interface DurableResult {
@@ -29,16 +40,22 @@ export interface DurableResult {
   fsync?: FsyncCeiling;
 }
 
-async function drive(ctx: BenchContext, workers: Worker[], ep: Endpoint, name: string, durability: string): Promise<DurableRun> {
+async function drive(ctx: BenchContext, workers: Worker[], ep: Endpoint, serverPid: number, name: string, durability: string): Promise<DurableRun> {
   const d = ctx.cfg.durable;
   const shares = split(d.publishers, workers.length);
   await Promise.all(workers.map((w, i) => w.call('open', { endpoint: ep, count: shares[i] })));
   const startAt = nowMs() + 300;
-  const outs = await Promise.all(
+  const running = Promise.all(
     workers.map((w) => w.call<{ acked: number; errors: number; firstError?: string; hist: string }>('run', { window: d.window, durationMs: d.durationMs, startAt }, d.durationMs + 60_000)),
   );
+  // Measured from when the publishers start: what a send costs the server and the load generators.
+  await sleep(startAt - nowMs());
+  const meter = cpuMeter({ server: serverPid, ...Object.fromEntries(workers.map((w, i) => [`generator${i}`, w.pid])) });
+  const outs = await running;
+  const share = meter.stop();
   await Promise.all(workers.map((w) => w.call('close')));
   const acked = outs.reduce((n, o) => n + o.acked, 0);
+  const perAck = (sec: number) => (acked > 0 ? Math.round((sec / acked) * 1e6 * 10) / 10 : 0);
   const errors = outs.reduce((n, o) => n + o.errors, 0);
   const run: DurableRun = {
     name,
@@ -49,8 +66,18 @@ async function drive(ctx: BenchContext, workers: Worker[], ep: Endpoint, name: s
     latency: summarize(mergeHists(outs.map((o) => o.hist))),
     errors,
     ...(outs.find((o) => o.firstError) ? { firstError: outs.find((o) => o.firstError)!.firstError! } : {}),
+    ...(share
+      ? {
+          cpu: {
+            serverUsPerAck: perAck(share.cpuSec.server!),
+            generatorsUsPerAck: perAck(workers.reduce((sum, _, i) => sum + share.cpuSec[`generator${i}`]!, 0)),
+            machineBusyCores: Math.round(share.machineBusyCores * 100) / 100,
+          },
+        }
+      : {}),
   };
-  ctx.log(`  ${name.padEnd(34)} ${String(run.ackedPerSec).padStart(7)} acked/s  p50 ${run.latency.p50} ms  p99 ${run.latency.p99} ms${errors ? `  errors ${errors} (${run.firstError})` : ''}`);
+  const cpu = run.cpu ? `  CPU/ack: server ${run.cpu.serverUsPerAck} µs, load ${run.cpu.generatorsUsPerAck} µs; ${run.cpu.machineBusyCores} cores busy` : '';
+  ctx.log(`  ${name.padEnd(34)} ${String(run.ackedPerSec).padStart(7)} acked/s  p50 ${run.latency.p50} ms  p99 ${run.latency.p99} ms${cpu}${errors ? `  errors ${errors} (${run.firstError})` : ''}`);
   return run;
 }
 
@@ -68,7 +95,9 @@ export async function runDurable(ctx: BenchContext): Promise<DurableResult> {
         const rpc = await RpcWs.connect(relay.wsUrl);
         await rpc.call('agent/register', { id: 'sink' });
         await rpc.close();
-        runs.push(await drive(ctx, workers, { system: 'relay', url: relay.wsUrl, topic: 'durable', target: 'sink' }, `relay message/send, synchronous=${sync}`, `SQLite WAL synchronous=${sync}`));
+        runs.push(
+          await drive(ctx, workers, { system: 'relay', url: relay.wsUrl, topic: 'durable', target: 'sink' }, relay.pid, `relay message/send, synchronous=${sync}`, `SQLite WAL synchronous=${sync}`),
+        );
       } finally {
         await relay.stop();
       }
@@ -85,6 +114,7 @@ export async function runDurable(ctx: BenchContext): Promise<DurableResult> {
             ctx,
             workers,
             { system: 'relay', url: relay.wsUrl, topic: 'durable', target: 'sink' },
+            relay.pid,
             'relay message/send, PostgreSQL store',
             `PostgreSQL ${ctx.peers.postgres.version} synchronous_commit=on`,
           ),
@@ -96,13 +126,22 @@ export async function runDurable(ctx: BenchContext): Promise<DurableResult> {
     if (ctx.peers.nats) {
       const ep: Endpoint = { system: 'jetstream', port: ctx.peers.nats.port, topic: 'durable' };
       await (await loadDriver('jetstream')).prepare!(ep);
-      runs.push(await drive(ctx, workers, ep, 'NATS JetStream publish (file)', 'file store, default sync'));
+      runs.push(await drive(ctx, workers, ep, ctx.peers.nats.pid, 'NATS JetStream publish (file)', 'file store, default sync'));
     }
     if (ctx.peers.redis) {
       const admin = new Redis({ host: '127.0.0.1', port: ctx.peers.redis.port });
       for (const fsync of ['everysec', 'always']) {
         await admin.config('SET', 'appendfsync', fsync);
-        runs.push(await drive(ctx, workers, { system: 'redis-streams', port: ctx.peers.redis.port, topic: `durable-${fsync}` }, `Redis XADD, appendfsync ${fsync}`, `AOF appendfsync ${fsync}`));
+        runs.push(
+          await drive(
+            ctx,
+            workers,
+            { system: 'redis-streams', port: ctx.peers.redis.port, topic: `durable-${fsync}` },
+            ctx.peers.redis.pid,
+            `Redis XADD, appendfsync ${fsync}`,
+            `AOF appendfsync ${fsync}`,
+          ),
+        );
       }
       await admin.config('SET', 'appendfsync', 'everysec');
       admin.disconnect();

@@ -85,17 +85,18 @@ export class Notifier {
 
   messageNew(message: Message, recipients: readonly string[]): void {
     this.published.messageId = Math.max(this.published.messageId, message.id);
-    const text = frame('message/new', { message });
+    // Serialized once, and only if a session is there to hear it (most sends to an offline agent have none).
+    let text: string | undefined;
     const meta: FrameMeta = { method: 'message/new', cursor: message.id };
     const sentTo = new Set<Session>();
     for (const agentId of recipients) {
       const s = this.sessions.forAgent(agentId);
       if (!s) continue;
       sentTo.add(s);
-      this.write(s, text, meta, agentId);
+      this.write(s, (text ??= frame('message/new', { message })), meta, agentId);
     }
     for (const s of this.sessions.subscribers('messages')) {
-      if (!sentTo.has(s)) this.write(s, text, meta);
+      if (!sentTo.has(s)) this.write(s, (text ??= frame('message/new', { message })), meta);
     }
     for (const listener of this.messageListeners) listener(message, recipients);
   }

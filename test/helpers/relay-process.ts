@@ -42,8 +42,10 @@ export class RelayStartError extends Error {
 export function spawnRelay(t: Test, opts: { dbPath: string; env?: Record<string, string>; args?: string[] }): Promise<RelayProcess> {
   const child = spawnTs(t, 'broker/main.ts', { args: ['--port', '0', '--db', opts.dbPath, ...(opts.args ?? [])], env: { LOG_LEVEL: 'info', ...opts.env } });
   const { pid, exited } = child;
+  let stopping = false;
   return new Promise<RelayProcess>((resolve, reject) => {
     let settled = false;
+    let listening = false;
     const timer = setTimeout(() => {
       if (settled) return;
       settled = true;
@@ -54,6 +56,7 @@ export function spawnRelay(t: Test, opts: { dbPath: string; env?: Record<string,
       const m = /"url":"http:\/\/127\.0\.0\.1:(\d+)"/.exec(child.stdout());
       if (!m || settled) return;
       settled = true;
+      listening = true;
       clearTimeout(timer);
       stopWatching();
       const port = Number(m[1]);
@@ -66,17 +69,26 @@ export function spawnRelay(t: Test, opts: { dbPath: string; env?: Record<string,
         stderr: child.stderr,
         exited,
         stop: async (sig: NodeJS.Signals = 'SIGTERM') => {
+          stopping = true;
           child.kill(sig);
           return (await exited).code;
         },
         kill9: () => {
+          stopping = true;
           child.kill('SIGKILL');
           return exited;
         },
       });
     });
     void exited.then((e) => {
-      if (settled) return;
+      if (settled) {
+        // A relay that dies while a test talks to it shows up as "socket closed 1006" in a later
+        // call: fail here, saying why it died. The signals tests send (SIGTERM, SIGKILL) are not news.
+        if (listening && !stopping && e.signal !== 'SIGKILL' && e.signal !== 'SIGTERM') {
+          t.fail(`relay pid ${pid} exited by itself (code ${e.code}, signal ${e.signal}); its last output:\n${child.stdout().slice(-2000)}\n${child.stderr().slice(-2000)}`);
+        }
+        return;
+      }
       settled = true;
       clearTimeout(timer);
       reject(new RelayStartError(`relay exited before listening (code ${e.code}, signal ${e.signal}): ${child.stderr().trim()}`, e, child.stderr(), child.stdout()));
