@@ -183,13 +183,14 @@ export function buildReport(r: BenchResults, previous?: BenchResults | null): Re
       ],
       note: "Relay sends go to one registered agent: one message row each, its recipient in the row. Raw better-sqlite3 writes the same rows with nothing else in the process (1 msg/commit: no group commit; 250: the disk's batched limit). Raw fdatasync: one after another on a small file beside the relay databases, nothing else in the process; its p99 enters the latency target. CPU per acknowledged send, over the run's window (from /proc): the server's process with all its threads (for the relay on PostgreSQL, the relay alone, not PostgreSQL's backends) and the two load-generator processes together; cores busy: the whole machine's average, of all its cores.",
     });
-    const full = d.runs.find((x) => x.system === 'relay' && x.durability.includes('FULL'))?.ackedPerSec;
+    const fullRun = d.runs.find((x) => x.system === 'relay' && x.durability.includes('FULL'));
+    const redisAlwaysRun = d.runs.find((x) => x.durability.includes('always'));
+    const full = fullRun?.ackedPerSec;
     const onPostgres = d.runs.find((x) => x.system === 'relay' && x.durability.startsWith('PostgreSQL'))?.ackedPerSec;
     const normal = d.runs.find((x) => x.system === 'relay' && x.durability.includes('NORMAL'))?.ackedPerSec;
     const js = d.runs.find((x) => x.system === 'jetstream')?.ackedPerSec;
-    const redisAlways = d.runs.find((x) => x.durability.includes('always'))?.ackedPerSec;
-    const fullCpu = d.runs.find((x) => x.system === 'relay' && x.durability.includes('FULL'))?.cpu;
-    const redisAlwaysCpu = d.runs.find((x) => x.durability.includes('always'))?.cpu;
+    const redisAlways = redisAlwaysRun?.ackedPerSec;
+    const cpuRatio = ratio(fullRun?.cpu?.serverUsPerAck, redisAlwaysRun?.cpu?.serverUsPerAck);
     const sq1 = d.sqlite.find((c) => c.sync === 'FULL' && c.msgsPerCommit === 1)?.msgsPerSec;
     const sqB = d.sqlite.find((c) => c.sync === 'FULL' && c.msgsPerCommit > 1)?.msgsPerSec;
     const sqBN = d.sqlite.find((c) => c.sync === 'NORMAL' && c.msgsPerCommit > 1)?.msgsPerSec;
@@ -201,7 +202,7 @@ export function buildReport(r: BenchResults, previous?: BenchResults | null): Re
       'durable.relayFULL/sqlite1PerCommitFULL (group commit gain)': ratio(full, sq1),
       'durable.relayNORMAL/relayFULL': ratio(normal, full),
       'durable.relayPostgres/relayFULL': ratio(onPostgres, full),
-      'durable.relayFULL/redisXaddAlways server CPU per ack': ratio(fullCpu?.serverUsPerAck, redisAlwaysCpu?.serverUsPerAck),
+      'durable.relayFULL/redisXaddAlways server CPU per ack': cpuRatio,
     });
     tables.push({
       title: '2b. Durable publish ratios',
@@ -214,7 +215,7 @@ export function buildReport(r: BenchResults, previous?: BenchResults | null): Re
         ['relay FULL ÷ raw SQLite FULL 1 msg/commit (what group commit buys)', x(ratio(full, sq1))],
         ['relay NORMAL ÷ relay FULL', x(ratio(normal, full))],
         ['relay on PostgreSQL ÷ relay on SQLite FULL (issue 18 aims ≥ 0.5×)', x(ratio(onPostgres, full))],
-        ['server CPU per acknowledged send: relay FULL ÷ Redis XADD appendfsync always (above 1×: the relay spends more)', x(ratio(fullCpu?.serverUsPerAck, redisAlwaysCpu?.serverUsPerAck))],
+        ['server CPU per acknowledged send: relay FULL ÷ Redis XADD appendfsync always (above 1×: the relay spends more)', x(cpuRatio)],
       ],
     });
   }

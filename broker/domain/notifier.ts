@@ -87,16 +87,17 @@ export class Notifier {
     this.published.messageId = Math.max(this.published.messageId, message.id);
     // Serialized once, and only if a session is there to hear it (most sends to an offline agent have none).
     let text: string | undefined;
+    const textOf = () => (text ??= frame('message/new', { message }));
     const meta: FrameMeta = { method: 'message/new', cursor: message.id };
     const sentTo = new Set<Session>();
     for (const agentId of recipients) {
       const s = this.sessions.forAgent(agentId);
       if (!s) continue;
       sentTo.add(s);
-      this.write(s, (text ??= frame('message/new', { message })), meta, agentId);
+      this.write(s, textOf(), meta, agentId);
     }
     for (const s of this.sessions.subscribers('messages')) {
-      if (!sentTo.has(s)) this.write(s, (text ??= frame('message/new', { message })), meta);
+      if (!sentTo.has(s)) this.write(s, textOf(), meta);
     }
     for (const listener of this.messageListeners) listener(message, recipients);
   }

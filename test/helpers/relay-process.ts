@@ -45,10 +45,10 @@ export function spawnRelay(t: Test, opts: { dbPath: string; env?: Record<string,
   let stopping = false;
   return new Promise<RelayProcess>((resolve, reject) => {
     let settled = false;
-    let listening = false;
     const timer = setTimeout(() => {
       if (settled) return;
       settled = true;
+      stopping = true;
       child.kill('SIGKILL');
       reject(new Error(`relay did not log its url within ${READY_TIMEOUT_MS} ms\nstdout: ${child.stdout()}\nstderr: ${child.stderr()}`));
     }, READY_TIMEOUT_MS);
@@ -56,7 +56,6 @@ export function spawnRelay(t: Test, opts: { dbPath: string; env?: Record<string,
       const m = /"url":"http:\/\/127\.0\.0\.1:(\d+)"/.exec(child.stdout());
       if (!m || settled) return;
       settled = true;
-      listening = true;
       clearTimeout(timer);
       stopWatching();
       const port = Number(m[1]);
@@ -84,7 +83,7 @@ export function spawnRelay(t: Test, opts: { dbPath: string; env?: Record<string,
       if (settled) {
         // A relay that dies while a test talks to it shows up as "socket closed 1006" in a later
         // call: fail here, saying why it died. The signals tests send (SIGTERM, SIGKILL) are not news.
-        if (listening && !stopping && e.signal !== 'SIGKILL' && e.signal !== 'SIGTERM') {
+        if (!stopping && e.signal !== 'SIGKILL' && e.signal !== 'SIGTERM') {
           t.fail(`relay pid ${pid} exited by itself (code ${e.code}, signal ${e.signal}); its last output:\n${child.stdout().slice(-2000)}\n${child.stderr().slice(-2000)}`);
         }
         return;
