@@ -20,7 +20,7 @@ BACKUP="$CACHE/better_sqlite3.node20-backup.node"
 
 fail() {
   echo "test-node24: $*" >&2
-  echo "# { total: 1, pass: 0, fail: 1 }"
+  echo "== tap summary: # { total: 1, pass: 0, fail: 1 }"
   exit 1
 }
 
@@ -58,4 +58,4 @@ cp "$BUILT" "$ADDON" || fail "cannot put the Node 24 build in place"
 echo "== node $("$NODE24" --version): WebSocket/HTTP suites and crash tests"
 mapfile -t files < <(bash scripts/transport-suites.sh)
 # Tests spawn children with process.execPath; PATH covers anything that runs `node` by name.
-PATH="$CACHE/package/bin:$PATH" "$NODE24" node_modules/.bin/tap --disable-coverage "${files[@]}"
+PATH="$CACHE/package/bin:$PATH" bash scripts/tap-summary.sh "$NODE24" node_modules/.bin/tap --disable-coverage "${files[@]}"

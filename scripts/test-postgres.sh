@@ -10,9 +10,9 @@
 set -u
 cd "$(dirname "$0")/.."
 mapfile -t own_files < <(find test/postgres -name '*.test.ts' ! -name 'failures.test.ts' ! -name 'cluster-faults.test.ts' | sort)
-npx tap --disable-coverage --jobs=2 "${own_files[@]}"
+bash scripts/tap-summary.sh npx tap --disable-coverage --jobs=2 "${own_files[@]}"
 own=$?
-npx tap --disable-coverage --jobs=1 test/postgres/failures.test.ts test/postgres/cluster-faults.test.ts
+bash scripts/tap-summary.sh npx tap --disable-coverage --jobs=1 test/postgres/failures.test.ts test/postgres/cluster-faults.test.ts
 timeouts=$?
 suites=(
   test/broker/smoke.test.ts
@@ -35,6 +35,6 @@ suites=(
   test/http/rest.test.ts
   test/http/rpc-http.test.ts
 )
-AGENT_RELAY_TEST_STORE=postgres npx tap --disable-coverage --jobs=2 "${suites[@]}"
+AGENT_RELAY_TEST_STORE=postgres bash scripts/tap-summary.sh npx tap --disable-coverage --jobs=2 "${suites[@]}"
 relays=$?
 [ "$own" -eq 0 ] && [ "$timeouts" -eq 0 ] && [ "$relays" -eq 0 ]

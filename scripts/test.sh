@@ -14,7 +14,7 @@ layers=$?
 # The coverage summary (.taprc) is this run's; the serial run after it has none (tap clears the
 # previous run's coverage data when it starts, and the serial files measure latency, which the
 # instrumentation would skew).
-npx tap
+bash scripts/tap-summary.sh npx tap
 parallel=$?
 # Its per-file table, kept before the next run clears the data (coverage/ is not committed).
 mkdir -p coverage && npx tap report text > coverage/npm-test.txt 2>&1
@@ -22,6 +22,6 @@ mkdir -p coverage && npx tap report text > coverage/npm-test.txt 2>&1
 # (scripts/test-node24.sh) runs the WebSocket and HTTP suites on it, as no native uWebSockets.js
 # build loads there (glibc < 2.38). `npm run test:portable` runs them on it with this Node.
 mapfile -t serial < <(find test -name '*.serial.ts' | sort)
-npx tap --disable-coverage --jobs=1 "${serial[@]}"
+bash scripts/tap-summary.sh npx tap --disable-coverage --jobs=1 "${serial[@]}"
 alone=$?
 [ "$layers" -eq 0 ] && [ "$parallel" -eq 0 ] && [ "$alone" -eq 0 ]
