@@ -7,14 +7,32 @@ import type { Domain } from './domain/domain.js';
  * the group commit, which exists before the state it measures: `createMetrics` gives the
  * observer first, `watchState` adds the gauges read at scrape time once the domain exists.
  */
-export function createMetrics(): { register: Registry; observeCommit: CommitObserver } {
+/** A batch's time in the SQLite writer thread: its writes, then its COMMIT (with the WAL's sync at FULL). */
+export type StoreBatchObserver = (timing: { applyMs: number; commitMs: number }) => void;
+
+export function createMetrics(): { register: Registry; observeCommit: CommitObserver; observeStoreBatch: StoreBatchObserver } {
   const register = new Registry();
   // prom-client's default names already start with process_ or nodejs_: the prefix is only ours.
   collectDefaultMetrics({ register, prefix: 'agent_relay_', eventLoopMonitoringPrecision: 20 });
+  const buckets = [0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1];
   const commits = new Histogram({
     name: 'agent_relay_commit_seconds',
-    help: 'Group commit duration (BEGIN IMMEDIATE to COMMIT).',
-    buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1],
+    help: 'Group commit, as the event loop waits for it: from handing the batch to the store to its answer (waiting behind the batch before it, the trip to the writer thread and back, the writes, COMMIT and its sync).',
+    buckets,
+    registers: [register],
+  });
+  // The SQLite store's own share of a commit, measured in its writer thread: the rest of
+  // agent_relay_commit_seconds is queueing and the trips between the threads.
+  const storeApply = new Histogram({
+    name: 'agent_relay_store_apply_seconds',
+    help: 'SQLite writer thread: applying a batch of writes (BEGIN IMMEDIATE to before COMMIT).',
+    buckets,
+    registers: [register],
+  });
+  const storeCommit = new Histogram({
+    name: 'agent_relay_store_commit_seconds',
+    help: "SQLite writer thread: a batch's COMMIT, with the WAL's fsync at synchronous=FULL.",
+    buckets,
     registers: [register],
   });
   const batch = new Histogram({
@@ -27,7 +45,11 @@ export function createMetrics(): { register: Registry; observeCommit: CommitObse
     commits.observe(ms / 1000);
     if (writes.length > 0) batch.observe(writes.length);
   };
-  return { register, observeCommit };
+  const observeStoreBatch: StoreBatchObserver = ({ applyMs, commitMs }) => {
+    storeApply.observe(applyMs / 1000);
+    storeCommit.observe(commitMs / 1000);
+  };
+  return { register, observeCommit, observeStoreBatch };
 }
 
 /** Gauges read at scrape time from live state and cheap grouped counts. */

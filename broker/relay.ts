@@ -6,7 +6,7 @@ import { CallbackDispatcher, DEFAULT_CALLBACK_POLICY, type CallbackPolicy } from
 import type { CommitObserver } from './domain/commit-queue.js';
 import { Domain } from './domain/domain.js';
 import { loadIntegrations } from './integrations.js';
-import { createMetrics, watchState } from './metrics.js';
+import { createMetrics, watchState, type StoreBatchObserver } from './metrics.js';
 import { InboxWaiters } from '../adapters/http/inbox.js';
 import { domainEdge } from './domain/edge.js';
 import { systemClock, type Clock, type RelayEdge } from './domain/ports.js';
@@ -43,8 +43,8 @@ export interface RelayOptions {
 
 export async function createRelay(config: RelayConfig, log: Logger, options: RelayOptions = {}): Promise<Relay> {
   const integrations = loadIntegrations(config.integrationsPath);
-  const store = await openStore(config, [...integrations.keys()], log);
   const metrics = createMetrics();
+  const store = await openStore(config, [...integrations.keys()], log, metrics.observeStoreBatch);
   // Hooks that reach parts built later (the dispatcher, the transport) go through these closures.
   let callbacks: CallbackDispatcher | undefined;
   let transport: RunningTransport | undefined;
@@ -104,7 +104,7 @@ export async function createRelay(config: RelayConfig, log: Logger, options: Rel
 }
 
 /** The store the configuration names: SQLite by default, PostgreSQL for a `postgres://` AGENT_RELAY_STORE. */
-async function openStore(config: RelayConfig, signedSources: string[], log: Logger): Promise<RelayStore> {
+async function openStore(config: RelayConfig, signedSources: string[], log: Logger, observeBatch: StoreBatchObserver): Promise<RelayStore> {
   if (config.store) {
     // Loaded only when asked for: a SQLite relay never loads the PostgreSQL driver.
     const { PostgresStore } = await import('./store-postgres/store.js');
@@ -123,5 +123,6 @@ async function openStore(config: RelayConfig, signedSources: string[], log: Logg
     signedSources,
     // Loud, and no silent restart: what the dead thread had in hand is unknown, so every write is refused from now on.
     onFatal: (err) => log.fatal({ err }, 'the store writer thread died: every write is refused until the relay is restarted'),
+    observeBatch,
   });
 }

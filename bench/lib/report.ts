@@ -218,6 +218,26 @@ export function buildReport(r: BenchResults, previous?: BenchResults | null): Re
         ['server CPU per acknowledged send: relay FULL ÷ Redis XADD appendfsync always (above 1×: the relay spends more)', x(cpuRatio)],
       ],
     });
+    const withCommits = d.runs.filter((run) => run.commits);
+    if (withCommits.length > 0) {
+      tables.push({
+        title: "2c. Where the relay's group commits spent their time (SQLite runs, averages per commit)",
+        headers: ['run', 'commits/s', 'writes/commit', 'event loop waited ms', 'writer: writes ms', 'writer: COMMIT ms', 'rest ms'],
+        rows: withCommits.map((run) => {
+          const c = run.commits!;
+          return [
+            run.name,
+            c.commitsPerSec,
+            fmtNum(c.writesPerCommit),
+            fmtNum(c.waitMs),
+            fmtNum(c.writerApplyMs),
+            fmtNum(c.writerCommitMs),
+            fmtNum(Math.round((c.waitMs - c.writerApplyMs - c.writerCommitMs) * 1000) / 1000),
+          ];
+        }),
+        note: "From the relay's /metrics over the run: the event loop's wait for a commit (agent_relay_commit_seconds) and the SQLite writer thread's share of it, its writes and its COMMIT (with the WAL's fsync at FULL). The rest is waiting behind the batch before it (two are handed over at once) and the trips between the threads: structured clones both ways, and each thread's event loop taking the message when it is free.",
+      });
+    }
   }
 
   if (r.claims) {

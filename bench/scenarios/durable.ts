@@ -3,6 +3,7 @@ import { nowMs, sleep } from '../lib/clock.js';
 import type { BenchContext } from '../lib/context.js';
 import { loadDriver, type Endpoint } from '../lib/drivers.js';
 import { mergeHists, summarize, type Latency } from '../lib/hist.js';
+import { commitShare, scrapeCommitSums, type CommitShare } from '../lib/commit-share.js';
 import { cpuMeter, forkWorker, split, type Worker } from '../lib/proc.js';
 import { startRelay } from '../lib/relay-proc.js';
 import { RpcWs } from '../lib/rpc-ws.js';
@@ -19,6 +20,8 @@ export interface DurableRun {
   firstError?: string;
   /** CPU per acknowledged send while the run's window lasted (Linux; absent in runs before 2026-12-07). */
   cpu?: DurableCpu;
+  /** The relay on SQLite: where its group commits spent their time, from its /metrics (absent before 2026-12-07's second session). */
+  commits?: CommitShare;
 }
 
 export interface DurableCpu {
@@ -95,9 +98,24 @@ export async function runDurable(ctx: BenchContext): Promise<DurableResult> {
         const rpc = await RpcWs.connect(relay.wsUrl);
         await rpc.call('agent/register', { id: 'sink' });
         await rpc.close();
-        runs.push(
-          await drive(ctx, workers, { system: 'relay', url: relay.wsUrl, topic: 'durable', target: 'sink' }, relay.pid, `relay message/send, synchronous=${sync}`, `SQLite WAL synchronous=${sync}`),
+        const before = await scrapeCommitSums(relay.url);
+        const run = await drive(
+          ctx,
+          workers,
+          { system: 'relay', url: relay.wsUrl, topic: 'durable', target: 'sink' },
+          relay.pid,
+          `relay message/send, synchronous=${sync}`,
+          `SQLite WAL synchronous=${sync}`,
         );
+        // Over the whole drive (connecting and closing too: a few commits more than the window's).
+        const commits = commitShare(before, await scrapeCommitSums(relay.url), ctx.cfg.durable.durationMs / 1000);
+        if (commits) {
+          run.commits = commits;
+          ctx.log(
+            `    commits: ${commits.commitsPerSec}/s of ${commits.writesPerCommit} writes; each waited ${commits.waitMs} ms, of which the writer thread's writes ${commits.writerApplyMs} ms and COMMIT ${commits.writerCommitMs} ms`,
+          );
+        }
+        runs.push(run);
       } finally {
         await relay.stop();
       }

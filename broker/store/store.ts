@@ -30,6 +30,8 @@ export { storageError } from './writer.js';
 
 const GET_META = `SELECT value FROM relay_meta WHERE key = ?`;
 
+import type { BatchTiming } from './writer.js';
+
 export interface StoreOptions extends OpenOptions {
   /** Sources whose task callbacks are signed with their integration's secret (`integration:NAME`); the rest with the relay's. */
   signedSources?: readonly string[];
@@ -39,6 +41,8 @@ export interface StoreOptions extends OpenOptions {
   searchIndexDelayMs?: number;
   /** Told once when the writer thread dies; every write is refused from then on (default: print it). */
   onFatal?: (err: Error) => void;
+  /** Told, for every batch applied, how long the writer thread took for its writes and for its COMMIT (metrics). */
+  observeBatch?: (timing: BatchTiming) => void;
 }
 
 type Waiter = { resolve: (r: Reply) => void; reject: (err: unknown) => void };
@@ -75,6 +79,7 @@ export class SqliteStore implements RelayStore {
   private failure: Failure = null;
   private dead: Error | null = null;
   private closing: Promise<void> | null = null;
+  private readonly observeBatch: (timing: BatchTiming) => void;
 
   private constructor(
     private readonly reader: Db,
@@ -84,6 +89,7 @@ export class SqliteStore implements RelayStore {
     private readonly onFatal: (err: Error) => void,
     opts: StoreOptions,
   ) {
+    this.observeBatch = opts.observeBatch ?? (() => {});
     const thread = new SearchThread({ path: opts.path, busyTimeoutMs: opts.busyTimeoutMs });
     this.searchThread = thread;
     this.search = {
@@ -171,6 +177,7 @@ export class SqliteStore implements RelayStore {
   async apply(ops: readonly WriteOp[]): Promise<Outcome[]> {
     const reply = await this.request((id) => ({ type: 'apply', id, ops }));
     if (reply.type !== 'applied') throw new Error(`writer thread: unexpected reply ${reply.type}`);
+    this.observeBatch(reply.timing);
     const outcomes = reply.outcomes.map(outcomeFromWire);
     // This connection's in-memory inbox bounds follow the commits the writer made (before anyone is answered).
     for (const o of outcomes) {

@@ -1,7 +1,7 @@
 import { RelayError, type ErrorName } from '../../protocol/index.js';
 import type { Outcome, WriteOp } from '../domain/store-port.js';
 import { DatabaseOpenError } from './open-error.js';
-import type { WriterOptions } from './writer.js';
+import type { BatchTiming, WriterOptions } from './writer.js';
 
 /*
  * The messages between the store (main thread) and its writer thread (writer-thread.ts). Everything
@@ -25,7 +25,7 @@ export type Failure = { at: number; error: string } | null;
 export type Reply =
   | { type: 'ready'; settings: Settings }
   | { type: 'openFailed'; error: WireError }
-  | { type: 'applied'; id: number; outcomes: Outcome[]; lastFailure: Failure }
+  | { type: 'applied'; id: number; outcomes: Outcome[]; lastFailure: Failure; timing: BatchTiming }
   | { type: 'failed'; id: number; error: WireError; lastFailure: Failure }
   | { type: 'value'; id: number; value: unknown }
   | { type: 'closed' };

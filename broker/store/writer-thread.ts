@@ -57,7 +57,7 @@ if (writer) {
           post({ type: 'failed', id: m.id, error: toWire(err), lastFailure: w.lastFailure });
           return;
         }
-        post({ type: 'applied', id: m.id, outcomes: outcomes.map(outcomeToWire), lastFailure: w.lastFailure });
+        post({ type: 'applied', id: m.id, outcomes: outcomes.map(outcomeToWire), lastFailure: w.lastFailure, timing: w.timing });
         if (outcomes.some((o) => o.changes.some((c) => c.kind === 'message'))) indexSoon();
         return;
       }

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import t, { type Test } from 'tap';
 import { ERRORS } from '../../protocol/errors.js';
 import { LIMITS } from '../../protocol/limits.js';
-import { ManualClock, startRelay, type TestRelay } from '../helpers/relay.js';
+import { ManualClock, onPostgres, startRelay, type TestRelay } from '../helpers/relay.js';
 import { connectAgent, WsRpc } from '../helpers/ws-client.js';
 
 /**
@@ -272,6 +272,8 @@ t.test('GET /metrics is Prometheus text with the relay metrics, and values follo
     ['agent_relay_tasks', 'gauge'],
     ['agent_relay_outbox', 'gauge'],
     ['agent_relay_commit_seconds', 'histogram'],
+    ['agent_relay_store_apply_seconds', 'histogram'],
+    ['agent_relay_store_commit_seconds', 'histogram'],
     ['agent_relay_nodejs_eventloop_lag_seconds', 'gauge'],
     ['agent_relay_nodejs_eventloop_lag_p99_seconds', 'gauge'],
   ] as const) {
@@ -308,5 +310,20 @@ t.test('GET /metrics is Prometheus text with the relay metrics, and values follo
   t.equal(sample(after, 'agent_relay_message_cursor'), 2, 'message cursor moved (the send and the task announcement)');
   t.equal(sample(after, 'agent_relay_tasks', '{status="open"}'), 1, 'one open task');
   t.ok(sample(after, 'agent_relay_commit_seconds_count')! > sample(before, 'agent_relay_commit_seconds_count')!, 'commits were observed in the latency histogram');
+  const inWriter = (text: string) => sample(text, 'agent_relay_store_apply_seconds_sum')! + sample(text, 'agent_relay_store_commit_seconds_sum')!;
+  if (onPostgres) {
+    t.equal(sample(after, 'agent_relay_store_apply_seconds_count'), 0, 'PostgreSQL store: no SQLite writer thread to time');
+  } else {
+    // Every batch the commit queue hands over is one the writer thread applies: the counts move
+    // together, and its time in the writer is part of the wait the event loop saw.
+    t.equal(
+      sample(after, 'agent_relay_store_apply_seconds_count')! - sample(before, 'agent_relay_store_apply_seconds_count')!,
+      sample(after, 'agent_relay_commit_seconds_count')! - sample(before, 'agent_relay_commit_seconds_count')!,
+      'one writer-thread timing per group commit',
+    );
+    t.equal(sample(after, 'agent_relay_store_commit_seconds_count'), sample(after, 'agent_relay_store_apply_seconds_count'), 'a COMMIT timed for every batch applied');
+    t.ok(inWriter(after) > inWriter(before), 'the writer thread took some time');
+    t.ok(inWriter(after) <= sample(after, 'agent_relay_commit_seconds_sum')!, "the writer thread's share is no more than the commits' whole wait");
+  }
   t.notMatch(after, alice.token, 'no token in the metrics');
 });
