@@ -6,6 +6,8 @@
  */
 export interface CommitShare {
   commitsPerSec: number;
+  /** Writes the commits carried (deferred bookkeeping too). */
+  writes: number;
   writesPerCommit: number;
   /** Averages per group commit, in ms. */
   waitMs: number;
@@ -35,6 +37,7 @@ export function commitShare(before: Sums, after: Sums, seconds: number): CommitS
   const ms = (name: string) => Math.round((d(`${name}_sum`) / commits) * 1e6) / 1e3;
   return {
     commitsPerSec: Math.round(commits / seconds),
+    writes: d('agent_relay_commit_batch_size_sum'),
     writesPerCommit: Math.round((d('agent_relay_commit_batch_size_sum') / Math.max(1, d('agent_relay_commit_batch_size_count'))) * 10) / 10,
     waitMs: ms('agent_relay_commit_seconds'),
     writerApplyMs: ms('agent_relay_store_apply_seconds'),

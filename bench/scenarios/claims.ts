@@ -2,6 +2,7 @@ import Database from 'better-sqlite3';
 import { nowMs } from '../lib/clock.js';
 import type { BenchContext } from '../lib/context.js';
 import { mergeHists, summarize, type Latency } from '../lib/hist.js';
+import { commitShare, scrapeCommitSums, type CommitShare } from '../lib/commit-share.js';
 import { forkWorker } from '../lib/proc.js';
 import { startRelay } from '../lib/relay-proc.js';
 import { RpcWs } from '../lib/rpc-ws.js';
@@ -24,6 +25,8 @@ export interface ClaimsResult {
   createPerSec: number;
   latency: Latency;
   firstError?: string;
+  /** Where the race's group commits spent their time, and how many writes reached the store (absent before 2026-12-07's second session). */
+  commits?: CommitShare;
 }
 
 export async function runClaims(ctx: BenchContext): Promise<ClaimsResult> {
@@ -49,6 +52,7 @@ export async function runClaims(ctx: BenchContext): Promise<ClaimsResult> {
     const half = Math.ceil(c.claimers / 2);
     const indices = [Array.from({ length: half }, (_, i) => i), Array.from({ length: c.claimers - half }, (_, i) => half + i)];
     await Promise.all(workers.map((w, i) => w.call('open', { url: relay.wsUrl, indices: indices[i] })));
+    const before = await scrapeCommitSums(relay.url);
     const startAt = nowMs() + 300;
     const outs = await Promise.all(
       workers.map((w) =>
@@ -59,12 +63,15 @@ export async function runClaims(ctx: BenchContext): Promise<ClaimsResult> {
         ),
       ),
     );
+    const after = await scrapeCommitSums(relay.url);
     await Promise.all(workers.map((w) => w.call('close')));
     const seen = new Map<number, number>();
     for (const o of outs) for (const id of o.wins) seen.set(id, (seen.get(id) ?? 0) + 1);
     const sec = (Math.max(...outs.map((o) => o.endMs)) - Math.min(...outs.map((o) => o.startMs))) / 1000;
     const attempts = outs.reduce((n, o) => n + o.attempts, 0);
+    const commits = commitShare(before, after, sec);
     result = {
+      ...(commits ? { commits } : {}),
       claimers: c.claimers,
       tasks: taskIds.length,
       contention: c.contention,
@@ -89,6 +96,12 @@ export async function runClaims(ctx: BenchContext): Promise<ClaimsResult> {
   const claimedInDb = (db.prepare(`SELECT COUNT(*) AS n FROM tasks WHERE status = 'claimed'`).get() as { n: number }).n;
   db.close();
   const r: ClaimsResult = { ...result, doubleClaimsInDb, claimedInDb };
+  if (r.commits) {
+    const c = r.commits;
+    ctx.log(
+      `    ${c.writes} writes reached the store for ${r.attempts} attempts (the rest refused from the relay's record of held tasks); commits: ${c.commitsPerSec}/s of ${c.writesPerCommit} writes, each waited ${c.waitMs} ms, of which the writer thread's writes ${c.writerApplyMs} ms and COMMIT ${c.writerCommitMs} ms`,
+    );
+  }
   ctx.log(
     `  ${r.claimers} claimers, ${r.tasks} tasks, each raced by ${r.contention}: ${r.claimsPerSec} claims/s (${r.attemptsPerSec} attempts/s, ${r.conflicts} conflicts), claim p50 ${r.latency.p50} ms p99 ${r.latency.p99} ms; double claims ${r.doubleClaims} (db ${r.doubleClaimsInDb}), claimed in db ${r.claimedInDb}, unclaimed ${r.unclaimed}${r.errors ? `, errors ${r.errors}: ${r.firstError}` : ''}`,
   );
