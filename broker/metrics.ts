@@ -3,13 +3,16 @@ import type { CommitObserver } from './domain/commit-queue.js';
 import type { Domain } from './domain/domain.js';
 
 /**
+ * Told of each batch's time in the SQLite writer thread: its writes, then its COMMIT (SqliteStore's
+ * observeBatch; spelled out here because metrics sit below the store in the layers).
+ */
+export type StoreBatchObserver = (timing: { applyMs: number; commitMs: number }) => void;
+
+/**
  * Prometheus metrics: one registry per relay (tests run several). Commit latency is observed by
  * the group commit, which exists before the state it measures: `createMetrics` gives the
  * observer first, `watchState` adds the gauges read at scrape time once the domain exists.
  */
-/** A batch's time in the SQLite writer thread: its writes, then its COMMIT (with the WAL's sync at FULL). */
-export type StoreBatchObserver = (timing: { applyMs: number; commitMs: number }) => void;
-
 export function createMetrics(): { register: Registry; observeCommit: CommitObserver; observeStoreBatch: StoreBatchObserver } {
   const register = new Registry();
   // prom-client's default names already start with process_ or nodejs_: the prefix is only ours.

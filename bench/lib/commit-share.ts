@@ -29,6 +29,16 @@ export async function scrapeCommitSums(relayUrl: string): Promise<Sums> {
   return sums;
 }
 
+/** One line of it: "N commits/s of W writes; each waited X ms, of which ...". */
+export function describeCommits(c: CommitShare): string {
+  return `${c.commitsPerSec} commits/s of ${c.writesPerCommit} writes; each commit waited ${c.waitMs} ms, of which the writer thread's writes ${c.writerApplyMs} ms and COMMIT ${c.writerCommitMs} ms`;
+}
+
+/** A claims race: how many of its attempts reached the store, and where its commits spent their time. */
+export function describeClaimWrites(attempts: number, c: CommitShare): string {
+  return `${c.writes} writes reached the store for ${attempts} attempts (the rest were refused from the relay's record of held tasks without a write), in ${describeCommits(c)}`;
+}
+
 /** The share over what happened between two scrapes, `seconds` apart; undefined without commits. */
 export function commitShare(before: Sums, after: Sums, seconds: number): CommitShare | undefined {
   const d = (name: string) => (after[name] ?? 0) - (before[name] ?? 0);

@@ -8,6 +8,7 @@ import type { ProfileConfig } from './context.js';
 import { SYSTEM_LABELS, SYSTEMS, type SystemName } from './drivers.js';
 import { fmtNum, mdTable, textTable, type Table } from './table.js';
 import { BODY_BYTES } from './payload.js';
+import { describeClaimWrites } from './commit-share.js';
 
 export interface BenchMeta {
   profile: string;
@@ -246,11 +247,7 @@ export function buildReport(r: BenchResults, previous?: BenchResults | null): Re
       title: `3. Claims: ${c.claimers} claimers racing over ${c.tasks} tasks (each task raced by ${c.contention})`,
       headers: ['claims/s', 'attempts/s', 'conflicts', 'claim p50 ms', 'claim p99 ms', 'double claims', 'double in db', 'unclaimed', 'errors'],
       rows: [[c.claimsPerSec, c.attemptsPerSec, c.conflicts, fmtNum(c.latency.p50), fmtNum(c.latency.p99), c.doubleClaims, c.doubleClaimsInDb, c.unclaimed, c.errors]],
-      note: `Tasks created through task/create in JSON-RPC batches of 100: ${c.createPerSec}/s.${
-        c.commits
-          ? ` During the race ${c.commits.writes} writes reached the store for ${c.attempts} attempts (the rest were refused from the relay's record of held tasks without a write), in ${c.commits.commitsPerSec} commits/s of ${fmtNum(c.commits.writesPerCommit)} writes; each commit waited ${fmtNum(c.commits.waitMs)} ms, of which the writer thread's writes ${fmtNum(c.commits.writerApplyMs)} ms and COMMIT ${fmtNum(c.commits.writerCommitMs)} ms.`
-          : ''
-      }`,
+      note: `Tasks created through task/create in JSON-RPC batches of 100: ${c.createPerSec}/s.${c.commits ? ` During the race ${describeClaimWrites(c.attempts, c.commits)}.` : ''}`,
     });
   }
 

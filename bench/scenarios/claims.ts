@@ -2,7 +2,7 @@ import Database from 'better-sqlite3';
 import { nowMs } from '../lib/clock.js';
 import type { BenchContext } from '../lib/context.js';
 import { mergeHists, summarize, type Latency } from '../lib/hist.js';
-import { commitShare, scrapeCommitSums, type CommitShare } from '../lib/commit-share.js';
+import { commitShare, describeClaimWrites, scrapeCommitSums, type CommitShare } from '../lib/commit-share.js';
 import { forkWorker } from '../lib/proc.js';
 import { startRelay } from '../lib/relay-proc.js';
 import { RpcWs } from '../lib/rpc-ws.js';
@@ -96,12 +96,7 @@ export async function runClaims(ctx: BenchContext): Promise<ClaimsResult> {
   const claimedInDb = (db.prepare(`SELECT COUNT(*) AS n FROM tasks WHERE status = 'claimed'`).get() as { n: number }).n;
   db.close();
   const r: ClaimsResult = { ...result, doubleClaimsInDb, claimedInDb };
-  if (r.commits) {
-    const c = r.commits;
-    ctx.log(
-      `    ${c.writes} writes reached the store for ${r.attempts} attempts (the rest refused from the relay's record of held tasks); commits: ${c.commitsPerSec}/s of ${c.writesPerCommit} writes, each waited ${c.waitMs} ms, of which the writer thread's writes ${c.writerApplyMs} ms and COMMIT ${c.writerCommitMs} ms`,
-    );
-  }
+  if (r.commits) ctx.log(`    ${describeClaimWrites(r.attempts, r.commits)}`);
   ctx.log(
     `  ${r.claimers} claimers, ${r.tasks} tasks, each raced by ${r.contention}: ${r.claimsPerSec} claims/s (${r.attemptsPerSec} attempts/s, ${r.conflicts} conflicts), claim p50 ${r.latency.p50} ms p99 ${r.latency.p99} ms; double claims ${r.doubleClaims} (db ${r.doubleClaimsInDb}), claimed in db ${r.claimedInDb}, unclaimed ${r.unclaimed}${r.errors ? `, errors ${r.errors}: ${r.firstError}` : ''}`,
   );

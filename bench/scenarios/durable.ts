@@ -3,7 +3,7 @@ import { nowMs, sleep } from '../lib/clock.js';
 import type { BenchContext } from '../lib/context.js';
 import { loadDriver, type Endpoint } from '../lib/drivers.js';
 import { mergeHists, summarize, type Latency } from '../lib/hist.js';
-import { commitShare, scrapeCommitSums, type CommitShare } from '../lib/commit-share.js';
+import { commitShare, describeCommits, scrapeCommitSums, type CommitShare } from '../lib/commit-share.js';
 import { cpuMeter, forkWorker, split, type Worker } from '../lib/proc.js';
 import { startRelay } from '../lib/relay-proc.js';
 import { RpcWs } from '../lib/rpc-ws.js';
@@ -111,9 +111,7 @@ export async function runDurable(ctx: BenchContext): Promise<DurableResult> {
         const commits = commitShare(before, await scrapeCommitSums(relay.url), ctx.cfg.durable.durationMs / 1000);
         if (commits) {
           run.commits = commits;
-          ctx.log(
-            `    commits: ${commits.commitsPerSec}/s of ${commits.writesPerCommit} writes; each waited ${commits.waitMs} ms, of which the writer thread's writes ${commits.writerApplyMs} ms and COMMIT ${commits.writerCommitMs} ms`,
-          );
+          ctx.log(`    ${describeCommits(commits)}`);
         }
         runs.push(run);
       } finally {

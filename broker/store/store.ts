@@ -25,12 +25,11 @@ import { openTables } from './tables.js';
 import { SearchThread } from './search-client.js';
 import { workerEntry } from './writer-entry.js';
 import { fromWire, outcomeFromWire, type Failure, type Reply, type Request, type Settings, type WriterData } from './writer-protocol.js';
+import type { BatchTiming } from './writer.js';
 
 export { storageError } from './writer.js';
 
 const GET_META = `SELECT value FROM relay_meta WHERE key = ?`;
-
-import type { BatchTiming } from './writer.js';
 
 export interface StoreOptions extends OpenOptions {
   /** Sources whose task callbacks are signed with their integration's secret (`integration:NAME`); the rest with the relay's. */

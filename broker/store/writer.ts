@@ -25,6 +25,7 @@ export interface WriterOptions extends OpenOptions {
 
 /** One batch in the writer: its writes (BEGIN IMMEDIATE to before COMMIT), then its COMMIT (with the WAL's sync at FULL). */
 export type BatchTiming = { applyMs: number; commitMs: number };
+
 /**
  * The write side of the SQLite store: the one connection that writes, owned by the writer thread
  * (writer-thread.ts). A batch of ops is one BEGIN IMMEDIATE transaction; ops check their
