@@ -16,10 +16,12 @@ export interface LiveSession extends Session {
 }
 
 /**
- * A Session whose frames written during the current turn leave together, in one corked write, once
- * the turn's synchronous work is done: a group commit that pushes ten messages to a subscriber
- * costs one syscall, not ten (one write per frame was a third of the relay's CPU in a
- * 100-subscriber fan-out). Order is kept: every frame of this socket goes through this queue.
+ * A Session whose frames written during the current event-loop turn leave together, in one corked
+ * write, once the turn's work is done (setImmediate: after every frame uWS read in this turn, not
+ * after each one's microtasks): a group commit that pushes ten messages to a subscriber costs one
+ * syscall, not ten (one write per frame was a third of the relay's CPU in a 100-subscriber
+ * fan-out), and a client's four claims read in one go get their four answers in one write (a
+ * flush per frame made 1.6 writes per read in the claims benchmark; now 1). Order is kept: every frame of this socket goes through this queue.
  * Writes after close are dropped silently (the socket is gone). A binding supplies the socket
  * operations.
  */
@@ -51,12 +53,19 @@ export abstract class QueuedSession implements LiveSession {
 
   send(frame: string): SendResult {
     if (this.closed) return 'ok';
-    const buffered = this.bufferedBytes() + this.outBytes;
     const size = Buffer.byteLength(frame);
+    let buffered = this.bufferedBytes() + this.outBytes;
+    if (buffered + size > this.maxBackpressure && this.out !== null) {
+      // Frames of this turn are not yet the client's backlog: write them now, and count against
+      // the bound only what the socket could not take.
+      this.flush();
+      if (this.closed) return 'dropped';
+      buffered = this.bufferedBytes();
+    }
     if (buffered + size > this.maxBackpressure) return 'dropped';
     if (this.out === null) {
       this.out = [];
-      queueMicrotask(this.flush);
+      setImmediate(this.flush);
     }
     this.out.push(frame);
     this.outSizes.push(size);
