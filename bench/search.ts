@@ -218,9 +218,9 @@ async function main(): Promise<void> {
         ],
       })}`,
     );
-    obs.ws.close();
-    agent.ws.close();
-    probe.ws.close();
+    await obs.close();
+    await agent.close();
+    await probe.close();
   } finally {
     await relay.stop();
     rmSync(benchTmp(), { recursive: true, force: true });

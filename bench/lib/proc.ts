@@ -201,7 +201,7 @@ let nextCallId = 1;
 export function forkWorker(name: string, script: string): Promise<Worker> {
   const child = fork(join(BENCH, script), [], {
     cwd: ROOT,
-    execArgv: ['--import', 'tsx', '--max-old-space-size=4096'],
+    execArgv: ['--import', 'tsx', '--max-old-space-size=4096', ...(process.env.BENCH_WORKER_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_WORKER_PROF}`] : [])],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     serialization: 'advanced',
     env: { ...process.env, BENCH_WORKER: name },
@@ -266,6 +266,8 @@ export function serveWorker(handlers: Record<string, Handler>): void {
       );
   });
   process.on('disconnect', () => process.exit(0));
+  // Exit on SIGTERM by process.exit, so a --cpu-prof profile (BENCH_WORKER_PROF) is written.
+  process.on('SIGTERM', () => process.exit(0));
   process.send!({ ready: true });
 }
 

@@ -245,8 +245,36 @@ export function buildReport(r: BenchResults, previous?: BenchResults | null): Re
     const c = r.claims;
     tables.push({
       title: `3. Claims: ${c.claimers} claimers racing over ${c.tasks} tasks (each task raced by ${c.contention})`,
-      headers: ['claims/s', 'attempts/s', 'conflicts', 'claim p50 ms', 'claim p99 ms', 'double claims', 'double in db', 'unclaimed', 'errors'],
-      rows: [[c.claimsPerSec, c.attemptsPerSec, c.conflicts, fmtNum(c.latency.p50), fmtNum(c.latency.p99), c.doubleClaims, c.doubleClaimsInDb, c.unclaimed, c.errors]],
+      headers: [
+        'claims/s',
+        'attempts/s',
+        'conflicts',
+        'claim p50 ms',
+        'claim p99 ms',
+        'double claims',
+        'double in db',
+        'unclaimed',
+        'errors',
+        'relay CPU µs/claim',
+        'claimers CPU µs/claim',
+        'cores busy',
+      ],
+      rows: [
+        [
+          c.claimsPerSec,
+          c.attemptsPerSec,
+          c.conflicts,
+          fmtNum(c.latency.p50),
+          fmtNum(c.latency.p99),
+          c.doubleClaims,
+          c.doubleClaimsInDb,
+          c.unclaimed,
+          c.errors,
+          c.cpu ? fmtNum(c.cpu.serverUsPerClaim) : '-',
+          c.cpu ? fmtNum(c.cpu.generatorsUsPerClaim) : '-',
+          c.cpu ? fmtNum(c.cpu.machineBusyCores) : '-',
+        ],
+      ],
       note: `Tasks created through task/create in JSON-RPC batches of 100: ${c.createPerSec}/s.${c.commits ? ` During the race ${describeClaimWrites(c.attempts, c.commits)}.` : ''}`,
     });
   }

@@ -1,9 +1,9 @@
 import Database from 'better-sqlite3';
-import { nowMs } from '../lib/clock.js';
+import { nowMs, sleep } from '../lib/clock.js';
 import type { BenchContext } from '../lib/context.js';
 import { mergeHists, summarize, type Latency } from '../lib/hist.js';
 import { commitShare, describeClaimWrites, scrapeCommitSums, type CommitShare } from '../lib/commit-share.js';
-import { forkWorker } from '../lib/proc.js';
+import { cpuMeter, forkWorker } from '../lib/proc.js';
 import { startRelay } from '../lib/relay-proc.js';
 import { RpcWs } from '../lib/rpc-ws.js';
 
@@ -27,6 +27,17 @@ export interface ClaimsResult {
   firstError?: string;
   /** Where the race's group commits spent their time, and how many writes reached the store (absent before 2026-12-07's second session). */
   commits?: CommitShare;
+  /** CPU per won claim during the race (Linux; absent before 2026-12-08). */
+  cpu?: ClaimsCpu;
+}
+
+export interface ClaimsCpu {
+  /** The relay's process, all its threads. */
+  serverUsPerClaim: number;
+  /** The two claimer processes together. */
+  generatorsUsPerClaim: number;
+  /** How many of the machine's cores were busy, on average (everything on the machine). */
+  machineBusyCores: number;
 }
 
 export async function runClaims(ctx: BenchContext): Promise<ClaimsResult> {
@@ -54,7 +65,7 @@ export async function runClaims(ctx: BenchContext): Promise<ClaimsResult> {
     await Promise.all(workers.map((w, i) => w.call('open', { url: relay.wsUrl, indices: indices[i] })));
     const before = await scrapeCommitSums(relay.url);
     const startAt = nowMs() + 300;
-    const outs = await Promise.all(
+    const racing = Promise.all(
       workers.map((w) =>
         w.call<{ wins: number[]; attempts: number; conflicts: number; errors: number; firstError?: string; startMs: number; endMs: number; hist: string }>(
           'run',
@@ -63,6 +74,11 @@ export async function runClaims(ctx: BenchContext): Promise<ClaimsResult> {
         ),
       ),
     );
+    // From the start of the race to its end: what a won claim costs the relay and the claimers.
+    await sleep(startAt - nowMs());
+    const meter = cpuMeter({ server: relay.pid, generator0: workers[0]!.pid, generator1: workers[1]!.pid });
+    const outs = await racing;
+    const share = meter.stop();
     const after = await scrapeCommitSums(relay.url);
     await Promise.all(workers.map((w) => w.call('close')));
     const seen = new Map<number, number>();
@@ -70,8 +86,18 @@ export async function runClaims(ctx: BenchContext): Promise<ClaimsResult> {
     const sec = (Math.max(...outs.map((o) => o.endMs)) - Math.min(...outs.map((o) => o.startMs))) / 1000;
     const attempts = outs.reduce((n, o) => n + o.attempts, 0);
     const commits = commitShare(before, after, sec);
+    const perClaim = (cpuSec: number) => (seen.size > 0 ? Math.round((cpuSec / seen.size) * 1e6 * 10) / 10 : 0);
     result = {
       ...(commits ? { commits } : {}),
+      ...(share
+        ? {
+            cpu: {
+              serverUsPerClaim: perClaim(share.cpuSec.server!),
+              generatorsUsPerClaim: perClaim(share.cpuSec.generator0! + share.cpuSec.generator1!),
+              machineBusyCores: Math.round(share.machineBusyCores * 100) / 100,
+            },
+          }
+        : {}),
       claimers: c.claimers,
       tasks: taskIds.length,
       contention: c.contention,
@@ -97,6 +123,7 @@ export async function runClaims(ctx: BenchContext): Promise<ClaimsResult> {
   db.close();
   const r: ClaimsResult = { ...result, doubleClaimsInDb, claimedInDb };
   if (r.commits) ctx.log(`    ${describeClaimWrites(r.attempts, r.commits)}`);
+  if (r.cpu) ctx.log(`    CPU per won claim: relay ${r.cpu.serverUsPerClaim} µs, claimers ${r.cpu.generatorsUsPerClaim} µs; ${r.cpu.machineBusyCores} cores busy`);
   ctx.log(
     `  ${r.claimers} claimers, ${r.tasks} tasks, each raced by ${r.contention}: ${r.claimsPerSec} claims/s (${r.attemptsPerSec} attempts/s, ${r.conflicts} conflicts), claim p50 ${r.latency.p50} ms p99 ${r.latency.p99} ms; double claims ${r.doubleClaims} (db ${r.doubleClaimsInDb}), claimed in db ${r.claimedInDb}, unclaimed ${r.unclaimed}${r.errors ? `, errors ${r.errors}: ${r.firstError}` : ''}`,
   );
