@@ -7,7 +7,7 @@ import { ensureInstalled, startNats, startRedis } from './peers/setup.js';
 import { nowMs } from './lib/clock.js';
 import { PROFILES, type BenchContext, type Peers, type Profile } from './lib/context.js';
 import { SYSTEMS, type SystemName } from './lib/drivers.js';
-import { BENCH, runMain } from './lib/proc.js';
+import { BENCH, runMain, settleMachine } from './lib/proc.js';
 import { buildReport, type BenchResults } from './lib/report.js';
 import { renderFanoutSvg } from './lib/svg.js';
 import { updateResultsMd } from './lib/results-md.js';
@@ -105,8 +105,10 @@ async function main(): Promise<void> {
 
   try {
     for (const name of only) {
-      const t0 = nowMs();
       log(`\n== ${name}`);
+      const quiet = await settleMachine();
+      if (quiet) log(`  machine quiet after ${quiet.waitedMs} ms (${quiet.busyCores} cores busy)`);
+      const t0 = nowMs();
       try {
         const mod = await import(`./scenarios/${name}.js`);
         const fn = mod[`run${name[0]!.toUpperCase()}${name.slice(1)}`] as (c: BenchContext) => Promise<unknown>;

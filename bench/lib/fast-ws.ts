@@ -27,6 +27,11 @@ export class FastWs {
   private rest: Buffer | null = null;
   private fragments: Buffer[] | null = null;
   private closed = false;
+  private corked = false;
+  private readonly uncork = (): void => {
+    this.corked = false;
+    this.sock.uncork();
+  };
 
   private constructor(private readonly sock: Socket) {
     sock.setNoDelay(true);
@@ -79,16 +84,6 @@ export class FastWs {
     this.frame(1, Buffer.from(text));
   }
 
-  /** Run `fn` with the socket corked: its frames leave in one write, after this tick. */
-  cork(fn: () => void): void {
-    this.sock.cork();
-    try {
-      fn();
-    } finally {
-      process.nextTick(() => this.sock.uncork());
-    }
-  }
-
   close(code = 1000): Promise<void> {
     if (this.closed) return Promise.resolve();
     return new Promise((resolve) => {
@@ -131,6 +126,13 @@ export class FastWs {
     const mask = maskKey();
     mask.copy(out, headLen);
     for (let i = 0; i < len; i++) out[headLen + 4 + i] = payload[i]! ^ mask[i & 3]!;
+    // Frames sent in one tick leave in one write, as a client answering several replies at once
+    // would send them: a write per frame was the claimers' largest cost.
+    if (!this.corked) {
+      this.corked = true;
+      this.sock.cork();
+      process.nextTick(this.uncork);
+    }
     this.sock.write(out);
   }
 

@@ -3,7 +3,7 @@ import { createWriteStream, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { sleep } from './clock.js';
+import { nowMs, sleep } from './clock.js';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const BENCH = join(ROOT, 'bench');
@@ -148,6 +148,29 @@ function machineTicks(): { busy: number; total: number; cores: number } {
   const n = lines[0]!.trim().split(/\s+/).slice(1).map(Number);
   const total = n.slice(0, 8).reduce((a, b) => a + b, 0); // user … steal (guest time is inside user)
   return { busy: total - n[3]! - n[4]!, total, cores: lines.filter((l) => /^cpu\d/.test(l)).length }; // busy: less idle and iowait
+}
+
+/**
+ * Wait (at most `maxMs`) until the machine is quiet: a `windowMs` window in which fewer than
+ * `busyCores` cores were busy. What a scenario leaves running (a peer's checkpoint, a relay's
+ * last fsyncs, a load generator's exit) otherwise lands in the next one's figures. Resolves to
+ * how long it waited and how busy the last window was (undefined off Linux).
+ */
+export async function settleMachine(busyCores = 0.3, windowMs = 500, maxMs = 15_000): Promise<{ waitedMs: number; busyCores: number } | undefined> {
+  const t0 = nowMs();
+  for (;;) {
+    let before: ReturnType<typeof machineTicks>;
+    try {
+      before = machineTicks();
+    } catch {
+      return undefined;
+    }
+    await sleep(windowMs);
+    const after = machineTicks();
+    const ticks = after.total - before.total;
+    const busy = ticks > 0 ? ((after.busy - before.busy) / ticks) * after.cores : 0;
+    if (busy < busyCores || nowMs() - t0 >= maxMs) return { waitedMs: Math.round(nowMs() - t0), busyCores: Math.round(busy * 100) / 100 };
+  }
 }
 
 /** CPU used while a piece of work ran, by the processes named and by the whole machine. */
