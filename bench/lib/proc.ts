@@ -159,17 +159,12 @@ function machineTicks(): { busy: number; total: number; cores: number } {
 export async function settleMachine(busyCores = 0.3, windowMs = 500, maxMs = 15_000): Promise<{ waitedMs: number; busyCores: number } | undefined> {
   const t0 = nowMs();
   for (;;) {
-    let before: ReturnType<typeof machineTicks>;
-    try {
-      before = machineTicks();
-    } catch {
-      return undefined;
-    }
+    const meter = cpuMeter({});
     await sleep(windowMs);
-    const after = machineTicks();
-    const ticks = after.total - before.total;
-    const busy = ticks > 0 ? ((after.busy - before.busy) / ticks) * after.cores : 0;
-    if (busy < busyCores || nowMs() - t0 >= maxMs) return { waitedMs: Math.round(nowMs() - t0), busyCores: Math.round(busy * 100) / 100 };
+    const share = meter.stop();
+    if (!share) return undefined;
+    const busy = Math.round(share.machineBusyCores * 100) / 100;
+    if (busy < busyCores || nowMs() - t0 >= maxMs) return { waitedMs: Math.round(nowMs() - t0), busyCores: busy };
   }
 }
 

@@ -20,7 +20,7 @@ function answerError(e: { code: number; message: string; data?: Record<string, u
 
 /**
  * A lean JSON-RPC client over one WebSocket, for load generation: notifications are handed over
- * as raw text (no JSON parse), responses resolve their calls. Sends can be corked into one write.
+ * as raw text (no JSON parse), responses resolve their calls. Calls made in one tick leave in one write.
  * It runs on FastWs, not the `ws` package: with `ws` the claimers cost as much CPU per claim as the
  * relay did, on the cores they share with it.
  */
@@ -80,11 +80,6 @@ export class RpcWs {
     );
     this.ws.sendText(JSON.stringify(entries));
     return Promise.all(out);
-  }
-
-  /** Run `fn`: its sends leave in one write (FastWs writes every frame of a tick together). */
-  cork(fn: () => void): void {
-    fn();
   }
 
   close(): Promise<void> {
